@@ -1,0 +1,33 @@
+"""Fixtures shared by every test area. Area fixtures live in tests/<layer>/<area>/conftest.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_FACES = REPO_ROOT.parent / "shared" / "data" / "faces"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """URL of the real PostgreSQL started by scripts/postgres.sh (scripts/test.sh exports it).
+
+    Outside CI a missing server skips; in CI it fails, so a broken set-up cannot pass silently.
+    """
+    url = os.environ.get("PLATFORM_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("PLATFORM_TEST_PG_URL is not set: scripts/test.sh starts PostgreSQL and sets it")
+        pytest.skip("PostgreSQL not started (run scripts/postgres.sh start, or make test)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """../shared/data/faces: face images of public figures for tests (see its SOURCES.md)."""
+    if not SHARED_FACES.is_dir():
+        pytest.skip("../shared/data/faces is not present beside the repository")
+    return SHARED_FACES

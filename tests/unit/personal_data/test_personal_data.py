@@ -1,0 +1,58 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from personal_data import bank_card, crypto, id_number
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("11010519491231002X", True),
+        ("11010519491231002x", True),
+        ("110105194912310021", False),  # wrong check digit
+        ("11010519491331002X", False),  # month 13
+        ("1101051949123100", False),  # too short
+    ],
+)
+def test_id_number_validation(value: str, ok: bool) -> None:
+    assert id_number.is_valid(value) is ok
+
+
+def test_id_number_mask_keeps_first_and_last_four() -> None:
+    assert id_number.mask("11010519491231002X") == "1101**********002X"
+
+
+@given(st.text(max_size=30))
+def test_id_validate_never_raises_anything_but_its_error(text: str) -> None:
+    try:
+        id_number.validate(text)
+    except id_number.InvalidIdNumberError:
+        pass
+
+
+def test_luhn_and_mask() -> None:
+    assert bank_card.luhn_ok("6212345678901232")
+    assert not bank_card.luhn_ok("6212345678901233")
+    assert bank_card.mask("6212 3456 7890 1232") == "621234******1232"
+    with pytest.raises(bank_card.InvalidCardNumberError):
+        bank_card.validate("6212345678901233")
+
+
+def test_sm4_gcm_round_trip_and_tamper_detection() -> None:
+    key = crypto.DataKey.from_text(crypto.DataKey.generate_text())
+    blob = crypto.encrypt_text(key, "11010519491231002X", "expert")
+    assert b"11010519491231002X" not in blob
+    assert crypto.decrypt_text(key, blob, "expert") == "11010519491231002X"
+    with pytest.raises(crypto.DecryptionError):
+        crypto.decrypt_text(key, blob[:-1] + bytes([blob[-1] ^ 1]), "expert")
+    other = crypto.DataKey.from_text(crypto.DataKey.generate_text())
+    with pytest.raises(crypto.DecryptionError):
+        crypto.decrypt_text(other, blob, "expert")
+
+
+def test_lookup_hash_is_keyed() -> None:
+    a = crypto.DataKey.from_text(crypto.DataKey.generate_text())
+    b = crypto.DataKey.from_text(crypto.DataKey.generate_text())
+    assert crypto.lookup_hash(a, "x") == crypto.lookup_hash(a, "x")
+    assert crypto.lookup_hash(a, "x") != crypto.lookup_hash(b, "x")
