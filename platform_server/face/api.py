@@ -1,0 +1,58 @@
+"""The face-verification interface the platform's services depend on.
+
+The services take any `FaceVerifier`; `platform_server/bootstrap.py` builds the dlib-based one.
+Encodings are opaque bytes to the services (the dlib one stores 128 float64 values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+class FaceImageProblem(StrEnum):
+    """Why an image cannot be used for verification; each maps to a refusal the kiosk can show."""
+
+    TOO_LARGE = "too_large"  # over the configured byte or pixel limit
+    UNDECODABLE = "undecodable"  # not a JPEG/PNG the decoder can read
+    NO_FACE = "no_face"
+    SEVERAL_FACES = "several_faces"
+    TOO_SMALL = "too_small"  # face found but too few pixels to encode reliably
+
+
+class FaceImageError(ValueError):
+    """An image that cannot be verified, with the specific problem and a message for people."""
+
+    def __init__(self, problem: FaceImageProblem, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class FaceVerdict:
+    """Outcome of comparing captures with a reference: best distance, threshold used, decision."""
+
+    distance: float
+    threshold: float
+    matched: bool
+
+
+class FaceVerifier(Protocol):
+    """Encodes reference photos once, and compares kiosk captures with them."""
+
+    @property
+    def threshold(self) -> float:
+        """Distance at or below which two faces are taken to be the same person."""
+        ...
+
+    def encode_reference(self, image: bytes) -> bytes:
+        """Encode a reference photo (JPEG/PNG bytes); raise FaceImageError if unusable."""
+        ...
+
+    def verify(self, reference_encoding: bytes, captures: Sequence[bytes]) -> FaceVerdict:
+        """Compare 1..n capture images with a stored reference encoding; raise FaceImageError."""
+        ...
