@@ -1,0 +1,260 @@
+"""Face verification with dlib's ResNet face descriptor (the model behind face_recognition).
+
+Pipeline per image: safe decode (image_decoding), HOG detection on a downscaled copy, landmarks and
+the 128-d descriptor on the working-resolution image, Euclidean distance to the reference.
+The threshold and the way several captures are combined were chosen from measurements: see
+docs/face.md and bench/face_accuracy.py.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+
+import cv2
+import dlib
+import face_recognition_models
+import numpy as np
+
+from platform_server.face.api import FaceImageError, FaceImageProblem, FaceVerdict
+from platform_server.face.image_decoding import RgbImage, decode_image
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy.typing as npt
+
+# The one place the default lives; the platform overrides it from `[face] threshold` in its config.
+# dlib's LFW-calibrated value is 0.6. The shared test set separates at 0.53 (largest same-person
+# distance) vs 0.69 (smallest different-person distance); 0.55 sits in that gap on the cautious side,
+# because a false accept (a stand-in evaluates tenders) costs more than a false reject (staff check),
+# and dlib's model is known to separate East Asian faces less well than LFW's. See docs/face.md.
+DEFAULT_THRESHOLD: Final = 0.55
+DEFAULT_MAX_IMAGE_BYTES: Final = 4 * 1024 * 1024
+DEFAULT_MAX_PIXELS: Final = 40_000_000
+DEFAULT_MAX_CAPTURES: Final = 5
+
+ENCODING_SIZE: Final = 128
+ENCODING_BYTES: Final = ENCODING_SIZE * 8  # float64, little-endian
+MAX_THRESHOLD: Final = 1.5  # descriptors are near unit length: distances never come close to this
+
+# Images are worked on with their longest side at most this: a 150×150 face chip needs no more, and
+# it bounds the cost of a 12-megapixel reference photo.
+WORK_MAX_SIDE: Final = 1280
+# Below this face width (working-image pixels) the descriptor degrades: the chip would be upscaled.
+MIN_FACE_PX: Final = 80
+
+# HOG detection ladder, tried in order until a rung finds a face: (longest side of the detection
+# copy, upsample count). The first rung (~10 ms on a 640×480 capture) finds faces of at least 80 px at
+# that scale, i.e. a fifth of the image, which every kiosk capture has. The later rungs only run for
+# images where it found nothing: they find smaller faces so that the answer can be "too small" rather
+# than "no face", at a cost paid only by images that will be refused or by unusual reference photos.
+# Faces much smaller than the one found at an earlier rung (a bystander far behind) are not counted.
+DETECTION_LADDER: Final = ((400, 0), (1024, 0), (640, 1))
+
+LandmarkModel: TypeAlias = Literal["small", "large"]
+
+
+@dataclass(frozen=True, slots=True)
+class _FaceBox:
+    """A detected face in working-image coordinates."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    def to_dlib(self) -> dlib.rectangle:
+        return dlib.rectangle(self.left, self.top, self.right, self.bottom)
+
+
+class ReferenceEncodingError(ValueError):
+    """A stored reference encoding that is not 128 finite little-endian float64 values."""
+
+
+def encoding_to_bytes(encoding: npt.ArrayLike) -> bytes:
+    """Serialise a 128-d descriptor as 1024 bytes (float64, little-endian), the stored form."""
+    array = np.asarray(encoding, dtype="<f8")
+    if array.shape != (ENCODING_SIZE,):
+        raise ReferenceEncodingError(f"a face encoding has {ENCODING_SIZE} values, got shape {array.shape}")
+    return array.tobytes()
+
+
+def encoding_from_bytes(data: bytes) -> npt.NDArray[np.float64]:
+    """Parse a stored encoding; raise ReferenceEncodingError if it is not 1024 bytes of finite values."""
+    if len(data) != ENCODING_BYTES:
+        raise ReferenceEncodingError(f"a face encoding is {ENCODING_BYTES} bytes, got {len(data)}")
+    array = np.frombuffer(data, dtype="<f8").astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ReferenceEncodingError("a face encoding contains NaN or infinite values")
+    return array
+
+
+class DlibFaceVerifier:
+    """FaceVerifier backed by dlib: HOG detector, 5- or 68-point landmarks, ResNet 128-d descriptor.
+
+    Thread-safe: dlib's network keeps per-call buffers, so calls into dlib are serialised by a lock.
+    dlib holds the GIL while it computes, so one process uses one core for faces; a platform that
+    needs more runs more replicas (see docs/face.md).
+    """
+
+    def __init__(
+        self,
+        threshold: float = DEFAULT_THRESHOLD,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        num_jitters: int = 1,
+        model: LandmarkModel = "small",
+        *,
+        max_captures: int = DEFAULT_MAX_CAPTURES,
+    ) -> None:
+        if not (isinstance(threshold, int | float) and 0.0 < threshold < MAX_THRESHOLD):
+            raise ValueError(f"face threshold must be a number above 0 and below {MAX_THRESHOLD}, got {threshold!r}")
+        if max_image_bytes <= 0:
+            raise ValueError(f"face max_image_bytes must be above 0, got {max_image_bytes}")
+        if max_pixels <= 0:
+            raise ValueError(f"face max_pixels must be above 0, got {max_pixels}")
+        if not 1 <= num_jitters <= 100:
+            raise ValueError(f"face num_jitters must be between 1 and 100, got {num_jitters}")
+        if model not in ("small", "large"):
+            raise ValueError(f"face model must be 'small' (5 landmarks) or 'large' (68 landmarks), got {model!r}")
+        if max_captures < 1:
+            raise ValueError(f"face max_captures must be at least 1, got {max_captures}")
+        self._threshold = float(threshold)
+        self._max_image_bytes = max_image_bytes
+        self._max_pixels = max_pixels
+        self._num_jitters = num_jitters
+        self._max_captures = max_captures
+        self._lock = threading.Lock()
+        # Loaded once here, so a missing model file fails at start-up, not at the first expert.
+        self._detector = dlib.get_frontal_face_detector()
+        landmark_model = (
+            face_recognition_models.pose_predictor_five_point_model_location()
+            if model == "small"
+            else face_recognition_models.pose_predictor_model_location()
+        )
+        self._landmarks = dlib.shape_predictor(landmark_model)
+        self._encoder = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+
+    @property
+    def threshold(self) -> float:
+        """Distance at or below which two faces are taken to be the same person."""
+        return self._threshold
+
+    def encode_reference(self, image: bytes) -> bytes:
+        """Encode a reference photo (JPEG/PNG bytes) once, at import; raise FaceImageError if unusable.
+
+        Reference photos use `num_jitters` (an average over slightly shifted chips): they are encoded
+        once, so the extra time is paid at import, never while an expert waits.
+        """
+        return encoding_to_bytes(self.encode(image, num_jitters=self._num_jitters))
+
+    def verify(self, reference_encoding: bytes, captures: Sequence[bytes]) -> FaceVerdict:
+        """Compare 1..max_captures capture images with a stored reference encoding.
+
+        The distance is the mean over the captures that show one usable face: consecutive kiosk frames
+        differ by noise, which the mean averages out, whereas the minimum would turn several frames
+        into several tries and raise the false-accept rate (measured in bench/face_accuracy.py).
+
+        Raises:
+            ValueError: no captures, or a reference that is not a stored encoding.
+            FaceImageError: too many captures, any capture too large or undecodable or showing
+                several faces (checked for every capture), or no capture with a usable face.
+
+        """
+        reference = encoding_from_bytes(reference_encoding)
+        if not captures:
+            raise ValueError("verify needs at least one capture image")
+        if len(captures) > self._max_captures:
+            raise FaceImageError(
+                FaceImageProblem.TOO_LARGE,
+                f"{len(captures)} capture images sent; at most {self._max_captures} are accepted per verification",
+            )
+        # Refuse an oversized request before spending any time on decoding or detection.
+        for index, capture in enumerate(captures, start=1):
+            if len(capture) > self._max_image_bytes:
+                raise FaceImageError(
+                    FaceImageProblem.TOO_LARGE,
+                    f"capture {index} is {len(capture)} bytes, more than the limit of {self._max_image_bytes} bytes",
+                )
+        distances: list[float] = []
+        unusable: FaceImageError | None = None
+        for capture in captures:
+            try:
+                encoding = self.encode(capture, num_jitters=1)
+            except FaceImageError as err:
+                # A frame where the face was missed or is too small is skipped if another frame is
+                # good; anything that hints at a malformed request or a second person is not.
+                if err.problem not in (FaceImageProblem.NO_FACE, FaceImageProblem.TOO_SMALL):
+                    raise
+                unusable = unusable or err
+                continue
+            distances.append(float(np.linalg.norm(encoding - reference)))
+        if not distances:
+            assert unusable is not None  # every capture raised one of the two skipped problems
+            raise unusable
+        distance = math.fsum(distances) / len(distances)
+        return FaceVerdict(distance=distance, threshold=self._threshold, matched=distance <= self._threshold)
+
+    def encode(self, image: bytes, *, num_jitters: int = 1) -> npt.NDArray[np.float64]:
+        """Decode, detect exactly one face and return its 128-d descriptor; raise FaceImageError."""
+        rgb = decode_image(
+            image, max_bytes=self._max_image_bytes, max_pixels=self._max_pixels, work_max_side=WORK_MAX_SIDE
+        )
+        box = self._find_one_face(rgb)
+        return self._describe(rgb, box, num_jitters)
+
+    def encode_detected(self, rgb: RgbImage, box: tuple[int, int, int, int]) -> npt.NDArray[np.float64]:
+        """Landmarks and descriptor of an already-detected face (left, top, right, bottom): the cost floor."""
+        return self._describe(rgb, _FaceBox(*box), 1)
+
+    def detect(self, rgb: RgbImage) -> tuple[int, int, int, int]:
+        """Box (left, top, right, bottom) of the one face in an RGB image; raise FaceImageError."""
+        box = self._find_one_face(rgb)
+        return (box.left, box.top, box.right, box.bottom)
+
+    def _describe(self, rgb: RgbImage, box: _FaceBox, num_jitters: int) -> npt.NDArray[np.float64]:
+        with self._lock:
+            shape = self._landmarks(rgb, box.to_dlib())
+            descriptor = self._encoder.compute_face_descriptor(rgb, shape, num_jitters)
+        return np.asarray(descriptor, dtype=np.float64)
+
+    def _find_one_face(self, rgb: RgbImage) -> _FaceBox:
+        height, width = rgb.shape[:2]
+        longest = max(height, width)
+        for max_side, upsample in DETECTION_LADDER:
+            scale = min(1.0, max_side / longest)
+            if scale < 1.0:
+                # INTER_AREA averages the pixels it drops, so the HOG sees no aliasing.
+                small = cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            else:
+                small = rgb
+            with self._lock:
+                found = list(self._detector(small, upsample))
+            if not found:
+                continue
+            if len(found) > 1:
+                raise FaceImageError(
+                    FaceImageProblem.SEVERAL_FACES,
+                    f"{len(found)} faces in the image; exactly one person must be in the picture",
+                )
+            rect = found[0]
+            box = _FaceBox(
+                left=max(0, round(rect.left() / scale)),
+                top=max(0, round(rect.top() / scale)),
+                right=min(width, round(rect.right() / scale)),
+                bottom=min(height, round(rect.bottom() / scale)),
+            )
+            if box.width < MIN_FACE_PX:
+                raise FaceImageError(
+                    FaceImageProblem.TOO_SMALL,
+                    f"the face is {box.width} pixels wide; at least {MIN_FACE_PX} are needed to compare it",
+                )
+            return box
+        raise FaceImageError(FaceImageProblem.NO_FACE, "no face found in the image")
