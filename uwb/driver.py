@@ -66,8 +66,21 @@ class _EnvelopeReceiver(serial.threaded.Protocol):  # type: ignore[misc]
         self.lost = threading.Event()
         self.lost_reason: str = ""
 
+        self._lock = threading.Lock()
+
     def data_received(self, data: bytes) -> None:
-        for frame in self.decoder.feed(data):
+        with self._lock:
+            frames = self.decoder.feed(data)
+        for frame in frames:
+            self.frames.put(frame)
+
+    def quiet_reset(self) -> None:
+        """After a request timed out: drop a partial frame that noise may have started (see protocol.py)."""
+        with self._lock:
+            if self.decoder.pending:
+                _log.warning("dropping %d bytes of an incomplete frame after a timeout", self.decoder.pending)
+            frames = self.decoder.drop_partial()
+        for frame in frames:
             self.frames.put(frame)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -271,7 +284,11 @@ class UwbGateway:
                     self._reader.write(frame)
                 except (serial.SerialException, OSError) as err:
                     raise GatewayOfflineError(f"UWB gateway {self.url} write failed on {what}: {err}") from err
-                reply = self._await(seq)
+                reply = self._await(seq, self.timeout)
+                if reply is not None:
+                    return protocol.parse_response(reply.body)
+                self._receiver.quiet_reset()
+                reply = self._await(seq, 0.0)
                 if reply is not None:
                     return protocol.parse_response(reply.body)
                 if attempt < self.retries:
@@ -281,17 +298,21 @@ class UwbGateway:
                 f"UWB gateway {self.url} did not answer {what} ({self.retries} tries of {self.timeout:.2f} s)"
             )
 
-    def _await(self, seq: int) -> Envelope | None:
-        deadline = time.monotonic() + self.timeout
-        while (remaining := deadline - time.monotonic()) > 0:
+    def _await(self, seq: int, timeout: float) -> Envelope | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
             try:
-                frame = self._receiver.frames.get(timeout=remaining)
+                frame = (
+                    self._receiver.frames.get(timeout=remaining)
+                    if remaining > 0
+                    else self._receiver.frames.get_nowait()
+                )
             except queue.Empty:
                 return None
             if frame.seq == seq:
                 return frame
             _log.debug("discarding stale answer seq=%d while waiting for %d", frame.seq, seq)
-        return None
 
     def _check_link(self, what: str) -> None:
         if self._receiver.lost.is_set():

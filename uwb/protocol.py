@@ -154,9 +154,24 @@ class EnvelopeDecoder:
                 self.discarded += 1
                 del self._buffer[:1]
 
-    def reset(self) -> None:
-        """Drop any partial frame (after the link was reopened)."""
-        self._buffer.clear()
+    @property
+    def pending(self) -> int:
+        """Bytes held while waiting for the rest of a frame."""
+        return len(self._buffer)
+
+    def drop_partial(self) -> list[Envelope]:
+        """Timeout-based reset, for a line that has gone quiet: give up on the partial frame.
+
+        A noise byte that looks like SYNC with a large "length" would otherwise hold back a real
+        frame behind it until enough further bytes arrive. Dropping byte by byte and rescanning
+        still finds any complete valid frame inside the held bytes.
+        """
+        frames: list[Envelope] = []
+        while self._buffer:
+            self.discarded += 1
+            del self._buffer[:1]
+            frames += self.feed(b"")
+        return frames
 
 
 def parse_tlvs(body: bytes) -> list[Tlv]:

@@ -52,6 +52,8 @@ _wire = logging.getLogger("uwb.sim.wire")
 DEFAULT_NODE_ID = 0xDECA_0000_0000_1A2B
 #: Finished downlinks remembered for status queries; older ids answer UNKNOWN, as after a restart.
 _HISTORY = 1024
+#: Inter-byte silence after which a partial request frame is abandoned.
+_QUIET_RESET_S = 0.05
 
 
 @dataclass
@@ -307,11 +309,18 @@ class GatewaySimulator:
         decoder = EnvelopeDecoder()
         last: tuple[int, bytes, bytes] | None = None
         try:
+            # Like the gateway firmware: a partial frame followed by this much silence is dropped (resync).
+            conn.settimeout(_QUIET_RESET_S)
             while self._running:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                for frame in decoder.feed(chunk):
+                try:
+                    chunk = conn.recv(4096)
+                except TimeoutError:
+                    frames = decoder.drop_partial() if decoder.pending else []
+                else:
+                    if not chunk:
+                        return
+                    frames = decoder.feed(chunk)
+                for frame in frames:
                     with self._lock:
                         self._c["frames_in"] += 1
                         if self._offline:
