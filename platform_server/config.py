@@ -1,0 +1,234 @@
+"""Platform configuration: a TOML file, then `PLATFORM_*` environment overrides, range-checked.
+
+Unknown sections and keys are refused with the file and key named, so a typo never silently falls
+back to a default. Environment: `PLATFORM_<SECTION>_<KEY>` (e.g. `PLATFORM_SERVER_LISTEN`), plus the
+short forms `PLATFORM_DB_URL`, `PLATFORM_DATA_KEY` and `PLATFORM_ORGANISER_TOKEN`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from platform_server.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DEFAULT_DB_URL = "sqlite:///var/platform.db"
+MODES = ("development", "production")
+FACE_VERIFIERS = ("dlib", "none")
+
+
+def _opt(default: Any, minimum: float | None = None, maximum: float | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """A dataclass field with range/choice metadata for the loader."""
+    return field(default=default, metadata={"min": minimum, "max": maximum, "choices": choices})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSection:
+    """[server]: where to listen and how many RPCs to serve at once."""
+
+    listen: str = _opt("127.0.0.1:50051")
+    max_workers: int = _opt(32, 2, 1000)
+    grace_s: float = _opt(10.0, 0, 300)
+    max_message_bytes: int = _opt(8 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSection:
+    """[database]: SQLAlchemy URL (SQLite file by default, PostgreSQL in production)."""
+
+    url: str = _opt(DEFAULT_DB_URL)
+    pool_size: int = _opt(10, 1, 200)
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySection:
+    """[security]: data key, organiser token, TLS files; production refuses to run without them."""
+
+    mode: str = _opt("development", choices=MODES)
+    data_key: str = _opt("")
+    organiser_token: str = _opt("")
+    tls_cert: str = _opt("")
+    tls_key: str = _opt("")
+    client_ca: str = _opt("")
+
+
+@dataclass(frozen=True, slots=True)
+class RulesSection:
+    """[rules]: check-in rules and limits."""
+
+    annul_window_s: int = _opt(900, 10, 86_400)
+    identification_ttl_s: int = _opt(600, 30, 3600)
+    face_max_attempts: int = _opt(3, 1, 10)
+    band_stock_low: int = _opt(20, 0, 10_000)
+    max_signature_bytes: int = _opt(512 * 1024, 1024, 16 * 1024 * 1024)
+    event_poll_s: float = _opt(1.0, 0.05, 60)
+
+
+@dataclass(frozen=True, slots=True)
+class FaceSection:
+    """[face]: which verifier, its decision threshold and image limits."""
+
+    verifier: str = _opt("dlib", choices=FACE_VERIFIERS)
+    threshold: float = _opt(0.6, 0.1, 1.5)
+    max_image_bytes: int = _opt(2 * 1024 * 1024, 16 * 1024, 32 * 1024 * 1024)
+    max_pixels: int = _opt(4_000_000, 10_000, 50_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class UwbSection:
+    """[uwb]: the UWB gateway port URL (empty: no delivery worker) and retry policy."""
+
+    port: str = _opt("")
+    max_attempts: int = _opt(20, 1, 1000)
+    retry_s: float = _opt(5.0, 0.1, 3600)
+    poll_s: float = _opt(1.0, 0.05, 60)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSection:
+    """[logging]: level and optional file (every handler masks personal numbers)."""
+
+    level: str = _opt("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    file: str = _opt("")
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformConfig:
+    """The whole configuration, one attribute per TOML section."""
+
+    server: ServerSection = field(default_factory=ServerSection)
+    database: DatabaseSection = field(default_factory=DatabaseSection)
+    security: SecuritySection = field(default_factory=SecuritySection)
+    rules: RulesSection = field(default_factory=RulesSection)
+    face: FaceSection = field(default_factory=FaceSection)
+    uwb: UwbSection = field(default_factory=UwbSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+
+    @property
+    def production(self) -> bool:
+        """True in production mode (stricter start-up checks)."""
+        return self.security.mode == "production"
+
+    def replace(self, **sections: Any) -> PlatformConfig:
+        """A copy with some sections replaced by keyword: replace(database=DatabaseSection(url=...))."""
+        return dataclasses.replace(self, **sections)
+
+
+_SECTIONS: dict[str, type[Any]] = {f.name: f.type for f in dataclasses.fields(PlatformConfig)}  # type: ignore[misc]
+_SECTION_CLASSES: dict[str, type[Any]] = {
+    "server": ServerSection,
+    "database": DatabaseSection,
+    "security": SecuritySection,
+    "rules": RulesSection,
+    "face": FaceSection,
+    "uwb": UwbSection,
+    "logging": LoggingSection,
+}
+_ENV_ALIASES = {
+    "PLATFORM_DB_URL": ("database", "url"),
+    "PLATFORM_DATA_KEY": ("security", "data_key"),
+    "PLATFORM_ORGANISER_TOKEN": ("security", "organiser_token"),
+}
+
+
+def _coerce(section: str, key: str, spec: dataclasses.Field[Any], raw: Any, origin: str) -> Any:
+    """Convert and range-check one value, naming where it came from on failure."""
+    kind = type(spec.default)
+    where = f"Option '{key}' in section '{section}' ({origin})"
+    try:
+        if kind is bool:
+            if isinstance(raw, str):
+                if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                    raise ValueError(raw)
+                value: Any = raw.lower() in {"1", "true", "yes"}
+            elif isinstance(raw, bool):
+                value = raw
+            else:
+                raise TypeError(raw)
+        elif kind is int:
+            if isinstance(raw, bool) or isinstance(raw, float):
+                raise TypeError(raw)
+            value = int(raw)
+        elif kind is float:
+            if isinstance(raw, bool):
+                raise TypeError(raw)
+            value = float(raw)
+        else:
+            if not isinstance(raw, str):
+                raise TypeError(raw)
+            value = raw
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where} must be {kind.__name__}, got {raw!r}") from err
+    minimum, maximum, choices = spec.metadata["min"], spec.metadata["max"], spec.metadata["choices"]
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{where} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{where} must be at most {maximum}, got {value}")
+    if choices and value not in choices:
+        raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> PlatformConfig:
+    """Read the TOML file (if given), apply environment overrides, check everything."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        origin = str(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"configuration file {path} does not exist") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {err}") from err
+    values: dict[str, dict[str, tuple[Any, str]]] = {name: {} for name in _SECTION_CLASSES}
+    for section, table in raw.items():
+        if section not in _SECTION_CLASSES:
+            raise ConfigError(f"Unknown section '{section}' in {origin} (known: {', '.join(_SECTION_CLASSES)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"'{section}' in {origin} must be a [section]")
+        for key, value in table.items():
+            values[section][key] = (value, origin)
+    for name, value in env.items():
+        if name in _ENV_ALIASES:
+            section, key = _ENV_ALIASES[name]
+        elif name.startswith("PLATFORM_"):
+            section, _, key = name.removeprefix("PLATFORM_").lower().partition("_")
+            if section not in _SECTION_CLASSES:
+                continue  # other programs' PLATFORM_* variables (e.g. PLATFORM_TEST_PG_URL)
+        else:
+            continue
+        values[section][key] = (value, f"environment {name}")
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTION_CLASSES.items():
+        specs = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, (value, where) in values[section].items():
+            if key not in specs:
+                raise ConfigError(f"Unknown option '{key}' in section '{section}' ({where}); known: {', '.join(specs)}")
+            kwargs[key] = _coerce(section, key, specs[key], value, where)
+        sections[section] = cls(**kwargs)
+    return PlatformConfig(**sections)
+
+
+def check_for_serving(config: PlatformConfig) -> None:
+    """Start-up checks for `serve`: production needs a data key, an organiser token and TLS off loopback."""
+    if not config.production:
+        return
+    if not config.security.data_key:
+        raise ConfigError("production mode needs [security] data_key (or PLATFORM_DATA_KEY): refusing to start")
+    if len(config.security.organiser_token) < 16:
+        raise ConfigError("production mode needs [security] organiser_token of at least 16 characters")
+    host = config.server.listen.rpartition(":")[0].strip("[]")
+    if host not in {"127.0.0.1", "localhost", "::1"} and not (config.security.tls_cert and config.security.client_ca):
+        raise ConfigError(
+            f"production mode listening on {config.server.listen} needs [security] tls_cert, tls_key and client_ca"
+        )

@@ -1,0 +1,89 @@
+"""Engine set-up for SQLite (WAL, busy timeout, immediate write transactions) and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+# How long a SQLite writer waits for the lock before "database is locked"; the unit of work also retries.
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def is_sqlite(url: str | sa.URL) -> bool:
+    """True for sqlite URLs."""
+    return sa.make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
+    """Build an engine; on SQLite make every transaction BEGIN IMMEDIATE under WAL.
+
+    SQLite's default deferred transactions take the write lock only at the first write, and a reader
+    that then wants to write fails at once with SQLITE_BUSY whatever the busy timeout (its snapshot is
+    stale). Taking the write lock at BEGIN makes writers queue on the busy timeout instead, so eight
+    kiosks completing at once all get answered.
+    """
+    if not is_sqlite(url):
+        return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    parsed = sa.make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        pool_size=pool_size,
+        max_overflow=pool_size,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode is durable against application crashes; fsync happens at checkpoints.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def make_session_factory(engine: sa.Engine) -> so.sessionmaker[so.Session]:
+    """Sessions that keep loaded values after commit (services return plain values built from them)."""
+    return so.sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+def alembic_config(engine: sa.Engine | None = None) -> AlembicConfig:
+    """Alembic configuration pointing at the packaged migrations (no alembic.ini needed)."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if engine is not None:
+        config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Bring the database schema up to `revision` (idempotent)."""
+    command.upgrade(alembic_config(engine), revision)
+
+
+def is_up_to_date(engine: sa.Engine) -> bool:
+    """True when the database is at the newest migration."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head

@@ -1,0 +1,303 @@
+"""SQLAlchemy 2.0 typed models of the platform's data (the Alembic migrations produce this schema).
+
+Personal data rules: ID numbers, phone numbers and bank card numbers are stored only as SM4-GCM
+ciphertext plus a keyed lookup hash and a masked form; photos, face encodings and signatures only as
+ciphertext. Active check-ins hold a room and a band through partial unique indexes, which is what keeps
+two kiosks from ever getting the same room or band on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Partial-index condition for "this check-in still holds its room and band".
+ACTIVE_CHECK_IN = sa.text("annulled_at IS NULL")
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on both databases (SQLite keeps no zone, so store naive UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        """Refuse naive datetimes (a zone bug waiting to happen) and store UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        """Give back aware UTC whatever the database returned."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(so.DeclarativeBase):
+    """Declarative base with a naming convention so migrations name constraints predictably."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = {dt.datetime: UtcDateTime()}  # noqa: RUF012
+
+
+class Hotel(Base):
+    """A hotel whose rooms are given to experts; `code` is the short ASCII code written to bands."""
+
+    __tablename__ = "hotels"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    code: so.Mapped[str] = so.mapped_column(sa.String(8), unique=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(200))
+    address: so.Mapped[str] = so.mapped_column(sa.String(400), default="")
+
+
+class Batch(Base):
+    """An evaluation batch (评标批次): who is invited, where they evaluate, where they sleep."""
+
+    __tablename__ = "batches"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    code: so.Mapped[str] = so.mapped_column(sa.String(16), unique=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(200))
+    venue: so.Mapped[str] = so.mapped_column(sa.String(400), default="")
+    hotel_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("hotels.id"), index=True)
+    evaluation_start: so.Mapped[dt.datetime]
+    evaluation_end: so.Mapped[dt.datetime]
+    check_in_opens: so.Mapped[dt.datetime]
+    closed: so.Mapped[bool] = so.mapped_column(default=False)
+    allow_id_only: so.Mapped[bool] = so.mapped_column(default=False)
+    created_at: so.Mapped[dt.datetime]
+
+    hotel: so.Mapped[Hotel] = so.relationship(lazy="joined")
+
+
+class Expert(Base):
+    """A person who may be invited to batches; identity and card kept as ciphertext plus lookup hash."""
+
+    __tablename__ = "experts"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    id_hash: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    id_masked: so.Mapped[str] = so.mapped_column(sa.String(18))
+    # SM4-GCM of {"id": ..., "phone": ...}, bound to id_hash as associated data (one cipher call per row
+    # keeps a 100 000-row import inside its time budget).
+    pii_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    name: so.Mapped[str] = so.mapped_column(sa.String(100))
+    organisation: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
+    specialty: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
+    bank_card_encrypted: so.Mapped[bytes | None] = so.mapped_column(sa.LargeBinary)
+    bank_card_hash: so.Mapped[str | None] = so.mapped_column(sa.String(64), index=True)
+    bank_card_masked: so.Mapped[str | None] = so.mapped_column(sa.String(19))
+    bank_name: so.Mapped[str | None] = so.mapped_column(sa.String(100))
+    created_at: so.Mapped[dt.datetime]
+
+
+class ReferencePhoto(Base):
+    """The expert's reference photo and its face encoding, both encrypted; one per expert."""
+
+    __tablename__ = "reference_photos"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    expert_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("experts.id"), unique=True)
+    image_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    encoding_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    image_sha256: so.Mapped[str] = so.mapped_column(sa.String(64))
+    updated_at: so.Mapped[dt.datetime]
+
+
+class Room(Base):
+    """A hotel room in a batch's pool, optionally pre-assigned to one invitation."""
+
+    __tablename__ = "rooms"
+    __table_args__ = (sa.UniqueConstraint("batch_id", "number", name="uq_rooms_batch_id_number"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    batch_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("batches.id"))
+    hotel_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("hotels.id"), index=True)
+    number: so.Mapped[str] = so.mapped_column(sa.String(16))
+
+
+class Invitation(Base):
+    """An expert invited to a batch; counts face mismatches (three, then staff must confirm)."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (sa.UniqueConstraint("batch_id", "expert_id", name="uq_invitations_batch_id_expert_id"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    batch_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("batches.id"))
+    expert_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("experts.id"), index=True)
+    room_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("rooms.id"), unique=True)
+    face_failures: so.Mapped[int] = so.mapped_column(default=0)
+    created_at: so.Mapped[dt.datetime]
+
+
+class Wristband(Base):
+    """An RFID/UWB wristband in the inventory: in_stock, bound, retired or lost."""
+
+    __tablename__ = "wristbands"
+    __table_args__ = (
+        sa.CheckConstraint("state IN ('in_stock', 'bound', 'retired', 'lost')", name="state"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    rfid_uid: so.Mapped[str] = so.mapped_column(sa.String(20), unique=True)
+    uwb_tag_id: so.Mapped[str] = so.mapped_column(sa.String(4), unique=True)
+    state: so.Mapped[str] = so.mapped_column(sa.String(10), default="in_stock", index=True)
+    updated_at: so.Mapped[dt.datetime]
+
+
+class Kiosk(Base):
+    """A registered kiosk (kiosk_id = its TLS certificate CN) and its last reported health."""
+
+    __tablename__ = "kiosks"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    kiosk_id: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
+    location: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
+    batch_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("batches.id"), index=True)
+    last_heartbeat_at: so.Mapped[dt.datetime | None]
+    devices_json: so.Mapped[str] = so.mapped_column(sa.Text, default="[]")
+    band_stock: so.Mapped[int | None]
+    pending_check_ins: so.Mapped[int | None]
+    out_of_service: so.Mapped[bool] = so.mapped_column(default=False)
+    software_version: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
+
+
+class Identification(Base):
+    """A successful identify: the hash of the opaque token CompleteCheckIn must present, and expiry."""
+
+    __tablename__ = "identifications"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    token_hash: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    kiosk_id: so.Mapped[str] = so.mapped_column(sa.String(64))
+    invitation_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("invitations.id"), index=True)
+    face_distance: so.Mapped[float | None]
+    face_threshold: so.Mapped[float | None]
+    created_at: so.Mapped[dt.datetime]
+    expires_at: so.Mapped[dt.datetime]
+    used_at: so.Mapped[dt.datetime | None]
+
+
+class CheckIn(Base):
+    """A check-in: band, room, card, signature and face score; annulled ones release room and band."""
+
+    __tablename__ = "check_ins"
+    __table_args__ = (
+        sa.Index("uq_check_ins_active_room", "room_id", unique=True, sqlite_where=ACTIVE_CHECK_IN,
+                 postgresql_where=ACTIVE_CHECK_IN),
+        sa.Index("uq_check_ins_active_band", "wristband_id", unique=True, sqlite_where=ACTIVE_CHECK_IN,
+                 postgresql_where=ACTIVE_CHECK_IN),
+        sa.Index("uq_check_ins_active_invitation", "invitation_id", unique=True, sqlite_where=ACTIVE_CHECK_IN,
+                 postgresql_where=ACTIVE_CHECK_IN),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    public_id: so.Mapped[str] = so.mapped_column(sa.String(32), unique=True)
+    batch_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("batches.id"), index=True)
+    invitation_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("invitations.id"))
+    kiosk_id: so.Mapped[str] = so.mapped_column(sa.String(64))
+    room_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("rooms.id"))
+    wristband_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("wristbands.id"))
+    bank_card_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    bank_card_masked: so.Mapped[str] = so.mapped_column(sa.String(19))
+    bank_card_source: so.Mapped[str] = so.mapped_column(sa.String(12))
+    signature_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    face_distance: so.Mapped[float | None]
+    face_threshold: so.Mapped[float | None]
+    checked_in_at: so.Mapped[dt.datetime]
+    annulled_at: so.Mapped[dt.datetime | None]
+    annul_reason: so.Mapped[str | None] = so.mapped_column(sa.String(32))
+    needs_staff: so.Mapped[bool] = so.mapped_column(default=False)
+
+
+class UwbDelivery(Base):
+    """Outbox row: a room assignment (or a clear) the UWB worker must write to a band."""
+
+    __tablename__ = "uwb_deliveries"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('assign', 'clear')", name="kind"),
+        sa.CheckConstraint("state IN ('pending', 'delivered', 'failed', 'superseded')", name="state"),
+        sa.Index("ix_uwb_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    check_in_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("check_ins.id"), index=True)
+    tag_id: so.Mapped[str] = so.mapped_column(sa.String(4))
+    kind: so.Mapped[str] = so.mapped_column(sa.String(8))
+    batch_code: so.Mapped[str] = so.mapped_column(sa.String(16))
+    hotel_code: so.Mapped[str] = so.mapped_column(sa.String(8))
+    room_number: so.Mapped[str] = so.mapped_column(sa.String(16))
+    state: so.Mapped[str] = so.mapped_column(sa.String(12), default="pending")
+    attempts: so.Mapped[int] = so.mapped_column(default=0)
+    next_attempt_at: so.Mapped[dt.datetime]
+    last_error: so.Mapped[str | None] = so.mapped_column(sa.String(400))
+    created_at: so.Mapped[dt.datetime]
+    delivered_at: so.Mapped[dt.datetime | None]
+
+
+class KioskRequest(Base):
+    """Idempotency record: the first answer to (kiosk, request id), encrypted, replayed on retries."""
+
+    __tablename__ = "requests"
+    __table_args__ = (sa.PrimaryKeyConstraint("kiosk_id", "request_id", name="pk_requests"),)
+
+    kiosk_id: so.Mapped[str] = so.mapped_column(sa.String(64))
+    request_id: so.Mapped[str] = so.mapped_column(sa.String(64))
+    method: so.Mapped[str] = so.mapped_column(sa.String(32))
+    payload_hash: so.Mapped[str] = so.mapped_column(sa.String(64))
+    response_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    created_at: so.Mapped[dt.datetime]
+
+
+class CheckInEvent(Base):
+    """Organiser-facing event stream (checked in, annulled, refused, UWB delivered, needs staff)."""
+
+    __tablename__ = "check_in_events"
+    __table_args__ = (sa.Index("ix_check_in_events_batch_id_id", "batch_id", "id"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    batch_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("batches.id"))
+    kind: so.Mapped[str] = so.mapped_column(sa.String(16))
+    kiosk_id: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
+    check_in_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("check_ins.id"))
+    refusal_reason: so.Mapped[str | None] = so.mapped_column(sa.String(40))
+    occurred_at: so.Mapped[dt.datetime]
+
+
+class AuditEntry(Base):
+    """Append-only audit log: every step and failure, with masked ID / keyed hash only.
+
+    No code path updates or deletes rows; database triggers refuse it on both engines.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    occurred_at: so.Mapped[dt.datetime] = so.mapped_column(index=True)
+    kiosk_time: so.Mapped[dt.datetime | None]
+    actor: so.Mapped[str] = so.mapped_column(sa.String(64))  # kiosk id, "organiser", "cli", "uwb"
+    action: so.Mapped[str] = so.mapped_column(sa.String(40))
+    outcome: so.Mapped[str] = so.mapped_column(sa.String(40))
+    batch_code: so.Mapped[str | None] = so.mapped_column(sa.String(16))
+    id_hash: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    id_masked: so.Mapped[str | None] = so.mapped_column(sa.String(18))
+    check_in_public_id: so.Mapped[str | None] = so.mapped_column(sa.String(32))
+    detail: so.Mapped[str] = so.mapped_column(sa.Text, default="")

@@ -1,0 +1,127 @@
+"""Unit of work over a SQLAlchemy session, with retry of whole transactions on write conflicts.
+
+Services take a `UnitOfWork`, open it with `with uow:`, and `uow.commit()`. Conflicts between
+concurrent kiosks (a unique index on an active room or band, SQLite's write lock, PostgreSQL
+serialisation failures) surface as retryable errors; `run_transaction` reruns the whole service
+function, so the loser of a race simply sees the winner's commit and picks another room.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Self, TypeVar
+
+import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+
+from platform_server.errors import TransientError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+    import sqlalchemy.orm as so
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# PostgreSQL SQLSTATEs worth retrying: unique violation, serialisation failure, deadlock, lock timeout.
+_RETRYABLE_SQLSTATES = {"23505", "40001", "40P01", "55P03"}
+MAX_ATTEMPTS = 12
+
+
+class RetryTransactionError(Exception):
+    """Raised inside a transaction that saw a concurrent change: run_transaction reruns it."""
+
+
+class UnitOfWork:
+    """One database transaction: `with uow:` opens a session, leaving without commit rolls back."""
+
+    def __init__(self, session_factory: so.sessionmaker[so.Session]) -> None:
+        self._session_factory = session_factory
+        self._after_commit: list[Callable[[], None]] = []
+        self._session: so.Session | None = None
+        bind = session_factory.kw.get("bind")
+        self.dialect: str = bind.dialect.name if bind is not None else "sqlite"
+
+    @property
+    def session(self) -> so.Session:
+        """The open session; only valid inside `with uow:`."""
+        if self._session is None:
+            raise RuntimeError("unit of work used outside `with uow:`")
+        return self._session
+
+    def __enter__(self) -> Self:
+        self._session = self._session_factory()
+        self._after_commit = []
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.rollback()
+            session.close()
+
+    def commit(self) -> None:
+        """Commit, then run the callbacks registered for after the commit (e.g. wake event streams)."""
+        self.session.commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
+    def rollback(self) -> None:
+        """Roll back everything since the last commit."""
+        self.session.rollback()
+        self._after_commit = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once this transaction has committed (never if it rolls back)."""
+        self._after_commit.append(callback)
+
+    @property
+    def is_postgres(self) -> bool:
+        """True on PostgreSQL (row locks with SKIP LOCKED, advisory locks)."""
+        return self.dialect == "postgresql"
+
+    def execute(self, statement: sa.Executable, params: object = None) -> sa.Result[tuple[object, ...]]:
+        """Core statement on the session's connection (the hot paths skip the ORM flush)."""
+        return self.session.execute(statement, params)  # type: ignore[arg-type]
+
+
+def is_retryable(err: BaseException) -> bool:
+    """True for errors a rerun of the same transaction can get past (races and lock waits)."""
+    if isinstance(err, RetryTransactionError):
+        return True
+    if not isinstance(err, sa_exc.DBAPIError):
+        return False
+    sqlstate = getattr(err.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _RETRYABLE_SQLSTATES
+    text = str(err.orig).lower()
+    if isinstance(err, sa_exc.IntegrityError):
+        return "unique constraint failed" in text
+    return "database is locked" in text or "database is busy" in text
+
+
+def run_transaction(uow: UnitOfWork, work: Callable[[UnitOfWork], T], *, attempts: int = MAX_ATTEMPTS) -> T:
+    """Run `work` inside `with uow:`, rerunning it on a retryable conflict with jittered backoff.
+
+    `work` must commit itself and must be safe to rerun from the start (it reads everything anew).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with uow:
+                return work(uow)
+        except (sa_exc.DBAPIError, RetryTransactionError) as err:
+            if not is_retryable(err):
+                raise
+            if attempt == attempts:
+                raise TransientError(f"the database stayed busy through {attempts} attempts, try again") from err
+            log.info("transaction conflict (attempt %d of %d): %s", attempt, attempts, type(err).__name__)
+            # Backoff between attempts of a production retry loop (not a test wait): 2, 4, 8 ms ... capped.
+            time.sleep(min(0.002 * 2**attempt, 0.2) * (0.5 + random.random()))
+    raise AssertionError("unreachable")

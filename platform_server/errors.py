@@ -1,0 +1,62 @@
+"""The platform's one exception tree; gRPC status codes and CLI exit codes are mapped from it in one place.
+
+Refusals an expert can see (not invited, no room left, ...) are not exceptions: they are outcomes
+(`services.refusals.Refusal`). These errors are for bad calls, bad files, bad configuration and outages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PlatformError(Exception):
+    """Root of every error the platform raises on purpose."""
+
+
+class ConfigError(PlatformError):
+    """Configuration that cannot be used: fatal at start-up, never shown to an expert."""
+
+
+class InvalidRequestError(PlatformError):
+    """A call or command with missing or malformed fields (the caller's bug, not the expert's)."""
+
+
+class NotFoundError(PlatformError):
+    """A named thing (batch, kiosk, hotel, check-in) that does not exist."""
+
+
+class AlreadyExistsError(PlatformError):
+    """Creating something whose code is already taken."""
+
+
+class PermissionDeniedError(PlatformError):
+    """A caller acting for a kiosk or organiser it cannot prove to be."""
+
+
+class TransientError(PlatformError):
+    """The database stayed busy or conflicting through every retry; the caller may retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """One refused row of an imported file: its row number as the spreadsheet shows it, and why."""
+
+    row: int
+    message: str
+
+
+class ImportRefusedError(PlatformError):
+    """An import refused as a whole (nothing written), naming every bad row."""
+
+    def __init__(self, summary: str, problems: list[RowProblem] | None = None) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.problems = problems or []
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.summary
+        lines = [self.summary, *(f"  第{p.row}行 / row {p.row}: {p.message}" for p in self.problems[:50])]
+        if len(self.problems) > 50:
+            lines.append(f"  … 另有{len(self.problems) - 50}行 / and {len(self.problems) - 50} more rows")
+        return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""The append-only audit log: one row per step and failure, personal numbers only masked or hashed."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from platform_server.db.models import AuditEntry
+from platform_server.log_masking import mask_sensitive
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from platform_server.db.unit_of_work import UnitOfWork
+
+MAX_DETAIL_CHARS = 2000
+
+
+def record(
+    uow: UnitOfWork,
+    *,
+    at: dt.datetime,
+    actor: str,
+    action: str,
+    outcome: str,
+    batch_code: str | None = None,
+    id_hash: str | None = None,
+    id_masked: str | None = None,
+    check_in_public_id: str | None = None,
+    detail: dict[str, object] | str = "",
+    kiosk_time: dt.datetime | None = None,
+) -> None:
+    """Append one audit row in the caller's transaction (so it commits or rolls back with the step)."""
+    text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False, sort_keys=True)
+    # Free text from kiosks and staff passes the same masking as the logs, in case a number slipped in.
+    text = mask_sensitive(text)[:MAX_DETAIL_CHARS]
+    uow.execute(
+        sa.insert(AuditEntry).values(
+            occurred_at=at,
+            kiosk_time=kiosk_time,
+            actor=actor[:64],
+            action=action[:40],
+            outcome=outcome[:40],
+            batch_code=batch_code,
+            id_hash=id_hash,
+            id_masked=id_masked,
+            check_in_public_id=check_in_public_id,
+            detail=text,
+        )
+    )

@@ -1,0 +1,504 @@
+"""Complete a check-in (band, card, signature, room in one transaction) and annul one just made.
+
+Race safety: a room or band is held by an active check-in through partial unique indexes; the loser of
+a race hits the index, the transaction is rerun from the start (`run_transaction`) and picks another
+room. On PostgreSQL the room query also skips rows other kiosks have locked, so losers are rare.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import re
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from PIL import Image, UnidentifiedImageError
+
+from personal_data import bank_card
+from personal_data.crypto import encrypt, encrypt_text, lookup_hash
+from platform_server.db.models import (
+    Batch,
+    CheckIn,
+    Expert,
+    Hotel,
+    Identification,
+    Invitation,
+    Kiosk,
+    Room,
+    UwbDelivery,
+    Wristband,
+)
+from platform_server.db.unit_of_work import RetryTransactionError, run_transaction
+from platform_server.services import audit, events, idempotency
+from platform_server.services.bank_names import bank_name_for
+from platform_server.services.identify import batch_refusal, china_time
+from platform_server.services.refusals import Reason, Refusal
+from platform_server.services.views import CheckInView, check_in_view
+
+if TYPE_CHECKING:
+    from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.services.context import ServiceContext
+
+COMPLETE = "CompleteCheckIn"
+ANNUL = "AnnulCheckIn"
+_UID = re.compile(r"^(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})$")  # 4, 7 or 10-byte ISO 14443 UIDs
+MAX_SIGNATURE_PIXELS = 4_000_000
+ANNUL_REASONS = ("BAND_NOT_TAKEN", "DISPENSE_FAILED", "BAND_UNREADABLE", "EXPERT_CANCELLED")
+
+
+def normalise_uid(raw: str) -> str | None:
+    """Upper-case hex without separators, or None if it is not a 4/7/10-byte UID."""
+    value = re.sub(r"[\s:\-]", "", raw).upper()
+    return value if _UID.match(value) else None
+
+
+def signature_problem(png: bytes, max_bytes: int) -> str | None:
+    """Why a signature image is unusable (empty, too big, undecodable, blank), or None."""
+    if not png:
+        return "empty"
+    if len(png) > max_bytes:
+        return "too_large"
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            if image.width * image.height > MAX_SIGNATURE_PIXELS:
+                return "too_many_pixels"
+            image.load()
+            low, high = image.convert("L").getextrema()  # type: ignore[misc]
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return "undecodable"
+    if low == high:
+        return "blank"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteCommand:
+    """What the kiosk sends once card, signature and band UID are in hand."""
+
+    request_id: str
+    kiosk_id: str
+    identification_token: str
+    use_card_on_file: bool
+    new_card_pan: str
+    card_source: str
+    signature_png: bytes
+    band_uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteResult:
+    """Completed (with the check-in) or refused (with a reason)."""
+
+    refusal: Refusal | None
+    check_in: CheckInView | None = None
+    replayed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the idempotency record."""
+        return {
+            "refusal": self.refusal.to_dict() if self.refusal else None,
+            "check_in": self.check_in.to_dict() if self.check_in else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, replayed: bool = False) -> CompleteResult:
+        """Inverse of to_dict()."""
+        return cls(
+            refusal=Refusal.from_dict(data["refusal"]) if data["refusal"] else None,
+            check_in=CheckInView.from_dict(data["check_in"]) if data["check_in"] else None,
+            replayed=replayed,
+        )
+
+
+def _free_room(u: UnitOfWork, batch_id: int, invitation_id: int, preassigned: int | None) -> tuple[int, str] | None:
+    """The pre-assigned room if free, else the lowest free pool room not reserved for someone else."""
+    occupied = sa.exists().where(CheckIn.room_id == Room.id, CheckIn.annulled_at.is_(None))
+    reserved_for_other = sa.exists().where(Invitation.room_id == Room.id, Invitation.id != invitation_id)
+    query = (
+        sa.select(Room.id, Room.number)
+        .where(Room.batch_id == batch_id, ~occupied, ~reserved_for_other)
+        .order_by(sa.case((Room.id == (preassigned or -1), 0), else_=1), sa.func.length(Room.number), Room.number)
+        .limit(1)
+    )
+    if u.is_postgres:
+        # Skip rooms another kiosk is assigning right now instead of queueing behind it.
+        query = query.with_for_update(skip_locked=True, of=Room)
+    row = u.execute(query).first()
+    return (int(row[0]), str(row[1])) if row else None  # type: ignore[call-overload]
+
+
+def complete_check_in(uow: UnitOfWork, ctx: ServiceContext, cmd: CompleteCommand) -> CompleteResult:
+    """Bind the band, store card and signature, assign the room: one transaction, idempotent."""
+    idempotency.check_request_id(cmd.request_id)
+    pan = ""
+    card_refusal = None
+    if not cmd.use_card_on_file:
+        try:
+            pan = bank_card.validate(cmd.new_card_pan)
+        except bank_card.InvalidCardNumberError:
+            card_refusal = Refusal(Reason.BANK_CARD_INVALID)
+    card_hash = lookup_hash(ctx.data_key, pan) if pan else ""
+    uid = normalise_uid(cmd.band_uid)
+    signature_issue = signature_problem(cmd.signature_png, ctx.rules.max_signature_bytes)
+    content = idempotency.payload_hash(
+        COMPLETE,
+        hashlib.sha256(cmd.identification_token.encode()).hexdigest(),
+        cmd.use_card_on_file,
+        card_hash or bank_card.mask(cmd.new_card_pan),
+        hashlib.sha256(cmd.signature_png).hexdigest(),
+        cmd.band_uid,
+    )
+
+    def work(u: UnitOfWork) -> CompleteResult:
+        now = ctx.clock()
+        stored = idempotency.stored_answer(u, ctx.data_key, cmd.kiosk_id, cmd.request_id, COMPLETE, content)
+        if stored is not None:
+            return CompleteResult.from_dict(stored, replayed=True)
+        outcome = _complete(u, ctx, cmd, now, pan, card_hash, card_refusal, uid, signature_issue)
+        idempotency.store_answer(
+            u,
+            ctx.data_key,
+            kiosk_id=cmd.kiosk_id,
+            request_id=cmd.request_id,
+            method=COMPLETE,
+            content=content,
+            answer=outcome.result.to_dict(),
+            at=now,
+        )
+        if outcome.batch_id is not None:
+            kind = events.EventKind.REFUSED if outcome.result.refusal else events.EventKind.CHECKED_IN
+            events.append(
+                u,
+                ctx,
+                batch_id=outcome.batch_id,
+                kind=kind,
+                at=now,
+                kiosk_id=cmd.kiosk_id,
+                check_in_pk=outcome.check_in_pk,
+                refusal_reason=outcome.result.refusal.reason.value if outcome.result.refusal else None,
+            )
+        u.commit()
+        return outcome.result
+
+    return run_transaction(uow, work)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    result: CompleteResult
+    batch_id: int | None = None
+    check_in_pk: int | None = None
+
+
+def _complete(
+    u: UnitOfWork,
+    ctx: ServiceContext,
+    cmd: CompleteCommand,
+    now: dt.datetime,
+    pan: str,
+    card_hash: str,
+    card_refusal: Refusal | None,
+    uid: str | None,
+    signature_issue: str | None,
+) -> _Outcome:
+    """The check-in itself, inside the caller's transaction; refusals write only the audit row."""
+    token_hash = hashlib.sha256(cmd.identification_token.encode()).hexdigest()
+    row = u.execute(
+        sa.select(Identification, Invitation, Batch, Expert, Kiosk.id)
+        .join(Invitation, Invitation.id == Identification.invitation_id)
+        .join(Batch, Batch.id == Invitation.batch_id)
+        .join(Expert, Expert.id == Invitation.expert_id)
+        .outerjoin(Kiosk, Kiosk.kiosk_id == cmd.kiosk_id)
+        .where(Identification.token_hash == token_hash)
+    ).first()
+
+    def refuse(refusal: Refusal, batch: Batch | None = None, expert: Expert | None = None, **detail: Any) -> _Outcome:
+        audit.record(
+            u,
+            at=now,
+            actor=cmd.kiosk_id,
+            action="complete_check_in",
+            outcome=refusal.reason.value.lower(),
+            batch_code=batch.code if batch else None,
+            id_hash=expert.id_hash if expert else None,
+            id_masked=expert.id_masked if expert else None,
+            detail={"band_uid": uid or "", **detail},
+        )
+        return _Outcome(CompleteResult(refusal), batch.id if batch else None)
+
+    kiosk_known = u.execute(sa.select(Kiosk.id).where(Kiosk.kiosk_id == cmd.kiosk_id)).first() is not None
+    if not kiosk_known:
+        return refuse(Refusal(Reason.KIOSK_NOT_REGISTERED))
+    if row is None:
+        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), token="unknown")
+    ident: Identification = row[0]
+    invitation: Invitation = row[1]
+    batch: Batch = row[2]
+    expert: Expert = row[3]
+    if ident.kiosk_id != cmd.kiosk_id or ident.expires_at < now:
+        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, token="expired_or_other_kiosk")
+    closed = batch_refusal(batch.closed, batch.check_in_opens, batch.evaluation_end, now)
+    if closed is not None:
+        return refuse(closed, batch, expert)
+    active = u.execute(
+        sa.select(CheckIn.id).where(CheckIn.invitation_id == invitation.id, CheckIn.annulled_at.is_(None))
+    ).scalar_one_or_none()
+    if active is not None:
+        view = check_in_view(u, int(active), ctx.rules.annul_window_s)  # type: ignore[call-overload]
+        return refuse(
+            Refusal(
+                Reason.ALREADY_CHECKED_IN,
+                {"time": china_time(view.checked_in_at), "kiosk": view.kiosk_id, "room": view.room_number},
+            ),
+            batch,
+            expert,
+        )
+    if ident.used_at is not None:
+        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, token="used")
+    if card_refusal is not None:
+        return refuse(card_refusal, batch, expert)
+    if cmd.use_card_on_file and expert.bank_card_encrypted is None:
+        return refuse(Refusal(Reason.BANK_CARD_INVALID), batch, expert, card="none_on_file")
+    if signature_issue is not None:
+        return refuse(Refusal(Reason.SIGNATURE_INVALID), batch, expert, signature=signature_issue)
+    band = u.execute(sa.select(Wristband).where(Wristband.rfid_uid == (uid or ""))).scalar_one_or_none()
+    if band is None:
+        return refuse(Refusal(Reason.BAND_UNKNOWN), batch, expert)
+    if band.state != "in_stock":
+        return refuse(Refusal(Reason.BAND_NOT_AVAILABLE), batch, expert, band_state=band.state)
+    room = _free_room(u, batch.id, invitation.id, invitation.room_id)
+    if room is None:
+        return refuse(Refusal(Reason.NO_ROOM_LEFT), batch, expert)
+    # Conditional update: of two kiosks presenting the same band, exactly one sees a row change.
+    bound = u.execute(
+        sa.update(Wristband)
+        .where(Wristband.id == band.id, Wristband.state == "in_stock")
+        .values(state="bound", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if bound.rowcount != 1:  # type: ignore[attr-defined]
+        raise RetryTransactionError("band bound by a concurrent check-in")
+    room_id, room_number = room
+    if pan:
+        card_blob = encrypt_text(ctx.data_key, pan, associated=expert.id_hash)
+        card_masked = bank_card.mask(pan)
+        u.execute(
+            sa.update(Expert)
+            .where(Expert.id == expert.id)
+            .values(
+                bank_card_encrypted=card_blob,
+                bank_card_hash=card_hash,
+                bank_card_masked=card_masked,
+                bank_name=bank_name_for(pan),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        source = cmd.card_source
+    else:
+        assert expert.bank_card_encrypted is not None
+        assert expert.bank_card_masked is not None
+        card_blob, card_masked, source = expert.bank_card_encrypted, expert.bank_card_masked, "ON_FILE"
+    public_id = "ci_" + secrets.token_hex(8)
+    check_in_pk = u.execute(
+        sa.insert(CheckIn)
+        .values(
+            public_id=public_id,
+            batch_id=batch.id,
+            invitation_id=invitation.id,
+            kiosk_id=cmd.kiosk_id,
+            room_id=room_id,
+            wristband_id=band.id,
+            bank_card_encrypted=card_blob,
+            bank_card_masked=card_masked,
+            bank_card_source=source[:12],
+            signature_encrypted=encrypt(ctx.data_key, cmd.signature_png, associated=public_id.encode()),
+            face_distance=ident.face_distance,
+            face_threshold=ident.face_threshold,
+            checked_in_at=now,
+            needs_staff=False,
+        )
+        .returning(CheckIn.id)
+    ).scalar_one()
+    u.execute(
+        sa.update(Identification)
+        .where(Identification.id == ident.id)
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    hotel_code = u.execute(sa.select(Hotel.code).where(Hotel.id == batch.hotel_id)).scalar_one()
+    u.execute(
+        sa.insert(UwbDelivery).values(
+            check_in_id=check_in_pk,
+            tag_id=band.uwb_tag_id,
+            kind="assign",
+            batch_code=batch.code,
+            hotel_code=hotel_code,
+            room_number=room_number,
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    audit.record(
+        u,
+        at=now,
+        actor=cmd.kiosk_id,
+        action="complete_check_in",
+        outcome="completed",
+        batch_code=batch.code,
+        id_hash=expert.id_hash,
+        id_masked=expert.id_masked,
+        check_in_public_id=public_id,
+        detail={
+            "room": room_number,
+            "band_uid": band.rfid_uid,
+            "uwb_tag_id": band.uwb_tag_id,
+            "card": card_masked,
+            "card_source": source,
+            "face_distance": ident.face_distance,
+        },
+    )
+    view = check_in_view(u, int(check_in_pk), ctx.rules.annul_window_s)  # type: ignore[call-overload]
+    return _Outcome(CompleteResult(None, view), batch.id, int(check_in_pk))  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True, slots=True)
+class AnnulCommand:
+    """Undo a check-in this kiosk just made (band not dispensed, not taken or unreadable)."""
+
+    request_id: str
+    kiosk_id: str
+    check_in_id: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AnnulResult:
+    """Annulled, or refused with a reason."""
+
+    refusal: Refusal | None
+    replayed: bool = False
+
+
+def annul_check_in(uow: UnitOfWork, ctx: ServiceContext, cmd: AnnulCommand) -> AnnulResult:
+    """Annul: free room and band (band back in stock), supersede pending UWB writes, queue a clear."""
+    idempotency.check_request_id(cmd.request_id)
+    content = idempotency.payload_hash(ANNUL, cmd.check_in_id, cmd.reason)
+
+    def work(u: UnitOfWork) -> AnnulResult:
+        now = ctx.clock()
+        stored = idempotency.stored_answer(u, ctx.data_key, cmd.kiosk_id, cmd.request_id, ANNUL, content)
+        if stored is not None:
+            return AnnulResult(Refusal.from_dict(stored["refusal"]) if stored["refusal"] else None, replayed=True)
+        refusal, batch_id, check_in_pk = _annul(u, ctx, cmd, now)
+        idempotency.store_answer(
+            u,
+            ctx.data_key,
+            kiosk_id=cmd.kiosk_id,
+            request_id=cmd.request_id,
+            method=ANNUL,
+            content=content,
+            answer={"refusal": refusal.to_dict() if refusal else None},
+            at=now,
+        )
+        if batch_id is not None and refusal is None:
+            events.append(
+                u, ctx, batch_id=batch_id, kind=events.EventKind.ANNULLED, at=now, kiosk_id=cmd.kiosk_id,
+                check_in_pk=check_in_pk,
+            )
+        u.commit()
+        return AnnulResult(refusal)
+
+    return run_transaction(uow, work)
+
+
+def _annul(
+    u: UnitOfWork, ctx: ServiceContext, cmd: AnnulCommand, now: dt.datetime
+) -> tuple[Refusal | None, int | None, int | None]:
+    """The annulment inside the caller's transaction: (refusal, batch id, check-in pk)."""
+    row = u.execute(
+        sa.select(CheckIn, Batch.code, Expert.id_hash, Expert.id_masked, Wristband, Room.number, Hotel.code)
+        .join(Batch, Batch.id == CheckIn.batch_id)
+        .join(Invitation, Invitation.id == CheckIn.invitation_id)
+        .join(Expert, Expert.id == Invitation.expert_id)
+        .join(Wristband, Wristband.id == CheckIn.wristband_id)
+        .join(Room, Room.id == CheckIn.room_id)
+        .join(Hotel, Hotel.id == Room.hotel_id)
+        .where(CheckIn.public_id == cmd.check_in_id)
+    ).first()
+    base: dict[str, Any] = {"at": now, "actor": cmd.kiosk_id, "action": "annul_check_in"}
+    if row is None:
+        audit.record(u, **base, outcome="check_in_not_found", detail={"check_in_id": cmd.check_in_id[:40]})
+        return Refusal(Reason.CHECK_IN_NOT_FOUND), None, None
+    check_in: CheckIn = row[0]
+    band: Wristband = row[4]
+    who: dict[str, Any] = {
+        "batch_code": row[1],
+        "id_hash": row[2],
+        "id_masked": row[3],
+        "check_in_public_id": check_in.public_id,
+    }
+    why = ""
+    if check_in.kiosk_id != cmd.kiosk_id:
+        why = "other_kiosk"
+    elif check_in.annulled_at is not None:
+        why = "already_annulled"
+    elif now > check_in.checked_in_at + dt.timedelta(seconds=ctx.rules.annul_window_s):
+        why = "window_passed"
+    if why:
+        audit.record(u, **base, **who, outcome="annul_not_allowed", detail={"why": why})
+        return Refusal(Reason.ANNUL_NOT_ALLOWED, {"why": why}), check_in.batch_id, None
+    changed = u.execute(
+        sa.update(CheckIn)
+        .where(CheckIn.id == check_in.id, CheckIn.annulled_at.is_(None))
+        .values(annulled_at=now, annul_reason=cmd.reason[:32])
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        # Another annulment of the same check-in committed first; the rerun sees it as already annulled.
+        raise RetryTransactionError("check-in annulled by a concurrent call")
+    # The band went to the reject bin; staff return it to the stack, so it counts as stock again.
+    u.execute(
+        sa.update(Wristband)
+        .where(Wristband.id == band.id)
+        .values(state="in_stock", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    u.execute(
+        sa.update(UwbDelivery)
+        .where(UwbDelivery.check_in_id == check_in.id, UwbDelivery.state == "pending")
+        .values(state="superseded")
+        .execution_options(synchronize_session=False)
+    )
+    u.execute(
+        sa.insert(UwbDelivery).values(
+            check_in_id=check_in.id,
+            tag_id=band.uwb_tag_id,
+            kind="clear",
+            batch_code=row[1],
+            hotel_code=row[6],
+            room_number=row[5],
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    audit.record(
+        u,
+        **base,
+        **who,
+        outcome="annulled",
+        detail={"reason": cmd.reason, "detail": cmd.detail[:500], "room": row[5], "band_uid": band.rfid_uid},
+    )
+    audit.record(
+        u, at=now, actor=cmd.kiosk_id, action="band_returned_to_stock", outcome="in_stock",
+        batch_code=row[1], check_in_public_id=check_in.public_id, detail={"band_uid": band.rfid_uid},
+    )
+    return None, check_in.batch_id, check_in.id

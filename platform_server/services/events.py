@@ -1,0 +1,121 @@
+"""The organisers' check-in event stream: append in the step's transaction, read in id order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from platform_server.db.models import Batch, CheckIn, CheckInEvent
+from platform_server.errors import NotFoundError
+from platform_server.services.views import CheckInView, check_in_views
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.services.context import ServiceContext
+
+# Key of the PostgreSQL transaction-level advisory lock held from appending an event to commit, so
+# events commit in id order and a reader resuming "after id N" can never skip one committed late.
+_EVENT_ORDER_LOCK = 0x45434B49  # "ECKI"
+
+
+class EventKind(StrEnum):
+    """Kinds of events (mirrors StreamCheckInEventsResponse.Kind without the prefix)."""
+
+    CHECKED_IN = "CHECKED_IN"
+    ANNULLED = "ANNULLED"
+    REFUSED = "REFUSED"
+    UWB_DELIVERED = "UWB_DELIVERED"
+    NEEDS_STAFF = "NEEDS_STAFF"
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    """One event as streamed to organisers."""
+
+    event_id: int
+    kind: EventKind
+    occurred_at: dt.datetime
+    kiosk_id: str
+    check_in: CheckInView | None
+    refusal_reason: str | None
+
+
+def append(
+    uow: UnitOfWork,
+    ctx: ServiceContext,
+    *,
+    batch_id: int,
+    kind: EventKind,
+    at: dt.datetime,
+    kiosk_id: str = "",
+    check_in_pk: int | None = None,
+    refusal_reason: str | None = None,
+) -> None:
+    """Add an event in the caller's transaction; streams in this process wake once it commits.
+
+    Call this as the last write before commit: on PostgreSQL it holds the event-order lock until then.
+    """
+    if uow.is_postgres:
+        uow.execute(sa.select(sa.func.pg_advisory_xact_lock(_EVENT_ORDER_LOCK)))
+    uow.execute(
+        sa.insert(CheckInEvent).values(
+            batch_id=batch_id,
+            kind=kind.value,
+            kiosk_id=kiosk_id,
+            check_in_id=check_in_pk,
+            refusal_reason=refusal_reason,
+            occurred_at=at,
+        )
+    )
+    uow.after_commit(ctx.bell.ring)
+
+
+def batch_id_of(uow: UnitOfWork, batch_code: str) -> int:
+    """The batch's primary key, or NotFoundError."""
+    batch_id = uow.execute(sa.select(Batch.id).where(Batch.code == batch_code)).scalar_one_or_none()
+    if batch_id is None:
+        raise NotFoundError(f"批次 {batch_code} 不存在 / batch {batch_code} does not exist")
+    return int(batch_id)  # type: ignore[call-overload]
+
+
+def read_after(uow: UnitOfWork, ctx: ServiceContext, batch_id: int, after_id: int, limit: int = 200) -> list[EventView]:
+    """Events of the batch with id > after_id, oldest first, at most `limit`."""
+    rows = uow.execute(
+        sa.select(
+            CheckInEvent.id,
+            CheckInEvent.kind,
+            CheckInEvent.occurred_at,
+            CheckInEvent.kiosk_id,
+            CheckInEvent.check_in_id,
+            CheckInEvent.refusal_reason,
+        )
+        .where(CheckInEvent.batch_id == batch_id, CheckInEvent.id > after_id)
+        .order_by(CheckInEvent.id)
+        .limit(limit)
+    ).all()
+    check_in_pks = {row[4] for row in rows if row[4] is not None}
+    views: dict[str, CheckInView] = {}
+    pk_by_public: dict[int, str] = {}
+    if check_in_pks:
+        pk_by_public = dict(  # type: ignore[arg-type]
+            uow.execute(sa.select(CheckIn.id, CheckIn.public_id).where(CheckIn.id.in_(check_in_pks))).all()
+        )
+        views = {
+            v.check_in_id: v for v in check_in_views(uow, CheckIn.id.in_(check_in_pks), ctx.rules.annul_window_s)
+        }
+    return [
+        EventView(
+            event_id=row[0],
+            kind=EventKind(row[1]),
+            occurred_at=row[2],
+            kiosk_id=row[3],
+            check_in=views.get(pk_by_public[row[4]]) if row[4] is not None else None,
+            refusal_reason=row[5],
+        )
+        for row in rows
+    ]

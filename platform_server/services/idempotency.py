@@ -1,0 +1,76 @@
+"""Idempotency records: the first answer to (kiosk, request id), replayed to retries of the same call."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from personal_data.crypto import decrypt_text, encrypt_text
+from platform_server.db.models import KioskRequest
+from platform_server.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from personal_data.crypto import DataKey
+    from platform_server.db.unit_of_work import UnitOfWork
+
+MAX_REQUEST_ID_CHARS = 64
+
+
+def payload_hash(*parts: object) -> str:
+    """Digest of a call's content (never hash personal numbers here: pass their keyed hashes)."""
+    return hashlib.sha256(json.dumps(parts, default=str, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def check_request_id(request_id: str) -> None:
+    """Refuse empty or oversized request ids (a kiosk bug: every call needs its own id)."""
+    if not request_id or len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise InvalidRequestError(f"request_id must be 1 to {MAX_REQUEST_ID_CHARS} characters")
+
+
+def stored_answer(
+    uow: UnitOfWork, key: DataKey, kiosk_id: str, request_id: str, method: str, content: str
+) -> dict[str, Any] | None:
+    """The stored answer for a retried call, or None for a new one; refuse a reused id with new content."""
+    row = uow.execute(
+        sa.select(KioskRequest.method, KioskRequest.payload_hash, KioskRequest.response_encrypted).where(
+            KioskRequest.kiosk_id == kiosk_id, KioskRequest.request_id == request_id
+        )
+    ).first()
+    if row is None:
+        return None
+    if row[0] != method or row[1] != content:
+        raise InvalidRequestError(
+            f"request_id {request_id} was already used for a different {row[0]} call; use a new id per call"
+        )
+    answer: dict[str, Any] = json.loads(decrypt_text(key, row[2], associated=f"{kiosk_id}/{request_id}"))
+    return answer
+
+
+def store_answer(
+    uow: UnitOfWork,
+    key: DataKey,
+    *,
+    kiosk_id: str,
+    request_id: str,
+    method: str,
+    content: str,
+    answer: dict[str, Any],
+    at: dt.datetime,
+) -> None:
+    """Store the answer in the call's own transaction (encrypted: it holds names and rooms)."""
+    blob = encrypt_text(key, json.dumps(answer, ensure_ascii=False), associated=f"{kiosk_id}/{request_id}")
+    uow.execute(
+        sa.insert(KioskRequest).values(
+            kiosk_id=kiosk_id,
+            request_id=request_id,
+            method=method,
+            payload_hash=content,
+            response_encrypted=blob,
+            created_at=at,
+        )
+    )

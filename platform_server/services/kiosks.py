@@ -1,0 +1,146 @@
+"""Kiosks: registry, the batch a kiosk serves, heartbeats with device health, kiosk-side audit events."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from platform_server.db.models import Batch, Kiosk
+from platform_server.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
+from platform_server.services import audit
+from platform_server.services.batches import BatchView, view_of
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.services.context import ServiceContext
+
+KIOSK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    """One device's state as the kiosk reports it."""
+
+    device: str
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatCommand:
+    """A kiosk's periodic report."""
+
+    kiosk_id: str
+    devices: tuple[DeviceHealth, ...]
+    band_stock: int
+    pending_check_ins: int
+    out_of_service: bool
+    software_version: str
+    kiosk_time: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatAnswer:
+    """The platform's reply: its clock and whether stock is low."""
+
+    server_time: dt.datetime
+    stock_low: bool
+    registered: bool
+
+
+def register_kiosk(
+    uow: UnitOfWork, ctx: ServiceContext, kiosk_id: str, name: str = "", location: str = "", batch_code: str = ""
+) -> None:
+    """Register a kiosk (kiosk_id = its certificate CN), optionally serving one batch."""
+    if not KIOSK_ID.match(kiosk_id):
+        raise InvalidRequestError(f"kiosk id {kiosk_id!r} must be 1-64 ASCII letters, digits, '.', '-' or '_'")
+    with uow:
+        if uow.execute(sa.select(Kiosk.id).where(Kiosk.kiosk_id == kiosk_id)).first() is not None:
+            raise AlreadyExistsError(f"终端 {kiosk_id} 已登记 / kiosk {kiosk_id} is already registered")
+        batch_id = None
+        if batch_code:
+            batch_id = uow.execute(sa.select(Batch.id).where(Batch.code == batch_code)).scalar_one_or_none()
+            if batch_id is None:
+                raise NotFoundError(f"批次 {batch_code} 不存在 / batch {batch_code} does not exist")
+        uow.session.add(Kiosk(kiosk_id=kiosk_id, name=name, location=location, batch_id=batch_id))
+        audit.record(uow, at=ctx.clock(), actor="organiser", action="kiosk_register", outcome="registered",
+                     batch_code=batch_code or None, detail={"kiosk": kiosk_id})
+        uow.commit()
+
+
+def kiosk_context(uow: UnitOfWork, ctx: ServiceContext, kiosk_id: str) -> tuple[BatchView | None, dt.datetime]:
+    """The open batch this kiosk serves (its own, or the only open one), and the server time."""
+    with uow:
+        kiosk = uow.session.execute(sa.select(Kiosk).where(Kiosk.kiosk_id == kiosk_id)).scalar_one_or_none()
+        if kiosk is None:
+            return None, ctx.clock()
+        if kiosk.batch_id is not None:
+            batch = uow.session.get(Batch, kiosk.batch_id)
+            return (view_of(batch) if batch and not batch.closed else None), ctx.clock()
+        open_batches = list(uow.session.execute(sa.select(Batch).where(Batch.closed.is_(False)).limit(2)).scalars())
+        return (view_of(open_batches[0]) if len(open_batches) == 1 else None), ctx.clock()
+
+
+def heartbeat(uow: UnitOfWork, ctx: ServiceContext, cmd: HeartbeatCommand) -> HeartbeatAnswer:
+    """Store the kiosk's health; audit only changes (service state, device states), not every beat."""
+    with uow:
+        now = ctx.clock()
+        kiosk = uow.session.execute(sa.select(Kiosk).where(Kiosk.kiosk_id == cmd.kiosk_id)).scalar_one_or_none()
+        if kiosk is None:
+            return HeartbeatAnswer(now, stock_low=False, registered=False)
+        devices = json.dumps([asdict(d) for d in cmd.devices], ensure_ascii=False, sort_keys=True)
+        if devices != kiosk.devices_json or cmd.out_of_service != kiosk.out_of_service:
+            audit.record(
+                uow,
+                at=now,
+                kiosk_time=cmd.kiosk_time,
+                actor=cmd.kiosk_id,
+                action="kiosk_health",
+                outcome="out_of_service" if cmd.out_of_service else "in_service",
+                detail=devices,
+            )
+        kiosk.last_heartbeat_at = now
+        kiosk.devices_json = devices
+        kiosk.band_stock = cmd.band_stock
+        kiosk.pending_check_ins = cmd.pending_check_ins
+        kiosk.out_of_service = cmd.out_of_service
+        kiosk.software_version = cmd.software_version[:64]
+        uow.commit()
+        return HeartbeatAnswer(now, stock_low=cmd.band_stock <= ctx.rules.band_stock_low, registered=True)
+
+
+def report_event(
+    uow: UnitOfWork,
+    ctx: ServiceContext,
+    *,
+    kiosk_id: str,
+    event: str,
+    outcome: str,
+    detail: str,
+    id_hint: str,
+    kiosk_time: dt.datetime | None,
+) -> bool:
+    """Append a kiosk-side step or failure to the audit log; False if the kiosk is not registered."""
+    if len(id_hint) > 4 or (id_hint and not id_hint.isalnum()):
+        raise InvalidRequestError("id_number_hash_hint may hold the last 4 characters of the ID number only")
+    with uow:
+        if uow.execute(sa.select(Kiosk.id).where(Kiosk.kiosk_id == kiosk_id)).first() is None:
+            return False
+        audit.record(
+            uow,
+            at=ctx.clock(),
+            kiosk_time=kiosk_time,
+            actor=kiosk_id,
+            action=("kiosk:" + event)[:40],
+            outcome=outcome[:40] or "-",
+            id_masked=("*" * 14 + id_hint) if id_hint else None,
+            detail=detail,
+        )
+        uow.commit()
+        return True

@@ -1,0 +1,135 @@
+"""The UWB outbox, for the delivery worker: claim due rows, mark them delivered or failed.
+
+Events and audit rows for deliveries are made here only, so the worker (platform_server/uwb_delivery.py)
+needs no knowledge of either. Each function is its own transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from platform_server.db.models import CheckIn, UwbDelivery
+from platform_server.db.unit_of_work import run_transaction
+from platform_server.errors import NotFoundError
+from platform_server.services import audit, events
+
+if TYPE_CHECKING:
+    from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.services.context import ServiceContext
+
+# A claimed row is hidden from other workers for this long; a worker that dies mid-write loses its claim.
+CLAIM_LEASE = dt.timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One write the worker must make: 'assign' a room to a tag, or 'clear' it."""
+
+    delivery_id: int
+    check_in_id: int
+    tag_id: str
+    kind: str
+    batch_code: str
+    hotel_code: str
+    room_number: str
+    attempts: int
+
+
+def claim_due(uow: UnitOfWork, now: dt.datetime, limit: int = 10) -> list[Delivery]:
+    """Pending rows due by `now`, oldest first, leased to the caller for CLAIM_LEASE."""
+
+    def work(u: UnitOfWork) -> list[Delivery]:
+        query = (
+            sa.select(UwbDelivery)
+            .where(UwbDelivery.state == "pending", UwbDelivery.next_attempt_at <= now)
+            .order_by(UwbDelivery.next_attempt_at, UwbDelivery.id)
+            .limit(limit)
+        )
+        if u.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        rows = list(u.session.execute(query).scalars())
+        claimed = [
+            Delivery(r.id, r.check_in_id, r.tag_id, r.kind, r.batch_code, r.hotel_code, r.room_number, r.attempts)
+            for r in rows
+        ]
+        for row in rows:
+            row.next_attempt_at = now + CLAIM_LEASE
+        u.commit()
+        return claimed
+
+    return run_transaction(uow, work)
+
+
+def _load(u: UnitOfWork, delivery_id: int) -> tuple[UwbDelivery, CheckIn]:
+    row = u.session.execute(
+        sa.select(UwbDelivery, CheckIn)
+        .join(CheckIn, CheckIn.id == UwbDelivery.check_in_id)
+        .where(UwbDelivery.id == delivery_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"UWB delivery {delivery_id} does not exist")
+    return row[0], row[1]
+
+
+def mark_delivered(uow: UnitOfWork, ctx: ServiceContext, delivery_id: int) -> None:
+    """The band acknowledged the write: record it, audit it, emit KIND_UWB_DELIVERED."""
+
+    def work(u: UnitOfWork) -> None:
+        now = ctx.clock()
+        delivery, check_in = _load(u, delivery_id)
+        if delivery.state != "pending":
+            return  # superseded by an annulment meanwhile, or already marked: nothing to do
+        delivery.state = "delivered"
+        delivery.delivered_at = now
+        delivery.attempts += 1
+        delivery.last_error = None
+        audit.record(
+            u, at=now, actor="uwb", action=f"uwb_{delivery.kind}", outcome="delivered",
+            batch_code=delivery.batch_code, check_in_public_id=check_in.public_id,
+            detail={"tag": delivery.tag_id, "room": delivery.room_number, "attempts": delivery.attempts},
+        )
+        events.append(
+            u, ctx, batch_id=check_in.batch_id, kind=events.EventKind.UWB_DELIVERED, at=now,
+            kiosk_id=check_in.kiosk_id, check_in_pk=check_in.id,
+        )
+        u.commit()
+
+    run_transaction(uow, work)
+
+
+def mark_failed_attempt(
+    uow: UnitOfWork, ctx: ServiceContext, delivery_id: int, error: str, *, max_attempts: int, retry_after: dt.timedelta
+) -> bool:
+    """Count a failed write; retry later, or after max_attempts give up and flag staff. True if given up."""
+
+    def work(u: UnitOfWork) -> bool:
+        now = ctx.clock()
+        delivery, check_in = _load(u, delivery_id)
+        if delivery.state != "pending":
+            return False
+        delivery.attempts += 1
+        delivery.last_error = error[:400]
+        if delivery.attempts < max_attempts:
+            # Exponential backoff from retry_after, capped at 32x, so an outage does not flood the gateway.
+            delivery.next_attempt_at = now + retry_after * min(2 ** (delivery.attempts - 1), 32)
+            u.commit()
+            return False
+        delivery.state = "failed"
+        check_in.needs_staff = True
+        audit.record(
+            u, at=now, actor="uwb", action=f"uwb_{delivery.kind}", outcome="failed",
+            batch_code=delivery.batch_code, check_in_public_id=check_in.public_id,
+            detail={"tag": delivery.tag_id, "attempts": delivery.attempts, "error": error[:200]},
+        )
+        events.append(
+            u, ctx, batch_id=check_in.batch_id, kind=events.EventKind.NEEDS_STAFF, at=now,
+            kiosk_id=check_in.kiosk_id, check_in_pk=check_in.id,
+        )
+        u.commit()
+        return True
+
+    return run_transaction(uow, work)
