@@ -1,1 +1,1 @@
-"""robot_arm package."""
+"""Wristband-dispensing arm: line protocol, serial driver, simulator and the dispense transaction."""
