@@ -148,9 +148,9 @@ AckTimeout = Annotated[float, typer.Option(min=0.1, help="等待手环确认的�
 @app.command()
 def send(
     tag: Annotated[str, typer.Argument(help="手环 UWB 编号 / tag id, 4 hex digits, e.g. 204C")],
-    batch: Annotated[str, typer.Option(help="批次编号 / batch code (≤12)")],
-    hotel: Annotated[str, typer.Option(help="酒店编号 / hotel code (≤6)")],
-    room: Annotated[str, typer.Option(help="房间号 / room number (≤8)")],
+    batch: Annotated[str, typer.Option(help="批次编号 / batch code (≤16)")],
+    hotel: Annotated[str, typer.Option(help="酒店编号 / hotel code (≤8)")],
+    room: Annotated[str, typer.Option(help="房间号 / room number (≤10)")],
     ack_timeout: AckTimeout = 10.0,
 ) -> None:
     """写入房间到手环 / Write a room assignment to a band and wait for its acknowledgement."""

@@ -1,17 +1,18 @@
 """The ≤34-byte band payload: encode and decode a room assignment or a clear, with a CRC-16 check value.
 
-Layout (version 1), all multi-byte integers big-endian::
+Layout (version 1), multi-byte integers big-endian::
 
     0      version << 4 | kind        (0x11 assign, 0x12 clear)
     1-2    tag id the payload is for  (the band refuses a payload for another tag)
-    assign only:
-    3      batch length b (1..12), then b bytes of batch code
-           hotel length h (1..6),  then h bytes of hotel code
-           room length r (1..8),   then r bytes of room number
+    assign only, three fields, each a character count then the characters packed 6 bits each:
+           batch code   1..16 chars  (≤ 1 + 12 bytes)
+           hotel code   1..8 chars   (≤ 1 + 6 bytes)
+           room number  1..10 chars  (≤ 1 + 8 bytes)
     last 2 CRC-16/CCITT-FALSE over every byte before it
 
-Codes are printable ASCII from ``A-Z a-z 0-9 - _ . /``. The largest assignment is
-1 + 2 + (1 + 12) + (1 + 6) + (1 + 8) + 2 = 34 bytes, DWM_USR_DATA_LEN_MAX exactly.
+The 64-character alphabet ``0-9 A-Z a-z - _`` is exactly what the platform allows in batch and hotel
+codes; packing it 6 bits a character is what lets a 16-character batch code, an 8-character hotel
+code and a 10-character room fit: 1 + 2 + 13 + 7 + 9 + 2 = 34 bytes, DWM_USR_DATA_LEN_MAX exactly.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from uwb.models import RESERVED_TAG_IDS, BandCleared, BandContent, PayloadKind, 
 from uwb.protocol import MAX_USER_DATA_LEN, crc16_ccitt
 
 VERSION = 1
-MAX_BATCH_LEN = 12
-MAX_HOTEL_LEN = 6
-MAX_ROOM_LEN = 8
-_ALLOWED = re.compile(r"^[A-Za-z0-9._/-]+$")
+MAX_BATCH_LEN = 16
+MAX_HOTEL_LEN = 8
+MAX_ROOM_LEN = 10
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
+_INDEX = {c: i for i, c in enumerate(ALPHABET)}
+_ALLOWED = re.compile(r"^[A-Za-z0-9_-]+$")
 _FIELD_LIMITS = (("batch_code", MAX_BATCH_LEN), ("hotel_code", MAX_HOTEL_LEN), ("room_number", MAX_ROOM_LEN))
 CLEAR_LEN = 5
 
@@ -39,7 +42,7 @@ def check_field(name: str, value: str, max_len: int) -> None:
     if len(value) > max_len:
         raise PayloadError(f"{name} {value!r} is {len(value)} characters; the band holds at most {max_len}")
     if not value.isascii() or not _ALLOWED.match(value):
-        raise PayloadError(f"{name} {value!r} may only contain A-Z a-z 0-9 - _ . /")
+        raise PayloadError(f"{name} {value!r} may only contain A-Z a-z 0-9 - _")
 
 
 def validate_assignment(batch_code: str, hotel_code: str, room_number: str) -> None:
@@ -66,8 +69,7 @@ def encode(content: BandContent) -> bytes:
     validate_assignment(content.batch_code, content.hotel_code, content.room_number)
     body = bytearray(head)
     for value in (content.batch_code, content.hotel_code, content.room_number):
-        raw = value.encode("ascii")
-        body += bytes((len(raw),)) + raw
+        body += bytes((len(value),)) + pack6(value)
     payload = _seal(bytes(body))
     # The field limits make this impossible; kept as a guard if someone raises a limit.
     if len(payload) > MAX_USER_DATA_LEN:
@@ -103,24 +105,41 @@ def decode(data: bytes) -> BandContent:
     return RoomAssignment(tag_id, *_decode_fields(body))
 
 
+def pack6(text: str) -> bytes:
+    """Pack characters of ALPHABET 6 bits each, most significant first, zero-padded to whole bytes."""
+    bits = 0
+    for char in text:
+        bits = bits << 6 | _INDEX[char]
+    pad = -6 * len(text) % 8
+    return (bits << pad).to_bytes((6 * len(text) + pad) // 8, "big")
+
+
+def unpack6(data: bytes, count: int) -> str:
+    """Inverse of pack6; padding bits must be zero so every text has exactly one encoding."""
+    pad = len(data) * 8 - 6 * count
+    bits = int.from_bytes(data, "big")
+    if bits & ((1 << pad) - 1):
+        raise PayloadError("Packed field has non-zero padding bits")
+    bits >>= pad
+    return "".join(ALPHABET[(bits >> (6 * (count - 1 - i))) & 0x3F] for i in range(count))
+
+
 def _decode_fields(body: bytes) -> tuple[str, str, str]:
-    """Split the length-prefixed batch, hotel and room fields of an assignment."""
+    """Split the batch, hotel and room fields of an assignment."""
     fields: list[str] = []
     pos = 0
     for name, limit in _FIELD_LIMITS:
         if pos >= len(body):
             raise PayloadError(f"Payload ends before {name}")
-        length = body[pos]
-        raw = body[pos + 1 : pos + 1 + length]
-        if len(raw) != length:
-            raise PayloadError(f"{name} length {length} runs past the end of the payload")
-        try:
-            value = raw.decode("ascii")
-        except UnicodeDecodeError as err:
-            raise PayloadError(f"{name} is not ASCII") from err
-        check_field(name, value, limit)
-        fields.append(value)
-        pos += 1 + length
+        count = body[pos]
+        if not 1 <= count <= limit:
+            raise PayloadError(f"{name} length {count} is outside 1..{limit}")
+        size = (6 * count + 7) // 8
+        packed = body[pos + 1 : pos + 1 + size]
+        if len(packed) != size:
+            raise PayloadError(f"{name} of {count} characters runs past the end of the payload")
+        fields.append(unpack6(packed, count))
+        pos += 1 + size
     if pos != len(body):
         raise PayloadError(f"Payload has {len(body) - pos} unexpected bytes after room_number")
     return fields[0], fields[1], fields[2]

@@ -8,7 +8,7 @@ from uwb import payload
 from uwb.errors import PayloadError
 from uwb.models import BandCleared, RoomAssignment, format_tag_id, parse_tag_id
 
-CODE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./"
+CODE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 tag_ids = st.integers(1, 0xFFFE)
 
 
@@ -16,19 +16,28 @@ def codes(max_len: int) -> st.SearchStrategy[str]:
     return st.text(CODE_CHARS, min_size=1, max_size=max_len)
 
 
-assignments = st.builds(RoomAssignment, tag_ids, codes(12), codes(6), codes(8))
+assignments = st.builds(RoomAssignment, tag_ids, codes(16), codes(8), codes(10))
 
 
 def test_documented_example() -> None:
     data = payload.encode(RoomAssignment(0x204C, "ZB2024-0318", "HX01", "1208"))
-    assert data.hex(" ") == "11 20 4c 0b 5a 42 32 30 32 34 2d 30 33 31 38 04 48 58 30 31 04 31 32 30 38 17 a4"
-    assert payload.encode(BandCleared(0x204C)).hex(" ") == "12 20 4c " + payload.encode(BandCleared(0x204C))[-2:].hex(
-        " "
-    )
+    assert data.hex(" ") == "11 20 4c 0b 8c b0 80 08 4f 80 0c 12 00 04 46 10 01 04 04 20 08 6e d2"
+    assert payload.encode(BandCleared(0x204C)).hex(" ") == "12 20 4c 6e 31"
 
 
 def test_largest_assignment_is_exactly_34_bytes() -> None:
-    assert len(payload.encode(RoomAssignment(0x0001, "B" * 12, "H" * 6, "R" * 8))) == 34
+    assert len(payload.encode(RoomAssignment(0x0001, "B" * 16, "H" * 8, "R" * 10))) == 34
+
+
+@pytest.mark.parametrize(("text", "packed_hex"), [("0", "00"), ("_", "fc"), ("1208", "04 20 08"), ("ZB", "8c b0")])
+def test_six_bit_packing(text: str, packed_hex: str) -> None:
+    assert payload.pack6(text).hex(" ") == packed_hex
+    assert payload.unpack6(payload.pack6(text), len(text)) == text
+
+
+def test_non_zero_padding_is_refused() -> None:
+    with pytest.raises(PayloadError, match="padding"):
+        payload.unpack6(b"\x01", 1)
 
 
 @given(assignments)
@@ -63,9 +72,10 @@ def test_any_single_byte_corruption_is_caught(content: RoomAssignment, index: in
 @pytest.mark.parametrize(
     ("batch", "hotel", "room", "message"),
     [
-        ("B" * 13, "H1", "1208", "batch_code .* 13 characters; the band holds at most 12"),
-        ("B1", "H" * 7, "1208", "hotel_code .* at most 6"),
-        ("B1", "H1", "123456789", "room_number .* at most 8"),
+        ("B" * 17, "H1", "1208", "batch_code .* 17 characters; the band holds at most 16"),
+        ("B1", "H" * 9, "1208", "hotel_code .* at most 8"),
+        ("B1", "H1", "12345678901", "room_number .* at most 10"),
+        ("B1", "H1", "1208.5", "room_number .* may only contain"),
         ("", "H1", "1208", "batch_code must not be empty"),
         ("B1", "希尔顿", "1208", "hotel_code .* may only contain"),
         ("B1", "H1", "12 08", "room_number .* may only contain"),

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from uwb import protocol
+from uwb import payload, protocol
 from uwb.errors import ProtocolError
-from uwb.models import DownlinkState
+from uwb.models import BandCleared, DownlinkState, RoomAssignment
 from uwb.protocol import EnvelopeDecoder, ReturnValue, Tlv, TlvType
 
 
@@ -149,3 +150,58 @@ def test_decode_dl_status_rejects_unknown_state() -> None:
 def test_missing_tlv_is_named() -> None:
     with pytest.raises(ProtocolError, match="NODE_ID"):
         protocol.decode_node_id(protocol.parse_response(bytes.fromhex("40 01 00")))
+
+
+DOC = (Path(__file__).resolve().parents[3] / "docs" / "uwb-protocol.md").read_text(encoding="utf-8")
+DOC_PAYLOAD = payload.encode(RoomAssignment(0x204C, "ZB2024-0318", "HX01", "1208"))
+
+
+def _hex(data: bytes) -> str:
+    return data.hex(" ").upper()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        protocol.encode_envelope(1, protocol.node_id_get_request()),
+        protocol.encode_envelope(
+            1, protocol.response(ReturnValue.OK, Tlv(TlvType.NODE_ID, struct.pack("<Q", 0xDECA000000001A2B)))
+        ),
+        protocol.encode_envelope(2, protocol.status_get_request()),
+        protocol.encode_envelope(
+            2,
+            protocol.response(
+                ReturnValue.OK,
+                Tlv(TlvType.STATUS, struct.pack("<H", 0x12)),
+                Tlv(TlvType.GW_COUNTERS, struct.pack("<HHI", 1, 3, 42)),
+            ),
+        ),
+        protocol.encode_envelope(3, protocol.dl_data_write_request(0x204C, DOC_PAYLOAD, overwrite=True)),
+        protocol.encode_envelope(3, protocol.response(ReturnValue.OK, Tlv(TlvType.DL_HANDLE, struct.pack("<H", 7)))),
+        protocol.encode_envelope(3, protocol.response(ReturnValue.BUSY)),
+        protocol.encode_envelope(4, protocol.dl_status_get_request(7)),
+        protocol.encode_envelope(
+            4, protocol.response(ReturnValue.OK, Tlv(TlvType.DL_STATUS, struct.pack("<HHBI", 7, 0x204C, 0, 0)))
+        ),
+        protocol.encode_envelope(
+            4,
+            protocol.response(
+                ReturnValue.OK,
+                Tlv(TlvType.DL_STATUS, struct.pack("<HHBI", 7, 0x204C, 2, protocol.held_check(DOC_PAYLOAD))),
+            ),
+        ),
+        protocol.encode_envelope(5, protocol.tag_data_read_request(0x204C)),
+        protocol.encode_envelope(5, protocol.response(ReturnValue.OK, Tlv(TlvType.USR_DATA, DOC_PAYLOAD))),
+        protocol.encode_envelope(6, bytes.fromhex("1400")),
+        protocol.encode_envelope(6, protocol.response(ReturnValue.UNKNOWN_OR_BROKEN)),
+        DOC_PAYLOAD,
+        payload.encode(BandCleared(0x204C)),
+    ],
+    ids=lambda frame: _hex(frame)[:20],
+)
+def test_every_documented_example_is_what_the_code_produces(frame: bytes) -> None:
+    assert _hex(frame) in DOC
+
+
+def test_documented_held_check() -> None:
+    assert f"{protocol.held_check(DOC_PAYLOAD):08X}" in DOC
