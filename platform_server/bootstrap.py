@@ -1,0 +1,122 @@
+"""The platform's one composition root: engine, data key, face verifier, services context, UWB worker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from personal_data.crypto import DataKey
+from platform_server.db.engine import is_up_to_date, make_engine, make_session_factory, upgrade
+from platform_server.db.unit_of_work import UnitOfWork
+from platform_server.errors import ConfigError
+from platform_server.services.context import ServiceContext, utc_now
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Callable
+
+    import sqlalchemy as sa
+    import sqlalchemy.orm as so
+
+    from platform_server.config import PlatformConfig
+    from platform_server.face.api import FaceVerifier
+
+log = logging.getLogger(__name__)
+
+# Development only: a fixed, publicly known key so a dev database survives restarts. Production refuses it.
+DEVELOPMENT_DATA_KEY = "development-only key: NOT for real personal data"
+
+
+@dataclass
+class Platform:
+    """Everything a process of the platform needs, built from configuration."""
+
+    config: PlatformConfig
+    engine: sa.Engine
+    session_factory: so.sessionmaker[so.Session]
+    ctx: ServiceContext
+    stopping: threading.Event = field(default_factory=threading.Event)
+    uwb_worker: Any = None
+
+    def new_uow(self) -> UnitOfWork:
+        """A fresh unit of work (one per call: units of work are not shared between threads)."""
+        return UnitOfWork(self.session_factory)
+
+    def close(self) -> None:
+        """Stop the worker and release database connections."""
+        self.stopping.set()
+        if self.uwb_worker is not None:
+            self.uwb_worker.stop()
+        self.engine.dispose()
+
+
+def data_key_from(config: PlatformConfig) -> DataKey:
+    """The configured data key; in development a fixed insecure one (with a warning) if none is set."""
+    if config.security.data_key:
+        try:
+            return DataKey.from_text(config.security.data_key)
+        except ValueError as err:
+            raise ConfigError(f"Option 'data_key' in section 'security' is unusable: {err}") from err
+    if config.production:
+        raise ConfigError("production mode needs [security] data_key (or PLATFORM_DATA_KEY): refusing to start")
+    log.warning("no data key configured: using the DEVELOPMENT key; never load real personal data like this")
+    return DataKey.from_text(DEVELOPMENT_DATA_KEY)
+
+
+def face_verifier_from(config: PlatformConfig) -> FaceVerifier | None:
+    """The dlib verifier from [face], or None when [face] verifier = "none"."""
+    if config.face.verifier == "none":
+        return None
+    from platform_server.face.dlib_verifier import DlibFaceVerifier  # noqa: PLC0415  (loads dlib models)
+
+    return DlibFaceVerifier(
+        threshold=config.face.threshold,
+        max_image_bytes=config.face.max_image_bytes,
+        max_pixels=config.face.max_pixels,
+    )
+
+
+def build(
+    config: PlatformConfig,
+    *,
+    face_verifier: FaceVerifier | None | str = "from-config",
+    clock: Callable[[], dt.datetime] = utc_now,
+    migrate: bool = True,
+    start_uwb_worker: bool = True,
+) -> Platform:
+    """Build the platform; tests pass their own face verifier (a fake) and clock."""
+    engine = make_engine(config.database.url, pool_size=config.database.pool_size)
+    if migrate:
+        upgrade(engine)
+    elif not is_up_to_date(engine):
+        raise ConfigError(f"database {engine.url!r} is not at the newest schema: run `platform-server db upgrade`")
+    verifier = face_verifier_from(config) if isinstance(face_verifier, str) else face_verifier
+    ctx = ServiceContext(data_key=data_key_from(config), rules=config.rules, face_verifier=verifier, clock=clock)
+    platform = Platform(config, engine, make_session_factory(engine), ctx)
+    if start_uwb_worker and config.uwb.port:
+        platform.uwb_worker = _start_uwb_worker(platform)
+    return platform
+
+
+def _start_uwb_worker(platform: Platform) -> Any:
+    """>>> UWB delivery worker goes here <<< (platform_server/uwb_delivery.py, by the UWB engineer).
+
+    The worker drains the `uwb_deliveries` outbox through platform_server.services.uwb:
+    claim_due(uow, now, limit), mark_delivered(uow, ctx, id), mark_failed_attempt(uow, ctx, id, error, ...).
+    """
+    try:
+        from platform_server import uwb_delivery  # noqa: PLC0415
+    except ImportError as err:
+        raise ConfigError("[uwb] port is set but platform_server.uwb_delivery is not available") from err
+    worker_class: Any = getattr(uwb_delivery, "UwbDeliveryWorker", None)
+    factory: Any = getattr(uwb_delivery, "build_worker", None)
+    if factory is not None:
+        worker = factory(platform)
+    elif worker_class is not None:
+        worker = worker_class(platform.new_uow, platform.ctx, platform.config.uwb)
+    else:
+        raise ConfigError("platform_server.uwb_delivery has no UwbDeliveryWorker")
+    worker.start()
+    return worker

@@ -1,0 +1,1 @@
+"""gRPC entrypoints: thin servicers that translate proto to service calls and back."""

@@ -1,0 +1,190 @@
+"""KioskService: translate requests to service commands and results to responses; nothing else."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from expertcheckin.v1 import common_pb2, kiosk_pb2, kiosk_pb2_grpc
+from platform_server.grpc_api import convert
+from platform_server.grpc_api.auth import check_kiosk_identity
+from platform_server.grpc_api.status_mapping import maps_errors
+from platform_server.services import check_in, identify, kiosks
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import grpc
+
+    from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.services.context import ServiceContext
+
+_Identify = kiosk_pb2.IdentifyExpertResponse
+_Complete = kiosk_pb2.CompleteCheckInResponse
+_Annul = kiosk_pb2.AnnulCheckInResponse
+
+
+class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
+    """The calls a check-in kiosk makes."""
+
+    def __init__(self, new_uow: Callable[[], UnitOfWork], ctx: ServiceContext, *, require_certificate: bool) -> None:
+        self._new_uow = new_uow
+        self._ctx = ctx
+        self._require_certificate = require_certificate
+
+    def _caller(self, context: grpc.ServicerContext, kiosk_id: str) -> None:
+        check_kiosk_identity(context, kiosk_id, require_certificate=self._require_certificate)
+
+    @maps_errors
+    def GetKioskContext(  # noqa: N802
+        self, request: kiosk_pb2.GetKioskContextRequest, context: grpc.ServicerContext
+    ) -> kiosk_pb2.GetKioskContextResponse:
+        """The open batch for the kiosk's home screen."""
+        self._caller(context, request.kiosk_id)
+        batch, now = kiosks.kiosk_context(self._new_uow(), self._ctx, request.kiosk_id)
+        response = kiosk_pb2.GetKioskContextResponse(server_time=convert.timestamp(now))
+        if batch is not None:
+            response.batch.CopyFrom(convert.batch(batch))
+        return response
+
+    @maps_errors
+    def IdentifyExpert(  # noqa: N802
+        self, request: kiosk_pb2.IdentifyExpertRequest, context: grpc.ServicerContext
+    ) -> kiosk_pb2.IdentifyExpertResponse:
+        """Invited? The person on file? Earlier check-in?"""
+        self._caller(context, request.kiosk_id)
+        result = identify.identify(
+            self._new_uow(),
+            self._ctx,
+            identify.IdentifyCommand(
+                request_id=request.request_id,
+                kiosk_id=request.kiosk_id,
+                batch_code=request.batch_code,
+                id_number=request.id_card.id_number,
+                valid_to=request.id_card.valid_to,
+                faces=tuple(f.image_jpeg for f in request.faces),
+                liveness_passed=request.liveness_passed,
+                face_attempt=request.face_attempt,
+            ),
+        )
+        response = _Identify(
+            outcome=_Identify.OUTCOME_VERIFIED if result.verified else _Identify.OUTCOME_REFUSED,
+            identification_token=result.identification_token,
+            expert_name=result.expert_name,
+            id_number_masked=result.id_number_masked,
+            organisation=result.organisation,
+            face_attempts_left=result.face_attempts_left,
+        )
+        if result.refusal is not None:
+            response.refusal.CopyFrom(convert.refusal(result.refusal))
+        if result.face is not None:
+            response.face.CopyFrom(
+                kiosk_pb2.FaceMatch(
+                    distance=result.face.distance, threshold=result.face.threshold, matched=result.face.matched
+                )
+            )
+        if result.card_on_file_masked:
+            response.bank_card_on_file.CopyFrom(
+                kiosk_pb2.BankCardOnFile(pan_masked=result.card_on_file_masked, bank_name=result.card_on_file_bank)
+            )
+        if result.previous_check_in is not None:
+            response.previous_check_in.CopyFrom(convert.check_in(result.previous_check_in))
+        return response
+
+    @maps_errors
+    def CompleteCheckIn(  # noqa: N802
+        self, request: kiosk_pb2.CompleteCheckInRequest, context: grpc.ServicerContext
+    ) -> kiosk_pb2.CompleteCheckInResponse:
+        """Bind band, store card and signature, assign room."""
+        self._caller(context, request.kiosk_id)
+        new_card = request.new_card if request.WhichOneof("bank_card") == "new_card" else None
+        result = check_in.complete_check_in(
+            self._new_uow(),
+            self._ctx,
+            check_in.CompleteCommand(
+                request_id=request.request_id,
+                kiosk_id=request.kiosk_id,
+                identification_token=request.identification_token,
+                use_card_on_file=request.WhichOneof("bank_card") == "use_card_on_file" and request.use_card_on_file,
+                new_card_pan=new_card.pan if new_card is not None else "",
+                card_source=common_pb2.CardSource.Name(new_card.source).removeprefix("CARD_SOURCE_")
+                if new_card is not None
+                else "ON_FILE",
+                signature_png=request.signature_png,
+                band_uid=request.band_uid,
+            ),
+        )
+        response = _Complete(
+            outcome=_Complete.OUTCOME_COMPLETED if result.refusal is None else _Complete.OUTCOME_REFUSED,
+            replayed=result.replayed,
+        )
+        if result.refusal is not None:
+            response.refusal.CopyFrom(convert.refusal(result.refusal))
+        if result.check_in is not None:
+            response.check_in.CopyFrom(convert.check_in(result.check_in))
+        return response
+
+    @maps_errors
+    def AnnulCheckIn(  # noqa: N802
+        self, request: kiosk_pb2.AnnulCheckInRequest, context: grpc.ServicerContext
+    ) -> kiosk_pb2.AnnulCheckInResponse:
+        """Undo a check-in this kiosk just made."""
+        self._caller(context, request.kiosk_id)
+        result = check_in.annul_check_in(
+            self._new_uow(),
+            self._ctx,
+            check_in.AnnulCommand(
+                request_id=request.request_id,
+                kiosk_id=request.kiosk_id,
+                check_in_id=request.check_in_id,
+                reason=kiosk_pb2.AnnulReason.Name(request.reason).removeprefix("ANNUL_REASON_"),
+                detail=request.detail,
+            ),
+        )
+        response = _Annul(outcome=_Annul.OUTCOME_ANNULLED if result.refusal is None else _Annul.OUTCOME_REFUSED)
+        if result.refusal is not None:
+            response.refusal.CopyFrom(convert.refusal(result.refusal))
+        return response
+
+    @maps_errors
+    def Heartbeat(  # noqa: N802
+        self, request: kiosk_pb2.HeartbeatRequest, context: grpc.ServicerContext
+    ) -> kiosk_pb2.HeartbeatResponse:
+        """Store device health and stock."""
+        self._caller(context, request.kiosk_id)
+        answer = kiosks.heartbeat(
+            self._new_uow(),
+            self._ctx,
+            kiosks.HeartbeatCommand(
+                kiosk_id=request.kiosk_id,
+                devices=tuple(
+                    kiosks.DeviceHealth(
+                        d.device[:40], kiosk_pb2.DeviceState.Name(d.state).removeprefix("DEVICE_STATE_"), d.detail[:200]
+                    )
+                    for d in request.devices
+                ),
+                band_stock=request.band_stock,
+                pending_check_ins=request.pending_check_ins,
+                out_of_service=request.out_of_service,
+                software_version=request.software_version,
+                kiosk_time=convert.from_timestamp(request.kiosk_time, request.HasField("kiosk_time")),
+            ),
+        )
+        return kiosk_pb2.HeartbeatResponse(server_time=convert.timestamp(answer.server_time), stock_low=answer.stock_low)
+
+    @maps_errors
+    def ReportKioskEvent(  # noqa: N802
+        self, request: kiosk_pb2.ReportKioskEventRequest, context: grpc.ServicerContext
+    ) -> kiosk_pb2.ReportKioskEventResponse:
+        """Kiosk-side step or failure into the audit log."""
+        self._caller(context, request.kiosk_id)
+        kiosks.report_event(
+            self._new_uow(),
+            self._ctx,
+            kiosk_id=request.kiosk_id,
+            event=request.event,
+            outcome=request.outcome,
+            detail=request.detail,
+            id_hint=request.id_number_hash_hint,
+            kiosk_time=convert.from_timestamp(request.occurred_at, request.HasField("occurred_at")),
+        )
+        return kiosk_pb2.ReportKioskEventResponse()

@@ -1,0 +1,109 @@
+"""OrganiserService and DiagnosticsService servicers (bearer token checked by the interceptor)."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from expertcheckin.v1 import diagnostics_pb2, diagnostics_pb2_grpc, organiser_pb2, organiser_pb2_grpc
+from platform_server.grpc_api import convert
+from platform_server.grpc_api.status_mapping import maps_errors
+from platform_server.services import batches, events, statistics
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    import grpc
+
+    from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.services.context import ServiceContext
+
+
+class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):
+    """Batches, live statistics and the check-in event stream."""
+
+    def __init__(self, new_uow: Callable[[], UnitOfWork], ctx: ServiceContext, stopping: threading.Event) -> None:
+        self._new_uow = new_uow
+        self._ctx = ctx
+        self._stopping = stopping
+
+    @maps_errors
+    def ListBatches(  # noqa: N802
+        self, request: organiser_pb2.ListBatchesRequest, context: grpc.ServicerContext
+    ) -> organiser_pb2.ListBatchesResponse:
+        """Open batches (and closed ones if asked)."""
+        views = batches.list_batches(self._new_uow(), include_closed=request.include_closed)
+        return organiser_pb2.ListBatchesResponse(batches=[convert.batch(v) for v in views])
+
+    @maps_errors
+    def CreateBatch(  # noqa: N802
+        self, request: organiser_pb2.CreateBatchRequest, context: grpc.ServicerContext
+    ) -> organiser_pb2.CreateBatchResponse:
+        """Create a batch (hotel by hotel_code)."""
+        b = request.batch
+        spec = batches.BatchSpec(
+            code=b.code,
+            name=b.name,
+            venue=b.venue,
+            hotel_code=b.hotel_code or "H1",
+            hotel_name=b.hotel_name,
+            hotel_address=b.hotel_address,
+            evaluation_start=convert.from_timestamp(b.evaluation_start, b.HasField("evaluation_start")),
+            evaluation_end=convert.from_timestamp(b.evaluation_end, b.HasField("evaluation_end")),
+            check_in_opens=convert.from_timestamp(b.check_in_opens, b.HasField("check_in_opens")),
+            allow_id_only=b.allow_id_only,
+        )
+        view = batches.create_batch(self._new_uow(), self._ctx, spec)
+        return organiser_pb2.CreateBatchResponse(batch=convert.batch(view))
+
+    @maps_errors
+    def CloseBatch(  # noqa: N802
+        self, request: organiser_pb2.CloseBatchRequest, context: grpc.ServicerContext
+    ) -> organiser_pb2.CloseBatchResponse:
+        """Close a batch."""
+        return organiser_pb2.CloseBatchResponse(
+            batch=convert.batch(batches.close_batch(self._new_uow(), self._ctx, request.code))
+        )
+
+    @maps_errors
+    def GetBatchStatistics(  # noqa: N802
+        self, request: organiser_pb2.GetBatchStatisticsRequest, context: grpc.ServicerContext
+    ) -> organiser_pb2.GetBatchStatisticsResponse:
+        """Invited, arrived, missing, rooms, bands, UWB, kiosks."""
+        return convert.statistics(statistics.batch_statistics(self._new_uow(), request.code))
+
+    @maps_errors
+    def StreamCheckInEvents(  # noqa: N802
+        self, request: organiser_pb2.StreamCheckInEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[organiser_pb2.StreamCheckInEventsResponse]:
+        """Past events after `after_event_id`, then live ones until the client leaves or the server stops."""
+        uow = self._new_uow()
+        with uow:
+            batch_id = events.batch_id_of(uow, request.batch_code)
+        return self._stream(batch_id, request.after_event_id, context)
+
+    def _stream(
+        self, batch_id: int, after: int, context: grpc.ServicerContext
+    ) -> Iterator[organiser_pb2.StreamCheckInEventsResponse]:
+        bell = self._ctx.bell
+        while context.is_active() and not self._stopping.is_set():
+            generation = bell.generation
+            uow = self._new_uow()
+            with uow:
+                batch_events = events.read_after(uow, self._ctx, batch_id, after)
+            for item in batch_events:
+                after = item.event_id
+                yield convert.event(item)
+            if not batch_events:
+                # Woken at once by commits in this process; the timeout picks up other replicas' events.
+                bell.wait(generation, timeout=self._ctx.rules.event_poll_s)
+
+
+class DiagnosticsServicer(diagnostics_pb2_grpc.DiagnosticsServiceServicer):
+    """Echo: the RPC floor the benchmark compares with."""
+
+    def Echo(  # noqa: N802
+        self, request: diagnostics_pb2.EchoRequest, context: grpc.ServicerContext
+    ) -> diagnostics_pb2.EchoResponse:
+        """Return the message unchanged."""
+        return diagnostics_pb2.EchoResponse(message=request.message)

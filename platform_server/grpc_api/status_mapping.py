@@ -1,0 +1,52 @@
+"""The one place domain errors become gRPC status codes (decorator on every servicer method)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+
+from platform_server import errors
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound="Callable[..., Any]")
+
+_CODES: list[tuple[type[errors.PlatformError], grpc.StatusCode]] = [
+    (errors.InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.ImportRefusedError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.TransientError, grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def status_for(err: errors.PlatformError) -> grpc.StatusCode:
+    """The status code for a domain error (INTERNAL for anything unexpected)."""
+    for cls, code in _CODES:
+        if isinstance(err, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def maps_errors(method: F) -> F:
+    """Abort with the mapped status on a PlatformError; INTERNAL (logged, no details) on anything else."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except errors.PlatformError as err:
+            context.abort(status_for(err), str(err))
+        except Exception:
+            if not context.is_active():
+                raise  # the client went away or abort() was already called
+            log.exception("unexpected error in %s", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the platform log")
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,108 @@
+"""The gRPC server: `create_server` (tests bind port 0) split from `serve` (signals, graceful stop)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from expertcheckin.v1 import diagnostics_pb2, diagnostics_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, organiser_pb2
+from expertcheckin.v1 import organiser_pb2_grpc
+from platform_server.config import check_for_serving
+from platform_server.errors import ConfigError
+from platform_server.grpc_api.auth import OrganiserTokenInterceptor
+from platform_server.grpc_api.kiosk import KioskServicer
+from platform_server.grpc_api.organiser import DiagnosticsServicer, OrganiserServicer
+
+if TYPE_CHECKING:
+    from platform_server.bootstrap import Platform
+    from platform_server.config import PlatformConfig
+
+log = logging.getLogger(__name__)
+SERVICE_NAMES = (
+    kiosk_pb2.DESCRIPTOR.services_by_name["KioskService"].full_name,
+    organiser_pb2.DESCRIPTOR.services_by_name["OrganiserService"].full_name,
+    diagnostics_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"].full_name,
+)
+
+
+def _credentials(config: PlatformConfig) -> grpc.ServerCredentials | None:
+    """TLS server credentials (client certificates required when client_ca is set), or None."""
+    sec = config.security
+    if not sec.tls_cert:
+        return None
+    try:
+        key = Path(sec.tls_key).read_bytes()
+        cert = Path(sec.tls_cert).read_bytes()
+        ca = Path(sec.client_ca).read_bytes() if sec.client_ca else None
+    except OSError as err:
+        raise ConfigError(f"cannot read TLS file: {err}") from err
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+def create_server(
+    config: PlatformConfig, platform: Platform | None = None, *, listen: str | None = None
+) -> tuple[grpc.Server, int]:
+    """Build and start a server for the platform (built from config unless given); return it and its port."""
+    if platform is None:
+        from platform_server.bootstrap import build  # noqa: PLC0415
+
+        platform = build(config)
+    max_bytes = config.server.max_message_bytes
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.server.max_workers, thread_name_prefix="rpc"),
+        interceptors=[OrganiserTokenInterceptor(config.security.organiser_token)],
+        options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)],
+    )
+    credentials = _credentials(config)
+    kiosk_pb2_grpc.add_KioskServiceServicer_to_server(
+        KioskServicer(platform.new_uow, platform.ctx, require_certificate=bool(config.security.client_ca)), server
+    )
+    organiser_pb2_grpc.add_OrganiserServiceServicer_to_server(
+        OrganiserServicer(platform.new_uow, platform.ctx, platform.stopping), server
+    )
+    diagnostics_pb2_grpc.add_DiagnosticsServiceServicer_to_server(DiagnosticsServicer(), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = listen or config.server.listen
+    try:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as err:
+        raise ConfigError(f"cannot listen on {address}: {err}") from err
+    server.start()
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    server.health_servicer = health_servicer  # type: ignore[attr-defined]
+    return server, port
+
+
+def serve(config: PlatformConfig) -> None:
+    """Run until SIGTERM/SIGINT, then stop gracefully: NOT_SERVING, finish calls in flight, close."""
+    from platform_server.bootstrap import build  # noqa: PLC0415
+
+    check_for_serving(config)
+    platform = build(config)
+    server, port = create_server(config, platform)
+    log.info("platform serving on %s (port %d), database %s", config.server.listen, port, platform.engine.url.render_as_string())
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping gracefully (grace %.0f s)", signum, config.server.grace_s)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop_requested.wait()
+    server.health_servicer.enter_graceful_shutdown()  # type: ignore[attr-defined]
+    platform.stopping.set()  # ends event streams so they do not hold the grace period
+    server.stop(config.server.grace_s).wait()
+    platform.close()
+    log.info("platform stopped")
