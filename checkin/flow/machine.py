@@ -1,0 +1,1331 @@
+"""The check-in flow: a `transitions` state machine that owns no thread and no clock.
+
+Device reads and platform calls run through the `Worker` port and come back as method calls on the
+flow's thread; timers come from the `Scheduler` port (Tk's after() in the kiosk, a fake clock in
+tests). Each state change and each in-state change publishes a view model to the listeners; the UI
+only renders those. Every way out of a check-in (cancel, inactivity, done) goes through HOME, whose
+entry wipes the expert's data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+import zoneinfo
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from transitions import Machine
+
+from checkin.config import verify_pin
+from checkin.flow.models import (
+    AnnulReason,
+    CardSource,
+    CheckInInfo,
+    Completed,
+    CompleteRequest,
+    FaceFrames,
+    IdCardFields,
+    Identified,
+    IdentifyRequest,
+    KioskEvent,
+    NewCard,
+    Refusal,
+    RefusalCode,
+    Refused,
+    ServiceHealth,
+)
+from checkin.flow.ports import (
+    BindDecision,
+    DeviceFaultError,
+    DispenseOutcome,
+    DispensePhase,
+    DispenseReport,
+    InvalidEntryError,
+    NothingPresentedError,
+    PlatformUnavailableError,
+    UnreadableError,
+)
+from checkin.flow.views import (
+    BandProblemView,
+    CardConfirmView,
+    CardInsertView,
+    CardOnFileView,
+    CardSwipeView,
+    CardTypeView,
+    DispensingView,
+    DoneView,
+    FaceView,
+    HomeView,
+    IdCardView,
+    OutOfServiceView,
+    RefusalView,
+    RoomPendingView,
+    SelfTestLine,
+    SignatureView,
+    StaffMenuView,
+    StaffPinView,
+    VerifyingView,
+    View,
+)
+from checkin.texts import DEFAULT_LANGUAGE, Language, has_text
+from personal_data import bank_card, id_number
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from checkin.flow.ports import (
+        AuditPort,
+        BankCardData,
+        BankCardPort,
+        Cancellable,
+        DispenserPort,
+        FaceCapturePort,
+        IdCardPort,
+        IdentityCard,
+        PendingStore,
+        PlatformPort,
+        Scheduler,
+        SelfTestPort,
+        StockPort,
+        Worker,
+    )
+    from checkin.signature import Signature
+
+_LOG = logging.getLogger(__name__)
+
+
+class _SkipBindingNoise(logging.Filter):
+    """transitions warns for every convenience method model_override=True declines to bind; we want that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Skip binding" not in record.getMessage()
+
+
+logging.getLogger("transitions.core").addFilter(_SkipBindingNoise())
+
+
+class Step(Enum):
+    """The flow's states."""
+
+    OUT_OF_SERVICE = "out_of_service"
+    HOME = "home"
+    READING_ID = "reading_id"
+    CAPTURING_FACE = "capturing_face"
+    VERIFYING = "verifying"
+    REFUSED = "refused"
+    CARD_ON_FILE = "card_on_file"
+    CARD_INSERT = "card_insert"
+    CARD_SWIPE = "card_swipe"
+    CARD_TYPE = "card_type"
+    CARD_CONFIRM = "card_confirm"
+    SIGNATURE = "signature"
+    DISPENSING = "dispensing"
+    DONE = "done"
+    ROOM_PENDING = "room_pending"
+    BAND_PROBLEM = "band_problem"
+    STAFF_PIN = "staff_pin"
+    STAFF_MENU = "staff_menu"
+
+
+# Named state groups (predicates below test membership).
+CARD_STATES = frozenset({Step.CARD_ON_FILE, Step.CARD_INSERT, Step.CARD_SWIPE, Step.CARD_TYPE, Step.CARD_CONFIRM})
+# States where the kiosk waits on a device or the platform, not on the expert: no inactivity timer.
+BUSY_STATES = frozenset({Step.VERIFYING, Step.DISPENSING})
+# States that end by themselves after `done_return_s`.
+ENDING_STATES = frozenset({Step.DONE, Step.ROOM_PENDING})
+STAFF_STATES = frozenset({Step.STAFF_PIN, Step.STAFF_MENU})
+# States that hold an expert's data; leaving them for HOME wipes it.
+SESSION_STATES = frozenset(
+    {Step.READING_ID, Step.CAPTURING_FACE, Step.VERIFYING, Step.REFUSED, Step.SIGNATURE, Step.BAND_PROBLEM}
+    | CARD_STATES
+    | BUSY_STATES
+    | ENDING_STATES
+)
+# Every session state but DISPENSING may be cancelled: once the arm holds a band the dispense
+# transaction must finish (hand out or reject), so 取消 is not offered there.
+CANCELLABLE_STATES = SESSION_STATES - {Step.DISPENSING}
+# States where 60 s without a touch starts the 15 s countdown.
+ATTENTION_STATES = (SESSION_STATES - BUSY_STATES - ENDING_STATES) | STAFF_STATES
+
+_S = Step
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "start", "source": _S.HOME, "dest": _S.READING_ID, "conditions": "can_serve"},
+    {"trigger": "suspend", "source": _S.HOME, "dest": _S.OUT_OF_SERVICE},
+    {"trigger": "resume", "source": _S.OUT_OF_SERVICE, "dest": _S.HOME, "conditions": "can_serve"},
+    {"trigger": "id_accepted", "source": _S.READING_ID, "dest": _S.CAPTURING_FACE},
+    {"trigger": "faces_ready", "source": _S.CAPTURING_FACE, "dest": _S.VERIFYING},
+    {
+        "trigger": "refuse",
+        "source": [_S.READING_ID, _S.CAPTURING_FACE, _S.VERIFYING, _S.DISPENSING],
+        "dest": _S.REFUSED,
+    },
+    {"trigger": "identified", "source": _S.VERIFYING, "dest": _S.CARD_ON_FILE, "conditions": "has_card_on_file"},
+    {"trigger": "identified", "source": _S.VERIFYING, "dest": _S.CARD_INSERT},
+    {"trigger": "retry", "source": _S.REFUSED, "dest": _S.CAPTURING_FACE, "conditions": "retry_goes_to_face"},
+    {"trigger": "retry", "source": _S.REFUSED, "dest": _S.VERIFYING, "conditions": "retry_goes_to_verify"},
+    {"trigger": "use_card_on_file", "source": _S.CARD_ON_FILE, "dest": _S.SIGNATURE},
+    {"trigger": "replace_card", "source": _S.CARD_ON_FILE, "dest": _S.CARD_INSERT},
+    {"trigger": "choose_swipe", "source": [_S.CARD_INSERT, _S.CARD_TYPE], "dest": _S.CARD_SWIPE},
+    {"trigger": "choose_typing", "source": [_S.CARD_INSERT, _S.CARD_SWIPE], "dest": _S.CARD_TYPE},
+    {"trigger": "choose_insert", "source": [_S.CARD_SWIPE, _S.CARD_TYPE], "dest": _S.CARD_INSERT},
+    {"trigger": "card_captured", "source": [_S.CARD_INSERT, _S.CARD_SWIPE, _S.CARD_TYPE], "dest": _S.CARD_CONFIRM},
+    {"trigger": "card_confirmed", "source": _S.CARD_CONFIRM, "dest": _S.SIGNATURE},
+    {"trigger": "card_declined", "source": _S.CARD_CONFIRM, "dest": _S.CARD_INSERT},
+    {"trigger": "signed", "source": _S.SIGNATURE, "dest": _S.DISPENSING},
+    {"trigger": "handed_out", "source": _S.DISPENSING, "dest": _S.DONE},
+    {"trigger": "handed_out_unconfirmed", "source": _S.DISPENSING, "dest": _S.ROOM_PENDING},
+    {"trigger": "band_failed", "source": _S.DISPENSING, "dest": _S.BAND_PROBLEM},
+    {"trigger": "end_session", "source": sorted(CANCELLABLE_STATES, key=lambda s: s.value), "dest": _S.HOME},
+    {"trigger": "open_staff", "source": [_S.HOME, _S.OUT_OF_SERVICE], "dest": _S.STAFF_PIN},
+    {"trigger": "pin_accepted", "source": _S.STAFF_PIN, "dest": _S.STAFF_MENU},
+    {"trigger": "close_staff", "source": [_S.STAFF_PIN, _S.STAFF_MENU], "dest": _S.HOME},
+]
+
+# Platform refusals after which the face step may be tried again.
+_FACE_RETRY_CODES = frozenset({RefusalCode.FACE_NOT_USABLE, RefusalCode.IMAGE_TOO_LARGE, RefusalCode.IMAGE_UNDECODABLE})
+# Binding refusals about one particular band: another band may succeed.
+_BAND_REFUSALS = frozenset({RefusalCode.BAND_UNKNOWN, RefusalCode.BAND_NOT_AVAILABLE})
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSettings:
+    """Timing and limits of the flow (checkin.config.KioskConfig builds this)."""
+
+    kiosk_id: str
+    staff_pin_hash: str
+    inactivity_s: float = 60.0
+    countdown_s: int = 15
+    done_return_s: int = 20
+    max_face_attempts: int = 3
+    device_poll_s: float = 2.0
+    max_pin_failures: int = 5
+    pin_lockout_s: int = 60
+    max_band_attempts: int = 2
+    max_refill: int = 500
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPorts:
+    """Everything the flow talks to."""
+
+    id_card: IdCardPort
+    bank_card: BankCardPort
+    face: FaceCapturePort
+    dispenser: DispenserPort
+    platform: PlatformPort
+    pending: PendingStore
+    audit: AuditPort
+    stock: StockPort
+    scheduler: Scheduler
+    worker: Worker
+    devices: Mapping[str, SelfTestPort] = field(default_factory=dict)
+
+
+class FlowListener(Protocol):
+    """What the UI (and the speech prompts) implement to follow the flow."""
+
+    def on_view(self, view: View) -> None:
+        """A new view model to render."""
+        ...
+
+
+class FlowListenerBase:
+    """A listener with no-op defaults, to subclass."""
+
+    def on_view(self, view: View) -> None:
+        """Ignore the view."""
+
+
+@dataclass
+class _Session:
+    """One expert's data while they are at the kiosk; dropped as a whole by _wipe()."""
+
+    identity: IdentityCard | None = None
+    faces: FaceFrames | None = None
+    face_attempt: int = 1
+    capture_failures: int = 0
+    identify_request: IdentifyRequest | None = None
+    identified: Identified | None = None
+    new_card: NewCard | None = None
+    use_card_on_file: bool = False
+    card_reader_available: bool = True
+    signature_png: bytes | None = None
+    refusal: Refusal | None = None
+    refusal_step: int | None = None
+    retry_to: Step | None = None
+    hint: str | None = None
+    dispense_phase: DispensePhase = DispensePhase.PREPARING
+    check_in: CheckInInfo | None = None
+    band_not_taken: bool = False
+
+
+class _BindStatus(Enum):
+    NOT_CALLED = "not_called"
+    ACKNOWLEDGED = "acknowledged"  # the platform completed the check-in
+    UNCONFIRMED = "unconfirmed"  # no answer: the band goes out, the queue delivers the check-in
+    REFUSED = "refused"
+    ERROR = "error"  # an unexpected failure: do not hand out, annul in the background
+
+
+@dataclass
+class _BindLedger:
+    """What happened inside bind(uid), written on the worker thread and read after the job."""
+
+    status: _BindStatus = _BindStatus.NOT_CALLED
+    request_id: str | None = None
+    check_in: CheckInInfo | None = None
+    refusal: Refusal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _DispenseJobResult:
+    report: DispenseReport
+    ledger: _BindLedger
+
+
+def _unbound() -> RuntimeError:
+    return RuntimeError("trigger stub: transitions binds the real method")
+
+
+class CheckInFlow:
+    """The kiosk's check-in, from 登记办理 to 请取走手环, as a pure state machine."""
+
+    state: Step
+
+    def __init__(
+        self,
+        ports: FlowPorts,
+        settings: FlowSettings,
+        *,
+        health: ServiceHealth | None = None,
+        default_language: Language = DEFAULT_LANGUAGE,
+        speech_on: bool = True,
+    ) -> None:
+        self._ports = ports
+        self._settings = settings
+        self._tz = zoneinfo.ZoneInfo(settings.timezone)
+        # No health report yet means we do not know whether we can serve: start out of service.
+        self._health = health
+        self._forced_out_of_service = False
+        self._default_language = default_language
+        self.language = default_language
+        self.speech_on = speech_on
+        self._session: _Session | None = None
+        self._generation = 0  # bumped by every wipe; results of older jobs are dropped
+        self._listeners: list[FlowListener] = []
+        self._timers: list[Cancellable] = []
+        self._countdown: int | None = None
+        self._seconds_left = 0
+        self._error: str | None = None
+        self._error_params: dict[str, str] = {}
+        self._end_reason = "finished"
+        self._pin_failures = 0
+        self._pin_locked_until: dt.datetime | None = None
+        self._self_test: tuple[SelfTestLine, ...] = ()
+        self._self_test_running = False
+        self.view: View = OutOfServiceView(problems=("starting",))
+        initial = Step.HOME if self.can_serve() else Step.OUT_OF_SERVICE
+        self.machine = Machine(
+            model=self,
+            states=Step,
+            transitions=TRANSITIONS,
+            initial=initial,
+            queued=True,
+            model_override=True,
+            auto_transitions=False,
+            ignore_invalid_triggers=True,
+            before_state_change="_before_state_change",
+            after_state_change="_after_state_change",
+        )
+        self._publish()
+
+    # ---- triggers (typed stubs; model_override=True makes transitions bind these names) -------------
+
+    def start(self) -> bool:
+        """HOME -> READING_ID."""
+        raise _unbound()
+
+    def suspend(self) -> bool:
+        """HOME -> OUT_OF_SERVICE."""
+        raise _unbound()
+
+    def resume(self) -> bool:
+        """OUT_OF_SERVICE -> HOME."""
+        raise _unbound()
+
+    def id_accepted(self) -> bool:
+        """READING_ID -> CAPTURING_FACE."""
+        raise _unbound()
+
+    def faces_ready(self) -> bool:
+        """CAPTURING_FACE -> VERIFYING."""
+        raise _unbound()
+
+    def refuse(self) -> bool:
+        """-> REFUSED."""
+        raise _unbound()
+
+    def identified(self) -> bool:
+        """VERIFYING -> CARD_ON_FILE or CARD_INSERT."""
+        raise _unbound()
+
+    def retry(self) -> bool:
+        """REFUSED -> CAPTURING_FACE or VERIFYING."""
+        raise _unbound()
+
+    def use_card_on_file(self) -> bool:
+        """CARD_ON_FILE -> SIGNATURE."""
+        raise _unbound()
+
+    def replace_card(self) -> bool:
+        """CARD_ON_FILE -> CARD_INSERT."""
+        raise _unbound()
+
+    def choose_swipe(self) -> bool:
+        """-> CARD_SWIPE."""
+        raise _unbound()
+
+    def choose_typing(self) -> bool:
+        """-> CARD_TYPE."""
+        raise _unbound()
+
+    def choose_insert(self) -> bool:
+        """-> CARD_INSERT."""
+        raise _unbound()
+
+    def card_captured(self) -> bool:
+        """-> CARD_CONFIRM."""
+        raise _unbound()
+
+    def card_confirmed(self) -> bool:
+        """CARD_CONFIRM -> SIGNATURE."""
+        raise _unbound()
+
+    def card_declined(self) -> bool:
+        """CARD_CONFIRM -> CARD_INSERT."""
+        raise _unbound()
+
+    def signed(self) -> bool:
+        """SIGNATURE -> DISPENSING."""
+        raise _unbound()
+
+    def handed_out(self) -> bool:
+        """DISPENSING -> DONE."""
+        raise _unbound()
+
+    def handed_out_unconfirmed(self) -> bool:
+        """DISPENSING -> ROOM_PENDING."""
+        raise _unbound()
+
+    def band_failed(self) -> bool:
+        """DISPENSING -> BAND_PROBLEM."""
+        raise _unbound()
+
+    def end_session(self) -> bool:
+        """Any cancellable state -> HOME (wipes)."""
+        raise _unbound()
+
+    def open_staff(self) -> bool:
+        """HOME/OUT_OF_SERVICE -> STAFF_PIN."""
+        raise _unbound()
+
+    def pin_accepted(self) -> bool:
+        """STAFF_PIN -> STAFF_MENU."""
+        raise _unbound()
+
+    def close_staff(self) -> bool:
+        """Staff mode -> HOME."""
+        raise _unbound()
+
+    # ---- guards ------------------------------------------------------------------------------------
+
+    def can_serve(self) -> bool:
+        """True when the platform answers, the devices work, a batch is open and bands are in stock."""
+        return not self._forced_out_of_service and self._health is not None and not self._health.problems()
+
+    def has_card_on_file(self) -> bool:
+        """True when the platform returned a bank card on file for this expert."""
+        s = self._session
+        return s is not None and s.identified is not None and s.identified.card_on_file is not None
+
+    def retry_goes_to_face(self) -> bool:
+        """True when 重试 on the refusal screen means capturing the face again."""
+        return self._session is not None and self._session.retry_to is Step.CAPTURING_FACE
+
+    def retry_goes_to_verify(self) -> bool:
+        """True when 重试 means sending the same identify request again."""
+        return self._session is not None and self._session.retry_to is Step.VERIFYING
+
+    # ---- predicates --------------------------------------------------------------------------------
+
+    def in_session(self) -> bool:
+        """True while an expert's data may be held."""
+        return self.state in SESSION_STATES
+
+    def is_busy(self) -> bool:
+        """True while waiting on a device or the platform rather than on the expert."""
+        return self.state in BUSY_STATES
+
+    @property
+    def session_active(self) -> bool:
+        """True when an expert's data is held in memory (for tests of the wipe rule)."""
+        return self._session is not None
+
+    # ---- listeners ---------------------------------------------------------------------------------
+
+    def add_listener(self, listener: FlowListener) -> None:
+        """Follow the flow; the current view is delivered at once."""
+        self._listeners.append(listener)
+        listener.on_view(self.view)
+
+    def remove_listener(self, listener: FlowListener) -> None:
+        """Stop following the flow."""
+        self._listeners.remove(listener)
+
+    # ---- what the expert does (called by the UI on its thread) -------------------------------------
+
+    def touch(self) -> None:
+        """Any touch on the screen: the expert is still there."""
+        if self._countdown is not None:
+            self._countdown = None
+            self._arm_timers()
+            self._publish()
+        elif self.state in ATTENTION_STATES:
+            self._arm_timers()
+
+    def press_start(self) -> None:
+        """登记办理."""
+        self.start()
+
+    def press_cancel(self) -> None:
+        """取消 (and 返回首页 on the ending screens): back home, forgetting the expert."""
+        if self.state in STAFF_STATES:
+            self.close_staff()
+            return
+        self._end_reason = "cancelled" if self.state not in ENDING_STATES | {Step.REFUSED} else "finished"
+        self.end_session()
+
+    def press_home(self) -> None:
+        """返回首页 on a refusal or problem screen."""
+        self.press_cancel()
+
+    def press_retry(self) -> None:
+        """重试 on a refusal screen that offers it."""
+        self.retry()
+
+    def toggle_language(self) -> None:
+        """中文 / English on the home screen (applies until the expert's session ends)."""
+        self.language = Language.EN if self.language is Language.ZH else Language.ZH
+        self._publish()
+
+    def toggle_speech(self) -> None:
+        """Spoken prompts on or off."""
+        self.speech_on = not self.speech_on
+        self._publish()
+
+    def press_use_card_on_file(self) -> None:
+        """确认使用 the card on file."""
+        if self._session is not None and self.state is Step.CARD_ON_FILE:
+            self._session.use_card_on_file = True
+            self._session.new_card = None
+        self.use_card_on_file()
+
+    def press_replace_card(self) -> None:
+        """更换银行卡."""
+        self.replace_card()
+
+    def press_swipe(self) -> None:
+        """刷卡."""
+        self.choose_swipe()
+
+    def press_type(self) -> None:
+        """手动输入."""
+        self.choose_typing()
+
+    def press_insert(self) -> None:
+        """Back to insert/tap from swipe or typing."""
+        self.choose_insert()
+
+    def submit_swipe(self, track_text: str) -> None:
+        """A keyboard-wedge reader typed a track; parse it into a card."""
+        if self.state is not Step.CARD_SWIPE:
+            return
+        try:
+            data = self._ports.bank_card.parse_swipe(track_text)
+        except InvalidEntryError:
+            self._set_error("error.card_number_invalid")
+            return
+        except UnreadableError:
+            self._set_error("error.card_swipe_unreadable")
+            return
+        self._accept_card(data.pan, CardSource.SWIPE, data.expiry_yymm, data.holder_name)
+
+    def submit_card_number(self, typed: str) -> None:
+        """确认 on the keypad: Luhn-checked here, before anything leaves the kiosk."""
+        if self.state is not Step.CARD_TYPE:
+            return
+        self._accept_card(typed, CardSource.TYPED, None, None)
+
+    def press_confirm_card(self) -> None:
+        """确认 the card as read."""
+        self.card_confirmed()
+
+    def press_reenter_card(self) -> None:
+        """重新读卡: drop the card just read."""
+        if self._session is not None and self.state is Step.CARD_CONFIRM:
+            self._session.new_card = None
+        self.card_declined()
+
+    def submit_signature(self, signature: Signature) -> None:
+        """确认 on the signature pad; an empty pad is refused with 请先签名."""
+        if self.state is not Step.SIGNATURE or self._session is None:
+            return
+        if signature.is_blank():
+            self._set_error("error.signature_empty")
+            return
+        self._session.signature_png = signature.to_png()
+        self.signed()
+
+    # ---- staff mode --------------------------------------------------------------------------------
+
+    def staff_gesture(self) -> None:
+        """The hidden long-press (documented in docs/user-guide.md) on home or out of service."""
+        self.open_staff()
+
+    def submit_pin(self, pin: str) -> None:
+        """Check the staff PIN; too many failures lock the PIN pad for a while."""
+        if self.state is not Step.STAFF_PIN:
+            return
+        now = self._ports.scheduler.now()
+        if self._pin_locked_until is not None and now < self._pin_locked_until:
+            self._publish()
+            return
+        if verify_pin(pin, self._settings.staff_pin_hash):
+            self._pin_failures = 0
+            self._pin_locked_until = None
+            self._record("staff_login", "ok")
+            self.pin_accepted()
+            return
+        self._pin_failures += 1
+        self._record("staff_login", "wrong_pin")
+        if self._pin_failures >= self._settings.max_pin_failures:
+            self._pin_failures = 0
+            self._pin_locked_until = now + dt.timedelta(seconds=self._settings.pin_lockout_s)
+        self._set_error("error.pin_wrong")
+
+    def staff_self_test(self) -> None:
+        """Run every device's self-test on the worker and show the results."""
+        if self.state is not Step.STAFF_MENU or self._self_test_running:
+            return
+        devices = dict(self._ports.devices)
+        self._self_test_running = True
+        self._self_test = ()
+
+        def job() -> tuple[SelfTestLine, ...]:
+            lines = []
+            for name, device in devices.items():
+                try:
+                    health = device.self_test()
+                except Exception as err:  # a self-test that blows up is a failed self-test
+                    _LOG.warning("self-test of %s raised %s", name, type(err).__name__)
+                    lines.append(SelfTestLine(device=name, ok=False, detail=type(err).__name__))
+                else:
+                    lines.append(SelfTestLine(device=name, ok=health.usable, detail=health.detail))
+            return tuple(lines)
+
+        def done(result: tuple[SelfTestLine, ...] | Exception) -> None:
+            self._self_test_running = False
+            if isinstance(result, Exception):
+                result = (SelfTestLine(device="kiosk", ok=False, detail=type(result).__name__),)
+            self._self_test = result
+            self._publish()
+
+        self._ports.worker.submit(job, done)
+        self._publish()
+
+    def staff_refill(self, added: str) -> None:
+        """Record bands put into the magazine."""
+        if self.state is not Step.STAFF_MENU:
+            return
+        try:
+            count = int(added.strip())
+        except ValueError:
+            count = 0
+        if not 1 <= count <= self._settings.max_refill:
+            self._set_error("error.refill_count_invalid", max=str(self._settings.max_refill))
+            return
+        level = self._ports.stock.refill(count)
+        self._record("stock_refill", "ok", detail=f"added={count} level={level}")
+        if self._health is not None:
+            self._health = ServiceHealth(
+                platform_reachable=self._health.platform_reachable,
+                devices=self._health.devices,
+                batch=self._health.batch,
+                band_stock=level,
+            )
+        self._error = None
+        self._publish()
+
+    def staff_toggle_out_of_service(self) -> None:
+        """Take the kiosk out of service (or back) until staff say otherwise."""
+        if self.state is not Step.STAFF_MENU:
+            return
+        self._forced_out_of_service = not self._forced_out_of_service
+        self._record("out_of_service", "forced" if self._forced_out_of_service else "released")
+        self._publish()
+
+    def staff_exit(self) -> None:
+        """Leave staff mode."""
+        self.close_staff()
+
+    # ---- what the world reports (called on the flow's thread) --------------------------------------
+
+    def health_changed(self, health: ServiceHealth) -> None:
+        """Heartbeat / context poll result: go out of service or come back by itself."""
+        was = self.can_serve()
+        self._health = health
+        if self.state is Step.HOME and not self.can_serve():
+            _LOG.warning("out of service: %s", ", ".join(health.problems()))
+            self.suspend()
+        elif self.state is Step.OUT_OF_SERVICE and self.can_serve():
+            _LOG.info("back in service")
+            self.resume()
+        elif self.state in {Step.HOME, Step.OUT_OF_SERVICE} or was != self.can_serve():
+            self._publish()
+
+    # ---- state entry callbacks (bound by transitions by name) --------------------------------------
+
+    def on_enter_HOME(self) -> None:  # noqa: N802 - transitions binds on_enter_<STATE NAME>
+        """Every way back home forgets the expert; then check we can still serve."""
+        if self._session is not None:
+            self._record(self._end_reason, "home")
+        self._wipe()
+        self._end_reason = "finished"
+        if not self.can_serve():
+            self.suspend()
+
+    def on_enter_READING_ID(self) -> None:  # noqa: N802
+        """Start a fresh session and wait for the ID card."""
+        self._session = _Session()
+        self._record("session_started", "ok")
+        self._read_id_card()
+
+    def on_enter_CAPTURING_FACE(self) -> None:  # noqa: N802
+        """Run the camera's capture session on the worker."""
+        s = self._require_session()
+        s.hint = None
+        s.faces = None
+        gen = self._generation
+        face = self._ports.face
+        worker = self._ports.worker
+
+        def on_hint(key: str) -> None:  # worker thread
+            worker.post(lambda: self._face_hint(gen, key))
+
+        worker.submit(lambda: face.capture(on_hint), lambda r: self._face_done(gen, r))
+
+    def on_enter_VERIFYING(self) -> None:  # noqa: N802
+        """Send IdentifyExpert (the same request, with its request id, when retrying after no answer)."""
+        s = self._require_session()
+        request = s.identify_request
+        if request is None:  # pragma: no cover - faces_ready always builds one
+            raise RuntimeError("VERIFYING without an identify request")
+        gen = self._generation
+        platform = self._ports.platform
+        self._ports.worker.submit(lambda: platform.identify(request), lambda r: self._identify_done(gen, r))
+
+    def on_enter_CARD_INSERT(self) -> None:  # noqa: N802
+        """Wait for a card in the chip/contactless reader (unless it already failed)."""
+        s = self._require_session()
+        if s.card_reader_available:
+            self._read_bank_card()
+        else:
+            self._set_error("error.card_reader_unavailable", publish=False)
+
+    def on_enter_DISPENSING(self) -> None:  # noqa: N802
+        """Run the arm's dispense transaction; bind(uid) is CompleteCheckIn, written ahead to the queue."""
+        s = self._require_session()
+        s.dispense_phase = DispensePhase.PREPARING
+        identified = s.identified
+        png = s.signature_png
+        if identified is None or png is None:  # pragma: no cover - guarded by the transitions
+            raise RuntimeError("DISPENSING without identification or signature")
+        card = None if s.use_card_on_file else s.new_card
+        gen = self._generation
+        ledgers: list[_BindLedger] = []
+        job = self._dispense_job(identified.identification_token, card, png, gen, ledgers)
+        self._ports.worker.submit(job, lambda r: self._dispense_done(gen, r, ledgers))
+
+    def on_enter_DONE(self) -> None:  # noqa: N802
+        """签到成功."""
+        self._record("check_in", "done")
+
+    def on_enter_ROOM_PENDING(self) -> None:  # noqa: N802
+        """Band out, platform silent: the queue will deliver the check-in."""
+        self._record("check_in", "room_pending")
+
+    def on_enter_BAND_PROBLEM(self) -> None:  # noqa: N802
+        """Tell the audit log that staff are needed."""
+        s = self._require_session()
+        self._record("band_problem", "not_taken" if s.band_not_taken else "rejected")
+
+    def on_enter_STAFF_MENU(self) -> None:  # noqa: N802
+        """Forget any earlier self-test."""
+        self._self_test = ()
+
+    def _before_state_change(self) -> None:
+        """Leaving a step: its error and any countdown go with it (the next step may set its own)."""
+        self._error = None
+        self._error_params = {}
+        self._countdown = None
+
+    def _after_state_change(self) -> None:
+        """Every transition: re-arm the timers and publish the new view."""
+        self._arm_timers()
+        self._publish()
+
+    # ---- device and platform results ---------------------------------------------------------------
+
+    def _read_id_card(self) -> None:
+        gen = self._generation
+        reader = self._ports.id_card
+        poll = self._settings.device_poll_s
+        self._ports.worker.submit(lambda: reader.read_identity(poll), lambda r: self._id_card_done(gen, r))
+
+    def _id_card_done(self, gen: int, result: IdentityCard | Exception) -> None:
+        if gen != self._generation or self.state is not Step.READING_ID:
+            return
+        s = self._require_session()
+        if isinstance(result, NothingPresentedError):
+            self._read_id_card()
+            return
+        if isinstance(result, UnreadableError):
+            self._record("id_card_unreadable", "retry")
+            self._set_error("error.id_card_unreadable")
+            self._read_id_card()
+            return
+        if isinstance(result, Exception):
+            self._device_failed("id_card_reader", result)
+            return
+        try:
+            id_number.validate(result.id_number)
+        except id_number.InvalidIdNumberError:
+            self._refuse(Refusal(RefusalCode.ID_CARD_INVALID), step=1)
+            return
+        today = self._ports.scheduler.now().astimezone(self._tz).date()
+        if result.is_expired(today):
+            s.identity = result
+            self._refuse(Refusal(RefusalCode.ID_CARD_EXPIRED), step=1)
+            return
+        s.identity = result
+        self.id_accepted()
+
+    def _face_hint(self, gen: int, key: str) -> None:
+        if gen != self._generation or self.state is not Step.CAPTURING_FACE or self._session is None:
+            return
+        key = key.strip().lower()
+        if key != self._session.hint:
+            self._session.hint = key
+            if key != "no_face":  # someone is in front of the camera: that counts as activity
+                self.touch()
+            self._publish()
+
+    def _face_done(self, gen: int, result: FaceFrames | Exception) -> None:
+        if gen != self._generation or self.state is not Step.CAPTURING_FACE:
+            if isinstance(result, FaceFrames):
+                self._ports.face.clear()
+            return
+        s = self._require_session()
+        if isinstance(result, NothingPresentedError) or (isinstance(result, FaceFrames) and not result.images_jpeg):
+            s.capture_failures += 1
+            self._refuse_face(RefusalCode.FACE_NOT_USABLE)
+            return
+        if isinstance(result, Exception):
+            self._device_failed("camera", result)
+            return
+        if not result.liveness_passed:
+            self._ports.face.clear()
+            s.capture_failures += 1
+            self._record("liveness", "failed")
+            self._refuse_face(RefusalCode.NOT_LIVE)
+            return
+        s.faces = result
+        identity = s.identity
+        batch = self._health.batch if self._health is not None else None
+        if identity is None or batch is None:  # pragma: no cover - guarded by READING_ID and can_serve
+            raise RuntimeError("faces without an identity or a batch")
+        s.identify_request = IdentifyRequest(
+            request_id=str(uuid.uuid4()),
+            batch_code=batch.code,
+            id_card=_id_card_fields(identity),
+            faces=result.images_jpeg,
+            face_quality=result.quality,
+            liveness_passed=result.liveness_passed,
+            face_attempt=s.face_attempt,
+        )
+        self.faces_ready()
+
+    def _identify_done(self, gen: int, result: Identified | Refused | Exception) -> None:
+        if gen != self._generation or self.state is not Step.VERIFYING:
+            return
+        s = self._require_session()
+        if isinstance(result, Identified):
+            # The platform has what it needs from the face: drop the frames now, not at the end.
+            s.faces = None
+            s.identify_request = None
+            self._ports.face.clear()
+            s.identified = result
+            self._record("identified", "ok")
+            self.identified()
+            return
+        if isinstance(result, PlatformUnavailableError):
+            self._record("identify", "platform_unavailable")
+            self._refuse(Refusal(RefusalCode.PLATFORM_UNAVAILABLE), step=1, retry_to=Step.VERIFYING)
+            return
+        if isinstance(result, Exception):
+            _LOG.error("identify failed unexpectedly: %s", type(result).__name__)
+            self._refuse(Refusal(RefusalCode.UNSPECIFIED), step=1)
+            return
+        refusal = result.refusal
+        s.faces = None
+        s.identify_request = None
+        self._ports.face.clear()
+        if refusal.code is RefusalCode.FACE_MISMATCH:
+            self._face_mismatch(refusal)
+        elif refusal.code in _FACE_RETRY_CODES:
+            s.capture_failures += 1
+            self._refuse_face(refusal.code, refusal)
+        else:
+            self._refuse(refusal, step=1)
+
+    def _face_mismatch(self, refusal: Refusal) -> None:
+        s = self._require_session()
+        attempt = s.face_attempt
+        max_attempts = self._settings.max_face_attempts
+        try:
+            left = int(refusal.params.get("attempts_left", max_attempts - attempt))
+        except ValueError:
+            left = max_attempts - attempt
+        self._record("face_mismatch", f"attempt {attempt}")
+        if left <= 0 or attempt >= max_attempts:
+            self._refuse(Refusal(RefusalCode.FACE_ATTEMPTS_EXHAUSTED), step=1)
+            return
+        s.face_attempt = attempt + 1
+        shown = Refusal(
+            RefusalCode.FACE_MISMATCH,
+            params={"n": str(attempt)},
+            message_zh=refusal.message_zh,
+            message_en=refusal.message_en,
+        )
+        self._refuse(shown, step=1, retry_to=Step.CAPTURING_FACE)
+
+    def _refuse_face(self, code: RefusalCode, platform_refusal: Refusal | None = None) -> None:
+        """A capture that could not be used: try again, at most max_face_attempts captures in all."""
+        s = self._require_session()
+        if s.capture_failures >= self._settings.max_face_attempts:
+            self._refuse(Refusal(RefusalCode.FACE_ATTEMPTS_EXHAUSTED), step=1)
+            return
+        refusal = platform_refusal or Refusal(code)
+        self._refuse(refusal, step=1, retry_to=Step.CAPTURING_FACE)
+
+    def _read_bank_card(self) -> None:
+        gen = self._generation
+        reader = self._ports.bank_card
+        poll = self._settings.device_poll_s
+        self._ports.worker.submit(lambda: reader.read_card(poll), lambda r: self._bank_card_done(gen, r))
+
+    def _bank_card_done(self, gen: int, result: BankCardData | Exception) -> None:
+        if gen != self._generation or self.state is not Step.CARD_INSERT:
+            return  # the expert went on to swipe or type: a late chip read is dropped
+        s = self._require_session()
+        if isinstance(result, NothingPresentedError):
+            self._read_bank_card()
+            return
+        if isinstance(result, UnreadableError):
+            self._record("bank_card_unreadable", "retry")
+            self._set_error("error.card_unreadable")
+            self._read_bank_card()
+            return
+        if isinstance(result, InvalidEntryError):
+            self._set_error("error.card_number_invalid")
+            self._read_bank_card()
+            return
+        if isinstance(result, Exception):
+            _LOG.warning("bank card reader failed: %s", type(result).__name__)
+            self._record("bank_card_reader", "fault", detail=type(result).__name__)
+            s.card_reader_available = False
+            self._set_error("error.card_reader_unavailable")
+            return
+        source = CardSource(result.source) if result.source in {"chip", "contactless"} else CardSource.CHIP
+        self._accept_card(result.pan, source, result.expiry_yymm, result.holder_name)
+
+    def _accept_card(self, pan: str, source: CardSource, expiry: str | None, holder: str | None) -> None:
+        s = self._require_session()
+        try:
+            digits = bank_card.validate(pan)
+        except bank_card.InvalidCardNumberError:
+            self._record("bank_card", "invalid_number", detail=source.value)
+            self._set_error("error.card_number_invalid")
+            if self.state is Step.CARD_INSERT:
+                self._read_bank_card()
+            return
+        s.new_card = NewCard(pan=digits, source=source, expiry_yymm=expiry, holder_name=holder)
+        s.use_card_on_file = False
+        self.card_captured()
+
+    def _dispense_job(
+        self, token: str, card: NewCard | None, png: bytes, gen: int, ledgers: list[_BindLedger]
+    ) -> Callable[[], _DispenseJobResult]:
+        """The worker-side dispense: bind(uid) writes ahead to the durable queue, then completes."""
+        pending = self._ports.pending
+        platform = self._ports.platform
+        dispenser = self._ports.dispenser
+        worker = self._ports.worker
+        attempts = self._settings.max_band_attempts
+
+        def progress(phase: DispensePhase) -> None:  # worker thread
+            worker.post(lambda: self._dispense_progress(gen, phase))
+
+        def one_band() -> _DispenseJobResult:
+            ledger = _BindLedger()
+            ledgers.append(ledger)  # read on the flow's thread if dispense() raises
+
+            def bind(uid: str) -> BindDecision:
+                request = CompleteRequest(
+                    request_id=str(uuid.uuid4()),
+                    identification_token=token,
+                    new_card=card,
+                    signature_png=png,
+                    band_uid=uid,
+                )
+                ledger.request_id = request.request_id
+                # Durable BEFORE the first send: from here on, whatever happens to this process, the
+                # queue knows a band may be bound and replays or annuls it.
+                pending.write_ahead(request)
+                try:
+                    result = platform.complete_check_in(request)
+                except PlatformUnavailableError:
+                    ledger.status = _BindStatus.UNCONFIRMED
+                    return BindDecision(bound=True, reason="unconfirmed")
+                except Exception as err:
+                    _LOG.error("complete_check_in failed unexpectedly: %s", type(err).__name__)
+                    ledger.status = _BindStatus.ERROR
+                    return BindDecision(bound=False, reason=type(err).__name__)
+                if isinstance(result, Completed):
+                    pending.acknowledged(request.request_id, result.check_in.check_in_id)
+                    ledger.status = _BindStatus.ACKNOWLEDGED
+                    ledger.check_in = result.check_in
+                    return BindDecision(bound=True)
+                pending.forget(request.request_id)
+                ledger.status = _BindStatus.REFUSED
+                ledger.refusal = result.refusal
+                return BindDecision(bound=False, reason=result.refusal.code.value)
+
+            report = dispenser.dispense(bind, progress)
+            return _DispenseJobResult(report, ledger)
+
+        def job() -> _DispenseJobResult:
+            outcome = one_band()
+            for _ in range(attempts - 1):
+                refusal = outcome.ledger.refusal
+                band_refused = refusal is not None and refusal.code in _BAND_REFUSALS
+                if outcome.report.outcome is not DispenseOutcome.REJECTED or not band_refused:
+                    break
+                _LOG.warning("band %s refused by the platform; trying another band", outcome.report.uid)
+                outcome = one_band()
+            return outcome
+
+        return job
+
+    def _dispense_progress(self, gen: int, phase: DispensePhase) -> None:
+        if gen != self._generation or self.state is not Step.DISPENSING or self._session is None:
+            return
+        self._session.dispense_phase = phase
+        self._publish()
+
+    def _dispense_done(self, gen: int, result: _DispenseJobResult | Exception, ledgers: list[_BindLedger]) -> None:  # noqa: C901 - one branch per dispense outcome
+        if gen != self._generation or self.state is not Step.DISPENSING:  # pragma: no cover - not cancellable
+            return
+        s = self._require_session()
+        pending = self._ports.pending
+        if isinstance(result, Exception):
+            # The dispenser raised instead of reporting: where the band is, is unknown. If bind ran,
+            # the durable record is still in flight; hand it to the background to annul.
+            _LOG.error("dispense raised %s", type(result).__name__)
+            self._record("dispense", "error", detail=type(result).__name__)
+            last = ledgers[-1] if ledgers else None
+            unsettled = {_BindStatus.ACKNOWLEDGED, _BindStatus.UNCONFIRMED, _BindStatus.ERROR}
+            if last is not None and last.request_id is not None and last.status in unsettled:
+                pending.annul_later(last.request_id, AnnulReason.DISPENSE_FAILED, type(result).__name__)
+            self.band_failed()
+            return
+        report, ledger = result.report, result.ledger
+        rid = ledger.request_id
+        if report.needs_staff:
+            self._record("dispense", "needs_staff", detail=report.reason)
+        if report.outcome is DispenseOutcome.HANDED_OUT:
+            if ledger.status is _BindStatus.ACKNOWLEDGED and ledger.check_in is not None and rid is not None:
+                pending.forget(rid)
+                s.check_in = ledger.check_in
+                self.handed_out()
+                return
+            if rid is not None:
+                pending.deliver_later(rid)
+            self.handed_out_unconfirmed()
+            return
+        if ledger.status is _BindStatus.REFUSED and ledger.refusal is not None:
+            if ledger.refusal.code in _BAND_REFUSALS:
+                self.band_failed()
+            else:
+                self._refuse(ledger.refusal, step=4)
+            return
+        if rid is not None and ledger.status is not _BindStatus.NOT_CALLED:
+            reason = (
+                AnnulReason.BAND_NOT_TAKEN
+                if report.outcome is DispenseOutcome.NOT_TAKEN
+                else (AnnulReason.BAND_UNREADABLE if report.reason == "UNREADABLE_UID" else AnnulReason.DISPENSE_FAILED)
+            )
+            pending.annul_later(rid, reason, report.reason)
+        s.band_not_taken = report.outcome is DispenseOutcome.NOT_TAKEN
+        self.band_failed()
+
+    # ---- helpers -----------------------------------------------------------------------------------
+
+    def _device_failed(self, device: str, err: Exception) -> None:
+        kind = "fault" if isinstance(err, DeviceFaultError) else type(err).__name__
+        _LOG.warning("%s failed during a check-in: %s", device, kind)
+        self._record("device_fault", device, detail=kind)
+        self._refuse(Refusal(RefusalCode.DEVICE_UNAVAILABLE), step=1)
+
+    def _refuse(self, refusal: Refusal, *, step: int | None, retry_to: Step | None = None) -> None:
+        s = self._require_session()
+        s.refusal = refusal
+        s.refusal_step = step
+        s.retry_to = retry_to
+        self._record("refused", refusal.code.value)
+        self.refuse()
+
+    def _set_error(self, key: str, *, publish: bool = True, **params: str) -> None:
+        self._error = key
+        self._error_params = dict(params)
+        if publish:
+            self._publish()
+
+    def _require_session(self) -> _Session:
+        if self._session is None:  # pragma: no cover - the transitions guarantee a session here
+            raise RuntimeError(f"no session in state {self.state}")
+        return self._session
+
+    def _wipe(self) -> None:
+        """Forget the expert: drop every reference to their data, stop the camera, ignore late results."""
+        self._generation += 1
+        self._session = None
+        self.language = self._default_language
+        self._ports.face.cancel()
+        self._ports.face.clear()
+
+    def _record(self, event: str, outcome: str, *, detail: str = "") -> None:
+        hint = ""
+        s = self._session
+        if s is not None and s.identity is not None:
+            hint = s.identity.id_number[-4:]
+        self._ports.audit.record(
+            KioskEvent(
+                request_id=str(uuid.uuid4()),
+                event=event,
+                outcome=outcome,
+                occurred_at=self._ports.scheduler.now(),
+                detail=detail,
+                id_number_hint=hint,
+            )
+        )
+
+    # ---- timers ------------------------------------------------------------------------------------
+
+    def _arm_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+        self._countdown = None
+        sched = self._ports.scheduler
+        if self.state in ATTENTION_STATES:
+            self._timers.append(sched.call_later(self._settings.inactivity_s, self._inactivity_elapsed))
+        elif self.state in ENDING_STATES:
+            self._seconds_left = self._settings.done_return_s
+            self._timers.append(sched.call_later(1.0, self._ending_tick))
+
+    def _inactivity_elapsed(self) -> None:
+        self._countdown = self._settings.countdown_s
+        self._timers = [self._ports.scheduler.call_later(1.0, self._countdown_tick)]
+        self._publish()
+
+    def _countdown_tick(self) -> None:
+        if self._countdown is None:
+            return
+        self._countdown -= 1
+        if self._countdown <= 0:
+            self._countdown = None
+            if self.state in STAFF_STATES:
+                self.close_staff()
+            else:
+                self._end_reason = "timeout"
+                self.end_session()
+            return
+        self._timers = [self._ports.scheduler.call_later(1.0, self._countdown_tick)]
+        self._publish()
+
+    def _ending_tick(self) -> None:
+        self._seconds_left -= 1
+        if self._seconds_left <= 0:
+            self._end_reason = "finished"
+            self.end_session()
+            return
+        self._timers = [self._ports.scheduler.call_later(1.0, self._ending_tick)]
+        self._publish()
+
+    # ---- views -------------------------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        self.view = self._build_view()
+        for listener in list(self._listeners):
+            listener.on_view(self.view)
+
+    def _common(self) -> dict[str, Any]:
+        return {
+            "language": self.language,
+            "speech_on": self.speech_on,
+            "countdown": self._countdown,
+            "error": self._error,
+            "error_params": dict(self._error_params),
+        }
+
+    def _format_time(self, when: dt.datetime | None) -> str:
+        return when.astimezone(self._tz).strftime("%Y-%m-%d %H:%M") if when is not None else ""
+
+    def _build_view(self) -> View:
+        c = self._common()
+        state = getattr(self, "state", None)
+        s = self._session
+        if state is None or state is Step.OUT_OF_SERVICE:
+            problems = self._health.problems() if self._health is not None else ("starting",)
+            if self._forced_out_of_service:
+                problems = ("staff", *problems)
+            return OutOfServiceView(problems=problems, **c)
+        if state is Step.HOME:
+            batch = self._health.batch if self._health is not None else None
+            return HomeView(
+                batch_name=batch.name if batch else None,
+                evaluation_start=self._format_time(batch.evaluation_start) if batch else None,
+                **c,
+            )
+        if state is Step.STAFF_PIN:
+            locked = 0
+            if self._pin_locked_until is not None:
+                left = (self._pin_locked_until - self._ports.scheduler.now()).total_seconds()
+                locked = max(0, int(left + 0.999))
+            return StaffPinView(locked_seconds=locked, **c)
+        if state is Step.STAFF_MENU:
+            return StaffMenuView(
+                band_stock=self._ports.stock.level(),
+                pending_check_ins=self._ports.pending.depth(),
+                forced_out_of_service=self._forced_out_of_service,
+                self_test_running=self._self_test_running,
+                self_test=self._self_test,
+                max_refill=self._settings.max_refill,
+                **c,
+            )
+        if s is None:  # pragma: no cover - session states always have a session
+            raise RuntimeError(f"state {state} without a session")
+        return self._session_view(state, s, c)
+
+    def _session_view(self, state: Step, s: _Session, c: dict[str, Any]) -> View:  # noqa: C901, PLR0911, PLR0912
+        if state is Step.READING_ID:
+            return IdCardView(**c)
+        if state is Step.CAPTURING_FACE:
+            return FaceView(hint=s.hint, attempt=s.face_attempt, max_attempts=self._settings.max_face_attempts, **c)
+        if state is Step.VERIFYING:
+            return VerifyingView(**c)
+        if state is Step.REFUSED:
+            refusal = s.refusal or Refusal(RefusalCode.UNSPECIFIED)
+            key = f"refusal.{refusal.code.value}"
+            if not has_text(key) or refusal.code is RefusalCode.UNSPECIFIED:
+                key = "refusal.unknown"
+            return RefusalView(
+                code=refusal.code,
+                text_key=key,
+                params=dict(refusal.params),
+                message_zh=refusal.message_zh,
+                message_en=refusal.message_en,
+                can_retry=s.retry_to is not None,
+                step_shown=s.refusal_step,
+                **c,
+            )
+        if state is Step.CARD_ON_FILE:
+            on_file = s.identified.card_on_file if s.identified else None
+            return CardOnFileView(
+                bank_name=on_file.bank_name if on_file else "", pan_masked=on_file.pan_masked if on_file else "", **c
+            )
+        if state is Step.CARD_INSERT:
+            return CardInsertView(reader_available=s.card_reader_available, **c)
+        if state is Step.CARD_SWIPE:
+            return CardSwipeView(**c)
+        if state is Step.CARD_TYPE:
+            return CardTypeView(**c)
+        if state is Step.CARD_CONFIRM:
+            card = s.new_card
+            return CardConfirmView(
+                pan_masked=card.masked if card else "", source=card.source if card else CardSource.TYPED, **c
+            )
+        if state is Step.SIGNATURE:
+            return SignatureView(
+                expert_name=s.identified.expert_name if s.identified else "",
+                id_number_masked=s.identified.id_number_masked if s.identified else "",
+                pan_masked=self._card_masked(s),
+                **c,
+            )
+        if state is Step.DISPENSING:
+            return DispensingView(phase=s.dispense_phase, **c)
+        if state is Step.DONE:
+            info = s.check_in or CheckInInfo(check_in_id="")
+            batch = self._health.batch if self._health is not None else None
+            venue = info.evaluation_venue or (batch.venue if batch else "")
+            start = info.evaluation_start or (batch.evaluation_start if batch else None)
+            return DoneView(
+                expert_name=s.identified.expert_name if s.identified else "",
+                hotel_name=info.hotel_name,
+                room_number=info.room_number,
+                evaluation_venue=venue,
+                evaluation_start=self._format_time(start),
+                seconds_left=self._seconds_left,
+                **c,
+            )
+        if state is Step.ROOM_PENDING:
+            return RoomPendingView(seconds_left=self._seconds_left, **c)
+        if state is Step.BAND_PROBLEM:
+            return BandProblemView(not_taken=s.band_not_taken, **c)
+        raise RuntimeError(f"no view for state {state}")  # pragma: no cover
+
+    @staticmethod
+    def _card_masked(s: _Session) -> str:
+        if s.use_card_on_file and s.identified is not None and s.identified.card_on_file is not None:
+            return s.identified.card_on_file.pan_masked
+        return s.new_card.masked if s.new_card is not None else ""
+
+
+def _id_card_fields(card: IdentityCard) -> IdCardFields:
+    """The ID card as IdentifyExpert takes it (dates as YYYYMMDD, no expiry as 长期)."""
+    return IdCardFields(
+        id_number=id_number.normalise(card.id_number),
+        name=card.name,
+        sex_code=card.sex_code,
+        nation_code=card.nation_code,
+        birth_date=card.birth_date.strftime("%Y%m%d"),
+        address=card.address,
+        issuing_authority=card.issuing_authority,
+        valid_from=card.valid_from.strftime("%Y%m%d"),
+        valid_to=card.valid_to.strftime("%Y%m%d") if card.valid_to is not None else "长期",
+    )
