@@ -1,0 +1,1 @@
+"""Scenario files and the headless runner that plays them through the real kiosk."""
