@@ -173,11 +173,15 @@ class _Link:
     def write(self, data: bytes) -> None:
         self.reader.write(data)
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
         self.alive = False
         self.reader.alive = False
         if hasattr(self.port, "cancel_read"):
             self.port.cancel_read()
+        if not wait:
+            # pyserial's socket:// close() sleeps 0.3 s "for quick reconnects"; a reconnect need not wait for it.
+            threading.Thread(target=self.close, name="arm-link-close", daemon=True).start()
+            return
         if self.reader is not threading.current_thread() and self.reader.is_alive():
             self.reader.join(2 * READ_POLL + 1)
         try:
@@ -345,6 +349,7 @@ class ArmDriver:
             return
         if self._closed.is_set():
             raise ArmConnectionError(f"arm driver for {self.url} is closed")
+        self._drop_link()  # a dead link still holds the port open
         last: Exception | None = None
         for attempt in range(1, self.settings.reconnect_attempts + 1):
             try:
@@ -377,7 +382,7 @@ class ArmDriver:
             link, self._link = self._link, None
             self._cond.notify_all()
         if link is not None:
-            link.close()
+            link.close(wait=False)
 
     def _backoff(self, attempt: int) -> None:
         delay = min(self.settings.backoff * 2 ** (attempt - 1), 2.0)
