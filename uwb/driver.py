@@ -44,12 +44,18 @@ _READER_POLL_S = 0.05
 
 
 class TagDownlink(Protocol):
-    """What the platform needs from a gateway: put a payload on a tag and prove the tag holds it."""
+    """What the platform needs from a gateway: put payloads on tags and prove the tags hold them."""
 
-    def send_to_tag(
-        self, tag_id: int, payload: bytes, *, overwrite: bool = True, ack_timeout: float | None = None
-    ) -> DeliveryReceipt:
-        """Deliver ``payload`` to ``tag_id`` and wait for its acknowledgement."""
+    def status(self) -> GatewayStatus:
+        """Node id, flags and counters (also a cheap liveness probe)."""
+        ...
+
+    def start_downlink(self, tag_id: int, payload: bytes, *, overwrite: bool = True) -> int:
+        """Queue ``payload`` for ``tag_id``; return the downlink id at once."""
+        ...
+
+    def poll_downlink(self, msg_id: int, tag_id: int, payload: bytes) -> DeliveryReceipt | None:
+        """Receipt once acknowledged, None while in progress, a TagError when it ended otherwise."""
         ...
 
     def close(self) -> None:
@@ -111,6 +117,7 @@ class UwbGateway:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._seq = 0
+        self._last_state = DownlinkState.QUEUED
         if not hasattr(port, "cancel_read"):
             # socket:// has no cancel_read, so ReaderThread would force a 1 s read timeout and close()
             # would wait up to a second. A no-op cancel_read plus a short timeout keeps shutdown quick.
@@ -152,7 +159,9 @@ class UwbGateway:
         if retries < 1 or busy_retries < 0:
             raise ValueError(f"UWB gateway retries must be at least 1 (busy retries 0), got {retries}/{busy_retries}")
         try:
-            port = serial.serial_for_url(url, baudrate=BAUDRATE, timeout=timeout, write_timeout=timeout)
+            # exclusive: a second process on the same real port (two workers for one gateway) fails to open
+            # instead of interleaving frames; transports without locking (socket://) ignore it.
+            port = serial.serial_for_url(url, baudrate=BAUDRATE, timeout=timeout, write_timeout=timeout, exclusive=True)
         except (serial.SerialException, ValueError) as err:
             raise GatewayOfflineError(f"Cannot open UWB gateway at {url}: {err}") from err
         return cls(
@@ -222,23 +231,32 @@ class UwbGateway:
         started = time.monotonic()
         deadline = started + (self.ack_timeout if ack_timeout is None else ack_timeout)
         msg_id = self.start_downlink(tag_id, payload, overwrite=overwrite)
-        tag = format_tag_id(tag_id)
         while True:
-            status = self.downlink_status(msg_id)
-            if status.state == DownlinkState.ACKED:
-                return self._receipt(status, tag_id, payload, started)
-            if status.state in _FAILURES:
-                error_type, reason = _FAILURES[status.state]
-                raise error_type(f"Tag {tag} {reason} (downlink {msg_id})", tag_id)
+            receipt = self.poll_downlink(msg_id, tag_id, payload, started=started)
+            if receipt is not None:
+                return receipt
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DeliveryTimeoutError(
-                    f"Tag {tag} did not acknowledge downlink {msg_id} within {deadline - started:.1f} s "
-                    f"(gateway state {status.state.name})",
+                    f"Tag {format_tag_id(tag_id)} did not acknowledge downlink {msg_id} within "
+                    f"{deadline - started:.1f} s (gateway state {self._last_state.name})",
                     tag_id,
                 )
             if self._closed.wait(min(self.poll_interval, remaining)):
-                raise GatewayOfflineError(f"UWB gateway link {self.url} closed while waiting for tag {tag}")
+                raise GatewayOfflineError(f"UWB gateway link {self.url} closed while waiting for tag {tag_id:04X}")
+
+    def poll_downlink(
+        self, msg_id: int, tag_id: int, payload: bytes, *, started: float | None = None
+    ) -> DeliveryReceipt | None:
+        """Ask once where a downlink stands: a checked receipt, None while in progress, or a TagError."""
+        status = self.downlink_status(msg_id)
+        self._last_state = status.state
+        if status.state == DownlinkState.ACKED:
+            return self._receipt(status, tag_id, payload, time.monotonic() if started is None else started)
+        if status.state in _FAILURES:
+            error_type, reason = _FAILURES[status.state]
+            raise error_type(f"Tag {format_tag_id(tag_id)} {reason} (downlink {msg_id})", tag_id)
+        return None
 
     @staticmethod
     def _receipt(status: DownlinkStatus, tag_id: int, payload: bytes, started: float) -> DeliveryReceipt:

@@ -70,6 +70,8 @@ class SimTag:
     #: Every payload the tag accepted, oldest first, so tests can prove nothing foreign was ever written.
     history: list[bytes] = field(default_factory=list)
     nacks: int = 0
+    #: Downlinks the gateway accepted for this tag (re-sends included).
+    downlinks: int = 0
 
 
 @dataclass
@@ -259,7 +261,14 @@ class GatewaySimulator:
         with self._lock:
             tag = self._tag(tag_id)
             return SimTag(
-                tag.tag_id, tag.in_range, tag.latency_s, tag.drop_acks, tag.held, list(tag.history), tag.nacks
+                tag.tag_id,
+                tag.in_range,
+                tag.latency_s,
+                tag.drop_acks,
+                tag.held,
+                list(tag.history),
+                tag.nacks,
+                tag.downlinks,
             )
 
     def tag_ids(self) -> list[int]:
@@ -461,6 +470,8 @@ class GatewaySimulator:
         msg_id = self._allocate_msg_id()
         now = time.monotonic()
         tag = self._tags.get(tag_id)
+        if tag is not None:
+            tag.downlinks += 1
         first_try = now + (tag.latency_s if tag else 0.0)
         self._downlinks[msg_id] = _Downlink(
             msg_id, tag_id, bytes(data), DownlinkState.QUEUED, first_try, now + self.delivery_window_s
@@ -574,6 +585,7 @@ def _describe(tag: SimTag) -> dict[str, Any]:
         "latency_s": tag.latency_s,
         "drop_acks": tag.drop_acks,
         "writes": len(tag.history),
+        "downlinks": tag.downlinks,
         "nacks": tag.nacks,
         "held_hex": tag.held.hex(),
     }

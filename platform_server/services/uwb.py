@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from platform_server.db.models import CheckIn, UwbDelivery
+from platform_server.db.models import CheckIn, UwbDelivery, Wristband
 from platform_server.db.unit_of_work import run_transaction
 from platform_server.errors import NotFoundError
 from platform_server.services import audit, events
@@ -131,5 +131,60 @@ def mark_failed_attempt(
         )
         u.commit()
         return True
+
+    return run_transaction(uow, work)
+
+
+# --- Added for the delivery worker (platform_server/uwb_delivery.py) -------------------------------
+
+
+def release_claims(uow: UnitOfWork, now: dt.datetime, delivery_ids: list[int] | None = None) -> int:
+    """Make pending rows due now without counting an attempt: the given ids, or every pending row.
+
+    The worker calls it at start-up (a killed predecessor's leases would otherwise hide rows for
+    CLAIM_LEASE; one worker per gateway, so no live worker holds them) and for rows it claimed but
+    could not try because the gateway itself was unreachable (an outage delays, never fails, a row).
+    """
+
+    def work(u: UnitOfWork) -> int:
+        query = sa.update(UwbDelivery).where(UwbDelivery.state == "pending", UwbDelivery.next_attempt_at > now)
+        if delivery_ids is not None:
+            query = query.where(UwbDelivery.id.in_(delivery_ids))
+        result = u.execute(query.values(next_attempt_at=now).execution_options(synchronize_session=False))
+        u.commit()
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    return run_transaction(uow, work)
+
+
+def current_tag_for(uow: UnitOfWork, delivery_id: int) -> str | None:
+    """The tag to write a claimed row to now, or None if the row must not be sent.
+
+    None when the row is no longer pending, or when a newer row exists for the same tag (then this
+    one is marked superseded: an older write must never land after a newer one). The tag comes from
+    the band's current inventory mapping, re-read here, not from the copy taken at check-in.
+    """
+
+    def work(u: UnitOfWork) -> str | None:
+        delivery, check_in = _load(u, delivery_id)
+        if delivery.state != "pending":
+            return None
+        band_tag = sa.select(Wristband.uwb_tag_id).where(Wristband.id == check_in.wristband_id)
+        tag = u.session.execute(band_tag).scalar_one()
+        newer = u.session.execute(
+            sa.select(UwbDelivery.id)
+            .where(UwbDelivery.tag_id.in_({delivery.tag_id, tag}), UwbDelivery.id > delivery.id)
+            .limit(1)
+        ).first()
+        if newer is not None:
+            delivery.state = "superseded"
+            delivery.last_error = f"superseded by newer delivery {newer[0]} for tag {tag}"
+            u.commit()
+            return None
+        if tag != delivery.tag_id:
+            delivery.last_error = f"band mapping changed: tag {delivery.tag_id} -> {tag}"
+            delivery.tag_id = tag
+            u.commit()
+        return tag
 
     return run_transaction(uow, work)

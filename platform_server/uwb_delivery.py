@@ -1,0 +1,286 @@
+"""The UWB delivery worker: drains the ``uwb_deliveries`` outbox to the gateway, one thread per process.
+
+Rules it keeps (docs/uwb-protocol.md, docs/technician-uwb.md):
+
+- a row is marked delivered only on the tag's acknowledgement of exactly its payload;
+- a gateway outage never counts against a row: rows claimed while the gateway is unreachable are
+  released untouched and the worker probes the gateway with backoff until it answers;
+- tag-level failures (out of range, no ack, refused, too slow) count an attempt; the service layer
+  backs off exponentially (capped) and after ``[uwb] max_attempts`` marks the row failed and flags
+  the check-in for staff;
+- an older row never lands after a newer one for the same tag: rows are taken in id order, a row
+  with a newer row for its tag is superseded instead of sent, and every write uses the gateway's
+  overwrite flag so an older downlink still queued in the gateway is dropped there too;
+- restarts are safe: at start the worker releases leases a killed predecessor left, and re-sending
+  a row is harmless because a write replaces the tag's whole payload (idempotent).
+
+Exactly one worker may drive one gateway (a real serial port is opened exclusively).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from platform_server.services import uwb as outbox
+from uwb import payload
+from uwb.driver import UwbGateway
+from uwb.errors import DeliveryTimeoutError, PayloadError, TagError, UwbError
+from uwb.models import BandCleared, BandContent, RoomAssignment
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from platform_server.bootstrap import Platform
+    from platform_server.config import UwbSection
+    from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.services.context import ServiceContext
+    from uwb.driver import TagDownlink
+
+log = logging.getLogger(__name__)
+
+#: Longest pause between probes of an unreachable gateway.
+GATEWAY_BACKOFF_MAX_S = 30.0
+
+
+@dataclass
+class WorkerCounters:
+    """What the worker has done since it started (logged, and read by tests)."""
+
+    sent: int = 0
+    delivered: int = 0
+    failed_attempts: int = 0
+    given_up: int = 0
+    superseded: int = 0
+    #: Rounds that ended because the gateway could not be opened, did not answer or refused.
+    gateway_failures: int = 0
+
+
+class _GatewayDownError(Exception):
+    """The gateway (not a tag) failed: stop this round, release claims, probe with backoff."""
+
+
+@dataclass
+class _InFlight:
+    delivery_id: int
+    tag_id: int
+    data: bytes
+    msg_id: int
+
+
+def content_of(delivery: outbox.Delivery, tag_id: int) -> BandContent:
+    """What the band must hold for an outbox row."""
+    if delivery.kind == "clear":
+        return BandCleared(tag_id)
+    return RoomAssignment(tag_id, delivery.batch_code, delivery.hotel_code, delivery.room_number)
+
+
+class UwbDeliveryWorker:
+    """Background thread that sends due outbox rows to the gateway and records the outcome."""
+
+    def __init__(
+        self,
+        new_uow: Callable[[], UnitOfWork],
+        ctx: ServiceContext,
+        settings: UwbSection,
+        *,
+        open_gateway: Callable[[], TagDownlink] | None = None,
+        batch_size: int = 16,
+        ack_timeout_s: float = 10.0,
+        poll_interval_s: float = 0.05,
+    ) -> None:
+        self._new_uow = new_uow
+        self._ctx = ctx
+        self._settings = settings
+        self._open_gateway = open_gateway or (lambda: UwbGateway.open(settings.port))
+        self._batch_size = batch_size
+        self._ack_timeout_s = ack_timeout_s
+        self._poll_interval_s = poll_interval_s
+        self._gateway: TagDownlink | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.counters = WorkerCounters()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the background thread."""
+        if self._thread is not None:
+            raise RuntimeError("UWB delivery worker already started")
+        self._thread = threading.Thread(target=self._run, name="uwb-delivery", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Ask the thread to finish its current poll, release unfinished claims and close the gateway."""
+        self._stopping.set()
+        self._ctx.bell.ring()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("UWB delivery worker did not stop within %.0f s", timeout)
+        self._close_gateway()
+
+    # ------------------------------------------------------------ loop
+
+    def _run(self) -> None:
+        released = outbox.release_claims(self._new_uow(), self._ctx.clock())
+        if released:
+            log.info("UWB worker start: %d pending deliveries made due again (earlier process stopped)", released)
+        backoff = self._settings.poll_s
+        while not self._stopping.is_set():
+            generation = self._ctx.bell.generation
+            try:
+                handled = self.run_once()
+            except _GatewayDownError as err:
+                self.counters.gateway_failures += 1
+                log.warning("UWB gateway unavailable, next try in %.1f s: %s", backoff, err)
+                self._close_gateway()
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, GATEWAY_BACKOFF_MAX_S)
+                continue
+            except Exception:
+                # A database hiccup must not kill the worker; the rows stay in the outbox.
+                log.exception("UWB delivery round failed; retrying in %.1f s", self._settings.poll_s)
+                self._stopping.wait(self._settings.poll_s)
+                continue
+            backoff = self._settings.poll_s
+            if handled == 0:
+                # Woken early by any committed event (a new check-in), else poll at poll_s.
+                self._ctx.bell.wait(generation, self._settings.poll_s)
+
+    def run_once(self) -> int:
+        """Claim due rows, send them, wait for their acknowledgements; return how many rows were handled.
+
+        Raises:
+            _GatewayDownError: the gateway failed; claims of unfinished rows were released.
+
+        """
+        gateway = self._connected_gateway()
+        claimed = outbox.claim_due(self._new_uow(), self._ctx.clock(), self._batch_size)
+        if not claimed:
+            return 0
+        unfinished = {d.delivery_id for d in claimed}
+        try:
+            in_flight = self._send_all(gateway, sorted(claimed, key=lambda d: d.delivery_id), unfinished)
+            self._await_acks(gateway, in_flight, unfinished)
+        except UwbError as err:
+            self._release(unfinished)
+            raise _GatewayDownError(str(err)) from err
+        if unfinished:  # only when stopping: leave them due for the next process
+            self._release(unfinished)
+        return len(claimed)
+
+    def _send_all(self, gateway: TagDownlink, claimed: list[outbox.Delivery], unfinished: set[int]) -> list[_InFlight]:
+        in_flight: list[_InFlight] = []
+        busy_tags: set[int] = set()
+        for delivery in claimed:
+            tag_text = outbox.current_tag_for(self._new_uow(), delivery.delivery_id)
+            if tag_text is None:
+                self.counters.superseded += 1
+                unfinished.discard(delivery.delivery_id)
+                continue
+            tag_id = int(tag_text, 16)
+            if tag_id in busy_tags:
+                continue  # a second row for this tag in one round (mapping changed): next round
+            try:
+                data = payload.encode(content_of(delivery, tag_id))
+            except PayloadError as err:
+                # Will not fit tomorrow either: fail now, visibly, instead of retrying.
+                self._failed(delivery.delivery_id, f"payload: {err}", permanent=True)
+                unfinished.discard(delivery.delivery_id)
+                continue
+            msg_id = gateway.start_downlink(tag_id, data, overwrite=True)
+            self.counters.sent += 1
+            busy_tags.add(tag_id)
+            in_flight.append(_InFlight(delivery.delivery_id, tag_id, data, msg_id))
+            log.info(
+                "UWB delivery %d: downlink %d to tag %s (%s)", delivery.delivery_id, msg_id, tag_text, delivery.kind
+            )
+        return in_flight
+
+    def _await_acks(self, gateway: TagDownlink, in_flight: list[_InFlight], unfinished: set[int]) -> None:
+        deadline = time.monotonic() + self._ack_timeout_s
+        while in_flight:
+            for item in list(in_flight):
+                try:
+                    receipt = gateway.poll_downlink(item.msg_id, item.tag_id, item.data)
+                except TagError as err:
+                    self._failed(item.delivery_id, str(err))
+                    in_flight.remove(item)
+                    unfinished.discard(item.delivery_id)
+                    continue
+                if receipt is not None:
+                    outbox.mark_delivered(self._new_uow(), self._ctx, item.delivery_id)
+                    self.counters.delivered += 1
+                    log.info("UWB delivery %d acknowledged by tag %04X", item.delivery_id, item.tag_id)
+                    in_flight.remove(item)
+                    unfinished.discard(item.delivery_id)
+            if not in_flight:
+                return
+            if time.monotonic() >= deadline:
+                for item in in_flight:
+                    # The gateway keeps trying; the next attempt overwrites that downlink anyway.
+                    timeout = DeliveryTimeoutError(
+                        f"no acknowledgement within {self._ack_timeout_s:.1f} s", item.tag_id
+                    )
+                    self._failed(item.delivery_id, f"tag {item.tag_id:04X}: {timeout}")
+                    unfinished.discard(item.delivery_id)
+                return
+            if self._stopping.wait(self._poll_interval_s):
+                return
+
+    # ------------------------------------------------------------ helpers
+
+    def _failed(self, delivery_id: int, error: str, *, permanent: bool = False) -> None:
+        given_up = outbox.mark_failed_attempt(
+            self._new_uow(),
+            self._ctx,
+            delivery_id,
+            error,
+            max_attempts=1 if permanent else self._settings.max_attempts,
+            retry_after=_seconds(self._settings.retry_s),
+        )
+        self.counters.failed_attempts += 1
+        if given_up:
+            self.counters.given_up += 1
+            log.error("UWB delivery %d given up, staff flagged: %s", delivery_id, error)
+        else:
+            log.warning("UWB delivery %d attempt failed: %s", delivery_id, error)
+
+    def _release(self, delivery_ids: set[int]) -> None:
+        if delivery_ids:
+            outbox.release_claims(self._new_uow(), self._ctx.clock(), sorted(delivery_ids))
+
+    def _connected_gateway(self) -> TagDownlink:
+        if self._gateway is not None:
+            return self._gateway
+        try:
+            gateway = self._open_gateway()
+        except UwbError as err:
+            raise _GatewayDownError(str(err)) from err
+        try:
+            status = gateway.status()
+        except UwbError as err:
+            gateway.close()
+            raise _GatewayDownError(str(err)) from err
+        log.info("UWB gateway %016X connected, radio %s", status.node_id, "up" if status.radio_up else "DOWN")
+        self._gateway = gateway
+        return gateway
+
+    def _close_gateway(self) -> None:
+        gateway, self._gateway = self._gateway, None
+        if gateway is not None:
+            gateway.close()
+
+
+def _seconds(value: float) -> dt.timedelta:
+    return dt.timedelta(seconds=value)
+
+
+def build_worker(platform: Platform) -> UwbDeliveryWorker:
+    """The worker for bootstrap: the gateway at ``[uwb] port``, the platform's units of work and context."""
+    return UwbDeliveryWorker(platform.new_uow, platform.ctx, platform.config.uwb)

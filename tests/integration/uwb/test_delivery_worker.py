@@ -1,0 +1,208 @@
+"""The platform's UWB delivery worker against a real SQLite outbox and the gateway simulator."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from platform_server.config import UwbSection
+from platform_server.services import events, statistics
+from platform_server.services.views import UwbState
+from platform_server.uwb_delivery import UwbDeliveryWorker
+from tests.integration.uwb.conftest import wait_until
+from tests.integration.uwb.platform_support import (
+    annul,
+    check_in,
+    deliveries,
+    needs_staff,
+    remap_band,
+    set_room_number,
+    states,
+)
+from tests.unit.platform_server.support import Clock, Seeded, seed
+from uwb import payload
+from uwb.driver import UwbGateway
+from uwb.models import BandCleared, RoomAssignment
+from uwb.simulator import GatewaySimulator
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+BANDS = 8
+TAGS = tuple(range(1, BANDS + 1))  # support.band(n) has tag n + 1
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, clock: Clock) -> Seeded:
+    return seed(f"sqlite:///{tmp_path / 'platform.db'}", experts=6, rooms=6, bands=BANDS, clock=clock)
+
+
+@pytest.fixture
+def sim() -> Iterator[GatewaySimulator]:
+    simulator = GatewaySimulator(tags=TAGS, delivery_window_s=0.3, retry_interval_s=0.01).start()
+    yield simulator
+    simulator.stop()
+
+
+def make_worker(seeded: Seeded, sim: GatewaySimulator, **settings: float) -> UwbDeliveryWorker:
+    section = UwbSection(port=sim.url, max_attempts=int(settings.pop("max_attempts", 3)), retry_s=1.0, poll_s=0.05)
+    return UwbDeliveryWorker(
+        seeded.new_uow,
+        seeded.ctx,
+        section,
+        open_gateway=lambda: UwbGateway.open(sim.url, timeout=0.1, retries=2, poll_interval=0.01),
+        ack_timeout_s=settings.pop("ack_timeout_s", 2.0),
+        poll_interval_s=0.01,
+    )
+
+
+@pytest.fixture
+def worker(seeded: Seeded, sim: GatewaySimulator) -> Iterator[UwbDeliveryWorker]:
+    w = make_worker(seeded, sim)
+    yield w
+    w.stop()
+
+
+def held(sim: GatewaySimulator, tag_id: int) -> object:
+    data = sim.tag(tag_id).held
+    return payload.decode(data) if data else None
+
+
+def test_every_check_in_reaches_its_band_and_is_visible(seeded: Seeded, sim: GatewaySimulator, worker) -> None:
+    made = [check_in(seeded, i, i) for i in range(3)]
+    worker.start()
+    wait_until(lambda: states(seeded) == ["delivered"] * 3, what="three deliveries")
+    for m in made:
+        assert held(sim, m.tag_id) == RoomAssignment(m.tag_id, seeded.batch_code, "HTL1", m.room)
+    stats = statistics.batch_statistics(seeded.new_uow(), seeded.batch_code)
+    assert (stats.uwb_pending, stats.uwb_delivered) == (0, 3)
+    with seeded.new_uow() as uow:
+        stream = events.read_after(uow, seeded.ctx, events.batch_id_of(uow, seeded.batch_code), 0, 100)
+    delivered = [e for e in stream if e.kind == events.EventKind.UWB_DELIVERED]
+    assert len(delivered) == 3
+    assert {e.check_in.uwb_state for e in delivered if e.check_in} == {UwbState.DELIVERED}
+
+
+def test_gateway_offline_for_a_while_then_every_pending_assignment_is_delivered(
+    seeded: Seeded, sim: GatewaySimulator, worker
+) -> None:
+    sim.set_offline(True)
+    worker.start()
+    made = [check_in(seeded, i, i) for i in range(6)]
+    offline_from = time.monotonic()
+    # "A while": the worker must have found the gateway dead several times (probes with backoff).
+    wait_until(lambda: worker.counters.gateway_failures >= 3, 10, "repeated failed probes")
+    assert states(seeded) == ["pending"] * 6
+    assert all(row["attempts"] == 0 for row in deliveries(seeded))  # an outage does not count as an attempt
+    assert all(sim.tag(t).held == b"" for t in TAGS)
+    offline_s = time.monotonic() - offline_from
+    sim.set_offline(False)
+    back = time.monotonic()
+    wait_until(lambda: states(seeded) == ["delivered"] * 6, 15, "all six delivered after the outage")
+    drain_s = time.monotonic() - back
+    for m in made:
+        assert held(sim, m.tag_id) == RoomAssignment(m.tag_id, seeded.batch_code, "HTL1", m.room)
+    print(
+        f"\nUWB offline test: {len(made)} assignments queued during a {offline_s:.2f} s outage, "
+        f"{worker.counters.gateway_failures} failed gateway rounds, 0 attempts counted; "
+        f"all {len(made)} delivered {drain_s:.2f} s after the gateway returned"
+    )
+
+
+def test_out_of_range_tag_backs_off_then_fails_and_flags_staff(
+    seeded: Seeded, sim: GatewaySimulator, clock: Clock
+) -> None:
+    m = check_in(seeded, 0, 0)
+    sim.set_tag(m.tag_id, in_range=False)
+    w = make_worker(seeded, sim, max_attempts=3)
+    try:
+        assert w.run_once() == 1
+        row = deliveries(seeded)[0]
+        assert (row["state"], row["attempts"]) == ("pending", 1)
+        assert "out of range" in str(row["last_error"])
+        assert w.run_once() == 0  # backing off: not due yet
+        clock.advance(1.0)
+        assert w.run_once() == 1
+        clock.advance(1.0)
+        assert w.run_once() == 0  # second backoff is 2 s
+        clock.advance(1.0)
+        assert w.run_once() == 1
+        assert states(seeded) == ["failed"]
+        assert needs_staff(seeded, m.check_in_id)
+    finally:
+        w.stop()
+
+
+def test_annulled_check_in_clears_the_band(seeded: Seeded, sim: GatewaySimulator, worker) -> None:
+    m = check_in(seeded, 0, 0)
+    worker.start()
+    wait_until(lambda: states(seeded) == ["delivered"], what="assignment delivered")
+    annul(seeded, m)
+    wait_until(lambda: states(seeded) == ["delivered", "delivered"], what="clear delivered")
+    assert held(sim, m.tag_id) == BandCleared(m.tag_id)
+
+
+def test_a_reissued_band_carries_only_the_new_experts_room(seeded: Seeded, sim: GatewaySimulator, worker) -> None:
+    first = check_in(seeded, 0, 0)
+    annul(seeded, first)  # band 0 back in stock; its assign is superseded and a clear is queued
+    second = check_in(seeded, 1, 0)  # the same band handed to another expert
+    assert second.tag_id == first.tag_id
+    worker.start()
+    wait_until(lambda: "pending" not in states(seeded), what="outbox drained")
+    assert states(seeded) == ["superseded", "superseded", "delivered"]
+    assert held(sim, second.tag_id) == RoomAssignment(second.tag_id, seeded.batch_code, "HTL1", second.room)
+    # The old expert's room or the clear never reached the band.
+    assert [payload.decode(p) for p in sim.tag(second.tag_id).history] == [held(sim, second.tag_id)]
+
+
+def test_a_room_that_does_not_fit_fails_at_once_with_the_reason(seeded: Seeded, sim: GatewaySimulator) -> None:
+    m = check_in(seeded, 0, 0)
+    set_room_number(seeded, int(deliveries(seeded)[0]["id"]), "Tower-A-12345")
+    w = make_worker(seeded, sim)
+    try:
+        w.run_once()
+    finally:
+        w.stop()
+    row = deliveries(seeded)[0]
+    assert (row["state"], row["attempts"]) == ("failed", 1)
+    assert "room_number 'Tower-A-12345' is 13 characters; the band holds at most 10" in str(row["last_error"])
+    assert needs_staff(seeded, m.check_in_id)
+    assert sim.tag(m.tag_id).downlinks == 0
+
+
+def test_the_band_to_tag_mapping_is_re_read_before_sending(seeded: Seeded, sim: GatewaySimulator) -> None:
+    m = check_in(seeded, 0, 0)
+    sim.add_tag(0x00AA)
+    remap_band(seeded, m.band_uid, "00AA")
+    w = make_worker(seeded, sim)
+    try:
+        w.run_once()
+    finally:
+        w.stop()
+    assert states(seeded) == ["delivered"]
+    assert held(sim, 0x00AA) == RoomAssignment(0x00AA, seeded.batch_code, "HTL1", m.room)
+    assert sim.tag(m.tag_id).downlinks == 0
+
+
+def test_slow_band_is_retried_and_delivered(seeded: Seeded, sim: GatewaySimulator, clock: Clock) -> None:
+    m = check_in(seeded, 0, 0)
+    sim.set_tag(m.tag_id, latency_s=0.4)
+    w = make_worker(seeded, sim, ack_timeout_s=0.1)
+    try:
+        w.run_once()
+        assert deliveries(seeded)[0]["attempts"] == 1
+        sim.set_tag(m.tag_id, latency_s=0.0)
+        clock.advance(1.0)
+        w.run_once()
+    finally:
+        w.stop()
+    assert states(seeded) == ["delivered"]
+    assert held(sim, m.tag_id) == RoomAssignment(m.tag_id, seeded.batch_code, "HTL1", m.room)
