@@ -1,0 +1,318 @@
+"""The kiosk's gRPC client for the platform: deadlines, bounded retries with the same request id, TLS.
+
+It wraps the generated KioskService stub and speaks plain domain values (checkin.flow.models) to
+the rest of the kiosk. Only UNAVAILABLE and DEADLINE_EXCEEDED are retried, with exponential
+backoff, and always with the request's own request_id, so the platform answers a retry with its
+first answer instead of making a second check-in. After the last attempt the caller gets
+PlatformUnavailableError: for a state-changing call that means "outcome unknown", which is what
+the durable queue exists for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+from expertcheckin.v1 import common_pb2, kiosk_pb2, kiosk_pb2_grpc
+
+from checkin.flow.models import (
+    Annulled,
+    AnnulReason,
+    BatchInfo,
+    CardOnFile,
+    CardSource,
+    CheckInInfo,
+    Completed,
+    DeviceState,
+    HeartbeatAck,
+    Identified,
+    KioskContext,
+    Refusal,
+    RefusalCode,
+    Refused,
+)
+from checkin.flow.ports import PlatformUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from checkin.config import PlatformSettings
+    from checkin.flow.models import (
+        AnnulRequest,
+        AnnulResult,
+        CompleteRequest,
+        CompleteResult,
+        HeartbeatReport,
+        IdentifyRequest,
+        IdentifyResult,
+        KioskEvent,
+    )
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+R = TypeVar("R")
+
+
+class PlatformCallError(Exception):
+    """The platform answered with an error status that retrying cannot fix (bad request, not allowed)."""
+
+    def __init__(self, method: str, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{method} failed with {code.name}: {details}")
+        self.code = code
+
+
+_CARD_SOURCE = {
+    CardSource.CHIP: common_pb2.CARD_SOURCE_CHIP,
+    CardSource.CONTACTLESS: common_pb2.CARD_SOURCE_CONTACTLESS,
+    CardSource.SWIPE: common_pb2.CARD_SOURCE_SWIPE,
+    CardSource.TYPED: common_pb2.CARD_SOURCE_TYPED,
+    CardSource.ON_FILE: common_pb2.CARD_SOURCE_ON_FILE,
+}
+_ANNUL_REASON = {
+    AnnulReason.BAND_NOT_TAKEN: kiosk_pb2.ANNUL_REASON_BAND_NOT_TAKEN,
+    AnnulReason.DISPENSE_FAILED: kiosk_pb2.ANNUL_REASON_DISPENSE_FAILED,
+    AnnulReason.BAND_UNREADABLE: kiosk_pb2.ANNUL_REASON_BAND_UNREADABLE,
+    AnnulReason.EXPERT_CANCELLED: kiosk_pb2.ANNUL_REASON_EXPERT_CANCELLED,
+}
+_DEVICE_STATE = {
+    DeviceState.OK: kiosk_pb2.DEVICE_STATE_OK,
+    DeviceState.DEGRADED: kiosk_pb2.DEVICE_STATE_DEGRADED,
+    DeviceState.FAULT: kiosk_pb2.DEVICE_STATE_FAULT,
+    DeviceState.OFFLINE: kiosk_pb2.DEVICE_STATE_OFFLINE,
+}
+
+
+def refusal_from_proto(message: common_pb2.Refusal) -> Refusal:
+    """A proto Refusal as the flow's Refusal; codes the kiosk does not know become UNSPECIFIED."""
+    name = common_pb2.RefusalReason.Name(message.reason) if message.reason in common_pb2.RefusalReason.values() else ""
+    try:
+        code = RefusalCode[name.removeprefix("REFUSAL_REASON_")]
+    except KeyError:
+        code = RefusalCode.UNSPECIFIED
+    return Refusal(code, dict(message.params), message.message_zh, message.message_en)
+
+
+def _time(message: Any, field: str) -> dt.datetime | None:
+    if not message.HasField(field):
+        return None
+    ts: Timestamp = getattr(message, field)
+    return ts.ToDatetime(tzinfo=dt.UTC)
+
+
+def _check_in(message: common_pb2.CheckIn) -> CheckInInfo:
+    return CheckInInfo(
+        check_in_id=message.check_in_id,
+        hotel_name=message.hotel_name,
+        hotel_address=message.hotel_address,
+        room_number=message.room_number,
+        evaluation_venue=message.evaluation_venue,
+        evaluation_start=_time(message, "evaluation_start"),
+        checked_in_at=_time(message, "checked_in_at"),
+        kiosk_id=message.kiosk_id,
+        needs_staff=message.needs_staff,
+    )
+
+
+def _batch(message: common_pb2.Batch) -> BatchInfo:
+    return BatchInfo(
+        code=message.code,
+        name=message.name,
+        venue=message.venue,
+        hotel_name=message.hotel_name,
+        evaluation_start=_time(message, "evaluation_start"),
+        check_in_opens=_time(message, "check_in_opens"),
+        closed=message.closed,
+        allow_id_only=message.allow_id_only,
+    )
+
+
+def _timestamp(when: dt.datetime) -> Timestamp:
+    from google.protobuf.timestamp_pb2 import Timestamp  # noqa: PLC0415 - type-only import above
+
+    ts = Timestamp()
+    ts.FromDatetime(when.astimezone(dt.UTC))
+    return ts
+
+
+def build_channel(settings: PlatformSettings) -> grpc.Channel:
+    """A channel to the platform: TLS with the kiosk's client certificate when configured, else plaintext.
+
+    checkin.config only allows plaintext for a loopback address (development and tests).
+    """
+    if settings.ca_cert is None:
+        return grpc.insecure_channel(settings.address)
+    if settings.client_cert is None or settings.client_key is None:  # pragma: no cover - config refuses
+        raise ValueError("TLS needs ca_cert, client_cert and client_key together")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=settings.ca_cert.read_bytes(),
+        private_key=settings.client_key.read_bytes(),
+        certificate_chain=settings.client_cert.read_bytes(),
+    )
+    options = [("grpc.ssl_target_name_override", settings.server_name)] if settings.server_name else []
+    return grpc.secure_channel(settings.address, credentials, options=options)
+
+
+class PlatformClient:
+    """KioskService calls as plain functions returning domain values (thread-safe; one channel)."""
+
+    def __init__(self, settings: PlatformSettings, kiosk_id: str, *, channel: grpc.Channel | None = None) -> None:
+        self._settings = settings
+        self._kiosk_id = kiosk_id
+        self._channel = channel if channel is not None else build_channel(settings)
+        self._stub = kiosk_pb2_grpc.KioskServiceStub(self._channel)
+        # Backoff waits on this event, so close() ends a retry loop at once instead of after a sleep.
+        self._closing = threading.Event()
+
+    def close(self) -> None:
+        """Stop retrying and close the channel."""
+        self._closing.set()
+        self._channel.close()
+
+    # ---- the retry loop ------------------------------------------------------------------------------
+
+    def _call(self, method: str, call: Callable[..., R], request: Any, timeout: float) -> R:
+        """Call with a deadline per attempt; retry UNAVAILABLE/DEADLINE_EXCEEDED with the SAME request."""
+        s = self._settings
+        delay = s.backoff_initial_s
+        last: grpc.RpcError | None = None
+        for attempt in range(1, s.max_attempts + 1):
+            try:
+                return call(request, timeout=timeout)
+            except grpc.RpcError as err:
+                code = err.code()
+                if code not in _RETRYABLE:
+                    raise PlatformCallError(method, code, err.details() or "") from err
+                last = err
+                log.warning("%s attempt %d/%d: %s", method, attempt, s.max_attempts, code.name)
+            if attempt < s.max_attempts and self._closing.wait(delay):
+                break
+            delay = min(delay * 2, s.backoff_max_s)
+        code_name = last.code().name if last is not None else "CLOSED"
+        raise PlatformUnavailableError(f"{method}: no answer after {s.max_attempts} attempts ({code_name})") from last
+
+    # ---- calls -----------------------------------------------------------------------------------------
+
+    def get_context(self) -> KioskContext:
+        """The open batch for this kiosk's home screen (None when none is open)."""
+        request = kiosk_pb2.GetKioskContextRequest(kiosk_id=self._kiosk_id)
+        reply = self._call("GetKioskContext", self._stub.GetKioskContext, request, self._settings.call_timeout_s)
+        batch = _batch(reply.batch) if reply.HasField("batch") and reply.batch.code else None
+        return KioskContext(batch=batch, server_time=_time(reply, "server_time"))
+
+    def identify(self, request: IdentifyRequest) -> IdentifyResult:
+        """IdentifyExpert: Identified, or Refused (FACE_MISMATCH carries params['attempts_left'])."""
+        card = request.id_card
+        message = kiosk_pb2.IdentifyExpertRequest(
+            request_id=request.request_id,
+            kiosk_id=self._kiosk_id,
+            batch_code=request.batch_code,
+            id_card=kiosk_pb2.IdCardData(
+                id_number=card.id_number,
+                name=card.name,
+                sex_code=card.sex_code,
+                nation_code=card.nation_code,
+                birth_date=card.birth_date,
+                address=card.address,
+                issuing_authority=card.issuing_authority,
+                valid_from=card.valid_from,
+                valid_to=card.valid_to,
+            ),
+            faces=[kiosk_pb2.FaceCapture(image_jpeg=img, quality=request.face_quality) for img in request.faces],
+            liveness_passed=request.liveness_passed,
+            face_attempt=request.face_attempt,
+        )
+        reply = self._call("IdentifyExpert", self._stub.IdentifyExpert, message, self._settings.identify_timeout_s)
+        if reply.outcome == kiosk_pb2.IdentifyExpertResponse.OUTCOME_VERIFIED:
+            on_file = None
+            if reply.HasField("bank_card_on_file") and reply.bank_card_on_file.pan_masked:
+                on_file = CardOnFile(reply.bank_card_on_file.pan_masked, reply.bank_card_on_file.bank_name)
+            return Identified(
+                identification_token=reply.identification_token,
+                expert_name=reply.expert_name,
+                id_number_masked=reply.id_number_masked,
+                organisation=reply.organisation,
+                card_on_file=on_file,
+                face_attempts_left=reply.face_attempts_left,
+            )
+        refusal = refusal_from_proto(reply.refusal)
+        if refusal.code is RefusalCode.FACE_MISMATCH:
+            params = {**refusal.params, "attempts_left": str(reply.face_attempts_left)}
+            refusal = Refusal(refusal.code, params, refusal.message_zh, refusal.message_en)
+        return Refused(refusal)
+
+    def complete_check_in(self, request: CompleteRequest) -> CompleteResult:
+        """CompleteCheckIn, idempotent by request id: Completed (maybe replayed) or Refused."""
+        message = kiosk_pb2.CompleteCheckInRequest(
+            request_id=request.request_id,
+            kiosk_id=self._kiosk_id,
+            identification_token=request.identification_token,
+            signature_png=request.signature_png,
+            band_uid=request.band_uid,
+        )
+        if request.new_card is None:
+            message.use_card_on_file = True
+        else:
+            card = request.new_card
+            message.new_card.CopyFrom(
+                kiosk_pb2.NewBankCard(
+                    pan=card.pan,
+                    expiry_yymm=card.expiry_yymm or "",
+                    holder_name=card.holder_name or "",
+                    source=_CARD_SOURCE[card.source],
+                )
+            )
+        reply = self._call("CompleteCheckIn", self._stub.CompleteCheckIn, message, self._settings.call_timeout_s)
+        if reply.outcome == kiosk_pb2.CompleteCheckInResponse.OUTCOME_COMPLETED:
+            return Completed(_check_in(reply.check_in), replayed=reply.replayed)
+        return Refused(refusal_from_proto(reply.refusal))
+
+    def annul_check_in(self, request: AnnulRequest) -> AnnulResult:
+        """AnnulCheckIn: Annulled or Refused."""
+        message = kiosk_pb2.AnnulCheckInRequest(
+            request_id=request.request_id,
+            kiosk_id=self._kiosk_id,
+            check_in_id=request.check_in_id,
+            reason=_ANNUL_REASON[request.reason],
+            detail=request.detail,
+        )
+        reply = self._call("AnnulCheckIn", self._stub.AnnulCheckIn, message, self._settings.call_timeout_s)
+        if reply.outcome == kiosk_pb2.AnnulCheckInResponse.OUTCOME_ANNULLED:
+            return Annulled()
+        return Refused(refusal_from_proto(reply.refusal))
+
+    def heartbeat(self, report: HeartbeatReport) -> HeartbeatAck:
+        """Heartbeat with device health, stock and queue depth."""
+        message = kiosk_pb2.HeartbeatRequest(
+            kiosk_id=self._kiosk_id,
+            kiosk_time=_timestamp(report.kiosk_time),
+            devices=[
+                kiosk_pb2.DeviceHealth(device=d.device, state=_DEVICE_STATE[d.state], detail=d.detail)
+                for d in report.devices
+            ],
+            band_stock=report.band_stock,
+            pending_check_ins=report.pending_check_ins,
+            out_of_service=report.out_of_service,
+            software_version=report.software_version,
+        )
+        reply = self._call("Heartbeat", self._stub.Heartbeat, message, self._settings.call_timeout_s)
+        return HeartbeatAck(server_time=_time(reply, "server_time"), stock_low=reply.stock_low)
+
+    def report_event(self, event: KioskEvent) -> None:
+        """ReportKioskEvent for the audit log."""
+        message = kiosk_pb2.ReportKioskEventRequest(
+            request_id=event.request_id or str(uuid.uuid4()),
+            kiosk_id=self._kiosk_id,
+            event=event.event,
+            outcome=event.outcome,
+            detail=event.detail,
+            id_number_hash_hint=event.id_number_hint,
+            occurred_at=_timestamp(event.occurred_at),
+        )
+        self._call("ReportKioskEvent", self._stub.ReportKioskEvent, message, self._settings.call_timeout_s)

@@ -1,0 +1,159 @@
+"""A fake platform: a small KioskService servicer on a real gRPC server on a real port, with fault switches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from expertcheckin.v1 import common_pb2, kiosk_pb2, kiosk_pb2_grpc
+
+from checkin.config import PlatformSettings
+
+
+@dataclass
+class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
+    """Answers like the platform (idempotent by request id) and fails on demand."""
+
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    down: bool = False  # every call: UNAVAILABLE
+    fail_next: dict[str, int] = field(default_factory=dict)  # method -> UNAVAILABLE this many times
+    hang_next: dict[str, int] = field(default_factory=dict)  # method -> hold past the client's deadline
+    status_next: dict[str, grpc.StatusCode] = field(default_factory=dict)
+    identify_reply: kiosk_pb2.IdentifyExpertResponse | None = None
+    complete_refusal: int | None = None
+    answered: dict[str, kiosk_pb2.CompleteCheckInResponse] = field(default_factory=dict)
+    annulled: list[kiosk_pb2.AnnulCheckInRequest] = field(default_factory=list)
+    events: list[kiosk_pb2.ReportKioskEventRequest] = field(default_factory=list)
+    heartbeats: list[kiosk_pb2.HeartbeatRequest] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _gate(self, method: str, request: Any, context: grpc.ServicerContext) -> None:
+        with self.lock:
+            self.calls.append((method, request))
+            down = self.down
+            fail = self.fail_next.get(method, 0) > 0
+            if fail:
+                self.fail_next[method] -= 1
+            hang = self.hang_next.get(method, 0) > 0
+            if hang:
+                self.hang_next[method] -= 1
+            status = self.status_next.pop(method, None)
+        if down or fail:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "platform down (test)")
+        if status is not None:
+            context.abort(status, "refused by the test")
+        if hang:
+            # Hold the call until the test ends (bounded): the client's deadline fires first.
+            self.release.wait(10)
+
+    def calls_to(self, method: str) -> list[Any]:
+        with self.lock:
+            return [r for m, r in self.calls if m == method]
+
+    def GetKioskContext(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        self._gate("GetKioskContext", request, context)
+        reply = kiosk_pb2.GetKioskContextResponse(
+            batch=common_pb2.Batch(code="B2026-001", name="2026年第1批次", venue="第3评标室", hotel_name="交易中心宾馆")
+        )
+        reply.batch.evaluation_start.FromDatetime(dt.datetime(2026, 3, 9, 1, 30, tzinfo=dt.UTC))
+        reply.server_time.GetCurrentTime()
+        return reply
+
+    def IdentifyExpert(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        self._gate("IdentifyExpert", request, context)
+        if self.identify_reply is not None:
+            return self.identify_reply
+        return kiosk_pb2.IdentifyExpertResponse(
+            outcome=kiosk_pb2.IdentifyExpertResponse.OUTCOME_VERIFIED,
+            identification_token="tok-" + request.request_id,
+            expert_name="张三",
+            id_number_masked=request.id_card.id_number[:4] + "**********" + request.id_card.id_number[-4:],
+            bank_card_on_file=kiosk_pb2.BankCardOnFile(pan_masked="622848******1234", bank_name="中国农业银行"),
+            face_attempts_left=3,
+        )
+
+    def CompleteCheckIn(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        self._gate("CompleteCheckIn", request, context)
+        with self.lock:
+            if request.request_id in self.answered:
+                first = kiosk_pb2.CompleteCheckInResponse()
+                first.CopyFrom(self.answered[request.request_id])
+                first.replayed = True
+                return first
+            if self.complete_refusal is not None:
+                reply = kiosk_pb2.CompleteCheckInResponse(
+                    outcome=kiosk_pb2.CompleteCheckInResponse.OUTCOME_REFUSED,
+                    refusal=common_pb2.Refusal(reason=self.complete_refusal, message_zh="拒绝", message_en="refused"),
+                )
+            else:
+                n = len(self.answered) + 1
+                reply = kiosk_pb2.CompleteCheckInResponse(
+                    outcome=kiosk_pb2.CompleteCheckInResponse.OUTCOME_COMPLETED,
+                    check_in=common_pb2.CheckIn(
+                        check_in_id=f"ci-{n}",
+                        hotel_name="交易中心宾馆",
+                        room_number=f"12{n:02d}",
+                        band_uid=request.band_uid,
+                    ),
+                )
+            self.answered[request.request_id] = reply
+            return reply
+
+    def AnnulCheckIn(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        self._gate("AnnulCheckIn", request, context)
+        with self.lock:
+            self.annulled.append(request)
+        return kiosk_pb2.AnnulCheckInResponse(outcome=kiosk_pb2.AnnulCheckInResponse.OUTCOME_ANNULLED)
+
+    def Heartbeat(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        self._gate("Heartbeat", request, context)
+        with self.lock:
+            self.heartbeats.append(request)
+        return kiosk_pb2.HeartbeatResponse(stock_low=request.band_stock < 10)
+
+    def ReportKioskEvent(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        self._gate("ReportKioskEvent", request, context)
+        with self.lock:
+            self.events.append(request)
+        return kiosk_pb2.ReportKioskEventResponse()
+
+
+@dataclass
+class FakePlatformServer:
+    servicer: FakeKioskServicer
+    port: int
+    server: grpc.Server
+
+
+def start_fake_platform(credentials: grpc.ServerCredentials | None = None) -> FakePlatformServer:
+    servicer = FakeKioskServicer()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    kiosk_pb2_grpc.add_KioskServiceServicer_to_server(servicer, server)
+    if credentials is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    return FakePlatformServer(servicer, port, server)
+
+
+def settings_for(port: int, **overrides: Any) -> PlatformSettings:
+    values: dict[str, Any] = {
+        "address": f"127.0.0.1:{port}",
+        "ca_cert": None,
+        "client_cert": None,
+        "client_key": None,
+        "server_name": "",
+        "call_timeout_s": 2.0,
+        "identify_timeout_s": 2.0,
+        "max_attempts": 4,
+        "backoff_initial_s": 0.01,
+        "backoff_max_s": 0.05,
+    }
+    values.update(overrides)
+    return PlatformSettings(**values)
