@@ -14,9 +14,9 @@ from cryptography.x509.oid import NameOID
 from expertcheckin.v1 import common_pb2, kiosk_pb2
 
 from checkin.flow.models import (
+    Annulled,
     AnnulReason,
     AnnulRequest,
-    Annulled,
     CardSource,
     Completed,
     CompleteRequest,
@@ -69,7 +69,8 @@ def test_identify_sends_the_card_and_faces_and_returns_identified(
 ) -> None:
     result = client.identify(identify_request())
     assert isinstance(result, Identified)
-    assert result.card_on_file is not None and result.card_on_file.pan_masked == "622848******1234"
+    assert result.card_on_file is not None
+    assert result.card_on_file.pan_masked == "622848******1234"
     sent = fake_platform.servicer.calls_to("IdentifyExpert")[0]
     assert (sent.kiosk_id, sent.id_card.id_number, sent.id_card.valid_to, sent.face_attempt) == (
         "K1",
@@ -114,7 +115,8 @@ def test_complete_with_a_new_card_and_with_the_card_on_file(
     typed = NewCard(pan=PAN, source=CardSource.TYPED)
     first = client.complete_check_in(complete_request("a", typed))
     second = client.complete_check_in(complete_request("b", None))
-    assert isinstance(first, Completed) and first.check_in.room_number == "1201"
+    assert isinstance(first, Completed)
+    assert first.check_in.room_number == "1201"
     assert isinstance(second, Completed)
     a, b = fake_platform.servicer.calls_to("CompleteCheckIn")
     assert (a.new_card.pan, a.new_card.source, a.WhichOneof("bank_card")) == (
@@ -179,7 +181,8 @@ def test_annul_context_heartbeat_and_event(client: PlatformClient, fake_platform
     sent = fake_platform.servicer.annulled[0]
     assert (sent.reason, sent.detail) == (kiosk_pb2.ANNUL_REASON_BAND_NOT_TAKEN, "E31")
     context = client.get_context()
-    assert context.batch is not None and context.batch.code == "B2026-001"
+    assert context.batch is not None
+    assert context.batch.code == "B2026-001"
     assert context.batch.evaluation_start == dt.datetime(2026, 3, 9, 1, 30, tzinfo=dt.UTC)
     ack = client.heartbeat(
         HeartbeatReport(
@@ -203,7 +206,7 @@ def _cert(
     name: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None, *, ca: bool
 ) -> x509.Certificate:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    issuer_name, issuer_key = issuer if issuer else (subject, key)
+    issuer_name, issuer_key = issuer or (subject, key)
     now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
