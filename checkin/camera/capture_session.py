@@ -1,0 +1,306 @@
+"""A face capture for one check-in: quality gates, the blink challenge, and the best frames to send.
+
+`FaceCheck` is the logic: it takes analysed frames one by one (no threads, no clock of its own: it
+uses the frames' timestamps), so tests drive it frame by frame. `FaceCaptureSession` runs it on a
+worker thread over the newest camera frames, so the preview never waits for the analysis.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import cv2
+
+from checkin.camera.liveness import BlinkDetector
+from checkin.camera.models import (
+    CaptureResult,
+    CaptureSettings,
+    CaptureStatus,
+    FaceBox,
+    Frame,
+    FrameAnalysis,
+    GuidanceHint,
+    LivenessState,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from checkin.camera.face_analysis import FaceAnalyser
+    from checkin.camera.models import BgrImage
+
+logger = logging.getLogger(__name__)
+
+# Margins of the crop sent to the platform, in face widths/heights: head and shoulders, no bystanders.
+CROP_SIDE = 0.6
+CROP_TOP = 0.7
+CROP_BOTTOM = 0.5
+
+
+class FrameFeed(Protocol):
+    """Where a session gets frames: CaptureWorker, or anything that hands out the newest frame."""
+
+    @property
+    def finished(self) -> bool:
+        """True once no more frames will come."""
+        ...
+
+    def wait_for_frame(self, after_index: int, timeout: float) -> Frame | None:
+        """The newest frame with an index above after_index, or None after timeout."""
+        ...
+
+
+@dataclass(order=True)
+class _Candidate:
+    """A frame good enough to send, ranked by sharpness (heap order: worst first)."""
+
+    sharpness: float
+    sequence: int
+    image: BgrImage = field(compare=False, repr=False)
+    box: FaceBox = field(compare=False)
+
+
+class FaceCheck:
+    """Quality gates, blink liveness and frame selection over a sequence of analysed frames."""
+
+    def __init__(self, analyser: FaceAnalyser, settings: CaptureSettings | None = None) -> None:
+        self._analyser = analyser
+        self._settings = settings or CaptureSettings()
+        self._blink = BlinkDetector(
+            self._settings.closed_ratio, self._settings.reopened_ratio, self._settings.max_closed_s
+        )
+        self._sequence = itertools.count()
+        self._candidates: list[_Candidate] = []
+        self._state = LivenessState.WAITING
+        self._challenge_started = 0.0
+        self._passed_at = 0.0
+        self._last_seen: float | None = None
+        self._last_centre: tuple[float, float, float] | None = None  # (t, x, y)
+        self._shown_hint = GuidanceHint.NO_FACE
+        self._pending_hint: tuple[GuidanceHint, float] | None = None
+        self._result: CaptureResult | None = None
+
+    @property
+    def result(self) -> CaptureResult | None:
+        """The outcome once the capture is done (liveness passed with frames, or refused)."""
+        return self._result
+
+    def clear(self) -> None:
+        """Drop every frame and measurement (end of the check-in, or a retry)."""
+        self._candidates.clear()
+        self._result = None
+        self._restart()
+        self._state = LivenessState.WAITING
+        self._shown_hint = GuidanceHint.NO_FACE
+        self._pending_hint = None
+
+    def process(self, frame: Frame) -> CaptureStatus:
+        """Analyse one frame and return what the face screen should show."""
+        if self._result is not None:
+            return CaptureStatus(self._shown_hint, self._result.liveness, None, done=True)
+        analysis = self._analyser.analyse(frame.image)
+        now = frame.timestamp
+        gate = self._gate(analysis, now)
+        face = analysis.face
+        trackable = face is not None and gate not in (GuidanceHint.TOO_FAR, GuidanceHint.NO_FACE)
+        if trackable and face is not None:
+            self._last_seen = now
+            self._blink.observe(now, face.eye_aspect_ratio, face.eye_darkness)
+        elif self._last_seen is not None and now - self._last_seen > self._settings.lost_face_s:
+            # The face left (or a second one came): whatever follows may be another face or a photo,
+            # so the blink and the frames must all come again from one continuous view.
+            self._restart()
+        if gate is GuidanceHint.OK and face is not None:
+            if self._state is LivenessState.WAITING:
+                self._state = LivenessState.CHALLENGE
+                self._challenge_started = now
+            if self._blink.eyes_open:
+                self._offer(frame.image, face.box, face.sharpness)
+        if self._state is LivenessState.CHALLENGE:
+            if self._blink.blinks > 0 and self._candidates:
+                self._state = LivenessState.PASSED
+                self._passed_at = now
+                logger.info("face capture: blink seen; liveness passed")
+            elif now - self._challenge_started > self._settings.blink_deadline_s:
+                self._state = LivenessState.REFUSED
+                logger.info("face capture: no blink in %.1f s; liveness refused", self._settings.blink_deadline_s)
+        hint = self._debounced(self._wanted_hint(gate), now)
+        done = self._finish_if_done(now)
+        return CaptureStatus(hint, self._state, face.box if face else None, done=done)
+
+    def _gate(self, analysis: FrameAnalysis, now: float) -> GuidanceHint:  # noqa: PLR0911 (one return per gate, in order)
+        """The first quality gate the frame fails, or OK."""
+        s = self._settings
+        if not analysis.face_boxes:
+            return GuidanceHint.NO_FACE
+        if len(analysis.face_boxes) > 1:
+            return GuidanceHint.SEVERAL_FACES
+        face = analysis.face
+        assert face is not None  # exactly one box is always measured
+        width, height = analysis.frame_size
+        share = face.box.width / width
+        cx, cy = face.box.centre
+        previous, self._last_centre = self._last_centre, (now, cx, cy)
+        if share < s.min_face_share:
+            return GuidanceHint.TOO_FAR
+        if share > s.max_face_share:
+            return GuidanceHint.TOO_CLOSE
+        if abs(cx - width / 2) > s.centre_tolerance * width or abs(cy - height / 2) > s.centre_tolerance * height:
+            return GuidanceHint.NOT_CENTRED
+        if face.brightness < s.min_brightness:
+            return GuidanceHint.TOO_DARK
+        if previous is not None and now > previous[0]:
+            speed = math.dist((cx, cy), previous[1:]) / face.box.width / (now - previous[0])
+            if speed > s.max_motion_per_s:
+                return GuidanceHint.HOLD_STILL
+        if face.sharpness < s.min_sharpness:
+            return GuidanceHint.BLURRY
+        return GuidanceHint.OK
+
+    def _wanted_hint(self, gate: GuidanceHint) -> GuidanceHint:
+        if gate is not GuidanceHint.OK:
+            return gate
+        return GuidanceHint.BLINK_PLEASE if self._state is LivenessState.CHALLENGE else GuidanceHint.OK
+
+    def _debounced(self, wanted: GuidanceHint, now: float) -> GuidanceHint:
+        """Show a new hint only once it has held for hint_hold_s, so words and speech do not flicker."""
+        if wanted is self._shown_hint:
+            self._pending_hint = None
+        elif self._pending_hint is None or self._pending_hint[0] is not wanted:
+            self._pending_hint = (wanted, now)
+        if self._pending_hint is not None and now - self._pending_hint[1] >= self._settings.hint_hold_s:
+            self._shown_hint = wanted
+            self._pending_hint = None
+        return self._shown_hint
+
+    def _offer(self, image: BgrImage, box: FaceBox, sharpness: float) -> None:
+        candidate = _Candidate(sharpness, next(self._sequence), image, box)
+        if len(self._candidates) < self._settings.best_frames:
+            heapq.heappush(self._candidates, candidate)
+        elif candidate > self._candidates[0]:
+            heapq.heapreplace(self._candidates, candidate)
+
+    def _finish_if_done(self, now: float) -> bool:
+        s = self._settings
+        if self._state is LivenessState.REFUSED:
+            self._candidates.clear()
+            self._result = CaptureResult(LivenessState.REFUSED)
+            return True
+        if self._state is LivenessState.PASSED and (
+            len(self._candidates) >= s.best_frames or now - self._passed_at >= s.settle_after_blink_s
+        ):
+            best = sorted(self._candidates, reverse=True)
+            self._candidates.clear()
+            self._result = CaptureResult(
+                LivenessState.PASSED, tuple(encode_crop(c.image, c.box, s.jpeg_quality) for c in best)
+            )
+            return True
+        return False
+
+    def _restart(self) -> None:
+        self._blink.reset()
+        self._candidates.clear()
+        self._last_seen = None
+        self._last_centre = None
+        if self._state is LivenessState.CHALLENGE:
+            self._state = LivenessState.WAITING
+
+
+def encode_crop(image: BgrImage, box: FaceBox, quality: int) -> bytes:
+    """JPEG of the head and shoulders around box: what the platform needs, and no bystanders."""
+    height, width = image.shape[:2]
+    left = max(0, round(box.left - CROP_SIDE * box.width))
+    right = min(width, round(box.right + CROP_SIDE * box.width))
+    top = max(0, round(box.top - CROP_TOP * box.height))
+    bottom = min(height, round(box.bottom + CROP_BOTTOM * box.height))
+    ok, buffer = cv2.imencode(".jpg", image[top:bottom, left:right], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("OpenCV could not encode the face crop as JPEG")
+    return bytes(buffer)
+
+
+class FaceCaptureSession:
+    """Runs a FaceCheck on its own thread over the newest frames of a feed, until done or cleared.
+
+    `on_status` is called from the analysis thread with each new status: a GUI must hand it to its
+    own thread (Tk: `after`).
+    """
+
+    def __init__(
+        self,
+        feed: FrameFeed,
+        analyser: FaceAnalyser,
+        settings: CaptureSettings | None = None,
+        on_status: Callable[[CaptureStatus], None] | None = None,
+    ) -> None:
+        self._feed = feed
+        self._check = FaceCheck(analyser, settings)
+        self._on_status = on_status
+        self._lock = threading.Lock()
+        self._status = CaptureStatus(GuidanceHint.NO_FACE, LivenessState.WAITING)
+        self._stopping = threading.Event()
+        self._done = threading.Event()
+        self._analysed: list[float] = []
+        self._thread: threading.Thread | None = None
+
+    @property
+    def status(self) -> CaptureStatus:
+        """The latest status (hint, liveness, face box)."""
+        with self._lock:
+            return self._status
+
+    def start(self) -> None:
+        """Start analysing on the worker thread."""
+        if self._thread is not None:
+            raise RuntimeError("this face capture session was already started")
+        self._thread = threading.Thread(target=self._run, name="face-capture", daemon=True)
+        self._thread.start()
+
+    def wait_result(self, timeout: float) -> CaptureResult | None:
+        """The result once done, waiting up to timeout; None if not done (or the camera stopped)."""
+        self._done.wait(timeout)
+        with self._lock:
+            return self._check.result
+
+    def analysis_fps(self) -> float:
+        """Frames analysed per second over the session so far."""
+        with self._lock:
+            times = list(self._analysed)
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) >= 2 and times[-1] > times[0] else 0.0
+
+    def clear(self, timeout: float = 2.0) -> None:
+        """Stop analysing and drop every frame and result: the check-in ended or was cancelled."""
+        self._stopping.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        with self._lock:
+            self._check.clear()
+            self._analysed.clear()
+        self._done.set()
+
+    def _run(self) -> None:
+        last_index = -1
+        while not self._stopping.is_set():
+            frame = self._feed.wait_for_frame(last_index, timeout=0.25)
+            if frame is None:
+                if self._feed.finished:
+                    logger.warning("face capture: the camera stopped before the capture was done")
+                    break
+                continue
+            last_index = frame.index
+            with self._lock:
+                status = self._check.process(frame)
+                self._status = status
+                self._analysed.append(time.monotonic())
+            if self._on_status is not None:
+                self._on_status(status)
+            if status.done:
+                break
+        self._done.set()

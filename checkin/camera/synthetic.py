@@ -1,0 +1,185 @@
+"""Synthetic camera sources for demos, tests and the kiosk's scenario runner.
+
+`make_clip` turns one photo into what a kiosk camera would see: a live person who blinks, a still
+photo held up to the camera (no blink), or a scene without a face. The result is an image folder or
+a video file that `OpenCvCamera` plays like a camera.
+
+The blink is synthesised: for the closed frames the eye regions found by the 68 landmarks are
+filled from the surrounding skin (OpenCV inpainting), and the frames in between are blended. It is
+not a real eyelid, and it is honest to say so: see docs/face.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from checkin.camera.errors import SyntheticClipError
+from checkin.camera.face_analysis import LEFT_EYE, RIGHT_EYE, FaceAnalyser
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from checkin.camera.models import BgrImage
+
+VIDEO_CODECS: Final = {".avi": "MJPG", ".mp4": "mp4v"}
+OTHER_VIDEO_SUFFIXES: Final = frozenset({".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
+FACE_SHARE: Final = 0.4  # face width / frame width in a framed clip: comfortably inside every gate
+BLINK_PROFILE: Final = (0.5, 1.0, 1.0, 1.0, 0.5)  # eyelid closure per frame: about 330 ms at 15 fps
+FIRST_BLINK_S: Final = 1.2  # after the open-eye level is known
+BLINK_EVERY_S: Final = 2.0
+
+
+def make_clip(
+    image_path: Path | str,
+    out: Path | str,
+    blink: bool = True,
+    frames: int = 60,
+    *,
+    fps: float = 15.0,
+    size: tuple[int, int] = (640, 480),
+    seed: int = 0,
+    analyser: FaceAnalyser | None = None,
+) -> Path:
+    """Write a camera clip of a photo to out (a folder, or a .avi/.mp4 file) and return its path.
+
+    One face in the photo: the frame is centred on it (face 40% of the width). blink=True makes the
+    eyes close and reopen at 1.2 s and every 2 s after; blink=False is a still photo. Every frame gets
+    a little sensor noise and hand shake, as a photo held up to a camera would. A photo with no face
+    or several faces is shown whole (blink must then be False).
+
+    Raises:
+        SyntheticClipError: unreadable image, blink asked for without exactly one face, bad out.
+
+    """
+    if frames < 1:
+        raise SyntheticClipError(f"a clip needs at least 1 frame, got {frames}")
+    path = Path(image_path)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SyntheticClipError(f"cannot read the image {path}")
+    analyser = analyser or FaceAnalyser()
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    boxes = analyser.find_faces(np.asarray(grey, dtype=np.uint8))
+    if len(boxes) == 1:
+        box = boxes[0]
+        scene = _frame_around(np.asarray(image, dtype=np.uint8), box.centre, box.width / FACE_SHARE, size)
+    else:
+        if blink:
+            raise SyntheticClipError(f"{path.name} shows {len(boxes)} faces; a blinking clip needs exactly one")
+        scene = _frame_around(np.asarray(image, dtype=np.uint8), None, None, size)
+    closed = _closed_eyes(scene, analyser) if blink else scene
+    closure = _closure_schedule(frames, fps) if blink else [0.0] * frames
+    rng = np.random.default_rng(seed)
+    rendered = (_camera_noise(_blend(scene, closed, amount), rng) for amount in closure)
+    return _write(rendered, Path(out), fps, size)
+
+
+def make_no_face_clip(
+    out: Path | str, frames: int = 30, *, fps: float = 15.0, size: tuple[int, int] = (640, 480)
+) -> Path:
+    """Write a clip of an empty lobby (a plain wall and a doorway): a camera that sees nobody."""
+    width, height = size
+    wall = np.zeros((height, width, 3), dtype=np.uint8)
+    wall[:] = np.linspace(150, 200, width, dtype=np.uint8)[None, :, None]
+    cv2.rectangle(wall, (width // 3, height // 4), (width // 2, height), (90, 100, 110), -1)
+    rng = np.random.default_rng(0)
+    return _write((_camera_noise(wall, rng) for _ in range(frames)), Path(out), fps, size)
+
+
+def close_eyes(image: BgrImage, points: npt.NDArray[np.float64]) -> BgrImage:
+    """The image with both eyes (68-landmark points) filled from the skin around them: eyes shut."""
+    mask = np.zeros(image.shape[:2], dtype=np.uint8)
+    eye_width = 1.0
+    for eye in (points[RIGHT_EYE], points[LEFT_EYE]):
+        eye_width = max(eye_width, float(eye[:, 0].max() - eye[:, 0].min()))
+        cv2.fillConvexPoly(mask, cv2.convexHull(eye.astype(np.int32)), 255)
+    # Cover the lashes and the lid edges too, or the detector still sees an open eye's outline.
+    kernel = max(3, int(eye_width * 0.25)) | 1
+    mask = np.asarray(cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel))), dtype=np.uint8)
+    return np.asarray(cv2.inpaint(image, mask, max(3.0, eye_width * 0.2), cv2.INPAINT_TELEA), dtype=np.uint8)
+
+
+def _closed_eyes(scene: BgrImage, analyser: FaceAnalyser) -> BgrImage:
+    grey = np.asarray(cv2.cvtColor(scene, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+    boxes = analyser.find_faces(grey)
+    if len(boxes) != 1:
+        raise SyntheticClipError(f"the framed clip shows {len(boxes)} faces; a blinking clip needs exactly one")
+    return close_eyes(scene, analyser.landmarks(grey, boxes[0]))
+
+
+def _closure_schedule(frames: int, fps: float) -> list[float]:
+    closure = [0.0] * frames
+    start = FIRST_BLINK_S
+    while (first := round(start * fps)) < frames:
+        for offset, amount in enumerate(BLINK_PROFILE):
+            if first + offset < frames:
+                closure[first + offset] = amount
+        start += BLINK_EVERY_S
+    return closure
+
+
+def _frame_around(
+    image: BgrImage, centre: tuple[float, float] | None, window_width: float | None, size: tuple[int, int]
+) -> BgrImage:
+    """A size-shaped window of image around centre (whole image if None), padded by reflection."""
+    height, width = image.shape[:2]
+    aspect = size[1] / size[0]
+    if centre is None or window_width is None:
+        window_width = min(width, height / aspect)
+        centre = (width / 2, height / 2)
+    window_height = window_width * aspect
+    pad = int(max(window_width, window_height))
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    x0 = round(centre[0] - window_width / 2) + pad
+    y0 = round(centre[1] - window_height / 2) + pad
+    window = padded[y0 : y0 + round(window_height), x0 : x0 + round(window_width)]
+    interpolation = cv2.INTER_AREA if window.shape[1] > size[0] else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(window, size, interpolation=interpolation), dtype=np.uint8)
+
+
+def _blend(open_eyes: BgrImage, closed: BgrImage, amount: float) -> BgrImage:
+    if amount <= 0.0:
+        return open_eyes
+    if amount >= 1.0:
+        return closed
+    return np.asarray(cv2.addWeighted(open_eyes, 1.0 - amount, closed, amount, 0.0), dtype=np.uint8)
+
+
+def _camera_noise(image: BgrImage, rng: np.random.Generator) -> BgrImage:
+    """Sensor noise and a sub-pixel shake, so no two frames are identical (as with a real camera)."""
+    dx, dy = rng.uniform(-1.0, 1.0, size=2)
+    shifted = cv2.warpAffine(
+        image,
+        np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], dtype=np.float32),
+        (image.shape[1], image.shape[0]),
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    noise = rng.normal(0.0, 2.0, size=image.shape)
+    return np.asarray(np.clip(shifted + noise, 0, 255), dtype=np.uint8)
+
+
+def _write(frames_iter: Iterator[BgrImage], out: Path, fps: float, size: tuple[int, int]) -> Path:
+    suffix = out.suffix.lower()
+    if suffix in VIDEO_CODECS:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*VIDEO_CODECS[suffix]), fps, size)
+        if not writer.isOpened():
+            raise SyntheticClipError(f"OpenCV cannot write {suffix} video to {out}")
+        try:
+            for frame in frames_iter:
+                writer.write(frame)
+        finally:
+            writer.release()
+        return out
+    if suffix in OTHER_VIDEO_SUFFIXES:
+        raise SyntheticClipError(f"clip output {out} must be a folder or a {'/'.join(VIDEO_CODECS)} file")
+    out.mkdir(parents=True, exist_ok=True)
+    for index, frame in enumerate(frames_iter):
+        if not cv2.imwrite(str(out / f"frame_{index:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+            raise SyntheticClipError(f"cannot write frames into {out}")
+    return out
