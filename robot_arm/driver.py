@@ -147,7 +147,7 @@ class _ArmReaderThread(ReaderThread):  # type: ignore[misc]
         error: BaseException | None = None
         while self.alive and self.serial.is_open:
             try:
-                data = self.serial.read(self.serial.in_waiting or 1)
+                data = self._read_available()
             except Exception as err:
                 # SerialException for an unplugged adapter or a closed socket; OSError/TypeError
                 # when the port is closed under the read.
@@ -160,6 +160,25 @@ class _ArmReaderThread(ReaderThread):  # type: ignore[misc]
                     log.exception("arm reader: handling received data failed")
         self.alive = False
         self.protocol.connection_lost(error)
+
+    def _read_available(self) -> bytes:
+        """Wait for one byte, then take everything already received in one go.
+
+        socket:// reports `in_waiting` as 0 or 1 rather than a byte count, so the stock loop reads
+        byte by byte; a zero-timeout read returns the whole backlog instead.
+        """
+        waiting = self.serial.in_waiting
+        if waiting > 1:
+            return bytes(self.serial.read(waiting))
+        first = bytes(self.serial.read(1))
+        if not first:
+            return first
+        timeout = self.serial.timeout
+        self.serial.timeout = 0
+        try:
+            return first + bytes(self.serial.read(4096))
+        finally:
+            self.serial.timeout = timeout
 
 
 class _Link:
@@ -208,7 +227,7 @@ class ArmDriver:
         self._listeners: list[Callable[[Event], None]] = []
         self._closed = threading.Event()
         self.traffic: deque[TrafficRecord] = deque(maxlen=500)
-        self._last_rid = 0
+        self._awaiting: int | None = None
         self.transport_faults = 0
         """Count of lost replies, dropped links and malformed lines seen (for health reports)."""
 
@@ -372,7 +391,7 @@ class ArmDriver:
 
     def _handshake(self) -> None:
         """INFO? on a fresh link: proves the arm answers and tells a reconnect from a power loss."""
-        reply = self._exchange(Command.INFO, ())
+        _, reply = self._exchange(Command.INFO, ())
         if reply is None:
             raise ArmConnectionError("no answer to INFO? after opening the port")
         self._note_boot(parse_info(self._check(reply, Command.INFO).fields).boot)
@@ -414,8 +433,12 @@ class ArmDriver:
             return
         if isinstance(message, Reply):
             with self._cond:
-                self._replies[message.rid] = message
-                self._cond.notify_all()
+                if message.rid == self._awaiting:
+                    self._replies[message.rid] = message
+                    self._cond.notify_all()
+                else:
+                    # A reply after its request timed out: JOB? already settled it (or will).
+                    log.info("arm: late or unexpected reply to #%d ignored", message.rid)
             return
         self._on_event(message)
 
@@ -451,8 +474,12 @@ class ArmDriver:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def _exchange(self, command: Command, args: tuple[str, ...]) -> Reply | None:
-        """Send one request and wait for its reply; None if the reply was lost (timeout or link down)."""
+    def _exchange(self, command: Command, args: tuple[str, ...]) -> tuple[int, Reply | None]:
+        """Send one request and wait for its reply: (request id, reply or None if lost or the link dropped).
+
+        Requests are strictly one at a time (the arm answers at once, so this costs nothing): a reply
+        is then unambiguous, and one arriving after its timeout is recognised and ignored.
+        """
         with self._send_lock:
             link = self._link
             if link is None or not link.alive:
@@ -461,24 +488,27 @@ class ArmDriver:
             rid = self._rid
             data = encode_request(Request(rid, command, args))
             with self._cond:
-                self._replies.pop(rid, None)
+                self._replies.clear()
+                self._awaiting = rid
             text = data.decode("ascii").rstrip("\n")
             self.traffic.append(TrafficRecord(time.monotonic(), ">>>", text))
             wire_log.debug(">>> %s", text)
             try:
                 link.write(data)
-            except (serial.SerialException, OSError) as err:
+            except (serial.SerialException, OSError):
                 link.alive = False
-                raise _LinkLostError from err
-        self._last_rid = rid
-        deadline = time.monotonic() + self.settings.command_timeout
-        with self._cond:
-            while rid not in self._replies:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not link.alive or self._closed.is_set():
-                    return None
-                self._cond.wait(remaining)
-            return self._replies.pop(rid)
+                return rid, None
+            deadline = time.monotonic() + self.settings.command_timeout
+            with self._cond:
+                try:
+                    while rid not in self._replies:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or not link.alive or self._closed.is_set():
+                            return rid, None
+                        self._cond.wait(remaining)
+                    return rid, self._replies.pop(rid)
+                finally:
+                    self._awaiting = None
 
     @staticmethod
     def _check(reply: Reply, command: Command) -> Reply:
@@ -492,12 +522,16 @@ class ArmDriver:
             self._ensure_link()
             epoch = self._boot_epoch
             try:
-                reply = self._exchange(command, args)
+                rid, reply = self._exchange(command, args)
             except _LinkLostError:
-                reply = None
+                # Nothing was sent (the link was already down): reconnect and try again.
+                self.transport_faults += 1
+                if attempt > self.settings.retries:
+                    break
+                self._backoff(attempt)
+                continue
             if reply is not None:
                 return self._check(reply, command)
-            rid = self._last_rid
             self.transport_faults += 1
             log.warning(
                 "arm: no reply to #%d %s (attempt %d/%d)", rid, command.value, attempt, self.settings.retries + 1
@@ -533,7 +567,6 @@ class ArmDriver:
         if job.queue_index:
             fields["Q"] = str(job.queue_index)
         # Driver-internal keys (never on the wire): the motion waiter settles from them.
-        fields["_RID"] = str(rid)
         fields["_STATE"] = job.state.value
         fields["_E"] = str(int(job.error)) if job.error else "0"
         return Reply(rid, None, fields)
@@ -547,7 +580,7 @@ class ArmDriver:
         reply = self._request(command, *args)
         if self._boot_epoch != epoch:
             raise ArmPowerLossError(f"arm restarted before {command.value} was accepted")
-        rid = int(reply.fields.get("_RID", self._last_rid))
+        rid = reply.rid
         if "Q" not in reply.fields or not reply.fields["Q"].isdigit():
             raise ArmProtocolError(f"arm accepted {command.value} without a queue index: {reply.fields}")
         queue_index = int(reply.fields["Q"])

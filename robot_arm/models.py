@@ -201,11 +201,14 @@ class DispenseResult:
 
     @property
     def needs_annul(self) -> bool:
-        """True when a binding exists or may exist for a band that was not handed out."""
-        return self.outcome is not DispenseOutcome.HANDED_OUT and self.binding in {
-            BindingState.BOUND,
-            BindingState.UNKNOWN,
-        }
+        """True when a binding exists or may exist for a band that can no longer reach the expert.
+
+        A band left lying in the pickup slot may still be taken, so it is flagged for staff instead
+        (`needs_staff`), who annul only if they withdraw it.
+        """
+        if self.outcome is DispenseOutcome.HANDED_OUT or self.band_location is BandLocation.PICKUP_SLOT:
+            return False
+        return self.binding in {BindingState.BOUND, BindingState.UNKNOWN}
 
 
 @dataclass(frozen=True, slots=True)

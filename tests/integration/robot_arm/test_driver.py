@@ -161,7 +161,8 @@ def test_software_estop_aborts_and_needs_clear_and_home(arm: ArmDriver, sim: Arm
     arm.add_event_listener(events.append)
     arm.estop()
     status = arm.status()
-    assert status.estop and not status.homed
+    assert status.estop
+    assert not status.homed
     with pytest.raises(ArmRefusedError) as info:
         arm.home()
     assert info.value.code is ErrorCode.EMERGENCY_STOP

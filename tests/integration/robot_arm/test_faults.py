@@ -158,7 +158,8 @@ def test_door_or_estop_while_carrying_leaves_band_held_for_staff(
     result = ready_dispenser.dispense(fault_after_binding)
     assert result.outcome is DispenseOutcome.REJECTED
     assert (result.reason, result.fault, result.band_location) == (DispenseReason.FAULT, code, BandLocation.GRIPPER)
-    assert result.needs_staff and result.needs_annul
+    assert result.needs_staff
+    assert result.needs_annul
     assert sim.ledger().held == result.uid
     # Nothing moves by itself: the next expert is told the kiosk is not ready.
     refused = ready_dispenser.dispense(platform.bind)
@@ -167,7 +168,9 @@ def test_door_or_estop_while_carrying_leaves_band_held_for_staff(
     sim.close_door()
     sim.release_estop()
     report = ready_dispenser.start_up()
-    assert report.ready and report.band_in_gripper and report.rejected == 1
+    assert report.ready
+    assert report.band_in_gripper
+    assert report.rejected == 1
     assert sim.ledger().reject_bin == (result.uid,)
     _accounted(sim)
 
@@ -183,7 +186,8 @@ def test_power_loss_mid_move(
     result = ready_dispenser.dispense(power_loss_after_binding)
     assert result.outcome is DispenseOutcome.REJECTED
     assert result.reason is DispenseReason.POWER_LOSS
-    assert result.needs_staff and result.needs_annul
+    assert result.needs_staff
+    assert result.needs_annul
     status = sim.status()
     assert (status.boot, status.homed) == (2, False)
     if keep_band:
