@@ -1,7 +1,221 @@
-"""`checkin-kiosk simulators` commands."""
+"""`checkin-kiosk sim`: device simulators as processes, for the demo and for technicians.
+
+- `sim id-card`: the SAM ID card reader on socket://HOST:PORT (or a pty), with a control channel.
+- `sim cards`: one virtual card (bank card or wristband) on a vpcd port of a running pcscd.
+- `sim pcscd`: a private pcscd with the vpcd driver, optionally with cards already inserted.
+
+Each runs until Ctrl-C or SIGTERM, prints one line saying where it is, and exits with a one-line
+reason (never a traceback) when it cannot start.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path  # noqa: TC003 - Typer reads the annotations at run time
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="simulators")
+if TYPE_CHECKING:
+    from checkin.pcsc.vpcd import VirtualCard
+
+app = typer.Typer(no_args_is_help=True, help="设备模拟器 / Device simulators (ID card reader, virtual PC/SC cards).")
+
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log the simulated wire traffic to stderr.")]
+
+
+def _split_address(value: str, option: str) -> tuple[str, int]:
+    host, _, port_text = value.rpartition(":")
+    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise typer.BadParameter(f"{option} must be HOST:PORT with a port 0..65535, got {value!r}")
+    return host, int(port_text)
+
+
+def _fail(reason: str) -> typer.Exit:
+    typer.echo(f"无法启动 / cannot start: {' '.join(reason.split())}", err=True)
+    return typer.Exit(1)
+
+
+def _wait_for_stop() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(message)s",
+    )
+
+
+@app.command("id-card")
+def id_card(  # noqa: PLR0917 - Typer maps options to parameters
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve the reader on (port 0: any).")] = (
+        "127.0.0.1:7101"
+    ),
+    identities: Annotated[
+        Path | None, typer.Option("--identities", help="JSON identities file (default: the bundled samples).")
+    ] = None,
+    fault: Annotated[
+        list[str] | None, typer.Option("--fault", help="Arm a fault: NAME[:VALUE][@COUNT|@always]; repeatable.")
+    ] = None,
+    control: Annotated[
+        str | None, typer.Option("--control", help="HOST:PORT for the JSON-lines control channel.")
+    ] = None,
+    present: Annotated[str, typer.Option("--present", help="Identity index on the reader at start, or 'none'.")] = "0",
+    pty: Annotated[bool, typer.Option("--pty", help="Serve on a pseudo-terminal instead of TCP.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """模拟身份证阅读器 / Run the SAM ID card reader simulator."""
+    from checkin.id_card.simulator import (  # noqa: PLC0415
+        SAMPLE_IDENTITIES,
+        ControlServer,
+        SamReaderEmulator,
+        SamReaderSimulator,
+        SimulatorConfigError,
+        load_identities,
+    )
+
+    _logging(verbose)
+    host, port = _split_address(listen, "--listen")
+    if present != "none" and not present.isdigit():
+        raise typer.BadParameter(f"--present must be an identity index or 'none', got {present!r}")
+    try:
+        cards = load_identities(identities or SAMPLE_IDENTITIES)
+        emulator = SamReaderEmulator(cards, present=None, faults=fault or ())
+        if present != "none":
+            emulator.place(int(present))
+        simulator = SamReaderSimulator(emulator, host=host, port=port, pty=pty).start()
+        controller = None
+        if control:
+            control_host, control_port = _split_address(control, "--control")
+            controller = ControlServer(emulator, host=control_host, port=control_port).start()
+    except SimulatorConfigError as err:
+        raise _fail(str(err)) from None
+    except OSError as err:
+        raise _fail(f"{listen}: {err.strerror or err}") from None
+    info: dict[str, Any] = {"url": simulator.url, "identities": len(cards), "faults": fault or []}
+    if controller is not None:
+        info["control"] = "{}:{}".format(*controller.address)
+    typer.echo(json.dumps(info, ensure_ascii=False), nl=True)
+    sys.stdout.flush()
+    try:
+        _wait_for_stop()
+    finally:
+        if controller is not None:
+            controller.stop()
+        simulator.stop()
+
+
+def _card_for(band: str | None, bank_card: str | None, kind: str, dead: bool, holder: str | None) -> VirtualCard:
+    from checkin.band_reader.simulator import MifareBand  # noqa: PLC0415
+    from checkin.bank_card.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard  # noqa: PLC0415
+    from personal_data import bank_card as pan_rules  # noqa: PLC0415
+
+    chosen = [x for x in (band, bank_card, dead or None) if x]
+    if len(chosen) != 1:
+        raise typer.BadParameter("give exactly one of --band UID, --bank-card PAN or --dead")
+    if band is not None:
+        try:
+            return MifareBand(band)
+        except ValueError as err:
+            raise typer.BadParameter(f"--band: {err}") from None
+    if dead:
+        return DeadCard()
+    assert bank_card is not None
+    try:
+        pan = pan_rules.validate(bank_card)
+    except pan_rules.InvalidCardNumberError as err:
+        raise typer.BadParameter(f"--bank-card: {err}") from None
+    match kind:
+        case "unionpay":
+            return UnionPayDebitCard(pan, holder_name=holder)
+        case "contactless":
+            return UnionPayDebitCard(pan, holder_name=holder, contactless=True)
+        case "other":
+            return OtherLayoutCard(pan)
+        case "chaining":
+            return ChainingCard(pan, holder_name=holder)
+    raise typer.BadParameter(f"--kind must be unionpay, contactless, other or chaining, got {kind!r}")
+
+
+BandOption = Annotated[str | None, typer.Option("--band", help="Insert a MIFARE wristband with this UID (hex).")]
+BankOption = Annotated[str | None, typer.Option("--bank-card", help="Insert a bank card with this PAN.")]
+KindOption = Annotated[str, typer.Option("--kind", help="Bank card layout: unionpay, contactless, other, chaining.")]
+HolderOption = Annotated[str | None, typer.Option("--holder", help="Cardholder name on the chip (ASCII).")]
+
+
+@app.command("cards")
+def cards(  # noqa: PLR0917 - Typer maps options to parameters
+    vpcd_port: Annotated[int, typer.Option("--vpcd-port", min=1, max=65535, help="vpcd slot port (35963/35964).")],
+    vpcd_host: Annotated[str, typer.Option("--vpcd-host", help="Host where pcscd's vpcd listens.")] = "127.0.0.1",
+    band: BandOption = None,
+    bank_card: BankOption = None,
+    kind: KindOption = "unionpay",
+    holder: HolderOption = "ZHANG/WEIMIN",
+    dead: Annotated[bool, typer.Option("--dead", help="Insert a dead card (6F00 to everything).")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """插入虚拟卡 / Keep one virtual card in a vpcd slot of a running pcscd until stopped."""
+    from checkin.pcsc import VirtualCardError, VirtualCardSlot  # noqa: PLC0415
+
+    _logging(verbose)
+    card = _card_for(band, bank_card, kind, dead, holder)
+    slot = VirtualCardSlot(vpcd_host, vpcd_port)
+    try:
+        slot.insert(card, wait=True)
+    except VirtualCardError as err:
+        raise _fail(str(err)) from None
+    typer.echo(json.dumps({"vpcd": f"{vpcd_host}:{vpcd_port}", "card": type(card).__name__}))
+    sys.stdout.flush()
+    try:
+        _wait_for_stop()
+    finally:
+        slot.remove()
+
+
+@app.command("pcscd")
+def pcscd(  # noqa: PLR0917 - Typer maps options to parameters
+    band: BandOption = None,
+    bank_card: BankOption = None,
+    kind: KindOption = "unionpay",
+    holder: HolderOption = "ZHANG/WEIMIN",
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Run pcscd with --debug --apdu (log in its work dir).")
+    ] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """私有pcscd / Run a private pcscd with the vpcd driver (slot 0: band, slot 1: bank card)."""
+    from checkin.pcsc import PcscDaemon, PcscDaemonError, VirtualCardError  # noqa: PLC0415
+
+    _logging(verbose)
+    band_card = _card_for(band, None, kind, False, holder) if band else None  # noqa: FBT003
+    bank = _card_for(None, bank_card, kind, False, holder) if bank_card else None  # noqa: FBT003
+    daemon = PcscDaemon(debug=debug)
+    try:
+        daemon.start()
+        if band_card is not None:
+            daemon.slot(0).insert(band_card, wait=True)
+        if bank is not None:
+            daemon.slot(1).insert(bank, wait=True)
+    except (PcscDaemonError, VirtualCardError) as err:
+        daemon.stop()
+        raise _fail(str(err)) from None
+    info = {
+        "PCSCLITE_CSOCK_NAME": str(daemon.socket_path),
+        "readers": [{"name": s.reader_name, "vpcd_port": s.port} for s in daemon.slots],
+    }
+    typer.echo(json.dumps(info, ensure_ascii=False))
+    sys.stdout.flush()
+    try:
+        _wait_for_stop()
+    finally:
+        daemon.stop()

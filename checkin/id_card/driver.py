@@ -92,13 +92,16 @@ class IdCardReader:
         self._io_lock = threading.Lock()
         self._closed = threading.Event()
         self._port = port
+        if not hasattr(port, "cancel_read"):
+            # ReaderThread forces a 1 s read timeout on transports that cannot cancel a read
+            # (socket://), so close() would hang up to 1 s. With a no-op cancel_read it keeps our
+            # short poll timeout instead, and stop() returns within one poll.
+            port.timeout = _PORT_POLL
+            setattr(port, "cancel_read", lambda: None)  # noqa: B010 - instance attribute on purpose
         self._thread = serial.threaded.ReaderThread(port, self._make_packetizer)
         self._thread.start()
         _transport, packetizer = self._thread.connect()
         self._packetizer: SamFramePacketizer = packetizer
-        if not hasattr(port, "cancel_read"):
-            # ReaderThread forces a 1 s read timeout on such transports; a short one lets close() be quick.
-            port.timeout = _PORT_POLL
 
     @classmethod
     def open(
