@@ -33,7 +33,6 @@ from checkin.camera.models import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from checkin.camera.face_analysis import FaceAnalyser
     from checkin.camera.models import BgrImage
 
 logger = logging.getLogger(__name__)
@@ -42,6 +41,14 @@ logger = logging.getLogger(__name__)
 CROP_SIDE = 0.6
 CROP_TOP = 0.7
 CROP_BOTTOM = 0.5
+
+
+class FrameAnalyser(Protocol):
+    """What FaceCheck needs from the analysis: FaceAnalyser, or a scripted fake in unit tests."""
+
+    def analyse(self, image: BgrImage) -> FrameAnalysis:
+        """Find the faces in a BGR frame and measure the one face."""
+        ...
 
 
 class FrameFeed(Protocol):
@@ -70,7 +77,7 @@ class _Candidate:
 class FaceCheck:
     """Quality gates, blink liveness and frame selection over a sequence of analysed frames."""
 
-    def __init__(self, analyser: FaceAnalyser, settings: CaptureSettings | None = None) -> None:
+    def __init__(self, analyser: FrameAnalyser, settings: CaptureSettings | None = None) -> None:
         self._analyser = analyser
         self._settings = settings or CaptureSettings()
         self._blink = BlinkDetector(
@@ -83,7 +90,7 @@ class FaceCheck:
         self._passed_at = 0.0
         self._last_seen: float | None = None
         self._last_centre: tuple[float, float, float] | None = None  # (t, x, y)
-        self._shown_hint = GuidanceHint.NO_FACE
+        self._shown_hint: GuidanceHint | None = None
         self._pending_hint: tuple[GuidanceHint, float] | None = None
         self._result: CaptureResult | None = None
 
@@ -98,13 +105,13 @@ class FaceCheck:
         self._result = None
         self._restart()
         self._state = LivenessState.WAITING
-        self._shown_hint = GuidanceHint.NO_FACE
+        self._shown_hint = None
         self._pending_hint = None
 
     def process(self, frame: Frame) -> CaptureStatus:
         """Analyse one frame and return what the face screen should show."""
         if self._result is not None:
-            return CaptureStatus(self._shown_hint, self._result.liveness, None, done=True)
+            return CaptureStatus(self._shown_hint or GuidanceHint.NO_FACE, self._result.liveness, None, done=True)
         analysis = self._analyser.analyse(frame.image)
         now = frame.timestamp
         gate = self._gate(analysis, now)
@@ -123,17 +130,24 @@ class FaceCheck:
                 self._challenge_started = now
             if self._blink.eyes_open:
                 self._offer(frame.image, face.box, face.sharpness)
-        if self._state is LivenessState.CHALLENGE:
-            if self._blink.blinks > 0 and self._candidates:
-                self._state = LivenessState.PASSED
-                self._passed_at = now
-                logger.info("face capture: blink seen; liveness passed")
-            elif now - self._challenge_started > self._settings.blink_deadline_s:
-                self._state = LivenessState.REFUSED
-                logger.info("face capture: no blink in %.1f s; liveness refused", self._settings.blink_deadline_s)
+        self._advance_liveness(now)
         hint = self._debounced(self._wanted_hint(gate), now)
+        if self._state is LivenessState.PASSED:
+            hint = self._shown_hint = GuidanceHint.OK  # the capture is over: no gate hint is pending any more
         done = self._finish_if_done(now)
         return CaptureStatus(hint, self._state, face.box if face else None, done=done)
+
+    def _advance_liveness(self, now: float) -> None:
+        """Pass on a blink with a good frame in hand, refuse at the deadline."""
+        if self._state is not LivenessState.CHALLENGE:
+            return
+        if self._blink.blinks > 0 and self._candidates:
+            self._state = LivenessState.PASSED
+            self._passed_at = now
+            logger.info("face capture: blink seen; liveness passed")
+        elif now - self._challenge_started > self._settings.blink_deadline_s:
+            self._state = LivenessState.REFUSED
+            logger.info("face capture: no blink in %.1f s; liveness refused", self._settings.blink_deadline_s)
 
     def _gate(self, analysis: FrameAnalysis, now: float) -> GuidanceHint:  # noqa: PLR0911 (one return per gate, in order)
         """The first quality gate the frame fails, or OK."""
@@ -171,7 +185,9 @@ class FaceCheck:
 
     def _debounced(self, wanted: GuidanceHint, now: float) -> GuidanceHint:
         """Show a new hint only once it has held for hint_hold_s, so words and speech do not flicker."""
-        if wanted is self._shown_hint:
+        if self._shown_hint is None or wanted is self._shown_hint:
+            # The first hint shows at once; an unchanged one cancels any pending change.
+            self._shown_hint = wanted
             self._pending_hint = None
         elif self._pending_hint is None or self._pending_hint[0] is not wanted:
             self._pending_hint = (wanted, now)
@@ -236,7 +252,7 @@ class FaceCaptureSession:
     def __init__(
         self,
         feed: FrameFeed,
-        analyser: FaceAnalyser,
+        analyser: FrameAnalyser,
         settings: CaptureSettings | None = None,
         on_status: Callable[[CaptureStatus], None] | None = None,
     ) -> None:
