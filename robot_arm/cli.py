@@ -71,7 +71,7 @@ def _device_errors() -> Iterator[None]:
     except (ArmConnectionError, ArmTimeoutError) as err:
         raise _fail(f"link error: {err}", EXIT_LINK) from None
     except ArmCommandError as err:
-        raise _fail(f"arm error E{int(err.code)} ({err.code.description}): {err}", EXIT_DEVICE) from None
+        raise _fail(f"arm error: {err}", EXIT_DEVICE) from None
     except ArmError as err:
         raise _fail(f"arm error: {err}", EXIT_DEVICE) from None
 
