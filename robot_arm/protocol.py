@@ -52,6 +52,11 @@ class ErrorCode(IntEnum):
         """Bilingual one-line meaning, for technicians' screens and logs."""
         return ERROR_DESCRIPTIONS[self]
 
+    @property
+    def wire_text(self) -> str:
+        """The English half of the description: the wire is ASCII, the host adds the Chinese."""
+        return ERROR_DESCRIPTIONS[self].split(" / ", 1)[1]
+
     @classmethod
     def parse(cls, text: str) -> ErrorCode:
         """Parse `42` or `E42` into a known code, or raise ArmProtocolError."""

@@ -504,7 +504,7 @@ class ArmSimulator:
     def _clear_request(self, request: Request) -> Reply:
         error = self._clear()
         self._record(request.rid, 0, JobState.REFUSED if error else JobState.DONE, error)
-        return Reply(request.rid, error, text=error.description if error else "")
+        return Reply(request.rid, error, text=error.wire_text if error else "")
 
     def _job_reply(self, rid: int, arg: str) -> Reply:
         if not arg.isdigit():
@@ -544,7 +544,7 @@ class ArmSimulator:
             error = self._precondition(request.command)
         if error is not None:
             self._record(rid, 0, JobState.REFUSED, error)
-            return Reply(rid, error, text=error.description)
+            return Reply(rid, error, text=error.wire_text)
         job = _Job(rid, self._next_q, request.command, tuple(a.upper() for a in request.args), client)
         self._next_q += 1
         self._queue.append(job)
