@@ -1,10 +1,415 @@
-"""Command line of platform_server."""
+"""Command line of the platform: organiser imports and reports, server, demo data, dev certificates.
+
+Errors a person can fix (bad file, unknown batch, bad configuration) print one line, or the list of
+bad rows, and exit non-zero; no tracebacks.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+from platform_server.errors import (
+    AlreadyExistsError,
+    ConfigError,
+    ImportRefusedError,
+    InvalidRequestError,
+    NotFoundError,
+    PlatformError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from platform_server.bootstrap import Platform
+    from platform_server.config import PlatformConfig
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="评标专家签到平台 / Expert check-in platform")
+batch_app = typer.Typer(no_args_is_help=True, help="批次 / batches")
+invitations_app = typer.Typer(no_args_is_help=True, help="邀请专家名单 / invited experts")
+photos_app = typer.Typer(no_args_is_help=True, help="参考照片 / reference photos")
+rooms_app = typer.Typer(no_args_is_help=True, help="房源 / hotel rooms")
+bands_app = typer.Typer(no_args_is_help=True, help="手环库存 / wristband inventory")
+kiosks_app = typer.Typer(no_args_is_help=True, help="终端 / kiosks")
+export_app = typer.Typer(no_args_is_help=True, help="导出 / exports")
+db_app = typer.Typer(no_args_is_help=True, help="数据库 / database")
+certs_app = typer.Typer(no_args_is_help=True, help="证书 / TLS certificates")
+for sub, name in (
+    (batch_app, "batch"), (invitations_app, "invitations"), (photos_app, "photos"), (rooms_app, "rooms"),
+    (bands_app, "bands"), (kiosks_app, "kiosks"), (export_app, "export"), (db_app, "db"), (certs_app, "certs"),
+):
+    app.add_typer(sub, name=name)
+
+EXIT_CODES: list[tuple[type[Exception], int]] = [
+    (ImportRefusedError, 3),
+    (InvalidRequestError, 3),
+    (NotFoundError, 4),
+    (AlreadyExistsError, 4),
+    (ConfigError, 5),
+    (PlatformError, 1),
+]
+
+
+@dataclasses.dataclass
+class _State:
+    config_path: Path | None = None
+    db_url: str | None = None
+    platform: Platform | None = None
+
+
+_state = _State()
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", envvar="PLATFORM_CONFIG", help="TOML configuration file", exists=False)
+]
+DbOption = Annotated[str | None, typer.Option("--db", help="database URL (overrides config and PLATFORM_DB_URL)")]
+BatchOption = Annotated[str, typer.Option("--batch", "-b", help="批次编号 / batch code")]
+
+
+@app.callback()
+def _main(config: ConfigOption = None, db: DbOption = None) -> None:
+    """评标专家签到平台 / Expert check-in platform."""
+    _state.config_path = config
+    _state.db_url = db
+
+
+def _config() -> PlatformConfig:
+    from platform_server.config import load_config  # noqa: PLC0415
+
+    config = load_config(_state.config_path)
+    if _state.db_url:
+        config = config.replace(database=dataclasses.replace(config.database, url=_state.db_url))
+    return config
+
+
+def _platform(*, face: bool = False) -> Platform:
+    """The platform for a command (migrating the database); the face verifier only when needed."""
+    if _state.platform is None:
+        from platform_server.bootstrap import build  # noqa: PLC0415
+
+        _state.platform = build(_config(), face_verifier="from-config" if face else None, start_uwb_worker=False)
+    return _state.platform
+
+
+def _print(text: str) -> None:
+    typer.echo(text)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _run(action: Callable[[], Any]) -> Any:
+    """The one exception handler of the CLI: platform errors and database outages to exit codes."""
+    import sqlalchemy.exc as sa_exc  # noqa: PLC0415
+
+    try:
+        return action()
+    except PlatformError as err:
+        code = next(c for cls, c in EXIT_CODES if isinstance(err, cls))
+        _fail(f"错误 / error: {err}", code)
+    except sa_exc.OperationalError as err:
+        _fail(f"数据库不可用 / database unavailable: {str(err.orig).splitlines()[0]}", 6)
+    except ValueError as err:
+        _fail(f"错误 / error: {err}", 3)
+    return None
+
+
+def _parse_time(text: str | None, option: str) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option}: expected a time like 2025-06-01T09:00 (China time unless a zone is given), got {text!r}", 3)
+        raise
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone(dt.timedelta(hours=8)))
+
+
+@batch_app.command("create")
+def batch_create(
+    code: Annotated[str, typer.Argument(help="批次编号，ASCII / batch code, ASCII")],
+    name: Annotated[str, typer.Option("--name", help="批次名称 / batch name")],
+    hotel: Annotated[str, typer.Option("--hotel", help="酒店名称 / hotel name")] = "",
+    hotel_code: Annotated[str, typer.Option("--hotel-code", help="酒店代码(≤8位ASCII) / hotel code")] = "H1",
+    hotel_address: Annotated[str, typer.Option("--hotel-address")] = "",
+    venue: Annotated[str, typer.Option("--venue", help="评标地点 / evaluation venue")] = "",
+    start: Annotated[str | None, typer.Option("--start", help="评标开始 / evaluation start, ISO time")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="评标结束 / evaluation end, ISO time")] = None,
+    opens: Annotated[str | None, typer.Option("--opens", help="签到开放 / check-in opens (default now)")] = None,
+    allow_id_only: Annotated[bool, typer.Option("--allow-id-only", help="无照片可仅凭身份证 / ID card alone")] = False,
+) -> None:
+    """Create a batch (and its hotel)."""
+    from platform_server.services import batches  # noqa: PLC0415
+
+    spec = batches.BatchSpec(
+        code=code, name=name, venue=venue, hotel_code=hotel_code, hotel_name=hotel, hotel_address=hotel_address,
+        evaluation_start=_parse_time(start, "--start"), evaluation_end=_parse_time(end, "--end"),
+        check_in_opens=_parse_time(opens, "--opens"), allow_id_only=allow_id_only,
+    )
+
+    def action() -> None:
+        p = _platform()
+        view = batches.create_batch(p.new_uow(), p.ctx, spec, actor="cli")
+        _print(f"已创建批次 / created batch {view.code}: {view.name}")
+
+    _run(action)
+
+
+@batch_app.command("list")
+def batch_list(include_closed: Annotated[bool, typer.Option("--all", help="含已关闭 / include closed")] = False) -> None:
+    """List batches."""
+    from platform_server.services import batches  # noqa: PLC0415
+    from platform_server.services.identify import china_time  # noqa: PLC0415
+
+    def action() -> None:
+        for b in batches.list_batches(_platform().new_uow(), include_closed=include_closed):
+            state = "closed" if b.closed else "open"
+            _print(f"{b.code}\t{b.name}\t{china_time(b.evaluation_start)}\t{b.hotel_code} {b.hotel_name}\t{state}")
+
+    _run(action)
+
+
+@batch_app.command("close")
+def batch_close(code: Annotated[str, typer.Argument(help="批次编号 / batch code")]) -> None:
+    """Close a batch: kiosks refuse further check-ins."""
+    from platform_server.services import batches  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        batches.close_batch(p.new_uow(), p.ctx, code, actor="cli")
+        _print(f"已关闭 / closed {code}")
+
+    _run(action)
+
+
+def _progress(total: int | None, label: str) -> Iterator[Callable[[int], None]]:
+    from rich.progress import Progress  # noqa: PLC0415
+
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+@invitations_app.command("import")
+def invitations_import(
+    file: Annotated[Path, typer.Argument(help=".xlsx 或 .csv (UTF-8/GBK)")], batch: BatchOption
+) -> None:
+    """Import invited experts: every row validated first, then all rows or none."""
+    from platform_server.services import imports  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        started = time.perf_counter()
+        for advance in _progress(None, f"导入 / importing {file.name}"):
+            report = imports.import_invitations(p.new_uow(), p.ctx, batch, file, progress=advance)
+        _print(f"已导入 {report.rows} 位专家 / imported {report.rows} invitations in {time.perf_counter() - started:.2f} s")
+
+    _run(action)
+
+
+@invitations_app.command("template")
+def invitations_template(
+    out: Annotated[Path, typer.Argument(help="输出文件 / output .xlsx")] = Path("invitations-template.xlsx"),
+) -> None:
+    """Write an empty invitations spreadsheet (ID column formatted as text)."""
+    from platform_server.services import imports  # noqa: PLC0415
+
+    _run(lambda: imports.write_invitation_template(out))
+    _print(f"已生成模板 / wrote {out}")
+
+
+@photos_app.command("import")
+def photos_import(
+    source: Annotated[Path, typer.Argument(help="文件夹或 zip，文件名为身份证号 / folder or zip named by ID number")],
+    batch: BatchOption,
+) -> None:
+    """Import reference photos (each encoded once; all or none)."""
+    from platform_server.services import imports  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform(face=True)
+        for advance in _progress(len(list(source.iterdir())) if source.is_dir() else 0, "照片 / photos"):
+            report = imports.import_photos(p.new_uow(), p.ctx, batch, source, progress=advance)
+        _print(f"已导入 {report.rows} 张照片 / imported {report.rows} photos")
+
+    _run(action)
+
+
+@rooms_app.command("import")
+def rooms_import(file: Annotated[Path, typer.Argument(help=".xlsx/.csv，列：房间号 / column room")], batch: BatchOption) -> None:
+    """Add rooms to the batch's pool."""
+    from platform_server.services import imports  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        report = imports.import_rooms(p.new_uow(), p.ctx, batch, file)
+        _print(f"已导入 {report.rows} 间房 / imported {report.rows} rooms")
+
+    _run(action)
+
+
+@bands_app.command("import")
+def bands_import(file: Annotated[Path, typer.Argument(help=".xlsx/.csv，列 rfid_uid, uwb_tag_id")]) -> None:
+    """Add wristbands to the inventory."""
+    from platform_server.services import imports  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        report = imports.import_bands(p.new_uow(), p.ctx, file)
+        _print(f"已导入 {report.rows} 个手环 / imported {report.rows} wristbands")
+
+    _run(action)
+
+
+@kiosks_app.command("add")
+def kiosks_add(
+    kiosk_id: Annotated[str, typer.Argument(help="终端编号 = 证书CN / kiosk id = certificate CN")],
+    name: Annotated[str, typer.Option("--name")] = "",
+    location: Annotated[str, typer.Option("--location")] = "",
+    batch: Annotated[str, typer.Option("--batch", "-b", help="服务的批次 / batch it serves")] = "",
+) -> None:
+    """Register a kiosk."""
+    from platform_server.services import kiosks  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        kiosks.register_kiosk(p.new_uow(), p.ctx, kiosk_id, name, location, batch)
+        _print(f"已登记终端 / registered kiosk {kiosk_id}")
+
+    _run(action)
+
+
+@app.command("status")
+def status(batch: BatchOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Invited, arrived, missing, rooms and bands left, UWB delivery, kiosks."""
+    from platform_server.services import statistics  # noqa: PLC0415
+
+    def action() -> None:
+        stats = statistics.batch_statistics(_platform().new_uow(), batch)
+        if as_json:
+            data = dataclasses.asdict(stats)
+            _print(json.dumps(data, ensure_ascii=False, default=str, indent=1))
+            return
+        _print(f"批次 / batch {stats.code}")
+        _print(f"  邀请 invited {stats.invited}   已到 arrived {stats.arrived}   未到 missing {stats.missing}")
+        _print(f"  房间 rooms {stats.rooms_left}/{stats.rooms_total} left   手环 bands left {stats.bands_left}")
+        _print(f"  撤销 annulled {stats.annulled}   需人工 needs staff {stats.needs_staff}")
+        _print(f"  UWB pending {stats.uwb_pending}   delivered {stats.uwb_delivered}   failed {stats.uwb_failed}")
+        for k in stats.kiosks:
+            seen = k.last_heartbeat.isoformat(timespec="seconds") if k.last_heartbeat else "never"
+            oos = "  OUT OF SERVICE" if k.out_of_service else ""
+            _print(f"  {k.kiosk_id}: {k.check_ins} check-ins, bands {k.band_stock}, last heartbeat {seen}{oos}")
+
+    _run(action)
+
+
+FormatOption = Annotated[str, typer.Option("--format", "-f", help="xlsx | csv | json")]
+
+
+@export_app.command("check-ins")
+def export_check_ins(batch: BatchOption, out: Annotated[Path, typer.Option("--out", "-o")], fmt: FormatOption = "xlsx") -> None:
+    """All check-ins of a batch (masked), with UWB delivery state."""
+    from platform_server.services import exports  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        rows = exports.check_in_rows(p.new_uow(), p.ctx, batch)
+        exports.write_table(out, fmt, exports.CHECK_IN_HEADER, rows)
+        _print(f"已导出 {len(rows)} 条 / exported {len(rows)} check-ins to {out}")
+
+    _run(action)
+
+
+@export_app.command("fees")
+def export_fees(
+    batch: BatchOption,
+    out: Annotated[Path, typer.Option("--out", "-o")],
+    fmt: FormatOption = "xlsx",
+    full_numbers: Annotated[bool, typer.Option("--full-numbers", help="完整卡号身份证号（财务付款用）/ unmasked, for payment")] = False,
+) -> None:
+    """Fee-payment list for finance (masked unless --full-numbers; that export is audit-logged)."""
+    from platform_server.services import exports  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        rows = exports.fee_rows(p.new_uow(), p.ctx, batch, full_numbers=full_numbers)
+        exports.write_table(out, fmt, exports.FEE_HEADER, rows, private=full_numbers)
+        _print(f"已导出 {len(rows)} 条 / exported {len(rows)} payees to {out}")
+
+    _run(action)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the newest version."""
+    _run(_platform)
+    _print("数据库已是最新 / database is up to date")
+
+
+@app.command("keygen")
+def keygen() -> None:
+    """Print a fresh random data key for [security] data_key / PLATFORM_DATA_KEY."""
+    from personal_data.crypto import DataKey  # noqa: PLC0415
+
+    _print(DataKey.generate_text())
+
+
+@app.command("serve")
+def serve_command(listen: Annotated[str | None, typer.Option("--listen", help="host:port")] = None) -> None:
+    """Run the gRPC server until SIGTERM/SIGINT, then stop gracefully."""
+    from platform_server.log_masking import configure_logging  # noqa: PLC0415
+    from platform_server.server import serve  # noqa: PLC0415
+
+    def action() -> None:
+        config = _config()
+        if listen:
+            config = config.replace(server=dataclasses.replace(config.server, listen=listen))
+        configure_logging(config.logging.level, config.logging.file or None)
+        serve(config)
+
+    _run(action)
+
+
+@app.command("demo-seed")
+def demo_seed(
+    faces_dir: Annotated[Path | None, typer.Option("--faces-dir", help="参考照片目录 / reference faces")] = None,
+    batch: Annotated[str, typer.Option("--batch", "-b")] = "DEMO",
+) -> None:
+    """Create the demo batch (open now), rooms, bands, kiosks K1-K2 and invited experts."""
+    from platform_server.services import demo  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform(face=faces_dir is not None)
+        summary = demo.seed_demo(p.new_uow(), p.ctx, batch_code=batch, faces_dir=faces_dir)
+        _print(summary)
+
+    _run(action)
+
+
+@certs_app.command("make-dev")
+def certs_make_dev(
+    out: Annotated[Path, typer.Option("--out", help="输出目录 / output folder")],
+    kiosk: Annotated[list[str], typer.Option("--kiosk", help="终端编号(可多次) / kiosk id (repeat)")],
+    host: Annotated[list[str] | None, typer.Option("--host", help="server DNS name or IP")] = None,
+) -> None:
+    """Development CA, server certificate and one client certificate per kiosk (CN = kiosk id)."""
+    from platform_server import dev_certs  # noqa: PLC0415
+
+    def action() -> None:
+        written = dev_certs.make_dev_certificates(out, kiosk, host or ["localhost", "127.0.0.1"])
+        for path in written:
+            _print(str(path))
+
+    _run(action)
 
 
 def main() -> None:

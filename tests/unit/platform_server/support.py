@@ -196,7 +196,7 @@ def seed(
             roster.InvitationRow(v, f"专家{i}", f"1380000{i:04d}", "某设计院", "给排水")
             for i, v in enumerate(ids)
         ]
-        roster.write_invitations(uow, ctx, batch_code, rows, roster.hashes_of(ctx.data_key, ids))
+        roster.write_invitations(uow, ctx, batch_code, roster.prepare(ctx.data_key, rows))
         uow.commit()
     for kiosk_id in kiosk_ids:
         kiosks.register_kiosk(uow, ctx, kiosk_id, name=f"终端{kiosk_id}", location="大堂", batch_code=batch_code)
