@@ -216,7 +216,7 @@ class ArmStatus:
     holding: bool
     stock: int
     reject_count: int
-    """Bands counted into the reject bin by its light barrier since the bin was last emptied."""
+    """Bands counted into the reject bin by its light barrier since the controller started."""
     pickup_occupied: bool
     door_open: bool
     estop: bool
