@@ -116,6 +116,7 @@ class RefusalView(View):
     message_en: str = ""
     can_retry: bool = False
     step_shown: int | None = None  # the step the refusal happened on, for the indicator
+    can_cancel: bool = False  # 返回首页 does what 取消 would
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,6 +217,7 @@ class BandProblemView(View):
     screen: ClassVar[Screen] = Screen.BAND_PROBLEM
     step: ClassVar[int | None] = 4
     not_taken: bool = False
+    can_cancel: bool = False  # 返回首页 does what 取消 would
 
 
 @dataclass(frozen=True, kw_only=True)
