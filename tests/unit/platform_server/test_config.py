@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from platform_server.config import check_for_serving, load_config
+from platform_server.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_toml_then_environment(tmp_path: Path) -> None:
+    path = tmp_path / "platform.toml"
+    path.write_text('[server]\nlisten = "0.0.0.0:6000"\n[rules]\nannul_window_s = 300\n', encoding="utf-8")
+    config = load_config(path, environ={"PLATFORM_RULES_ANNUL_WINDOW_S": "120", "PLATFORM_DB_URL": "sqlite:///x.db",
+                                        "PLATFORM_TEST_PG_URL": "ignored"})
+    assert config.server.listen == "0.0.0.0:6000"
+    assert config.rules.annul_window_s == 120
+    assert config.database.url == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "message"),
+    [
+        ("[sever]\nlisten='x'\n", {}, "Unknown section 'sever'"),
+        ("[server]\nlisen='x'\n", {}, "Unknown option 'lisen' in section 'server'"),
+        ("[server]\nmax_workers=1\n", {}, "must be at least 2"),
+        ("[server]\nmax_workers='many'\n", {}, "must be int"),
+        ("[face]\nverifier='magic'\n", {}, "must be one of dlib, none"),
+        ("", {"PLATFORM_RULES_FACE_MAX_ATTEMPTS": "0"}, "environment PLATFORM_RULES_FACE_MAX_ATTEMPTS"),
+        ("", {"PLATFORM_SERVER_NOPE": "1"}, "Unknown option 'nope'"),
+        ("[server\n", {}, "not valid TOML"),
+    ],
+)
+def test_bad_configuration_is_named(tmp_path: Path, text: str, environ: dict[str, str], message: str) -> None:
+    path = tmp_path / "platform.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, environ=environ)
+
+
+def test_production_refuses_to_start_without_key_or_token() -> None:
+    with pytest.raises(ConfigError, match="data_key"):
+        check_for_serving(load_config(environ={"PLATFORM_SECURITY_MODE": "production"}))
+    with pytest.raises(ConfigError, match="organiser_token"):
+        check_for_serving(load_config(environ={"PLATFORM_SECURITY_MODE": "production", "PLATFORM_DATA_KEY": "k" * 32}))
+    with pytest.raises(ConfigError, match="tls_cert"):
+        check_for_serving(load_config(environ={
+            "PLATFORM_SECURITY_MODE": "production", "PLATFORM_DATA_KEY": "k" * 32,
+            "PLATFORM_ORGANISER_TOKEN": "t" * 20, "PLATFORM_SERVER_LISTEN": "0.0.0.0:50051"}))
+
+
+def test_bootstrap_refuses_production_without_data_key(tmp_path: Path) -> None:
+    from platform_server.bootstrap import build
+
+    config = load_config(environ={"PLATFORM_SECURITY_MODE": "production",
+                                  "PLATFORM_DB_URL": f"sqlite:///{tmp_path / 'p.db'}"})
+    with pytest.raises(ConfigError, match="refusing to start"):
+        build(config, face_verifier=None)
