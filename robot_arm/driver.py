@@ -658,3 +658,11 @@ class ArmDriver:
 
 class _LinkLostError(Exception):
     """Internal: no link to send on."""
+
+
+if TYPE_CHECKING:
+    from robot_arm.models import ArmController
+
+    def _implements_arm_controller(driver: ArmDriver) -> ArmController:
+        """Static check only: mypy proves ArmDriver satisfies the ArmController interface."""
+        return driver
