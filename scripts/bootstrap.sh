@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   python3 python3-venv python3-tk            # interpreter for a machine without one; Tk for the kiosk UI
-  gcc swig libpcsclite-dev                   # pyscard builds from source
+  gcc python3-dev swig libpcsclite-dev       # pyscard builds from source (C extension)
   pcscd vsmartcard-vpcd pcsc-tools           # real PC/SC daemon + the vpcd virtual reader driver
   postgresql                                 # production database, tested for real
   xvfb xdotool imagemagick fonts-noto-cjk    # kiosk UI without a display, driven and photographed
