@@ -11,7 +11,7 @@ import contextlib
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from checkin.texts import Language
 from checkin.ui.wording import spoken_line
@@ -41,6 +41,20 @@ class SpeechEngine(Protocol):
         """Stop speaking."""
         ...
 
+    def getProperty(self, name: str) -> Any:  # noqa: N802 - pyttsx3's name
+        """Read a property ("voices" lists the installed voices)."""
+        ...
+
+
+def _voice_id(engine: SpeechEngine, name: str) -> str:
+    """espeak-ng voice ids look like 'sit/cmn'; find the one named `name` (or keep the name)."""
+    voices = engine.getProperty("voices") or []
+    for voice in voices:
+        vid = str(getattr(voice, "id", ""))
+        if vid == name or vid.endswith(f"/{name}"):
+            return vid
+    return name
+
 
 def _pyttsx3_engine() -> SpeechEngine | None:
     try:
@@ -67,7 +81,8 @@ class Speaker:
         self._rate = rate
         self._voices = {**_VOICES, Language.ZH: zh_voice}
         self._engine = engine
-        self._lines: queue.Queue[tuple[str, Language] | None] = queue.Queue(maxsize=1)
+        # One waiting line at most (say() replaces it), plus room for stop()'s sentinel.
+        self._lines: queue.Queue[tuple[str, Language] | None] = queue.Queue(maxsize=2)
         self._thread: threading.Thread | None = None
         self.spoken: list[str] = []  # what was said, for diagnostics and tests
 
@@ -89,9 +104,7 @@ class Speaker:
             log.debug("speech line dropped")
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread."""
-        with contextlib.suppress(queue.Empty):
-            self._lines.get_nowait()
+        """Stop the thread after the line already waiting (if any)."""
         self._lines.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
@@ -102,8 +115,9 @@ class Speaker:
         if engine is not None:
             try:
                 engine.setProperty("rate", self._rate)
+                self._voices = {lang: _voice_id(engine, name) for lang, name in self._voices.items()}
             except Exception as err:
-                log.warning("could not set the speech rate: %s", type(err).__name__)
+                log.warning("could not set up the speech engine: %s", type(err).__name__)
         while True:
             item = self._lines.get()
             if item is None:
