@@ -14,7 +14,7 @@ import ipaddress
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +99,17 @@ _SPEC: Mapping[str, Mapping[str, _Option]] = {
         "height": _Option(int, 800, 600, 2160),
         "fullscreen": _Option(bool, default=True),
     },
+    # Where each device is: a real port/reader or a simulator, chosen only by these values (docs/technician-kiosk.md).
+    "devices": {
+        "id_card_port": _Option(str, "socket://127.0.0.1:7101"),
+        "bank_reader": _Option(str, "Kiosk Virtual PCD 00 01"),
+        "band_reader": _Option(str, "Kiosk Virtual PCD 00 00"),
+        "camera": _Option(str, "0"),
+        "arm_port": _Option(str, "socket://127.0.0.1:7001"),
+        "pickup_timeout_s": _Option(float, 20.0, 1.0, 600.0),
+        "face_timeout_s": _Option(float, 20.0, 2.0, 120.0),
+        "blink_deadline_s": _Option(float, 8.0, 1.0, 120.0),
+    },
 }
 
 
@@ -116,6 +127,20 @@ class PlatformSettings:
     max_attempts: int
     backoff_initial_s: float
     backoff_max_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSettings:
+    """[devices]: where each device is (real or simulated, by URL or reader name only) and its waits."""
+
+    id_card_port: str = "socket://127.0.0.1:7101"
+    bank_reader: str = "Kiosk Virtual PCD 00 01"
+    band_reader: str = "Kiosk Virtual PCD 00 00"
+    camera: str = "0"
+    arm_port: str = "socket://127.0.0.1:7001"
+    pickup_timeout_s: float = 20.0
+    face_timeout_s: float = 20.0
+    blink_deadline_s: float = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +173,7 @@ class KioskConfig:
     screen_width: int
     screen_height: int
     fullscreen: bool
+    devices: DeviceSettings = field(default_factory=DeviceSettings)
 
 
 def _coerce(section: str, name: str, option: _Option, raw: object) -> object:  # noqa: C901, PLR0912 - one branch per type
@@ -302,6 +328,16 @@ def _build(v: dict[str, dict[str, object]]) -> KioskConfig:
         screen_width=int(str(sc["width"])),
         screen_height=int(str(sc["height"])),
         fullscreen=bool(sc["fullscreen"]),
+        devices=DeviceSettings(
+            id_card_port=str(v["devices"]["id_card_port"]),
+            bank_reader=str(v["devices"]["bank_reader"]),
+            band_reader=str(v["devices"]["band_reader"]),
+            camera=str(v["devices"]["camera"]),
+            arm_port=str(v["devices"]["arm_port"]),
+            pickup_timeout_s=float(str(v["devices"]["pickup_timeout_s"])),
+            face_timeout_s=float(str(v["devices"]["face_timeout_s"])),
+            blink_deadline_s=float(str(v["devices"]["blink_deadline_s"])),
+        ),
     )
 
 

@@ -1,0 +1,473 @@
+"""Thin adapters from the device packages to the flow's ports (checkin.flow.ports).
+
+Each adapter holds one real driver, opens it lazily (a device that is unplugged at start-up makes the
+kiosk go out of service, and it comes back by itself once the device answers), and translates the
+device package's own exceptions into the port errors with `raise ... from err`. Nothing here knows
+whether a driver talks to hardware or to a simulator: that is decided by the URL or reader name the
+composition root (checkin.app) passes in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Final
+
+import cv2
+
+from checkin.band_reader import BandUidReader
+from checkin.bank_card import (
+    BankCardData,
+    BankCardError,
+    BankCardReader,
+    InvalidCardNumberError,
+    NoCardPresentError,
+    ReaderUnavailableError,
+    parse_swipe,
+)
+from checkin.camera.capture_session import FaceCaptureSession
+from checkin.camera.driver import CaptureWorker, OpenCvCamera
+from checkin.camera.errors import CameraError
+from checkin.camera.models import CaptureSettings, Frame, LivenessState
+from checkin.camera.protocol import parse_source
+from checkin.flow.models import DeviceHealth, DeviceState, FaceFrames
+from checkin.flow.ports import (
+    BindDecision,
+    DeviceFaultError,
+    DispenseOutcome,
+    DispensePhase,
+    DispenseReport,
+    InvalidEntryError,
+    NothingPresentedError,
+    UnreadableError,
+)
+from checkin.id_card import IdCardConnectionError, IdCardError, IdCardReader, NoCardError, SamSelfTestError
+from checkin.pcsc import PcscError, list_readers
+from robot_arm import models as arm_models
+from robot_arm.errors import ArmError
+from robot_arm.models import DispenseStep
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from PIL import Image
+
+    from checkin.camera.face_analysis import FaceAnalyser
+    from checkin.flow.ports import IdentityCard
+    from robot_arm.dispenser import WristbandDispenser
+    from robot_arm.models import ArmController
+
+log = logging.getLogger(__name__)
+
+
+# ---- ID card reader ------------------------------------------------------------------------------
+
+
+class IdCardAdapter:
+    """IdCardPort and SelfTestPort over checkin.id_card.IdCardReader at a pyserial URL."""
+
+    def __init__(self, url: str, *, name: str = "id_card_reader") -> None:
+        self.url = url
+        self.name = name
+        self._reader: IdCardReader | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> IdCardReader:
+        with self._lock:
+            if self._reader is None:
+                self._reader = IdCardReader.open(self.url)
+            return self._reader
+
+    def _drop(self) -> None:
+        """Forget a reader whose link failed, so the next call opens it again."""
+        with self._lock:
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def close(self) -> None:
+        """Close the serial link."""
+        self._drop()
+
+    def read_identity(self, timeout: float) -> IdentityCard:
+        """Wait up to `timeout` s for an ID card and read it."""
+        try:
+            return self._open().read_identity(timeout)
+        except NoCardError as err:
+            raise NothingPresentedError(str(err)) from err
+        except IdCardConnectionError as err:
+            self._drop()
+            raise DeviceFaultError(f"ID card reader {self.url}: {err}") from err
+        except SamSelfTestError as err:
+            raise DeviceFaultError(f"ID card reader {self.url}: {err}") from err
+        except IdCardError as err:  # removed mid-read, bad data, damaged frames after the retries
+            raise UnreadableError(str(err)) from err
+
+    def health(self) -> DeviceHealth:
+        """SAM status: OK when the module answers 0x90."""
+        try:
+            status = self._open().status()
+        except IdCardConnectionError as err:
+            self._drop()
+            return DeviceHealth(self.name, DeviceState.OFFLINE, type(err).__name__)
+        except IdCardError as err:
+            return DeviceHealth(self.name, DeviceState.FAULT, type(err).__name__)
+        if not status.ok:
+            return DeviceHealth(self.name, DeviceState.FAULT, f"SW3 {status.sw3:02X}")
+        return DeviceHealth(self.name, DeviceState.OK)
+
+    def self_test(self) -> DeviceHealth:
+        """The same status query (the SAM runs its self-test on it)."""
+        return self.health()
+
+
+# ---- bank card reader ----------------------------------------------------------------------------
+
+
+def _reader_health(device: str, reader_name: str) -> DeviceHealth:
+    """OK when pcscd answers and lists the reader by name."""
+    try:
+        names = list_readers()
+    except PcscError as err:
+        return DeviceHealth(device, DeviceState.OFFLINE, type(err).__name__)
+    if reader_name not in names:
+        return DeviceHealth(device, DeviceState.OFFLINE, "reader not listed by pcscd")
+    return DeviceHealth(device, DeviceState.OK)
+
+
+class BankCardAdapter:
+    """BankCardPort and SelfTestPort over checkin.bank_card.BankCardReader on a named PC/SC reader."""
+
+    def __init__(self, reader_name: str, *, name: str = "bank_card_reader") -> None:
+        self.reader_name = reader_name
+        self.name = name
+        self._reader = BankCardReader(reader_name)
+
+    def read_card(self, timeout: float) -> BankCardData:
+        """Wait up to `timeout` s for a card inserted or tapped, then read its number."""
+        try:
+            return self._reader.read_card(timeout)
+        except NoCardPresentError as err:
+            raise NothingPresentedError(str(err)) from err
+        except ReaderUnavailableError as err:
+            raise DeviceFaultError(str(err)) from err
+        except InvalidCardNumberError as err:
+            raise InvalidEntryError(str(err)) from err
+        except BankCardError as err:  # dead chip, removed, no supported application, bad TLV
+            raise UnreadableError(str(err)) from err
+
+    def parse_swipe(self, text: str) -> BankCardData:
+        """Track text typed by a keyboard-wedge stripe reader."""
+        try:
+            return parse_swipe(text)
+        except InvalidCardNumberError as err:
+            raise InvalidEntryError(str(err)) from err
+        except BankCardError as err:
+            raise UnreadableError(str(err)) from err
+
+    def cancel(self) -> None:
+        """End a read waiting in another thread."""
+        self._reader.cancel()
+
+    def health(self) -> DeviceHealth:
+        """The reader is listed by pcscd."""
+        return _reader_health(self.name, self.reader_name)
+
+    def self_test(self) -> DeviceHealth:
+        """Same as health: a read needs a card."""
+        return self.health()
+
+
+# ---- wristband UID reader ------------------------------------------------------------------------
+
+
+class BandReaderAdapter:
+    """The band UID reader as the dispenser's read_uid(timeout), and its SelfTestPort."""
+
+    def __init__(self, reader_name: str, *, name: str = "band_reader") -> None:
+        self.reader_name = reader_name
+        self.name = name
+        self._reader = BandUidReader(reader_name)
+
+    def read_uid(self, timeout: float) -> str:
+        """UID of the band the arm holds at the reader (the dispenser treats any error as unreadable)."""
+        return self._reader.read_uid(timeout)
+
+    def health(self) -> DeviceHealth:
+        """The reader is listed by pcscd."""
+        return _reader_health(self.name, self.reader_name)
+
+    def self_test(self) -> DeviceHealth:
+        """Same as health: a read needs a band."""
+        return self.health()
+
+
+# ---- camera --------------------------------------------------------------------------------------
+
+
+class _RecordingFeed:
+    """A CaptureWorker seen through the frames it handed to the session (first/last media time, last image)."""
+
+    def __init__(self, worker: CaptureWorker) -> None:
+        self._worker = worker
+        self.first: Frame | None = None
+        self.last: Frame | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._worker.finished
+
+    def wait_for_frame(self, after_index: int, timeout: float) -> Frame | None:
+        frame = self._worker.wait_for_frame(after_index, timeout)
+        if frame is not None:
+            if self.first is None:
+                self.first = frame
+            self.last = frame
+        return frame
+
+
+class FaceCaptureAdapter:
+    """FaceCapturePort over the OpenCV camera and the capture session, and the camera's SelfTestPort.
+
+    The camera is opened for each capture and released after it: its light is on only while the face
+    screen shows, and a camera unplugged between experts is found at the next capture. The source is
+    a device index or a video file/image folder (a simulator is just a file): checkin.camera.protocol.
+    """
+
+    #: How long after the last frame a finished session may still be waited for.
+    _RESULT_POLL_S: Final = 0.05
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        settings: CaptureSettings,
+        timeout_s: float,
+        analyser_factory: Callable[[], FaceAnalyser],
+        name: str = "camera",
+    ) -> None:
+        self.source = source
+        self.settings = settings
+        self.timeout_s = timeout_s
+        self.name = name
+        self._analyser_factory = analyser_factory
+        self._analyser: FaceAnalyser | None = None
+        self._lock = threading.Lock()
+        self._worker: CaptureWorker | None = None
+        self._session: FaceCaptureSession | None = None
+        self._cancelled = threading.Event()
+        #: Media seconds of camera input the last capture took (first to last frame analysed): the time
+        #: the kiosk waited for the person to face the camera and blink. Read by the scenario runner.
+        self.last_media_s = 0.0
+
+    def _analyser_once(self) -> FaceAnalyser:
+        with self._lock:
+            if self._analyser is None:
+                self._analyser = self._analyser_factory()
+            return self._analyser
+
+    def capture(self, on_hint: Callable[[str], None]) -> FaceFrames:
+        """Run one capture session on a freshly opened camera until a verdict, a cancel or the timeout."""
+        analyser = self._analyser_once()
+        self._cancelled.clear()
+        self.last_media_s = 0.0
+        try:
+            camera = OpenCvCamera(self.source, loop=True)
+        except (CameraError, ValueError) as err:
+            raise DeviceFaultError(f"camera {self.source}: {err}") from err
+        worker = CaptureWorker(camera)
+        feed = _RecordingFeed(worker)
+        session = FaceCaptureSession(feed, analyser, self.settings, on_status=lambda s: on_hint(s.hint.value))
+        with self._lock:
+            self._worker, self._session = worker, session
+        worker.start()
+        session.start()
+        try:
+            deadline = time.monotonic() + self.timeout_s
+            result = None
+            while result is None and not self._cancelled.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or worker.finished:
+                    break
+                result = session.wait_result(min(remaining, 0.5))
+            if feed.first is not None and feed.last is not None:
+                self.last_media_s = feed.last.timestamp - feed.first.timestamp
+            if worker.error is not None and result is None:
+                raise DeviceFaultError(f"camera {self.source}: {worker.error}") from worker.error
+            if result is None:
+                raise NothingPresentedError("no usable face before the capture's deadline")
+            if result.liveness is LivenessState.PASSED and result.jpeg_frames:
+                # Every quality gate passed for each frame sent: the session has no finer score.
+                return FaceFrames(images_jpeg=result.jpeg_frames, quality=1.0, liveness_passed=True)
+            # No blink before the deadline. The flow drops these frames at once (never sent); it
+            # needs one to tell "not live" from "nobody there".
+            last = feed.last
+            evidence = _jpeg(last) if last is not None else b""
+            if not evidence:
+                raise NothingPresentedError("the liveness check ended without a frame")
+            return FaceFrames(images_jpeg=(evidence,), quality=0.0, liveness_passed=False)
+        finally:
+            session.clear()
+            worker.stop()
+            with self._lock:
+                self._worker = self._session = None
+
+    def cancel(self) -> None:
+        """Make a running capture() return as soon as it can."""
+        self._cancelled.set()
+        with self._lock:
+            session = self._session
+        if session is not None:
+            session.clear()
+
+    def clear(self) -> None:
+        """Drop every frame held (the capture session clears itself when it ends)."""
+        with self._lock:
+            worker = self._worker
+        if worker is not None:
+            worker.clear()
+
+    def preview(self) -> Image.Image | None:
+        """The newest camera frame as a PIL image, for the UI's live preview (None when the camera is off)."""
+        from PIL import Image  # noqa: PLC0415 - only the UI needs PIL here
+
+        with self._lock:
+            worker = self._worker
+        frame = worker.latest() if worker is not None else None
+        if frame is None:
+            return None
+        return Image.fromarray(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB))
+
+    def health(self) -> DeviceHealth:
+        """The configured source is a device index, a video file or an image folder that exists."""
+        try:
+            parse_source(self.source)
+        except CameraError as err:
+            return DeviceHealth(self.name, DeviceState.OFFLINE, type(err).__name__)
+        return DeviceHealth(self.name, DeviceState.OK)
+
+    def self_test(self) -> DeviceHealth:
+        """Open the camera and read one frame."""
+        try:
+            camera = OpenCvCamera(self.source, paced=False)
+            camera.open()
+            try:
+                camera.read()
+            finally:
+                camera.close()
+        except CameraError as err:
+            return DeviceHealth(self.name, DeviceState.FAULT, type(err).__name__)
+        return DeviceHealth(self.name, DeviceState.OK)
+
+
+def _jpeg(frame: Frame) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return bytes(buffer) if ok else b""
+
+
+# ---- the arm -------------------------------------------------------------------------------------
+
+_OUTCOMES: Final = {
+    arm_models.DispenseOutcome.HANDED_OUT: DispenseOutcome.HANDED_OUT,
+    arm_models.DispenseOutcome.NOT_TAKEN: DispenseOutcome.NOT_TAKEN,
+    arm_models.DispenseOutcome.REJECTED: DispenseOutcome.REJECTED,
+    # Nothing left the stock: for the flow that is a band never offered.
+    arm_models.DispenseOutcome.NOT_DISPENSED: DispenseOutcome.REJECTED,
+}
+
+
+class DispenserAdapter:
+    """DispenserPort over robot_arm.dispenser.WristbandDispenser."""
+
+    def __init__(self, dispenser: WristbandDispenser) -> None:
+        self._dispenser = dispenser
+        self._lock = threading.Lock()
+
+    def start_up(self) -> arm_models.StartUpReport:
+        """Home the arm and clear out any band left from before (run once at kiosk start)."""
+        return self._dispenser.start_up()
+
+    def dispense(
+        self, bind: Callable[[str], BindDecision], on_progress: Callable[[DispensePhase], None]
+    ) -> DispenseReport:
+        """One band: pick, read, bind, hand out or reject."""
+
+        def progress(p: arm_models.DispenseProgress) -> None:
+            if p.step is DispenseStep.PRESENTING:
+                on_progress(DispensePhase.AT_PICKUP)
+            elif p.step is DispenseStep.PREPARING:
+                on_progress(DispensePhase.PREPARING)
+
+        def arm_bind(uid: str) -> arm_models.BindDecision:
+            decision = bind(uid)
+            if decision.bound:
+                return arm_models.BindDecision.accepted()
+            return arm_models.BindDecision.refused(decision.reason or "refused")
+
+        with self._lock:  # one dispense at a time; on_progress belongs to this call
+            self._dispenser.on_progress = progress
+            try:
+                result = self._dispenser.dispense(arm_bind)
+            except ArmError as err:
+                raise DeviceFaultError(f"dispense failed: {err}") from err
+            finally:
+                self._dispenser.on_progress = None
+        reason = result.reason.value.upper() if result.reason is not None else ""
+        if result.fault is not None:
+            reason = f"{reason} E{int(result.fault)}".strip()
+        return DispenseReport(
+            outcome=_OUTCOMES[result.outcome], uid=result.uid, reason=reason, needs_staff=result.needs_staff
+        )
+
+
+class ArmHealth:
+    """SelfTestPort of the arm: its status without moving it; self-test runs the start-up (homing)."""
+
+    def __init__(self, arm: ArmController, dispenser: DispenserAdapter, *, name: str = "arm") -> None:
+        self._arm = arm
+        self._dispenser = dispenser
+        self.name = name
+
+    def health(self) -> DeviceHealth:
+        """FAULT on an alarm, e-stop, open door or lost homing; OK otherwise (a band in hand is normal)."""
+        try:
+            status = self._arm.status()
+        except ArmError as err:
+            return DeviceHealth(self.name, DeviceState.OFFLINE, type(err).__name__)
+        problems = []
+        if status.alarm is not None:
+            problems.append(f"alarm E{int(status.alarm)}")
+        if status.estop:
+            problems.append("e-stop")
+        if status.door_open:
+            problems.append("door open")
+        if not status.homed:
+            problems.append("not homed")
+        if problems:
+            return DeviceHealth(self.name, DeviceState.FAULT, ", ".join(problems))
+        return DeviceHealth(self.name, DeviceState.OK)
+
+    def self_test(self) -> DeviceHealth:
+        """Run the arm's start-up: home, and clear out any band left in the gripper or slot."""
+        report = self._dispenser.start_up()
+        if report.ready:
+            return DeviceHealth(self.name, DeviceState.OK, f"rejected {report.rejected}")
+        return DeviceHealth(self.name, DeviceState.FAULT, "; ".join(report.problems))
+
+
+class ArmStock:
+    """StockPort: the band count comes from the arm's own stock sensor, the truth after any refill."""
+
+    def __init__(self, arm: ArmController) -> None:
+        self._arm = arm
+
+    def level(self) -> int:
+        """Bands in the magazine, as the arm counts them."""
+        return self._arm.status().stock
+
+    def refill(self, added: int) -> int:
+        """Staff added bands: log their count and return what the sensor reads now."""
+        level = self.level()
+        log.info("stock refill: staff added %d band(s); the arm counts %d", added, level)
+        return level
