@@ -20,6 +20,18 @@ if TYPE_CHECKING:
 
 MAX_REQUEST_ID_CHARS = 64
 
+# Prebuilt text statements: on the identify hot path, building and cache-keying ORM statements per
+# call costs more than the database work itself.
+_SELECT_ANSWER = sa.text(
+    "SELECT method, payload_hash, response_encrypted FROM requests "
+    "WHERE kiosk_id = :kiosk_id AND request_id = :request_id"
+)
+_INSERT_ANSWER = sa.text(
+    "INSERT INTO requests (kiosk_id, request_id, method, payload_hash, response_encrypted, created_at) "
+    "VALUES (:kiosk_id, :request_id, :method, :payload_hash, :response_encrypted, :created_at)"
+).bindparams(sa.bindparam("created_at", type_=KioskRequest.__table__.c.created_at.type),
+             sa.bindparam("response_encrypted", type_=sa.LargeBinary()))
+
 
 def payload_hash(*parts: object) -> str:
     """Digest of a call's content (never hash personal numbers here: pass their keyed hashes)."""
@@ -36,11 +48,7 @@ def stored_answer(
     uow: UnitOfWork, key: DataKey, kiosk_id: str, request_id: str, method: str, content: str
 ) -> dict[str, Any] | None:
     """The stored answer for a retried call, or None for a new one; refuse a reused id with new content."""
-    row = uow.execute(
-        sa.select(KioskRequest.method, KioskRequest.payload_hash, KioskRequest.response_encrypted).where(
-            KioskRequest.kiosk_id == kiosk_id, KioskRequest.request_id == request_id
-        )
-    ).first()
+    row = uow.execute(_SELECT_ANSWER, {"kiosk_id": kiosk_id, "request_id": request_id}).first()
     if row is None:
         return None
     if row[0] != method or row[1] != content:
@@ -65,12 +73,7 @@ def store_answer(
     """Store the answer in the call's own transaction (encrypted: it holds names and rooms)."""
     blob = encrypt_text(key, json.dumps(answer, ensure_ascii=False), associated=f"{kiosk_id}/{request_id}")
     uow.execute(
-        sa.insert(KioskRequest).values(
-            kiosk_id=kiosk_id,
-            request_id=request_id,
-            method=method,
-            payload_hash=content,
-            response_encrypted=blob,
-            created_at=at,
-        )
+        _INSERT_ANSWER,
+        {"kiosk_id": kiosk_id, "request_id": request_id, "method": method, "payload_hash": content,
+         "response_encrypted": blob, "created_at": at},
     )

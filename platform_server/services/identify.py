@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from personal_data import id_number
 from personal_data.crypto import decrypt, lookup_hash
-from platform_server.db.models import Batch, CheckIn, Expert, Identification, Invitation, Kiosk, ReferencePhoto
+from platform_server.db.models import Invitation, ReferencePhoto, UtcDateTime
 from platform_server.db.unit_of_work import run_transaction
 from platform_server.face.api import FaceImageError, FaceImageProblem
 from platform_server.services import audit, events, idempotency
@@ -158,44 +158,48 @@ def batch_refusal(closed: bool, opens: dt.datetime, end: dt.datetime, now: dt.da
     return None
 
 
+# One joined read for the whole decision, built once as text: on the ID-only path this read and three
+# inserts are all the database work, and building ORM statements per call would cost more than they do.
+_LOOKUP = sa.text(
+    """
+    SELECT b.id AS batch_id, b.closed, b.check_in_opens, b.evaluation_end, b.allow_id_only,
+           k.id AS kiosk_pk, i.id AS invitation_id, i.face_failures, e.name, e.organisation,
+           e.bank_card_masked, e.bank_name, p.id AS photo_id,
+           (SELECT max(c.id) FROM check_ins c WHERE c.invitation_id = i.id) AS latest_check_in
+    FROM batches b
+    LEFT JOIN kiosks k ON k.kiosk_id = :kiosk_id
+    LEFT JOIN experts e ON e.id_hash = :id_hash
+    LEFT JOIN invitations i ON i.batch_id = b.id AND i.expert_id = e.id
+    LEFT JOIN reference_photos p ON p.expert_id = e.id
+    WHERE b.code = :batch_code
+    """
+).columns(
+    sa.column("batch_id", sa.Integer),
+    sa.column("closed", sa.Boolean),
+    sa.column("check_in_opens", UtcDateTime()),
+    sa.column("evaluation_end", UtcDateTime()),
+    sa.column("allow_id_only", sa.Boolean),
+)
+_KIOSK_EXISTS = sa.text("SELECT id FROM kiosks WHERE kiosk_id = :kiosk_id")
+_INSERT_IDENTIFICATION = sa.text(
+    "INSERT INTO identifications (token_hash, kiosk_id, invitation_id, face_distance, face_threshold, created_at,"
+    " expires_at) VALUES (:token_hash, :kiosk_id, :invitation_id, :face_distance, :face_threshold, :created_at,"
+    " :expires_at)"
+).bindparams(sa.bindparam("created_at", type_=UtcDateTime()), sa.bindparam("expires_at", type_=UtcDateTime()))
+
+
 def _lookup(uow: UnitOfWork, kiosk_id: str, batch_code: str, id_hash: str) -> _Found:
     """One joined read: batch, kiosk, invitation, expert, photo and newest check-in."""
-    latest = (
-        sa.select(sa.func.max(CheckIn.id)).where(CheckIn.invitation_id == Invitation.id).scalar_subquery()
-    )
-    row = uow.execute(
-        sa.select(
-            Batch.id,
-            Batch.closed,
-            Batch.check_in_opens,
-            Batch.evaluation_end,
-            Batch.allow_id_only,
-            Kiosk.id,
-            Invitation.id,
-            Invitation.face_failures,
-            Expert.name,
-            Expert.organisation,
-            Expert.bank_card_masked,
-            Expert.bank_name,
-            ReferencePhoto.id,
-            latest,
-        )
-        .select_from(Batch)
-        .outerjoin(Kiosk, Kiosk.kiosk_id == kiosk_id)
-        .outerjoin(Expert, Expert.id_hash == id_hash)
-        .outerjoin(Invitation, sa.and_(Invitation.batch_id == Batch.id, Invitation.expert_id == Expert.id))
-        .outerjoin(ReferencePhoto, ReferencePhoto.expert_id == Expert.id)
-        .where(Batch.code == batch_code)
-    ).first()
+    row = uow.execute(_LOOKUP, {"kiosk_id": kiosk_id, "id_hash": id_hash, "batch_code": batch_code}).first()
     if row is None:
-        kiosk = uow.execute(sa.select(Kiosk.id).where(Kiosk.kiosk_id == kiosk_id)).first()
+        kiosk = uow.execute(_KIOSK_EXISTS, {"kiosk_id": kiosk_id}).first()
         return _Found(kiosk_registered=kiosk is not None)
     return _Found(
         batch_id=row[0],
-        batch_closed=row[1],
+        batch_closed=bool(row[1]),
         check_in_opens=row[2],
         evaluation_end=row[3],
-        allow_id_only=row[4],
+        allow_id_only=bool(row[4]),
         kiosk_registered=row[5] is not None,
         invitation_id=row[6],
         face_failures=row[7] or 0,
@@ -367,15 +371,16 @@ def _finish(
     if refusal is None:
         token = secrets.token_urlsafe(32)
         u.execute(
-            sa.insert(Identification).values(
-                token_hash=hashlib.sha256(token.encode()).hexdigest(),
-                kiosk_id=cmd.kiosk_id,
-                invitation_id=found.invitation_id,
-                face_distance=face.distance if face else None,
-                face_threshold=face.threshold if face else None,
-                created_at=now,
-                expires_at=now + dt.timedelta(seconds=ctx.rules.identification_ttl_s),
-            )
+            _INSERT_IDENTIFICATION,
+            {
+                "token_hash": hashlib.sha256(token.encode()).hexdigest(),
+                "kiosk_id": cmd.kiosk_id,
+                "invitation_id": found.invitation_id,
+                "face_distance": face.distance if face else None,
+                "face_threshold": face.threshold if face else None,
+                "created_at": now,
+                "expires_at": now + dt.timedelta(seconds=ctx.rules.identification_ttl_s),
+            },
         )
     invited = found.invitation_id is not None
     result = IdentifyResult(
