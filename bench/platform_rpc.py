@@ -12,12 +12,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable  # noqa: TC003  (used at run time by the annotations' consumers)
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "proto" / "gen")]
 
 from expertcheckin.v1 import diagnostics_pb2  # noqa: E402
+
 from tests.integration.platform_server.conftest import start, stop  # noqa: E402
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request  # noqa: E402
 
@@ -27,7 +29,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def run(clients: int, per_client: int, call) -> list[float]:  # type: ignore[no-untyped-def]
+def run(clients: int, per_client: int, call: Callable[[int, int], object]) -> list[float]:
     times: list[list[float]] = [[] for _ in range(clients)]
     barrier = threading.Barrier(clients)
 
@@ -63,26 +65,37 @@ def main() -> None:
                 r.kiosk.IdentifyExpert(identify_request("K1", s.batch_code, s.ids[0]))
             results: dict[tuple[str, int], list[float]] = {}
             for clients in (1, 8):
-                results[("echo", clients)] = run(clients, args.calls // clients * (1 if clients == 1 else 2),
-                                                 lambda _k, _i: r.diagnostics.Echo(echo))
+                results[("echo", clients)] = run(
+                    clients, args.calls // clients * (1 if clients == 1 else 2), lambda _k, _i: r.diagnostics.Echo(echo)
+                )
                 results[("identify", clients)] = run(
-                    clients, args.calls // clients * (1 if clients == 1 else 2),
+                    clients,
+                    args.calls // clients * (1 if clients == 1 else 2),
                     lambda k, i: r.kiosk.IdentifyExpert(
-                        identify_request(f"K{k + 1}", s.batch_code, s.ids[(k * 131 + i) % len(s.ids)])))
+                        identify_request(f"K{k + 1}", s.batch_code, s.ids[(k * 131 + i) % len(s.ids)])
+                    ),
+                )
             offset = {1: 0, 8: 40}
             for clients in (1, 8):
                 per = 40 // clients if clients == 1 else 40
 
-                def complete(k: int, i: int, clients: int = clients, per: int = per) -> None:
+                complete_times: dict[int, list[float]] = {1: [], 8: []}
+
+                def complete(
+                    k: int,
+                    i: int,
+                    clients: int = clients,
+                    per: int = per,
+                    times: dict[int, list[float]] = complete_times,
+                ) -> None:
                     n = offset[clients] + k * per + i
                     kiosk = f"K{k + 1}"
                     token = r.kiosk.IdentifyExpert(identify_request(kiosk, s.batch_code, s.ids[n])).identification_token
                     t = time.perf_counter()
                     answer = r.kiosk.CompleteCheckIn(complete_request(kiosk, token, s.bands[n][0]))
-                    complete_times[clients].append(time.perf_counter() - t)
+                    times[clients].append(time.perf_counter() - t)
                     assert answer.check_in.room_number, answer.refusal
 
-                complete_times: dict[int, list[float]] = {1: [], 8: []}
                 run(clients, per, complete)
                 results[("complete", clients)] = complete_times[clients]
         finally:
@@ -90,8 +103,10 @@ def main() -> None:
     backend = url.split(":", 1)[0]
     print(f"platform RPC latency ({backend}), ms")
     for (name, clients), values in results.items():
-        print(f"{name:9s} clients={clients} n={len(values):4d} p50={pct(values, 0.5):7.3f} p99={pct(values, 0.99):7.3f}"
-              f" mean={statistics.fmean(values) * 1000:7.3f}")
+        print(
+            f"{name:9s} clients={clients} n={len(values):4d} p50={pct(values, 0.5):7.3f} p99={pct(values, 0.99):7.3f}"
+            f" mean={statistics.fmean(values) * 1000:7.3f}"
+        )
     for clients in (1, 8):
         ratio = pct(results[("identify", clients)], 0.5) / pct(results[("echo", clients)], 0.5)
         print(f"ratio_identify_p50_vs_echo_clients{clients}={ratio:.2f}")

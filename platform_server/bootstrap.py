@@ -81,7 +81,7 @@ def face_verifier_from(config: PlatformConfig) -> FaceVerifier | None:
 def build(
     config: PlatformConfig,
     *,
-    face_verifier: FaceVerifier | None | str = "from-config",
+    face_verifier: FaceVerifier | str | None = "from-config",
     clock: Callable[[], dt.datetime] = utc_now,
     migrate: bool = True,
     start_uwb_worker: bool = True,

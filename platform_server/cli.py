@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from platform_server.bootstrap import Platform
     from platform_server.config import PlatformConfig
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="评标专家签到平台 / Expert check-in platform")
+app = typer.Typer(
+    no_args_is_help=True, pretty_exceptions_enable=False, help="评标专家签到平台 / Expert check-in platform"
+)
 batch_app = typer.Typer(no_args_is_help=True, help="批次 / batches")
 invitations_app = typer.Typer(no_args_is_help=True, help="邀请专家名单 / invited experts")
 photos_app = typer.Typer(no_args_is_help=True, help="参考照片 / reference photos")
@@ -42,8 +44,15 @@ export_app = typer.Typer(no_args_is_help=True, help="导出 / exports")
 db_app = typer.Typer(no_args_is_help=True, help="数据库 / database")
 certs_app = typer.Typer(no_args_is_help=True, help="证书 / TLS certificates")
 for sub, name in (
-    (batch_app, "batch"), (invitations_app, "invitations"), (photos_app, "photos"), (rooms_app, "rooms"),
-    (bands_app, "bands"), (kiosks_app, "kiosks"), (export_app, "export"), (db_app, "db"), (certs_app, "certs"),
+    (batch_app, "batch"),
+    (invitations_app, "invitations"),
+    (photos_app, "photos"),
+    (rooms_app, "rooms"),
+    (bands_app, "bands"),
+    (kiosks_app, "kiosks"),
+    (export_app, "export"),
+    (db_app, "db"),
+    (certs_app, "certs"),
 ):
     app.add_typer(sub, name=name)
 
@@ -135,7 +144,7 @@ def _parse_time(text: str | None, option: str) -> dt.datetime | None:
 
 
 @batch_app.command("create")
-def batch_create(
+def batch_create(  # noqa: PLR0917  (Typer maps each parameter to an option)
     code: Annotated[str, typer.Argument(help="批次编号，ASCII / batch code, ASCII")],
     name: Annotated[str, typer.Option("--name", help="批次名称 / batch name")],
     hotel: Annotated[str, typer.Option("--hotel", help="酒店名称 / hotel name")] = "",
@@ -151,9 +160,16 @@ def batch_create(
     from platform_server.services import batches  # noqa: PLC0415
 
     spec = batches.BatchSpec(
-        code=code, name=name, venue=venue, hotel_code=hotel_code, hotel_name=hotel, hotel_address=hotel_address,
-        evaluation_start=_parse_time(start, "--start"), evaluation_end=_parse_time(end, "--end"),
-        check_in_opens=_parse_time(opens, "--opens"), allow_id_only=allow_id_only,
+        code=code,
+        name=name,
+        venue=venue,
+        hotel_code=hotel_code,
+        hotel_name=hotel,
+        hotel_address=hotel_address,
+        evaluation_start=_parse_time(start, "--start"),
+        evaluation_end=_parse_time(end, "--end"),
+        check_in_opens=_parse_time(opens, "--opens"),
+        allow_id_only=allow_id_only,
     )
 
     def action() -> None:
@@ -165,7 +181,9 @@ def batch_create(
 
 
 @batch_app.command("list")
-def batch_list(include_closed: Annotated[bool, typer.Option("--all", help="含已关闭 / include closed")] = False) -> None:
+def batch_list(
+    include_closed: Annotated[bool, typer.Option("--all", help="含已关闭 / include closed")] = False,
+) -> None:
     """List batches."""
     from platform_server.services import batches  # noqa: PLC0415
     from platform_server.services.identify import china_time  # noqa: PLC0415
@@ -211,7 +229,9 @@ def invitations_import(
         started = time.perf_counter()
         for advance in _progress(None, f"导入 / importing {file.name}"):
             report = imports.import_invitations(p.new_uow(), p.ctx, batch, file, progress=advance)
-        _print(f"已导入 {report.rows} 位专家 / imported {report.rows} invitations in {time.perf_counter() - started:.2f} s")
+        _print(
+            f"已导入 {report.rows} 位专家 / imported {report.rows} invitations in {time.perf_counter() - started:.2f} s"
+        )
 
     _run(action)
 
@@ -245,7 +265,9 @@ def photos_import(
 
 
 @rooms_app.command("import")
-def rooms_import(file: Annotated[Path, typer.Argument(help=".xlsx/.csv，列：房间号 / column room")], batch: BatchOption) -> None:
+def rooms_import(
+    file: Annotated[Path, typer.Argument(help=".xlsx/.csv，列：房间号 / column room")], batch: BatchOption
+) -> None:
     """Add rooms to the batch's pool."""
     from platform_server.services import imports  # noqa: PLC0415
 
@@ -316,7 +338,9 @@ FormatOption = Annotated[str, typer.Option("--format", "-f", help="xlsx | csv | 
 
 
 @export_app.command("check-ins")
-def export_check_ins(batch: BatchOption, out: Annotated[Path, typer.Option("--out", "-o")], fmt: FormatOption = "xlsx") -> None:
+def export_check_ins(
+    batch: BatchOption, out: Annotated[Path, typer.Option("--out", "-o")], fmt: FormatOption = "xlsx"
+) -> None:
     """All check-ins of a batch (masked), with UWB delivery state."""
     from platform_server.services import exports  # noqa: PLC0415
 
@@ -334,7 +358,9 @@ def export_fees(
     batch: BatchOption,
     out: Annotated[Path, typer.Option("--out", "-o")],
     fmt: FormatOption = "xlsx",
-    full_numbers: Annotated[bool, typer.Option("--full-numbers", help="完整卡号身份证号（财务付款用）/ unmasked, for payment")] = False,
+    full_numbers: Annotated[
+        bool, typer.Option("--full-numbers", help="完整卡号身份证号（财务付款用）/ unmasked, for payment")
+    ] = False,
 ) -> None:
     """Fee-payment list for finance (masked unless --full-numbers; that export is audit-logged)."""
     from platform_server.services import exports  # noqa: PLC0415

@@ -11,20 +11,22 @@ import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from platform_server.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
 DEFAULT_DB_URL = "sqlite:///var/platform.db"
 MODES = ("development", "production")
 FACE_VERIFIERS = ("dlib", "none")
 
 
-def _opt(default: Any, minimum: float | None = None, maximum: float | None = None, choices: tuple[str, ...] = ()) -> Any:
+def _opt(
+    default: Any, minimum: float | None = None, maximum: float | None = None, choices: tuple[str, ...] = ()
+) -> Any:
     """A dataclass field with range/choice metadata for the loader."""
     return field(default=default, metadata={"min": minimum, "max": maximum, "choices": choices})
 
@@ -117,7 +119,7 @@ class PlatformConfig:
         return self.security.mode == "production"
 
     def replace(self, **sections: Any) -> PlatformConfig:
-        """A copy with some sections replaced by keyword: replace(database=DatabaseSection(url=...))."""
+        """A copy with whole sections replaced, e.g. database=DatabaseSection(url=...)."""
         return dataclasses.replace(self, **sections)
 
 
@@ -138,32 +140,33 @@ _ENV_ALIASES = {
 }
 
 
+def _convert(kind: type, raw: Any) -> Any:
+    """Convert a TOML or environment value to `kind`; TypeError/ValueError if it is not one."""
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if not isinstance(raw, str) or raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+            raise ValueError(raw)
+        return raw.lower() in {"1", "true", "yes"}
+    if kind is int:
+        if isinstance(raw, (bool, float)):
+            raise TypeError(raw)
+        return int(raw)
+    if kind is float:
+        if isinstance(raw, bool):
+            raise TypeError(raw)
+        return float(raw)
+    if not isinstance(raw, str):
+        raise TypeError(raw)
+    return raw
+
+
 def _coerce(section: str, key: str, spec: dataclasses.Field[Any], raw: Any, origin: str) -> Any:
     """Convert and range-check one value, naming where it came from on failure."""
     kind = type(spec.default)
     where = f"Option '{key}' in section '{section}' ({origin})"
     try:
-        if kind is bool:
-            if isinstance(raw, str):
-                if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
-                    raise ValueError(raw)
-                value: Any = raw.lower() in {"1", "true", "yes"}
-            elif isinstance(raw, bool):
-                value = raw
-            else:
-                raise TypeError(raw)
-        elif kind is int:
-            if isinstance(raw, bool) or isinstance(raw, float):
-                raise TypeError(raw)
-            value = int(raw)
-        elif kind is float:
-            if isinstance(raw, bool):
-                raise TypeError(raw)
-            value = float(raw)
-        else:
-            if not isinstance(raw, str):
-                raise TypeError(raw)
-            value = raw
+        value = _convert(kind, raw)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where} must be {kind.__name__}, got {raw!r}") from err
     minimum, maximum, choices = spec.metadata["min"], spec.metadata["max"], spec.metadata["choices"]
@@ -176,7 +179,9 @@ def _coerce(section: str, key: str, spec: dataclasses.Field[Any], raw: Any, orig
     return value
 
 
-def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> PlatformConfig:
+def load_config(  # noqa: C901, PLR0912  (file, environment, then per-key checks)
+    path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> PlatformConfig:
     """Read the TOML file (if given), apply environment overrides, check everything."""
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}

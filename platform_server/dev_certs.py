@@ -29,12 +29,20 @@ def _write(path: Path, data: bytes, private: bool) -> Path:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _issue(
-    subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, issuer_key: ec.EllipticCurvePrivateKey,
-    *, ca: bool, usage: list[x509.ObjectIdentifier], sans: list[x509.GeneralName],
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+    usage: list[x509.ObjectIdentifier],
+    sans: list[x509.GeneralName],
 ) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     builder = (
@@ -67,8 +75,9 @@ def make_dev_certificates(out: Path, kiosk_ids: list[str], hosts: list[str]) -> 
         except ValueError:
             sans.append(x509.DNSName(host))
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = _issue(hosts[0], server_key, ca_name, ca_key, ca=False, usage=[ExtendedKeyUsageOID.SERVER_AUTH],
-                         sans=sans)
+    server_cert = _issue(
+        hosts[0], server_key, ca_name, ca_key, ca=False, usage=[ExtendedKeyUsageOID.SERVER_AUTH], sans=sans
+    )
     pem = serialization.Encoding.PEM
     written = [
         _write(out / "ca.pem", ca_cert.public_bytes(pem), private=False),

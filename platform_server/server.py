@@ -10,11 +10,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+from expertcheckin.v1 import (
+    diagnostics_pb2,
+    diagnostics_pb2_grpc,
+    kiosk_pb2,
+    kiosk_pb2_grpc,
+    organiser_pb2,
+    organiser_pb2_grpc,
+)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from expertcheckin.v1 import diagnostics_pb2, diagnostics_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc, organiser_pb2
-from expertcheckin.v1 import organiser_pb2_grpc
 from platform_server.config import check_for_serving
 from platform_server.errors import ConfigError
 from platform_server.grpc_api.auth import OrganiserTokenInterceptor
@@ -91,7 +97,12 @@ def serve(config: PlatformConfig) -> None:
     check_for_serving(config)
     platform = build(config)
     server, port = create_server(config, platform)
-    log.info("platform serving on %s (port %d), database %s", config.server.listen, port, platform.engine.url.render_as_string())
+    log.info(
+        "platform serving on %s (port %d), database %s",
+        config.server.listen,
+        port,
+        platform.engine.url.render_as_string(),
+    )
     stop_requested = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -42,7 +42,7 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         value = value.astimezone(dt.UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:  # noqa: ARG002
         """Give back aware UTC whatever the database returned."""
         if value is None:
             return None
@@ -151,9 +151,7 @@ class Wristband(Base):
     """An RFID/UWB wristband in the inventory: in_stock, bound, retired or lost."""
 
     __tablename__ = "wristbands"
-    __table_args__ = (
-        sa.CheckConstraint("state IN ('in_stock', 'bound', 'retired', 'lost')", name="state"),
-    )
+    __table_args__ = (sa.CheckConstraint("state IN ('in_stock', 'bound', 'retired', 'lost')", name="state"),)
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     rfid_uid: so.Mapped[str] = so.mapped_column(sa.String(20), unique=True)
@@ -201,12 +199,27 @@ class CheckIn(Base):
 
     __tablename__ = "check_ins"
     __table_args__ = (
-        sa.Index("uq_check_ins_active_room", "room_id", unique=True, sqlite_where=ACTIVE_CHECK_IN,
-                 postgresql_where=ACTIVE_CHECK_IN),
-        sa.Index("uq_check_ins_active_band", "wristband_id", unique=True, sqlite_where=ACTIVE_CHECK_IN,
-                 postgresql_where=ACTIVE_CHECK_IN),
-        sa.Index("uq_check_ins_active_invitation", "invitation_id", unique=True, sqlite_where=ACTIVE_CHECK_IN,
-                 postgresql_where=ACTIVE_CHECK_IN),
+        sa.Index(
+            "uq_check_ins_active_room",
+            "room_id",
+            unique=True,
+            sqlite_where=ACTIVE_CHECK_IN,
+            postgresql_where=ACTIVE_CHECK_IN,
+        ),
+        sa.Index(
+            "uq_check_ins_active_band",
+            "wristband_id",
+            unique=True,
+            sqlite_where=ACTIVE_CHECK_IN,
+            postgresql_where=ACTIVE_CHECK_IN,
+        ),
+        sa.Index(
+            "uq_check_ins_active_invitation",
+            "invitation_id",
+            unique=True,
+            sqlite_where=ACTIVE_CHECK_IN,
+            postgresql_where=ACTIVE_CHECK_IN,
+        ),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)

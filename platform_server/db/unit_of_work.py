@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
@@ -19,7 +19,7 @@ import sqlalchemy.exc as sa_exc
 from platform_server.errors import TransientError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping, Sequence
     from types import TracebackType
 
     import sqlalchemy.orm as so
@@ -87,9 +87,11 @@ class UnitOfWork:
         """True on PostgreSQL (row locks with SKIP LOCKED, advisory locks)."""
         return self.dialect == "postgresql"
 
-    def execute(self, statement: sa.Executable, params: object = None) -> sa.Result[tuple[object, ...]]:
-        """Core statement on the session's connection (the hot paths skip the ORM flush)."""
-        return self.session.execute(statement, params)  # type: ignore[arg-type]
+    def execute(
+        self, statement: sa.Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    ) -> sa.Result[*tuple[Any, ...]]:
+        """Run a Core statement in this transaction (the hot paths skip building ORM objects)."""
+        return self.session.execute(statement, params)
 
 
 def is_retryable(err: BaseException) -> bool:

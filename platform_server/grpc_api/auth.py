@@ -15,14 +15,14 @@ if TYPE_CHECKING:
 ORGANISER_SERVICE = "/expertcheckin.v1.OrganiserService/"
 
 
-def _deny(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+def _deny(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler[Any, Any]:
     def abort(_request: Any, context: grpc.ServicerContext) -> None:
         context.abort(code, message)
 
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-class OrganiserTokenInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class OrganiserTokenInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic only in the stubs
     """Refuses OrganiserService calls without `authorization: Bearer <token>` matching the config."""
 
     def __init__(self, token: str) -> None:
@@ -31,9 +31,9 @@ class OrganiserTokenInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         """Check the metadata of organiser calls; pass every other call through."""
         if not handler_call_details.method.startswith(ORGANISER_SERVICE):
             return continuation(handler_call_details)
@@ -51,6 +51,6 @@ def check_kiosk_identity(context: grpc.ServicerContext, kiosk_id: str, *, requir
     if not require_certificate:
         return
     auth = context.auth_context()
-    names = [n.decode() for n in auth.get("x509_common_name", [])]
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in auth.get("x509_common_name", [])]
     if kiosk_id not in names:
         raise PermissionDeniedError(f"kiosk_id {kiosk_id!r} does not match the client certificate")

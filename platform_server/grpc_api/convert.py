@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
-
-from google.protobuf.timestamp_pb2 import Timestamp
+from typing import TYPE_CHECKING, cast
 
 from expertcheckin.v1 import common_pb2, organiser_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 
 if TYPE_CHECKING:
     from platform_server.services.batches import BatchView
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def timestamp(value: dt.datetime | None) -> Timestamp | None:
-    """protobuf Timestamp from an aware datetime (None stays unset)."""
+    """Protobuf Timestamp from an aware datetime (None stays unset)."""
     if value is None:
         return None
     ts = Timestamp()
@@ -34,7 +33,7 @@ def from_timestamp(ts: Timestamp, present: bool) -> dt.datetime | None:
 def refusal(value: Refusal) -> common_pb2.Refusal:
     """Refusal message with the platform's wording."""
     return common_pb2.Refusal(
-        reason=common_pb2.RefusalReason.Value("REFUSAL_REASON_" + value.reason.value),
+        reason=cast("common_pb2.RefusalReason", common_pb2.RefusalReason.Value("REFUSAL_REASON_" + value.reason.value)),
         params=value.params,
         message_zh=value.message_zh,
         message_en=value.message_en,
@@ -56,7 +55,10 @@ def check_in(view: CheckInView) -> common_pb2.CheckIn:
         band_uid=view.band_uid,
         evaluation_venue=view.evaluation_venue,
         evaluation_start=timestamp(view.evaluation_start),
-        uwb_state=common_pb2.UwbDeliveryState.Value("UWB_DELIVERY_STATE_" + view.uwb_state.value),
+        uwb_state=cast(
+            "common_pb2.UwbDeliveryState",
+            common_pb2.UwbDeliveryState.Value("UWB_DELIVERY_STATE_" + view.uwb_state.value),
+        ),
         annulled=view.annulled,
         needs_staff=view.needs_staff,
         annul_until=timestamp(view.annul_until),
@@ -112,12 +114,17 @@ def event(view: EventView) -> organiser_pb2.StreamCheckInEventsResponse:
     """One streamed event."""
     message = organiser_pb2.StreamCheckInEventsResponse(
         event_id=view.event_id,
-        kind=organiser_pb2.StreamCheckInEventsResponse.Kind.Value("KIND_" + view.kind.value),
+        kind=cast(
+            "organiser_pb2.StreamCheckInEventsResponse.Kind",
+            organiser_pb2.StreamCheckInEventsResponse.Kind.Value("KIND_" + view.kind.value),
+        ),
         occurred_at=timestamp(view.occurred_at),
         kiosk_id=view.kiosk_id,
     )
     if view.check_in is not None:
         message.check_in.CopyFrom(check_in(view.check_in))
     if view.refusal_reason:
-        message.refusal_reason = common_pb2.RefusalReason.Value("REFUSAL_REASON_" + view.refusal_reason)
+        message.refusal_reason = cast(
+            "common_pb2.RefusalReason", common_pb2.RefusalReason.Value("REFUSAL_REASON_" + view.refusal_reason)
+        )
     return message

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from expertcheckin.v1 import common_pb2, kiosk_pb2, kiosk_pb2_grpc
+
 from platform_server.grpc_api import convert
 from platform_server.grpc_api.auth import check_kiosk_identity
 from platform_server.grpc_api.status_mapping import maps_errors
@@ -23,7 +24,7 @@ _Complete = kiosk_pb2.CompleteCheckInResponse
 _Annul = kiosk_pb2.AnnulCheckInResponse
 
 
-class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
+class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc]  # generated base is untyped
     """The calls a check-in kiosk makes."""
 
     def __init__(self, new_uow: Callable[[], UnitOfWork], ctx: ServiceContext, *, require_certificate: bool) -> None:
@@ -50,7 +51,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
     def IdentifyExpert(  # noqa: N802
         self, request: kiosk_pb2.IdentifyExpertRequest, context: grpc.ServicerContext
     ) -> kiosk_pb2.IdentifyExpertResponse:
-        """Invited? The person on file? Earlier check-in?"""
+        """Decide whether the ID card (and face) may check in: invited, the person on file, earlier check-in."""
         self._caller(context, request.kiosk_id)
         result = identify.identify(
             self._new_uow(),
@@ -169,7 +170,9 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
                 kiosk_time=convert.from_timestamp(request.kiosk_time, request.HasField("kiosk_time")),
             ),
         )
-        return kiosk_pb2.HeartbeatResponse(server_time=convert.timestamp(answer.server_time), stock_low=answer.stock_low)
+        return kiosk_pb2.HeartbeatResponse(
+            server_time=convert.timestamp(answer.server_time), stock_low=answer.stock_low
+        )
 
     @maps_errors
     def ReportKioskEvent(  # noqa: N802

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 from expertcheckin.v1 import diagnostics_pb2, diagnostics_pb2_grpc, organiser_pb2, organiser_pb2_grpc
+
 from platform_server.grpc_api import convert
 from platform_server.grpc_api.status_mapping import maps_errors
 from platform_server.services import batches, events, statistics
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterator
 
     import grpc
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from platform_server.services.context import ServiceContext
 
 
-class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):
+class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):  # type: ignore[misc]  # generated base is untyped
     """Batches, live statistics and the check-in event stream."""
 
     def __init__(self, new_uow: Callable[[], UnitOfWork], ctx: ServiceContext, stopping: threading.Event) -> None:
@@ -29,7 +30,9 @@ class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):
 
     @maps_errors
     def ListBatches(  # noqa: N802
-        self, request: organiser_pb2.ListBatchesRequest, context: grpc.ServicerContext
+        self,
+        request: organiser_pb2.ListBatchesRequest,
+        context: grpc.ServicerContext,  # noqa: ARG002
     ) -> organiser_pb2.ListBatchesResponse:
         """Open batches (and closed ones if asked)."""
         views = batches.list_batches(self._new_uow(), include_closed=request.include_closed)
@@ -37,7 +40,9 @@ class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):
 
     @maps_errors
     def CreateBatch(  # noqa: N802
-        self, request: organiser_pb2.CreateBatchRequest, context: grpc.ServicerContext
+        self,
+        request: organiser_pb2.CreateBatchRequest,
+        context: grpc.ServicerContext,  # noqa: ARG002
     ) -> organiser_pb2.CreateBatchResponse:
         """Create a batch (hotel by hotel_code)."""
         b = request.batch
@@ -58,7 +63,9 @@ class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):
 
     @maps_errors
     def CloseBatch(  # noqa: N802
-        self, request: organiser_pb2.CloseBatchRequest, context: grpc.ServicerContext
+        self,
+        request: organiser_pb2.CloseBatchRequest,
+        context: grpc.ServicerContext,  # noqa: ARG002
     ) -> organiser_pb2.CloseBatchResponse:
         """Close a batch."""
         return organiser_pb2.CloseBatchResponse(
@@ -67,7 +74,9 @@ class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):
 
     @maps_errors
     def GetBatchStatistics(  # noqa: N802
-        self, request: organiser_pb2.GetBatchStatisticsRequest, context: grpc.ServicerContext
+        self,
+        request: organiser_pb2.GetBatchStatisticsRequest,
+        context: grpc.ServicerContext,  # noqa: ARG002
     ) -> organiser_pb2.GetBatchStatisticsResponse:
         """Invited, arrived, missing, rooms, bands, UWB, kiosks."""
         return convert.statistics(statistics.batch_statistics(self._new_uow(), request.code))
@@ -99,11 +108,13 @@ class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):
                 bell.wait(generation, timeout=self._ctx.rules.event_poll_s)
 
 
-class DiagnosticsServicer(diagnostics_pb2_grpc.DiagnosticsServiceServicer):
+class DiagnosticsServicer(diagnostics_pb2_grpc.DiagnosticsServiceServicer):  # type: ignore[misc]  # generated base is untyped
     """Echo: the RPC floor the benchmark compares with."""
 
     def Echo(  # noqa: N802
-        self, request: diagnostics_pb2.EchoRequest, context: grpc.ServicerContext
+        self,
+        request: diagnostics_pb2.EchoRequest,
+        context: grpc.ServicerContext,  # noqa: ARG002
     ) -> diagnostics_pb2.EchoResponse:
         """Return the message unchanged."""
         return diagnostics_pb2.EchoResponse(message=request.message)

@@ -16,11 +16,21 @@ if TYPE_CHECKING:
     from platform_server.db.unit_of_work import UnitOfWork
 
 MAX_DETAIL_CHARS = 2000
-_COLUMNS = ("occurred_at", "kiosk_time", "actor", "action", "outcome", "batch_code", "id_hash", "id_masked",
-            "check_in_public_id", "detail")
+_COLUMNS = (
+    "occurred_at",
+    "kiosk_time",
+    "actor",
+    "action",
+    "outcome",
+    "batch_code",
+    "id_hash",
+    "id_masked",
+    "check_in_public_id",
+    "detail",
+)
 # Built once: every step writes one of these, so per-call statement building would show in latency.
 _INSERT = sa.text(
-    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"
+    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"  # noqa: S608
 ).bindparams(
     sa.bindparam("occurred_at", type_=AuditEntry.__table__.c.occurred_at.type),
     sa.bindparam("kiosk_time", type_=AuditEntry.__table__.c.kiosk_time.type),

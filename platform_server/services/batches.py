@@ -72,7 +72,9 @@ def view_of(batch: Batch) -> BatchView:
     )
 
 
-def create_batch(uow: UnitOfWork, ctx: ServiceContext, spec: BatchSpec, actor: str = "organiser") -> BatchView:
+def create_batch(  # noqa: C901
+    uow: UnitOfWork, ctx: ServiceContext, spec: BatchSpec, actor: str = "organiser"
+) -> BatchView:
     """Create a batch (and its hotel if the code is new); defaults: evaluation tomorrow 09:00-17:00 CST."""
     if not BATCH_CODE.match(spec.code):
         raise InvalidRequestError(

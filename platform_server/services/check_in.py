@@ -67,7 +67,7 @@ def signature_problem(png: bytes, max_bytes: int) -> str | None:
             if image.width * image.height > MAX_SIGNATURE_PIXELS:
                 return "too_many_pixels"
             image.load()
-            low, high = image.convert("L").getextrema()  # type: ignore[misc]
+            low, high = image.convert("L").getextrema()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return "undecodable"
     if low == high:
@@ -128,7 +128,7 @@ def _free_room(u: UnitOfWork, batch_id: int, invitation_id: int, preassigned: in
         # Skip rooms another kiosk is assigning right now instead of queueing behind it.
         query = query.with_for_update(skip_locked=True, of=Room)
     row = u.execute(query).first()
-    return (int(row[0]), str(row[1])) if row else None  # type: ignore[call-overload]
+    return (int(row[0]), str(row[1])) if row else None
 
 
 def complete_check_in(uow: UnitOfWork, ctx: ServiceContext, cmd: CompleteCommand) -> CompleteResult:
@@ -194,7 +194,7 @@ class _Outcome:
     check_in_pk: int | None = None
 
 
-def _complete(
+def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the order the expert hears them)
     u: UnitOfWork,
     ctx: ServiceContext,
     cmd: CompleteCommand,
@@ -234,13 +234,13 @@ def _complete(
     if not kiosk_known:
         return refuse(Refusal(Reason.KIOSK_NOT_REGISTERED))
     if row is None:
-        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), token="unknown")
+        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), why="token_unknown")
     ident: Identification = row[0]
     invitation: Invitation = row[1]
     batch: Batch = row[2]
     expert: Expert = row[3]
     if ident.kiosk_id != cmd.kiosk_id or ident.expires_at < now:
-        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, token="expired_or_other_kiosk")
+        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, why="token_expired_or_other_kiosk")
     closed = batch_refusal(batch.closed, batch.check_in_opens, batch.evaluation_end, now)
     if closed is not None:
         return refuse(closed, batch, expert)
@@ -248,7 +248,7 @@ def _complete(
         sa.select(CheckIn.id).where(CheckIn.invitation_id == invitation.id, CheckIn.annulled_at.is_(None))
     ).scalar_one_or_none()
     if active is not None:
-        view = check_in_view(u, int(active), ctx.rules.annul_window_s)  # type: ignore[call-overload]
+        view = check_in_view(u, int(active), ctx.rules.annul_window_s)
         return refuse(
             Refusal(
                 Reason.ALREADY_CHECKED_IN,
@@ -258,7 +258,7 @@ def _complete(
             expert,
         )
     if ident.used_at is not None:
-        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, token="used")
+        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, why="token_used")
     if card_refusal is not None:
         return refuse(card_refusal, batch, expert)
     if cmd.use_card_on_file and expert.bank_card_encrypted is None:
@@ -363,8 +363,8 @@ def _complete(
             "face_distance": ident.face_distance,
         },
     )
-    view = check_in_view(u, int(check_in_pk), ctx.rules.annul_window_s)  # type: ignore[call-overload]
-    return _Outcome(CompleteResult(None, view), batch.id, int(check_in_pk))  # type: ignore[call-overload]
+    view = check_in_view(u, int(check_in_pk), ctx.rules.annul_window_s)
+    return _Outcome(CompleteResult(None, view), batch.id, int(check_in_pk))
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,7 +409,12 @@ def annul_check_in(uow: UnitOfWork, ctx: ServiceContext, cmd: AnnulCommand) -> A
         )
         if batch_id is not None and refusal is None:
             events.append(
-                u, ctx, batch_id=batch_id, kind=events.EventKind.ANNULLED, at=now, kiosk_id=cmd.kiosk_id,
+                u,
+                ctx,
+                batch_id=batch_id,
+                kind=events.EventKind.ANNULLED,
+                at=now,
+                kiosk_id=cmd.kiosk_id,
                 check_in_pk=check_in_pk,
             )
         u.commit()
@@ -498,7 +503,13 @@ def _annul(
         detail={"reason": cmd.reason, "detail": cmd.detail[:500], "room": row[5], "band_uid": band.rfid_uid},
     )
     audit.record(
-        u, at=now, actor=cmd.kiosk_id, action="band_returned_to_stock", outcome="in_stock",
-        batch_code=row[1], check_in_public_id=check_in.public_id, detail={"band_uid": band.rfid_uid},
+        u,
+        at=now,
+        actor=cmd.kiosk_id,
+        action="band_returned_to_stock",
+        outcome="in_stock",
+        batch_code=row[1],
+        check_in_public_id=check_in.public_id,
+        detail={"band_uid": band.rfid_uid},
     )
     return None, check_in.batch_id, check_in.id

@@ -83,8 +83,9 @@ def seed_demo(uow: UnitOfWork, ctx: ServiceContext, *, batch_code: str = "DEMO",
                     encoding = ctx.face_verifier.encode_reference(data)
                 except ValueError:
                     continue  # not every sample photo has exactly one usable face
-                roster.write_reference_photo(uow, ctx, ids[roster.hashes_of(ctx.data_key, [row.id_number])[0]], data,
-                                             encoding, actor="demo")
+                roster.write_reference_photo(
+                    uow, ctx, ids[roster.hashes_of(ctx.data_key, [row.id_number])[0]], data, encoding, actor="demo"
+                )
                 photos += 1
             uow.commit()
     return (

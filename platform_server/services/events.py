@@ -80,7 +80,7 @@ def batch_id_of(uow: UnitOfWork, batch_code: str) -> int:
     batch_id = uow.execute(sa.select(Batch.id).where(Batch.code == batch_code)).scalar_one_or_none()
     if batch_id is None:
         raise NotFoundError(f"批次 {batch_code} 不存在 / batch {batch_code} does not exist")
-    return int(batch_id)  # type: ignore[call-overload]
+    return int(batch_id)
 
 
 def read_after(uow: UnitOfWork, ctx: ServiceContext, batch_id: int, after_id: int, limit: int = 200) -> list[EventView]:
@@ -102,12 +102,10 @@ def read_after(uow: UnitOfWork, ctx: ServiceContext, batch_id: int, after_id: in
     views: dict[str, CheckInView] = {}
     pk_by_public: dict[int, str] = {}
     if check_in_pks:
-        pk_by_public = dict(  # type: ignore[arg-type]
+        pk_by_public = dict(
             uow.execute(sa.select(CheckIn.id, CheckIn.public_id).where(CheckIn.id.in_(check_in_pks))).all()
         )
-        views = {
-            v.check_in_id: v for v in check_in_views(uow, CheckIn.id.in_(check_in_pks), ctx.rules.annul_window_s)
-        }
+        views = {v.check_in_id: v for v in check_in_views(uow, CheckIn.id.in_(check_in_pks), ctx.rules.annul_window_s)}
     return [
         EventView(
             event_id=row[0],

@@ -28,11 +28,28 @@ if TYPE_CHECKING:
     from platform_server.services.context import ServiceContext
 
 FORMATS = ("xlsx", "csv", "json")
-CHECK_IN_HEADER = ["签到编号 check_in_id", "姓名 name", "身份证号 id_number", "终端 kiosk", "签到时间 checked_in_at",
-                   "酒店 hotel", "房间 room", "手环 band_uid", "UWB标签 uwb_tag", "UWB写入 uwb_state", "已撤销 annulled",
-                   "需人工 needs_staff"]
-FEE_HEADER = ["姓名 name", "身份证号 id_number", "工作单位 organisation", "银行 bank", "银行卡号 card_number",
-              "签到时间 checked_in_at"]
+CHECK_IN_HEADER = [
+    "签到编号 check_in_id",
+    "姓名 name",
+    "身份证号 id_number",
+    "终端 kiosk",
+    "签到时间 checked_in_at",
+    "酒店 hotel",
+    "房间 room",
+    "手环 band_uid",
+    "UWB标签 uwb_tag",
+    "UWB写入 uwb_state",
+    "已撤销 annulled",
+    "需人工 needs_staff",
+]
+FEE_HEADER = [
+    "姓名 name",
+    "身份证号 id_number",
+    "工作单位 organisation",
+    "银行 bank",
+    "银行卡号 card_number",
+    "签到时间 checked_in_at",
+]
 
 
 def check_in_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str) -> list[list[Any]]:
@@ -43,8 +60,20 @@ def check_in_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str) -> list
             raise InvalidRequestError(f"批次 {batch_code} 不存在 / batch {batch_code} does not exist")
         views = check_in_views(uow, CheckIn.batch_id == batch_id, ctx.rules.annul_window_s)
     return [
-        [v.check_in_id, v.expert_name, v.id_number_masked, v.kiosk_id, china_time(v.checked_in_at), v.hotel_name,
-         v.room_number, v.band_uid, v.uwb_tag_id, v.uwb_state.value, v.annulled, v.needs_staff]
+        [
+            v.check_in_id,
+            v.expert_name,
+            v.id_number_masked,
+            v.kiosk_id,
+            china_time(v.checked_in_at),
+            v.hotel_name,
+            v.room_number,
+            v.band_uid,
+            v.uwb_tag_id,
+            v.uwb_state.value,
+            v.annulled,
+            v.needs_staff,
+        ]
         for v in views
     ]
 
@@ -53,8 +82,17 @@ def fee_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numb
     """One row per expert with an active check-in: who to pay and to which card."""
     with uow:
         rows = uow.execute(
-            sa.select(Expert.name, Expert.id_masked, Expert.id_hash, Expert.pii_encrypted, Expert.organisation,
-                      Expert.bank_name, CheckIn.bank_card_masked, CheckIn.bank_card_encrypted, CheckIn.checked_in_at)
+            sa.select(
+                Expert.name,
+                Expert.id_masked,
+                Expert.id_hash,
+                Expert.pii_encrypted,
+                Expert.organisation,
+                Expert.bank_name,
+                CheckIn.bank_card_masked,
+                CheckIn.bank_card_encrypted,
+                CheckIn.checked_in_at,
+            )
             .join(Invitation, Invitation.id == CheckIn.invitation_id)
             .join(Expert, Expert.id == Invitation.expert_id)
             .join(Batch, Batch.id == CheckIn.batch_id)
@@ -62,8 +100,15 @@ def fee_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numb
             .order_by(CheckIn.checked_in_at)
         ).all()
         if full_numbers:
-            audit.record(uow, at=ctx.clock(), actor="cli", action="export_fees_full", outcome="exported",
-                         batch_code=batch_code, detail={"rows": len(rows)})
+            audit.record(
+                uow,
+                at=ctx.clock(),
+                actor="cli",
+                action="export_fees_full",
+                outcome="exported",
+                batch_code=batch_code,
+                detail={"rows": len(rows)},
+            )
             uow.commit()
     out = []
     for name, id_masked, id_hash, pii, organisation, bank, card_masked, card_blob, at in rows:

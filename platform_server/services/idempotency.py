@@ -29,8 +29,10 @@ _SELECT_ANSWER = sa.text(
 _INSERT_ANSWER = sa.text(
     "INSERT INTO requests (kiosk_id, request_id, method, payload_hash, response_encrypted, created_at) "
     "VALUES (:kiosk_id, :request_id, :method, :payload_hash, :response_encrypted, :created_at)"
-).bindparams(sa.bindparam("created_at", type_=KioskRequest.__table__.c.created_at.type),
-             sa.bindparam("response_encrypted", type_=sa.LargeBinary()))
+).bindparams(
+    sa.bindparam("created_at", type_=KioskRequest.__table__.c.created_at.type),
+    sa.bindparam("response_encrypted", type_=sa.LargeBinary()),
+)
 
 
 def payload_hash(*parts: object) -> str:
@@ -44,7 +46,7 @@ def check_request_id(request_id: str) -> None:
         raise InvalidRequestError(f"request_id must be 1 to {MAX_REQUEST_ID_CHARS} characters")
 
 
-def stored_answer(
+def stored_answer(  # noqa: PLR0917
     uow: UnitOfWork, key: DataKey, kiosk_id: str, request_id: str, method: str, content: str
 ) -> dict[str, Any] | None:
     """The stored answer for a retried call, or None for a new one; refuse a reused id with new content."""
@@ -74,6 +76,12 @@ def store_answer(
     blob = encrypt_text(key, json.dumps(answer, ensure_ascii=False), associated=f"{kiosk_id}/{request_id}")
     uow.execute(
         _INSERT_ANSWER,
-        {"kiosk_id": kiosk_id, "request_id": request_id, "method": method, "payload_hash": content,
-         "response_encrypted": blob, "created_at": at},
+        {
+            "kiosk_id": kiosk_id,
+            "request_id": request_id,
+            "method": method,
+            "payload_hash": content,
+            "response_encrypted": blob,
+            "created_at": at,
+        },
     )

@@ -212,7 +212,7 @@ def _lookup(uow: UnitOfWork, kiosk_id: str, batch_code: str, id_hash: str) -> _F
     )
 
 
-def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> IdentifyResult:
+def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> IdentifyResult:  # noqa: C901
     """Decide whether this ID card (and face) may check in to the batch; record the step either way."""
     idempotency.check_request_id(cmd.request_id)
     if len(cmd.faces) > MAX_FACES:
@@ -248,7 +248,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
             sa.select(ReferencePhoto.encoding_encrypted).where(ReferencePhoto.id == found.photo_id)
         ).scalar_one()
         pending["found"] = found
-        pending["encoding"] = decrypt(ctx.data_key, encoding_blob, associated=b"face-encoding")  # type: ignore[arg-type]
+        pending["encoding"] = decrypt(ctx.data_key, encoding_blob, associated=b"face-encoding")
         return None
 
     result = run_transaction(uow, first_pass)
@@ -271,7 +271,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
                 .values(face_failures=Invitation.face_failures + 1)
                 .returning(Invitation.face_failures)
             ).scalar_one()
-            found.face_failures = int(failures)  # type: ignore[call-overload]
+            found.face_failures = int(failures)
             max_attempts = ctx.rules.face_max_attempts
             if found.face_failures >= max_attempts:
                 refusal = Refusal(Reason.FACE_ATTEMPTS_EXHAUSTED)
@@ -284,7 +284,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
     return run_transaction(uow, second_pass)
 
 
-def _refusal_before_face(
+def _refusal_before_face(  # noqa: C901, PLR0911  (the rules, in the order the expert hears them)
     ctx: ServiceContext, cmd: IdentifyCommand, found: _Found, id_value: str, now: dt.datetime
 ) -> Refusal | None:
     """Every rule that needs no face comparison, in the order the expert should hear them."""
@@ -341,12 +341,14 @@ def _compare_faces(
         verdict = verifier.verify(encoding, faces)
     except FaceImageError as err:
         reason = _IMAGE_REFUSALS.get(err.problem, Reason.FACE_NOT_USABLE)
-        params = {"max_bytes": str(getattr(verifier, "max_image_bytes", ""))} if reason is Reason.IMAGE_TOO_LARGE else {}
+        params = (
+            {"max_bytes": str(getattr(verifier, "max_image_bytes", ""))} if reason is Reason.IMAGE_TOO_LARGE else {}
+        )
         return None, Refusal(reason, params)
     return FaceResult(verdict.distance, verdict.threshold, verdict.matched), None
 
 
-def _finish(
+def _finish(  # noqa: PLR0917
     u: UnitOfWork,
     ctx: ServiceContext,
     cmd: IdentifyCommand,
@@ -359,9 +361,7 @@ def _finish(
     now: dt.datetime,
 ) -> IdentifyResult:
     """Write the token (if verified), the audit row, a refusal event and the idempotency record; commit."""
-    previous = (
-        check_in_view(u, found.latest_check_in, ctx.rules.annul_window_s) if found.latest_check_in else None
-    )
+    previous = check_in_view(u, found.latest_check_in, ctx.rules.annul_window_s) if found.latest_check_in else None
     if refusal is None and previous is not None and not previous.annulled:
         refusal = Refusal(
             Reason.ALREADY_CHECKED_IN,

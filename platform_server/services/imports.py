@@ -50,7 +50,10 @@ MAX_NAME = 100
 MAX_TEXT = 200
 
 # Excel stores a long digit string typed without a text format as a float: 18 digits do not survive.
-_NUMERIC_ID = "身份证号被Excel存成了数字，末几位已丢失；请将该列设为文本后重新录入 / the ID number was stored as a number and lost digits; format the column as text"
+_NUMERIC_ID = (
+    "身份证号被Excel存成了数字，末几位已丢失；请将该列设为文本后重新录入 / "
+    "the ID number was stored as a number and lost digits; format the column as text"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,9 @@ def _get(row: list[Any], index: dict[str, int], name: str) -> Any:
 RawInvitation = tuple[int, Any, str, str, str, str, str]
 
 
-def _check_row(raw: RawInvitation) -> tuple[str, list[str]]:
+def _check_row(  # noqa: C901  (one check per column)
+    raw: RawInvitation,
+) -> tuple[str, list[str]]:
     """The normalised ID number of one row ("" if bad) and every problem with the row's own fields."""
     _number, id_cell, name, phone, organisation, specialty, room = raw
     reasons: list[str] = []
@@ -103,7 +108,9 @@ def _check_row(raw: RawInvitation) -> tuple[str, list[str]]:
     return id_value, reasons
 
 
-def _check_and_prepare(args: tuple[bytes, bytes, list[RawInvitation]]) -> list[RowProblem | tuple[int, str, roster.PreparedInvitation]]:
+def _check_and_prepare(
+    args: tuple[bytes, bytes, list[RawInvitation]],
+) -> list[RowProblem | tuple[int, str, roster.PreparedInvitation]]:
     """Worker: check each row's own fields; hash, mask and encrypt the good ones."""
     key = DataKey(args[0], args[1])
     out: list[RowProblem | tuple[int, str, roster.PreparedInvitation]] = []
@@ -117,7 +124,7 @@ def _check_and_prepare(args: tuple[bytes, bytes, list[RawInvitation]]) -> list[R
     return out
 
 
-def validate_invitations(
+def validate_invitations(  # noqa: C901, PLR0912  (file-wide checks after the per-row ones)
     uow: UnitOfWork, ctx: ServiceContext, batch_code: str, path: Path
 ) -> list[roster.PreparedInvitation]:
     """Read and check every row; return them ready to write, or raise naming every bad row."""
@@ -131,8 +138,17 @@ def validate_invitations(
         if not any(c is not None and c != "" for c in cells):
             continue  # blank lines are not rows
         i_id, i_name, i_phone, i_org, i_spec, i_room = picks
-        raws.append((table.first_row_number + offset, cells[i_id], cell_text(cells[i_name]), cell_text(cells[i_phone]),
-                     cell_text(cells[i_org]), cell_text(cells[i_spec]), cell_text(cells[i_room])))
+        raws.append(
+            (
+                table.first_row_number + offset,
+                cells[i_id],
+                cell_text(cells[i_name]),
+                cell_text(cells[i_phone]),
+                cell_text(cells[i_org]),
+                cell_text(cells[i_spec]),
+                cell_text(cells[i_room]),
+            )
+        )
     if not raws:
         raise ImportRefusedError(f"{path.name} 没有数据行 / {path.name} has no data rows")
     key = ctx.data_key
@@ -145,12 +161,22 @@ def validate_invitations(
     room_seen: dict[str, int] = {}
     for number, id_value, prepared in good:
         if id_value in first_seen:
-            problems.append(RowProblem(number, f"与第{first_seen[id_value]}行身份证号重复 / same ID number as row {first_seen[id_value]}"))
+            problems.append(
+                RowProblem(
+                    number, f"与第{first_seen[id_value]}行身份证号重复 / same ID number as row {first_seen[id_value]}"
+                )
+            )
         else:
             first_seen[id_value] = number
         if prepared.room:
             if prepared.room in room_seen:
-                problems.append(RowProblem(number, f"房间{prepared.room}已在第{room_seen[prepared.room]}行分配 / room {prepared.room} already given in row {room_seen[prepared.room]}"))
+                problems.append(
+                    RowProblem(
+                        number,
+                        f"房间{prepared.room}已在第{room_seen[prepared.room]}行分配 / "
+                        f"room {prepared.room} already given in row {room_seen[prepared.room]}",
+                    )
+                )
             else:
                 room_seen[prepared.room] = number
     with uow:
@@ -163,9 +189,18 @@ def validate_invitations(
             problems.append(RowProblem(number, "该专家已在本批次名单中 / this expert is already invited to the batch"))
         if prepared.room:
             if prepared.room not in rooms:
-                problems.append(RowProblem(number, f"房间{prepared.room}不在本批次房源中 / room {prepared.room} is not in the batch's rooms"))
+                problems.append(
+                    RowProblem(
+                        number,
+                        f"房间{prepared.room}不在本批次房源中 / room {prepared.room} is not in the batch's rooms",
+                    )
+                )
             elif rooms[prepared.room] in reserved:
-                problems.append(RowProblem(number, f"房间{prepared.room}已预分配给他人 / room {prepared.room} is already pre-assigned"))
+                problems.append(
+                    RowProblem(
+                        number, f"房间{prepared.room}已预分配给他人 / room {prepared.room} is already pre-assigned"
+                    )
+                )
     if problems:
         problems.sort(key=lambda p: p.row)
         raise ImportRefusedError(
@@ -207,9 +242,16 @@ def import_rooms(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, path: Pa
     with uow:
         batch_id, _hotel = roster.batch_id_for(uow, batch_code)
         existing = set(uow.execute(sa.select(Room.number).where(Room.batch_id == batch_id)).scalars())
-        problems += [RowProblem(seen[n], f"房间{n}已在本批次中 / room {n} is already in the batch") for n in numbers if n in existing]
+        problems += [
+            RowProblem(seen[n], f"房间{n}已在本批次中 / room {n} is already in the batch")
+            for n in numbers
+            if n in existing
+        ]
         if problems:
-            raise ImportRefusedError(f"{path.name}: {len(problems)}行有误，未导入 / bad rows, nothing imported", sorted(problems, key=lambda p: p.row))
+            raise ImportRefusedError(
+                f"{path.name}: {len(problems)}行有误，未导入 / bad rows, nothing imported",
+                sorted(problems, key=lambda p: p.row),
+            )
         if not numbers:
             raise ImportRefusedError(f"{path.name} 没有数据行 / {path.name} has no data rows")
         count = roster.write_rooms(uow, ctx, batch_code, numbers)
@@ -217,7 +259,9 @@ def import_rooms(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, path: Pa
     return ImportReport(count)
 
 
-def import_bands(uow: UnitOfWork, ctx: ServiceContext, path: Path) -> ImportReport:
+def import_bands(  # noqa: C901
+    uow: UnitOfWork, ctx: ServiceContext, path: Path
+) -> ImportReport:
     """Add wristbands (rfid_uid, uwb_tag_id) to the inventory."""
     table = read_table(path, BAND_COLUMNS, ("rfid_uid", "uwb_tag_id"))
     uid_col, tag_col = table.columns.index("rfid_uid"), table.columns.index("uwb_tag_id")
@@ -252,12 +296,25 @@ def import_bands(uow: UnitOfWork, ctx: ServiceContext, path: Path) -> ImportRepo
         tags[tag] = number
         bands.append((uid, tag))
     with uow:
-        known_uids = set(uow.execute(sa.select(Wristband.rfid_uid).where(Wristband.rfid_uid.in_(list(uids)))).scalars()) if uids else set()
-        known_tags = set(uow.execute(sa.select(Wristband.uwb_tag_id).where(Wristband.uwb_tag_id.in_(list(tags)))).scalars()) if tags else set()
-        problems += [RowProblem(uids[u], f"手环{u}已在库存中 / band {u} is already in the inventory") for u in known_uids]
+        known_uids = (
+            set(uow.execute(sa.select(Wristband.rfid_uid).where(Wristband.rfid_uid.in_(list(uids)))).scalars())
+            if uids
+            else set()
+        )
+        known_tags = (
+            set(uow.execute(sa.select(Wristband.uwb_tag_id).where(Wristband.uwb_tag_id.in_(list(tags)))).scalars())
+            if tags
+            else set()
+        )
+        problems += [
+            RowProblem(uids[u], f"手环{u}已在库存中 / band {u} is already in the inventory") for u in known_uids
+        ]
         problems += [RowProblem(tags[t], f"标签号{t}已被使用 / uwb_tag_id {t} is already in use") for t in known_tags]
         if problems:
-            raise ImportRefusedError(f"{path.name}: {len(problems)}行有误，未导入 / bad rows, nothing imported", sorted(problems, key=lambda p: p.row))
+            raise ImportRefusedError(
+                f"{path.name}: {len(problems)}行有误，未导入 / bad rows, nothing imported",
+                sorted(problems, key=lambda p: p.row),
+            )
         if not bands:
             raise ImportRefusedError(f"{path.name} 没有数据行 / {path.name} has no data rows")
         count = roster.write_bands(uow, ctx, bands)
@@ -286,13 +343,13 @@ def _photo_files(source: Path) -> list[tuple[str, bytes]]:
     raise ImportRefusedError(f"{source} 应为文件夹或 .zip / photos come from a folder or a .zip file")
 
 
-def import_photos(
+def import_photos(  # noqa: C901
     uow: UnitOfWork, ctx: ServiceContext, batch_code: str, source: Path, progress: Callable[[int], None] | None = None
 ) -> ImportReport:
     """Reference photos named <ID number>.jpg/.png: encode each once, store encrypted; all or none."""
     verifier = ctx.face_verifier
     if verifier is None:
-        raise ConfigError("photo import needs a face verifier ([face] verifier = \"dlib\")")
+        raise ConfigError('photo import needs a face verifier ([face] verifier = "dlib")')
     files = _photo_files(source)
     if not files:
         raise ImportRefusedError(f"{source.name} 中没有 .jpg/.png 照片 / no .jpg or .png photos found")
@@ -325,7 +382,8 @@ def import_photos(
             progress(1)
     if problems:
         raise ImportRefusedError(
-            f"{source.name}: {len(problems)}张照片有误，未导入 / {len(problems)} bad photos (numbered in name order), nothing imported",
+            f"{source.name}: {len(problems)}张照片有误，未导入 / "
+            f"{len(problems)} bad photos (numbered in name order), nothing imported",
             problems,
         )
     with uow:
@@ -351,5 +409,3 @@ def write_invitation_template(path: Path) -> None:
     buffer = io.BytesIO()
     workbook.save(buffer)
     path.write_bytes(buffer.getvalue())
-
-

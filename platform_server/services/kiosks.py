@@ -54,7 +54,7 @@ class HeartbeatAnswer:
     registered: bool
 
 
-def register_kiosk(
+def register_kiosk(  # noqa: PLR0917
     uow: UnitOfWork, ctx: ServiceContext, kiosk_id: str, name: str = "", location: str = "", batch_code: str = ""
 ) -> None:
     """Register a kiosk (kiosk_id = its certificate CN), optionally serving one batch."""
@@ -69,8 +69,15 @@ def register_kiosk(
             if batch_id is None:
                 raise NotFoundError(f"批次 {batch_code} 不存在 / batch {batch_code} does not exist")
         uow.session.add(Kiosk(kiosk_id=kiosk_id, name=name, location=location, batch_id=batch_id))
-        audit.record(uow, at=ctx.clock(), actor="organiser", action="kiosk_register", outcome="registered",
-                     batch_code=batch_code or None, detail={"kiosk": kiosk_id})
+        audit.record(
+            uow,
+            at=ctx.clock(),
+            actor="organiser",
+            action="kiosk_register",
+            outcome="registered",
+            batch_code=batch_code or None,
+            detail={"kiosk": kiosk_id},
+        )
         uow.commit()
 
 

@@ -78,7 +78,10 @@ MESSAGES: dict[Reason, tuple[str, str]] = {
         "身份核验已超时，请重新开始",
         "Your identity check has timed out. Please start again",
     ),
-    Reason.ANNUL_NOT_ALLOWED: ("无法撤销该签到，请联系现场工作人员", "This check-in cannot be undone here. Please ask staff"),
+    Reason.ANNUL_NOT_ALLOWED: (
+        "无法撤销该签到，请联系现场工作人员",
+        "This check-in cannot be undone here. Please ask staff",
+    ),
     Reason.CHECK_IN_NOT_FOUND: ("未找到该签到记录", "That check-in was not found"),
     Reason.KIOSK_NOT_REGISTERED: ("设备维护中，暂停服务", "Temporarily out of service"),
     Reason.FACE_ATTEMPTS_EXHAUSTED: (

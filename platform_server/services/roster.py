@@ -33,7 +33,6 @@ CHUNK = 10_000
 _IN_CHUNK = 900  # stays under SQLite's default limit of host parameters per statement
 
 
-
 @dataclass(frozen=True, slots=True)
 class InvitationRow:
     """One validated row of an invitation list."""
@@ -84,8 +83,9 @@ def prepare(key: DataKey, rows: Sequence[InvitationRow]) -> list[PreparedInvitat
         one.update(r.id_number.encode())
         id_hash = one.hexdigest()
         blob = encrypt(key, pii_plaintext(r.id_number, r.phone), associated=id_hash.encode("ascii"))
-        out.append(PreparedInvitation(id_hash, id_number.mask(r.id_number), blob, r.name, r.organisation,
-                                      r.specialty, r.room))
+        out.append(
+            PreparedInvitation(id_hash, id_number.mask(r.id_number), blob, r.name, r.organisation, r.specialty, r.room)
+        )
     return out
 
 
@@ -108,29 +108,29 @@ def batch_id_for(uow: UnitOfWork, code: str) -> tuple[int, int]:
     row = uow.execute(sa.select(Batch.id, Batch.hotel_id).where(Batch.code == code)).first()
     if row is None:
         raise NotFoundError(f"批次 {code} 不存在 / batch {code} does not exist")
-    return int(row[0]), int(row[1])  # type: ignore[call-overload]
+    return int(row[0]), int(row[1])
 
 
 def invited_hashes(uow: UnitOfWork, batch_id: int) -> set[str]:
     """Lookup hashes of everyone already invited to the batch."""
     return set(
-        uow.execute(  # type: ignore[arg-type]
-            sa.select(Expert.id_hash).join(Invitation, Invitation.expert_id == Expert.id).where(
-                Invitation.batch_id == batch_id
-            )
+        uow.execute(
+            sa.select(Expert.id_hash)
+            .join(Invitation, Invitation.expert_id == Expert.id)
+            .where(Invitation.batch_id == batch_id)
         ).scalars()
     )
 
 
 def room_ids(uow: UnitOfWork, batch_id: int) -> dict[str, int]:
     """Room number to id for the batch's pool."""
-    return dict(uow.execute(sa.select(Room.number, Room.id).where(Room.batch_id == batch_id)).all())  # type: ignore[arg-type]
+    return dict(uow.execute(sa.select(Room.number, Room.id).where(Room.batch_id == batch_id)).all())
 
 
 def reserved_rooms(uow: UnitOfWork, batch_id: int) -> set[int]:
     """Rooms already pre-assigned to an invitation of the batch."""
     return set(
-        uow.execute(  # type: ignore[arg-type]
+        uow.execute(
             sa.select(Invitation.room_id).where(Invitation.batch_id == batch_id, Invitation.room_id.is_not(None))
         ).scalars()
     )
@@ -154,43 +154,54 @@ def write_invitations(
     connection = uow.session.connection()
     dialect = connection.dialect
     ph = "?" if dialect.paramstyle == "qmark" else "%s"
-    now_bound = Expert.__table__.c.created_at.type.bind_processor(dialect)  # type: ignore[attr-defined]
+    now_bound = Expert.__table__.c.created_at.type.bind_processor(dialect)
     # The column type's own bind processing, applied once (UTC, and SQLite's text form of datetimes).
     now_value: Any = now_bound(ctx.clock()) if now_bound is not None else ctx.clock()
     existing = expert_ids_by_hash(uow, [r.id_hash for r in rows])
-    new_rows = [(r.id_hash, r.id_masked, r.pii_encrypted, r.name, r.organisation, r.specialty, now_value)
-                for r in rows if r.id_hash not in existing]
-    updates = [(r.id_masked, r.pii_encrypted, r.name, r.organisation, r.specialty, existing[r.id_hash])
-               for r in rows if r.id_hash in existing]
+    new_rows = [
+        (r.id_hash, r.id_masked, r.pii_encrypted, r.name, r.organisation, r.specialty, now_value)
+        for r in rows
+        if r.id_hash not in existing
+    ]
+    updates = [
+        (r.id_masked, r.pii_encrypted, r.name, r.organisation, r.specialty, existing[r.id_hash])
+        for r in rows
+        if r.id_hash in existing
+    ]
     if new_rows:
         before = uow.execute(sa.select(sa.func.coalesce(sa.func.max(Expert.id), 0))).scalar_one()
         connection.exec_driver_sql(
-            "INSERT INTO experts (id_hash, id_masked, pii_encrypted, name, organisation, specialty, created_at) "
+            "INSERT INTO experts (id_hash, id_masked, pii_encrypted, name, organisation, specialty, created_at) "  # noqa: S608
             f"VALUES ({', '.join([ph] * 7)})",
-            new_rows,  # type: ignore[arg-type]
+            new_rows,
         )
         wanted = {r[0] for r in new_rows}
         for id_hash, expert_id in uow.execute(sa.select(Expert.id_hash, Expert.id).where(Expert.id > before)).all():
             if id_hash in wanted:
-                existing[str(id_hash)] = int(expert_id)  # type: ignore[call-overload]
+                existing[str(id_hash)] = int(expert_id)
     if progress:
         progress(len(rows) // 2)
     if updates:
         connection.exec_driver_sql(
-            f"UPDATE experts SET id_masked = {ph}, pii_encrypted = {ph}, name = {ph}, organisation = {ph}, "
+            f"UPDATE experts SET id_masked = {ph}, pii_encrypted = {ph}, name = {ph}, organisation = {ph}, "  # noqa: S608
             f"specialty = {ph} WHERE id = {ph}",
-            updates,  # type: ignore[arg-type]
+            updates,
         )
     rooms = room_ids(uow, batch_id) if any(r.room for r in rows) else {}
     invitations = [(batch_id, existing[r.id_hash], rooms[r.room] if r.room else None, 0, now_value) for r in rows]
     if invitations:
         connection.exec_driver_sql(
-            "INSERT INTO invitations (batch_id, expert_id, room_id, face_failures, created_at) "
+            "INSERT INTO invitations (batch_id, expert_id, room_id, face_failures, created_at) "  # noqa: S608
             f"VALUES ({', '.join([ph] * 5)})",
-            invitations,  # type: ignore[arg-type]
+            invitations,
         )
     audit.record(
-        uow, at=ctx.clock(), actor=actor, action="invitations_import", outcome="imported", batch_code=batch_code,
+        uow,
+        at=ctx.clock(),
+        actor=actor,
+        action="invitations_import",
+        outcome="imported",
+        batch_code=batch_code,
         detail={"rows": len(rows), "new_experts": len(new_rows)},
     )
     if progress:
@@ -198,7 +209,9 @@ def write_invitations(
     return len(rows)
 
 
-def write_rooms(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, numbers: Sequence[str], actor: str = "cli") -> int:
+def write_rooms(
+    uow: UnitOfWork, ctx: ServiceContext, batch_code: str, numbers: Sequence[str], actor: str = "cli"
+) -> int:
     """Add room numbers to the batch's pool (in the batch's hotel), in the caller's transaction."""
     batch_id, hotel_id = batch_id_for(uow, batch_code)
     if numbers:
@@ -206,8 +219,15 @@ def write_rooms(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, numbers: 
             sa.insert(Room.__table__),  # type: ignore[arg-type]
             [{"batch_id": batch_id, "hotel_id": hotel_id, "number": n} for n in numbers],
         )
-    audit.record(uow, at=ctx.clock(), actor=actor, action="rooms_import", outcome="imported", batch_code=batch_code,
-                 detail={"rooms": len(numbers)})
+    audit.record(
+        uow,
+        at=ctx.clock(),
+        actor=actor,
+        action="rooms_import",
+        outcome="imported",
+        batch_code=batch_code,
+        detail={"rooms": len(numbers)},
+    )
     return len(numbers)
 
 
@@ -223,7 +243,7 @@ def write_bands(uow: UnitOfWork, ctx: ServiceContext, bands: Sequence[tuple[str,
     return len(bands)
 
 
-def write_reference_photo(
+def write_reference_photo(  # noqa: PLR0917
     uow: UnitOfWork, ctx: ServiceContext, expert_id: int, image: bytes, encoding: bytes, actor: str = "cli"
 ) -> None:
     """Store (or replace) an expert's photo and its face encoding, both encrypted."""
@@ -234,13 +254,21 @@ def write_reference_photo(
         "image_sha256": hashlib.sha256(image).hexdigest(),
         "updated_at": now,
     }
-    current = uow.execute(sa.select(ReferencePhoto.id).where(ReferencePhoto.expert_id == expert_id)).scalar_one_or_none()
+    current = uow.execute(
+        sa.select(ReferencePhoto.id).where(ReferencePhoto.expert_id == expert_id)
+    ).scalar_one_or_none()
     if current is None:
         uow.execute(sa.insert(ReferencePhoto).values(expert_id=expert_id, **values))
     else:
         uow.execute(sa.update(ReferencePhoto).where(ReferencePhoto.id == current).values(**values))
-    audit.record(uow, at=now, actor=actor, action="reference_photo", outcome="replaced" if current else "stored",
-                 detail={"expert": expert_id})
+    audit.record(
+        uow,
+        at=now,
+        actor=actor,
+        action="reference_photo",
+        outcome="replaced" if current else "stored",
+        detail={"expert": expert_id},
+    )
 
 
 def expert_ids_by_hash(uow: UnitOfWork, hashes: Sequence[str]) -> dict[str, int]:
@@ -248,15 +276,15 @@ def expert_ids_by_hash(uow: UnitOfWork, hashes: Sequence[str]) -> dict[str, int]
     wanted = set(hashes)
     if not wanted:
         return {}
-    total = int(uow.execute(sa.select(sa.func.count()).select_from(Expert)).scalar_one())  # type: ignore[call-overload]
+    total = int(uow.execute(sa.select(sa.func.count()).select_from(Expert)).scalar_one())
     found: dict[str, int] = {}
     if total <= 4 * len(wanted):
         for id_hash, expert_id in uow.execute(sa.select(Expert.id_hash, Expert.id)).all():
             if id_hash in wanted:
-                found[str(id_hash)] = int(expert_id)  # type: ignore[call-overload]
+                found[str(id_hash)] = int(expert_id)
         return found
     hash_list = sorted(wanted)
     for start in range(0, len(hash_list), _IN_CHUNK):
         part = hash_list[start : start + _IN_CHUNK]
-        found.update(uow.execute(sa.select(Expert.id_hash, Expert.id).where(Expert.id_hash.in_(part))).all())  # type: ignore[arg-type]
+        found.update(uow.execute(sa.select(Expert.id_hash, Expert.id).where(Expert.id_hash.in_(part))).all())
     return found

@@ -58,9 +58,7 @@ def read_table(path: Path, aliases: dict[str, tuple[str, ...]], required: tuple[
         raise ImportRefusedError(f"文件没有表头 / {path.name} has no header row")
     header = [_normalise_header(c) for c in raw_rows[start]]
     lookup = {_normalise_header(a): name for name, names in aliases.items() for a in (name, *names)}
-    columns: list[str] = []
-    for cell in header:
-        columns.append(lookup.get(cell, ""))
+    columns = [lookup.get(cell, "") for cell in header]
     missing = [name for name in required if name not in columns]
     if missing:
         wanted = "; ".join(f"{name} ({'/'.join(aliases[name][:2])})" for name in missing)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -12,6 +11,8 @@ from platform_server.db.models import Batch, CheckIn, Invitation, Kiosk, Room, U
 from platform_server.errors import NotFoundError
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from platform_server.db.unit_of_work import UnitOfWork
 
 
@@ -53,8 +54,8 @@ def batch_statistics(uow: UnitOfWork, code: str) -> BatchStats:
         if batch_id is None:
             raise NotFoundError(f"批次 {code} 不存在 / batch {code} does not exist")
 
-        def count(query: sa.Select[tuple[int]]) -> int:
-            return int(uow.execute(query).scalar_one() or 0)  # type: ignore[call-overload]
+        def count(query: sa.Select[Any]) -> int:
+            return int(uow.execute(query).scalar_one() or 0)
 
         active = sa.and_(CheckIn.batch_id == batch_id, CheckIn.annulled_at.is_(None))
         invited = count(sa.select(sa.func.count()).select_from(Invitation).where(Invitation.batch_id == batch_id))
@@ -67,7 +68,7 @@ def batch_statistics(uow: UnitOfWork, code: str) -> BatchStats:
         )
         needs_staff = count(sa.select(sa.func.count()).where(active, CheckIn.needs_staff.is_(True)))
         uwb = dict(
-            uow.execute(  # type: ignore[arg-type]
+            uow.execute(
                 sa.select(UwbDelivery.state, sa.func.count())
                 .join(CheckIn, CheckIn.id == UwbDelivery.check_in_id)
                 .where(CheckIn.batch_id == batch_id)
@@ -75,9 +76,7 @@ def batch_statistics(uow: UnitOfWork, code: str) -> BatchStats:
             ).all()
         )
         per_kiosk = dict(
-            uow.execute(  # type: ignore[arg-type]
-                sa.select(CheckIn.kiosk_id, sa.func.count()).where(active).group_by(CheckIn.kiosk_id)
-            ).all()
+            uow.execute(sa.select(CheckIn.kiosk_id, sa.func.count()).where(active).group_by(CheckIn.kiosk_id)).all()
         )
         kiosks = list(
             uow.session.execute(

@@ -88,13 +88,23 @@ def mark_delivered(uow: UnitOfWork, ctx: ServiceContext, delivery_id: int) -> No
         delivery.attempts += 1
         delivery.last_error = None
         audit.record(
-            u, at=now, actor="uwb", action=f"uwb_{delivery.kind}", outcome="delivered",
-            batch_code=delivery.batch_code, check_in_public_id=check_in.public_id,
+            u,
+            at=now,
+            actor="uwb",
+            action=f"uwb_{delivery.kind}",
+            outcome="delivered",
+            batch_code=delivery.batch_code,
+            check_in_public_id=check_in.public_id,
             detail={"tag": delivery.tag_id, "room": delivery.room_number, "attempts": delivery.attempts},
         )
         events.append(
-            u, ctx, batch_id=check_in.batch_id, kind=events.EventKind.UWB_DELIVERED, at=now,
-            kiosk_id=check_in.kiosk_id, check_in_pk=check_in.id,
+            u,
+            ctx,
+            batch_id=check_in.batch_id,
+            kind=events.EventKind.UWB_DELIVERED,
+            at=now,
+            kiosk_id=check_in.kiosk_id,
+            check_in_pk=check_in.id,
         )
         u.commit()
 
@@ -121,13 +131,23 @@ def mark_failed_attempt(
         delivery.state = "failed"
         check_in.needs_staff = True
         audit.record(
-            u, at=now, actor="uwb", action=f"uwb_{delivery.kind}", outcome="failed",
-            batch_code=delivery.batch_code, check_in_public_id=check_in.public_id,
+            u,
+            at=now,
+            actor="uwb",
+            action=f"uwb_{delivery.kind}",
+            outcome="failed",
+            batch_code=delivery.batch_code,
+            check_in_public_id=check_in.public_id,
             detail={"tag": delivery.tag_id, "attempts": delivery.attempts, "error": error[:200]},
         )
         events.append(
-            u, ctx, batch_id=check_in.batch_id, kind=events.EventKind.NEEDS_STAFF, at=now,
-            kiosk_id=check_in.kiosk_id, check_in_pk=check_in.id,
+            u,
+            ctx,
+            batch_id=check_in.batch_id,
+            kind=events.EventKind.NEEDS_STAFF,
+            at=now,
+            kiosk_id=check_in.kiosk_id,
+            check_in_pk=check_in.id,
         )
         u.commit()
         return True

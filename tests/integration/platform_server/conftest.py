@@ -10,8 +10,8 @@ from urllib.parse import quote
 import grpc
 import pytest
 import sqlalchemy as sa
-
 from expertcheckin.v1 import diagnostics_pb2_grpc, kiosk_pb2_grpc, organiser_pb2_grpc
+
 from platform_server.bootstrap import Platform
 from platform_server.config import DatabaseSection, PlatformConfig, SecuritySection
 from platform_server.db.engine import make_session_factory
@@ -71,8 +71,17 @@ def start(db: str, *, rooms: int = 5, bands: int = 10, experts: int = 5, allow_i
     """Seed the database and serve it on 127.0.0.1:0."""
     clock = Clock()
     verifier = FakeFaceVerifier()
-    seeded = seed(db, rooms=rooms, bands=bands, experts=experts, clock=clock, verifier=verifier,
-                  allow_id_only=allow_id_only, kiosk_ids=[f"K{i}" for i in range(1, 9)], pool_size=12)
+    seeded = seed(
+        db,
+        rooms=rooms,
+        bands=bands,
+        experts=experts,
+        clock=clock,
+        verifier=verifier,
+        allow_id_only=allow_id_only,
+        kiosk_ids=[f"K{i}" for i in range(1, 9)],
+        pool_size=12,
+    )
     config = PlatformConfig(
         database=DatabaseSection(url=db),
         security=SecuritySection(organiser_token=ORGANISER_TOKEN),
@@ -82,11 +91,16 @@ def start(db: str, *, rooms: int = 5, bands: int = 10, experts: int = 5, allow_i
     server, port = create_server(config, platform, listen="127.0.0.1:0")
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     return Running(
-        seeded, platform, server, port, channel,
+        seeded,
+        platform,
+        server,
+        port,
+        channel,
         kiosk_pb2_grpc.KioskServiceStub(channel),
         organiser_pb2_grpc.OrganiserServiceStub(channel),
         diagnostics_pb2_grpc.DiagnosticsServiceStub(channel),
-        verifier, clock,
+        verifier,
+        clock,
     )
 
 

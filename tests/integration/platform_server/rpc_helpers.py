@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from expertcheckin.v1 import common_pb2, kiosk_pb2
+
 from tests.unit.platform_server.support import luhn_pan, signature_png
 
 SIGNATURE = signature_png()
@@ -14,8 +15,9 @@ def rid() -> str:
     return uuid.uuid4().hex
 
 
-def identify_request(kiosk: str, batch: str, id_number: str, faces: list[bytes] | None = None,
-                     request_id: str | None = None) -> kiosk_pb2.IdentifyExpertRequest:
+def identify_request(
+    kiosk: str, batch: str, id_number: str, faces: list[bytes] | None = None, request_id: str | None = None
+) -> kiosk_pb2.IdentifyExpertRequest:
     return kiosk_pb2.IdentifyExpertRequest(
         request_id=request_id or rid(),
         kiosk_id=kiosk,
@@ -27,8 +29,9 @@ def identify_request(kiosk: str, batch: str, id_number: str, faces: list[bytes] 
     )
 
 
-def complete_request(kiosk: str, token: str, band_uid: str, *, pan: str | None = None,
-                     request_id: str | None = None) -> kiosk_pb2.CompleteCheckInRequest:
+def complete_request(
+    kiosk: str, token: str, band_uid: str, *, pan: str | None = None, request_id: str | None = None
+) -> kiosk_pb2.CompleteCheckInRequest:
     return kiosk_pb2.CompleteCheckInRequest(
         request_id=request_id or rid(),
         kiosk_id=kiosk,

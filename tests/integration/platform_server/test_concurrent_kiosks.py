@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 import sqlalchemy as sa
-
 from expertcheckin.v1 import common_pb2, kiosk_pb2, organiser_pb2
+
 from tests.integration.platform_server.conftest import start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request
 
@@ -61,13 +61,18 @@ def test_eight_kiosks_at_once(db_url: str, rooms: int) -> None:
         assert max(band_counts.values()) == 1, band_counts.most_common(3)
         # The database agrees: one active check-in per room and band, and bound bands match.
         with running.platform.engine.connect() as c:
-            active = c.execute(sa.text("SELECT count(*), count(DISTINCT room_id), count(DISTINCT wristband_id) "
-                                       "FROM check_ins WHERE annulled_at IS NULL")).one()
+            active = c.execute(
+                sa.text(
+                    "SELECT count(*), count(DISTINCT room_id), count(DISTINCT wristband_id) "
+                    "FROM check_ins WHERE annulled_at IS NULL"
+                )
+            ).one()
             bound = c.execute(sa.text("SELECT count(*) FROM wristbands WHERE state = 'bound'")).scalar_one()
         assert tuple(active) == (len(completed),) * 3
         assert bound == len(completed)
         stats = running.organiser.GetBatchStatistics(
-            organiser_pb2.GetBatchStatisticsRequest(code=s.batch_code), metadata=running.auth)
+            organiser_pb2.GetBatchStatisticsRequest(code=s.batch_code), metadata=running.auth
+        )
         assert stats.arrived == len(completed)
         assert stats.rooms_left == rooms - len(completed)
     finally:

@@ -17,8 +17,9 @@ def test_postgres_migrations_match_models_and_guard_the_audit_log(pg_schema_url:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     with engine.begin() as c:
-        c.exec_driver_sql("INSERT INTO audit_log (occurred_at, actor, action, outcome, detail) "
-                          "VALUES (now(), 'a', 'b', 'c', '')")
+        c.exec_driver_sql(
+            "INSERT INTO audit_log (occurred_at, actor, action, outcome, detail) VALUES (now(), 'a', 'b', 'c', '')"
+        )
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as c:
         c.exec_driver_sql("DELETE FROM audit_log")
     engine.dispose()

@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from expertcheckin.v1 import kiosk_pb2
+
 from platform_server.log_masking import configure_logging
 from tests.integration.platform_server.conftest import start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request, rid
@@ -27,13 +28,22 @@ def test_database_and_logs_never_hold_full_numbers(tmp_path: Path) -> None:
             token = running.kiosk.IdentifyExpert(identify_request("K1", s.batch_code, s.ids[i])).identification_token
             done = running.kiosk.CompleteCheckIn(complete_request("K1", token, s.bands[i][0], pan=pans[i]))
             assert done.check_in.room_number
-        running.kiosk.AnnulCheckIn(kiosk_pb2.AnnulCheckInRequest(
-            request_id=rid(), kiosk_id="K1", check_in_id=done.check_in.check_in_id,
-            reason=kiosk_pb2.ANNUL_REASON_BAND_NOT_TAKEN, detail=f"staff typed {pans[0]} by mistake"))
+        running.kiosk.AnnulCheckIn(
+            kiosk_pb2.AnnulCheckInRequest(
+                request_id=rid(),
+                kiosk_id="K1",
+                check_in_id=done.check_in.check_in_id,
+                reason=kiosk_pb2.ANNUL_REASON_BAND_NOT_TAKEN,
+                detail=f"staff typed {pans[0]} by mistake",
+            )
+        )
         # A log call that (wrongly) formats the numbers: the filter must still mask them.
         logging.getLogger("platform_server.test").warning("leak attempt %s %s", s.ids[0], pans[1])
-        running.kiosk.ReportKioskEvent(kiosk_pb2.ReportKioskEventRequest(
-            request_id=rid(), kiosk_id="K1", event="cancelled", detail=f"id {s.ids[3]}"))
+        running.kiosk.ReportKioskEvent(
+            kiosk_pb2.ReportKioskEventRequest(
+                request_id=rid(), kiosk_id="K1", event="cancelled", detail=f"id {s.ids[3]}"
+            )
+        )
     finally:
         stop(running)
         for handler in logging.getLogger().handlers:

@@ -192,10 +192,7 @@ def seed(
     with uow:
         roster.write_rooms(uow, ctx, batch_code, room_numbers)
         roster.write_bands(uow, ctx, band_list)
-        rows = [
-            roster.InvitationRow(v, f"专家{i}", f"1380000{i:04d}", "某设计院", "给排水")
-            for i, v in enumerate(ids)
-        ]
+        rows = [roster.InvitationRow(v, f"专家{i}", f"1380000{i:04d}", "某设计院", "给排水") for i, v in enumerate(ids)]
         roster.write_invitations(uow, ctx, batch_code, roster.prepare(ctx.data_key, rows))
         uow.commit()
     for kiosk_id in kiosk_ids:

@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from platform_server.bootstrap import build
 from platform_server.config import check_for_serving, load_config
 from platform_server.errors import ConfigError
 
@@ -14,8 +15,14 @@ if TYPE_CHECKING:
 def test_toml_then_environment(tmp_path: Path) -> None:
     path = tmp_path / "platform.toml"
     path.write_text('[server]\nlisten = "0.0.0.0:6000"\n[rules]\nannul_window_s = 300\n', encoding="utf-8")
-    config = load_config(path, environ={"PLATFORM_RULES_ANNUL_WINDOW_S": "120", "PLATFORM_DB_URL": "sqlite:///x.db",
-                                        "PLATFORM_TEST_PG_URL": "ignored"})
+    config = load_config(
+        path,
+        environ={
+            "PLATFORM_RULES_ANNUL_WINDOW_S": "120",
+            "PLATFORM_DB_URL": "sqlite:///x.db",
+            "PLATFORM_TEST_PG_URL": "ignored",
+        },
+    )
     assert config.server.listen == "0.0.0.0:6000"
     assert config.rules.annul_window_s == 120
     assert config.database.url == "sqlite:///x.db"
@@ -47,15 +54,21 @@ def test_production_refuses_to_start_without_key_or_token() -> None:
     with pytest.raises(ConfigError, match="organiser_token"):
         check_for_serving(load_config(environ={"PLATFORM_SECURITY_MODE": "production", "PLATFORM_DATA_KEY": "k" * 32}))
     with pytest.raises(ConfigError, match="tls_cert"):
-        check_for_serving(load_config(environ={
-            "PLATFORM_SECURITY_MODE": "production", "PLATFORM_DATA_KEY": "k" * 32,
-            "PLATFORM_ORGANISER_TOKEN": "t" * 20, "PLATFORM_SERVER_LISTEN": "0.0.0.0:50051"}))
+        check_for_serving(
+            load_config(
+                environ={
+                    "PLATFORM_SECURITY_MODE": "production",
+                    "PLATFORM_DATA_KEY": "k" * 32,
+                    "PLATFORM_ORGANISER_TOKEN": "t" * 20,
+                    "PLATFORM_SERVER_LISTEN": "0.0.0.0:50051",
+                }
+            )
+        )
 
 
 def test_bootstrap_refuses_production_without_data_key(tmp_path: Path) -> None:
-    from platform_server.bootstrap import build
-
-    config = load_config(environ={"PLATFORM_SECURITY_MODE": "production",
-                                  "PLATFORM_DB_URL": f"sqlite:///{tmp_path / 'p.db'}"})
+    config = load_config(
+        environ={"PLATFORM_SECURITY_MODE": "production", "PLATFORM_DB_URL": f"sqlite:///{tmp_path / 'p.db'}"}
+    )
     with pytest.raises(ConfigError, match="refusing to start"):
         build(config, face_verifier=None)

@@ -49,8 +49,9 @@ def rows_for(ids: list[str]) -> list[list[object]]:
     return [HEADER] + [[v, f"专家{i}", f"1390000{i:04d}", "设计院", "市政", ""] for i, v in enumerate(ids)]
 
 
-@pytest.mark.parametrize(("suffix", "encoding"), [(".csv", "utf-8"), (".csv", "utf-8-sig"), (".csv", "gbk"),
-                                                  (".xlsx", None)])
+@pytest.mark.parametrize(
+    ("suffix", "encoding"), [(".csv", "utf-8"), (".csv", "utf-8-sig"), (".csv", "gbk"), (".xlsx", None)]
+)
 def test_good_file_imports_every_row(seeded: Seeded, tmp_path: Path, suffix: str, encoding: str | None) -> None:
     ids = many_ids(40, seed=11)
     path = tmp_path / f"list{suffix}"
@@ -149,9 +150,14 @@ def test_worker_process_path_matches(seeded: Seeded, tmp_path: Path) -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     cells=st.lists(
-        st.lists(st.text(alphabet=st.characters(codec="gbk", exclude_categories=("Cs", "Cc")), max_size=12),
-                 min_size=2, max_size=2),
-        min_size=1, max_size=8),
+        st.lists(
+            st.text(alphabet=st.characters(codec="gbk", exclude_categories=("Cs", "Cc")), max_size=12),
+            min_size=2,
+            max_size=2,
+        ),
+        min_size=1,
+        max_size=8,
+    ),
     encoding=st.sampled_from(["utf-8", "utf-8-sig", "gbk"]),
 )
 def test_csv_reader_round_trips_any_text(tmp_path: Path, cells: list[list[str]], encoding: str) -> None:
@@ -171,11 +177,13 @@ def test_rooms_and_bands_imports(seeded: Seeded, tmp_path: Path) -> None:
     with pytest.raises(ImportRefusedError) as info:
         imports.import_rooms(seeded.new_uow(), seeded.ctx, seeded.batch_code, dup)
     assert [p.row for p in info.value.problems] == [3, 4]
-    bands = write_xlsx(tmp_path / "bands.xlsx", [["rfid_uid", "uwb_tag_id"], ["04:AA:BB:CC:DD:EE:01", "0A01"],
-                                                 ["04AABBCCDDEE02", 102]])
+    bands = write_xlsx(
+        tmp_path / "bands.xlsx", [["rfid_uid", "uwb_tag_id"], ["04:AA:BB:CC:DD:EE:01", "0A01"], ["04AABBCCDDEE02", 102]]
+    )
     assert imports.import_bands(seeded.new_uow(), seeded.ctx, bands).rows == 2
-    bad = write_csv(tmp_path / "badbands.csv", [["rfid_uid", "uwb_tag_id"], ["XYZ", "0001"],
-                                               [seeded.bands[0][0], "FFFF"]])
+    bad = write_csv(
+        tmp_path / "badbands.csv", [["rfid_uid", "uwb_tag_id"], ["XYZ", "0001"], [seeded.bands[0][0], "FFFF"]]
+    )
     with pytest.raises(ImportRefusedError) as info2:
         imports.import_bands(seeded.new_uow(), seeded.ctx, bad)
     assert sorted(p.row for p in info2.value.problems) == [2, 3]

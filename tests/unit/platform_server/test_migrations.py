@@ -28,8 +28,10 @@ def test_audit_log_is_append_only(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
     upgrade(engine)
     with engine.begin() as c:
-        c.exec_driver_sql("INSERT INTO audit_log (occurred_at, actor, action, outcome, detail) "
-                          "VALUES ('2025-01-01 00:00:00', 'a', 'b', 'c', '')")
+        c.exec_driver_sql(
+            "INSERT INTO audit_log (occurred_at, actor, action, outcome, detail) "
+            "VALUES ('2025-01-01 00:00:00', 'a', 'b', 'c', '')"
+        )
     for statement in ("UPDATE audit_log SET outcome = 'x'", "DELETE FROM audit_log"):
         with pytest.raises(sa.exc.IntegrityError, match="append-only"), engine.begin() as c:
             c.exec_driver_sql(statement)
