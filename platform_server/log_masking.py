@@ -48,3 +48,4 @@ def configure_logging(level: str = "INFO", log_file: str | None = None) -> None:
         handler.addFilter(SensitiveDataFilter())
         handler.setFormatter(formatter)
     logging.basicConfig(level=level.upper(), handlers=handlers, force=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter at every start-up
