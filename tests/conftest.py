@@ -31,3 +31,11 @@ def faces_dir() -> Path:
     if not SHARED_FACES.is_dir():
         pytest.skip("../shared/data/faces is not present beside the repository")
     return SHARED_FACES
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Card reader contract suites (tests/integration/cards) run against real readers when named."""
+    group = parser.getgroup("card readers")
+    group.addoption("--id-card-port", default=None, help="pyserial URL of a real SAM ID card reader")
+    group.addoption("--bank-reader", default=None, help="PC/SC name of a real bank card reader (card presented)")
+    group.addoption("--band-reader", default=None, help="PC/SC name of a real wristband reader (band presented)")

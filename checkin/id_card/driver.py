@@ -265,6 +265,16 @@ class IdCardReader:
             raise reply.error(Command.FIND_CARD.name)
         return True
 
+    def _find_while_polling(self) -> bool:
+        """find_card(), where a transient card-level status (a card sliding into place) means "not yet"."""
+        try:
+            return self.find_card()
+        except SamStatusError as err:
+            if not err.retryable:
+                raise
+            log.info("find card: %s; polling on", err)
+            return False
+
     def select_card(self) -> None:
         """选卡: select the card found by find_card()."""
         self._expect(Command.SELECT_CARD, (Sw3.SUCCESS,))
@@ -282,7 +292,7 @@ class IdCardReader:
         error of the last failed attempt.
         """
         deadline = time.monotonic() + timeout
-        while not self.find_card():
+        while not self._find_while_polling():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise NoCardError(f"未检测到身份证 / no ID card on the reader within {timeout:.1f} s")

@@ -386,7 +386,7 @@ class SamReaderEmulator:
         _ = data
         if self._armed(Fault.SAM_SELF_TEST_FAILURE):
             return build_reply(Sw3.SAM_SELF_TEST_FAILED)
-        if command in (Command.FIND_CARD, Command.SELECT_CARD, Command.READ_BASE_INFO):
+        if command in (Command.READ_BASE_INFO, Command.READ_BASE_INFO_FINGERPRINT):
             forced = self._take(Fault.REPLY_SW3)
             if forced is not None and forced.value is not None:
                 return build_reply(int(forced.value))

@@ -27,6 +27,7 @@ from checkin.pcsc.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
 log = logging.getLogger("checkin.pcsc")
@@ -239,22 +240,8 @@ class CardChannel:
         return ResponseApdu(raw[:-2], raw[-2], raw[-1])
 
     def exchange(self, apdu: bytes) -> ResponseApdu:
-        """transmit() plus T=0 rules: on 6Cxx resend with Le=xx; on 61xx collect GET RESPONSE data."""
-        response = self.transmit(apdu)
-        if response.sw1 == 0x6C and len(apdu) >= 5:
-            # Wrong Le: the card tells the right one; resend the same command with it.
-            response = self.transmit(apdu[:-1] + bytes([response.sw2]))
-        data = bytearray(response.data)
-        rounds = 0
-        while response.sw1 == 0x61:
-            rounds += 1
-            if rounds > MAX_GET_RESPONSE:
-                raise CardTransmitError(
-                    f"the card in {self.reader} kept answering 61xx after {MAX_GET_RESPONSE} GET RESPONSEs"
-                )
-            response = self.transmit(bytes([apdu[0] & 0x03, 0xC0, 0x00, 0x00, response.sw2]))
-            data += response.data
-        return ResponseApdu(bytes(data), response.sw1, response.sw2)
+        """transmit() plus the T=0 rules (see t0_exchange)."""
+        return t0_exchange(self.transmit, apdu, where=self.reader)
 
     def close(self, *, unpower: bool = False) -> None:
         """Disconnect, leaving the card powered unless `unpower` (idempotent, never raises)."""
@@ -267,10 +254,35 @@ class CardChannel:
             log.debug("SCardDisconnect(%s): %s", self.reader, describe(hresult))
 
 
+def t0_exchange(transmit: Callable[[bytes], ResponseApdu], apdu: bytes, *, where: str = "the reader") -> ResponseApdu:
+    """ISO 7816-4 T=0 transport rules: on 6Cxx resend with Le=xx; on 61xx collect GET RESPONSE data."""
+    response = transmit(apdu)
+    if response.sw1 == 0x6C and len(apdu) >= 5:
+        # Wrong Le: the card tells the right one; resend the same command with it.
+        response = transmit(apdu[:-1] + bytes([response.sw2]))
+    data = bytearray(response.data)
+    rounds = 0
+    while response.sw1 == 0x61:
+        rounds += 1
+        if rounds > MAX_GET_RESPONSE:
+            raise CardTransmitError(f"the card in {where} kept answering 61xx after {MAX_GET_RESPONSE} GET RESPONSEs")
+        response = transmit(bytes([apdu[0] & 0x03, 0xC0, 0x00, 0x00, response.sw2]))
+        data += response.data
+    return ResponseApdu(bytes(data), response.sw1, response.sw2)
+
+
 def list_readers() -> list[str]:
     """The PC/SC readers there are, or PcscServiceUnavailableError when pcscd is not reachable."""
     with PcscContext() as context:
         return context.reader_names()
 
 
-__all__ = ["CardChannel", "PcscContext", "PcscError", "ResponseApdu", "list_readers", "resolve_reader_name"]
+__all__ = [
+    "CardChannel",
+    "PcscContext",
+    "PcscError",
+    "ResponseApdu",
+    "list_readers",
+    "resolve_reader_name",
+    "t0_exchange",
+]

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -218,25 +219,25 @@ class PcscDaemon:
         args = [PCSCD, "--foreground", "--config", str(conf)]
         if self.debug:
             args += ["--debug", "--apdu"]
-
-        def hand_over_socket() -> None:
-            # Runs in the child between fork and exec: the socket must be fd 3 (SD_LISTEN_FDS_START).
-            os.dup2(fd, 3)
-            os.set_inheritable(3, True)  # noqa: FBT003 - os API
-
         env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")}
+        # A tiny Python trampoline moves our socket to fd 3 (SD_LISTEN_FDS_START), sets LISTEN_PID
+        # to its own pid and execs pcscd, which keeps that pid. (Not sh: dash cannot redirect fds
+        # above 9; not preexec_fn: subprocess closes fds outside pass_fds after it runs.)
+        trampoline = (
+            "import os, sys; os.dup2(int(sys.argv[1]), 3); os.close(int(sys.argv[1])); "
+            "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1'); os.execv(sys.argv[2], sys.argv[2:])"
+        )
         with self._log_path.open("wb") as out:
-            # sh sets LISTEN_PID to its own pid, then exec keeps that pid for pcscd.
             self._process = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell input
-                ["/bin/sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"', "sh", *args],
+                [sys.executable, "-I", "-S", "-c", trampoline, str(fd), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 pass_fds=(fd,),
-                preexec_fn=hand_over_socket,  # noqa: PLW1509 - only dup2, safe before exec
                 env=env,
                 start_new_session=True,
             )
+        self._check_socket_handed_over(listener)
         listener.close()
         wanted = {s.port for s in self.slots}
         deadline = time.monotonic() + self.start_timeout
@@ -252,6 +253,27 @@ class PcscDaemon:
             time.sleep(delay)  # polling /proc with a deadline: pcscd gives no readiness signal
             delay = min(delay * 2, 0.05)
         log.info("private pcscd pid %d on %s, readers %s", self._process.pid, path, self.reader_names)
+
+    def _check_socket_handed_over(self, listener: socket.socket) -> None:
+        """Fail unless pcscd holds our socket as fd 3: otherwise it would serve /run/pcscd for everyone."""
+        assert self._process is not None
+        wanted = os.fstat(listener.fileno()).st_ino
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                proc = Path(f"/proc/{self._process.pid}")
+                if (proc / "exe").readlink().name == "pcscd":
+                    if (proc / "fd" / "3").stat().st_ino == wanted:
+                        return
+                    raise PcscDaemonError("pcscd did not receive its private socket as fd 3")
+            except FileNotFoundError:
+                if self._process.poll() is not None:
+                    raise PcscDaemonError(
+                        f"pcscd exited with code {self._process.returncode}: {self.log_text()[-500:]}"
+                    ) from None
+            if time.monotonic() > deadline:
+                raise PcscDaemonError("pcscd did not start")
+            time.sleep(0.002)  # polling /proc with a deadline until the shell has exec'd pcscd
 
     def _terminate(self) -> None:
         process, self._process = self._process, None

@@ -67,7 +67,8 @@ class _Link:
         self.card = card
         self.port = port
         self.closed = threading.Event()
-        self.seen = threading.Event()  # vpcd has asked this card for its ATR at least once
+        self.seen = threading.Event()  # pcscd has powered the card and read its ATR
+        self._powered = False
         self.thread = threading.Thread(target=self._serve, name=f"vpcd-{port}", daemon=True)
 
     def start(self) -> None:
@@ -120,9 +121,12 @@ class _Link:
 
     def _control(self, code: int) -> bytes | None:
         if code == VpcdControl.GET_ATR:
-            self.seen.set()
+            if self._powered:
+                # pcscd asks ATR, powers up, asks ATR again, then publishes "card present".
+                self.seen.set()
             return self.card.atr
         if code in (VpcdControl.POWER_ON, VpcdControl.RESET):
+            self._powered = True
             self.card.reset()
         return None
 
