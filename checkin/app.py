@@ -106,7 +106,8 @@ class Kiosk:
         """Stop the background threads and close the devices and files."""
         self.heartbeat.stop()
         self.replayer.stop()
-        self.audit.stop(timeout=2.0)
+        if self._started:
+            self.audit.stop(timeout=2.0)
         self.face.cancel()
         self.bank_card.cancel()
         self.id_card.close()

@@ -1,13 +1,174 @@
-"""`checkin-kiosk run` and `checkin-kiosk run-scenario`."""
+"""`checkin-kiosk run` (the kiosk with its touch UI) and `checkin-kiosk run-scenario FILE` (headless check-ins)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import logging
+import sys
+from pathlib import Path  # noqa: TC003 - Typer reads the annotations at run time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
 
 if TYPE_CHECKING:
-    import typer
+    from checkin.config import KioskConfig
+
+EXIT_FAILED_EXPECTATION = 1
+EXIT_CONFIG = 2
+EXIT_WORLD = 3
+
+
+def _fail(reason: str, code: int) -> typer.Exit:
+    typer.echo(f"错误 / error: {' '.join(reason.split())}", err=True)
+    return typer.Exit(code)
+
+
+def _logging(verbose: bool, log_file: Path | None = None) -> None:
+    handlers: list[logging.Handler] = []
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    if verbose:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    if not handlers:
+        handlers.append(logging.NullHandler())
+    logging.basicConfig(
+        level=logging.INFO, handlers=handlers, format="%(asctime)s %(threadName)s %(name)s %(message)s", force=True
+    )
+
+
+def run_scenario(
+    file: Annotated[Path, typer.Argument(help="Scenario file (TOML, docs/scenario-format.md).")],
+    work: Annotated[
+        Path | None, typer.Option("--work", help="Folder for the world's files (default: a temporary one).")
+    ] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Run only the check-ins with this name.")] = None,
+    ui: Annotated[bool, typer.Option("--ui", help="Show the kiosk UI while the scenario runs.")] = False,
+    screenshots: Annotated[
+        Path | None, typer.Option("--screenshots", help="With --ui: save a PNG of every new screen here.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log to stderr.")] = False,
+) -> None:
+    """运行场景 / Run a scenario's check-ins through the real flow, drivers, simulators and platform.
+
+    Prints one JSON line per check-in; exits 1 when any check-in did not end as expected.
+    """
+    from checkin.scenario.model import ScenarioError, load_scenario  # noqa: PLC0415
+    from checkin.scenario.runner import RunnerError  # noqa: PLC0415
+    from checkin.scenario.world import WorldError  # noqa: PLC0415
+
+    _logging(verbose, (work / "runner.log") if work is not None else None)
+    try:
+        scenario = load_scenario(file)
+    except ScenarioError as err:
+        raise _fail(str(err), EXIT_CONFIG) from None
+    if only:
+        unknown = set(only) - {c.name for c in scenario.checkins}
+        if unknown:
+            raise _fail(f"--only: no check-in named {', '.join(sorted(unknown))} in {file}", EXIT_CONFIG)
+        from dataclasses import replace  # noqa: PLC0415
+
+        scenario = replace(scenario, checkins=tuple(c for c in scenario.checkins if c.name in only))
+    try:
+        if ui:
+            from checkin.scenario.ui_mode import run_with_ui  # noqa: PLC0415
+
+            failures = run_with_ui(scenario, work=work, screenshots=screenshots, emit=_emit)
+        else:
+            failures = _run_headless(scenario, work)
+    except (WorldError, RunnerError) as err:
+        raise _fail(str(err), EXIT_WORLD) from None
+    if failures:
+        raise typer.Exit(EXIT_FAILED_EXPECTATION)
+
+
+def _emit(line: dict[str, object]) -> None:
+    typer.echo(json.dumps(line, ensure_ascii=False))
+    sys.stdout.flush()
+
+
+def _run_headless(scenario: object, work: Path | None) -> int:
+    from checkin.scenario.runner import ScenarioRunner  # noqa: PLC0415
+
+    failures = 0
+    with ScenarioRunner(scenario, work=work) as runner:  # type: ignore[arg-type]
+        for result in runner.run():
+            _emit(result.as_json())
+            failures += not result.ok
+    return failures
+
+
+def run(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", envvar="CHECKIN_CONFIG", help="Kiosk configuration (TOML).")
+    ],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log to stderr.")] = False,
+) -> None:
+    """运行终端 / Run the kiosk: devices from [devices], the platform from [platform], the touch UI."""
+    from checkin.config import ConfigError, load_config  # noqa: PLC0415
+
+    _logging(verbose)
+    try:
+        cfg = load_config(config)
+    except ConfigError as err:
+        raise _fail(str(err), EXIT_CONFIG) from None
+    try:
+        run_kiosk_ui(cfg)
+    except ConfigError as err:
+        raise _fail(str(err), EXIT_CONFIG) from None
+
+
+def run_kiosk_ui(cfg: KioskConfig) -> None:
+    """Build the kiosk on the Tk thread and run the UI until the window closes."""
+    import tkinter  # noqa: PLC0415
+
+    from checkin.app import build_kiosk  # noqa: PLC0415
+    from checkin.flow.runtime import CallbackInbox, ThreadWorker  # noqa: PLC0415
+    from checkin.speech import PromptSpeaker, Speaker  # noqa: PLC0415
+    from checkin.ui.window import KioskWindow  # noqa: PLC0415
+
+    inbox = CallbackInbox()
+    worker = ThreadWorker(inbox)
+    try:
+        window_holder: list[KioskWindow] = []
+
+        # The window needs the flow (its actions) and the flow needs the window's scheduler: the
+        # window is made with a late-bound actions object, then pointed at the flow.
+        class _Actions:
+            def __getattr__(self, name: str) -> object:
+                return getattr(kiosk.flow, name)
+
+        window = KioskWindow(
+            _Actions(),  # type: ignore[arg-type]
+            width=cfg.screen_width,
+            height=cfg.screen_height,
+            fullscreen=cfg.fullscreen,
+        )
+        window_holder.append(window)
+    except tkinter.TclError as err:
+        raise typer.Exit(_report_no_display(err)) from None
+    kiosk = build_kiosk(cfg, scheduler=window.scheduler(), worker=worker)
+    window.ctx.frame_source = kiosk.face.preview
+    speaker = Speaker(enabled=cfg.speech_enabled, rate=cfg.speech_rate, zh_voice=cfg.speech_voice)
+    speaker.start()
+    kiosk.flow.add_listener(window)
+    kiosk.flow.add_listener(PromptSpeaker(speaker))
+    window.pump(inbox)
+    kiosk.start()
+    try:
+        window.run()
+    finally:
+        speaker.stop()
+        kiosk.close()
+        worker.shutdown()
+
+
+def _report_no_display(err: Exception) -> int:
+    typer.echo(f"错误 / error: no display for the kiosk UI ({err}); set DISPLAY or run under Xvfb", err=True)
+    return EXIT_CONFIG
 
 
 def register(app: typer.Typer) -> None:
     """Add the kiosk's own commands to the top-level app."""
-    _ = app
+    app.command("run")(run)
+    app.command("run-scenario")(run_scenario)

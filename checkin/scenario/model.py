@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+#: The card a check-in presents when its scenario names none: a Luhn-valid UnionPay test number.
+SAMPLE_PAN = "6212345678901232"
+
+
 class ScenarioError(ValueError):
     """A scenario file that cannot be run; the message names the key and the problem."""
 
@@ -43,7 +47,8 @@ class CardKind(StrEnum):
 class FaultWhen(StrEnum):
     """The point in the check-in where a fault is injected."""
 
-    DISPENSING = "dispensing"  # when the wristband screen first shows
+    DISPENSING = "dispensing"  # when the arm brings the band to the reader (before binding)
+    AT_READER = "at_reader"  # the same moment, by its physical name
     START = "start"  # before the expert presses 登记办理
 
 
@@ -56,7 +61,6 @@ class Expert:
     name: str
     photo: str  # a face reference: faces:<file>, astronaut, or a path relative to the scenario
     invited: bool = True
-    bank_card_on_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,18 +133,12 @@ def _parse_expert(raw: dict[str, Any], index: int) -> Expert:
         name=_take(table, "name", str, where),
         photo=_take(table, "photo", str, where),
         invited=_take(table, "invited", bool, where, default=True),
-        bank_card_on_file=_take(table, "bank_card_on_file", str, where, default=None),
     )
     _no_leftovers(table, where)
     try:
         id_number.validate(expert.id_number)
     except id_number.InvalidIdNumberError as err:
         raise ScenarioError(f"{where}.id_number: {err}") from err
-    if expert.bank_card_on_file is not None:
-        try:
-            bank_card.validate(expert.bank_card_on_file)
-        except bank_card.InvalidCardNumberError as err:
-            raise ScenarioError(f"{where}.bank_card_on_file: {err}") from err
     return expert
 
 
@@ -168,7 +166,7 @@ def _parse_case(raw: dict[str, Any], index: int, experts: dict[str, Expert]) -> 
     if expert not in experts:
         raise ScenarioError(f"{where}.expert: no expert with key {expert!r}")
     liveness_text = _take(table, "liveness", str, where, default=Liveness.BLINK.value)
-    card_table = _take(table, "bank_card", dict, where, default={"kind": CardKind.CHIP.value})
+    card_table = _take(table, "bank_card", dict, where, default={"kind": CardKind.CHIP.value, "number": SAMPLE_PAN})
     card_where = f"{where}.bank_card"
     card_table = dict(card_table)
     card_kind_text = _take(card_table, "kind", str, card_where)
@@ -181,6 +179,11 @@ def _parse_case(raw: dict[str, Any], index: int, experts: dict[str, Expert]) -> 
         raise ScenarioError(f"{where}: {err}") from err
     if card in (CardKind.CHIP, CardKind.TYPED, CardKind.SWIPE, CardKind.DEAD_CHIP_THEN_TYPED) and card_number is None:
         raise ScenarioError(f"{card_where}.number: required for kind {card.value!r}")
+    if card_number is not None:
+        try:
+            bank_card.validate(card_number)
+        except bank_card.InvalidCardNumberError as err:
+            raise ScenarioError(f"{card_where}.number: {err}") from err
     signature = _take(table, "signature", str, where, default="scribble")
     if signature not in ("scribble", "empty_then_scribble"):
         raise ScenarioError(f"{where}.signature: expected scribble or empty_then_scribble")
