@@ -137,7 +137,8 @@ def test_each_kind_of_bad_file_is_refused_quickly(seeded: Seeded, tmp_path: Path
     assert invited_count(seeded) == len(seeded.ids)
 
 
-def test_worker_process_path_matches(seeded: Seeded, tmp_path: Path) -> None:
+def test_worker_process_path_matches(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(roster, "MIN_WORKER_CPUS", 2)  # exercise the worker processes on any machine
     ids = many_ids(roster.PARALLEL_THRESHOLD + 100, seed=15)
     path = write_csv(tmp_path / "big.csv", rows_for(ids))
     report = imports.import_invitations(seeded.new_uow(), seeded.ctx, seeded.batch_code, path)
