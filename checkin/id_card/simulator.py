@@ -603,7 +603,8 @@ class ControlServer:
     def stop(self) -> None:
         """Stop and close the port."""
         self._stop.set()
-        self._thread.join(timeout=2)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
         self._server.close()
 
     def _serve(self) -> None:

@@ -7,7 +7,7 @@ daemon is stopped at the end of the session.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +19,9 @@ from checkin.id_card.simulator import (
 )
 from checkin.pcsc import PcscContext, PcscDaemon, VirtualCardSlot
 from checkin.pcsc.daemon import SOCKET_ENV
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @pytest.fixture(scope="session")

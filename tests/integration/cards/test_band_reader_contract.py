@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 
 from checkin.band_reader import BandUidReader, NoBandError, UnsupportedBandError
 from checkin.band_reader.simulator import MifareBand
-from checkin.pcsc import VirtualCardSlot
+
+if TYPE_CHECKING:
+    from checkin.pcsc import VirtualCardSlot
 
 pytestmark = pytest.mark.pcsc
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,8 +19,10 @@ from checkin.bank_card import (
     ReaderUnavailableError,
 )
 from checkin.bank_card.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard
-from checkin.pcsc import VirtualCardSlot
 from personal_data import bank_card as pan_rules
+
+if TYPE_CHECKING:
+    from checkin.pcsc import VirtualCardSlot
 
 pytestmark = pytest.mark.pcsc
 
@@ -123,7 +126,7 @@ def test_cancel_from_another_thread(bank_slot: VirtualCardSlot, bank_reader_name
     def wait() -> None:
         try:
             reader.read_card(timeout=30)
-        except Exception as err:  # noqa: BLE001 - collected for the assertion
+        except Exception as err:
             errors.append(err)
 
     thread = threading.Thread(target=wait)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from checkin.id_card import IdCardReader, IdentityCard, NoCardError
-from checkin.id_card.simulator import SamReaderEmulator, SamReaderSimulator
 from personal_data import id_number as id_rules
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from checkin.id_card.simulator import SamReaderEmulator, SamReaderSimulator
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from checkin.id_card import (
     SamSelfTestError,
 )
 from checkin.id_card import errors as idc
-from checkin.id_card.simulator import SamReaderEmulator, SamReaderSimulator, identity_to_dict, identity_from_dict
+from checkin.id_card.simulator import SamReaderEmulator, SamReaderSimulator, identity_from_dict, identity_to_dict
 
 
 def read(url: str, **kwargs: float) -> tuple[object, int]:
@@ -40,9 +40,8 @@ def test_persistent_bad_checksums_give_up_after_the_attempts(
     sam_emulator: SamReaderEmulator, sam_simulator: SamReaderSimulator
 ) -> None:
     sam_emulator.inject("bad_checksum@always")
-    with IdCardReader.open(sam_simulator.url, attempts=3) as reader:
-        with pytest.raises(idc.FrameChecksumError):
-            reader.read_identity(timeout=1)
+    with IdCardReader.open(sam_simulator.url, attempts=3) as reader, pytest.raises(idc.FrameChecksumError):
+        reader.read_identity(timeout=1)
     assert sam_emulator.counts["FIND_CARD"] == 3
 
 
@@ -76,21 +75,19 @@ def test_slow_reader_beyond_the_timeout_times_out(
     sam_emulator: SamReaderEmulator, sam_simulator: SamReaderSimulator
 ) -> None:
     sam_emulator.inject("slow_reader:0.5")
-    with IdCardReader.open(sam_simulator.url, timeout=0.2, attempts=2) as reader:
-        with pytest.raises(IdCardTimeoutError):
-            reader.status()
+    with IdCardReader.open(sam_simulator.url, timeout=0.2, attempts=2) as reader, pytest.raises(IdCardTimeoutError):
+        reader.status()
 
 
 def test_no_card_fault_hides_a_placed_card(sam_emulator: SamReaderEmulator, sam_simulator: SamReaderSimulator) -> None:
     sam_emulator.inject("no_card")
-    with IdCardReader.open(sam_simulator.url) as reader:
-        with pytest.raises(idc.NoCardError):
-            reader.read_identity(timeout=0.3)
+    with IdCardReader.open(sam_simulator.url) as reader, pytest.raises(idc.NoCardError):
+        reader.read_identity(timeout=0.3)
 
 
 @pytest.mark.parametrize(
     ("code", "error"),
-    [(code, cls) for code, cls in sorted(idc.SW3_ERRORS.items()) if code not in (0x80,)],
+    [(code, cls) for code, cls in sorted(idc.SW3_ERRORS.items()) if code != 0x80],
 )
 def test_every_sw3_code_maps_to_its_error(
     sam_emulator: SamReaderEmulator, sam_simulator: SamReaderSimulator, code: int, error: type[idc.SamStatusError]
@@ -112,9 +109,8 @@ def test_select_and_read_failures_are_retried_then_reported(
 ) -> None:
     # 0x41 on every read: the card stays, so the driver retries select+read, then gives up.
     sam_emulator.inject("reply_sw3:41@always")
-    with IdCardReader.open(sam_simulator.url, attempts=3) as reader:
-        with pytest.raises(idc.ReadCardFailedError):
-            reader.read_identity(timeout=1)
+    with IdCardReader.open(sam_simulator.url, attempts=3) as reader, pytest.raises(idc.ReadCardFailedError):
+        reader.read_identity(timeout=1)
 
 
 def test_silent_reader_times_out(sam_emulator: SamReaderEmulator, sam_simulator: SamReaderSimulator) -> None:
@@ -132,9 +128,8 @@ def test_invalid_identity_on_the_card_is_refused(
     entry = identity_to_dict(sam_emulator.identities[0])
     entry["id_number"] = entry["id_number"][:17] + ("0" if entry["id_number"][17] != "0" else "1")
     sam_emulator.place(identity_from_dict(entry, "test"))
-    with IdCardReader.open(sam_simulator.url) as reader:
-        with pytest.raises(IdentityDataError, match="check digit"):
-            reader.read_identity(timeout=1)
+    with IdCardReader.open(sam_simulator.url) as reader, pytest.raises(IdentityDataError, match="check digit"):
+        reader.read_identity(timeout=1)
 
 
 def test_the_driver_works_over_a_pty(sam_emulator: SamReaderEmulator) -> None:
