@@ -86,11 +86,16 @@ class Kiosk:
             log.warning("%d check-in(s) were in flight when the kiosk stopped: the replayer settles them", orphans)
         self.audit.start()
         self.replayer.start()
-        # Homing moves the arm: it runs before the first heartbeat can report the arm ready, so the
-        # kiosk stays out of service until the arm is home (or says why it is not).
+        # Homing moves the arm: it runs (after loading the face models) before the first heartbeat can
+        # report the arm ready, so the kiosk stays out of service until it is home (or says why not).
         threading.Thread(target=self._arm_start_up, name="arm-start-up", daemon=True).start()
 
     def _arm_start_up(self) -> None:
+        # Load the face models now (about 1 s), not while the first expert looks at the camera.
+        try:
+            self.face.warm_up()
+        except Exception as err:
+            log.warning("face analysis could not be loaded: %s", type(err).__name__)
         try:
             report = self.dispenser.start_up()
         except Exception as err:  # the heartbeat reports the arm's state; the kiosk stays out of service

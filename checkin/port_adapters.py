@@ -267,6 +267,10 @@ class FaceCaptureAdapter:
                 self._analyser = self._analyser_factory()
             return self._analyser
 
+    def warm_up(self) -> None:
+        """Load the face analysis models now instead of at the first capture."""
+        self._analyser_once()
+
     def capture(self, on_hint: Callable[[str], None]) -> FaceFrames:
         """Run one capture session on a freshly opened camera until a verdict, a cancel or the timeout."""
         analyser = self._analyser_once()

@@ -82,6 +82,8 @@ class CaseResult:
     outcome: str = ""
     ok: bool = False
     screens: list[str] = field(default_factory=list)
+    #: Seconds from 登记办理 at which each screen in `screens` appeared.
+    timeline: list[float] = field(default_factory=list)
     machine_time_s: float | None = None
     wall_time_s: float | None = None
     person_time_s: float | None = None
@@ -102,6 +104,7 @@ class CaseResult:
             "outcome": self.outcome,
             "ok": self.ok,
             "screens": self.screens,
+            "timeline_s": [round(t, 3) for t in self.timeline],
         }
         for key in ("machine_time_s", "wall_time_s", "person_time_s", "arm_motion_s", "card_detect_s"):
             value = getattr(self, key)
@@ -284,6 +287,7 @@ class ScenarioRunner:
             screen = view.screen
             if screen is not previous:
                 result.screens.append(screen.value)
+                result.timeline.append(seen - started)
             if previous is Screen.FACE and screen is not Screen.FACE and face_started is not None:
                 # The time the camera showed the person until the capture had what it needed.
                 person += kiosk.face.last_media_s
