@@ -100,6 +100,9 @@ def _diagnostic(command: str, *, as_json: bool, verbose: bool) -> Iterator[dict[
         logging.basicConfig(
             level=logging.DEBUG, stream=sys.stderr, format="%(relativeCreated)6.0f %(name)s %(message)s"
         )
+    else:
+        # Retries are logged as warnings by the drivers; a diagnostic shows only its result line.
+        logging.getLogger().addHandler(logging.NullHandler())
     result: dict[str, Any] = {"ok": True, "command": command}
     started = time.monotonic()
     try:

@@ -224,7 +224,7 @@ class PcscDaemon:
         # to its own pid and execs pcscd, which keeps that pid. (Not sh: dash cannot redirect fds
         # above 9; not preexec_fn: subprocess closes fds outside pass_fds after it runs.)
         trampoline = (
-            "import os, sys; os.dup2(int(sys.argv[1]), 3); os.close(int(sys.argv[1])); "
+            "import os, sys; fd = int(sys.argv[1]); fd != 3 and (os.dup2(fd, 3), os.close(fd)); "
             "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1'); os.execv(sys.argv[2], sys.argv[2:])"
         )
         with self._log_path.open("wb") as out:
