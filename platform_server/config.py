@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from platform_server.errors import ConfigError
+from platform_server.face import defaults as face_defaults
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -78,9 +79,12 @@ class FaceSection:
     """[face]: which verifier, its decision threshold and image limits."""
 
     verifier: str = _opt("dlib", choices=FACE_VERIFIERS)
-    threshold: float = _opt(0.6, 0.1, 1.5)
-    max_image_bytes: int = _opt(2 * 1024 * 1024, 16 * 1024, 32 * 1024 * 1024)
-    max_pixels: int = _opt(4_000_000, 10_000, 50_000_000)
+    # Defaults are the verifier's own (face/defaults.py), so the config and a verifier built without
+    # it can never disagree. Above 1.0 almost any two faces match, so the range stops there.
+    threshold: float = _opt(face_defaults.DEFAULT_THRESHOLD, 0.1, 1.0)
+    # Reference photos (phone pictures, often 12 MP and 2-5 MB) pass the same limits as kiosk captures.
+    max_image_bytes: int = _opt(face_defaults.DEFAULT_MAX_IMAGE_BYTES, 16 * 1024, 32 * 1024 * 1024)
+    max_pixels: int = _opt(face_defaults.DEFAULT_MAX_PIXELS, 10_000, 100_000_000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import threading
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from expertcheckin.v1 import (
     diagnostics_pb2,
     diagnostics_pb2_grpc,
@@ -29,7 +32,7 @@ from platform_server.grpc_api.organiser import DiagnosticsServicer, OrganiserSer
 
 if TYPE_CHECKING:
     from platform_server.bootstrap import Platform
-    from platform_server.config import PlatformConfig
+    from platform_server.config import PlatformConfig, SecuritySection
 
 log = logging.getLogger(__name__)
 SERVICE_NAMES = (
@@ -37,19 +40,74 @@ SERVICE_NAMES = (
     organiser_pb2.DESCRIPTOR.services_by_name["OrganiserService"].full_name,
     diagnostics_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"].full_name,
 )
+CERTIFICATE_WARNING = dt.timedelta(days=30)  # log a warning at start-up when the server certificate ends sooner
 
 
-def _credentials(config: PlatformConfig) -> grpc.ServerCredentials | None:
-    """TLS server credentials (client certificates required when client_ca is set), or None."""
-    sec = config.security
-    if not sec.tls_cert:
-        return None
+def _read_pem(option: str, path: str) -> bytes:
+    """The bytes of one TLS file, or a ConfigError naming the option and the file."""
     try:
-        key = Path(sec.tls_key).read_bytes()
-        cert = Path(sec.tls_cert).read_bytes()
-        ca = Path(sec.client_ca).read_bytes() if sec.client_ca else None
+        return Path(path).read_bytes()
     except OSError as err:
-        raise ConfigError(f"cannot read TLS file: {err}") from err
+        raise ConfigError(f"Option '{option}' in section 'security': cannot read {path}: {err.strerror}") from err
+
+
+def _check_tls_files(cert_pem: bytes, key_pem: bytes, ca_pem: bytes | None, sec: SecuritySection) -> None:
+    """Parse the TLS files and check the key belongs to the certificate, so a mistake fails at start-up.
+
+    gRPC itself would accept the files and fail every handshake later with a message no one connects
+    to the configuration.
+    """
+    try:
+        chain = x509.load_pem_x509_certificates(cert_pem)
+    except ValueError as err:
+        raise ConfigError(f"Option 'tls_cert' in section 'security': {sec.tls_cert} holds no PEM certificate") from err
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(
+            f"Option 'tls_key' in section 'security': {sec.tls_key} is not an unencrypted PEM private key"
+        ) from err
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(serialization.Encoding.PEM, public) != chain[0].public_key().public_bytes(
+        serialization.Encoding.PEM, public
+    ):
+        raise ConfigError(f"Option 'tls_key' in section 'security': {sec.tls_key} is not the key of {sec.tls_cert}")
+    now = dt.datetime.now(dt.UTC)
+    ends = chain[0].not_valid_after_utc
+    if ends < now:
+        raise ConfigError(f"Option 'tls_cert' in section 'security': {sec.tls_cert} expired on {ends:%Y-%m-%d}")
+    if ends < now + CERTIFICATE_WARNING:
+        log.warning("server certificate %s expires on %s", sec.tls_cert, f"{ends:%Y-%m-%d}")
+    if ca_pem is not None:
+        try:
+            x509.load_pem_x509_certificates(ca_pem)
+        except ValueError as err:
+            raise ConfigError(
+                f"Option 'client_ca' in section 'security': {sec.client_ca} holds no PEM certificate"
+            ) from err
+
+
+def server_credentials(config: PlatformConfig) -> grpc.ServerCredentials | None:
+    """TLS server credentials (client certificates required when client_ca is set), or None for plaintext.
+
+    Raises:
+        ConfigError: an incomplete TLS setting (a key without a certificate, a client CA without TLS),
+            an unreadable file, or a key that does not belong to the certificate.
+
+    """
+    sec = config.security
+    if not sec.tls_cert and not sec.tls_key:
+        if sec.client_ca:
+            # Without TLS there is no client certificate to check: every kiosk call would be refused,
+            # or worse, a later change would silently serve kiosks unauthenticated.
+            raise ConfigError("Option 'client_ca' in section 'security' needs tls_cert and tls_key as well")
+        return None
+    if not (sec.tls_cert and sec.tls_key):
+        raise ConfigError("Options 'tls_cert' and 'tls_key' in section 'security' must be set together")
+    cert = _read_pem("tls_cert", sec.tls_cert)
+    key = _read_pem("tls_key", sec.tls_key)
+    ca = _read_pem("client_ca", sec.client_ca) if sec.client_ca else None
+    _check_tls_files(cert, key, ca, sec)
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
 
@@ -67,7 +125,7 @@ def create_server(
         interceptors=[OrganiserTokenInterceptor(config.security.organiser_token)],
         options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)],
     )
-    credentials = _credentials(config)
+    credentials = server_credentials(config)
     kiosk_pb2_grpc.add_KioskServiceServicer_to_server(
         KioskServicer(platform.new_uow, platform.ctx, require_certificate=bool(config.security.client_ca)), server
     )

@@ -18,6 +18,7 @@ import dlib
 import face_recognition_models
 import numpy as np
 
+from platform_server.face import defaults
 from platform_server.face.api import FaceImageError, FaceImageProblem, FaceVerdict
 from platform_server.face.image_decoding import RgbImage, decode_image
 
@@ -26,15 +27,12 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
-# The one place the default lives; the platform overrides it from `[face] threshold` in its config.
-# dlib's LFW-calibrated value is 0.6. The shared test set separates at 0.53 (largest same-person
-# distance) vs 0.69 (smallest different-person distance); 0.55 sits in that gap on the cautious side,
-# because a false accept (a stand-in evaluates tenders) costs more than a false reject (staff check),
-# and dlib's model is known to separate East Asian faces less well than LFW's. See docs/face.md.
-DEFAULT_THRESHOLD: Final = 0.55
-DEFAULT_MAX_IMAGE_BYTES: Final = 4 * 1024 * 1024
-DEFAULT_MAX_PIXELS: Final = 40_000_000
-DEFAULT_MAX_CAPTURES: Final = 5
+# The defaults live in face/defaults.py (shared with `[face]` in the platform config, which overrides
+# them); re-exported here because this is where callers look for them.
+DEFAULT_THRESHOLD: Final = defaults.DEFAULT_THRESHOLD
+DEFAULT_MAX_IMAGE_BYTES: Final = defaults.DEFAULT_MAX_IMAGE_BYTES
+DEFAULT_MAX_PIXELS: Final = defaults.DEFAULT_MAX_PIXELS
+DEFAULT_MAX_CAPTURES: Final = defaults.DEFAULT_MAX_CAPTURES
 
 ENCODING_SIZE: Final = 128
 ENCODING_BYTES: Final = ENCODING_SIZE * 8  # float64, little-endian

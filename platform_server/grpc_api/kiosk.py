@@ -10,6 +10,7 @@ from platform_server.grpc_api import convert
 from platform_server.grpc_api.auth import check_kiosk_identity
 from platform_server.grpc_api.status_mapping import maps_errors
 from platform_server.services import check_in, identify, kiosks
+from platform_server.services.refusals import Reason
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -67,12 +68,19 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
                 face_attempt=request.face_attempt,
             ),
         )
+        # What a kiosk may learn about the expert on file: everything once the person is verified (the
+        # face matched, or the batch takes the ID card alone); after a refusal nothing beyond the
+        # refusal, so a kiosk (or a stolen kiosk certificate) holding only an ID number cannot read the
+        # expert's name, employer or room. ALREADY_CHECKED_IN is decided only for a verified person.
+        disclose = result.verified or (
+            result.refusal is not None and result.refusal.reason is Reason.ALREADY_CHECKED_IN
+        )
         response = _Identify(
             outcome=_Identify.OUTCOME_VERIFIED if result.verified else _Identify.OUTCOME_REFUSED,
             identification_token=result.identification_token,
-            expert_name=result.expert_name,
+            expert_name=result.expert_name if disclose else "",
             id_number_masked=result.id_number_masked,
-            organisation=result.organisation,
+            organisation=result.organisation if disclose else "",
             face_attempts_left=result.face_attempts_left,
         )
         if result.refusal is not None:
@@ -87,7 +95,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
             response.bank_card_on_file.CopyFrom(
                 kiosk_pb2.BankCardOnFile(pan_masked=result.card_on_file_masked, bank_name=result.card_on_file_bank)
             )
-        if result.previous_check_in is not None:
+        if result.previous_check_in is not None and disclose:
             response.previous_check_in.CopyFrom(convert.check_in(result.previous_check_in))
         return response
 
@@ -178,11 +186,12 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
     def ReportKioskEvent(  # noqa: N802
         self, request: kiosk_pb2.ReportKioskEventRequest, context: grpc.ServicerContext
     ) -> kiosk_pb2.ReportKioskEventResponse:
-        """Kiosk-side step or failure into the audit log."""
+        """Kiosk-side step or failure into the audit log (once per request_id, however often retried)."""
         self._caller(context, request.kiosk_id)
         kiosks.report_event(
             self._new_uow(),
             self._ctx,
+            request_id=request.request_id,
             kiosk_id=request.kiosk_id,
             event=request.event,
             outcome=request.outcome,

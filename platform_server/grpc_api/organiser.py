@@ -44,7 +44,7 @@ class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):  # type: i
         request: organiser_pb2.CreateBatchRequest,
         context: grpc.ServicerContext,  # noqa: ARG002
     ) -> organiser_pb2.CreateBatchResponse:
-        """Create a batch (hotel by hotel_code)."""
+        """Create a batch (hotel by hotel_code); a retried request_id gets the first answer."""
         b = request.batch
         spec = batches.BatchSpec(
             code=b.code,
@@ -58,7 +58,7 @@ class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):  # type: i
             check_in_opens=convert.from_timestamp(b.check_in_opens, b.HasField("check_in_opens")),
             allow_id_only=b.allow_id_only,
         )
-        view = batches.create_batch(self._new_uow(), self._ctx, spec)
+        view = batches.create_batch(self._new_uow(), self._ctx, spec, request_id=request.request_id)
         return organiser_pb2.CreateBatchResponse(batch=convert.batch(view))
 
     @maps_errors
@@ -67,9 +67,11 @@ class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):  # type: i
         request: organiser_pb2.CloseBatchRequest,
         context: grpc.ServicerContext,  # noqa: ARG002
     ) -> organiser_pb2.CloseBatchResponse:
-        """Close a batch."""
+        """Close a batch; a retried request_id gets the first answer."""
         return organiser_pb2.CloseBatchResponse(
-            batch=convert.batch(batches.close_batch(self._new_uow(), self._ctx, request.code))
+            batch=convert.batch(
+                batches.close_batch(self._new_uow(), self._ctx, request.code, request_id=request.request_id)
+            )
         )
 
     @maps_errors

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import sqlalchemy as sa
 
-from personal_data.crypto import decrypt_text, encrypt_text
+from personal_data.crypto import decrypt_text, encrypt_text, lookup_hash
 from platform_server.db.models import KioskRequest
+from platform_server.db.unit_of_work import run_transaction
 from platform_server.errors import InvalidRequestError
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Callable
 
     from personal_data.crypto import DataKey
     from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.services.context import ServiceContext
 
 MAX_REQUEST_ID_CHARS = 64
+# The caller key of organiser calls in the requests table: '@' is not allowed in a kiosk id
+# (services.kiosks.KIOSK_ID), so an organiser's request ids can never collide with a kiosk's.
+ORGANISER_CALLER: Final = "@organiser"
+T = TypeVar("T")
 
 # Prebuilt text statements: on the identify hot path, building and cache-keying ORM statements per
 # call costs more than the database work itself.
@@ -38,6 +46,14 @@ _INSERT_ANSWER = sa.text(
 def payload_hash(*parts: object) -> str:
     """Digest of a call's content (never hash personal numbers here: pass their keyed hashes)."""
     return hashlib.sha256(json.dumps(parts, default=str, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def keyed_payload_hash(key: DataKey, *parts: object) -> str:
+    """Digest of a call's content keyed with the data key: for calls whose free text may hold personal data.
+
+    An unkeyed digest of a short text around an ID number could be reversed by trying every number.
+    """
+    return lookup_hash(key, payload_hash(*parts))
 
 
 def check_request_id(request_id: str) -> None:
@@ -85,3 +101,56 @@ def store_answer(
             "created_at": at,
         },
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One state-changing call as the idempotency record knows it."""
+
+    caller: str  # the kiosk id, or ORGANISER_CALLER
+    request_id: str
+    method: str  # at most 32 characters (the column)
+    content: str  # payload_hash / keyed_payload_hash of what the call asks for
+
+
+def run_once(
+    uow: UnitOfWork,
+    ctx: ServiceContext,
+    call: Call,
+    work: Callable[[UnitOfWork], T],
+    *,
+    encode: Callable[[T], dict[str, Any]],
+    decode: Callable[[dict[str, Any]], T],
+    keep: Callable[[T], bool] = lambda _answer: True,
+) -> T:
+    """Run `work` once per (caller, request id); a retry gets the first answer back and changes nothing.
+
+    `work` writes inside the transaction and does not commit; its effect, the idempotency record and
+    the commit are one transaction, so an answer is stored exactly when the effect happened. Two
+    copies of one request racing each other: the loser's insert of the record (or of the effect)
+    violates a unique key, run_transaction reruns it, and the rerun finds the winner's answer.
+    `keep(answer)` False leaves no record (an answer with no effect, e.g. an unknown kiosk), so a
+    later retry is decided afresh. Errors raised by `work` roll everything back and store nothing.
+    """
+    check_request_id(call.request_id)
+
+    def attempt(u: UnitOfWork) -> T:
+        stored = stored_answer(u, ctx.data_key, call.caller, call.request_id, call.method, call.content)
+        if stored is not None:
+            return decode(stored)
+        answer = work(u)
+        if keep(answer):
+            store_answer(
+                u,
+                ctx.data_key,
+                kiosk_id=call.caller,
+                request_id=call.request_id,
+                method=call.method,
+                content=call.content,
+                answer=encode(answer),
+                at=ctx.clock(),
+            )
+        u.commit()
+        return answer
+
+    return run_transaction(uow, attempt)

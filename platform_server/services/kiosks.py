@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from platform_server.db.models import Batch, Kiosk
 from platform_server.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
-from platform_server.services import audit
+from platform_server.services import audit, idempotency
 from platform_server.services.batches import BatchView, view_of
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from platform_server.services.context import ServiceContext
 
 KIOSK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+REPORT_EVENT = "ReportKioskEvent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,15 +133,21 @@ def report_event(
     detail: str,
     id_hint: str,
     kiosk_time: dt.datetime | None,
+    request_id: str | None = None,
 ) -> bool:
-    """Append a kiosk-side step or failure to the audit log; False if the kiosk is not registered."""
+    """Append a kiosk-side step or failure to the audit log; False if the kiosk is not registered.
+
+    With a request_id (ReportKioskEvent) the row is written once however often the kiosk retries:
+    a retry after a lost answer must not make one cancelled check-in look like two in the audit log.
+    """
     if len(id_hint) > 4 or (id_hint and not id_hint.isalnum()):
         raise InvalidRequestError("id_number_hash_hint may hold the last 4 characters of the ID number only")
-    with uow:
-        if uow.execute(sa.select(Kiosk.id).where(Kiosk.kiosk_id == kiosk_id)).first() is None:
+
+    def append(u: UnitOfWork) -> bool:
+        if u.execute(sa.select(Kiosk.id).where(Kiosk.kiosk_id == kiosk_id)).first() is None:
             return False
         audit.record(
-            uow,
+            u,
             at=ctx.clock(),
             kiosk_time=kiosk_time,
             actor=kiosk_id,
@@ -149,5 +156,24 @@ def report_event(
             id_masked=("*" * 14 + id_hint) if id_hint else None,
             detail=detail,
         )
-        uow.commit()
         return True
+
+    if request_id is None:
+        with uow:
+            recorded = append(uow)
+            uow.commit()
+            return recorded
+    # Keyed: the free-text detail may hold personal data, and the digest is stored.
+    content = idempotency.keyed_payload_hash(
+        ctx.data_key, REPORT_EVENT, event, outcome, detail, id_hint, kiosk_time.isoformat() if kiosk_time else ""
+    )
+    call = idempotency.Call(kiosk_id, request_id, REPORT_EVENT, content)
+    return idempotency.run_once(
+        uow,
+        ctx,
+        call,
+        append,
+        encode=lambda recorded: {"recorded": recorded},
+        decode=lambda data: bool(data["recorded"]),
+        keep=bool,  # an unregistered kiosk's report leaves nothing behind, not even a request record
+    )
