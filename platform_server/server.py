@@ -115,6 +115,7 @@ def create_server(
     config: PlatformConfig, platform: Platform | None = None, *, listen: str | None = None
 ) -> tuple[grpc.Server, int]:
     """Build and start a server for the platform (built from config unless given); return it and its port."""
+    credentials = server_credentials(config)  # first: a TLS mistake fails before the database is touched
     if platform is None:
         from platform_server.bootstrap import build  # noqa: PLC0415
 
@@ -125,7 +126,6 @@ def create_server(
         interceptors=[OrganiserTokenInterceptor(config.security.organiser_token)],
         options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)],
     )
-    credentials = server_credentials(config)
     kiosk_pb2_grpc.add_KioskServiceServicer_to_server(
         KioskServicer(platform.new_uow, platform.ctx, require_certificate=bool(config.security.client_ca)), server
     )
