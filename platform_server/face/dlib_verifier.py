@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 import cv2
 import dlib
-import face_recognition_models
 import numpy as np
 
 from platform_server.face import defaults
 from platform_server.face.api import FaceImageError, FaceImageProblem, FaceVerdict
 from platform_server.face.image_decoding import RgbImage, decode_image
+
+with warnings.catch_warnings():
+    # face_recognition_models locates its files with the deprecated pkg_resources; the warning it
+    # prints would otherwise end up in front of organisers on every photo import.
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    import face_recognition_models
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -144,6 +150,11 @@ class DlibFaceVerifier:
     def threshold(self) -> float:
         """Distance at or below which two faces are taken to be the same person."""
         return self._threshold
+
+    @property
+    def max_image_bytes(self) -> int:
+        """Largest image accepted, in bytes (the IMAGE_TOO_LARGE refusal tells the kiosk this limit)."""
+        return self._max_image_bytes
 
     def encode_reference(self, image: bytes) -> bytes:
         """Encode a reference photo (JPEG/PNG bytes) once, at import; raise FaceImageError if unusable.
