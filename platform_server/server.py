@@ -153,22 +153,31 @@ def serve(config: PlatformConfig) -> None:
     from platform_server.bootstrap import build  # noqa: PLC0415
 
     check_for_serving(config)
-    platform = build(config)
-    server, port = create_server(config, platform)
-    log.info(
-        "platform serving on %s (port %d), database %s",
-        config.server.listen,
-        port,
-        platform.engine.url.render_as_string(),
-    )
     stop_requested = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("signal %d: stopping gracefully (grace %.0f s)", signum, config.server.grace_s)
         stop_requested.set()
 
+    # Installed before anything starts: a supervisor may send SIGTERM as soon as it sees the process,
+    # and the default action would kill it without the graceful stop.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    server_credentials(config)  # a TLS mistake is reported before the database is migrated
+    platform = build(config)
+    try:
+        server, port = create_server(config, platform)
+    except BaseException:
+        platform.close()  # the UWB worker thread would otherwise keep a failed process alive
+        raise
+    host = config.server.listen.rpartition(":")[0]
+    if config.security.client_ca:
+        transport = "TLS, kiosk client certificates required"
+    elif config.security.tls_cert:
+        transport = "TLS without client certificates"
+    else:
+        transport = "plaintext"
+    log.info("platform serving on %s:%d (%s), database %s", host, port, transport, platform.engine.url)
     stop_requested.wait()
     server.health_servicer.enter_graceful_shutdown()  # type: ignore[attr-defined]
     platform.stopping.set()  # ends event streams so they do not hold the grace period

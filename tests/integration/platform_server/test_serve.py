@@ -1,0 +1,252 @@
+"""`platform-server serve` as a real process: TOML config, TLS on a free port, health, SIGTERM, refusals."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from expertcheckin.v1 import common_pb2, kiosk_pb2_grpc, organiser_pb2, organiser_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from platform_server.dev_certs import make_dev_certificates
+from tests.integration.platform_server.rpc_helpers import identify_request
+from tests.unit.platform_server.support import make_id
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+PLATFORM_SERVER = Path(sys.executable).with_name("platform-server")
+TOKEN = "organiser-serve-test-0123456789"
+GRACE_S = 6  # long enough that finishing well inside it shows the open stream did not hold it
+START_DEADLINE_S = 60  # migrations on a fresh SQLite file and the imports of a cold interpreter
+SERVING = re.compile(r"platform serving on \S+:(\d+) \(([^)]*)\)")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without anyone's PLATFORM_* settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+    env.update(extra)
+    return env
+
+
+class ServerProcess:
+    """The CLI's serve command in its own process; its stderr lines are read by a thread into a queue."""
+
+    def __init__(self, config: Path, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [str(PLATFORM_SERVER), "--config", str(config), "serve"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, pattern: re.Pattern[str], deadline_s: float) -> re.Match[str]:
+        """The first stderr line matching `pattern`, waiting at most `deadline_s` (no sleeping)."""
+        end = time.monotonic() + deadline_s
+        while (left := end - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                pytest.fail(f"serve exited with {self.process.wait()} before {pattern.pattern!r}:\n" + self.log)
+            self.seen.append(line)
+            if match := pattern.search(line):
+                return match
+        pytest.fail(f"no {pattern.pattern!r} within {deadline_s} s:\n" + self.log)
+
+    def rest_of_log(self) -> str:
+        """Everything the process wrote after it ended."""
+        self._reader.join(timeout=10)
+        while not self.lines.empty():
+            line = self.lines.get_nowait()
+            if line is not None:
+                self.seen.append(line)
+        return self.log
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.seen)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> Path:
+    folder = tmp_path / "certs"
+    make_dev_certificates(folder, ["K1"], ["localhost", "127.0.0.1"])
+    return folder
+
+
+def write_config(tmp_path: Path, certs: Path | None, *, data_key: str) -> Path:
+    tls = (
+        f'tls_cert = "{certs / "server.pem"}"\ntls_key = "{certs / "server.key"}"\nclient_ca = "{certs / "ca.pem"}"\n'
+        if certs
+        else ""
+    )
+    key = f'data_key = "{data_key}"\n' if data_key else ""
+    config = tmp_path / "platform.toml"
+    config.write_text(
+        "[server]\n"
+        'listen = "127.0.0.1:0"\n'
+        f"grace_s = {GRACE_S}\n"
+        "[database]\n"
+        f'url = "sqlite:///{tmp_path / "platform.db"}"\n'
+        "[security]\n"
+        'mode = "production"\n'
+        f'organiser_token = "{TOKEN}"\n'
+        f"{key}{tls}"
+        "[face]\n"
+        'verifier = "none"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+@pytest.fixture
+def served(tmp_path: Path, certs: Path) -> Iterator[tuple[ServerProcess, int, grpc.Channel]]:
+    key = subprocess.run(
+        [str(PLATFORM_SERVER), "keygen"], capture_output=True, text=True, check=True, env=clean_env()
+    ).stdout.strip()
+    server = ServerProcess(write_config(tmp_path, certs, data_key=key), clean_env())
+    try:
+        match = server.wait_for(SERVING, START_DEADLINE_S)
+        assert match.group(2) == "TLS, kiosk client certificates required"
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=(certs / "ca.pem").read_bytes(),
+            private_key=(certs / "kiosk-K1.key").read_bytes(),
+            certificate_chain=(certs / "kiosk-K1.pem").read_bytes(),
+        )
+        channel = grpc.secure_channel(f"127.0.0.1:{match.group(1)}", credentials)
+        yield server, int(match.group(1)), channel
+        channel.close()
+    finally:
+        server.kill()
+
+
+def test_serve_answers_health_then_stops_gracefully_on_sigterm(
+    served: tuple[ServerProcess, int, grpc.Channel],
+) -> None:
+    server, _port, channel = served
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "expertcheckin.v1.KioskService", "expertcheckin.v1.OrganiserService"):
+        answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING, service
+    stopped_at = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    code = server.process.wait(timeout=GRACE_S + 10)  # waits on the process, no polling sleep
+    took = time.monotonic() - stopped_at
+    log = server.rest_of_log()
+    assert code == 0, log
+    assert took < GRACE_S + 5, f"stopping took {took:.1f} s"
+    print(f"serve stopped {took:.2f} s after SIGTERM (grace {GRACE_S} s)")
+    assert "stopping gracefully" in log
+    assert "platform stopped" in log
+    assert "Traceback" not in log
+
+
+def test_serve_with_a_live_event_stream_still_stops_within_its_grace(
+    served: tuple[ServerProcess, int, grpc.Channel],
+) -> None:
+    server, _port, channel = served
+    organiser = organiser_pb2_grpc.OrganiserServiceStub(channel)
+    auth = [("authorization", f"Bearer {TOKEN}")]
+    organiser.CreateBatch(
+        organiser_pb2.CreateBatchRequest(
+            request_id="serve-test-create",
+            batch=common_pb2.Batch(code="LIVE", name="在线批次"),
+        ),
+        metadata=auth,
+        timeout=10,
+    )
+    stream = organiser.StreamCheckInEvents(
+        organiser_pb2.StreamCheckInEventsRequest(batch_code="LIVE"), metadata=auth, timeout=60
+    )
+    first_event, ended = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def follow() -> None:
+        try:
+            for item in stream:
+                outcome.append(item.kind)
+                first_event.set()
+        except grpc.RpcError as err:
+            outcome.append(err.code())
+        ended.set()
+
+    threading.Thread(target=follow, daemon=True).start()
+    # A refused identify (K1 is not registered in this fresh database) puts one event on the stream:
+    # once the follower has it, the stream is live and waiting for the next when SIGTERM comes.
+    refused = kiosk_pb2_grpc.KioskServiceStub(channel).IdentifyExpert(
+        identify_request("K1", "LIVE", make_id(1)), timeout=10
+    )
+    assert refused.refusal.reason == common_pb2.REFUSAL_REASON_KIOSK_NOT_REGISTERED
+    assert first_event.wait(timeout=10), "the event stream delivered nothing"
+    assert not ended.is_set()
+    stopped_at = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    code = server.process.wait(timeout=GRACE_S + 10)
+    took = time.monotonic() - stopped_at
+    assert code == 0, server.rest_of_log()
+    # The stream ends at the stop (within one event poll, 1 s), not when the grace period runs out.
+    assert took < GRACE_S, f"stopping took {took:.1f} s: the open stream held the grace period"
+    assert ended.wait(timeout=10), "the event stream was not ended by the stop"
+    assert outcome[0] == organiser_pb2.StreamCheckInEventsResponse.KIND_REFUSED
+
+
+def test_production_without_data_key_refuses_to_start_in_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, None, data_key="")
+    result = subprocess.run(
+        [str(PLATFORM_SERVER), "--config", str(config), "serve"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 5, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "production mode needs [security] data_key" in lines[0]
+    assert not (tmp_path / "platform.db").exists()  # refused before touching the database
+
+
+def test_bad_tls_file_refuses_to_start_before_the_database(tmp_path: Path, certs: Path) -> None:
+    (certs / "server.key").write_bytes((certs / "kiosk-K1.key").read_bytes())
+    config = write_config(tmp_path, certs, data_key="any-key-text-for-this-test")
+    result = subprocess.run(
+        [str(PLATFORM_SERVER), "--config", str(config), "serve"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 5, result.stderr
+    assert "is not the key of" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "platform.db").exists()
