@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 DEFAULT_DB_URL = "sqlite:///var/platform.db"
 MODES = ("development", "production")
 FACE_VERIFIERS = ("dlib", "none")
+MESSAGE_OVERHEAD_BYTES = 64 * 1024  # an IdentifyExpert request beside its face capture
 
 
 def _opt(
@@ -225,7 +226,21 @@ def load_config(  # noqa: C901, PLR0912  (file, environment, then per-key checks
                 raise ConfigError(f"Unknown option '{key}' in section '{section}' ({where}); known: {', '.join(specs)}")
             kwargs[key] = _coerce(section, key, specs[key], value, where)
         sections[section] = cls(**kwargs)
-    return PlatformConfig(**sections)
+    config = PlatformConfig(**sections)
+    _check_across_sections(config)
+    return config
+
+
+def _check_across_sections(config: PlatformConfig) -> None:
+    """Limits that depend on each other: a face capture at its limit must fit in one gRPC message."""
+    needed = config.face.max_image_bytes + MESSAGE_OVERHEAD_BYTES
+    if config.server.max_message_bytes < needed:
+        # Otherwise gRPC drops the call with RESOURCE_EXHAUSTED before the platform can answer
+        # IMAGE_TOO_LARGE, and the kiosk cannot tell the expert what went wrong.
+        raise ConfigError(
+            f"Option 'max_message_bytes' in section 'server' must be at least [face] max_image_bytes + "
+            f"{MESSAGE_OVERHEAD_BYTES} = {needed}, got {config.server.max_message_bytes}"
+        )
 
 
 def check_for_serving(config: PlatformConfig) -> None:

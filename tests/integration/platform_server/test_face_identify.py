@@ -25,8 +25,9 @@ from PIL import Image
 
 from personal_data import id_number
 from platform_server.bootstrap import build
-from platform_server.config import DatabaseSection, FaceSection, PlatformConfig, SecuritySection
+from platform_server.config import DatabaseSection, FaceSection, PlatformConfig, SecuritySection, load_config
 from platform_server.db.models import ReferencePhoto
+from platform_server.errors import ConfigError
 from platform_server.face import dlib_verifier
 from platform_server.server import create_server
 from platform_server.services import batches, roster
@@ -163,6 +164,14 @@ def test_config_face_defaults_are_the_verifiers_own() -> None:
     assert section.threshold == dlib_verifier.DEFAULT_THRESHOLD
     assert section.max_image_bytes == dlib_verifier.DEFAULT_MAX_IMAGE_BYTES
     assert section.max_pixels == dlib_verifier.DEFAULT_MAX_PIXELS
+
+
+def test_config_refuses_a_message_limit_below_the_image_limit(tmp_path: Path) -> None:
+    config = tmp_path / "platform.toml"
+    config.write_text("[server]\nmax_message_bytes = 1048576\n[face]\nmax_image_bytes = 2097152\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="'max_message_bytes' in section 'server' must be at least"):
+        load_config(config, environ={})
+    assert load_config(None, environ={}).server.max_message_bytes > FaceSection().max_image_bytes
 
 
 def test_photo_imports_folder_and_zip_all_or_none(face_platform: FacePlatform) -> None:
