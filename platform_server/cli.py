@@ -222,18 +222,26 @@ def invitations_import(
     file: Annotated[Path, typer.Argument(help=".xlsx 或 .csv (UTF-8/GBK)")], batch: BatchOption
 ) -> None:
     """Import invited experts: every row validated first, then all rows or none."""
-    from platform_server.services import imports  # noqa: PLC0415
+    from platform_server.services.spreadsheets import InvitationReader  # noqa: PLC0415  (light: no database code)
+
+    started = time.perf_counter()
+    # Parse and check the file in a reader process while this one loads the database code and starts.
+    reader = InvitationReader.start(file)
 
     def action() -> None:
+        from platform_server.services import imports  # noqa: PLC0415
+
         p = _platform()
-        started = time.perf_counter()
         for advance in _progress(None, f"导入 / importing {file.name}"):
-            report = imports.import_invitations(p.new_uow(), p.ctx, batch, file, progress=advance)
+            report = imports.import_invitations(p.new_uow(), p.ctx, batch, file, progress=advance, reader=reader)
         _print(
             f"已导入 {report.rows} 位专家 / imported {report.rows} invitations in {time.perf_counter() - started:.2f} s"
         )
 
-    _run(action)
+    try:
+        _run(action)
+    finally:
+        reader.close()
 
 
 @invitations_app.command("template")

@@ -87,6 +87,22 @@ class Batch(Base):
     hotel: so.Mapped[Hotel] = so.relationship(lazy="joined")
 
 
+class PiiPage(Base):
+    """A sealed page of experts' personal numbers: SM4-GCM over up to 256 records (ID and phone each).
+
+    Each record is checked on reading against its expert's keyed hash, so a page cannot be swapped
+    for another undetected. A record whose expert moved to a newer page is blanked (the page is
+    re-sealed), so no stale copy of a personal number outlives its replacement.
+    """
+
+    __tablename__ = "pii_pages"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    sealed: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    records: so.Mapped[int]
+    created_at: so.Mapped[dt.datetime]
+
+
 class Expert(Base):
     """A person who may be invited to batches; identity and card kept as ciphertext plus lookup hash."""
 
@@ -95,9 +111,11 @@ class Expert(Base):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     id_hash: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
     id_masked: so.Mapped[str] = so.mapped_column(sa.String(18))
-    # SM4-GCM of {"id": ..., "phone": ...}, bound to id_hash as associated data (one cipher call per row
-    # keeps a 100 000-row import inside its time budget).
-    pii_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    # ID and phone live in a sealed page (pii_page_id, pii_slot): one SM4-GCM envelope per 256 experts of
+    # an import. Rows written before pages existed keep their own blob (pii_encrypted, bound to id_hash).
+    pii_page_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("pii_pages.id"))
+    pii_slot: so.Mapped[int | None]
+    pii_encrypted: so.Mapped[bytes | None] = so.mapped_column(sa.LargeBinary)
     name: so.Mapped[str] = so.mapped_column(sa.String(100))
     organisation: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
     specialty: so.Mapped[str] = so.mapped_column(sa.String(200), default="")

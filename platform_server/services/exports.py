@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from personal_data.crypto import decrypt, decrypt_text
+from personal_data.crypto import decrypt_text
 from platform_server.db.models import Batch, CheckIn, Expert, Invitation
 from platform_server.errors import InvalidRequestError
 from platform_server.services import audit, roster
@@ -86,6 +86,8 @@ def fee_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numb
                 Expert.name,
                 Expert.id_masked,
                 Expert.id_hash,
+                Expert.pii_page_id,
+                Expert.pii_slot,
                 Expert.pii_encrypted,
                 Expert.organisation,
                 Expert.bank_name,
@@ -99,6 +101,12 @@ def fee_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numb
             .where(Batch.code == batch_code, CheckIn.annulled_at.is_(None))
             .order_by(CheckIn.checked_in_at)
         ).all()
+        # Full ID numbers come out of their sealed pages (each page opened once) or pre-page blobs.
+        ids = (
+            roster.personal_numbers(uow, ctx.data_key, [roster.StoredPii(r[2], r[3], r[4], r[5]) for r in rows])
+            if full_numbers
+            else []
+        )
         if full_numbers:
             audit.record(
                 uow,
@@ -111,10 +119,12 @@ def fee_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numb
             )
             uow.commit()
     out = []
-    for name, id_masked, id_hash, pii, organisation, bank, card_masked, card_blob, at in rows:
+    for i, (name, id_masked, id_hash, _page, _slot, _pii, organisation, bank, card_masked, card_blob, at) in enumerate(
+        rows
+    ):
         id_text, card_text = id_masked, card_masked
         if full_numbers:
-            id_text = roster.pii_fields(decrypt(ctx.data_key, pii, associated=id_hash.encode()).decode())[0]
+            id_text = ids[i][0]
             card_text = decrypt_text(ctx.data_key, card_blob, associated=id_hash)
         out.append([name, id_text, organisation, bank or "", card_text, china_time(at)])
     return out

@@ -1,7 +1,8 @@
 """Organiser imports: invitations, rooms, wristbands, reference photos. All rows or none.
 
 Every row is validated first; a file with any bad row is refused as a whole, naming each bad row's
-number (as Excel shows it) and the reason. Only then is anything written, in one transaction.
+number (as Excel shows it) and the reason. Writes happen in one transaction that commits only when
+every row passed, so a refused file leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -10,18 +11,24 @@ import io
 import re
 import zipfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from personal_data import id_number
-from personal_data.crypto import DataKey
 from platform_server.db.models import Room, Wristband
 from platform_server.errors import ConfigError, ImportRefusedError, RowProblem
 from platform_server.face.api import FaceImageError
 from platform_server.services import roster
 from platform_server.services.check_in import normalise_uid
-from platform_server.services.spreadsheets import cell_text, read_table
+from platform_server.services.spreadsheets import (
+    ROOM,
+    InvitationReader,
+    cell_text,
+    read_table,
+    room_payload_problem,
+)
+from uwb.models import RESERVED_TAG_IDS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,30 +37,11 @@ if TYPE_CHECKING:
     from platform_server.db.unit_of_work import UnitOfWork
     from platform_server.services.context import ServiceContext
 
-INVITATION_COLUMNS: dict[str, tuple[str, ...]] = {
-    "id_number": ("身份证号", "身份证号码", "证件号码", "idnumber", "id"),
-    "name": ("姓名", "专家姓名"),
-    "phone": ("手机", "手机号", "手机号码", "联系电话", "电话"),
-    "organisation": ("工作单位", "单位", "organization"),
-    "specialty": ("专业", "评标专业", "speciality"),
-    "room": ("房间", "房间号", "roomnumber"),
-}
-INVITATION_REQUIRED = ("id_number", "name", "phone", "organisation", "specialty")
 ROOM_COLUMNS: dict[str, tuple[str, ...]] = {"room": ("房间号", "房间", "roomnumber", "number")}
 BAND_COLUMNS: dict[str, tuple[str, ...]] = {"rfid_uid": ("uid", "rfid"), "uwb_tag_id": ("tagid", "uwbtag", "tag")}
-PHONE = re.compile(r"^\+?[0-9][0-9\- ]{5,19}$")
-ROOM = re.compile(r"^[A-Za-z0-9-]{1,16}$")
 TAG = re.compile(r"^[0-9A-F]{4}$")
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
-MAX_NAME = 100
-MAX_TEXT = 200
-
-# Excel stores a long digit string typed without a text format as a float: 18 digits do not survive.
-_NUMERIC_ID = (
-    "身份证号被Excel存成了数字，末几位已丢失；请将该列设为文本后重新录入 / "
-    "the ID number was stored as a number and lost digits; format the column as text"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,160 +52,52 @@ class ImportReport:
     detail: str = ""
 
 
-def _get(row: list[Any], index: dict[str, int], name: str) -> Any:
-    i = index.get(name)
-    return row[i] if i is not None and i < len(row) else None
-
-
-# (spreadsheet row number, id cell, name, phone, organisation, specialty, room)
-RawInvitation = tuple[int, Any, str, str, str, str, str]
-
-
-def _check_row(  # noqa: C901  (one check per column)
-    raw: RawInvitation,
-) -> tuple[str, list[str]]:
-    """The normalised ID number of one row ("" if bad) and every problem with the row's own fields."""
-    _number, id_cell, name, phone, organisation, specialty, room = raw
-    reasons: list[str] = []
-    id_value = ""
-    if isinstance(id_cell, (int, float)) and not isinstance(id_cell, bool):
-        reasons.append(_NUMERIC_ID)
-    elif not cell_text(id_cell):
-        reasons.append("缺少身份证号 / ID number missing")
-    else:
-        try:
-            id_value = id_number.validate(cell_text(id_cell))
-        except id_number.InvalidIdNumberError as err:
-            reasons.append(str(err))
-    if not name:
-        reasons.append("缺少姓名 / name missing")
-    elif len(name) > MAX_NAME:
-        reasons.append(f"姓名过长 / name longer than {MAX_NAME} characters")
-    if not phone:
-        reasons.append("缺少手机号 / phone missing")
-    elif not PHONE.match(phone):
-        reasons.append("手机号格式错误 / phone must be digits (with an optional + and dashes)")
-    if not organisation:
-        reasons.append("缺少工作单位 / organisation missing")
-    if not specialty:
-        reasons.append("缺少专业 / specialty missing")
-    if len(organisation) > MAX_TEXT or len(specialty) > MAX_TEXT:
-        reasons.append(f"单位或专业过长 / organisation or specialty longer than {MAX_TEXT} characters")
-    if room and not ROOM.match(room):
-        reasons.append("房间号格式错误 / room must be 1-16 letters, digits or dashes")
-    return id_value, reasons
-
-
-def _check_and_prepare(
-    args: tuple[bytes, bytes, list[RawInvitation]],
-) -> list[RowProblem | tuple[int, str, roster.PreparedInvitation]]:
-    """Worker: check each row's own fields; hash, mask and encrypt the good ones."""
-    key = DataKey(args[0], args[1])
-    out: list[RowProblem | tuple[int, str, roster.PreparedInvitation]] = []
-    for raw in args[2]:
-        id_value, reasons = _check_row(raw)
-        if reasons:
-            out.append(RowProblem(raw[0], "；".join(reasons)))
-            continue
-        row = roster.InvitationRow(id_value, raw[2], raw[3], raw[4], raw[5], raw[6])
-        out.append((raw[0], id_value, roster.prepare(key, [row])[0]))
-    return out
-
-
-def validate_invitations(  # noqa: C901, PLR0912  (file-wide checks after the per-row ones)
-    uow: UnitOfWork, ctx: ServiceContext, batch_code: str, path: Path
-) -> list[roster.PreparedInvitation]:
-    """Read and check every row; return them ready to write, or raise naming every bad row."""
-    table = read_table(path, INVITATION_COLUMNS, INVITATION_REQUIRED)
-    index = {name: i for i, name in enumerate(table.columns) if name}
-    width = len(table.columns)
-    picks = [index.get(n, width) for n in ("id_number", "name", "phone", "organisation", "specialty", "room")]
-    raws: list[RawInvitation] = []
-    for offset, raw in enumerate(table.rows):
-        cells = list(raw) + [None] * (width + 1 - len(raw))
-        if not any(c is not None and c != "" for c in cells):
-            continue  # blank lines are not rows
-        i_id, i_name, i_phone, i_org, i_spec, i_room = picks
-        raws.append(
-            (
-                table.first_row_number + offset,
-                cells[i_id],
-                cell_text(cells[i_name]),
-                cell_text(cells[i_phone]),
-                cell_text(cells[i_org]),
-                cell_text(cells[i_spec]),
-                cell_text(cells[i_room]),
-            )
-        )
-    if not raws:
-        raise ImportRefusedError(f"{path.name} 没有数据行 / {path.name} has no data rows")
-    key = ctx.data_key
-    size = roster.CHUNK if len(raws) >= roster.PARALLEL_THRESHOLD else len(raws)
-    chunks = [(key.encryption_key, key.lookup_key, raws[i : i + size]) for i in range(0, len(raws), size)]
-    checked = roster.in_workers(_check_and_prepare, chunks)
-    problems = [c for c in checked if isinstance(c, RowProblem)]
-    good = [c for c in checked if not isinstance(c, RowProblem)]
-    first_seen: dict[str, int] = {}
-    room_seen: dict[str, int] = {}
-    for number, id_value, prepared in good:
-        if id_value in first_seen:
-            problems.append(
-                RowProblem(
-                    number, f"与第{first_seen[id_value]}行身份证号重复 / same ID number as row {first_seen[id_value]}"
-                )
-            )
-        else:
-            first_seen[id_value] = number
-        if prepared.room:
-            if prepared.room in room_seen:
-                problems.append(
-                    RowProblem(
-                        number,
-                        f"房间{prepared.room}已在第{room_seen[prepared.room]}行分配 / "
-                        f"room {prepared.room} already given in row {room_seen[prepared.room]}",
-                    )
-                )
-            else:
-                room_seen[prepared.room] = number
-    with uow:
-        batch_id, _hotel = roster.batch_id_for(uow, batch_code)
-        already = roster.invited_hashes(uow, batch_id)
-        rooms = roster.room_ids(uow, batch_id) if room_seen else {}
-        reserved = roster.reserved_rooms(uow, batch_id) if room_seen else set()
-    for number, _id, prepared in good:
-        if prepared.id_hash in already:
-            problems.append(RowProblem(number, "该专家已在本批次名单中 / this expert is already invited to the batch"))
-        if prepared.room:
-            if prepared.room not in rooms:
-                problems.append(
-                    RowProblem(
-                        number,
-                        f"房间{prepared.room}不在本批次房源中 / room {prepared.room} is not in the batch's rooms",
-                    )
-                )
-            elif rooms[prepared.room] in reserved:
-                problems.append(
-                    RowProblem(
-                        number, f"房间{prepared.room}已预分配给他人 / room {prepared.room} is already pre-assigned"
-                    )
-                )
-    if problems:
-        problems.sort(key=lambda p: p.row)
-        raise ImportRefusedError(
-            f"{path.name}: {len(problems)}行有误，未导入任何数据 / {len(problems)} bad rows, nothing imported", problems
-        )
-    return [prepared for _n, _i, prepared in good]
-
-
 def import_invitations(
-    uow: UnitOfWork, ctx: ServiceContext, batch_code: str, path: Path, progress: Callable[[int], None] | None = None
+    uow: UnitOfWork,
+    ctx: ServiceContext,
+    batch_code: str,
+    path: Path,
+    progress: Callable[[int], None] | None = None,
+    *,
+    reader: InvitationReader | None = None,
 ) -> ImportReport:
-    """Validate the whole file, then write all rows in one transaction."""
-    prepared = validate_invitations(uow, ctx, batch_code, path)
-    with uow:
-        count = roster.write_invitations(uow, ctx, batch_code, prepared, progress=progress)
-        uow.commit()
-    return ImportReport(count)
+    """Check every row of the file, then write them all in one transaction, or nothing.
+
+    `reader` is the CLI's reader process, started before the platform so the file is parsed meanwhile;
+    without one the file is read here. Each prepared chunk is checked against the database (already
+    invited, rooms of the batch) and written in the one open transaction; any problem in any chunk
+    rolls everything back and names every bad row.
+    """
+    reader = reader or InvitationReader.in_process(path)
+    try:
+        with uow:
+            batch_id, _hotel = roster.batch_id_for(uow, batch_code)
+            # Within one file an ID number appears once (or the file is refused), so when no expert
+            # existed before, none of the file's can be known: skip that lookup for every chunk.
+            experts_may_exist = roster.any_experts(uow)
+            problems: list[RowProblem] = []
+            total = known = 0
+            for chunk in reader.chunks(ctx.data_key):
+                check = roster.check_invitation_chunk(uow, batch_id, chunk, experts_may_exist=experts_may_exist)
+                problems += check.problems
+                if not problems:  # after the first problem only check: the transaction will roll back
+                    roster.write_invitation_chunk(uow, ctx, batch_id, chunk, check.replaced_pages)
+                total += chunk.count
+                known += check.known_experts
+                if progress:
+                    progress(chunk.count)
+            problems += reader.problems
+            if problems:
+                problems.sort(key=lambda p: p.row)
+                raise ImportRefusedError(
+                    f"{path.name}: {len(problems)}行有误，未导入任何数据 / {len(problems)} bad rows, nothing imported",
+                    problems,
+                )
+            roster.audit_invitations(uow, ctx, batch_code, total, total - known, actor="cli")
+            uow.commit()
+    finally:
+        reader.close()
+    return ImportReport(total)
 
 
 def import_rooms(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, path: Path) -> ImportReport:
@@ -234,6 +114,8 @@ def import_rooms(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, path: Pa
             continue
         if not ROOM.match(room):
             problems.append(RowProblem(number, "房间号格式错误 / room must be 1-16 letters, digits or dashes"))
+        elif room_payload_problem(room):
+            problems.append(RowProblem(number, room_payload_problem(room)))
         elif room in seen:
             problems.append(RowProblem(number, f"与第{seen[room]}行重复 / same room as row {seen[room]}"))
         else:
@@ -286,6 +168,11 @@ def import_bands(  # noqa: C901
             reasons.append(f"UID与第{uids[uid]}行重复 / same rfid_uid as row {uids[uid]}")
         if not TAG.match(tag):
             reasons.append("UWB标签号应为4位十六进制 / uwb_tag_id must be 4 hex digits")
+        elif int(tag, 16) in RESERVED_TAG_IDS:
+            reasons.append(
+                f"标签号{tag}是保留地址（0000为未配置、FFFF为广播） / uwb_tag_id {tag} is reserved "
+                "(0000 unset, FFFF broadcast): not a band's address"
+            )
         elif tag in tags:
             reasons.append(f"标签号与第{tags[tag]}行重复 / same uwb_tag_id as row {tags[tag]}")
         if reasons:

@@ -1,36 +1,38 @@
 """Writing the roster: invited experts, rooms, wristbands, reference photos (validated input only).
 
 `services.imports` reads and validates files and calls these; tests and the demo seed call them directly.
-Large invitation lists are encrypted in worker processes (one SM4-GCM call per expert is ~10 µs, so
-100 000 rows would otherwise take a second of the import's two-second budget).
+Invitations are written set-wise: each prepared chunk (services.spreadsheets.PreparedChunk) travels as
+one JSON parameter that the database expands itself (SQLite json_each, PostgreSQL
+json_array_elements), so 100 000 experts cost three statements per chunk and no Python per row.
+Personal numbers are sealed in pages (one SM4-GCM envelope per 256 experts, `pii_pages`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import multiprocessing
-import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from personal_data import id_number
-from personal_data.crypto import DataKey, encrypt, lookup_hash
-from platform_server.db.models import Batch, Expert, Invitation, ReferencePhoto, Room, Wristband
-from platform_server.errors import NotFoundError
+from personal_data.crypto import DataKey, DecryptionError, decrypt, encrypt, lookup_hash, open_records, seal_records
+from platform_server.db.models import Batch, Expert, Invitation, ReferencePhoto, Room, UtcDateTime, Wristband
+from platform_server.errors import NotFoundError, RowProblem
 from platform_server.services import audit
+from platform_server.services.spreadsheets import (
+    PII_PAGE_AAD,
+    PII_SEPARATOR,
+    CheckedRow,
+    PreparedChunk,
+    prepare_chunk,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from platform_server.db.unit_of_work import UnitOfWork
     from platform_server.services.context import ServiceContext
 
-PARALLEL_THRESHOLD = 5000  # rows; below this, worker processes cost more than they save
-CHUNK = 10_000
-MIN_WORKER_CPUS = 4
 _IN_CHUNK = 900  # stays under SQLite's default limit of host parameters per statement
 
 
@@ -46,58 +48,242 @@ class InvitationRow:
     room: str = ""
 
 
-class PreparedInvitation(NamedTuple):
-    """A validated row ready to write: personal numbers already hashed, masked and encrypted.
-
-    A NamedTuple, not a dataclass: 100 000 of them cross from worker processes, and tuples pickle fast.
-    """
-
-    id_hash: str
-    id_masked: str
-    pii_encrypted: bytes
-    name: str
-    organisation: str
-    specialty: str
-    room: str
-
-
-PII_SEPARATOR = "\x1f"  # ASCII unit separator: never part of an ID or phone number
-
-
 def pii_plaintext(id_value: str, phone: str) -> bytes:
-    """The expert's ID and phone as the one plaintext encrypted per expert."""
+    """The expert's ID and phone as one record (of a page, or of a pre-page per-expert blob)."""
     return f"{id_value}{PII_SEPARATOR}{phone}".encode()
 
 
 def pii_fields(plain: str) -> tuple[str, str]:
-    """(ID number, phone) from a decrypted pii blob."""
+    """(ID number, phone) from a decrypted record."""
     id_value, _, phone = plain.partition(PII_SEPARATOR)
     return id_value, phone
 
 
-def prepare(key: DataKey, rows: Sequence[InvitationRow]) -> list[PreparedInvitation]:
-    """Hash, mask and encrypt valid rows (one SM4-GCM call per expert, bound to its lookup hash)."""
-    out = []
-    hasher = hmac.new(key.lookup_key, digestmod="sm3")  # copied per row: saves the key set-up each time
-    for r in rows:
-        one = hasher.copy()
-        one.update(r.id_number.encode())
-        id_hash = one.hexdigest()
-        blob = encrypt(key, pii_plaintext(r.id_number, r.phone), associated=id_hash.encode("ascii"))
-        out.append(
-            PreparedInvitation(id_hash, id_number.mask(r.id_number), blob, r.name, r.organisation, r.specialty, r.room)
+def prepare(key: DataKey, rows: Sequence[InvitationRow]) -> PreparedChunk:
+    """Hash, mask and page-seal validated rows (row numbers 1.. in the given order)."""
+    checked: list[CheckedRow] = [
+        (n, r.id_number, r.name, r.phone, r.organisation, r.specialty, r.room) for n, r in enumerate(rows, start=1)
+    ]
+    return prepare_chunk(key, checked)
+
+
+# A chunk is staged in a temporary table first (executemany on SQLite, COPY on PostgreSQL); everything
+# else is set-wise SQL over it, so per-row work in Python is one tuple handed to the driver.
+_STAGING_COLUMNS = "n, id_hash, id_masked, page, slot, name, organisation, specialty, room"
+_STAGING_TABLE = (
+    "n INTEGER, id_hash VARCHAR(64), id_masked VARCHAR(18), page INTEGER, slot INTEGER, name VARCHAR(100),"
+    " organisation VARCHAR(200), specialty VARCHAR(200), room VARCHAR(16)"
+)
+_NOW = sa.bindparam("now", type_=UtcDateTime())
+_KNOWN = sa.text(
+    "SELECT s.n, e.id, e.pii_page_id, i.id FROM import_rows s JOIN experts e ON e.id_hash = s.id_hash "
+    "LEFT JOIN invitations i ON i.batch_id = :batch_id AND i.expert_id = e.id"
+)
+_ROOM_PROBLEMS = sa.text(
+    "SELECT s.n, s.room, r.id FROM import_rows s "
+    "LEFT JOIN rooms r ON r.batch_id = :batch_id AND r.number = s.room "
+    "WHERE s.room <> '' AND (r.id IS NULL OR EXISTS (SELECT 1 FROM invitations i WHERE i.room_id = r.id))"
+)
+_INSERT_PAGE = sa.text(
+    "INSERT INTO pii_pages (sealed, records, created_at) VALUES (:sealed, :records, :now) RETURNING id"
+).bindparams(_NOW, sa.bindparam("sealed", type_=sa.LargeBinary()))
+_UPSERT_EXPERTS = sa.text(
+    "INSERT INTO experts (id_hash, id_masked, pii_page_id, pii_slot, pii_encrypted, name, organisation, specialty,"
+    " created_at) SELECT s.id_hash, s.id_masked, p.id, s.slot, NULL, s.name, s.organisation, s.specialty, :now"
+    " FROM import_rows s JOIN import_pages p ON p.page = s.page WHERE true ORDER BY s.id_hash "
+    "ON CONFLICT (id_hash) DO UPDATE SET id_masked = excluded.id_masked, pii_page_id = excluded.pii_page_id,"
+    " pii_slot = excluded.pii_slot, pii_encrypted = NULL, name = excluded.name,"
+    " organisation = excluded.organisation, specialty = excluded.specialty"
+).bindparams(_NOW)
+_INSERT_INVITATIONS = sa.text(
+    "INSERT INTO invitations (batch_id, expert_id, room_id, face_failures, created_at) "
+    "SELECT :batch_id, e.id, r.id, 0, :now FROM import_rows s JOIN experts e ON e.id_hash = s.id_hash "
+    "LEFT JOIN rooms r ON r.batch_id = :batch_id AND r.number = s.room ORDER BY e.id"
+).bindparams(_NOW)
+
+
+def _stage_rows(uow: UnitOfWork, chunk: PreparedChunk) -> None:
+    """Put the chunk's rows into the transaction's (emptied) temporary table."""
+    connection = uow.session.connection()
+    if uow.is_postgres:
+        for table, columns in (("import_rows", _STAGING_TABLE), ("import_pages", "page INTEGER, id INTEGER")):
+            connection.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({columns}) ON COMMIT DROP")
+        connection.exec_driver_sql("TRUNCATE import_rows, import_pages")
+        with _raw_cursor(connection).copy(f"COPY import_rows ({_STAGING_COLUMNS}) FROM STDIN") as copy:
+            for row in chunk.rows:
+                copy.write_row(row)
+        return
+    for table, columns in (("import_rows", _STAGING_TABLE), ("import_pages", "page INTEGER PRIMARY KEY, id INTEGER")):
+        connection.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({columns})")
+    connection.exec_driver_sql("DELETE FROM import_rows")
+    connection.exec_driver_sql("DELETE FROM import_pages")
+    if chunk.rows:
+        connection.exec_driver_sql(
+            f"INSERT INTO import_rows ({_STAGING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            chunk.rows,
         )
+
+
+def _stage_pages(uow: UnitOfWork, page_ids: Sequence[int]) -> None:
+    """Map the chunk's page indexes to the ids its pages got."""
+    connection = uow.session.connection()
+    if not page_ids:
+        return
+    if uow.is_postgres:
+        with _raw_cursor(connection).copy("COPY import_pages (page, id) FROM STDIN") as copy:
+            for pair in enumerate(page_ids):
+                copy.write_row(pair)
+    else:
+        connection.exec_driver_sql(
+            "INSERT INTO import_pages (page, id) VALUES (?, ?)",
+            list(enumerate(page_ids)),
+        )
+
+
+def _raw_cursor(connection: sa.Connection) -> Any:
+    """The driver's own cursor in the connection's transaction (psycopg's COPY needs it)."""
+    return connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def _unstage(uow: UnitOfWork) -> None:
+    """Empty the temporary tables (SQLite keeps them per connection; PostgreSQL drops them at commit)."""
+    if not uow.is_postgres:
+        connection = uow.session.connection()
+        connection.exec_driver_sql("DELETE FROM import_rows")
+        connection.exec_driver_sql("DELETE FROM import_pages")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkCheck:
+    """What the database says about a prepared chunk before it is written."""
+
+    problems: list[RowProblem]
+    known_experts: int
+    replaced_pages: set[int]
+
+
+def any_experts(uow: UnitOfWork) -> bool:
+    """True when the platform knows any expert yet (a first import can skip looking for known ones)."""
+    return uow.execute(sa.text("SELECT 1 FROM experts LIMIT 1")).first() is not None
+
+
+def check_invitation_chunk(
+    uow: UnitOfWork, batch_id: int, chunk: PreparedChunk, *, experts_may_exist: bool = True
+) -> ChunkCheck:
+    """Stage the chunk; name rows already invited, or naming a room outside the pool or pre-assigned.
+
+    `experts_may_exist=False` (no expert existed when the import's transaction began, and the file has
+    no repeated ID numbers) skips looking the chunk's experts up.
+    """
+    _stage_rows(uow, chunk)
+    params = {"batch_id": batch_id}
+    problems: list[RowProblem] = []
+    known = uow.execute(_KNOWN, params).all() if experts_may_exist else []
+    replaced = {int(page) for _n, _e, page, _i in known if page is not None}
+    problems += [
+        RowProblem(int(n), "该专家已在本批次名单中 / this expert is already invited to the batch")
+        for n, _e, _p, invitation in known
+        if invitation is not None
+    ]
+    for n, room, room_id in uow.execute(_ROOM_PROBLEMS, params).all():
+        if room_id is None:
+            message = f"房间{room}不在本批次房源中 / room {room} is not in the batch's rooms"
+        else:
+            message = f"房间{room}已预分配给他人 / room {room} is already pre-assigned"
+        problems.append(RowProblem(int(n), message))
+    return ChunkCheck(problems, len(known), replaced)
+
+
+def write_invitation_chunk(
+    uow: UnitOfWork, ctx: ServiceContext, batch_id: int, chunk: PreparedChunk, replaced_pages: Iterable[int] = ()
+) -> None:
+    """Insert the chunk's pages, experts (refreshing known ones) and invitations, in the open transaction."""
+    now = ctx.clock()
+    page_ids = [
+        int(uow.execute(_INSERT_PAGE, {"sealed": sealed, "records": records, "now": now}).scalar_one())
+        for sealed, records in zip(chunk.pages, chunk.page_records, strict=True)
+    ]
+    _stage_pages(uow, page_ids)
+    params = {"batch_id": batch_id, "now": now}
+    uow.execute(_UPSERT_EXPERTS, params)
+    uow.execute(_INSERT_INVITATIONS, params)
+    _unstage(uow)
+    reseal_pages(uow, ctx.data_key, replaced_pages)
+
+
+def reseal_pages(uow: UnitOfWork, key: DataKey, page_ids: Iterable[int]) -> int:
+    """Blank the records no expert points to any more (moved to a newer page) and re-seal those pages.
+
+    A re-imported expert's old record would otherwise stay readable in its old page after the expert's
+    data changed; erasing an expert's personal numbers works the same way.
+    """
+    wanted = sorted(set(page_ids))
+    resealed = 0
+    for start in range(0, len(wanted), _IN_CHUNK):
+        part = wanted[start : start + _IN_CHUNK]
+        live: dict[int, dict[int, str]] = {p: {} for p in part}
+        for page_id, slot, id_hash in uow.execute(
+            sa.select(Expert.pii_page_id, Expert.pii_slot, Expert.id_hash).where(Expert.pii_page_id.in_(part))
+        ).all():
+            live[int(page_id)][int(slot)] = str(id_hash)
+        for page_id, sealed in uow.execute(
+            sa.text("SELECT id, sealed FROM pii_pages WHERE id IN :ids").bindparams(
+                sa.bindparam("ids", expanding=True)
+            ),
+            {"ids": part},
+        ).all():
+            records = open_records(key, sealed, PII_PAGE_AAD)
+            keep = live[int(page_id)]
+            kept = [record if slot in keep else b"" for slot, record in enumerate(records)]
+            if kept == records:
+                continue
+            uow.execute(
+                sa.text("UPDATE pii_pages SET sealed = :sealed, records = :records WHERE id = :id").bindparams(
+                    sa.bindparam("sealed", type_=sa.LargeBinary())
+                ),
+                {"sealed": seal_records(key, kept, PII_PAGE_AAD), "records": len(keep), "id": page_id},
+            )
+            resealed += 1
+    return resealed
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPii:
+    """Where an expert's personal numbers are: a page record, or (before pages) the expert's own blob."""
+
+    id_hash: str
+    page_id: int | None
+    slot: int | None
+    legacy_blob: bytes | None
+
+
+def personal_numbers(uow: UnitOfWork, key: DataKey, stored: Sequence[StoredPii]) -> list[tuple[str, str]]:
+    """(ID number, phone) of each expert, opening each page once; DecryptionError if anything was altered."""
+    pages: dict[int, list[bytes]] = {}
+    wanted = sorted({s.page_id for s in stored if s.page_id is not None})
+    for start in range(0, len(wanted), _IN_CHUNK):
+        part = wanted[start : start + _IN_CHUNK]
+        for page_id, sealed in uow.execute(
+            sa.text("SELECT id, sealed FROM pii_pages WHERE id IN :ids").bindparams(
+                sa.bindparam("ids", expanding=True)
+            ),
+            {"ids": part},
+        ).all():
+            pages[int(page_id)] = open_records(key, sealed, PII_PAGE_AAD)
+    out: list[tuple[str, str]] = []
+    for s in stored:
+        if s.page_id is not None and s.slot is not None:
+            records = pages.get(s.page_id, [])
+            fields = pii_fields(records[s.slot].decode()) if s.slot < len(records) else ("", "")
+            # The record must be this expert's: a page moved under another row does not authenticate.
+            if not fields[0] or lookup_hash(key, fields[0]) != s.id_hash:
+                raise DecryptionError("a sealed record does not belong to the expert that points to it")
+            out.append(fields)
+        elif s.legacy_blob is not None:
+            out.append(pii_fields(decrypt(key, s.legacy_blob, associated=s.id_hash.encode()).decode()))
+        else:
+            out.append(("", ""))
     return out
-
-
-def in_workers(function: Callable[[Any], list[Any]], chunks: list[Any]) -> list[Any]:
-    """Map `function` over chunks in worker processes when that pays, else here; results in order."""
-    # Results cross back pickled (~1.4 s per 100 000 rows here), so two cores do not pay; four do.
-    if len(chunks) < 2 or (os.cpu_count() or 1) < MIN_WORKER_CPUS:
-        return [item for chunk in chunks for item in function(chunk)]
-    # fork: children inherit the parsed rows and the function, and start in milliseconds.
-    with multiprocessing.get_context("fork").Pool(min(os.cpu_count() or 2, 8)) as pool:
-        return [item for part in pool.map(function, chunks) for item in part]
 
 
 def hashes_of(key: DataKey, id_values: Sequence[str]) -> list[str]:
@@ -142,61 +328,41 @@ def write_invitations(
     uow: UnitOfWork,
     ctx: ServiceContext,
     batch_code: str,
-    rows: Sequence[PreparedInvitation],
+    prepared: PreparedChunk | Sequence[PreparedChunk],
     *,
     actor: str = "cli",
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Insert experts (or refresh known ones) and their invitations, in the caller's open transaction.
 
-    Uses the driver's executemany directly: at 100 000 rows the ORM's per-row parameter processing
-    would cost more than the whole two-second import budget.
+    Rows already invited to the batch or naming unusable rooms raise ImportRefusedError (nothing written
+    once the caller rolls back); services.imports checks them first and names every row.
     """
+    from platform_server.errors import ImportRefusedError  # noqa: PLC0415
+
     batch_id, _hotel = batch_id_for(uow, batch_code)
-    connection = uow.session.connection()
-    dialect = connection.dialect
-    ph = "?" if dialect.paramstyle == "qmark" else "%s"
-    now_bound = Expert.__table__.c.created_at.type.bind_processor(dialect)
-    # The column type's own bind processing, applied once (UTC, and SQLite's text form of datetimes).
-    now_value: Any = now_bound(ctx.clock()) if now_bound is not None else ctx.clock()
-    existing = expert_ids_by_hash(uow, [r.id_hash for r in rows])
-    new_rows = [
-        (r.id_hash, r.id_masked, r.pii_encrypted, r.name, r.organisation, r.specialty, now_value)
-        for r in rows
-        if r.id_hash not in existing
-    ]
-    updates = [
-        (r.id_masked, r.pii_encrypted, r.name, r.organisation, r.specialty, existing[r.id_hash])
-        for r in rows
-        if r.id_hash in existing
-    ]
-    if new_rows:
-        before = uow.execute(sa.select(sa.func.coalesce(sa.func.max(Expert.id), 0))).scalar_one()
-        connection.exec_driver_sql(
-            "INSERT INTO experts (id_hash, id_masked, pii_encrypted, name, organisation, specialty, created_at) "  # noqa: S608
-            f"VALUES ({', '.join([ph] * 7)})",
-            new_rows,
-        )
-        wanted = {r[0] for r in new_rows}
-        for id_hash, expert_id in uow.execute(sa.select(Expert.id_hash, Expert.id).where(Expert.id > before)).all():
-            if id_hash in wanted:
-                existing[str(id_hash)] = int(expert_id)
-    if progress:
-        progress(len(rows) // 2)
-    if updates:
-        connection.exec_driver_sql(
-            f"UPDATE experts SET id_masked = {ph}, pii_encrypted = {ph}, name = {ph}, organisation = {ph}, "  # noqa: S608
-            f"specialty = {ph} WHERE id = {ph}",
-            updates,
-        )
-    rooms = room_ids(uow, batch_id) if any(r.room for r in rows) else {}
-    invitations = [(batch_id, existing[r.id_hash], rooms[r.room] if r.room else None, 0, now_value) for r in rows]
-    if invitations:
-        connection.exec_driver_sql(
-            "INSERT INTO invitations (batch_id, expert_id, room_id, face_failures, created_at) "  # noqa: S608
-            f"VALUES ({', '.join([ph] * 5)})",
-            invitations,
-        )
+    chunks = [prepared] if isinstance(prepared, PreparedChunk) else list(prepared)
+    total = known = 0
+    for chunk in chunks:
+        check = check_invitation_chunk(uow, batch_id, chunk)
+        if check.problems:
+            raise ImportRefusedError(
+                f"{len(check.problems)}行有误，未导入 / {len(check.problems)} bad rows, nothing imported",
+                check.problems,
+            )
+        write_invitation_chunk(uow, ctx, batch_id, chunk, check.replaced_pages)
+        total += chunk.count
+        known += check.known_experts
+        if progress:
+            progress(chunk.count)
+    audit_invitations(uow, ctx, batch_code, total, total - known, actor=actor)
+    return total
+
+
+def audit_invitations(
+    uow: UnitOfWork, ctx: ServiceContext, batch_code: str, rows: int, new_experts: int, *, actor: str
+) -> None:
+    """The audit row of an invitation import, in its transaction."""
     audit.record(
         uow,
         at=ctx.clock(),
@@ -204,11 +370,8 @@ def write_invitations(
         action="invitations_import",
         outcome="imported",
         batch_code=batch_code,
-        detail={"rows": len(rows), "new_experts": len(new_rows)},
+        detail={"rows": rows, "new_experts": new_experts},
     )
-    if progress:
-        progress(len(rows) - len(rows) // 2)
-    return len(rows)
 
 
 def write_rooms(

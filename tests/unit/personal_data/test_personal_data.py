@@ -56,3 +56,34 @@ def test_lookup_hash_is_keyed() -> None:
     b = crypto.DataKey.from_text(crypto.DataKey.generate_text())
     assert crypto.lookup_hash(a, "x") == crypto.lookup_hash(a, "x")
     assert crypto.lookup_hash(a, "x") != crypto.lookup_hash(b, "x")
+
+
+@given(st.text(max_size=40))
+def test_precomputed_lookup_hasher_matches_hmac_sm3(value: str) -> None:
+    key = crypto.DataKey.from_text("test-only data key, never used in production")
+    hasher = crypto.LookupHasher(key.lookup_key)
+    expected = crypto.lookup_hash_reference(key, value)
+    assert hasher(value) == expected
+    assert hasher.many([value, value]) == [expected, expected]
+    assert crypto.lookup_hash(key, value) == expected
+
+
+def test_lookup_hasher_follows_rfc2104_for_keys_longer_than_a_block() -> None:
+    import hmac  # noqa: PLC0415
+
+    long_key = bytes(range(100))
+    assert crypto.LookupHasher(long_key)("x") == hmac.new(long_key, b"x", "sm3").hexdigest()
+
+
+def test_sealed_records_round_trip_and_refuse_tampering_or_another_label() -> None:
+    key = crypto.DataKey.from_text(crypto.DataKey.generate_text())
+    records = [b"11010519491231002X\x1f13900000000", b"", b"x"]
+    blob = crypto.seal_records(key, records, b"page")
+    assert b"11010519491231002X" not in blob
+    assert crypto.open_records(key, blob, b"page") == records
+    with pytest.raises(crypto.DecryptionError):
+        crypto.open_records(key, blob, b"other")
+    with pytest.raises(crypto.DecryptionError):
+        crypto.open_records(key, blob[:20] + bytes([blob[20] ^ 1]) + blob[21:], b"page")
+    with pytest.raises(ValueError, match="separator"):
+        crypto.seal_records(key, [b"a\x1eb"], b"page")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
 import time
 import zipfile
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,12 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
+from personal_data import id_number
+from personal_data.crypto import open_records
+from platform_server.db.models import Expert
 from platform_server.errors import ImportRefusedError
-from platform_server.services import imports, roster, spreadsheets
-from tests.unit.platform_server.support import FakeFaceVerifier, Seeded, face_image, many_ids
+from platform_server.services import batches, imports, roster, spreadsheets
+from tests.unit.platform_server.support import FakeFaceVerifier, Seeded, face_image, many_ids, seed
 
-if TYPE_CHECKING:
-    from pathlib import Path
+TEST_KEY_TEXT = "cli test data key, never used in production"
+
 
 HEADER = ["身份证号", "姓名", "手机号", "工作单位", "专业", "房间号"]
 
@@ -137,15 +143,150 @@ def test_each_kind_of_bad_file_is_refused_quickly(seeded: Seeded, tmp_path: Path
     assert invited_count(seeded) == len(seeded.ids)
 
 
-def test_worker_process_path_matches(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(roster, "MIN_WORKER_CPUS", 2)  # exercise the worker processes on any machine
-    ids = many_ids(roster.PARALLEL_THRESHOLD + 100, seed=15)
+def test_many_chunks_all_land_and_known_experts_are_refreshed_without_stale_copies(
+    seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spreadsheets, "CHUNK_ROWS", 40)  # several chunks and pages on a small file
+    monkeypatch.setattr(spreadsheets, "PAGE_SLOTS", 16)
+    ids = many_ids(130, seed=15)
     path = write_csv(tmp_path / "big.csv", rows_for(ids))
     report = imports.import_invitations(seeded.new_uow(), seeded.ctx, seeded.batch_code, path)
     assert report.rows == len(ids)
     with seeded.new_uow() as uow:
-        found = roster.expert_ids_by_hash(uow, roster.hashes_of(seeded.ctx.data_key, ids[:50] + ids[-50:]))
-    assert len(found) == 100
+        found = roster.expert_ids_by_hash(uow, roster.hashes_of(seeded.ctx.data_key, ids))
+        assert len(found) == len(ids)
+        pages_before = uow.execute(sa.text("SELECT count(*) FROM pii_pages")).scalar_one()
+        assert pages_before >= 130 // 16
+    # The same experts invited to another batch with new phones: rows refreshed, old records blanked.
+    with seeded.new_uow() as uow:
+        batches.create_batch(uow, seeded.ctx, batches.BatchSpec(code="B2", name="二批", hotel_code="H1"), actor="t")
+    again = write_csv(
+        tmp_path / "again.csv",
+        [HEADER] + [[v, f"专家{i}", f"1880000{i:04d}", "院", "市政", ""] for i, v in enumerate(ids[:20])],
+    )
+    assert imports.import_invitations(seeded.new_uow(), seeded.ctx, "B2", again).rows == 20
+    with seeded.new_uow() as uow:
+        rows = uow.execute(
+            sa.select(Expert.id_hash, Expert.pii_page_id, Expert.pii_slot, Expert.pii_encrypted).where(
+                Expert.id_hash.in_(roster.hashes_of(seeded.ctx.data_key, ids[:20]))
+            )
+        ).all()
+        stored = [roster.StoredPii(*r) for r in rows]
+        numbers = dict(
+            zip([r[0] for r in rows], roster.personal_numbers(uow, seeded.ctx.data_key, stored), strict=True)
+        )
+        for i, v in enumerate(ids[:20]):
+            assert numbers[roster.hashes_of(seeded.ctx.data_key, [v])[0]] == (v, f"1880000{i:04d}")
+        # No page still holds an old phone of these experts.
+        plain = b"".join(
+            b"\x1e".join(open_records(seeded.ctx.data_key, blob, spreadsheets.PII_PAGE_AAD))
+            for (blob,) in uow.execute(sa.text("SELECT sealed FROM pii_pages")).all()
+        )
+        assert all(f"1390000{i:04d}".encode() not in plain for i in range(20))
+        assert f"1390000{25:04d}".encode() in plain  # untouched experts keep theirs
+
+
+def test_first_import_into_an_empty_platform_still_refuses_duplicates(tmp_path: Path) -> None:
+    s = seed(f"sqlite:///{tmp_path / 'empty.db'}", experts=0)
+    ids = many_ids(5, seed=21)
+    rows = [*rows_for(ids), [ids[1], "重复", "13900000099", "院", "市政", ""]]
+    with pytest.raises(ImportRefusedError) as info:
+        imports.import_invitations(s.new_uow(), s.ctx, s.batch_code, write_csv(tmp_path / "d.csv", rows))
+    assert [p.row for p in info.value.problems] == [7]
+    assert invited_count(s) == 0
+
+
+def test_cli_import_reads_in_a_forked_process_and_refuses_bad_files(tmp_path: Path) -> None:
+    env = {**os.environ, "PLATFORM_DB_URL": f"sqlite:///{tmp_path / 'cli.db'}", "PLATFORM_DATA_KEY": TEST_KEY_TEXT}
+    cli = [str(Path(sys.executable).parent / "platform-server")]
+    subprocess.run([*cli, "batch", "create", "C1", "--name", "批次"], env=env, check=True, capture_output=True)
+    ids = many_ids(300, seed=22)
+    good = write_xlsx(tmp_path / "good.xlsx", rows_for(ids))
+    done = subprocess.run(
+        [*cli, "invitations", "import", str(good), "--batch", "C1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "imported 300 invitations" in done.stdout
+    bad_rows = [
+        *rows_for(many_ids(3, seed=23)),
+        [ids[0], "甲", "13900000001", "院", "市政", ""],
+        ["110105196503150124", "乙", "1", "院", "市政", ""],
+    ]
+    bad = write_xlsx(tmp_path / "bad.xlsx", bad_rows)
+    refused = subprocess.run(
+        [*cli, "invitations", "import", str(bad), "--batch", "C1"], env=env, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 3
+    assert "第5行" in refused.stderr  # already invited (found by the database)
+    assert "第6行" in refused.stderr  # bad ID and phone (found by the reader)
+    assert "Traceback" not in refused.stderr
+    engine = sa.create_engine(env["PLATFORM_DB_URL"])
+    with engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM invitations")).scalar_one() == 300
+    engine.dispose()
+
+
+def test_rooms_a_band_cannot_carry_and_reserved_tag_ids_are_refused(seeded: Seeded, tmp_path: Path) -> None:
+    rooms = write_csv(tmp_path / "rooms.csv", [["房间号"], ["1701"], ["ROOM-1234567"]])
+    with pytest.raises(ImportRefusedError) as info:
+        imports.import_rooms(seeded.new_uow(), seeded.ctx, seeded.batch_code, rooms)
+    assert [p.row for p in info.value.problems] == [3]
+    assert "wristband" in info.value.problems[0].message
+    listed = rows_for(many_ids(2, seed=24))
+    listed[2][5] = "A-123456789"
+    with pytest.raises(ImportRefusedError) as info2:
+        imports.import_invitations(
+            seeded.new_uow(), seeded.ctx, seeded.batch_code, write_csv(tmp_path / "i.csv", listed)
+        )
+    assert [p.row for p in info2.value.problems] == [3]
+    assert "wristband" in info2.value.problems[0].message
+    bands = write_csv(
+        tmp_path / "bands.csv",
+        [
+            ["rfid_uid", "uwb_tag_id"],
+            ["04AABBCCDDEE31", "0000"],
+            ["04AABBCCDDEE32", "ffff"],
+            ["04AABBCCDDEE33", "0B01"],
+        ],
+    )
+    with pytest.raises(ImportRefusedError) as info3:
+        imports.import_bands(seeded.new_uow(), seeded.ctx, bands)
+    assert [p.row for p in info3.value.problems] == [2, 3]
+    assert all("reserved" in p.message for p in info3.value.problems)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789Xx ", min_size=15, max_size=20),
+        st.builds(
+            lambda d, birth, tail: f"{d}{birth}{tail}",
+            st.from_regex(r"[1-6][0-9]{5}", fullmatch=True),
+            st.dates().map(lambda d: d.strftime("%Y%m%d")),
+            st.from_regex(r"[0-9]{3}[0-9Xx]", fullmatch=True),
+        ),
+        st.text(max_size=20),
+    )
+)
+def test_fast_id_check_agrees_with_the_reference_validator(text: str) -> None:
+    value, reason = spreadsheets._id_problem(text, spreadsheets._BirthDates())
+    expected = _reference(text)
+    if not text.strip():
+        assert value == ""
+        assert "missing" in reason
+    else:
+        assert (value, reason) == expected
+
+
+def _reference(text: str) -> tuple[str, str]:
+    try:
+        return id_number.validate(text), ""
+    except id_number.InvalidIdNumberError as err:
+        return "", str(err)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,0 +1,143 @@
+"""End-to-end time of `platform-server invitations import` on a 100 000-row workbook, beside calamine alone.
+
+Generates the workbook with openpyxl (valid, distinct GB 11643 ID numbers), then per run: a fresh
+SQLite file (or a private PostgreSQL schema), `batch create` (not timed: it also fills the bytecode
+cache), and the timed `invitations import` as a subprocess, wall clock from spawn to exit. The
+baseline is python-calamine parsing the same file in this process, in the same run. Prints each run,
+the medians and last `ratio_import_vs_calamine_parse=<x>`.
+
+    .venv/bin/python bench/import_speed.py [--rows 100000] [--runs 3] [--pg URL] [--keep FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+from personal_data.id_number import check_digit  # noqa: E402
+
+CLI = Path(sys.executable).parent / "platform-server"
+DATA_KEY = "benchmark data key, never used for real personal data"
+
+
+def id_numbers(count: int) -> list[str]:
+    """`count` distinct valid ID numbers: region x birth date x sequence, check digit computed."""
+    out: list[str] = []
+    first = dt.date(1950, 1, 1)
+    n = 0
+    while len(out) < count:
+        region = 110101 + (n % 997) * 7
+        birth = (first + dt.timedelta(days=(n // 997) % 20000)).strftime("%Y%m%d")
+        first17 = f"{region:06d}{birth}{(n // (997 * 20000)) % 1000:03d}"
+        out.append(first17 + check_digit(first17))
+        n += 1
+    return out
+
+
+def write_workbook(path: Path, rows: int) -> None:
+    """The invitation template's columns, ID numbers as text, as an organiser's Excel would have them."""
+    from openpyxl import Workbook  # noqa: PLC0415
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("邀请专家")
+    sheet.append(["身份证号", "姓名", "手机号", "工作单位", "专业", "房间号"])
+    organisations = ["某某设计研究院有限公司", "省建筑科学研究院", "市政工程设计院", "交通规划勘察设计院"]
+    specialties = ["市政给排水", "房屋建筑", "公路工程", "造价", "电气"]
+    for i, value in enumerate(id_numbers(rows)):
+        sheet.append([value, f"专家{i}", f"139{i:08d}", organisations[i % 4], specialties[i % 5], None])
+    workbook.save(path)
+
+
+def parse_alone(path: Path) -> float:
+    """Seconds python-calamine takes to parse the workbook into Python rows (the baseline)."""
+    from python_calamine import CalamineWorkbook  # noqa: PLC0415
+
+    started = time.perf_counter()
+    rows = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python(skip_empty_area=False)
+    elapsed = time.perf_counter() - started
+    assert len(rows) > 1
+    return elapsed
+
+
+def cli(env: dict[str, str], *args: str) -> tuple[float, str]:
+    """Run the CLI; (wall seconds, output). Exits the benchmark if the command failed."""
+    started = time.perf_counter()
+    done = subprocess.run([str(CLI), *args], env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(args[:2])} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return elapsed, done.stdout.strip().splitlines()[-1]
+
+
+def one_run(env: dict[str, str], workbook: Path, code: str) -> float:
+    """Create the batch (untimed), then time the import."""
+    cli(env, "batch", "create", code, "--name", "导入基准 / import benchmark")
+    elapsed, line = cli(env, "invitations", "import", str(workbook), "--batch", code)
+    print(f"  {elapsed:6.2f} s  ({line})", flush=True)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--pg", help="also run on PostgreSQL (a private schema, dropped afterwards)")
+    parser.add_argument("--keep", type=Path, help="reuse/keep the generated workbook at this path")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workbook = args.keep or Path(tmp) / "invitations.xlsx"
+        if not workbook.exists():
+            started = time.perf_counter()
+            write_workbook(workbook, args.rows)
+            print(f"generated {args.rows} rows with openpyxl in {time.perf_counter() - started:.1f} s: {workbook}")
+        env = {**os.environ, "PLATFORM_DATA_KEY": DATA_KEY, "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache")}
+        # A deployed platform has its bytecode compiled; this shell may forbid writing it, so give the
+        # subprocesses a private cache (filled by the untimed `batch create`).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        results: dict[str, list[float]] = {"sqlite": []}
+        parses = [parse_alone(workbook) for _ in range(args.runs)]
+        print("sqlite (fresh file per run):")
+        for run in range(args.runs):
+            run_env = {**env, "PLATFORM_DB_URL": f"sqlite:///{tmp}/run{run}.db"}
+            results["sqlite"].append(one_run(run_env, workbook, f"BENCH{run}"))
+        if args.pg:
+            import sqlalchemy as sa  # noqa: PLC0415
+
+            schema = "bench_" + uuid.uuid4().hex[:8]
+            admin = sa.create_engine(args.pg)
+            with admin.begin() as c:
+                c.exec_driver_sql(f"CREATE SCHEMA {schema}")
+            url = f"{args.pg}{'&' if '?' in args.pg else '?'}options={quote(f'-csearch_path={schema}')}"
+            results["postgresql"] = []
+            print(f"postgresql (schema {schema}, one batch per run):")
+            try:
+                for run in range(args.runs):
+                    results["postgresql"].append(one_run({**env, "PLATFORM_DB_URL": url}, workbook, f"BENCH{run}"))
+            finally:
+                with admin.begin() as c:
+                    c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+                admin.dispose()
+        parses += [parse_alone(workbook) for _ in range(args.runs)]
+    parse = statistics.median(parses)
+    print(f"calamine parse alone (same file, this process): median {parse:.3f} s of {len(parses)}")
+    for backend, times in results.items():
+        print(f"import end to end ({backend}): median {statistics.median(times):.2f} s, best {min(times):.2f} s")
+    for backend, times in results.items():
+        print(f"ratio_import_vs_calamine_parse_{backend}={statistics.median(times) / parse:.2f}")
+    print(f"ratio_import_vs_calamine_parse={statistics.median(results['sqlite']) / parse:.2f}")
+
+
+if __name__ == "__main__":
+    main()
