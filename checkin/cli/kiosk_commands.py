@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path  # noqa: TC003 - Typer reads the annotations at run time
 from typing import TYPE_CHECKING, Annotated
@@ -37,7 +38,7 @@ def _logging(verbose: bool, log_file: Path | None = None) -> None:
     )
 
 
-def run_scenario(
+def run_scenario(  # noqa: PLR0917 - Typer maps options to parameters
     file: Annotated[Path, typer.Argument(help="Scenario file (TOML, docs/scenario-format.md).")],
     work: Annotated[
         Path | None, typer.Option("--work", help="Folder for the world's files (default: a temporary one).")
@@ -58,6 +59,9 @@ def run_scenario(
     from checkin.scenario.world import WorldError  # noqa: PLC0415
 
     _logging(verbose, (work / "runner.log") if work is not None else None)
+    # SIGTERM (and Ctrl-C) unwind through the runner's clean-up, which stops the platform and pcscd.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
     try:
         scenario = load_scenario(file)
     except ScenarioError as err:
@@ -80,6 +84,11 @@ def run_scenario(
         raise _fail(str(err), EXIT_WORLD) from None
     if failures:
         raise typer.Exit(EXIT_FAILED_EXPECTATION)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    typer.echo(f"停止 / stopping (signal {signum})", err=True)
+    raise SystemExit(128 + signum)
 
 
 def _emit(line: dict[str, object]) -> None:
@@ -120,7 +129,7 @@ def run(
 
 def run_kiosk_ui(cfg: KioskConfig) -> None:
     """Build the kiosk on the Tk thread and run the UI until the window closes."""
-    import tkinter  # noqa: PLC0415
+    import tkinter as tk  # noqa: PLC0415
 
     from checkin.app import build_kiosk  # noqa: PLC0415
     from checkin.flow.runtime import CallbackInbox, ThreadWorker  # noqa: PLC0415
@@ -145,7 +154,7 @@ def run_kiosk_ui(cfg: KioskConfig) -> None:
             fullscreen=cfg.fullscreen,
         )
         window_holder.append(window)
-    except tkinter.TclError as err:
+    except tk.TclError as err:
         raise typer.Exit(_report_no_display(err)) from None
     kiosk = build_kiosk(cfg, scheduler=window.scheduler(), worker=worker)
     window.ctx.frame_source = kiosk.face.preview

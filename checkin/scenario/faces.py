@@ -42,7 +42,7 @@ def _astronaut(work: Path) -> Path:
     if not out.exists():
         from skimage import data  # noqa: PLC0415 - a dependency only for this public-domain image
 
-        rgb = np.asarray(data.astronaut(), dtype=np.uint8)
+        rgb = np.asarray(data.astronaut(), dtype=np.uint8)  # type: ignore[no-untyped-call]
         work.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(out), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
             raise OSError(f"cannot write {out}")

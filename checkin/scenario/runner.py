@@ -14,6 +14,7 @@ reaction to each screen) minus the arm's motion (the simulator's nominal motion 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import sqlite3
@@ -22,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from checkin.app import Kiosk, build_kiosk
 from checkin.bank_card.simulator import DeadCard, UnionPayDebitCard
@@ -40,7 +41,7 @@ from checkin.flow.views import (
 )
 from checkin.flow_thread import FlowThread
 from checkin.scenario.faces import resolve_face
-from checkin.scenario.model import CardKind, FaultWhen, Liveness
+from checkin.scenario.model import SAMPLE_PAN, CardKind, FaultWhen, Liveness
 from checkin.scenario.world import World
 from checkin.signature import Signature
 from checkin.texts import Language, text
@@ -164,11 +165,17 @@ class ScenarioRunner:
         self._clips: dict[tuple[str, Liveness], Path | str] = {}
         self._band_at_reader: list[str] = []
         self._case_faults_at_reader: list[Fault] = []
+        self._close_lock = threading.Lock()
+        self._closed = False
 
     # ---- set-up --------------------------------------------------------------------------------
 
-    def __enter__(self) -> ScenarioRunner:
-        self.start()
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()  # a half-started world must not leave pcscd or the platform running
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -186,12 +193,16 @@ class ScenarioRunner:
         kiosk = self.kiosk
         thread.call_and_wait(lambda: kiosk.flow.add_listener(self.views))
         for listener in self._extra_listeners:
-            thread.call_and_wait(lambda listener=listener: kiosk.flow.add_listener(listener))
+            thread.call_and_wait(functools.partial(kiosk.flow.add_listener, listener))
         kiosk.start()
         self._wait_screen({Screen.HOME}, SETTLE_TIMEOUT_S, "the kiosk's home screen after start-up")
 
     def close(self) -> None:
-        """Stop the kiosk and the world, and remove temporary files."""
+        """Stop the kiosk and the world, and remove temporary files (once; safe from any thread)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
         if self.kiosk is not None:
             with contextlib.suppress(Exception):
                 self.kiosk.close()
@@ -307,7 +318,9 @@ class ScenarioRunner:
                 person += time.monotonic() - seen
             elif screen is Screen.CARD_INSERT and isinstance(view, CardInsertView):
                 if entered and case.card in (CardKind.CHIP, CardKind.DEAD_CHIP_THEN_TYPED) and not card_in:
-                    card = UnionPayDebitCard(case.card_number) if case.card is CardKind.CHIP else DeadCard()
+                    card = (
+                        UnionPayDebitCard(case.card_number or SAMPLE_PAN) if case.card is CardKind.CHIP else DeadCard()
+                    )
                     person += time.monotonic() - seen
                     put = time.monotonic()
                     self.world.insert_bank_card(card, wait=True)  # returns when pcscd has read its ATR
@@ -326,11 +339,11 @@ class ScenarioRunner:
                     person += time.monotonic() - seen
             elif screen is Screen.CARD_TYPE and entered:
                 number = case.card_number or ""
-                self._do(lambda: flow.submit_card_number(number))
+                self._do(functools.partial(flow.submit_card_number, number))
                 person += time.monotonic() - seen
             elif screen is Screen.CARD_SWIPE and entered:
                 track = swipe_text(case.card_number or "")
-                self._do(lambda: flow.submit_swipe(track))
+                self._do(functools.partial(flow.submit_swipe, track))
                 person += time.monotonic() - seen
             elif screen is Screen.CARD_CONFIRM and entered:
                 self._do(flow.press_confirm_card)
@@ -345,7 +358,7 @@ class ScenarioRunner:
                     if view.error:
                         result.message = text(view.error, Language.ZH)
                     pad = scribble()
-                    self._do(lambda: flow.submit_signature(pad))
+                    self._do(functools.partial(flow.submit_signature, pad))
                     person += time.monotonic() - seen
             elif screen is Screen.DISPENSING and isinstance(view, DispensingView):
                 if view.phase is DispensePhase.AT_PICKUP and case.take_band and not taken:
@@ -382,7 +395,7 @@ class ScenarioRunner:
         # Back to the home screen, as the person leaves (返回首页).
         self._do(flow.press_home)
 
-    def _after_checks(self, case: CheckInCase, result: CaseResult) -> None:
+    def _after_checks(self, case: CheckInCase, result: CaseResult) -> None:  # noqa: C901 - one check per kind of band outcome
         """Wait for the kiosk's queue to settle, then read what the band holds over UWB (bounded waits)."""
         kiosk = self.kiosk
         assert kiosk is not None

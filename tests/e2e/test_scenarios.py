@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.pcsc, pytest.mark.xdist_group("e2e")
 def lines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     work = tmp_path_factory.mktemp("e2e-world")
     env = {k: v for k, v in os.environ.items() if k != "PCSCLITE_CSOCK_NAME"}
-    done = subprocess.run(  # noqa: S603 - fixed argument list
+    done = subprocess.run(
         [str(KIOSK), "run-scenario", str(SCENARIO), "--work", str(work)],
         capture_output=True,
         text=True,

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make demo`: the whole product on this machine, from the repository alone.
+#
+# Starts (through `checkin-kiosk run-scenario scenarios/demo.toml --ui`): a private pcscd with the vpcd
+# driver and virtual cards, the ID card, arm and UWB gateway simulators, the platform as its own
+# process on a SQLite file under var/demo/ (seeded with the demo batch, rooms, bands, invited experts
+# and their reference photos), and the kiosk's real touch UI, which then shows three demo visitors:
+# an invited expert who checks in, one who is not invited, and nobody in front of the camera.
+# Faces: ../shared/data/faces when it is beside the repository, otherwise scikit-image's
+# public-domain astronaut portrait. With no $DISPLAY it runs under a private Xvfb and writes a
+# screenshot of every screen to demo-output/. Ctrl-C stops everything. See docs/demo.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+
+WORK="$PWD/var/demo"
+SHOTS="$PWD/demo-output"
+mkdir -p "$WORK"
+rm -rf "$SHOTS" && mkdir -p "$SHOTS"
+
+if [ -d ../shared/data/faces ]; then
+  echo "demo: faces from ../shared/data/faces"
+else
+  echo "demo: ../shared/data/faces is absent: the expert's face is scikit-image's astronaut (public domain)"
+fi
+if [ -z "${DISPLAY:-}" ]; then
+  echo "demo: no \$DISPLAY: the kiosk UI runs under a private Xvfb; screenshots go to $SHOTS"
+else
+  echo "demo: the kiosk UI opens on $DISPLAY; screenshots also go to $SHOTS"
+fi
+if python -c 'import cv2,sys; c=cv2.VideoCapture(0); ok=c.isOpened() and c.read()[0]; c.release(); sys.exit(0 if ok else 1)' 2>/dev/null; then
+  echo "demo: a webcam is present, but live enrolment of a demo expert is not implemented yet (docs/demo.md)"
+fi
+
+child=""
+stop() {
+  trap - INT TERM
+  if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+    echo "demo: stopping" >&2
+    kill -TERM "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  fi
+  exit 130
+}
+trap stop INT TERM
+
+set +e
+checkin-kiosk run-scenario scenarios/demo.toml --work "$WORK" --ui --screenshots "$SHOTS" &
+child=$!
+wait "$child"
+status=$?
+set -e
+trap - INT TERM
+
+count=$(find "$SHOTS" -name '*.png' | wc -l)
+echo "demo: $count screenshots written to $SHOTS/ (one per screen, in order)"
+echo "demo: the platform's database and logs are in $WORK/ (platform.db, platform.log, runner.log)"
+exit "$status"
