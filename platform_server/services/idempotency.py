@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from personal_data.crypto import decrypt_text, encrypt_text, lookup_hash
 from platform_server.db.models import KioskRequest
 from platform_server.db.unit_of_work import run_transaction
-from platform_server.errors import InvalidRequestError
+from platform_server.errors import InvalidRequestError, PlatformError
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -128,7 +128,8 @@ def run_once(
     `work` writes inside the transaction and does not commit; its effect, the idempotency record and
     the commit are one transaction, so an answer is stored exactly when the effect happened. Two
     copies of one request racing each other: the loser's insert of the record (or of the effect)
-    violates a unique key, run_transaction reruns it, and the rerun finds the winner's answer.
+    violates a unique key, run_transaction reruns it, and the rerun finds the winner's answer; or the
+    loser sees the winner's effect as an error (ALREADY_EXISTS), and then gets the winner's answer.
     `keep(answer)` False leaves no record (an answer with no effect, e.g. an unknown kiosk), so a
     later retry is decided afresh. Errors raised by `work` roll everything back and store nothing.
     """
@@ -153,4 +154,17 @@ def run_once(
         u.commit()
         return answer
 
-    return run_transaction(uow, attempt)
+    try:
+        return run_transaction(uow, attempt)
+    except PlatformError:
+        # Under READ COMMITTED (PostgreSQL) each statement sees the newest commits: a copy of this
+        # request can commit between our read of the requests table and our read of the data, and its
+        # effect (the batch now exists) becomes our error. The copy stored its answer in the same
+        # commit, and that answer is ours; an error with no stored answer is a real one.
+        stored = run_transaction(
+            uow,
+            lambda u: stored_answer(u, ctx.data_key, call.caller, call.request_id, call.method, call.content),
+        )
+        if stored is None:
+            raise
+        return decode(stored)
