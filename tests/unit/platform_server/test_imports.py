@@ -10,6 +10,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -24,24 +25,27 @@ from platform_server.errors import ImportRefusedError
 from platform_server.services import batches, imports, roster, spreadsheets
 from tests.unit.platform_server.support import FakeFaceVerifier, Seeded, face_image, many_ids, seed
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 TEST_KEY_TEXT = "cli test data key, never used in production"
 
 
-HEADER = ["身份证号", "姓名", "手机号", "工作单位", "专业", "房间号"]
+HEADER: list[object] = ["身份证号", "姓名", "手机号", "工作单位", "专业", "房间号"]
 
 
-def write_csv(path: Path, rows: list[list[object]], encoding: str = "utf-8") -> Path:
+def write_csv(path: Path, rows: Sequence[Sequence[object]], encoding: str = "utf-8") -> Path:
     buffer = io.StringIO()
     csv.writer(buffer).writerows(rows)
     path.write_bytes(buffer.getvalue().encode(encoding))
     return path
 
 
-def write_xlsx(path: Path, rows: list[list[object]]) -> Path:
+def write_xlsx(path: Path, rows: Sequence[Sequence[object]]) -> Path:
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet()
     for row in rows:
-        sheet.append(row)
+        sheet.append(list(row))
     workbook.save(path)
     return path
 
@@ -189,7 +193,7 @@ def test_many_chunks_all_land_and_known_experts_are_refreshed_without_stale_copi
 def test_first_import_into_an_empty_platform_still_refuses_duplicates(tmp_path: Path) -> None:
     s = seed(f"sqlite:///{tmp_path / 'empty.db'}", experts=0)
     ids = many_ids(5, seed=21)
-    rows = [*rows_for(ids), [ids[1], "重复", "13900000099", "院", "市政", ""]]
+    rows: list[list[object]] = [*rows_for(ids), [ids[1], "重复", "13900000099", "院", "市政", ""]]
     with pytest.raises(ImportRefusedError) as info:
         imports.import_invitations(s.new_uow(), s.ctx, s.batch_code, write_csv(tmp_path / "d.csv", rows))
     assert [p.row for p in info.value.problems] == [7]
@@ -211,7 +215,7 @@ def test_cli_import_reads_in_a_forked_process_and_refuses_bad_files(tmp_path: Pa
     )
     assert done.returncode == 0, done.stderr
     assert "imported 300 invitations" in done.stdout
-    bad_rows = [
+    bad_rows: list[list[object]] = [
         *rows_for(many_ids(3, seed=23)),
         [ids[0], "甲", "13900000001", "院", "市政", ""],
         ["110105196503150124", "乙", "1", "院", "市政", ""],
