@@ -36,6 +36,9 @@ fi
 # Prefer a Python 3.11 already on the machine (Debian 12's, or pyenv's); never download one.
 if [ ! -f .venv/.synced ] || [ uv.lock -nt .venv/.synced ] || [ pyproject.toml -nt .venv/.synced ]; then
   echo "bootstrap: syncing .venv from uv.lock"
-  UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --frozen --python 3.11 --quiet
+  # --compile-bytecode: every CLI start (organiser imports, simulators) skips compiling the
+  # dependencies; without it an import of SQLAlchemy alone costs over a second when the
+  # environment forbids writing bytecode at run time.
+  UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --frozen --python 3.11 --quiet --compile-bytecode
   touch .venv/.synced
 fi
