@@ -91,7 +91,9 @@ class FacePlatform:
         return answer
 
 
-@pytest.fixture(scope="module")
+# Session scope: xdist may run other modules' tests between these on the same worker, and a module
+# fixture would then be built twice (dlib models, three CLI processes).
+@pytest.fixture(scope="session")
 def face_platform(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[FacePlatform]:
     tmp = tmp_path_factory.mktemp("face-identify")
     url = f"sqlite:///{tmp / 'platform.db'}"
