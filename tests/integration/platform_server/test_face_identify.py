@@ -39,7 +39,10 @@ if TYPE_CHECKING:
 
     from platform_server.bootstrap import Platform
 
-pytestmark = pytest.mark.xdist_group("dlib")  # one worker loads the dlib models for every test here
+# Meant to keep the dlib models and the imports on one worker. pytest-xdist 3.8 does not apply groups
+# under pytest 9 (it renames item._nodeid, which pytest 9 no longer reads), so each worker may build
+# the session fixture once; correctness does not depend on the grouping.
+pytestmark = pytest.mark.xdist_group("dlib")
 
 # support.TEST_KEY is DataKey.from_text of this text; the CLI process gets it through PLATFORM_DATA_KEY.
 DATA_KEY_TEXT = "test-only data key, never used in production"
@@ -91,8 +94,8 @@ class FacePlatform:
         return answer
 
 
-# Session scope: xdist may run other modules' tests between these on the same worker, and a module
-# fixture would then be built twice (dlib models, three CLI processes).
+# Session scope: xdist may run other modules' tests between these on one worker, and a module fixture
+# would then be built again each time (dlib models, three CLI processes).
 @pytest.fixture(scope="session")
 def face_platform(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[FacePlatform]:
     tmp = tmp_path_factory.mktemp("face-identify")
