@@ -7,9 +7,17 @@ pair the first image is encoded as a reference photo (once per image, as at impo
 is verified against it with DlibFaceVerifier.verify, exactly as at identify. A capture the verifier
 refuses (no face, several faces...) counts as a rejection. It prints TAR (same-person pairs
 accepted) and FAR (different-person pairs accepted) at several thresholds, the distance margins, a
-comparison of combining two captures by mean or by minimum, and last:
+comparison of combining two captures by mean, by minimum or sequentially (the first capture alone
+when it is clear of the threshold, the mean otherwise, as verify does), and last:
 
     configured threshold=<t> TAR=<x> FAR=<y> pairs=<n>
+
+With --kiosk-frames it also checks the sequential decision on kiosk-like captures: every capture
+image becomes a camera clip (checkin.camera.synthetic: framed at 640x480, sensor noise, shake), three
+of its frames are sent for each pair as the kiosk sends them, and the decision on the first frame
+(when clear) is compared with the mean of all three, pair by pair:
+
+    kiosk frames: sequential decisions differ from mean-of-3 in <k> of <n> pairs; ...
 """
 
 from __future__ import annotations
@@ -18,16 +26,29 @@ import csv
 import itertools
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path  # noqa: TC003 (Typer reads the annotations at run time)
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
+import numpy as np
 import typer
 
 from platform_server.face.api import FaceImageError
-from platform_server.face.dlib_verifier import DEFAULT_THRESHOLD, DlibFaceVerifier
+from platform_server.face.dlib_verifier import (
+    DEFAULT_AMBIGUITY_BAND,
+    DEFAULT_THRESHOLD,
+    DlibFaceVerifier,
+    encoding_from_bytes,
+    sequential_distance,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy.typing as npt
 
 SWEEP = (0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70)
 STRESS_THRESHOLDS = (0.70, 0.75)
@@ -96,16 +117,27 @@ def rates(outcomes: list[Outcome], threshold: float) -> tuple[float, float]:
     return tar, far
 
 
+def _sequential(pair: tuple[float, float], threshold: float) -> float:
+    return sequential_distance(pair, threshold, DEFAULT_AMBIGUITY_BAND)[0]
+
+
+#: Ways to combine two captures into one distance, given the threshold in use (the sequential rule's
+#: ambiguity band sits around it).
+COMBINATIONS: dict[str, Callable[[tuple[float, float], float], float]] = {
+    "mean": lambda pair, _t: statistics.fmean(pair),
+    "min": lambda pair, _t: min(pair),
+    "seq": _sequential,
+}
+
+
 def print_combination_study(outcomes: list[Outcome], threshold: float) -> None:
-    """Compare mean and minimum as ways to combine two captures of one person against a reference."""
+    """Compare mean, minimum and the sequential rule as ways to combine two captures against a reference."""
     by_reference: dict[Path, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
         if outcome.distance is not None:
             by_reference[outcome.pair.reference].append(outcome)
-    same_mean: list[float] = []
-    same_min: list[float] = []
-    diff_mean: list[float] = []
-    diff_min: list[float] = []
+    genuine_pairs: list[tuple[float, float]] = []
+    impostor_pairs: list[tuple[float, float]] = []
     for group in by_reference.values():
         # Two captures of the same person (same label relative to the reference) form one attempt.
         for first, second in itertools.combinations(group, 2):
@@ -115,14 +147,17 @@ def print_combination_study(outcomes: list[Outcome], threshold: float) -> None:
                 continue
             assert first.distance is not None
             assert second.distance is not None
-            pair_distances = (first.distance, second.distance)
-            (same_mean if first.pair.same else diff_mean).append(statistics.fmean(pair_distances))
-            (same_min if first.pair.same else diff_min).append(min(pair_distances))
-    if not same_mean or not diff_mean:
+            (genuine_pairs if first.pair.same else impostor_pairs).append((first.distance, second.distance))
+    if not genuine_pairs or not impostor_pairs:
         print("combining two captures: not enough identities with two images to compare")
         return
-    print(f"combining two captures of one person ({len(same_mean)} genuine, {len(diff_mean)} impostor attempts):")
-    for name, genuine, impostor in (("mean", same_mean, diff_mean), ("min", same_min, diff_min)):
+    print(
+        f"combining two captures of one person ({len(genuine_pairs)} genuine, {len(impostor_pairs)} impostor"
+        f" attempts; seq = the first alone when farther than {DEFAULT_AMBIGUITY_BAND} from the threshold):"
+    )
+    for name, combine in COMBINATIONS.items():
+        genuine = [combine(pair, threshold) for pair in genuine_pairs]
+        impostor = [combine(pair, threshold) for pair in impostor_pairs]
         print(
             f"  {name:<4} largest genuine {max(genuine):.3f}  smallest impostor {min(impostor):.3f}"
             f"  margin {min(impostor) - max(genuine):+.3f}"
@@ -130,8 +165,8 @@ def print_combination_study(outcomes: list[Outcome], threshold: float) -> None:
         # The configured threshold, then looser ones where impostors start to pass: the tail shows
         # how each rule trades false accepts for true accepts when the set is not this easy.
         for value in (threshold, *STRESS_THRESHOLDS):
-            tar = sum(d <= value for d in genuine) / len(genuine)
-            far = sum(d <= value for d in impostor) / len(impostor)
+            tar = sum(combine(pair, value) <= value for pair in genuine_pairs) / len(genuine_pairs)
+            far = sum(combine(pair, value) <= value for pair in impostor_pairs) / len(impostor_pairs)
             print(f"       at {value:.2f}: TAR={tar:.4f} FAR={far:.4f}")
 
 
@@ -139,6 +174,57 @@ def identity(path: Path) -> str:
     """Identity label of a shared image (SOURCES.md: the name without its last _suffix; obama_* is obama)."""
     stem = path.stem
     return "obama" if stem.startswith("obama") else stem.rsplit("_", 1)[0]
+
+
+KIOSK_FRAMES = (3, 8, 13)  # three frames of a 15-frame clip, a third of a second apart, as a capture sends
+
+
+def kiosk_frame_study(verifier: DlibFaceVerifier, rows: list[Pair], work: Path) -> None:
+    """Sequential decision vs mean of three frames on kiosk-like captures of every pair's capture image."""
+    from checkin.camera.synthetic import make_clip  # noqa: PLC0415 - the kiosk's clip maker, only for this study
+
+    encodings: dict[Path, list[npt.NDArray[np.float64]] | None] = {}
+    for capture in sorted({pair.capture for pair in rows}):
+        clip = make_clip(capture, work / capture.stem, blink=False, frames=15)
+        frames = sorted(clip.iterdir())
+        try:
+            encodings[capture] = [verifier.encode(frames[i].read_bytes()) for i in KIOSK_FRAMES]
+        except FaceImageError:
+            encodings[capture] = None
+    references: dict[Path, npt.NDArray[np.float64]] = {}
+    spreads: list[float] = []
+    differ = compared = seq_errors = mean_errors = single_frames = 0
+    threshold, band = verifier.threshold, verifier.ambiguity_band
+    for pair in rows:
+        frames_enc = encodings[pair.capture]
+        if frames_enc is None:
+            continue
+        if pair.reference not in references:
+            references[pair.reference] = encoding_from_bytes(verifier.encode_reference(pair.reference.read_bytes()))
+        reference = references[pair.reference]
+        distances = [float(np.linalg.norm(e - reference)) for e in frames_enc]
+        mean = statistics.fmean(distances)
+        sequential, used = sequential_distance(distances, threshold, band)
+        spreads.append(abs(distances[0] - mean))
+        single_frames += used == 1
+        compared += 1
+        differ += (sequential <= threshold) != (mean <= threshold)
+        seq_errors += (sequential <= threshold) != pair.same
+        mean_errors += (mean <= threshold) != pair.same
+    if not compared:
+        print("kiosk frames: no pair could be compared")
+        return
+    spreads.sort()
+    print(
+        f"kiosk frames (band ±{band:.2f} around {threshold:.2f}):"
+        f" |first - mean of 3| median {statistics.median(spreads):.4f}"
+        f" p95 {spreads[int(0.95 * (len(spreads) - 1))]:.4f} max {spreads[-1]:.4f}; first frame alone in"
+        f" {single_frames} of {compared}"
+    )
+    print(
+        f"kiosk frames: sequential decisions differ from mean-of-3 in {differ} of {compared} pairs;"
+        f" wrong decisions: sequential {seq_errors}, mean-of-3 {mean_errors}"
+    )
 
 
 def run_pairs(verifier: DlibFaceVerifier, rows: list[Pair]) -> list[Outcome]:
@@ -169,6 +255,9 @@ def main(
     threshold: Annotated[
         float, typer.Option(help="threshold to report last (default: the platform's)")
     ] = DEFAULT_THRESHOLD,
+    kiosk_frames: Annotated[
+        bool, typer.Option("--kiosk-frames", help="also compare sequential and mean-of-3 on kiosk-like frames")
+    ] = False,
 ) -> None:
     """Print TAR/FAR over thresholds, margins, the combination study, and the configured-threshold line."""
     try:
@@ -200,6 +289,9 @@ def main(
         marker = "  <- configured" if value == threshold else ""
         print(f"  {value:.2f}    {tar:.4f}   {far:.4f}{marker}")
     print_combination_study(outcomes, threshold)
+    if kiosk_frames:
+        with tempfile.TemporaryDirectory(prefix="face-kiosk-frames-") as work:
+            kiosk_frame_study(verifier, rows, Path(work))
     tar, far = rates(outcomes, threshold)
     print(f"configured threshold={threshold} TAR={tar:.4f} FAR={far:.4f} pairs={len(outcomes)}")
 

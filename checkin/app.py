@@ -30,6 +30,8 @@ from checkin.port_adapters import (
     DispenserAdapter,
     FaceCaptureAdapter,
     IdCardAdapter,
+    StepTimings,
+    TimedPlatform,
 )
 from checkin.texts import Language
 from personal_data import crypto
@@ -74,6 +76,8 @@ class Kiosk:
     arm: ArmDriver
     dispenser: DispenserAdapter
     devices: dict[str, SelfTestPort] = field(default_factory=dict)
+    #: Device reads and platform calls with their times (names and times only): the time breakdown.
+    timings: StepTimings = field(default_factory=StepTimings)
     _started: bool = False
 
     def start(self) -> None:
@@ -152,21 +156,23 @@ def build_kiosk(config: KioskConfig, *, scheduler: Scheduler, worker: Worker) ->
         backoff_max_s=config.replay_backoff_max_s,
     )
     audit = BackgroundEventReporter(client)
-    id_card = IdCardAdapter(devices_cfg.id_card_port)
-    bank_card = BankCardAdapter(devices_cfg.bank_reader)
-    band_reader = BandReaderAdapter(devices_cfg.band_reader)
+    timings = StepTimings()
+    id_card = IdCardAdapter(devices_cfg.id_card_port, timings=timings)
+    bank_card = BankCardAdapter(devices_cfg.bank_reader, timings=timings)
+    band_reader = BandReaderAdapter(devices_cfg.band_reader, timings=timings)
     capture_settings = CaptureSettings(blink_deadline_s=devices_cfg.blink_deadline_s)
     face = FaceCaptureAdapter(
         devices_cfg.camera,
         settings=capture_settings,
         timeout_s=devices_cfg.face_timeout_s,
         analyser_factory=_face_analyser(capture_settings.detect_width),
+        timings=timings,
     )
     # ArmDriver connects on its first command (and reconnects by itself), so a missing arm shows as a
     # device fault in the heartbeat instead of stopping the kiosk from starting.
     arm = ArmDriver(devices_cfg.arm_port)
     dispenser = DispenserAdapter(
-        WristbandDispenser(arm, band_reader.read_uid, pickup_timeout=devices_cfg.pickup_timeout_s)
+        WristbandDispenser(arm, band_reader.read_uid, pickup_timeout=devices_cfg.pickup_timeout_s), timings=timings
     )
     stock = ArmStock(arm)
     devices: dict[str, SelfTestPort] = {
@@ -181,7 +187,7 @@ def build_kiosk(config: KioskConfig, *, scheduler: Scheduler, worker: Worker) ->
         bank_card=bank_card,
         face=face,
         dispenser=dispenser,
-        platform=client,
+        platform=TimedPlatform(client, timings),
         pending=queue,
         audit=audit,
         stock=stock,
@@ -224,4 +230,5 @@ def build_kiosk(config: KioskConfig, *, scheduler: Scheduler, worker: Worker) ->
         arm=arm,
         dispenser=dispenser,
         devices=devices,
+        timings=timings,
     )

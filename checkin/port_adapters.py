@@ -9,9 +9,12 @@ composition root (checkin.app) passes in.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import cv2
@@ -49,27 +52,114 @@ from robot_arm.errors import ArmError
 from robot_arm.models import DispenseStep
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from PIL import Image
 
     from checkin.camera.face_analysis import FaceAnalyser
-    from checkin.flow.ports import IdentityCard
+    from checkin.flow.models import CompleteRequest, CompleteResult, IdentifyRequest, IdentifyResult
+    from checkin.flow.ports import IdentityCard, PlatformPort
     from robot_arm.dispenser import WristbandDispenser
     from robot_arm.models import ArmController
 
 log = logging.getLogger(__name__)
 
 
+# ---- step timings --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpan:
+    """One timed step of the kiosk (a device read, a platform call): monotonic start and end, and how it ended."""
+
+    step: str
+    start: float
+    end: float
+    ok: bool
+
+    @property
+    def seconds(self) -> float:
+        """How long the step took."""
+        return self.end - self.start
+
+
+class StepTimings:
+    """The kiosk's most recent device and platform steps with their times: where a check-in's seconds go.
+
+    Only step names and times are kept, never what was read or sent. The list is bounded, so a kiosk
+    that runs for months holds the last few hundred steps; the scenario runner turns the steps of one
+    check-in into its time breakdown (docs/scenario-format.md), and at DEBUG each step is logged.
+    """
+
+    def __init__(self, keep: int = 512) -> None:
+        self._spans: collections.deque[StepSpan] = collections.deque(maxlen=keep)
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def span(self, step: str) -> Iterator[None]:
+        """Time the body as `step` (ok unless it raises)."""
+        start = time.monotonic()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self.add(StepSpan(step, start, time.monotonic(), ok))
+
+    def add(self, span: StepSpan) -> None:
+        """Record a step timed elsewhere."""
+        with self._lock:
+            self._spans.append(span)
+        log.debug("step %s %.1f ms%s", span.step, span.seconds * 1000, "" if span.ok else " (failed)")
+
+    def between(self, start: float, end: float) -> list[StepSpan]:
+        """Steps that ended inside [start, end] (monotonic seconds), oldest first."""
+        with self._lock:
+            return [s for s in self._spans if start <= s.end <= end]
+
+
+class TimedPlatform:
+    """The flow's PlatformPort with each call timed (identify, complete_check_in) into StepTimings."""
+
+    def __init__(self, platform: PlatformPort, timings: StepTimings) -> None:
+        self._platform = platform
+        self._timings = timings
+
+    def identify(self, request: IdentifyRequest) -> IdentifyResult:
+        """IdentifyExpert, timed as platform.identify."""
+        with self._timings.span("platform.identify"):
+            return self._platform.identify(request)
+
+    def complete_check_in(self, request: CompleteRequest) -> CompleteResult:
+        """CompleteCheckIn, timed as platform.complete."""
+        with self._timings.span("platform.complete"):
+            return self._platform.complete_check_in(request)
+
+
 # ---- ID card reader ------------------------------------------------------------------------------
+
+
+#: Seconds between find-card polls while the ID card screen waits (the flow reads only then). A find
+#: is about 20 bytes each way on the 115200-baud link (2 ms), so 10 a second is 2% of the link; the
+#: driver's 0.2 s default added 0.1 s on average between the card landing and the read starting.
+ID_CARD_POLL_S: Final = 0.1
 
 
 class IdCardAdapter:
     """IdCardPort and SelfTestPort over checkin.id_card.IdCardReader at a pyserial URL."""
 
-    def __init__(self, url: str, *, name: str = "id_card_reader") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "id_card_reader",
+        poll_interval_s: float = ID_CARD_POLL_S,
+        timings: StepTimings | None = None,
+    ) -> None:
         self.url = url
         self.name = name
+        self.poll_interval_s = poll_interval_s
+        self._timings = timings or StepTimings(keep=16)
         self._reader: IdCardReader | None = None
         self._lock = threading.Lock()
 
@@ -77,6 +167,7 @@ class IdCardAdapter:
         with self._lock:
             if self._reader is None:
                 self._reader = IdCardReader.open(self.url)
+                self._reader.poll_interval = self.poll_interval_s
             return self._reader
 
     def _drop(self) -> None:
@@ -93,7 +184,8 @@ class IdCardAdapter:
     def read_identity(self, timeout: float) -> IdentityCard:
         """Wait up to `timeout` s for an ID card and read it."""
         try:
-            return self._open().read_identity(timeout)
+            with self._timings.span("id_card.read"):
+                return self._open().read_identity(timeout)
         except NoCardError as err:
             raise NothingPresentedError(str(err)) from err
         except IdCardConnectionError as err:
@@ -139,15 +231,17 @@ def _reader_health(device: str, reader_name: str) -> DeviceHealth:
 class BankCardAdapter:
     """BankCardPort and SelfTestPort over checkin.bank_card.BankCardReader on a named PC/SC reader."""
 
-    def __init__(self, reader_name: str, *, name: str = "bank_card_reader") -> None:
+    def __init__(self, reader_name: str, *, name: str = "bank_card_reader", timings: StepTimings | None = None) -> None:
         self.reader_name = reader_name
         self.name = name
+        self._timings = timings or StepTimings(keep=16)
         self._reader = BankCardReader(reader_name)
 
     def read_card(self, timeout: float) -> BankCardData:
         """Wait up to `timeout` s for a card inserted or tapped, then read its number."""
         try:
-            return self._reader.read_card(timeout)
+            with self._timings.span("bank_card.read"):
+                return self._reader.read_card(timeout)
         except NoCardPresentError as err:
             raise NothingPresentedError(str(err)) from err
         except ReaderUnavailableError as err:
@@ -185,14 +279,16 @@ class BankCardAdapter:
 class BandReaderAdapter:
     """The band UID reader as the dispenser's read_uid(timeout), and its SelfTestPort."""
 
-    def __init__(self, reader_name: str, *, name: str = "band_reader") -> None:
+    def __init__(self, reader_name: str, *, name: str = "band_reader", timings: StepTimings | None = None) -> None:
         self.reader_name = reader_name
         self.name = name
+        self._timings = timings or StepTimings(keep=16)
         self._reader = BandUidReader(reader_name)
 
     def read_uid(self, timeout: float) -> str:
         """UID of the band the arm holds at the reader (the dispenser treats any error as unreadable)."""
-        return self._reader.read_uid(timeout)
+        with self._timings.span("band.read_uid"):
+            return self._reader.read_uid(timeout)
 
     def health(self) -> DeviceHealth:
         """The reader is listed by pcscd."""
@@ -246,8 +342,10 @@ class FaceCaptureAdapter:
         timeout_s: float,
         analyser_factory: Callable[[], FaceAnalyser],
         name: str = "camera",
+        timings: StepTimings | None = None,
     ) -> None:
         self.source = source
+        self._timings = timings or StepTimings(keep=16)
         self.settings = settings
         self.timeout_s = timeout_s
         self.name = name
@@ -273,6 +371,10 @@ class FaceCaptureAdapter:
 
     def capture(self, on_hint: Callable[[str], None]) -> FaceFrames:
         """Run one capture session on a freshly opened camera until a verdict, a cancel or the timeout."""
+        with self._timings.span("face.capture"):
+            return self._capture(on_hint)
+
+    def _capture(self, on_hint: Callable[[str], None]) -> FaceFrames:
         analyser = self._analyser_once()
         self._cancelled.clear()
         self.last_media_s = 0.0
@@ -384,8 +486,9 @@ _OUTCOMES: Final = {
 class DispenserAdapter:
     """DispenserPort over robot_arm.dispenser.WristbandDispenser."""
 
-    def __init__(self, dispenser: WristbandDispenser) -> None:
+    def __init__(self, dispenser: WristbandDispenser, *, timings: StepTimings | None = None) -> None:
         self._dispenser = dispenser
+        self._timings = timings or StepTimings(keep=16)
         self._lock = threading.Lock()
 
     def start_up(self) -> arm_models.StartUpReport:
@@ -412,7 +515,8 @@ class DispenserAdapter:
         with self._lock:  # one dispense at a time; on_progress belongs to this call
             self._dispenser.on_progress = progress
             try:
-                result = self._dispenser.dispense(arm_bind)
+                with self._timings.span("arm.dispense"):
+                    result = self._dispenser.dispense(arm_bind)
             except ArmError as err:
                 raise DeviceFaultError(f"dispense failed: {err}") from err
             finally:

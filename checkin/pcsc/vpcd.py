@@ -57,6 +57,7 @@ CONNECT_TIMEOUT: Final = 5.0
 #: How long insert(wait=True) waits for pcscd to read the new card's ATR. pcscd polls each vpcd
 #: slot about every 0.4-0.5 s; see docs/technician-card-readers.md.
 SEEN_TIMEOUT: Final = 3.0
+_QUICKACK: Final = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class _Link:
@@ -113,6 +114,11 @@ class _Link:
     def _recv(self, size: int) -> bytes | None:
         data = bytearray()
         while len(data) < size:
+            if _QUICKACK is not None:
+                # vpcd writes a command's length and its bytes in two writes under Nagle: the second
+                # waits for our ACK, which Linux delays by 40 ms. ACK at once (re-armed before each
+                # recv), or every APDU of a virtual card costs ~44 ms that no real card has.
+                self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             chunk = self.sock.recv(size - len(data))
             if not chunk:
                 return None

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 import queue
+import re
 import sqlite3
 import tempfile
 import threading
@@ -53,6 +54,7 @@ from uwb.models import BandCleared
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from checkin.port_adapters import StepSpan
     from checkin.scenario.model import CheckInCase, Fault, Scenario
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,10 @@ MOTION_SECONDS: Final = {
     Command.RELEASE: RELEASE_TIME,
     Command.RETRACT: RETRACT_TIME,
 }
+#: The platform's per-verification line (platform_server.face.dlib_verifier): counts and times only.
+_FACE_VERIFY_LOG: Final = re.compile(
+    r"face verify: .*checks (?P<checks>[\d.]+) ms, descriptors (?P<descriptors>[\d.]+) ms"
+)
 CASE_TIMEOUT_S: Final = 60.0
 SETTLE_TIMEOUT_S: Final = 60.0
 CLIP_FRAMES: Final = 60  # 4 s at 15 fps: the synthetic blink comes at 1.2 s, then every 2 s (looped)
@@ -90,6 +96,12 @@ class CaseResult:
     person_time_s: float | None = None
     arm_motion_s: float | None = None
     card_detect_s: float | None = None
+    #: pcscd noticing the band the arm brought to the reader (vpcd polling), like card_detect_s.
+    band_detect_s: float | None = None
+    #: Machine time without the simulated readers' detection latency (card_detect_s, band_detect_s).
+    machine_time_excl_vpcd_s: float | None = None
+    #: Where the machine time went, step by step (docs/scenario-format.md, "Time breakdown").
+    breakdown: dict[str, float] = field(default_factory=dict)
     room: str | None = None
     band_uid: str | None = None
     band_holds: dict[str, Any] | None = None
@@ -107,9 +119,19 @@ class CaseResult:
             "screens": self.screens,
             "timeline_s": [round(t, 3) for t in self.timeline],
         }
-        for key in ("machine_time_s", "wall_time_s", "person_time_s", "arm_motion_s", "card_detect_s"):
+        for key in (
+            "machine_time_s",
+            "machine_time_excl_vpcd_s",
+            "wall_time_s",
+            "person_time_s",
+            "arm_motion_s",
+            "card_detect_s",
+            "band_detect_s",
+        ):
             value = getattr(self, key)
             out[key] = round(value, 3) if value is not None else None
+        if self.breakdown:
+            out["breakdown_s"] = {k: round(v, 3) for k, v in self.breakdown.items()}
         out |= {"room": self.room, "band_uid": self.band_uid, "band_holds": self.band_holds}
         if self.message:
             out["message"] = self.message
@@ -286,6 +308,8 @@ class ScenarioRunner:
         signed_empty = False
         card_in = False
         typed_after_dead = False
+        placed_at: float | None = None
+        platform_log_at = self._platform_log_size()
         started = time.monotonic()
         self._do(flow.press_start)
         deadline = started + CASE_TIMEOUT_S
@@ -308,7 +332,8 @@ class ScenarioRunner:
             if screen is Screen.ID_CARD and entered:
                 assert self.world.id_card is not None
                 self.world.id_card.place(_identity(expert))
-                person += time.monotonic() - seen
+                placed_at = time.monotonic()
+                person += placed_at - seen
             elif screen is Screen.FACE and entered:
                 face_started = seen
                 assert self.world.id_card is not None
@@ -392,8 +417,92 @@ class ScenarioRunner:
         result.card_detect_s = card_detect if card_in else None
         result.machine_time_s = wall - person - arm_motion
         result.band_uid = self._band_at_reader[-1] if self._band_at_reader else None
+        band = self.world.last_band if self._band_at_reader else None
+        result.band_detect_s = band.detect_s if band is not None else None
+        result.machine_time_excl_vpcd_s = (
+            result.machine_time_s - (result.card_detect_s or 0.0) - (result.band_detect_s or 0.0)
+        )
+        result.breakdown = self._breakdown(
+            result, started=started, ended=ended, placed_at=placed_at, platform_log_at=platform_log_at
+        )
         # Back to the home screen, as the person leaves (返回首页).
         self._do(flow.press_home)
+
+    def _breakdown(
+        self, result: CaseResult, *, started: float, ended: float, placed_at: float | None, platform_log_at: int
+    ) -> dict[str, float]:
+        """Split the machine time into the kiosk's timed steps; what no step covers is `flow_and_handoffs`.
+
+        Top-level keys add up to the machine time (the dispense step less the arm's motion); dotted
+        keys (`identify_rpc.face_descriptors`, `dispense.band_read`, ...) are parts of their parent.
+        """
+        kiosk = self.kiosk
+        assert kiosk is not None
+        last: dict[str, StepSpan] = {}
+        for span in kiosk.timings.between(started, ended):
+            if span.ok or span.step not in last:
+                last[span.step] = span
+        out: dict[str, float] = {}
+        if placed_at is not None and "id_card.read" in last:
+            # From the card landing on the reader: the rest of the find-card poll, select and read.
+            out["id_card_read"] = last["id_card.read"].end - placed_at
+        if "face.capture" in last:
+            # Camera opening, the analysis lag behind the last frame, the JPEG crops (not the person).
+            out["face_capture_overhead"] = last["face.capture"].seconds - kiosk.face.last_media_s
+        if "platform.identify" in last:
+            out |= self._identify_breakdown(last["platform.identify"], platform_log_at)
+        card = self.world.last_bank_card
+        if result.card_detect_s is not None and card is not None and card.seen is not None:
+            out["bank_card_detect_vpcd"] = result.card_detect_s
+            if "bank_card.read" in last:
+                out["bank_card_read"] = last["bank_card.read"].end - card.seen
+        if "arm.dispense" in last:
+            out |= self._dispense_breakdown(result, last)
+        if result.machine_time_s is not None:
+            covered = sum(v for k, v in out.items() if "." not in k) - out.get("dispense.arm_motion", 0.0)
+            out["flow_and_handoffs"] = result.machine_time_s - covered
+        return out
+
+    def _identify_breakdown(self, span: StepSpan, platform_log_at: int) -> dict[str, float]:
+        out = {"identify_rpc": span.seconds}
+        checks, descriptors = self._platform_face_ms(platform_log_at)
+        if checks is not None and descriptors is not None:
+            out["identify_rpc.face_checks"] = checks / 1000
+            out["identify_rpc.face_descriptors"] = descriptors / 1000
+        return out
+
+    def _dispense_breakdown(self, result: CaseResult, last: dict[str, StepSpan]) -> dict[str, float]:
+        out = {"dispense": last["arm.dispense"].seconds, "dispense.arm_motion": result.arm_motion_s or 0.0}
+        band = self.world.last_band
+        if result.band_detect_s is not None and band is not None and band.seen is not None:
+            out["dispense.band_detect_vpcd"] = result.band_detect_s
+            if "band.read_uid" in last:
+                out["dispense.band_read"] = last["band.read_uid"].end - band.seen
+        if "platform.complete" in last:
+            out["dispense.complete_rpc"] = last["platform.complete"].seconds
+        return out
+
+    def _platform_log_size(self) -> int:
+        try:
+            return (self.work / "platform.log").stat().st_size
+        except OSError:
+            return 0
+
+    def _platform_face_ms(self, since: int) -> tuple[float | None, float | None]:
+        """The platform's own face-check and descriptor times for this check-in, from its log."""
+        try:
+            with (self.work / "platform.log").open("rb") as log_file:
+                log_file.seek(since)
+                tail = log_file.read().decode("utf-8", "replace")
+        except OSError:
+            return None, None
+        checks = descriptors = 0.0
+        found = False
+        for match in _FACE_VERIFY_LOG.finditer(tail):
+            found = True
+            checks += float(match["checks"])
+            descriptors += float(match["descriptors"])
+        return (checks, descriptors) if found else (None, None)
 
     def _after_checks(self, case: CheckInCase, result: CaseResult) -> None:  # noqa: C901 - one check per kind of band outcome
         """Wait for the kiosk's queue to settle, then read what the band holds over UWB (bounded waits)."""

@@ -39,7 +39,7 @@ from robot_arm.simulator import ArmSimulator, SimSettings, default_bands
 from uwb.simulator import GatewaySimulator
 
 if TYPE_CHECKING:
-    from checkin.pcsc import VirtualCardSlot
+    from checkin.pcsc import VirtualCard, VirtualCardSlot
     from checkin.scenario.model import Expert, Scenario
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,42 @@ def identity_for(expert: Expert) -> IdentityCard:
     )
 
 
+class StampedCard:
+    """A virtual card that notes when it went into a slot and when pcscd first read its ATR after power-up.
+
+    That second moment is when the reader "sees" the card: pcscd polls each vpcd slot for presence
+    about every 0.4 s, so the gap is the simulated reader's detection latency, reported on its own
+    (a USB CCID reader signals a card by interrupt). The card's behaviour is unchanged.
+    """
+
+    def __init__(self, card: VirtualCard) -> None:
+        self.card = card
+        self.inserted = time.monotonic()
+        self.seen: float | None = None
+        self._powered = False
+
+    @property
+    def atr(self) -> bytes:
+        """The card's ATR; the first read after power-up is pcscd noticing the card."""
+        if self._powered and self.seen is None:
+            self.seen = time.monotonic()
+        return self.card.atr
+
+    def reset(self) -> None:
+        """Power-up or reset, passed on."""
+        self._powered = True
+        self.card.reset()
+
+    def transmit(self, apdu: bytes) -> bytes:
+        """APDUs, passed on."""
+        return self.card.transmit(apdu)
+
+    @property
+    def detect_s(self) -> float | None:
+        """Seconds from insertion until pcscd saw the card (None: not yet)."""
+        return None if self.seen is None else self.seen - self.inserted
+
+
 @dataclass
 class Band:
     """One wristband of the world: its RFID UID (what the reader sees) and UWB tag id."""
@@ -107,6 +143,9 @@ class World:
     platform: subprocess.Popen[bytes] | None = None
     #: Called with the band's UID whenever the arm brings a band to the reader (after it is in the field).
     on_band_at_reader: list[object] = field(default_factory=list)
+    #: The last band and bank card put into the readers, with their detection times.
+    last_band: StampedCard | None = None
+    last_bank_card: StampedCard | None = None
     _band_slot: VirtualCardSlot | None = None
     _bank_slot: VirtualCardSlot | None = None
     _restart_timer: threading.Timer | None = None
@@ -167,7 +206,8 @@ class World:
     def _band_arrives(self, uid: str) -> None:
         # The band enters the reader's field: a MIFARE tag with its UID appears in vpcd slot 0.
         assert self._band_slot is not None
-        self._band_slot.insert(MifareBand(uid))
+        self.last_band = StampedCard(MifareBand(uid))
+        self._band_slot.insert(self.last_band)
         for hook in list(self.on_band_at_reader):
             hook(uid)  # type: ignore[operator]
 
@@ -175,10 +215,12 @@ class World:
         assert self._band_slot is not None
         self._band_slot.remove()
 
-    def insert_bank_card(self, card: object, *, wait: bool = True) -> None:
+    def insert_bank_card(self, card: VirtualCard, *, wait: bool = True) -> StampedCard:
         """The person inserts a (virtual) bank card into the kiosk's card reader."""
         assert self._bank_slot is not None
-        self._bank_slot.insert(card, wait=wait)  # type: ignore[arg-type]
+        self.last_bank_card = StampedCard(card)
+        self._bank_slot.insert(self.last_bank_card, wait=wait)
+        return self.last_bank_card
 
     def remove_bank_card(self) -> None:
         """The person takes the bank card back."""

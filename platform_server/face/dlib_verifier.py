@@ -8,8 +8,10 @@ docs/face.md and bench/face_accuracy.py.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
@@ -29,9 +31,11 @@ with warnings.catch_warnings():
     import face_recognition_models
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     import numpy.typing as npt
+
+log = logging.getLogger(__name__)
 
 # The defaults live in face/defaults.py (shared with `[face]` in the platform config, which overrides
 # them); re-exported here because this is where callers look for them.
@@ -39,6 +43,12 @@ DEFAULT_THRESHOLD: Final = defaults.DEFAULT_THRESHOLD
 DEFAULT_MAX_IMAGE_BYTES: Final = defaults.DEFAULT_MAX_IMAGE_BYTES
 DEFAULT_MAX_PIXELS: Final = defaults.DEFAULT_MAX_PIXELS
 DEFAULT_MAX_CAPTURES: Final = defaults.DEFAULT_MAX_CAPTURES
+# Sequential decision over the captures (best first): the first usable capture decides alone when its
+# distance is farther than this from the threshold; inside the band every usable capture is encoded
+# and the mean decides, as before. The mean of three can only land on the other side of the threshold
+# if it differs from the first capture by more than the band: on the shared images no kiosk capture
+# triple came near that (docs/face.md, bench/face_accuracy.py --kiosk-frames).
+DEFAULT_AMBIGUITY_BAND: Final = 0.05
 
 ENCODING_SIZE: Final = 128
 ENCODING_BYTES: Final = ENCODING_SIZE * 8  # float64, little-endian
@@ -76,6 +86,22 @@ class _FaceBox:
 
     def to_dlib(self) -> dlib.rectangle:
         return dlib.rectangle(self.left, self.top, self.right, self.bottom)
+
+
+def sequential_distance(distances: Iterable[float], threshold: float, band: float) -> tuple[float, int]:
+    """The distance a verification decides on, and how many frames it took (frames best first).
+
+    The first distance decides alone when it lies farther than `band` from `threshold`; otherwise
+    the mean of every distance decides. Reads `distances` lazily: a clear first frame costs one.
+    """
+    taken: list[float] = []
+    for distance in distances:
+        taken.append(distance)
+        if len(taken) == 1 and abs(distance - threshold) > band:
+            break  # clear on the best frame: the others could not move the mean across the threshold
+    if not taken:
+        raise ValueError("sequential_distance needs at least one distance")
+    return math.fsum(taken) / len(taken), len(taken)
 
 
 class ReferenceEncodingError(ValueError):
@@ -117,6 +143,7 @@ class DlibFaceVerifier:
         model: LandmarkModel = "small",
         *,
         max_captures: int = DEFAULT_MAX_CAPTURES,
+        ambiguity_band: float = DEFAULT_AMBIGUITY_BAND,
     ) -> None:
         if not (isinstance(threshold, int | float) and 0.0 < threshold < MAX_THRESHOLD):
             raise ValueError(f"face threshold must be a number above 0 and below {MAX_THRESHOLD}, got {threshold!r}")
@@ -130,6 +157,12 @@ class DlibFaceVerifier:
             raise ValueError(f"face model must be 'small' (5 landmarks) or 'large' (68 landmarks), got {model!r}")
         if max_captures < 1:
             raise ValueError(f"face max_captures must be at least 1, got {max_captures}")
+        if not (isinstance(ambiguity_band, int | float) and 0.0 <= ambiguity_band <= MAX_THRESHOLD):
+            raise ValueError(
+                f"face ambiguity_band must be a number from 0 (the first usable capture always decides) to "
+                f"{MAX_THRESHOLD} (every capture is always encoded), got {ambiguity_band!r}"
+            )
+        self._ambiguity_band = float(ambiguity_band)
         self._threshold = float(threshold)
         self._max_image_bytes = max_image_bytes
         self._max_pixels = max_pixels
@@ -164,12 +197,21 @@ class DlibFaceVerifier:
         """
         return encoding_to_bytes(self.encode(image, num_jitters=self._num_jitters))
 
-    def verify(self, reference_encoding: bytes, captures: Sequence[bytes]) -> FaceVerdict:
-        """Compare 1..max_captures capture images with a stored reference encoding.
+    @property
+    def ambiguity_band(self) -> float:
+        """Half-width of the distance band around the threshold inside which every capture is encoded."""
+        return self._ambiguity_band
 
-        The distance is the mean over the captures that show one usable face: consecutive kiosk frames
-        differ by noise, which the mean averages out, whereas the minimum would turn several frames
-        into several tries and raise the false-accept rate (measured in bench/face_accuracy.py).
+    def verify(self, reference_encoding: bytes, captures: Sequence[bytes]) -> FaceVerdict:
+        """Compare 1..max_captures capture images (best first) with a stored reference encoding.
+
+        Every capture is decoded and searched for exactly one face (cheap: a few ms each), so a
+        malformed image or a second person in any frame still fails the call. The descriptor, the
+        expensive part (~70 ms of a core each), is computed sequentially: the first usable capture
+        decides alone when its distance lies outside the ambiguity band around the threshold; inside
+        it, every usable capture is encoded and the mean decides. Consecutive kiosk frames differ by
+        noise, which the mean averages out where it matters, whereas the minimum would turn several
+        frames into several tries and raise the false-accept rate (bench/face_accuracy.py).
 
         Raises:
             ValueError: no captures, or a reference that is not a stored encoding.
@@ -178,6 +220,26 @@ class DlibFaceVerifier:
 
         """
         reference = encoding_from_bytes(reference_encoding)
+        started = time.perf_counter()
+        usable = self._usable_faces(captures)
+        checked = time.perf_counter()
+        # A generator: a descriptor is computed only when sequential_distance asks for the next frame.
+        lazy = (float(np.linalg.norm(self._describe(rgb, box, 1) - reference)) for rgb, box in usable)
+        distance, encoded = sequential_distance(lazy, self._threshold, self._ambiguity_band)
+        done = time.perf_counter()
+        # Counts and times only: distances and images stay out of the log.
+        log.info(
+            "face verify: %d capture(s), %d usable, %d encoded; checks %.0f ms, descriptors %.0f ms",
+            len(captures),
+            len(usable),
+            encoded,
+            (checked - started) * 1000,
+            (done - checked) * 1000,
+        )
+        return FaceVerdict(distance=distance, threshold=self._threshold, matched=distance <= self._threshold)
+
+    def _usable_faces(self, captures: Sequence[bytes]) -> list[tuple[RgbImage, _FaceBox]]:
+        """Check the captures' count and sizes, decode each and find its one face; skip frames without one."""
         if not captures:
             raise ValueError("verify needs at least one capture image")
         if len(captures) > self._max_captures:
@@ -192,11 +254,14 @@ class DlibFaceVerifier:
                     FaceImageProblem.TOO_LARGE,
                     f"capture {index} is {len(capture)} bytes, more than the limit of {self._max_image_bytes} bytes",
                 )
-        distances: list[float] = []
+        usable: list[tuple[RgbImage, _FaceBox]] = []
         unusable: FaceImageError | None = None
         for capture in captures:
+            rgb = decode_image(
+                capture, max_bytes=self._max_image_bytes, max_pixels=self._max_pixels, work_max_side=WORK_MAX_SIDE
+            )
             try:
-                encoding = self.encode(capture, num_jitters=1)
+                box = self._find_one_face(rgb)
             except FaceImageError as err:
                 # A frame where the face was missed or is too small is skipped if another frame is
                 # good; anything that hints at a malformed request or a second person is not.
@@ -204,12 +269,11 @@ class DlibFaceVerifier:
                     raise
                 unusable = unusable or err
                 continue
-            distances.append(float(np.linalg.norm(encoding - reference)))
-        if not distances:
+            usable.append((rgb, box))
+        if not usable:
             assert unusable is not None  # every capture raised one of the two skipped problems
             raise unusable
-        distance = math.fsum(distances) / len(distances)
-        return FaceVerdict(distance=distance, threshold=self._threshold, matched=distance <= self._threshold)
+        return usable
 
     def encode(self, image: bytes, *, num_jitters: int = 1) -> npt.NDArray[np.float64]:
         """Decode, detect exactly one face and return its 128-d descriptor; raise FaceImageError."""

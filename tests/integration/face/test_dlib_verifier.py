@@ -58,15 +58,32 @@ def test_threshold_decides(reference: Callable[[str], bytes], faces_dir: Path) -
     assert not strict.matched
 
 
-def test_several_captures_are_combined_by_mean(
+def test_a_clear_first_capture_decides_alone(
     verifier: DlibFaceVerifier, reference: Callable[[str], bytes], faces_dir: Path
 ) -> None:
     ref = reference("obama_1.jpg")
+    first, second = ((faces_dir / name).read_bytes() for name in ("obama_2.jpg", "obama_3.jpg"))
+    alone = verifier.verify(ref, [first]).distance
+    assert abs(alone - verifier.threshold) > verifier.ambiguity_band  # a clear match on this set
+    assert verifier.verify(ref, [first, second]).distance == pytest.approx(alone)
+    # The second frame is still checked (a second person there fails the call), only not encoded.
+    assert verifier.verify(ref, [second, first]).distance == pytest.approx(verifier.verify(ref, [second]).distance)
+
+
+def test_an_ambiguous_first_capture_is_decided_by_the_mean(reference: Callable[[str], bytes], faces_dir: Path) -> None:
+    ref = reference("obama_1.jpg")
     images = [(faces_dir / name).read_bytes() for name in ("obama_2.jpg", "obama_3.jpg")]
-    singles = [verifier.verify(ref, [image]).distance for image in images]
-    both = verifier.verify(ref, images)
+    singles = [DlibFaceVerifier().verify(ref, [image]).distance for image in images]
+    # A threshold just above the first frame's distance puts that frame in the ambiguous band.
+    near = DlibFaceVerifier(threshold=singles[0] + 0.01, ambiguity_band=0.05)
+    both = near.verify(ref, images)
     assert both.distance == pytest.approx(sum(singles) / 2)
-    assert both.matched
+    assert both.matched is (both.distance <= near.threshold)
+    # Band 0: the first usable frame always decides; band 1.5: every frame is always encoded.
+    assert DlibFaceVerifier(threshold=singles[0] + 0.01, ambiguity_band=0.0).verify(
+        ref, images
+    ).distance == pytest.approx(singles[0])
+    assert DlibFaceVerifier(ambiguity_band=1.5).verify(ref, images).distance == pytest.approx(sum(singles) / 2)
 
 
 def test_a_capture_without_face_is_skipped_when_another_is_good(
@@ -164,6 +181,8 @@ def test_no_captures_and_bad_reference(verifier: DlibFaceVerifier, faces_dir: Pa
         ({"num_jitters": 0}, "num_jitters"),
         ({"model": "huge"}, "model"),
         ({"max_captures": 0}, "max_captures"),
+        ({"ambiguity_band": -0.1}, "ambiguity_band"),
+        ({"ambiguity_band": 2.0}, "ambiguity_band"),
     ],
 )
 def test_settings_are_range_checked(kwargs: dict[str, object], message: str) -> None:
