@@ -140,9 +140,9 @@ class TimedPlatform:
 
 
 #: Seconds between find-card polls while the ID card screen waits (the flow reads only then). A find
-#: is about 20 bytes each way on the 115200-baud link (2 ms), so 10 a second is 2% of the link; the
-#: driver's 0.2 s default added 0.1 s on average between the card landing and the read starting.
-ID_CARD_POLL_S: Final = 0.1
+#: is about 20 bytes each way on the 115200-baud link (2 ms), so 20 a second is 4% of the link; the
+#: driver's 0.2 s default added 0.1 s on average (0.2 s at worst) between the card landing and the read.
+ID_CARD_POLL_S: Final = 0.05
 
 
 class IdCardAdapter:
