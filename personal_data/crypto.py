@@ -166,10 +166,11 @@ def seal_records(key: DataKey, records: Sequence[bytes], associated: bytes) -> b
     One nonce and one cipher context per page instead of per record is what lets 100 000 experts be
     encrypted in a few tens of milliseconds; every record stays encrypted and authenticated.
     """
-    for record in records:
-        if RECORD_SEPARATOR in record:
-            raise ValueError("a sealed record must not contain the record separator byte 0x1E")
-    return encrypt(key, RECORD_SEPARATOR.join(records), associated)
+    plain = RECORD_SEPARATOR.join(records)
+    # As many separators as joints means none came from inside a record (one count instead of a scan per record).
+    if plain.count(RECORD_SEPARATOR) != max(len(records) - 1, 0):
+        raise ValueError("a sealed record must not contain the record separator byte 0x1E")
+    return encrypt(key, plain, associated)
 
 
 def open_records(key: DataKey, blob: bytes, associated: bytes) -> list[bytes]:

@@ -14,6 +14,9 @@ from alembic.script import ScriptDirectory
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
+# Name of the schema a bulk import attaches to its connection (see services.roster.InvitationWriter).
+IMPORT_STAGED_SCHEMA = "import_staged"
+
 # How long a SQLite writer waits for the lock before "database is locked"; the unit of work also retries.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
@@ -54,6 +57,14 @@ def make_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @sa.event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+        # A bulk import attached its staging schema and raised the page cache on this connection
+        # (services.roster.InvitationWriter); its transaction has ended, so undo both before reuse.
+        if record.info.pop(IMPORT_STAGED_SCHEMA, False) and dbapi_connection is not None:
+            dbapi_connection.execute(f"DETACH DATABASE {IMPORT_STAGED_SCHEMA}")
+            dbapi_connection.execute("PRAGMA main.cache_size = -2000")
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:

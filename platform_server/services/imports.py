@@ -69,19 +69,20 @@ def import_invitations(
     rolls everything back and names every bad row.
     """
     reader = reader or InvitationReader.in_process(path)
+    timeline = reader.timeline
     try:
         with uow:
             batch_id, _hotel = roster.batch_id_for(uow, batch_code)
-            # Within one file an ID number appears once (or the file is refused), so when no expert
-            # existed before, none of the file's can be known: skip that lookup for every chunk.
-            experts_may_exist = roster.any_experts(uow)
+            writer = roster.InvitationWriter(uow, ctx, batch_id, timeline=timeline)
+            timeline.mark("transaction open, batch found")
             problems: list[RowProblem] = []
             total = known = 0
             for chunk in reader.chunks(ctx.data_key):
-                check = roster.check_invitation_chunk(uow, batch_id, chunk, experts_may_exist=experts_may_exist)
+                timeline.mark(f"chunk of {chunk.count} received")
+                check = writer.check(chunk)
                 problems += check.problems
                 if not problems:  # after the first problem only check: the transaction will roll back
-                    roster.write_invitation_chunk(uow, ctx, batch_id, chunk, check.replaced_pages)
+                    writer.write(chunk, check)
                 total += chunk.count
                 known += check.known_experts
                 if progress:
@@ -95,6 +96,7 @@ def import_invitations(
                 )
             roster.audit_invitations(uow, ctx, batch_code, total, total - known, actor="cli")
             uow.commit()
+            timeline.mark("committed")
     finally:
         reader.close()
     return ImportReport(total)

@@ -1,9 +1,9 @@
 """Writing the roster: invited experts, rooms, wristbands, reference photos (validated input only).
 
 `services.imports` reads and validates files and calls these; tests and the demo seed call them directly.
-Invitations are written set-wise: each prepared chunk (services.spreadsheets.PreparedChunk) travels as
-one JSON parameter that the database expands itself (SQLite json_each, PostgreSQL
-json_array_elements), so 100 000 experts cost three statements per chunk and no Python per row.
+Invitations are written set-wise: each prepared chunk (services.spreadsheets.PreparedChunk) carries its
+rows as a small SQLite image that the writer attaches (PostgreSQL: COPY into a temporary table), so
+100 000 experts cost a few statements per chunk and no Python per row.
 Personal numbers are sealed in pages (one SM4-GCM envelope per 256 experts, `pii_pages`).
 """
 
@@ -16,22 +16,28 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from personal_data.crypto import DataKey, DecryptionError, decrypt, encrypt, lookup_hash, open_records, seal_records
+from platform_server.db.engine import IMPORT_STAGED_SCHEMA
 from platform_server.db.models import Batch, Expert, Invitation, ReferencePhoto, Room, UtcDateTime, Wristband
 from platform_server.errors import NotFoundError, RowProblem
 from platform_server.services import audit
 from platform_server.services.spreadsheets import (
     PII_PAGE_AAD,
     PII_SEPARATOR,
+    STAGED_COLUMNS,
+    STAGED_TABLE,
     CheckedRow,
+    CheckedRows,
     PreparedChunk,
     prepare_chunk,
 )
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Callable, Iterable, Sequence
 
     from platform_server.db.unit_of_work import UnitOfWork
     from platform_server.services.context import ServiceContext
+    from platform_server.services.timeline import Timeline
 
 _IN_CHUNK = 900  # stays under SQLite's default limit of host parameters per statement
 
@@ -64,93 +70,83 @@ def prepare(key: DataKey, rows: Sequence[InvitationRow]) -> PreparedChunk:
     checked: list[CheckedRow] = [
         (n, r.id_number, r.name, r.phone, r.organisation, r.specialty, r.room) for n, r in enumerate(rows, start=1)
     ]
-    return prepare_chunk(key, checked)
+    return prepare_chunk(key, CheckedRows.from_rows(checked))
 
 
-# A chunk is staged in a temporary table first (executemany on SQLite, COPY on PostgreSQL); everything
-# else is set-wise SQL over it, so per-row work in Python is one tuple handed to the driver.
-_STAGING_COLUMNS = "n, id_hash, id_masked, page, slot, name, organisation, specialty, room"
-_STAGING_TABLE = (
-    "n INTEGER, id_hash VARCHAR(64), id_masked VARCHAR(18), page INTEGER, slot INTEGER, name VARCHAR(100),"
-    " organisation VARCHAR(200), specialty VARCHAR(200), room VARCHAR(16)"
+# The SQLite writer attaches each chunk's staging image (PreparedChunk.staged) as a schema of its own
+# connection and writes with set-wise SQL; the ids of new pages and experts are assigned here (the
+# write lock is held from BEGIN IMMEDIATE), so nothing needs RETURNING and experts go in in hash order.
+# PostgreSQL copies the staged rows into a temporary table (COPY) and takes ids from the sequences.
+_SQLITE_ROWS = f"{IMPORT_STAGED_SCHEMA}.{STAGED_TABLE}"
+_PG_ROWS = "import_rows"
+_PG_ROWS_TABLE = (
+    "n INTEGER, row INTEGER, id_hash VARCHAR(64), id_masked VARCHAR(18), page INTEGER, slot INTEGER,"
+    " name VARCHAR(100), organisation VARCHAR(200), specialty VARCHAR(200), room VARCHAR(16)"
 )
+# Big enough for a whole import's pages, so none is spilled to the WAL before the commit writes it.
+IMPORT_CACHE_KIB = 262_144
 _NOW = sa.bindparam("now", type_=UtcDateTime())
-_KNOWN = sa.text(
-    "SELECT s.n, e.id, e.pii_page_id, i.id FROM import_rows s JOIN experts e ON e.id_hash = s.id_hash "
+
+
+def _sql(template: str, rows: str) -> sa.TextClause:
+    """A statement over the staged rows: `{rows}` is the staging table's (fixed, trusted) name."""
+    return sa.text(template.replace("{rows}", rows).replace("{room_id}", _ROOM_ID).replace("{update}", _EXPERT_UPDATE))
+
+
+_KNOWN = (
+    "SELECT s.row, e.id, e.pii_page_id, i.id FROM {rows} s JOIN experts e ON e.id_hash = s.id_hash "
     "LEFT JOIN invitations i ON i.batch_id = :batch_id AND i.expert_id = e.id"
 )
-_ROOM_PROBLEMS = sa.text(
-    "SELECT s.n, s.room, r.id FROM import_rows s "
+_ROOM_PROBLEMS = (
+    "SELECT s.row, s.room, r.id FROM {rows} s "
     "LEFT JOIN rooms r ON r.batch_id = :batch_id AND r.number = s.room "
     "WHERE s.room <> '' AND (r.id IS NULL OR EXISTS (SELECT 1 FROM invitations i WHERE i.room_id = r.id))"
 )
-_INSERT_PAGE = sa.text(
-    "INSERT INTO pii_pages (sealed, records, created_at) VALUES (:sealed, :records, :now) RETURNING id"
-).bindparams(_NOW, sa.bindparam("sealed", type_=sa.LargeBinary()))
-_UPSERT_EXPERTS = sa.text(
-    "INSERT INTO experts (id_hash, id_masked, pii_page_id, pii_slot, pii_encrypted, name, organisation, specialty,"
-    " created_at) SELECT s.id_hash, s.id_masked, p.id, s.slot, NULL, s.name, s.organisation, s.specialty, :now"
-    " FROM import_rows s JOIN import_pages p ON p.page = s.page WHERE true ORDER BY s.id_hash "
-    "ON CONFLICT (id_hash) DO UPDATE SET id_masked = excluded.id_masked, pii_page_id = excluded.pii_page_id,"
+_EXPERT_UPDATE = (
+    " ON CONFLICT (id_hash) DO UPDATE SET id_masked = excluded.id_masked, pii_page_id = excluded.pii_page_id,"
     " pii_slot = excluded.pii_slot, pii_encrypted = NULL, name = excluded.name,"
     " organisation = excluded.organisation, specialty = excluded.specialty"
-).bindparams(_NOW)
-_INSERT_INVITATIONS = sa.text(
+)
+_ROOM_ID = (
+    "CASE WHEN s.room = '' THEN NULL ELSE"
+    " (SELECT r.id FROM rooms r WHERE r.batch_id = :batch_id AND r.number = s.room) END"
+)
+_INVITATIONS = (
     "INSERT INTO invitations (batch_id, expert_id, room_id, face_failures, created_at) "
-    "SELECT :batch_id, e.id, r.id, 0, :now FROM import_rows s JOIN experts e ON e.id_hash = s.id_hash "
-    "LEFT JOIN rooms r ON r.batch_id = :batch_id AND r.number = s.room ORDER BY e.id"
+    "SELECT :batch_id, e.id, {room_id}, 0, :now FROM {rows} s JOIN experts e ON e.id_hash = s.id_hash ORDER BY e.id"
+)
+_SQLITE_CHECK = {"known": _sql(_KNOWN, _SQLITE_ROWS), "rooms": _sql(_ROOM_PROBLEMS, _SQLITE_ROWS)}
+_PG_CHECK = {"known": _sql(_KNOWN, _PG_ROWS), "rooms": _sql(_ROOM_PROBLEMS, _PG_ROWS)}
+# SQLite: ids are the next free ones plus the row's rank (pages: plus its page index).
+_SQLITE_EXPERTS = _sql(
+    "INSERT INTO experts (id, id_hash, id_masked, pii_page_id, pii_slot, pii_encrypted, name, organisation,"
+    " specialty, created_at) SELECT :first_expert + s.n, s.id_hash, s.id_masked, :first_page + s.page, s.slot,"
+    " NULL, s.name, s.organisation, s.specialty, :now FROM {rows} s WHERE true ORDER BY s.n{update}",
+    _SQLITE_ROWS,
 ).bindparams(_NOW)
-
-
-def _stage_rows(uow: UnitOfWork, chunk: PreparedChunk) -> None:
-    """Put the chunk's rows into the transaction's (emptied) temporary table."""
-    connection = uow.session.connection()
-    if uow.is_postgres:
-        for table, columns in (("import_rows", _STAGING_TABLE), ("import_pages", "page INTEGER, id INTEGER")):
-            connection.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({columns}) ON COMMIT DROP")
-        connection.exec_driver_sql("TRUNCATE import_rows, import_pages")
-        with _raw_cursor(connection).copy(f"COPY import_rows ({_STAGING_COLUMNS}) FROM STDIN") as copy:
-            for row in chunk.rows:
-                copy.write_row(row)
-        return
-    for table, columns in (("import_rows", _STAGING_TABLE), ("import_pages", "page INTEGER PRIMARY KEY, id INTEGER")):
-        connection.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({columns})")
-    connection.exec_driver_sql("DELETE FROM import_rows")
-    connection.exec_driver_sql("DELETE FROM import_pages")
-    if chunk.rows:
-        connection.exec_driver_sql(
-            f"INSERT INTO import_rows ({_STAGING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-            chunk.rows,
-        )
-
-
-def _stage_pages(uow: UnitOfWork, page_ids: Sequence[int]) -> None:
-    """Map the chunk's page indexes to the ids its pages got."""
-    connection = uow.session.connection()
-    if not page_ids:
-        return
-    if uow.is_postgres:
-        with _raw_cursor(connection).copy("COPY import_pages (page, id) FROM STDIN") as copy:
-            for pair in enumerate(page_ids):
-                copy.write_row(pair)
-    else:
-        connection.exec_driver_sql(
-            "INSERT INTO import_pages (page, id) VALUES (?, ?)",
-            list(enumerate(page_ids)),
-        )
+_SQLITE_NEW_INVITATIONS = _sql(
+    "INSERT INTO invitations (batch_id, expert_id, room_id, face_failures, created_at) "
+    "SELECT :batch_id, :first_expert + s.n, {room_id}, 0, :now FROM {rows} s ORDER BY s.n",
+    _SQLITE_ROWS,
+).bindparams(_NOW)
+_SQLITE_INVITATIONS = _sql(_INVITATIONS, _SQLITE_ROWS).bindparams(_NOW)
+_PAGES = sa.text(
+    "INSERT INTO pii_pages (id, sealed, records, created_at) VALUES (:id, :sealed, :records, :now)"
+).bindparams(_NOW, sa.bindparam("sealed", type_=sa.LargeBinary()))
+# PostgreSQL: ids from the sequences (explicit ids would leave a sequence behind the table).
+_PG_PAGE_IDS = sa.text("SELECT nextval(pg_get_serial_sequence('pii_pages', 'id')) FROM generate_series(1, :count)")
+_PG_EXPERTS = _sql(
+    "INSERT INTO experts (id_hash, id_masked, pii_page_id, pii_slot, pii_encrypted, name, organisation,"
+    " specialty, created_at) SELECT s.id_hash, s.id_masked, p.id, s.slot, NULL, s.name, s.organisation,"
+    " s.specialty, :now FROM {rows} s JOIN import_pages p ON p.page = s.page WHERE true ORDER BY s.n{update}",
+    _PG_ROWS,
+).bindparams(_NOW)
+_PG_INVITATIONS = _sql(_INVITATIONS, _PG_ROWS).bindparams(_NOW)
 
 
 def _raw_cursor(connection: sa.Connection) -> Any:
     """The driver's own cursor in the connection's transaction (psycopg's COPY needs it)."""
     return connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-
-
-def _unstage(uow: UnitOfWork) -> None:
-    """Empty the temporary tables (SQLite keeps them per connection; PostgreSQL drops them at commit)."""
-    if not uow.is_postgres:
-        connection = uow.session.connection()
-        connection.exec_driver_sql("DELETE FROM import_rows")
-        connection.exec_driver_sql("DELETE FROM import_pages")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,48 +163,128 @@ def any_experts(uow: UnitOfWork) -> bool:
     return uow.execute(sa.text("SELECT 1 FROM experts LIMIT 1")).first() is not None
 
 
-def check_invitation_chunk(
-    uow: UnitOfWork, batch_id: int, chunk: PreparedChunk, *, experts_may_exist: bool = True
-) -> ChunkCheck:
-    """Stage the chunk; name rows already invited, or naming a room outside the pool or pre-assigned.
+class InvitationWriter:
+    """Checks and writes an import's prepared chunks in the caller's open transaction.
 
-    `experts_may_exist=False` (no expert existed when the import's transaction began, and the file has
-    no repeated ID numbers) skips looking the chunk's experts up.
+    For each chunk: stage() makes its rows visible to SQL, check() names rows already invited or
+    naming a room outside the pool or pre-assigned, write() inserts pages, experts (refreshing known
+    ones, whose old page records are then blanked) and invitations.
     """
-    _stage_rows(uow, chunk)
-    params = {"batch_id": batch_id}
-    problems: list[RowProblem] = []
-    known = uow.execute(_KNOWN, params).all() if experts_may_exist else []
-    replaced = {int(page) for _n, _e, page, _i in known if page is not None}
-    problems += [
-        RowProblem(int(n), "该专家已在本批次名单中 / this expert is already invited to the batch")
-        for n, _e, _p, invitation in known
-        if invitation is not None
-    ]
-    for n, room, room_id in uow.execute(_ROOM_PROBLEMS, params).all():
-        if room_id is None:
-            message = f"房间{room}不在本批次房源中 / room {room} is not in the batch's rooms"
+
+    def __init__(
+        self, uow: UnitOfWork, ctx: ServiceContext, batch_id: int, *, timeline: Timeline | None = None
+    ) -> None:
+        """Look once whether any expert exists (a first import skips looking the chunks' experts up)."""
+        self._uow = uow
+        self._ctx = ctx
+        self._batch_id = batch_id
+        self._mark = timeline.mark if timeline is not None else _no_mark
+        # Within one file an ID number appears once (or the file is refused), so when no expert existed
+        # before, none of the file's can be known: skip that lookup for every chunk.
+        self._experts_may_exist = any_experts(uow)
+        self._connection = uow.session.connection()
+        self._now = ctx.clock()
+
+    def check(self, chunk: PreparedChunk) -> ChunkCheck:
+        """Stage the chunk and check it against the database."""
+        self._stage(chunk)
+        sql = _PG_CHECK if self._uow.is_postgres else _SQLITE_CHECK
+        params = {"batch_id": self._batch_id}
+        problems: list[RowProblem] = []
+        known = self._uow.execute(sql["known"], params).all() if self._experts_may_exist else []
+        problems += [
+            RowProblem(int(n), "该专家已在本批次名单中 / this expert is already invited to the batch")
+            for n, _e, _p, invitation in known
+            if invitation is not None
+        ]
+        if chunk.rooms:
+            for n, room, room_id in self._uow.execute(sql["rooms"], params).all():
+                if room_id is None:
+                    message = f"房间{room}不在本批次房源中 / room {room} is not in the batch's rooms"
+                else:
+                    message = f"房间{room}已预分配给他人 / room {room} is already pre-assigned"
+                problems.append(RowProblem(int(n), message))
+        self._mark("  staged and checked against the database")
+        return ChunkCheck(problems, len(known), {int(page) for _n, _e, page, _i in known if page is not None})
+
+    def write(self, chunk: PreparedChunk, check: ChunkCheck) -> None:
+        """Insert the staged chunk (after check() found no problem in it)."""
+        if not chunk.count:
+            return
+        if self._uow.is_postgres:
+            self._write_postgres(chunk)
         else:
-            message = f"房间{room}已预分配给他人 / room {room} is already pre-assigned"
-        problems.append(RowProblem(int(n), message))
-    return ChunkCheck(problems, len(known), replaced)
+            self._write_sqlite(chunk, known=check.known_experts > 0)
+        self._mark("  pages, experts and invitations inserted")
+        if check.replaced_pages:
+            reseal_pages(self._uow, self._ctx.data_key, check.replaced_pages)
+            self._mark("  old pages of known experts re-sealed")
+
+    def _stage(self, chunk: PreparedChunk) -> None:
+        if self._uow.is_postgres:
+            self._stage_postgres(chunk)
+            return
+        proxied = self._connection.connection
+        driver: sqlite3.Connection = proxied.driver_connection  # type: ignore[assignment]
+        if not proxied.info.get(IMPORT_STAGED_SCHEMA):
+            # Detached again when the connection goes back to the pool (db.engine).
+            driver.execute(f"ATTACH DATABASE ':memory:' AS {IMPORT_STAGED_SCHEMA}")
+            driver.execute(f"PRAGMA main.cache_size = -{IMPORT_CACHE_KIB}")
+            proxied.info[IMPORT_STAGED_SCHEMA] = True
+        driver.deserialize(chunk.staged, name=IMPORT_STAGED_SCHEMA)
+
+    def _stage_postgres(self, chunk: PreparedChunk) -> None:
+        connection = self._connection
+        connection.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_ROWS} ({_PG_ROWS_TABLE}) ON COMMIT DROP")
+        connection.exec_driver_sql(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS import_pages (page INTEGER, id INTEGER) ON COMMIT DROP"
+        )
+        connection.exec_driver_sql(f"TRUNCATE {_PG_ROWS}, import_pages")
+        with _raw_cursor(connection).copy(f"COPY {_PG_ROWS} ({', '.join(STAGED_COLUMNS)}) FROM STDIN") as copy:
+            for row in chunk.rows():
+                copy.write_row(row)
+
+    def _write_sqlite(self, chunk: PreparedChunk, *, known: bool) -> None:
+        uow = self._uow
+        first_page = int(uow.execute(sa.text("SELECT coalesce(max(id), 0) + 1 FROM pii_pages")).scalar_one())
+        uow.execute(
+            _PAGES,
+            [
+                {"id": first_page + index, "sealed": sealed, "records": records, "now": self._now}
+                for index, (sealed, records) in enumerate(zip(chunk.pages, chunk.page_records, strict=True))
+            ],
+        )
+        first_expert = int(uow.execute(sa.text("SELECT coalesce(max(id), 0) + 1 FROM experts")).scalar_one())
+        params = {
+            "batch_id": self._batch_id,
+            "now": self._now,
+            "first_page": first_page,
+            "first_expert": first_expert,
+        }
+        uow.execute(_SQLITE_EXPERTS, params)
+        # A known expert keeps its id, so only a chunk of new experts knows every expert id without a join.
+        uow.execute(_SQLITE_INVITATIONS if known else _SQLITE_NEW_INVITATIONS, params)
+
+    def _write_postgres(self, chunk: PreparedChunk) -> None:
+        uow = self._uow
+        page_ids = [int(i) for i in uow.execute(_PG_PAGE_IDS, {"count": len(chunk.pages)}).scalars()]
+        uow.execute(
+            _PAGES,
+            [
+                {"id": page_id, "sealed": sealed, "records": records, "now": self._now}
+                for page_id, sealed, records in zip(page_ids, chunk.pages, chunk.page_records, strict=True)
+            ],
+        )
+        with _raw_cursor(self._connection).copy("COPY import_pages (page, id) FROM STDIN") as copy:
+            for pair in enumerate(page_ids):
+                copy.write_row(pair)
+        params = {"batch_id": self._batch_id, "now": self._now}
+        uow.execute(_PG_EXPERTS, params)
+        uow.execute(_PG_INVITATIONS, params)
 
 
-def write_invitation_chunk(
-    uow: UnitOfWork, ctx: ServiceContext, batch_id: int, chunk: PreparedChunk, replaced_pages: Iterable[int] = ()
-) -> None:
-    """Insert the chunk's pages, experts (refreshing known ones) and invitations, in the open transaction."""
-    now = ctx.clock()
-    page_ids = [
-        int(uow.execute(_INSERT_PAGE, {"sealed": sealed, "records": records, "now": now}).scalar_one())
-        for sealed, records in zip(chunk.pages, chunk.page_records, strict=True)
-    ]
-    _stage_pages(uow, page_ids)
-    params = {"batch_id": batch_id, "now": now}
-    uow.execute(_UPSERT_EXPERTS, params)
-    uow.execute(_INSERT_INVITATIONS, params)
-    _unstage(uow)
-    reseal_pages(uow, ctx.data_key, replaced_pages)
+def _no_mark(_phase: str) -> None:
+    """Timeline.mark when nobody is timing."""
 
 
 def reseal_pages(uow: UnitOfWork, key: DataKey, page_ids: Iterable[int]) -> int:
@@ -342,15 +418,16 @@ def write_invitations(
 
     batch_id, _hotel = batch_id_for(uow, batch_code)
     chunks = [prepared] if isinstance(prepared, PreparedChunk) else list(prepared)
+    writer = InvitationWriter(uow, ctx, batch_id)
     total = known = 0
     for chunk in chunks:
-        check = check_invitation_chunk(uow, batch_id, chunk)
+        check = writer.check(chunk)
         if check.problems:
             raise ImportRefusedError(
                 f"{len(check.problems)}行有误，未导入 / {len(check.problems)} bad rows, nothing imported",
                 check.problems,
             )
-        write_invitation_chunk(uow, ctx, batch_id, chunk, check.replaced_pages)
+        writer.write(chunk, check)
         total += chunk.count
         known += check.known_experts
         if progress:

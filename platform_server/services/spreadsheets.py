@@ -11,16 +11,17 @@ import contextlib
 import csv
 import datetime as dt
 import io
-import multiprocessing
+import itertools
 import operator
 import re
-import threading
+import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from personal_data import id_number
 from personal_data.crypto import DataKey, lookup_hasher, seal_records
 from platform_server.errors import ImportRefusedError, RowProblem
+from platform_server.services.timeline import Timeline
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -138,6 +139,7 @@ INVITATION_COLUMNS: dict[str, tuple[str, ...]] = {
     "room": ("房间", "房间号", "roomnumber"),
 }
 INVITATION_REQUIRED = ("id_number", "name", "phone", "organisation", "specialty")
+_FIELDS = ("id_number", "name", "phone", "organisation", "specialty", "room")
 PHONE = re.compile(r"^\+?[0-9][0-9\- ]{5,19}$")
 ROOM = re.compile(r"^[A-Za-z0-9-]{1,16}$")
 MAX_NAME = 100
@@ -152,11 +154,19 @@ _NUMERIC_ID = (
     "身份证号被Excel存成了数字，末几位已丢失；请将该列设为文本后重新录入 / "
     "the ID number was stored as a number and lost digits; format the column as text"
 )
+_ID_LEN = 18
 _ASCII_ID = re.compile(r"[0-9]{17}[0-9X]\Z")
+_ASCII_IDS = re.compile(r"(?:[0-9]{17}[0-9X])*")  # many ID numbers written one after the other
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 # The check sum over the ASCII codes of the 17 digits, minus what the '0' offset (48) adds to it.
 _ID_OFFSET = 48 * sum(_ID_WEIGHTS)
 _CHECK_CHARS = "10X98765432"
+# Check digits of a whole column at once: position k's digit d becomes the byte (w_k * d) mod 11, so
+# the 17 positions of one ID number add up to at most 170 and a big integer adds one byte per row
+# for all rows together without carries; the sum mod 11 then names the check character.
+_WEIGHTED_DIGIT = tuple(bytes.maketrans(b"0123456789", bytes(w * d % 11 for d in range(10))) for w in _ID_WEIGHTS)
+_SUM_TO_CHECK = bytes(ord(_CHECK_CHARS[total % 11]) for total in range(256))
+_MASK_MIDDLE = "*" * 10
 
 # (sheet row number, normalised ID number, name, phone, organisation, specialty, room)
 CheckedRow = tuple[int, str, str, str, str, str, str]
@@ -211,6 +221,23 @@ def _id_problem(cell: Any, birth_ok: _BirthDates) -> tuple[str, str]:
         return "", str(err)
 
 
+def _ids_pass(joined: str, count: int, birth_ok: _BirthDates) -> bool:
+    """True when `joined` is `count` normalised ASCII ID numbers back to back and every one is valid.
+
+    Shape by one regex over the whole string, birth dates once per distinct date, check digits for
+    all rows at once (see _WEIGHTED_DIGIT): a few milliseconds for 100 000 ID numbers.
+    """
+    if len(joined) != _ID_LEN * count or not joined.isascii() or _ASCII_IDS.fullmatch(joined) is None:
+        return False
+    if not all(map(birth_ok, {joined[i : i + 8] for i in range(6, len(joined), _ID_LEN)})):
+        return False
+    data = joined.encode("ascii")
+    total = 0
+    for position, table in enumerate(_WEIGHTED_DIGIT):
+        total += int.from_bytes(data[position::_ID_LEN].translate(table), "big")
+    return total.to_bytes(count, "big").translate(_SUM_TO_CHECK) == data[17::_ID_LEN]
+
+
 def _other_problems(name: str, phone: str, organisation: str, specialty: str, room: str) -> list[str]:
     """Every problem with a row's fields other than the ID number."""
     reasons: list[str] = []
@@ -250,11 +277,67 @@ def room_payload_problem(room: str) -> str:
     return ""
 
 
+def _stripped(cells: list[Any]) -> list[str]:
+    """A column's cells as stripped text (numbers without '.0', None as empty)."""
+    try:
+        return list(map(str.strip, cells))
+    except TypeError:  # a number or an empty cell among the strings
+        return [_text(c) for c in cells]
+
+
+def _lengths_within(values: list[str], longest: int) -> bool:
+    """True when every value is non-empty and at most `longest` characters."""
+    lengths = list(map(len, values))
+    return min(lengths) > 0 and max(lengths) <= longest
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedRows:
+    """The good rows of a slice, column by column (sheet row numbers, normalised ID numbers, fields)."""
+
+    numbers: Sequence[int]
+    ids: list[str]
+    names: list[str]
+    phones: list[str]
+    organisations: list[str]
+    specialties: list[str]
+    rooms: list[str]
+
+    def __len__(self) -> int:
+        """Rows in the slice."""
+        return len(self.ids)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[CheckedRow]) -> CheckedRows:
+        """Columns from row tuples."""
+        if not rows:
+            return cls([], [], [], [], [], [], [])
+        numbers, ids, names, phones, organisations, specialties, rooms = (list(c) for c in zip(*rows, strict=True))
+        return cls(numbers, ids, names, phones, organisations, specialties, rooms)
+
+    def as_rows(self) -> list[CheckedRow]:
+        """Row tuples (tests compare the fast and the row-by-row check with these)."""
+        return list(
+            zip(
+                self.numbers,
+                self.ids,
+                self.names,
+                self.phones,
+                self.organisations,
+                self.specialties,
+                self.rooms,
+                strict=True,
+            )
+        )
+
+
 class InvitationChecker:
     """Checks invitation rows slice by slice, remembering every ID number and room seen so far.
 
     Rows repeating an earlier row's ID number or room are problems; the first of them stays good, so
-    the database checks can still name its own problems in the same refusal.
+    the database checks can still name its own problems in the same refusal. A slice is first checked
+    column by column (each rule once over the whole column); only a slice where that finds anything
+    is checked row by row, which names every problem of every row.
     """
 
     def __init__(self, table: Table) -> None:
@@ -262,17 +345,76 @@ class InvitationChecker:
         width = len(table.columns)
         index = {name: i for i, name in enumerate(table.columns) if name}
         self._width = width
-        self._pick = operator.itemgetter(
-            *(index.get(n, width) for n in ("id_number", "name", "phone", "organisation", "specialty", "room"))
-        )
+        self._columns = tuple(index.get(n) for n in _FIELDS)
+        self._pick = operator.itemgetter(*(index.get(n, width) for n in _FIELDS))
         self._birth_ok = _BirthDates()
         self._id_seen: dict[str, int] = {}
         self._room_seen: dict[str, int] = {}
         self.problems: list[RowProblem] = []
         self.good = 0
 
-    def check(self, rows: Sequence[list[Any]], first_number: int) -> list[CheckedRow]:
+    def check(self, rows: Sequence[list[Any]], first_number: int) -> CheckedRows:
         """The good rows of a slice (sheet row numbers from first_number); problems are collected."""
+        checked = self.check_columns(rows, first_number)
+        if checked is None:
+            checked = CheckedRows.from_rows(self.check_rows(rows, first_number))
+        self.good += len(checked)
+        return checked
+
+    def check_columns(self, rows: Sequence[list[Any]], first_number: int) -> CheckedRows | None:
+        """The whole slice if every row is good (remembering its ID numbers and rooms), else None."""
+        count = len(rows)
+        if not count or min(map(len, rows)) < self._width:
+            return None  # ragged rows (CSV) are padded by the row-by-row check
+        columns = [list(map(operator.itemgetter(i), rows)) if i is not None else [""] * count for i in self._columns]
+        ids = self._good_ids(columns[0])
+        if ids is None:
+            return None
+        names, phones, organisations, specialties, rooms = map(_stripped, columns[1:])
+        numbers = range(first_number, first_number + count)
+        if not (
+            _lengths_within(names, MAX_NAME)
+            and all(map(PHONE.match, phones))
+            and _lengths_within(organisations, MAX_TEXT)
+            and _lengths_within(specialties, MAX_TEXT)
+            and self._good_rooms(rooms, numbers)
+        ):
+            return None
+        self._id_seen.update(zip(ids, numbers, strict=True))
+        return CheckedRows(numbers, ids, names, phones, organisations, specialties, rooms)
+
+    def _good_ids(self, cells: list[Any]) -> list[str] | None:
+        """The normalised ID numbers if every cell holds a valid one not seen before, else None."""
+        try:
+            joined = "".join(cells)
+        except TypeError:  # a number (Excel ate the digits) or an empty cell
+            return None
+        if set(map(len, cells)) != {_ID_LEN}:
+            return None
+        upper = joined.upper()  # a trailing lower-case x is written X
+        if not _ids_pass(upper, len(cells), self._birth_ok):
+            return None
+        ids = cells if upper == joined else [upper[i : i + _ID_LEN] for i in range(0, len(upper), _ID_LEN)]
+        if len(set(ids)) != len(ids) or not self._id_seen.keys().isdisjoint(ids):
+            return None
+        return ids
+
+    def _good_rooms(self, rooms: list[str], numbers: range) -> bool:
+        """True (and the rooms remembered) if every room given is usable and given once."""
+        if not any(rooms):
+            return True
+        given = [(room, number) for room, number in zip(rooms, numbers, strict=True) if room]
+        if (
+            len({room for room, _ in given}) != len(given)
+            or not self._room_seen.keys().isdisjoint(room for room, _ in given)
+            or not all(ROOM.match(room) and not room_payload_problem(room) for room, _ in given)
+        ):
+            return False
+        self._room_seen.update(given)
+        return True
+
+    def check_rows(self, rows: Sequence[list[Any]], first_number: int) -> list[CheckedRow]:
+        """Row by row: the good rows, and every problem of every bad row collected."""
         good: list[CheckedRow] = []
         problems = self.problems
         id_seen, room_seen, birth_ok = self._id_seen, self._room_seen, self._birth_ok
@@ -318,72 +460,129 @@ class InvitationChecker:
                     )
                     continue
             good.append((number, id_value, name, phone, organisation, specialty, room))
-        self.good += len(good)
         return good
 
 
-# (sheet row number, id_hash, id_masked, page index in the chunk, slot in the page, name, organisation,
-#  specialty, room): one expert ready to write
-PreparedRow = tuple[int, str, str, int, int, str, str, str, str]
+# The staging image's one table: an expert per row, `n` its rank by lookup hash (so the writer's
+# inserts run in index order), `row` its sheet row number, (page, slot) where its sealed record is.
+STAGED_TABLE = "rows"
+STAGED_COLUMNS = ("n", "row", "id_hash", "id_masked", "page", "slot", "name", "organisation", "specialty", "room")
+_STAGED_SCHEMA = (
+    f"CREATE TABLE {STAGED_TABLE} (n INTEGER PRIMARY KEY, row INTEGER NOT NULL, id_hash TEXT NOT NULL,"
+    " id_masked TEXT NOT NULL, page INTEGER NOT NULL, slot INTEGER NOT NULL, name TEXT NOT NULL,"
+    " organisation TEXT NOT NULL, specialty TEXT NOT NULL, room TEXT NOT NULL)"
+)
+# (n, sheet row number, id_hash, id_masked, page index in the chunk, slot in the page, name,
+#  organisation, specialty, room): one expert ready to write
+PreparedRow = tuple[int, int, str, str, int, int, str, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class PreparedChunk:
     """Checked rows made ready to write: ID numbers hashed and masked, personal numbers sealed in pages.
 
-    `pages` are SM4-GCM envelopes of up to PAGE_SLOTS records (ID and phone) each; each row names
-    its page by index into `pages` and its record by slot. Nothing in a chunk is a personal number in
+    `staged` is a serialized in-memory SQLite database holding the rows (table STAGED_TABLE): the
+    writer attaches it and inserts with set-wise SQL, so no Python runs per row on the writer's side.
+    `pages` are SM4-GCM envelopes of up to PAGE_SLOTS records (ID and phone) each; each row names its
+    page by index into `pages` and its record by slot. Nothing in a chunk is a personal number in
     clear, so chunks may cross between processes.
     """
 
-    rows: list[PreparedRow]
+    staged: bytes
     pages: list[bytes]
     page_records: list[int]
+    count: int
+    rooms: int  # rows that name a pre-assigned room
 
-    @property
-    def count(self) -> int:
-        """Experts in the chunk."""
-        return len(self.rows)
+    def rows(self) -> list[PreparedRow]:
+        """The staged rows in `n` order (the PostgreSQL writer copies them; tests read them)."""
+        database = sqlite3.connect(":memory:")
+        try:
+            database.deserialize(self.staged)
+            columns = ", ".join(STAGED_COLUMNS)
+            return database.execute(f"SELECT {columns} FROM {STAGED_TABLE} ORDER BY n").fetchall()  # noqa: S608
+        finally:
+            database.close()
 
 
 def mask_id(value: str) -> str:
     """personal_data.id_number.mask() for an already-normalised 18-character ID number."""
-    return value[:4] + "**********" + value[-4:]
+    return value[:4] + _MASK_MIDDLE + value[-4:]
 
 
-def prepare_chunk(key: DataKey, rows: Sequence[CheckedRow]) -> PreparedChunk:
-    """Hash, mask and page-seal checked rows (one SM4-GCM call per PAGE_SLOTS experts)."""
-    hashes = lookup_hasher(key.lookup_key).many([r[1] for r in rows])
-    pages: list[bytes] = []
-    page_records: list[int] = []
-    out: list[PreparedRow] = []
-    for start in range(0, len(rows), PAGE_SLOTS):
-        page_rows = rows[start : start + PAGE_SLOTS]
-        page = len(pages)
-        pages.append(seal_records(key, [f"{r[1]}{PII_SEPARATOR}{r[3]}".encode() for r in page_rows], PII_PAGE_AAD))
-        page_records.append(len(page_rows))
-        out.extend(
-            (number, hashes[start + slot], mask_id(id_value), page, slot, name, organisation, specialty, room)
-            for slot, (number, id_value, name, _phone, organisation, specialty, room) in enumerate(page_rows)
+def prepare_chunk(key: DataKey, checked: CheckedRows) -> PreparedChunk:
+    """Hash, mask and page-seal checked rows (one SM4-GCM call per PAGE_SLOTS experts); stage them."""
+    count = len(checked)
+    ids = checked.ids
+    hashes = lookup_hasher(key.lookup_key).many(ids)
+    records = [record.encode() for record in map(PII_SEPARATOR.join, zip(ids, checked.phones, strict=True))]
+    pages = [seal_records(key, records[s : s + PAGE_SLOTS], PII_PAGE_AAD) for s in range(0, count, PAGE_SLOTS)]
+    page_records = [min(PAGE_SLOTS, count - s) for s in range(0, count, PAGE_SLOTS)]
+    rank = [0] * count
+    for position, index in enumerate(sorted(range(count), key=hashes.__getitem__)):
+        rank[index] = position
+    page_of = itertools.chain.from_iterable(itertools.repeat(p, PAGE_SLOTS) for p in range(len(pages)))
+    slot_of = itertools.chain.from_iterable(itertools.repeat(range(PAGE_SLOTS), len(pages)))
+    database = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        database.execute(_STAGED_SCHEMA)
+        database.execute("BEGIN")
+        database.executemany(
+            f"INSERT INTO {STAGED_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            zip(
+                rank,
+                checked.numbers,
+                hashes,
+                map(mask_id, ids),
+                page_of,
+                slot_of,
+                checked.names,
+                checked.organisations,
+                checked.specialties,
+                checked.rooms,
+                strict=False,  # page_of and slot_of run to the end of the last page
+            ),
         )
-    return PreparedChunk(out, pages, page_records)
+        database.execute("COMMIT")
+        staged = database.serialize()
+    finally:
+        database.close()
+    return PreparedChunk(staged, pages, page_records, count, sum(map(bool, checked.rooms)))
 
 
-def read_invitations(path: Path, key_source: Callable[[], DataKey]) -> Iterator[PreparedChunk | list[RowProblem]]:
+def _without_trailing_blanks(rows: list[list[Any]]) -> list[list[Any]]:
+    """The rows up to the last non-blank one (a template formatted 1000 rows down ends in blank rows)."""
+    end = len(rows)
+    while end and not any(c is not None and c != "" for c in rows[end - 1]):
+        end -= 1
+    return rows if end == len(rows) else rows[:end]
+
+
+def read_invitations(
+    path: Path, key_source: Callable[[], DataKey], timeline: Timeline | None = None
+) -> Iterator[PreparedChunk | list[RowProblem]]:
     """Check and prepare an invitation list slice by slice; the last item is the list of bad rows.
 
     ImportRefusedError for a file that cannot be read at all or has no rows. `key_source` is called
-    once the file is parsed (in the reader process it waits for the writer to send the key). Chunks
-    come even after a bad row, so the writer can add the database's problems to the same refusal.
+    once the first slice is checked (in the reader process it waits for the writer to send the key).
+    Chunks come even after a bad row, so the writer can add the database's problems to the same refusal.
     """
+    timeline = timeline or Timeline(enabled=False)
     table = read_table(path, INVITATION_COLUMNS, INVITATION_REQUIRED)
+    rows = _without_trailing_blanks(table.rows)
+    timeline.mark(f"parsed {len(rows)} rows", "reader")
     checker = InvitationChecker(table)
     key: DataKey | None = None
-    for start in range(0, len(table.rows), CHUNK_ROWS):
-        good = checker.check(table.rows[start : start + CHUNK_ROWS], table.first_row_number + start)
-        if good:
-            key = key or key_source()
-            yield prepare_chunk(key, good)
+    for start in range(0, len(rows), CHUNK_ROWS):
+        checked = checker.check(rows[start : start + CHUNK_ROWS], table.first_row_number + start)
+        timeline.mark(f"rows {start}+: checked", "reader")
+        if checked:
+            if key is None:
+                key = key_source()
+                timeline.mark("key received", "reader")
+            chunk = prepare_chunk(key, checked)
+            timeline.mark(f"rows {start}+: hashed, sealed, staged", "reader")
+            yield chunk
     if not checker.good and not checker.problems:
         raise ImportRefusedError(f"{path.name} 没有数据行 / {path.name} has no data rows")
     checker.problems.sort(key=lambda p: p.row)
@@ -400,35 +599,37 @@ class InvitationReader:
     writes nothing.
     """
 
-    def __init__(self, path: Path, connection: Connection | None, process: BaseProcess | None) -> None:
+    def __init__(
+        self, path: Path, connection: Connection | None, process: BaseProcess | None, timeline: Timeline | None = None
+    ) -> None:
         """Use start() or in_process()."""
         self.path = path
         self._connection = connection
         self._process = process
         self.forked = connection is not None
         self.problems: list[RowProblem] = []
+        self.timeline = timeline or Timeline(enabled=False)
 
     @classmethod
-    def in_process(cls, path: Path) -> InvitationReader:
+    def in_process(cls, path: Path, timeline: Timeline | None = None) -> InvitationReader:
         """Read in the calling process."""
-        return cls(path, None, None)
+        return cls(path, None, None, timeline)
 
     @classmethod
-    def start(cls, path: Path) -> InvitationReader:
+    def start(cls, path: Path, timeline: Timeline | None = None) -> InvitationReader:
         """Fork a reader process when that is safe (no other threads yet), else read in-process."""
-        if threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
-            return cls.in_process(path)  # forking a threaded process can deadlock the child
-        context = multiprocessing.get_context("fork")
-        parent, child = context.Pipe()
-        process = context.Process(target=_reader_main, args=(child, path), name="invitation-reader", daemon=True)
-        process.start()
-        child.close()
-        return cls(path, parent, process)
+        from platform_server.services import reader_process  # noqa: PLC0415
+
+        timeline = timeline or Timeline(enabled=False)
+        if not reader_process.can_fork():
+            return cls.in_process(path, timeline)  # forking a threaded process can deadlock the child
+        connection, process = reader_process.fork_reader(path, timeline)
+        return cls(path, connection, process, timeline)
 
     def chunks(self, key: DataKey) -> Iterator[PreparedChunk]:
         """Prepared chunks of the good rows; afterwards `problems` holds every bad row of the file."""
         if self._connection is None:
-            for item in read_invitations(self.path, lambda: key):
+            for item in read_invitations(self.path, lambda: key, self.timeline):
                 if isinstance(item, PreparedChunk):
                     yield item
                 else:
@@ -439,6 +640,7 @@ class InvitationReader:
             message = self._receive()
             if message[0] == "done":
                 self.problems = [RowProblem(row, text) for row, text in message[1]]
+                self.timeline.add(message[2])
                 return
             yield message[1]
 
@@ -469,7 +671,7 @@ class InvitationReader:
         return message
 
 
-def _reader_main(connection: Connection, path: Path) -> None:
+def reader_main(connection: Connection, path: Path, timeline: Timeline) -> None:
     """The reader process: stream prepared chunks, then the bad rows, to the writer."""
 
     def key_from_writer() -> DataKey:
@@ -477,11 +679,14 @@ def _reader_main(connection: Connection, path: Path) -> None:
         return DataKey(order[1], order[2])
 
     try:
-        for item in read_invitations(path, key_from_writer):
+        timeline.marks.clear()  # the writer keeps the marks made before the fork
+        timeline.mark("reader started", "reader")
+        for item in read_invitations(path, key_from_writer, timeline):
             if isinstance(item, PreparedChunk):
                 connection.send(("chunk", item))
+                timeline.mark(f"chunk of {item.count} sent", "reader")
             else:
-                connection.send(("done", [(p.row, p.message) for p in item]))
+                connection.send(("done", [(p.row, p.message) for p in item], timeline.marks))
     except ImportRefusedError as err:
         connection.send(("refused", err.summary, [(p.row, p.message) for p in err.problems]))
     except EOFError:
