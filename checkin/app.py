@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -51,7 +52,11 @@ log = logging.getLogger(__name__)
 
 def _face_analyser(detect_width: int) -> Callable[[], FaceAnalyser]:
     def make() -> FaceAnalyser:
-        from checkin.camera.face_analysis import FaceAnalyser  # noqa: PLC0415 - loads dlib's models (~1 s)
+        with warnings.catch_warnings():
+            # face_recognition_models finds its files with the deprecated pkg_resources, which warns on
+            # stderr at every kiosk start: not news for a technician.
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            from checkin.camera.face_analysis import FaceAnalyser  # noqa: PLC0415 - loads dlib's models (~1 s)
 
         return FaceAnalyser(detect_width=detect_width)
 

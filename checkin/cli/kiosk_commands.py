@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -12,7 +13,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from checkin.app import Kiosk
     from checkin.config import KioskConfig
+    from checkin.flow.views import View
+    from checkin.ui.window import KioskWindow
+
+log = logging.getLogger(__name__)
+screen_log = logging.getLogger("checkin.screens")
 
 EXIT_FAILED_EXPECTATION = 1
 EXIT_CONFIG = 2
@@ -127,49 +136,81 @@ def run(
         raise _fail(str(err), EXIT_CONFIG) from None
 
 
-def run_kiosk_ui(cfg: KioskConfig) -> None:
-    """Build the kiosk on the Tk thread and run the UI until the window closes."""
+class ScreenLog:
+    """A flow listener that logs each new screen (its key only, never what it shows): for technicians and tests."""
+
+    def __init__(self) -> None:
+        self._last: object = None
+
+    def on_view(self, view: View) -> None:
+        """Log `kiosk screen: <key>` when the screen changes."""
+        if view.screen is not self._last:
+            self._last = view.screen
+            screen_log.info("kiosk screen: %s", view.screen.value)
+
+
+def run_kiosk_ui(cfg: KioskConfig, *, on_started: Callable[[Kiosk, KioskWindow], None] | None = None) -> None:
+    """Build the kiosk on the Tk thread and run the UI until the window closes or SIGTERM/SIGINT arrives.
+
+    The Tk root comes first: the flow's Scheduler is built on it, the kiosk on that, and the window
+    last, around the root, with the flow as its actions (no late binding needed). `on_started` runs on
+    the Tk thread once everything is up (the live demo adds its control panel there).
+    """
     import tkinter as tk  # noqa: PLC0415
+
+    import customtkinter as ctk  # noqa: PLC0415
 
     from checkin.app import build_kiosk  # noqa: PLC0415
     from checkin.flow.runtime import CallbackInbox, ThreadWorker  # noqa: PLC0415
     from checkin.speech import PromptSpeaker, Speaker  # noqa: PLC0415
-    from checkin.ui.window import KioskWindow  # noqa: PLC0415
+    from checkin.ui import theme  # noqa: PLC0415
+    from checkin.ui.window import KioskWindow, TkScheduler  # noqa: PLC0415
 
-    inbox = CallbackInbox()
-    worker = ThreadWorker(inbox)
     try:
-        window_holder: list[KioskWindow] = []
-
-        # The window needs the flow (its actions) and the flow needs the window's scheduler: the
-        # window is made with a late-bound actions object, then pointed at the flow.
-        class _Actions:
-            def __getattr__(self, name: str) -> object:
-                return getattr(kiosk.flow, name)
-
-        window = KioskWindow(
-            _Actions(),  # type: ignore[arg-type]
-            width=cfg.screen_width,
-            height=cfg.screen_height,
-            fullscreen=cfg.fullscreen,
-        )
-        window_holder.append(window)
+        root = ctk.CTk(fg_color=theme.BACKGROUND)
     except tk.TclError as err:
         raise typer.Exit(_report_no_display(err)) from None
-    kiosk = build_kiosk(cfg, scheduler=window.scheduler(), worker=worker)
-    window.ctx.frame_source = kiosk.face.preview
+    inbox = CallbackInbox()
+    worker = ThreadWorker(inbox)
+    kiosk = build_kiosk(cfg, scheduler=TkScheduler(root), worker=worker)
+    window = KioskWindow(
+        kiosk.flow,
+        width=cfg.screen_width,
+        height=cfg.screen_height,
+        fullscreen=cfg.fullscreen,
+        frame_source=kiosk.face.preview,
+        root=root,
+    )
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        # Runs on the main (Tk) thread between Tcl events: leave the main loop, clean up below.
+        stopping.append(signum)
+        root.after(0, root.quit)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     speaker = Speaker(enabled=cfg.speech_enabled, rate=cfg.speech_rate, zh_voice=cfg.speech_voice)
-    speaker.start()
-    kiosk.flow.add_listener(window)
-    kiosk.flow.add_listener(PromptSpeaker(speaker))
-    window.pump(inbox)
-    kiosk.start()
     try:
+        speaker.start()
+        kiosk.flow.add_listener(window)
+        kiosk.flow.add_listener(PromptSpeaker(speaker))
+        kiosk.flow.add_listener(ScreenLog())
+        window.pump(inbox)
+        kiosk.start()
+        if on_started is not None:
+            on_started(kiosk, window)
+        # The inbox pump wakes the Tk loop every 20 ms, so a signal's handler runs promptly.
         window.run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         speaker.stop()
         kiosk.close()
         worker.shutdown()
+        with contextlib.suppress(tk.TclError):
+            root.destroy()
+    if stopping:
+        log.info("kiosk stopped (signal %d)", stopping[0])
 
 
 def _report_no_display(err: Exception) -> int:

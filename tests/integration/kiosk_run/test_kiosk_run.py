@@ -1,0 +1,286 @@
+"""`checkin-kiosk run --config FILE`, the real kiosk process, on a private Xvfb, driven through its window.
+
+The simulated world (SAM simulator, private pcscd with vpcd, arm and UWB simulators, a platform
+process) comes from checkin.scenario.world; the kiosk is a real subprocess reading the TOML the
+world writes. The test presses 登记办理 and 确认 with xdotool clicks found on screenshots, signs on the
+pad with a mouse drag, and plays the person's devices (ID card, camera clip, bank card, taking the
+band) on the simulators. It waits on the kiosk's own log (`kiosk screen: <key>`) with deadlines,
+saves a screenshot of each screen it acts on, and stops the kiosk with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import cv2
+import numpy as np
+import pytest
+
+from checkin.bank_card.simulator import UnionPayDebitCard
+from checkin.camera.synthetic import make_clip
+from checkin.scenario.faces import resolve_face
+from checkin.scenario.model import load_scenario
+from checkin.scenario.ui_mode import private_xvfb
+from checkin.scenario.world import World, identity_for
+from checkin.ui import theme
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+T = TypeVar("T")
+
+KIOSK = Path(sys.executable).with_name("checkin-kiosk")
+WIDTH, HEIGHT = 1280, 800
+SCREEN_TIMEOUT_S = 60.0
+
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.pcsc,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("kiosk_run"),
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(
+        not (shutil.which("Xvfb") and shutil.which("xdotool") and shutil.which("import")),
+        reason="needs xvfb, xdotool, imagemagick",
+    ),
+]
+
+SCENARIO = """
+[world]
+batch = "RUN-2026-001"
+arm_speed = 50.0
+
+[[experts]]
+key = "zhang"
+name = "张伟"
+id_number = "110105195803120010"
+photo = "faces:obama_1.jpg|astronaut"
+
+[[checkins]]
+name = "through the window"
+expert = "zhang"
+"""
+
+
+class KioskProcess:
+    """The kiosk subprocess, its log lines as they come, and the display it draws on."""
+
+    def __init__(self, process: subprocess.Popen[str], display: str, shots: Path) -> None:
+        self.process = process
+        self.display = display
+        self.shots = shots
+        self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.log: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+            self.lines.put(line)
+
+    def wait_screen(self, key: str, timeout: float = SCREEN_TIMEOUT_S) -> None:
+        """Wait (bounded) for the kiosk to log that it shows screen `key`."""
+        deadline = time.monotonic() + timeout
+        wanted = f"kiosk screen: {key}"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.process.poll() is not None:
+                tail = "".join(self.log[-15:])
+                pytest.fail(f"no {wanted!r} within {timeout:.0f} s (exit {self.process.poll()}):\n{tail}")
+            try:
+                line = self.lines.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                continue
+            if line.rstrip().endswith(wanted):
+                return
+
+    def screenshot(self, name: str) -> np.ndarray:
+        """Save the whole display as `name`.png and return it (BGR)."""
+        path = self.shots / f"{name}.png"
+        subprocess.run(["import", "-display", self.display, "-window", "root", str(path)], check=True, timeout=30)
+        image = cv2.imread(str(path))
+        assert image is not None, f"unreadable screenshot {path}"
+        return image
+
+    def screenshot_until(
+        self, name: str, find: Callable[[np.ndarray], T], timeout: float = 15.0
+    ) -> tuple[np.ndarray, T]:
+        """Screenshots until `find` succeeds on one (Tk draws a new screen a moment after the log line)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            image = self.screenshot(name)
+            try:
+                return image, find(image)
+            except AssertionError as err:
+                if time.monotonic() > deadline:
+                    tail = "".join(self.log[-15:])
+                    pytest.fail(f"{name}: {err} (for {timeout:.0f} s; see {self.shots / name}.png):\n{tail}")
+
+    def xdotool(self, *args: str) -> None:
+        """Run xdotool on the kiosk's display."""
+        env = {**os.environ, "DISPLAY": self.display}
+        subprocess.run(["xdotool", *args], check=True, timeout=10, env=env)
+
+    def click(self, x: int, y: int) -> None:
+        """A tap at (x, y): the pointer moves there first (Tk needs to see it enter the button), then clicks."""
+        self.xdotool("mousemove", "--sync", str(x), str(y))
+        self.xdotool("click", "1")
+
+
+def primary_button_centre(image: np.ndarray) -> tuple[int, int]:
+    """Centre of the largest area in the theme's primary colour: the screen's main button."""
+    hex_colour = theme.PRIMARY.lstrip("#")
+    rgb = np.array([int(hex_colour[i : i + 2], 16) for i in (0, 2, 4)])
+    bgr = rgb[::-1]
+    mask = (np.abs(image.astype(int) - bgr).sum(axis=2) < 30).astype(np.uint8)
+    count, _labels, stats, centroids = cv2.connectedComponentsWithStats(mask)
+    assert count > 1, "no primary-coloured button on the screen"
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    assert stats[largest, cv2.CC_STAT_AREA] > 5000, "the primary-coloured area is too small for a button"
+    x, y = centroids[largest]
+    return round(x), round(y)
+
+
+def signature_pad(image: np.ndarray) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the signature pad: the long dark border lines around it."""
+    dark = image.max(axis=2) < 120  # the pad border is dark grey, its inside white
+    rows = np.flatnonzero(dark.sum(axis=1) > image.shape[1] * 0.5)
+    cols = np.flatnonzero(dark.sum(axis=0) > image.shape[0] * 0.2)
+    assert len(rows) >= 2, "no signature pad border found"
+    assert len(cols) >= 2, "no signature pad border found"
+    return int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())
+
+
+def drawn_content(image: np.ndarray) -> int:
+    """How many dark (text, drawing) pixels the content area between the bars has; fails when it is blank."""
+    content = image[130 : HEIGHT - 140]
+    dark = int((content.max(axis=2) < 120).sum())
+    assert dark > 2000, "the content area is still blank"
+    return dark
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    scenario_file = tmp_path / "run.toml"
+    scenario_file.write_text(SCENARIO, encoding="utf-8")
+    scenario = load_scenario(scenario_file)
+    saved = os.environ.get("PCSCLITE_CSOCK_NAME")
+    simulated = World(scenario, tmp_path / "world", band_count=4)
+    try:
+        simulated.start()
+        yield simulated
+    finally:
+        simulated.stop()
+        # World.start() points this process's PC/SC clients at its pcscd: give other tests theirs back.
+        if saved is None:
+            os.environ.pop("PCSCLITE_CSOCK_NAME", None)
+        else:
+            os.environ["PCSCLITE_CSOCK_NAME"] = saved
+
+
+@pytest.fixture
+def kiosk(world: World, tmp_path: Path) -> Iterator[KioskProcess]:
+    world.kiosk_config()  # writes WORK/kiosk.toml, pointing at the world's simulators and platform
+    config = world.work / "kiosk.toml"
+    shots = tmp_path / "screens"
+    shots.mkdir()
+    with private_xvfb(WIDTH, HEIGHT) as display:
+        env = {**os.environ, "DISPLAY": display}
+        assert world.pcscd is not None
+        env.update(world.pcscd.env)
+        process = subprocess.Popen(
+            [str(KIOSK), "run", "--config", str(config), "--verbose"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        running = KioskProcess(process, display, shots)
+        try:
+            yield running
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+
+
+def test_kiosk_process_checks_in_an_expert_through_its_window(world: World, kiosk: KioskProcess) -> None:
+    expert = world.scenario.experts["zhang"]
+    face = resolve_face(expert.photo, base=world.scenario.path.parent, work=world.work / "faces")
+    assert face.path is not None, face.reason
+    clip = make_clip(face.path, world.work / "clips" / "zhang", blink=True, frames=60)
+
+    # Home: the kiosk is up once the platform answered its heartbeat and every device is healthy.
+    kiosk.wait_screen("home")
+    _home, start = kiosk.screenshot_until("01-home", primary_button_centre)
+    kiosk.click(*start)  # 登记办理
+
+    kiosk.wait_screen("id_card")
+    kiosk.screenshot_until("02-id_card", drawn_content)
+    world.show_camera(clip)  # the expert steps up to the kiosk
+    assert world.id_card is not None
+    world.id_card.place(identity_for(expert))
+
+    kiosk.wait_screen("face")
+    world.id_card.remove()
+    kiosk.wait_screen("verifying")
+    kiosk.wait_screen("card_insert")
+    kiosk.screenshot_until("03-card_insert", drawn_content)
+    world.insert_bank_card(UnionPayDebitCard("6212345678901232"))
+
+    kiosk.wait_screen("card_confirm")
+    _confirm, button = kiosk.screenshot_until("04-card_confirm", primary_button_centre)
+    world.remove_bank_card()
+    kiosk.click(*button)  # 确认
+
+    kiosk.wait_screen("signature")
+    _pad, (left, top, _right, bottom) = kiosk.screenshot_until("05-signature", signature_pad)
+    y = (top + bottom) // 2
+    kiosk.xdotool("mousemove", "--sync", str(left + 60), str(y))
+    kiosk.xdotool("mousedown", "1")
+    for step in range(1, 12):
+        kiosk.xdotool("mousemove", "--sync", str(left + 60 + step * 40), str(y + (30 if step % 2 else -30)))
+    kiosk.xdotool("mouseup", "1")
+    _signed, button = kiosk.screenshot_until("06-signed", primary_button_centre)
+    kiosk.click(*button)  # 确认
+
+    kiosk.wait_screen("dispensing")
+    arm = world.arm
+    assert arm is not None
+    deadline = time.monotonic() + SCREEN_TIMEOUT_S
+    while arm.take_from_pickup() is None:  # the person takes the band once the arm offers it
+        assert time.monotonic() < deadline, "the arm never offered the band"
+        time.sleep(0.05)
+
+    kiosk.wait_screen("done")
+    kiosk.screenshot_until("07-done", drawn_content)
+    # The platform bound the band and gave the expert a room: its database says so.
+    with contextlib.closing(sqlite3.connect(f"file:{world.platform_db}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT rooms.number FROM check_ins JOIN rooms ON rooms.id = check_ins.room_id"
+            " WHERE check_ins.annulled_at IS NULL"
+        ).fetchall()
+    assert len(rows) == 1
+
+    kiosk.process.send_signal(signal.SIGTERM)
+    assert kiosk.process.wait(30) == 0
+    log = "".join(kiosk.log)
+    assert "Traceback" not in log
+    assert "kiosk stopped (signal 15)" in log
+    assert re.search(r"read ID card 1101\*+0010", log)  # masked in the log, never in clear
+    assert expert.id_number not in log
