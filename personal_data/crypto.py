@@ -147,6 +147,20 @@ def lookup_hasher(lookup_key: bytes) -> LookupHasher:
     return LookupHasher(lookup_key)
 
 
+@functools.lru_cache(maxsize=16)
+def _purpose_key(lookup_key: bytes, purpose: str) -> bytes:
+    # The leading NUL keeps these inputs apart from the lookup hashes' (ID and card numbers, never NUL).
+    return hmac.digest(lookup_key, b"\x00expertcheckin purpose key\x00" + purpose.encode("utf-8"), "sm3")
+
+
+def purpose_key(key: DataKey, purpose: str) -> bytes:
+    """A 32-byte key for one named purpose (e.g. signing identification tokens), derived from the data key.
+
+    Separate from the lookup hashes and from encryption, so no value made for one use verifies in another.
+    """
+    return _purpose_key(key.lookup_key, purpose)
+
+
 def lookup_hash(key: DataKey, value: str) -> str:
     """Keyed hash (HMAC-SM3, hex) to find a row by ID or card number without storing it."""
     return lookup_hasher(key.lookup_key)(value)

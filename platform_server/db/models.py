@@ -196,22 +196,6 @@ class Kiosk(Base):
     software_version: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
 
 
-class Identification(Base):
-    """A successful identify: the hash of the opaque token CompleteCheckIn must present, and expiry."""
-
-    __tablename__ = "identifications"
-
-    id: so.Mapped[int] = so.mapped_column(primary_key=True)
-    token_hash: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
-    kiosk_id: so.Mapped[str] = so.mapped_column(sa.String(64))
-    invitation_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("invitations.id"), index=True)
-    face_distance: so.Mapped[float | None]
-    face_threshold: so.Mapped[float | None]
-    created_at: so.Mapped[dt.datetime]
-    expires_at: so.Mapped[dt.datetime]
-    used_at: so.Mapped[dt.datetime | None]
-
-
 class CheckIn(Base):
     """A check-in: band, room, card, signature and face score; annulled ones release room and band."""
 

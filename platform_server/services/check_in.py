@@ -25,7 +25,6 @@ from platform_server.db.models import (
     CheckIn,
     Expert,
     Hotel,
-    Identification,
     Invitation,
     Kiosk,
     Room,
@@ -33,7 +32,7 @@ from platform_server.db.models import (
     Wristband,
 )
 from platform_server.db.unit_of_work import RetryTransactionError, run_transaction
-from platform_server.services import audit, events, idempotency
+from platform_server.services import audit, events, idempotency, identification_token
 from platform_server.services.bank_names import bank_name_for
 from platform_server.services.identify import batch_refusal, china_time
 from platform_server.services.refusals import Reason, Refusal
@@ -48,6 +47,8 @@ ANNUL = "AnnulCheckIn"
 _UID = re.compile(r"^(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})$")  # 4, 7 or 10-byte ISO 14443 UIDs
 MAX_SIGNATURE_PIXELS = 4_000_000
 ANNUL_REASONS = ("BAND_NOT_TAKEN", "DISPENSE_FAILED", "BAND_UNREADABLE", "EXPERT_CANCELLED")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 
 def normalise_uid(raw: str) -> str | None:
@@ -206,15 +207,17 @@ def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the orde
     signature_issue: str | None,
 ) -> _Outcome:
     """The check-in itself, inside the caller's transaction; refusals write only the audit row."""
-    token_hash = hashlib.sha256(cmd.identification_token.encode()).hexdigest()
-    row = u.execute(
-        sa.select(Identification, Invitation, Batch, Expert, Kiosk.id)
-        .join(Invitation, Invitation.id == Identification.invitation_id)
-        .join(Batch, Batch.id == Invitation.batch_id)
-        .join(Expert, Expert.id == Invitation.expert_id)
-        .outerjoin(Kiosk, Kiosk.kiosk_id == cmd.kiosk_id)
-        .where(Identification.token_hash == token_hash)
-    ).first()
+    claims = identification_token.verify(ctx.data_key, cmd.identification_token)
+    row = (
+        u.execute(
+            sa.select(Invitation, Batch, Expert)
+            .join(Batch, Batch.id == Invitation.batch_id)
+            .join(Expert, Expert.id == Invitation.expert_id)
+            .where(Invitation.id == claims.invitation_id)
+        ).first()
+        if claims is not None
+        else None
+    )
 
     def refuse(refusal: Refusal, batch: Batch | None = None, expert: Expert | None = None, **detail: Any) -> _Outcome:
         audit.record(
@@ -233,13 +236,15 @@ def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the orde
     kiosk_known = u.execute(sa.select(Kiosk.id).where(Kiosk.kiosk_id == cmd.kiosk_id)).first() is not None
     if not kiosk_known:
         return refuse(Refusal(Reason.KIOSK_NOT_REGISTERED))
-    if row is None:
+    if claims is None or row is None:
         return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), why="token_unknown")
-    ident: Identification = row[0]
-    invitation: Invitation = row[1]
-    batch: Batch = row[2]
-    expert: Expert = row[3]
-    if ident.kiosk_id != cmd.kiosk_id or ident.expires_at < now:
+    invitation: Invitation = row[0]
+    batch: Batch = row[1]
+    expert: Expert = row[2]
+    if batch.id != claims.batch_id or expert.id != claims.expert_id:
+        # Signed by this platform but not matching the invitation any more: never honoured.
+        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, why="token_unknown")
+    if claims.kiosk_id != cmd.kiosk_id or claims.expires_at_us < (now - _EPOCH) // _MICROSECOND:
         return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, why="token_expired_or_other_kiosk")
     closed = batch_refusal(batch.closed, batch.check_in_opens, batch.evaluation_end, now)
     if closed is not None:
@@ -257,7 +262,10 @@ def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the orde
             batch,
             expert,
         )
-    if ident.used_at is not None:
+    # A token checks in once: any check-in of the invitation newer than the token saw (even one since
+    # annulled) used it up. Ids, not clocks, so replicas with skewed clocks agree.
+    newest = u.execute(sa.select(sa.func.max(CheckIn.id)).where(CheckIn.invitation_id == invitation.id)).scalar()
+    if (newest or 0) != claims.last_check_in_id:
         return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, why="token_used")
     if card_refusal is not None:
         return refuse(card_refusal, batch, expert)
@@ -316,19 +324,13 @@ def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the orde
             bank_card_masked=card_masked,
             bank_card_source=source[:12],
             signature_encrypted=encrypt(ctx.data_key, cmd.signature_png, associated=public_id.encode()),
-            face_distance=ident.face_distance,
-            face_threshold=ident.face_threshold,
+            face_distance=claims.face_distance,
+            face_threshold=claims.face_threshold,
             checked_in_at=now,
             needs_staff=False,
         )
         .returning(CheckIn.id)
     ).scalar_one()
-    u.execute(
-        sa.update(Identification)
-        .where(Identification.id == ident.id)
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    )
     hotel_code = u.execute(sa.select(Hotel.code).where(Hotel.id == batch.hotel_id)).scalar_one()
     u.execute(
         sa.insert(UwbDelivery).values(
@@ -360,7 +362,7 @@ def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the orde
             "uwb_tag_id": band.uwb_tag_id,
             "card": card_masked,
             "card_source": source,
-            "face_distance": ident.face_distance,
+            "face_distance": claims.face_distance,
         },
     )
     view = check_in_view(u, int(check_in_pk), ctx.rules.annul_window_s)

@@ -15,7 +15,7 @@ from platform_server.services.views import CheckInView, check_in_views
 if TYPE_CHECKING:
     import datetime as dt
 
-    from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.db.unit_of_work import SqlTransaction, UnitOfWork
     from platform_server.services.context import ServiceContext
 
 # Key of the PostgreSQL transaction-level advisory lock held from appending an event to commit, so
@@ -73,6 +73,40 @@ def append(
         )
     )
     uow.after_commit(ctx.bell.ring)
+
+
+_INSERT_EVENT = (
+    "INSERT INTO check_in_events (batch_id, kind, kiosk_id, check_in_id, refusal_reason, occurred_at)"
+    " VALUES (:batch_id, :kind, :kiosk_id, :check_in_id, :refusal_reason, :occurred_at)"
+)
+
+
+def append_sql(
+    d: SqlTransaction,
+    ctx: ServiceContext,
+    *,
+    batch_id: int,
+    kind: EventKind,
+    at: dt.datetime,
+    kiosk_id: str = "",
+    check_in_pk: int | None = None,
+    refusal_reason: str | None = None,
+) -> None:
+    """append() for a Session-free transaction (the same lock, row and wake-up)."""
+    if d.postgres:
+        d.execute("SELECT pg_advisory_xact_lock(:lock)", {"lock": _EVENT_ORDER_LOCK})
+    d.execute(
+        _INSERT_EVENT,
+        {
+            "batch_id": batch_id,
+            "kind": kind.value,
+            "kiosk_id": kiosk_id,
+            "check_in_id": check_in_pk,
+            "refusal_reason": refusal_reason,
+            "occurred_at": d.timestamp(at),
+        },
+    )
+    d.after_commit(ctx.bell.ring)
 
 
 def batch_id_of(uow: UnitOfWork, batch_code: str) -> int:

@@ -1,7 +1,9 @@
 """Identify an expert for a batch: invited?, the person on file?, any earlier check-in; issue a token.
 
-The cheap path (ID-only batch, no face) is one transaction: one joined read and three inserts. A face
-comparison (tens of milliseconds of CPU) runs between two transactions, never inside one.
+The cheap path (ID-only batch, no face, no earlier check-in) is one Session-free transaction: one
+joined read and two inserts (audit row, stored answer); the token is signed, not stored
+(services.identification_token). A face comparison (tens of milliseconds of CPU) runs between two
+transactions, never inside one.
 """
 
 from __future__ import annotations
@@ -9,26 +11,25 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
-import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from personal_data import id_number
 from personal_data.crypto import decrypt, decrypt_text, encrypt_text, lookup_hash
-from platform_server.db.models import Invitation, ReferencePhoto, UtcDateTime
-from platform_server.db.unit_of_work import run_transaction
+from platform_server.db.models import Invitation, ReferencePhoto
+from platform_server.db.unit_of_work import DriverTransaction, SqlTransaction, run_driver_transaction, run_transaction
 from platform_server.errors import InvalidRequestError
 from platform_server.face.api import FaceImageError, FaceImageProblem
 from platform_server.log_masking import mask_sensitive
-from platform_server.services import audit, events, idempotency
+from platform_server.services import audit, events, idempotency, identification_token
 from platform_server.services.refusals import Reason, Refusal
+from platform_server.services.spreadsheets import valid_id_number
 from platform_server.services.views import CheckInView, check_in_view
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from platform_server.db.unit_of_work import UnitOfWork
     from platform_server.services.context import ServiceContext
@@ -128,6 +129,7 @@ class _Found:
     allow_id_only: bool = False
     kiosk_registered: bool = False
     invitation_id: int | None = None
+    expert_id: int | None = None
     face_failures: int = 0
     expert_name: str = ""
     organisation: str = ""
@@ -165,14 +167,14 @@ def batch_refusal(closed: bool, opens: dt.datetime, end: dt.datetime, now: dt.da
 
 
 # The ID-only path is the kiosk's busiest call: one joined read (which also finds a stored answer to a
-# retried request) and three inserts, all through the driver's own connection inside the unit of
-# work's transaction. Going through SQLAlchemy's statement layer cost more than the database work
-# (about 0.1 ms per statement on this path); the statements are fixed text with bound parameters.
+# retried request) and two inserts, through the driver's own connection (db.unit_of_work.DriverTransaction
+# on the quick path, the unit of work's connection otherwise). SQLAlchemy's statement layer and Session
+# cost more than the database work here; the statements are fixed text with bound parameters.
 _LOOKUP = """
     SELECT b.id, b.closed, b.check_in_opens, b.evaluation_end, b.allow_id_only,
            k.id, i.id, i.face_failures, e.name, e.organisation, e.bank_card_masked, e.bank_name, p.id,
            (SELECT max(c.id) FROM check_ins c WHERE c.invitation_id = i.id),
-           q.method, q.payload_hash, q.response_encrypted
+           q.method, q.payload_hash, q.response_encrypted, e.id
     FROM (SELECT 1 AS one) AS anchor
     LEFT JOIN batches b ON b.code = :batch_code
     LEFT JOIN kiosks k ON k.kiosk_id = :kiosk_id
@@ -181,11 +183,6 @@ _LOOKUP = """
     LEFT JOIN reference_photos p ON p.expert_id = e.id
     LEFT JOIN requests q ON q.kiosk_id = :kiosk_id AND q.request_id = :request_id
 """
-_INSERT_IDENTIFICATION = (
-    "INSERT INTO identifications (token_hash, kiosk_id, invitation_id, face_distance, face_threshold, created_at,"
-    " expires_at) VALUES (:token_hash, :kiosk_id, :invitation_id, :face_distance, :face_threshold, :created_at,"
-    " :expires_at)"
-)
 _INSERT_AUDIT = (
     "INSERT INTO audit_log (occurred_at, kiosk_time, actor, action, outcome, batch_code, id_hash, id_masked,"
     " check_in_public_id, detail) VALUES (:occurred_at, NULL, :actor, 'identify', :outcome, :batch_code, :id_hash,"
@@ -195,37 +192,32 @@ _INSERT_ANSWER = (
     "INSERT INTO requests (kiosk_id, request_id, method, payload_hash, response_encrypted, created_at) "
     "VALUES (:kiosk_id, :request_id, :method, :payload_hash, :response_encrypted, :created_at)"
 )
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 
-class _Driver:
-    """The driver connection of the unit of work's open transaction, with the dialect's parameter style."""
-
-    _PYFORMAT = re.compile(r"(?<!:):([a-z_]+)")
-    _cache: ClassVar[dict[str, dict[str, str]]] = {}
+class _SessionSql:
+    """A SqlTransaction over the unit of work's open transaction (the paths that also use the Session)."""
 
     def __init__(self, u: UnitOfWork) -> None:
         connection = u.session.connection()  # begins the transaction (BEGIN IMMEDIATE on SQLite)
-        self.raw: Any = connection.connection.driver_connection
-        self.postgres = u.is_postgres
-        dialect = connection.dialect
-        self.timestamp: Callable[[dt.datetime], Any] = _timestamp_binder(dialect)
-        self._sql = self._cache.setdefault(dialect.name, {})
+        self._u = u
+        self._driver = DriverTransaction(connection.engine)
+        self._driver.raw = connection.connection.driver_connection
+        self.postgres = self._driver.postgres
+        self.timestamp = self._driver.timestamp
 
-    def execute(self, sql: str, params: dict[str, Any]) -> Any:
-        """Run one statement; psycopg spells :name as %(name)s."""
-        text = self._sql.get(sql)
-        if text is None:
-            text = self._PYFORMAT.sub(r"%(\1)s", sql) if self.postgres else sql
-            self._sql[sql] = text
-        return self.raw.execute(text, params)
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run one statement on the Session's connection."""
+        return self._driver.execute(sql, params)
 
+    def commit(self) -> None:
+        """Commit the unit of work."""
+        self._u.commit()
 
-def _timestamp_binder(dialect: sa.Dialect) -> Callable[[dt.datetime], Any]:
-    """The UTC column type's own bind processing (SQLite keeps a fixed text form; compare as stored)."""
-    processor = UtcDateTime().bind_processor(dialect)
-    if processor is None:
-        return lambda value: value
-    return processor
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` after the unit of work commits."""
+        self._u.after_commit(callback)
 
 
 def _utc(value: Any) -> dt.datetime | None:
@@ -239,7 +231,7 @@ def _utc(value: Any) -> dt.datetime | None:
 
 
 def _lookup(
-    d: _Driver, kiosk_id: str, request_id: str, batch_code: str, id_hash: str
+    d: SqlTransaction, kiosk_id: str, request_id: str, batch_code: str, id_hash: str
 ) -> tuple[_Found, tuple[str, str, bytes] | None]:
     """One joined read: batch, kiosk, invitation, expert, photo, newest check-in and any stored answer."""
     row = d.execute(
@@ -257,6 +249,7 @@ def _lookup(
             allow_id_only=bool(row[4]),
             kiosk_registered=row[5] is not None,
             invitation_id=row[6],
+            expert_id=row[17],
             face_failures=row[7] or 0,
             expert_name=row[8] or "",
             organisation=row[9] or "",
@@ -286,7 +279,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
     if len(cmd.faces) > MAX_FACES:
         raise InvalidRequestError(f"at most {MAX_FACES} face captures per identify call")
     try:
-        id_value = id_number.validate(cmd.id_number)
+        id_value = valid_id_number(cmd.id_number)
     except id_number.InvalidIdNumberError:
         id_value = ""
     id_hash = lookup_hash(ctx.data_key, id_value) if id_value else None
@@ -299,16 +292,34 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
         [hashlib.sha256(face).hexdigest() for face in cmd.faces],
         cmd.liveness_passed,
     )
+
+    def quick(d: DriverTransaction) -> IdentifyResult | None:
+        """Everything but a face comparison or an earlier check-in to show (None: take the full path)."""
+        now = ctx.clock()
+        found, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
+        if stored is not None:
+            return _replay(ctx, cmd, content, stored)
+        if found.latest_check_in is not None:
+            return None  # the answer describes the earlier check-in: built through the Session
+        refusal = _refusal_before_face(ctx, cmd, found, id_value, now)
+        if refusal is None and _face_needed(cmd, found):
+            return None
+        return _finish(d, None, ctx, cmd, found, refusal, None, id_hash, id_masked, content, now)
+
+    result = run_driver_transaction(uow, quick)
+    if result is not None:
+        return result
     pending: dict[str, Any] = {}
 
     def first_pass(u: UnitOfWork) -> IdentifyResult | None:
         now = ctx.clock()
-        found, stored = _lookup(_Driver(u), cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
+        d = _SessionSql(u)
+        found, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
         if stored is not None:
             return _replay(ctx, cmd, content, stored)
         refusal = _refusal_before_face(ctx, cmd, found, id_value, now)
         if refusal is not None or not _face_needed(cmd, found):
-            return _finish(u, ctx, cmd, found, refusal, None, id_hash, id_masked, content, now)
+            return _finish(d, u, ctx, cmd, found, refusal, None, id_hash, id_masked, content, now)
         encoding_blob = u.execute(
             sa.select(ReferencePhoto.encoding_encrypted).where(ReferencePhoto.id == found.photo_id)
         ).scalar_one()
@@ -324,7 +335,8 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
 
     def second_pass(u: UnitOfWork) -> IdentifyResult:
         now = ctx.clock()
-        _again, stored = _lookup(_Driver(u), cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
+        d = _SessionSql(u)
+        _again, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
         if stored is not None:
             return _replay(ctx, cmd, content, stored)
         refusal = face_refusal
@@ -344,7 +356,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
                 refusal = Refusal(
                     Reason.FACE_MISMATCH, {"attempt": str(found.face_failures), "max_attempts": str(max_attempts)}
                 )
-        return _finish(u, ctx, cmd, found, refusal, face, id_hash, id_masked, content, now)
+        return _finish(d, u, ctx, cmd, found, refusal, face, id_hash, id_masked, content, now)
 
     return run_transaction(uow, second_pass)
 
@@ -414,7 +426,8 @@ def _compare_faces(
 
 
 def _finish(  # noqa: PLR0917
-    u: UnitOfWork,
+    d: SqlTransaction,
+    u: UnitOfWork | None,
     ctx: ServiceContext,
     cmd: IdentifyCommand,
     found: _Found,
@@ -425,28 +438,37 @@ def _finish(  # noqa: PLR0917
     content: str,
     now: dt.datetime,
 ) -> IdentifyResult:
-    """Write the token (if verified), the audit row, a refusal event and the idempotency record; commit."""
-    previous = check_in_view(u, found.latest_check_in, ctx.rules.annul_window_s) if found.latest_check_in else None
+    """Sign the token (if verified); write the audit row, a refusal event and the stored answer; commit.
+
+    `u` (the unit of work whose transaction `d` is) is needed only to show an earlier check-in.
+    """
+    previous = None
+    if found.latest_check_in is not None:
+        assert u is not None, "an earlier check-in is shown through the Session path"
+        previous = check_in_view(u, found.latest_check_in, ctx.rules.annul_window_s)
     if refusal is None and previous is not None and not previous.annulled:
         refusal = Refusal(
             Reason.ALREADY_CHECKED_IN,
             {"time": china_time(previous.checked_in_at), "kiosk": previous.kiosk_id, "room": previous.room_number},
         )
-    d = _Driver(u)
     token = ""
     if refusal is None:
-        token = secrets.token_urlsafe(32)
-        d.execute(
-            _INSERT_IDENTIFICATION,
-            {
-                "token_hash": hashlib.sha256(token.encode()).hexdigest(),
-                "kiosk_id": cmd.kiosk_id,
-                "invitation_id": found.invitation_id,
-                "face_distance": face.distance if face else None,
-                "face_threshold": face.threshold if face else None,
-                "created_at": d.timestamp(now),
-                "expires_at": d.timestamp(now + dt.timedelta(seconds=ctx.rules.identification_ttl_s)),
-            },
+        assert found.invitation_id is not None
+        assert found.expert_id is not None
+        assert found.batch_id is not None
+        expires = now + dt.timedelta(seconds=ctx.rules.identification_ttl_s)
+        token = identification_token.issue(
+            ctx.data_key,
+            identification_token.Identification(
+                kiosk_id=cmd.kiosk_id,
+                invitation_id=found.invitation_id,
+                expert_id=found.expert_id,
+                batch_id=found.batch_id,
+                face_distance=face.distance if face else None,
+                face_threshold=face.threshold if face else None,
+                expires_at_us=(expires - _EPOCH) // _MICROSECOND,
+                last_check_in_id=found.latest_check_in or 0,
+            ),
         )
     invited = found.invitation_id is not None
     result = IdentifyResult(
@@ -468,10 +490,11 @@ def _finish(  # noqa: PLR0917
         "distance": round(face.distance, 4) if face else None,
         "attempt": cmd.face_attempt,
     }
+    stamp = d.timestamp(now)
     d.execute(
         _INSERT_AUDIT,
         {
-            "occurred_at": d.timestamp(now),
+            "occurred_at": stamp,
             "actor": cmd.kiosk_id[:64],
             "outcome": ("verified" if refusal is None else refusal.reason.value.lower())[:40],
             "batch_code": cmd.batch_code,
@@ -493,12 +516,12 @@ def _finish(  # noqa: PLR0917
                     json.dumps(result.to_dict(), ensure_ascii=False),
                     associated=f"{cmd.kiosk_id}/{cmd.request_id}",
                 ),
-                "created_at": d.timestamp(now),
+                "created_at": stamp,
             },
         )
     if refusal is not None and found.batch_id is not None:
-        events.append(
-            u,
+        events.append_sql(
+            d,
             ctx,
             batch_id=found.batch_id,
             kind=events.EventKind.REFUSED,
@@ -506,5 +529,5 @@ def _finish(  # noqa: PLR0917
             kiosk_id=cmd.kiosk_id,
             refusal_reason=refusal.reason.value,
         )
-    u.commit()
+    d.commit()
     return result
