@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _face_analyser(detect_width: int) -> Callable[[], FaceAnalyser]:
+def face_analyser_factory(detect_width: int) -> Callable[[], FaceAnalyser]:
+    """A loader of the kiosk's face analysis (dlib's models, about 1 s), called on first use."""
+
     def make() -> FaceAnalyser:
         with warnings.catch_warnings():
             # face_recognition_models finds its files with the deprecated pkg_resources, which warns on
@@ -170,7 +172,7 @@ def build_kiosk(config: KioskConfig, *, scheduler: Scheduler, worker: Worker) ->
         devices_cfg.camera,
         settings=capture_settings,
         timeout_s=devices_cfg.face_timeout_s,
-        analyser_factory=_face_analyser(capture_settings.detect_width),
+        analyser_factory=face_analyser_factory(capture_settings.detect_width),
         timings=timings,
     )
     # ArmDriver connects on its first command (and reconnects by itself), so a missing arm shows as a

@@ -9,6 +9,8 @@
 # Faces: ../shared/data/faces when it is beside the repository, otherwise scikit-image's
 # public-domain astronaut portrait. With no $DISPLAY it runs under a private Xvfb and writes a
 # screenshot of every screen to demo-output/. Ctrl-C stops everything. See docs/demo.md.
+# With a webcam and a display it runs the live demo instead (`checkin-kiosk demo-live`): the person
+# at the camera is enrolled as a demo expert and checks in as themself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -28,8 +30,19 @@ if [ -z "${DISPLAY:-}" ]; then
 else
   echo "demo: the kiosk UI opens on $DISPLAY; screenshots also go to $SHOTS"
 fi
+webcam=""
 if python -c 'import cv2,sys; c=cv2.VideoCapture(0); ok=c.isOpened() and c.read()[0]; c.release(); sys.exit(0 if ok else 1)' 2>/dev/null; then
-  echo "demo: a webcam is present, but live enrolment of a demo expert is not implemented yet (docs/demo.md)"
+  webcam="0"
+fi
+if [ -n "$webcam" ] && [ -n "${DISPLAY:-}" ] && [ -z "${DEMO_SCRIPTED:-}" ]; then
+  # A person is here with a webcam and a screen: enrol them live and let them check in as themself.
+  echo "demo: webcam found: look at the camera and blink to be enrolled as the demo expert 演示专家"
+  echo "demo: then press 登记办理 on the kiosk; the window beside it plays the bank card and the wristband"
+  echo "demo: (DEMO_SCRIPTED=1 make demo runs the scripted visitors instead)"
+  exec checkin-kiosk demo-live --camera "$webcam" --work "$PWD/var/demo-live" --scenario scenarios/demo.toml
+fi
+if [ -n "$webcam" ]; then
+  echo "demo: a webcam is present but no display: the live demo needs one; running the scripted visitors"
 fi
 
 child=""

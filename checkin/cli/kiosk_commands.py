@@ -7,7 +7,7 @@ import json
 import logging
 import signal
 import sys
-from pathlib import Path  # noqa: TC003 - Typer reads the annotations at run time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -213,6 +213,55 @@ def run_kiosk_ui(cfg: KioskConfig, *, on_started: Callable[[Kiosk, KioskWindow],
         log.info("kiosk stopped (signal %d)", stopping[0])
 
 
+def demo_live(
+    camera: Annotated[
+        str, typer.Option("--camera", help="The webcam (device index) or, for tests, a video file or image folder.")
+    ] = "0",
+    scenario_file: Annotated[
+        Path, typer.Option("--scenario", help="Batch and other experts of the demo (TOML).")
+    ] = Path("scenarios/demo.toml"),
+    work: Annotated[Path, typer.Option("--work", help="Folder for the world's files.")] = Path("var/demo-live"),
+    panel: Annotated[bool, typer.Option("--panel/--no-panel", help="Show the simulated devices' controls.")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log to stderr.")] = False,
+) -> None:
+    """现场演示 / Live demo: enrol the person at the webcam as a demo expert, then run the kiosk UI on it.
+
+    Needs a display. Ctrl-C or closing the window stops the kiosk and the simulated world.
+    """
+    import os  # noqa: PLC0415
+
+    from checkin.scenario.live_demo import LiveDemo, LiveDemoError, control_panel  # noqa: PLC0415
+    from checkin.scenario.model import ScenarioError, load_scenario  # noqa: PLC0415
+    from checkin.scenario.world import WorldError  # noqa: PLC0415
+
+    _logging(verbose, work / "demo-live.log")
+    if not os.environ.get("DISPLAY"):
+        raise _fail("the live demo needs a display (set DISPLAY); without one run `make demo` for screenshots", 2)
+    try:
+        scenario = load_scenario(scenario_file)
+    except ScenarioError as err:
+        raise _fail(str(err), EXIT_CONFIG) from None
+    demo = LiveDemo(scenario, work.resolve(), camera)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        typer.echo("演示：请正视摄像头并眨眨眼，正在采集参考照片 / demo: look at the camera and blink for your photo")
+        config = demo.start(on_hint=lambda hint: typer.echo(f"  {hint}"))
+        typer.echo(
+            f"演示：已登记为 {demo.scenario.experts['live'].name} / demo: you are enrolled; press 登记办理 to check in"
+        )
+
+        def started(kiosk: Kiosk, window: KioskWindow) -> None:
+            kiosk.flow.add_listener(demo)
+            if panel:
+                control_panel(window.root, demo, x=config.screen_width + 10)
+
+        run_kiosk_ui(config, on_started=started)
+    except (WorldError, LiveDemoError) as err:
+        raise _fail(str(err), EXIT_WORLD) from None
+    finally:
+        demo.stop()
+
+
 def _report_no_display(err: Exception) -> int:
     typer.echo(f"错误 / error: no display for the kiosk UI ({err}); set DISPLAY or run under Xvfb", err=True)
     return EXIT_CONFIG
@@ -222,3 +271,4 @@ def register(app: typer.Typer) -> None:
     """Add the kiosk's own commands to the top-level app."""
     app.command("run")(run)
     app.command("run-scenario")(run_scenario)
+    app.command("demo-live")(demo_live)

@@ -403,8 +403,11 @@ level = "INFO"
 
     # ---- the kiosk's configuration -------------------------------------------------------------
 
-    def kiosk_config(self, *, done_return_s: int = 20) -> KioskConfig:
-        """The kiosk's configuration: every device URL and reader name pointing into this world."""
+    def kiosk_config(self, *, done_return_s: int = 20, camera: str | None = None) -> KioskConfig:
+        """The kiosk's configuration: every device URL and reader name pointing into this world.
+
+        `camera` replaces the world's camera (the image-folder link) with another source: a webcam index.
+        """
         assert self.pcscd is not None
         assert self.id_card_server is not None
         assert self.arm is not None
@@ -440,7 +443,7 @@ fullscreen = false
 id_card_port = "{self.id_card_server.url}"
 bank_reader = "{self.pcscd.reader_names[1]}"
 band_reader = "{self.pcscd.reader_names[0]}"
-camera = "{self.camera_link}"
+camera = "{camera if camera is not None else self.camera_link}"
 arm_port = "{self.arm.url}"
 pickup_timeout_s = 5.0
 face_timeout_s = 15.0

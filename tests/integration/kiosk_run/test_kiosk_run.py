@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 import cv2
 import numpy as np
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 KIOSK = Path(sys.executable).with_name("checkin-kiosk")
+REPO = Path(__file__).resolve().parents[3]
 WIDTH, HEIGHT = 1280, 800
 SCREEN_TIMEOUT_S = 60.0
 
@@ -77,8 +78,11 @@ expert = "zhang"
 class KioskProcess:
     """The kiosk subprocess, its log lines as they come, and the display it draws on."""
 
-    def __init__(self, process: subprocess.Popen[str], display: str, shots: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[str], display: str, shots: Path, stream: IO[str] | None = None
+    ) -> None:
         self.process = process
+        self._stream = stream if stream is not None else process.stderr
         self.display = display
         self.shots = shots
         self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -87,15 +91,18 @@ class KioskProcess:
         self._reader.start()
 
     def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
+        assert self._stream is not None
+        for line in self._stream:
             self.log.append(line)
             self.lines.put(line)
 
     def wait_screen(self, key: str, timeout: float = SCREEN_TIMEOUT_S) -> None:
         """Wait (bounded) for the kiosk to log that it shows screen `key`."""
+        self.wait_log(f"kiosk screen: {key}\n", timeout)
+
+    def wait_log(self, wanted: str, timeout: float = SCREEN_TIMEOUT_S) -> None:
+        """Wait (bounded) for a log line that contains `wanted` (a trailing newline: that ends with it)."""
         deadline = time.monotonic() + timeout
-        wanted = f"kiosk screen: {key}"
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.process.poll() is not None:
@@ -105,7 +112,7 @@ class KioskProcess:
                 line = self.lines.get(timeout=min(remaining, 0.5))
             except queue.Empty:
                 continue
-            if line.rstrip().endswith(wanted):
+            if wanted in line.rstrip() + "\n":
                 return
 
     def screenshot(self, name: str) -> np.ndarray:
@@ -284,3 +291,62 @@ def test_kiosk_process_checks_in_an_expert_through_its_window(world: World, kios
     assert "kiosk stopped (signal 15)" in log
     assert re.search(r"read ID card 1101\*+0010", log)  # masked in the log, never in clear
     assert expert.id_number not in log
+
+
+def panel_buttons(image: np.ndarray, left: int) -> list[tuple[int, int]]:
+    """Centres of the demo control window's buttons (customtkinter's default blue), top to bottom."""
+    region = image[:, left:]
+    mask = (np.abs(region.astype(int) - np.array([0xD0, 0x8E, 0x3B])).sum(axis=2) < 30).astype(np.uint8)
+    count, _labels, stats, centroids = cv2.connectedComponentsWithStats(mask)
+    found = [
+        (round(centroids[i][0]) + left, round(centroids[i][1]))
+        for i in range(1, count)
+        if stats[i, cv2.CC_STAT_AREA] > 3000
+    ]
+    assert len(found) >= 5, f"expected the control window's buttons, found {len(found)}"
+    return sorted(found, key=lambda centre: centre[1])
+
+
+def test_live_demo_enrols_the_person_at_the_camera_and_checks_them_in(tmp_path: Path) -> None:
+    # The webcam: OpenCV reads an image folder through the same VideoCapture API as a device index.
+    face = resolve_face("faces:obama_1.jpg|astronaut", base=REPO, work=tmp_path / "faces")
+    assert face.path is not None, face.reason
+    webcam = make_clip(face.path, tmp_path / "webcam", blink=True, frames=60)
+    shots = tmp_path / "screens"
+    shots.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PCSCLITE_CSOCK_NAME"}
+    with private_xvfb(WIDTH + 400, HEIGHT) as display:
+        env["DISPLAY"] = display
+        process = subprocess.Popen(
+            [str(KIOSK), "demo-live", "--camera", str(webcam), "--work", str(tmp_path / "live"), "--verbose"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        kiosk = KioskProcess(process, display, shots, stream=process.stdout)
+        try:
+            kiosk.wait_log("demo expert enrolled live", timeout=120)
+            kiosk.wait_screen("home")
+            _home, start = kiosk.screenshot_until("01-home", primary_button_centre)
+            kiosk.click(*start)  # 登记办理: the demo puts the enrolled expert's ID card on the reader
+            kiosk.wait_screen("id_card")
+            kiosk.wait_screen("face")
+            kiosk.wait_screen("verifying")
+            # The platform matched the camera's face with the photo it imported at the start.
+            kiosk.wait_screen("card_insert")
+            _insert, buttons = kiosk.screenshot_until("02-card_insert", lambda image: panel_buttons(image, WIDTH))
+            kiosk.click(*buttons[4])  # 插入银行卡 / Insert bank card, in the control window
+            kiosk.wait_screen("card_confirm")
+            kiosk.screenshot_until("03-card_confirm", drawn_content)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    log = "".join(kiosk.log)
+    assert "Traceback" not in log
+    assert "110108199003070024" not in log  # the demo expert's ID number never in clear
