@@ -1,10 +1,12 @@
 """End-to-end time of `platform-server invitations import` on a 100 000-row workbook, beside calamine alone.
 
-Generates the workbook with openpyxl (valid, distinct GB 11643 ID numbers), then per run: a fresh
-SQLite file (or a private PostgreSQL schema), `batch create` (not timed: it also fills the bytecode
-cache), and the timed `invitations import` as a subprocess, wall clock from spawn to exit. The
-baseline is python-calamine parsing the same file in this process, in the same run. Prints each run,
-the medians and last `ratio_import_vs_calamine_parse=<x>`.
+Generates the workbook with openpyxl (valid, distinct GB 11643 ID numbers), imports a 20-row file once
+untimed (fills the bytecode cache, as a deployed platform has it), then per run: a fresh SQLite file
+(or a private PostgreSQL schema), `batch create` (not timed), and the timed `invitations import` as a
+subprocess, wall clock from spawn to exit. The baseline is python-calamine parsing the same file in
+this process, in the same run. Then the phase timeline of one more import (`--verbose`), and the time
+of each kind of bad file until it is refused (exit code 3, nothing written). Prints each run, the
+medians and last `ratio_import_vs_calamine_parse=<x>`.
 
     .venv/bin/python bench/import_speed.py [--rows 100000] [--runs 3] [--pg URL] [--keep FILE]
 """
@@ -71,22 +73,69 @@ def parse_alone(path: Path) -> float:
     return elapsed
 
 
-def cli(env: dict[str, str], *args: str) -> tuple[float, str]:
-    """Run the CLI; (wall seconds, output). Exits the benchmark if the command failed."""
+def cli(env: dict[str, str], *args: str, expect: int = 0) -> tuple[float, str, str]:
+    """Run the CLI; (wall seconds, last stdout line, stderr). Exits the benchmark on an unexpected code."""
     started = time.perf_counter()
     done = subprocess.run([str(CLI), *args], env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(args[:2])} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    return elapsed, done.stdout.strip().splitlines()[-1]
+    if done.returncode != expect:
+        sys.exit(f"{' '.join(args[:2])} exited {done.returncode}, not {expect}: {done.stderr.strip()[-500:]}")
+    lines = done.stdout.strip().splitlines()
+    return elapsed, lines[-1] if lines else "", done.stderr
 
 
-def one_run(env: dict[str, str], workbook: Path, code: str) -> float:
-    """Create the batch (untimed), then time the import."""
+def one_run(env: dict[str, str], workbook: Path, code: str, *verbose: str) -> tuple[float, str]:
+    """Create the batch (untimed), then time the import; (seconds, stderr)."""
     cli(env, "batch", "create", code, "--name", "导入基准 / import benchmark")
-    elapsed, line = cli(env, "invitations", "import", str(workbook), "--batch", code)
+    elapsed, line, err = cli(env, "invitations", "import", str(workbook), "--batch", code, *verbose)
     print(f"  {elapsed:6.2f} s  ({line})", flush=True)
-    return elapsed
+    return elapsed, err
+
+
+def bad_files(folder: Path, workbook: Path, rows: int) -> dict[str, Path]:
+    """One file of each kind an organiser may hand in by mistake, and big ones with bad rows."""
+    from openpyxl import Workbook  # noqa: PLC0415
+
+    files = {name: folder / name for name in ("empty.xlsx", "text.xlsx", "truncated.xlsx", "list.txt")}
+    files["empty.xlsx"].write_bytes(b"")
+    files["text.xlsx"].write_text("not a workbook", encoding="utf-8")
+    files["truncated.xlsx"].write_bytes(workbook.read_bytes()[: workbook.stat().st_size // 2])
+    files["list.txt"].write_text("身份证号\n", encoding="utf-8")
+    files["binary.csv"] = folder / "binary.csv"
+    files["binary.csv"].write_bytes(bytes(range(256)) * 40)
+    files["latin1.csv"] = folder / "latin1.csv"
+    files["latin1.csv"].write_bytes(b"\xff\xfe\xfa\xfb" * 50)
+    files["workbook-named.csv"] = folder / "workbook-named.csv"
+    files["workbook-named.csv"].write_bytes(workbook.read_bytes())
+    files["no-id-column.csv"] = folder / "no-id-column.csv"
+    files["no-id-column.csv"].write_text("姓名,手机号\n张三,13900000000\n", encoding="utf-8")
+    files["header-only.csv"] = folder / "header-only.csv"
+    files["header-only.csv"].write_text("身份证号,姓名,手机号,工作单位,专业\n", encoding="utf-8")
+    # The big file with three bad rows near its end: found by the reader after all the good ones.
+    values = id_numbers(rows)
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("邀请专家")
+    sheet.append(["身份证号", "姓名", "手机号", "工作单位", "专业", "房间号"])
+    values[rows - 3] = values[rows - 3][:17] + ("0" if values[rows - 3][17] != "0" else "1")  # wrong check digit
+    for i, value in enumerate(values):
+        phone = "phone?" if i == rows - 2 else f"139{i:08d}"
+        sheet.append([value, f"专家{i}" if i != rows - 1 else "", phone, "设计院", "市政", None])
+    files[f"{rows}-rows-3-bad.xlsx"] = folder / "bad-rows.xlsx"
+    book.save(files[f"{rows}-rows-3-bad.xlsx"])
+    return files
+
+
+def refusals(env: dict[str, str], folder: Path, workbook: Path, rows: int) -> None:
+    """Time each kind of bad file to its refusal (exit code 3), and a re-import of an invited list."""
+    print("refused files (each: exit code 3, one line per reason or bad row, nothing written):")
+    cli(env, "batch", "create", "REFUSE", "--name", "拒绝基准 / refusals")
+    for kind, path in bad_files(folder, workbook, rows).items():
+        elapsed, _line, err = cli(env, "invitations", "import", str(path), "--batch", "REFUSE", expect=3)
+        first = err.strip().splitlines()[0] if err.strip() else ""
+        print(f"  {elapsed:6.2f} s  {kind:22s} {first[:110]}", flush=True)
+    cli(env, "invitations", "import", str(workbook), "--batch", "REFUSE")
+    elapsed, _line, err = cli(env, "invitations", "import", str(workbook), "--batch", "REFUSE", expect=3)
+    print(f"  {elapsed:6.2f} s  {'same list again':22s} {err.strip().splitlines()[0][:110]}", flush=True)
 
 
 def main() -> None:
@@ -104,14 +153,22 @@ def main() -> None:
             print(f"generated {args.rows} rows with openpyxl in {time.perf_counter() - started:.1f} s: {workbook}")
         env = {**os.environ, "PLATFORM_DATA_KEY": DATA_KEY, "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache")}
         # A deployed platform has its bytecode compiled; this shell may forbid writing it, so give the
-        # subprocesses a private cache (filled by the untimed `batch create`).
+        # subprocesses a private cache, filled by an untimed import of a small file.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.pop("PLATFORM_IMPORT_TIMING", None)
+        small = Path(tmp) / "small.xlsx"
+        write_workbook(small, 20)
+        one_run({**env, "PLATFORM_DB_URL": f"sqlite:///{tmp}/warm.db"}, small, "WARM")
         results: dict[str, list[float]] = {"sqlite": []}
         parses = [parse_alone(workbook) for _ in range(args.runs)]
         print("sqlite (fresh file per run):")
         for run in range(args.runs):
             run_env = {**env, "PLATFORM_DB_URL": f"sqlite:///{tmp}/run{run}.db"}
-            results["sqlite"].append(one_run(run_env, workbook, f"BENCH{run}"))
+            results["sqlite"].append(one_run(run_env, workbook, f"BENCH{run}")[0])
+        print("one more with --verbose (phase timeline; not counted above):")
+        _elapsed, timeline = one_run({**env, "PLATFORM_DB_URL": f"sqlite:///{tmp}/verbose.db"}, workbook, "V", "-v")
+        print(timeline.rstrip())
+        refusals({**env, "PLATFORM_DB_URL": f"sqlite:///{tmp}/refusals.db"}, Path(tmp), workbook, args.rows)
         if args.pg:
             import sqlalchemy as sa  # noqa: PLC0415
 
@@ -124,7 +181,7 @@ def main() -> None:
             print(f"postgresql (schema {schema}, one batch per run):")
             try:
                 for run in range(args.runs):
-                    results["postgresql"].append(one_run({**env, "PLATFORM_DB_URL": url}, workbook, f"BENCH{run}"))
+                    results["postgresql"].append(one_run({**env, "PLATFORM_DB_URL": url}, workbook, f"BENCH{run}")[0])
             finally:
                 with admin.begin() as c:
                     c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -351,3 +352,27 @@ def test_photos_from_zip_all_or_nothing(seeded: Seeded, tmp_path: Path, verifier
     folder.mkdir()
     (folder / f"{seeded.ids[0]}.jpg").write_bytes(face_image("a"))
     assert imports.import_photos(seeded.new_uow(), seeded.ctx, seeded.batch_code, folder).rows == 1
+
+
+def test_cli_verbose_prints_each_phase_and_no_personal_numbers(tmp_path: Path) -> None:
+    env = {**os.environ, "PLATFORM_DB_URL": f"sqlite:///{tmp_path / 'v.db'}", "PLATFORM_DATA_KEY": TEST_KEY_TEXT}
+    cli = [str(Path(sys.executable).parent / "platform-server")]
+    subprocess.run([*cli, "batch", "create", "V1", "--name", "批次"], env=env, check=True, capture_output=True)
+    rows = rows_for(many_ids(50, seed=24))
+    path = write_xlsx(tmp_path / "v.xlsx", rows)
+    done = subprocess.run(
+        [*cli, "invitations", "import", str(path), "--batch", "V1", "--verbose"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "imported 50 invitations" in done.stdout
+    phases = [m.group(1) for m in re.finditer(r"^ +[\d.]+ +\w+ +\+ *[\d.]+ +(.+)$", done.stderr, re.MULTILINE)]
+    for phase in ("reader process forked", "parsed 50 rows", "database code imported", "committed", "database closed"):
+        assert phase in phases, done.stderr
+    assert phases.index("parsed 50 rows") < phases.index("committed")
+    for row in rows[1:]:
+        assert str(row[0]) not in done.stderr
+        assert str(row[2]) not in done.stderr
