@@ -645,7 +645,9 @@ class InvitationReader:
                 else:
                     self.problems = item
             return
-        self._connection.send(("key", key.encryption_key, key.lookup_key))
+        # A reader that already refused the file has left; its answer is still in the pipe.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._connection.send(("key", key.encryption_key, key.lookup_key))
         while True:
             message = self._receive()
             if message[0] == "done":

@@ -227,6 +227,19 @@ def test_cli_import_reads_in_a_forked_process_and_refuses_bad_files(tmp_path: Pa
     )
     assert refused.returncode == 3
     assert "第5行" in refused.stderr  # already invited (found by the database)
+    # A file the reader refuses at once (it may have left before the writer sends it the key).
+    for name, content in (("empty.xlsx", b""), ("text.xlsx", b"not a workbook"), ("h.csv", "身份证号\n".encode())):
+        (tmp_path / name).write_bytes(content)
+        early = subprocess.run(
+            [*cli, "invitations", "import", str(tmp_path / name), "--batch", "C1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert early.returncode == 3, (name, early.returncode, early.stderr)
+        assert " / " in early.stderr
+        assert "Traceback" not in early.stderr
     assert "第6行" in refused.stderr  # bad ID and phone (found by the reader)
     assert "Traceback" not in refused.stderr
     engine = sa.create_engine(env["PLATFORM_DB_URL"])
