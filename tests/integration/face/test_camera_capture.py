@@ -160,6 +160,7 @@ def test_crops_hold_only_the_face_region(tmp_path: Path, faces_dir: Path, analys
     assert result.passed
     for frame in result.jpeg_frames:
         decoded = cv2.imdecode(np.frombuffer(frame, dtype=np.uint8), cv2.IMREAD_COLOR)
+        assert decoded is not None
         height, width = decoded.shape[:2]
         assert width < 640  # the sides of the lobby, where a bystander would stand, are not sent
         assert height <= 480

@@ -10,6 +10,7 @@ import pytest
 from checkin.camera.capture_session import FaceCheck
 from checkin.camera.models import (
     CaptureSettings,
+    CaptureStatus,
     FaceBox,
     FaceMeasurement,
     Frame,
@@ -44,7 +45,9 @@ NOBODY = FrameAnalysis(frame_size=SIZE, face_boxes=(), face=None)
 TWO = FrameAnalysis(frame_size=SIZE, face_boxes=(CENTRED, FaceBox(0, 0, 100, 100)), face=None)
 
 
-def run(analyses: list[FrameAnalysis], settings: CaptureSettings | None = None) -> tuple[FaceCheck, list]:
+def run(
+    analyses: list[FrameAnalysis], settings: CaptureSettings | None = None
+) -> tuple[FaceCheck, list[CaptureStatus]]:
     check = FaceCheck(ScriptedAnalyser(analyses), settings or CaptureSettings(hint_hold_s=0.0))
     statuses = [check.process(Frame(i, i / FPS, PIXELS)) for i in range(len(analyses))]
     return check, statuses
@@ -74,7 +77,7 @@ def test_each_gate(analysis: FrameAnalysis, hint: GuidanceHint) -> None:
 
 
 def test_blurry_is_the_hold_still_hint() -> None:
-    assert GuidanceHint.BLURRY is GuidanceHint.HOLD_STILL
+    assert GuidanceHint.BLURRY is GuidanceHint.HOLD_STILL  # type: ignore[comparison-overlap]  # an enum alias
     assert GuidanceHint.BLURRY.value == "hold_still"
 
 
