@@ -9,7 +9,14 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from platform_server.db.engine import make_engine, upgrade
+from platform_server.db.engine import (
+    alembic_config,
+    database_revision,
+    is_up_to_date,
+    make_engine,
+    script_head,
+    upgrade,
+)
 from platform_server.db.models import Base
 
 if TYPE_CHECKING:
@@ -35,3 +42,19 @@ def test_audit_log_is_append_only(tmp_path: Path) -> None:
     for statement in ("UPDATE audit_log SET outcome = 'x'", "DELETE FROM audit_log"):
         with pytest.raises(sa.exc.IntegrityError, match="append-only"), engine.begin() as c:
             c.exec_driver_sql(statement)
+
+
+def test_the_fast_head_check_agrees_with_alembic(tmp_path: Path) -> None:
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    assert script_head() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+    engine = make_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    assert database_revision(engine) is None
+    assert not is_up_to_date(engine)
+    upgrade(engine, "0002")
+    assert database_revision(engine) == "0002"
+    assert not is_up_to_date(engine)
+    upgrade(engine)  # not at the head: Alembic runs the rest
+    assert database_revision(engine) == script_head()
+    assert is_up_to_date(engine)
+    engine.dispose()
