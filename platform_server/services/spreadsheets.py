@@ -569,13 +569,19 @@ def _without_trailing_blanks(rows: list[list[Any]]) -> list[list[Any]]:
 
 
 def read_invitations(
-    path: Path, key_source: Callable[[], DataKey], timeline: Timeline | None = None
-) -> Iterator[PreparedChunk | list[RowProblem]]:
+    path: Path,
+    key_source: Callable[[], DataKey],
+    timeline: Timeline | None = None,
+    *,
+    hand_over_first: bool = False,
+) -> Iterator[PreparedChunk | CheckedRows | list[RowProblem]]:
     """Check and prepare an invitation list slice by slice; the last item is the list of bad rows.
 
     ImportRefusedError for a file that cannot be read at all or has no rows. `key_source` is called
-    once the first slice is checked (in the reader process it waits for the writer to send the key).
-    Chunks come even after a bad row, so the writer can add the database's problems to the same refusal.
+    once a slice is to be sealed (in the reader process it waits for the writer to send the key).
+    With `hand_over_first`, the first slice with good rows comes checked but not prepared, for the
+    writer to prepare while this process prepares the next ones. Chunks come even after a bad row, so
+    the writer can add the database's problems to the same refusal.
     """
     timeline = timeline or Timeline(enabled=False)
     table = read_table(path, INVITATION_COLUMNS, INVITATION_REQUIRED)
@@ -586,13 +592,18 @@ def read_invitations(
     for start in range(0, len(rows), CHUNK_ROWS):
         checked = checker.check(rows[start : start + CHUNK_ROWS], table.first_row_number + start)
         timeline.mark(f"rows {start}+: checked", "reader")
-        if checked:
-            if key is None:
-                key = key_source()
-                timeline.mark("key received", "reader")
-            chunk = prepare_chunk(key, checked)
-            timeline.mark(f"rows {start}+: hashed, sealed, staged", "reader")
-            yield chunk
+        if not checked:
+            continue
+        if hand_over_first:
+            hand_over_first = False
+            yield checked
+            continue
+        if key is None:
+            key = key_source()
+            timeline.mark("key received", "reader")
+        chunk = prepare_chunk(key, checked)
+        timeline.mark(f"rows {start}+: hashed, sealed, staged", "reader")
+        yield chunk
     if not checker.good and not checker.problems:
         raise ImportRefusedError(f"{path.name} 没有数据行 / {path.name} has no data rows")
     checker.problems.sort(key=lambda p: p.row)
@@ -642,7 +653,7 @@ class InvitationReader:
             for item in read_invitations(self.path, lambda: key, self.timeline):
                 if isinstance(item, PreparedChunk):
                     yield item
-                else:
+                elif isinstance(item, list):
                     self.problems = item
             return
         # A reader that already refused the file has left; its answer is still in the pipe.
@@ -654,6 +665,12 @@ class InvitationReader:
                 self.problems = [RowProblem(row, text) for row, text in message[1]]
                 self.timeline.add(message[2])
                 return
+            if message[0] == "checked":  # the first slice: prepared here while the reader seals the next
+                self.timeline.mark(f"checked slice of {len(message[1])} received")
+                chunk = prepare_chunk(key, message[1])
+                self.timeline.mark("  hashed, sealed, staged here")
+                yield chunk
+                continue
             yield message[1]
 
     def close(self) -> None:
@@ -693,10 +710,16 @@ def reader_main(connection: Connection, path: Path, timeline: Timeline) -> None:
     try:
         timeline.marks.clear()  # the writer keeps the marks made before the fork
         timeline.mark("reader started", "reader")
-        for item in read_invitations(path, key_from_writer, timeline):
+        # The writer is idle until the first slice comes (its start-up is shorter than the parse), so
+        # it prepares that one itself. Plain ID and phone numbers cross only this private pipe between
+        # the two processes of one command, never a file.
+        for item in read_invitations(path, key_from_writer, timeline, hand_over_first=True):
             if isinstance(item, PreparedChunk):
                 connection.send(("chunk", item))
                 timeline.mark(f"chunk of {item.count} sent", "reader")
+            elif isinstance(item, CheckedRows):
+                connection.send(("checked", item))
+                timeline.mark(f"checked slice of {len(item)} sent", "reader")
             else:
                 connection.send(("done", [(p.row, p.message) for p in item], timeline.marks))
     except ImportRefusedError as err:
