@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -31,6 +32,11 @@ EXIT_WORLD = 3
 def _fail(reason: str, code: int) -> typer.Exit:
     typer.echo(f"错误 / error: {' '.join(reason.split())}", err=True)
     return typer.Exit(code)
+
+
+def _quiet_pkg_resources() -> None:
+    """face_recognition_models finds its files with the deprecated pkg_resources, which warns at import."""
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 
 def _logging(verbose: bool, log_file: Path | None = None) -> None:
@@ -63,6 +69,7 @@ def run_scenario(  # noqa: PLR0917 - Typer maps options to parameters
 
     Prints one JSON line per check-in; exits 1 when any check-in did not end as expected.
     """
+    _quiet_pkg_resources()
     from checkin.scenario.model import ScenarioError, load_scenario  # noqa: PLC0415
     from checkin.scenario.runner import RunnerError  # noqa: PLC0415
     from checkin.scenario.world import WorldError  # noqa: PLC0415
@@ -230,6 +237,7 @@ def demo_live(
     """
     import os  # noqa: PLC0415
 
+    _quiet_pkg_resources()
     from checkin.scenario.live_demo import LiveDemo, LiveDemoError, control_panel  # noqa: PLC0415
     from checkin.scenario.model import ScenarioError, load_scenario  # noqa: PLC0415
     from checkin.scenario.world import WorldError  # noqa: PLC0415
