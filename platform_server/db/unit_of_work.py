@@ -8,11 +8,13 @@ function, so the loser of a race simply sees the winner's commit and picks anoth
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import re
 import sqlite3
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 
 import sqlalchemy as sa
@@ -159,7 +161,7 @@ class DriverTransaction:
         self._after_commit: list[Callable[[], None]] = []
 
     def __enter__(self) -> Self:
-        self._fairy = self._engine.raw_connection()
+        self._fairy = _IdleConnections.of(self._engine).take()
         self.raw = self._fairy.driver_connection
         self._after_commit = []
         if not self.postgres:
@@ -170,11 +172,14 @@ class DriverTransaction:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         fairy, self._fairy = self._fairy, None
-        if fairy is not None:
-            try:
-                self.raw.rollback()  # nothing to undo after a commit
-            finally:
-                fairy.close()  # back to the pool
+        if fairy is None:
+            return
+        try:
+            self.raw.rollback()  # nothing to undo after a commit
+        except Exception:
+            fairy.invalidate()  # a connection that cannot even roll back is not reused
+            raise
+        _IdleConnections.of(self._engine).give(fairy)
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """Run one statement in the transaction; the driver's cursor."""
@@ -195,6 +200,50 @@ class DriverTransaction:
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once this transaction has committed."""
         self._after_commit.append(callback)
+
+
+class _IdleConnections:
+    """SQLite connections kept checked out of the pool between DriverTransactions, a few per engine.
+
+    The pool's own check-out and check-in cost ~20 µs, a tenth of an identify. A SQLite connection is a
+    local file handle that cannot go stale, and each one is rolled back before it is kept. PostgreSQL
+    connections always go back to the pool, whose pre-ping finds one the server has dropped.
+    """
+
+    KEEP = 4  # of the pool's 10 + 10: Sessions still find plenty
+    _by_engine: ClassVar[weakref.WeakKeyDictionary[sa.Engine, _IdleConnections]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._keep = 0 if engine.dialect.name == "postgresql" else self.KEEP
+        self._idle: collections.deque[Any] = collections.deque()  # append/pop are atomic
+        sa.event.listen(engine, "engine_disposed", self._drain)
+
+    @classmethod
+    def of(cls, engine: sa.Engine) -> _IdleConnections:
+        """The engine's idle connections (made on first use)."""
+        idle = cls._by_engine.get(engine)
+        if idle is None:
+            idle = cls._by_engine.setdefault(engine, cls(engine))
+        return idle
+
+    def take(self) -> Any:
+        """A kept connection, or one from the pool."""
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._engine.raw_connection()
+
+    def give(self, fairy: Any) -> None:
+        """Keep a connection with no transaction open, or hand it back to the pool."""
+        if len(self._idle) < self._keep:
+            self._idle.append(fairy)
+        else:
+            fairy.close()
+
+    def _drain(self, _engine: sa.Engine) -> None:
+        while self._idle:
+            self._idle.pop().close()
 
 
 _BINDERS: dict[str, Callable[[dt.datetime], Any]] = {}

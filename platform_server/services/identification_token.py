@@ -13,9 +13,9 @@ import base64
 import binascii
 import functools
 import hmac
-import json
 import re
 import secrets
+import struct
 from dataclasses import dataclass
 
 from personal_data.crypto import DataKey, purpose_key
@@ -23,7 +23,7 @@ from personal_data.crypto import DataKey, purpose_key
 PURPOSE = "identification token v1"
 _VERSION = 1
 _TAG_BYTES = 32  # HMAC-SM3 output
-MAX_TOKEN_CHARS = 512  # a real token is about 180 characters; anything longer is not ours
+MAX_TOKEN_CHARS = 512  # a real token is about 130 characters; anything longer is not ours
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")  # strict: one spelling per token
 
 
@@ -41,24 +41,26 @@ class Identification:
     last_check_in_id: int  # the invitation's newest check-in when issued, 0 for none
 
 
+# version, invitation, expert, batch, expiry (µs), newest check-in, face compared?, distance,
+# threshold, nonce; the kiosk id (UTF-8) follows.
+_LAYOUT = struct.Struct("<BqqqqqBdd8s")
+
+
 def issue(key: DataKey, claims: Identification) -> str:
-    """The signed token: base64url(JSON claims and a nonce) "." base64url(HMAC-SM3 tag)."""
-    body = json.dumps(
-        [
-            _VERSION,
-            claims.kiosk_id,
-            claims.invitation_id,
-            claims.expert_id,
-            claims.batch_id,
-            claims.face_distance,
-            claims.face_threshold,
-            claims.expires_at_us,
-            claims.last_check_in_id,
-            secrets.token_hex(8),  # two identifications never share a token
-        ],
-        separators=(",", ":"),
-        ensure_ascii=True,
-    ).encode("ascii")
+    """The signed token: base64url(packed claims, nonce, kiosk id) "." base64url(HMAC-SM3 tag)."""
+    face = claims.face_distance is not None and claims.face_threshold is not None
+    body = _LAYOUT.pack(
+        _VERSION,
+        claims.invitation_id,
+        claims.expert_id,
+        claims.batch_id,
+        claims.expires_at_us,
+        claims.last_check_in_id,
+        face,
+        claims.face_distance if face else 0.0,
+        claims.face_threshold if face else 0.0,
+        secrets.token_bytes(8),  # two identifications never share a token
+    ) + claims.kiosk_id.encode("utf-8")
     return f"{_b64(body)}.{_b64(_tag(key, body))}"
 
 
@@ -73,24 +75,25 @@ def verify(key: DataKey, token: str) -> Identification | None:
         return None
     if len(tag) != _TAG_BYTES or not hmac.compare_digest(tag, _tag(key, body)):
         return None
-    # Signed by us, so well-formed; still checked, as a key shared with an older format would be.
-    try:
-        version, kiosk_id, invitation_id, expert_id, batch_id, distance, threshold, expires, last, _nonce = json.loads(
-            body
-        )
-    except (ValueError, TypeError):
+    # Signed by us, so well-formed; still checked, as a key shared with another format would be.
+    if len(body) <= _LAYOUT.size or body[0] != _VERSION:
         return None
-    if version != _VERSION:
+    _version, invitation_id, expert_id, batch_id, expires, last, face, distance, threshold, _nonce = (
+        _LAYOUT.unpack_from(body)
+    )
+    try:
+        kiosk_id = body[_LAYOUT.size :].decode("utf-8")
+    except UnicodeDecodeError:
         return None
     return Identification(
-        str(kiosk_id),
-        int(invitation_id),
-        int(expert_id),
-        int(batch_id),
-        None if distance is None else float(distance),
-        None if threshold is None else float(threshold),
-        int(expires),
-        int(last),
+        kiosk_id,
+        invitation_id,
+        expert_id,
+        batch_id,
+        distance if face else None,
+        threshold if face else None,
+        expires,
+        last,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import json
+import sqlite3
 import uuid
 
 import sqlalchemy as sa
@@ -31,16 +31,19 @@ def test_a_token_carries_its_claims_and_nothing_personal() -> None:
     token = identification_token.issue(TEST_KEY, CLAIMS)
     assert identification_token.verify(TEST_KEY, token) == CLAIMS
     assert identification_token.issue(TEST_KEY, CLAIMS) != token  # a fresh nonce each time
-    body = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
-    assert body[:9] == [1, "K1", 7, 9, 3, 0.31, 0.55, 1_750_000_000_000_000, 0]
+    no_face = identification_token.Identification("终端-1", 1, 2, 3, None, None, 5, 4)
+    assert identification_token.verify(TEST_KEY, identification_token.issue(TEST_KEY, no_face)) == no_face
+    body = base64.urlsafe_b64decode(token.split(".")[0] + "==")
+    assert body.endswith(b"K1")
+    assert len(token) < identification_token.MAX_TOKEN_CHARS
 
 
 def test_altered_forged_and_foreign_tokens_do_not_verify() -> None:
     token = identification_token.issue(TEST_KEY, CLAIMS)
     body, tag = token.split(".")
-    claims = json.loads(base64.urlsafe_b64decode(body + "=="))
-    claims[2] = 8  # another invitation
-    altered = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode() + "." + tag
+    raw = bytearray(base64.urlsafe_b64decode(body + "=="))
+    raw[1] ^= 1  # another invitation
+    altered = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode() + "." + tag
     other_key = DataKey.from_text("another platform's key, never this one")
     for bad in (
         altered,
@@ -135,3 +138,23 @@ def test_identify_stores_no_token(seeded: Seeded) -> None:
         assert "identifications" not in tables
         stored = b"".join(bytes(b) for b in uow.execute(sa.text("SELECT response_encrypted FROM requests")).scalars())
         assert token.encode() not in stored  # the stored answer is encrypted
+
+
+def test_kept_driver_connections_hold_no_lock_and_close_with_the_engine(seeded: Seeded) -> None:
+    from platform_server.db.unit_of_work import _IdleConnections  # noqa: PLC0415
+
+    for expert in range(3):
+        assert _identify(seeded, expert).verified
+    engine = seeded.uow._session_factory.kw["bind"]
+    idle = _IdleConnections.of(engine)
+    kept = list(idle._idle)
+    assert kept
+    assert all(fairy.driver_connection.in_transaction is False for fairy in kept)
+    # Another connection can take the write lock at once: nothing kept holds it.
+    other = sqlite3.connect(engine.url.database, timeout=0, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("ROLLBACK")
+    other.close()
+    engine.dispose()
+    assert not idle._idle
+    assert all(fairy.driver_connection is None for fairy in kept)
