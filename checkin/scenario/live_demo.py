@@ -16,6 +16,8 @@ import dataclasses
 import functools
 import logging
 import subprocess
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from checkin.app import face_analyser_factory
@@ -29,7 +31,6 @@ from checkin.texts import Language, text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from checkin.config import KioskConfig
     from checkin.flow.views import View
@@ -95,12 +96,21 @@ class LiveDemo:
         if not frames.liveness_passed or not frames.images_jpeg:
             raise LiveDemoError(f"camera {self.camera}: no blink seen, so no live reference photo was taken")
         photo = frames.images_jpeg[0]  # the sharpest frame with open eyes, cropped to the face
-        folder = self.work / "enrol"
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.iterdir():
-            old.unlink()
-        (folder / f"{LIVE_EXPERT.id_number}.jpg").write_bytes(photo)
-        done = subprocess.run(  # noqa: S603 - fixed argument list
+        # The import reads a folder of <ID number>.jpg files. The face stays in clear on disk only for
+        # the import: the platform stores it encrypted, and the file is deleted whatever happens.
+        with tempfile.TemporaryDirectory(prefix="enrol-", dir=self.work) as tmp:
+            folder = Path(tmp)
+            (folder / f"{LIVE_EXPERT.id_number}.jpg").write_bytes(photo)
+            done = self._import_photos(folder)
+        if done.returncode != 0:
+            reason = (done.stderr or done.stdout).strip().splitlines()
+            raise LiveDemoError(f"the platform refused the live photo: {reason[-1] if reason else done.returncode}")
+        log.info("demo expert enrolled live (%d-byte reference photo)", len(photo))
+        return photo
+
+    def _import_photos(self, folder: Path) -> subprocess.CompletedProcess[str]:
+        """`platform-server photos import FOLDER --batch CODE` against the world's platform."""
+        return subprocess.run(  # noqa: S603 - fixed argument list
             [
                 str(PLATFORM_SERVER),
                 "--config",
@@ -116,11 +126,6 @@ class LiveDemo:
             timeout=120,
             check=False,
         )
-        if done.returncode != 0:
-            reason = (done.stderr or done.stdout).strip().splitlines()
-            raise LiveDemoError(f"the platform refused the live photo: {reason[-1] if reason else done.returncode}")
-        log.info("demo expert enrolled live (%d-byte reference photo)", len(photo))
-        return photo
 
     # ---- the kiosk's screens (a flow listener, on the kiosk's UI thread) ------------------------
 

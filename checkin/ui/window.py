@@ -142,8 +142,13 @@ class KioskWindow:
     # ---- rendering ---------------------------------------------------------------------------------
 
     def on_view(self, view: View) -> None:
-        """Render a view model (the FlowListener interface)."""
+        """Render a view model (the FlowListener interface); an identical view changes nothing."""
         previous = self.view
+        if previous is not None and view == previous and self.renderer is not None:
+            # Heartbeats republish the home view unchanged every few seconds. Rebuilding its widgets
+            # then would swallow a tap that lands across the rebuild (press on the old 登记办理
+            # button, release on the new one): seen as a lost tap under Xvfb.
+            return
         self.view = view
         if (
             self.renderer is None

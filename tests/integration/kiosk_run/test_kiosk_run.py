@@ -350,3 +350,5 @@ def test_live_demo_enrols_the_person_at_the_camera_and_checks_them_in(tmp_path: 
     log = "".join(kiosk.log)
     assert "Traceback" not in log
     assert "110108199003070024" not in log  # the demo expert's ID number never in clear
+    # The live photo was on disk in clear only for the import; the platform keeps it encrypted.
+    assert not list((tmp_path / "live").rglob("110108199003070024.*"))
