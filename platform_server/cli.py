@@ -128,17 +128,19 @@ def _fail(message: str, code: int) -> None:
 
 def _run(action: Callable[[], Any]) -> Any:
     """The one exception handler of the CLI: platform errors and database outages to exit codes."""
-    import sqlalchemy.exc as sa_exc  # noqa: PLC0415
-
     try:
         return action()
     except PlatformError as err:
         code = next(c for cls, c in EXIT_CODES if isinstance(err, cls))
         _fail(f"错误 / error: {err}", code)
-    except sa_exc.OperationalError as err:
-        _fail(f"数据库不可用 / database unavailable: {str(err.orig).splitlines()[0]}", 6)
-    except ValueError as err:
-        _fail(f"错误 / error: {err}", 3)
+    except Exception as err:
+        # SQLAlchemy is loaded only if the action loaded it (a refused file may never need it).
+        sa_exc: Any = sys.modules.get("sqlalchemy.exc")
+        if sa_exc is not None and isinstance(err, sa_exc.OperationalError):
+            _fail(f"数据库不可用 / database unavailable: {str(err.orig).splitlines()[0]}", 6)
+        if isinstance(err, ValueError):
+            _fail(f"错误 / error: {err}", 3)
+        raise
     return None
 
 
@@ -254,6 +256,7 @@ def invitations_import(
     timeline.mark("command line parsed")
 
     def action() -> None:
+        reader.refuse_early()  # an empty or broken file is refused before the database code loads
         from platform_server import bootstrap  # noqa: PLC0415, F401  (timed on its own)
         from platform_server.services import imports  # noqa: PLC0415
 

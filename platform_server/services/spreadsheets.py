@@ -630,6 +630,7 @@ class InvitationReader:
         self.forked = connection is not None
         self.problems: list[RowProblem] = []
         self.timeline = timeline or Timeline(enabled=False)
+        self._early: tuple[Any, ...] | None = None  # a message read by refuse_early()
 
     @classmethod
     def in_process(cls, path: Path, timeline: Timeline | None = None) -> InvitationReader:
@@ -685,8 +686,20 @@ class InvitationReader:
                 process.kill()
                 process.join()
 
+    def refuse_early(self) -> None:
+        """ImportRefusedError now if the reader has already refused the file (an empty or broken one).
+
+        Lets the command answer before loading the database code; any other message that has already
+        come is kept for chunks().
+        """
+        if self._connection is not None and self._early is None and self._connection.poll(0):
+            self._early = self._receive()
+
     def _receive(self) -> tuple[Any, ...]:
         assert self._connection is not None
+        if self._early is not None:
+            early, self._early = self._early, None
+            return early
         try:
             message: tuple[Any, ...] = self._connection.recv()
         except EOFError as err:
