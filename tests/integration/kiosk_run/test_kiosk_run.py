@@ -148,6 +148,18 @@ class KioskProcess:
         self.xdotool("click", "1")
 
 
+def stop(process: subprocess.Popen[str]) -> None:
+    """After a failure: SIGTERM first, so the process stops what it started (pcscd, a platform), then kill."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def primary_button_centre(image: np.ndarray) -> tuple[int, int]:
     """Centre of the largest area in the theme's primary colour: the screen's main button."""
     hex_colour = theme.PRIMARY.lstrip("#")
@@ -221,9 +233,7 @@ def kiosk(world: World, tmp_path: Path) -> Iterator[KioskProcess]:
         try:
             yield running
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+            stop(process)
 
 
 def test_kiosk_process_checks_in_an_expert_through_its_window(world: World, kiosk: KioskProcess) -> None:
@@ -344,9 +354,7 @@ def test_live_demo_enrols_the_person_at_the_camera_and_checks_them_in(tmp_path: 
             process.send_signal(signal.SIGTERM)
             assert process.wait(60) == 0
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+            stop(process)
     log = "".join(kiosk.log)
     assert "Traceback" not in log
     assert "110108199003070024" not in log  # the demo expert's ID number never in clear
