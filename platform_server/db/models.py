@@ -227,7 +227,9 @@ class CheckIn(Base):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     public_id: so.Mapped[str] = so.mapped_column(sa.String(32), unique=True)
     batch_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("batches.id"), index=True)
-    invitation_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("invitations.id"))
+    # Indexed for "the invitation's newest check-in" (identify, token check); the partial unique index
+    # over active check-ins cannot answer that.
+    invitation_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("invitations.id"), index=True)
     kiosk_id: so.Mapped[str] = so.mapped_column(sa.String(64))
     room_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("rooms.id"))
     wristband_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("wristbands.id"))
