@@ -149,8 +149,10 @@ def settings_for(port: int, **overrides: Any) -> PlatformSettings:
         "client_cert": None,
         "client_key": None,
         "server_name": "",
-        "call_timeout_s": 2.0,
-        "identify_timeout_s": 2.0,
+        # A generous bound: on a loaded 2-core CI machine an in-process answer has been seen to take
+        # seconds. Tests about deadlines set their own short timeout (e.g. call_timeout_s=0.3).
+        "call_timeout_s": 10.0,
+        "identify_timeout_s": 10.0,
         "max_attempts": 4,
         "backoff_initial_s": 0.01,
         "backoff_max_s": 0.05,
