@@ -15,6 +15,7 @@ from platform_server.services.reader_process import EarlyReader
 # code (~0.7 s) are loaded, so the workbook is being parsed on the second core meanwhile.
 _EARLY_READER = EarlyReader.start(sys.argv[1:]) if Path(sys.argv[0]).name == "platform-server" else None
 
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
@@ -257,6 +258,14 @@ def invitations_import(
 
     def action() -> None:
         reader.refuse_early()  # an empty or broken file is refused before the database code loads
+        config = _config()  # light; the platform is built from the same configuration
+        if config.security.data_key:
+            from personal_data.crypto import DataKey  # noqa: PLC0415
+
+            # The reader can seal slices while this process loads the database code; an unusable key
+            # is reported by the platform's start-up below.
+            with contextlib.suppress(ValueError):
+                reader.send_key(DataKey.from_text(config.security.data_key))
         from platform_server import bootstrap  # noqa: PLC0415, F401  (timed on its own)
         from platform_server.services import imports  # noqa: PLC0415
 

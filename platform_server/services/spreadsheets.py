@@ -13,8 +13,10 @@ import datetime as dt
 import io
 import itertools
 import operator
+import queue
 import re
 import sqlite3
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -631,6 +633,7 @@ class InvitationReader:
         self.problems: list[RowProblem] = []
         self.timeline = timeline or Timeline(enabled=False)
         self._early: tuple[Any, ...] | None = None  # a message read by refuse_early()
+        self._key_sent: DataKey | None = None
 
     @classmethod
     def in_process(cls, path: Path, timeline: Timeline | None = None) -> InvitationReader:
@@ -657,9 +660,10 @@ class InvitationReader:
                 elif isinstance(item, list):
                     self.problems = item
             return
-        # A reader that already refused the file has left; its answer is still in the pipe.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self._connection.send(("key", key.encryption_key, key.lookup_key))
+        if self._key_sent is None:
+            self.send_key(key)
+        elif self._key_sent != key:
+            raise RuntimeError("the reader process was given another data key than the platform's")
         while True:
             message = self._receive()
             if message[0] == "done":
@@ -685,6 +689,15 @@ class InvitationReader:
             if process.is_alive():
                 process.kill()
                 process.join()
+
+    def send_key(self, key: DataKey) -> None:
+        """Give the reader process the data key (once), so it seals slices while this process still starts."""
+        if self._connection is None or self._key_sent is not None:
+            return
+        # A reader that already refused the file has left; its answer is still in the pipe.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._connection.send(("key", key.encryption_key, key.lookup_key))
+        self._key_sent = key
 
     def refuse_early(self) -> None:
         """ImportRefusedError now if the reader has already refused the file (an empty or broken one).
@@ -714,12 +727,19 @@ class InvitationReader:
 
 
 def reader_main(connection: Connection, path: Path, timeline: Timeline) -> None:
-    """The reader process: stream prepared chunks, then the bad rows, to the writer."""
+    """The reader process: stream prepared chunks, then the bad rows, to the writer.
+
+    A sender thread writes to the pipe, so the reader goes on checking and sealing while the writer
+    is still starting and not yet reading (a message is larger than the pipe's buffer).
+    """
+    outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
 
     def key_from_writer() -> DataKey:
         order = connection.recv()  # EOFError when the writer gave up (its error is reported there)
         return DataKey(order[1], order[2])
 
+    sender = threading.Thread(target=_send_all, args=(connection, outbox), name="reader-sender", daemon=True)
+    sender.start()
     try:
         timeline.marks.clear()  # the writer keeps the marks made before the fork
         timeline.mark("reader started", "reader")
@@ -728,19 +748,29 @@ def reader_main(connection: Connection, path: Path, timeline: Timeline) -> None:
         # the two processes of one command, never a file.
         for item in read_invitations(path, key_from_writer, timeline, hand_over_first=True):
             if isinstance(item, PreparedChunk):
-                connection.send(("chunk", item))
-                timeline.mark(f"chunk of {item.count} sent", "reader")
+                outbox.put(("chunk", item))
+                timeline.mark(f"chunk of {item.count} queued", "reader")
             elif isinstance(item, CheckedRows):
-                connection.send(("checked", item))
-                timeline.mark(f"checked slice of {len(item)} sent", "reader")
+                outbox.put(("checked", item))
+                timeline.mark(f"checked slice of {len(item)} queued", "reader")
             else:
-                connection.send(("done", [(p.row, p.message) for p in item], timeline.marks))
+                outbox.put(("done", [(p.row, p.message) for p in item], timeline.marks))
     except ImportRefusedError as err:
-        connection.send(("refused", err.summary, [(p.row, p.message) for p in err.problems]))
+        outbox.put(("refused", err.summary, [(p.row, p.message) for p in err.problems]))
     except EOFError:
         pass
-    except Exception as err:
-        with contextlib.suppress(OSError):
-            connection.send(("failed", f"{type(err).__name__}: {err}"))
+    except Exception as err:  # reported to the writer, which shows it
+        outbox.put(("failed", f"{type(err).__name__}: {err}"))
     finally:
+        outbox.put(None)
+        sender.join()
         connection.close()
+
+
+def _send_all(connection: Connection, outbox: queue.SimpleQueue[tuple[Any, ...] | None]) -> None:
+    """The reader's sender thread: every queued message, in order, until None."""
+    try:
+        while (message := outbox.get()) is not None:
+            connection.send(message)
+    except OSError:
+        pass  # the writer gave up (its error is reported there)
