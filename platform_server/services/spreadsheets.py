@@ -618,8 +618,8 @@ class InvitationReader:
     The CLI starts it first, so the workbook is parsed on the second core while the platform
     (SQLAlchemy, migrations) starts on the first; then each slice of rows is checked and sealed there
     while the writer inserts the previous one. Library callers and tests run the same code in-process.
-    The data key reaches the reader over its private pipe only once the writer has it; the reader
-    writes nothing.
+    The data key reaches the reader over its private pipe once the command has read the
+    configuration (send_key(); before the database code loads); the reader writes nothing.
     """
 
     def __init__(
