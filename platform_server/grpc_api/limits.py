@@ -78,8 +78,8 @@ _REQUEST_ID = _shape(r"[A-Za-z0-9._:-]+", "ASCII letters, digits, '.', '_', ':',
 _KIOSK_ID = Limit(64, 1, KIOSK_ID, "ASCII letters, digits, '.', '_', '-', starting with a letter or digit")
 _BATCH_CODE = Limit(16, 1, BATCH_CODE, "ASCII letters, digits, '_', '-', starting with a letter or digit")
 _DATE = _shape(r"[0-9]{8}", "YYYYMMDD", 8)
-_TIME = Limit(note="Timestamp within TIME_RANGE")
-_ENUM = Limit(note="a value the .proto declares")
+_TIME = Limit(note="Timestamp from 2000-01-01 up to 2100-01-01 UTC (TIME_RANGE), nanos 0-999999999")
+_ENUM = Limit(note="a value the .proto declares (unknown numbers refused)")
 
 # Per request message (and the messages nested in them), per field. A test checks that every field of
 # every request message has its entry, so a field added to a .proto needs its limit here.
@@ -118,7 +118,9 @@ LIMITS: dict[str, dict[str, Limit]] = {
     "expertcheckin.v1.CompleteCheckInRequest": {
         "request_id": _REQUEST_ID,
         "kiosk_id": _KIOSK_ID,
-        "identification_token": _shape(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", "base64url '.' base64url", MAX_TOKEN_CHARS),
+        "identification_token": _shape(
+            r"[A-Za-z0-9_.-]+", "base64url letters and '.'", MAX_TOKEN_CHARS, note="unknown: IDENTIFICATION_EXPIRED"
+        ),
         "use_card_on_file": _FLAG,
         "new_card": Limit(note="NewBankCard"),
         "signature_png": Limit(
@@ -222,13 +224,20 @@ class Violation:
     description: str
 
 
+def _number(value: float | None) -> str:
+    """A bound as written in the docs: whole numbers without a decimal point."""
+    if value is None:
+        return "-"
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def _bound(limit: Limit) -> str:
     """The limit in words, for the docs: '1-64; ASCII letters, ...'."""
     parts = []
     if limit.max_len is not None:
         parts.append(f"{limit.min_len}-{limit.max_len}" if limit.min_len else f"≤ {limit.max_len}")
     if limit.minimum is not None or limit.maximum is not None:
-        parts.append(f"{limit.minimum:g} to {limit.maximum:g}")
+        parts.append(f"{_number(limit.minimum)} to {_number(limit.maximum)}")
     if limit.allowed:
         parts.append(limit.allowed)
     return "; ".join(parts)
@@ -257,9 +266,9 @@ def _scalar_problem(field: Any, value: Any, limit: Limit) -> str:  # noqa: C901,
     if isinstance(value, float) and not math.isfinite(value):
         return f"{value} is not a finite number"
     if limit.minimum is not None and value < limit.minimum:
-        return f"{value} is below the minimum {limit.minimum:g}"
+        return f"{value} is below the minimum {_number(limit.minimum)}"
     if limit.maximum is not None and value > limit.maximum:
-        return f"{value} is above the maximum {limit.maximum:g}"
+        return f"{value} is above the maximum {_number(limit.maximum)}"
     return ""
 
 
@@ -414,3 +423,9 @@ def markdown_table(table: dict[str, dict[str, Limit]] | None = None) -> str:
                 bound += f" ({limit.option}, default)"
             lines.append(f"| {short} | {field} | {bound or '-'} | {limit.note} |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # regenerates the table in docs/platform-limits.md
+    import sys
+
+    sys.stdout.write(markdown_table())

@@ -218,6 +218,7 @@ CASES: list[tuple[str, str, Callable[[Message], None]]] = [
     ("CompleteCheckIn", "kiosk_id", _set("kiosk_id", "-K1")),
     ("CompleteCheckIn", "identification_token", _set("identification_token", "a." + "b" * 511)),
     ("CompleteCheckIn", "identification_token", _set("identification_token", "<script>.x")),
+    ("CompleteCheckIn", "identification_token", _set("identification_token", "a b.c")),
     ("CompleteCheckIn", "signature_png", _set("signature_png", b"\x89PNG" + b"\0" * (512 * 1024))),
     ("CompleteCheckIn", "band_uid", _set("band_uid", "0" * 33)),
     ("CompleteCheckIn", "band_uid", _set("band_uid", "04A1'; DROP TABLE")),
