@@ -112,7 +112,7 @@ def main() -> None:
             ("photos", "photos", "20 000 entries", bombs.many_entries(work / "entries.zip")),
             ("photos", "photos", "300 x 10 MB = 3 GB unpacked", bombs.huge_total(work / "huge.zip")),
             ("photos", "photos", "nested zips, 3 levels", bombs.nested(work / "nested.zip")),
-            ("photos", "photos", "entry ../../<id>.jpg", bombs.traversal(work / "traversal.zip")),
+            ("photos", "photos", "entry ../../(ID number).jpg", bombs.traversal(work / "traversal.zip")),
         ]
         if args.unprotected:
             cases.append(("calamine", "sheet", "XFD2000 read by calamine unchecked", work / "xfd.xlsx"))
