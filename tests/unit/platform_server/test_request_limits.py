@@ -118,3 +118,17 @@ def test_timestamps_are_bounded(seconds: int, nanos: int, ok: bool) -> None:
     request.occurred_at.seconds = seconds
     request.occurred_at.nanos = nanos
     assert (not limits.violations(request)) == ok
+
+
+def test_a_field_missing_from_the_table_still_gets_a_bound() -> None:
+    """A field a .proto gains before LIMITS does is bounded anyway (the completeness test above names it)."""
+    table = {name: dict(fields) for name, fields in limits.LIMITS.items()}
+    del table["expertcheckin.v1.EchoRequest"]
+    assert limits.violations(diagnostics_pb2.EchoRequest(message="ok"), table) == []
+    found = limits.violations(diagnostics_pb2.EchoRequest(message="x" * (limits.UNLISTED_TEXT + 1)), table)
+    assert [v.field for v in found] == ["message"]
+    del table["expertcheckin.v1.HeartbeatRequest"]["devices"]
+    request = kiosk_pb2.HeartbeatRequest(kiosk_id="K1")
+    for _ in range(limits.UNLISTED_ITEMS + 1):
+        request.devices.add(device="d", state=1)
+    assert [v.field for v in limits.violations(request, table)] == ["devices"]
