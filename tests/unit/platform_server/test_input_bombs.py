@@ -78,7 +78,6 @@ def test_a_csv_with_millions_of_fields_is_refused(tmp_path: Path) -> None:
 
 def test_an_xlsx_with_thousands_of_parts_is_refused(tmp_path: Path) -> None:
     path = bombs.many_entries(tmp_path / "parts.xlsx", count=1_500)
-    path.write_bytes(path.read_bytes())
     assert "1500 entries" in refusal(path)
 
 
