@@ -133,6 +133,11 @@ def _batch(message: common_pb2.Batch) -> BatchInfo:
     )
 
 
+def _fit(text: str, limit: int) -> str:
+    """Free text within the platform's field limit (docs/platform-limits.md): controls as spaces, cut to `limit`."""
+    return "".join(" " if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F else c for c in text[:limit])
+
+
 def _timestamp(when: dt.datetime) -> Timestamp:
     from google.protobuf.timestamp_pb2 import Timestamp  # noqa: PLC0415 - type-only import above
 
@@ -280,7 +285,7 @@ class PlatformClient:
             kiosk_id=self._kiosk_id,
             check_in_id=request.check_in_id,
             reason=_ANNUL_REASON[request.reason],
-            detail=request.detail,
+            detail=_fit(request.detail, 500),
         )
         reply = self._call("AnnulCheckIn", self._stub.AnnulCheckIn, message, self._settings.call_timeout_s)
         if reply.outcome == kiosk_pb2.AnnulCheckInResponse.OUTCOME_ANNULLED:
@@ -293,7 +298,7 @@ class PlatformClient:
             kiosk_id=self._kiosk_id,
             kiosk_time=_timestamp(report.kiosk_time),
             devices=[
-                kiosk_pb2.DeviceHealth(device=d.device, state=_DEVICE_STATE[d.state], detail=d.detail)
+                kiosk_pb2.DeviceHealth(device=d.device, state=_DEVICE_STATE[d.state], detail=_fit(d.detail, 200))
                 for d in report.devices
             ],
             band_stock=report.band_stock,
@@ -310,8 +315,8 @@ class PlatformClient:
             request_id=event.request_id or str(uuid.uuid4()),
             kiosk_id=self._kiosk_id,
             event=event.event,
-            outcome=event.outcome,
-            detail=event.detail,
+            outcome=_fit(event.outcome, 40),
+            detail=_fit(event.detail, 1000),
             id_number_hash_hint=event.id_number_hint,
             occurred_at=_timestamp(event.occurred_at),
         )

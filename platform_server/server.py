@@ -28,6 +28,7 @@ from platform_server.config import check_for_serving
 from platform_server.errors import ConfigError
 from platform_server.grpc_api.auth import OrganiserTokenInterceptor
 from platform_server.grpc_api.kiosk import KioskServicer
+from platform_server.grpc_api.limits import RequestLimitsInterceptor, configured
 from platform_server.grpc_api.organiser import DiagnosticsServicer, OrganiserServicer
 
 if TYPE_CHECKING:
@@ -123,7 +124,10 @@ def create_server(
     max_bytes = config.server.max_message_bytes
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.server.max_workers, thread_name_prefix="rpc"),
-        interceptors=[OrganiserTokenInterceptor(config.security.organiser_token)],
+        interceptors=[
+            OrganiserTokenInterceptor(config.security.organiser_token),
+            RequestLimitsInterceptor(configured(config)),  # after authentication, before any servicer
+        ],
         options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)],
     )
     kiosk_pb2_grpc.add_KioskServiceServicer_to_server(

@@ -130,6 +130,31 @@ def fee_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numb
     return out
 
 
+# Cells a spreadsheet program would read as a formula (OWASP "CSV injection"): a name or organisation
+# such as =HYPERLINK("http://x","y") must come out as that text, never as a formula or a link.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralised(value: Any) -> Any:
+    """A text cell that starts like a formula, prefixed with ' (CSV); numbers, dates and flags unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _xlsx_cell(sheet: Any, value: Any) -> Any:
+    """A text cell written as an explicit string, marked quote-prefixed as Excel marks text typed after '."""
+    from openpyxl.cell import WriteOnlyCell  # noqa: PLC0415
+
+    if not isinstance(value, str):
+        return value
+    cell = WriteOnlyCell(sheet, value=value)
+    cell.data_type = "s"  # openpyxl would otherwise store a value starting with = as a formula
+    if value.startswith(FORMULA_STARTS):
+        cell.quotePrefix = True
+    return cell
+
+
 def write_table(path: Path, fmt: str, header: list[str], rows: list[list[Any]], *, private: bool = False) -> None:
     """Write rows as xlsx, csv (UTF-8 with BOM so Excel opens it) or json; owner-only if private."""
     if fmt not in FORMATS:
@@ -141,7 +166,7 @@ def write_table(path: Path, fmt: str, header: list[str], rows: list[list[Any]], 
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerows([neutralised(c) for c in row] for row in rows)
         data = buffer.getvalue().encode("utf-8-sig")
     else:
         from openpyxl import Workbook  # noqa: PLC0415
@@ -150,7 +175,7 @@ def write_table(path: Path, fmt: str, header: list[str], rows: list[list[Any]], 
         sheet = workbook.create_sheet()
         sheet.append(header)
         for row in rows:
-            sheet.append([str(c) if isinstance(c, str) else c for c in row])
+            sheet.append([_xlsx_cell(sheet, c) for c in row])
         buffer_b = io.BytesIO()
         workbook.save(buffer_b)
         data = buffer_b.getvalue()

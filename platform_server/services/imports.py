@@ -19,7 +19,7 @@ from personal_data import id_number
 from platform_server.db.models import Room, Wristband
 from platform_server.errors import ConfigError, ImportRefusedError, RowProblem
 from platform_server.face.api import FaceImageError
-from platform_server.services import roster
+from platform_server.services import file_limits, roster
 from platform_server.services.check_in import normalise_uid
 from platform_server.services.spreadsheets import (
     ROOM,
@@ -211,13 +211,29 @@ def import_bands(  # noqa: C901
     return ImportReport(count)
 
 
+def _open_photo_zip(source: Path) -> zipfile.ZipFile:
+    """The photo zip, once its central directory is within PHOTO_LIMITS (before anything is extracted).
+
+    Entries, total uncompressed size, names that climb out of the folder and nested archives; a photo
+    folder gets the same bounds from file_limits.check_folder().
+    """
+    archive = file_limits.open_zip(source, file_limits.PHOTO_LIMITS)
+    try:
+        file_limits.check_zip(archive, file_limits.PHOTO_LIMITS, source.name)
+    except ImportRefusedError:
+        archive.close()
+        raise
+    return archive
+
+
 def _photo_files(source: Path) -> list[tuple[str, bytes]]:
     """(file name, bytes) of every photo in a folder or a zip."""
     if source.is_dir():
+        file_limits.check_folder(source, file_limits.PHOTO_LIMITS)
         return [(p.name, p.read_bytes()) for p in sorted(source.iterdir()) if p.suffix.lower() in PHOTO_SUFFIXES]
     if source.suffix.lower() == ".zip":
         try:
-            with zipfile.ZipFile(source) as archive:
+            with _open_photo_zip(source) as archive:
                 out = []
                 for info in archive.infolist():
                     name = info.filename.rsplit("/", 1)[-1]

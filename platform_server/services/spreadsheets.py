@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from personal_data import id_number
 from personal_data.crypto import DataKey, lookup_hasher, seal_records
 from platform_server.errors import ImportRefusedError, RowProblem
+from platform_server.services.file_limits import check_csv_shape, check_workbook
 from platform_server.services.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ def _read_xlsx(path: Path) -> list[list[Any]]:
     with path.open("rb") as handle:
         if handle.read(4) != XLSX_MAGIC:
             raise ImportRefusedError(f"{path.name} 不是有效的 .xlsx 文件 / {path.name} is not an .xlsx workbook")
+    check_workbook(path)  # sheet extent and zip sizes, before calamine allocates the sheet's whole range
     from python_calamine import CalamineWorkbook  # noqa: PLC0415  (only the importing commands need it)
 
     try:
@@ -104,6 +106,7 @@ def _read_csv(path: Path) -> list[list[Any]]:
         raise ImportRefusedError(f"{path.name} 是 .xlsx 工作簿而非 CSV / {path.name} is an .xlsx workbook, not CSV")
     if b"\x00" in data[:4096]:
         raise ImportRefusedError(f"{path.name} 不是文本文件 / {path.name} is not a text (CSV) file")
+    check_csv_shape(data, path.name)
     for encoding in ("utf-8-sig", "gb18030"):  # GB 18030 is a superset of the GBK Excel writes
         try:
             text = data.decode(encoding)
