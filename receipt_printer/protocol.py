@@ -310,6 +310,18 @@ Command: TypeAlias = (
 )
 
 
+#: ESC commands with one parameter byte: rendered ones, then accepted ones that change nothing rendered.
+_ESC_WITH_ONE_PARAMETER: Final = frozenset(map(ord, "!Ead" + "J3" + "-tMGR{V"))
+
+
+class _MalformedError(Exception):
+    """A malformed command of ``length`` bytes (what to skip to resynchronise)."""
+
+    def __init__(self, message: str, length: int) -> None:
+        super().__init__(message)
+        self.length = length
+
+
 class _IncompleteError(Exception):
     """The buffer ends inside a command: wait for more bytes."""
 
@@ -337,12 +349,14 @@ class EscPosParser:
                 command, end = self._one(buf, pos)
             except _IncompleteError:
                 break
-            except EscPosSyntaxError as err:
-                # Resynchronise after the command's first byte so the rest of the stream is still read.
-                self._buf = buf[pos + 1 :]
+            except _MalformedError as err:
+                # Resynchronise after the bad command (its first byte when its length is unknown), so
+                # the rest of the stream is still read.
+                skip = max(1, min(err.length, len(buf) - pos))
+                self._buf = buf[pos + skip :]
                 offset = self._offset + pos
-                self._offset += pos + 1
-                raise EscPosSyntaxError(str(err).rsplit(" (byte", 1)[0], offset, tuple(out)) from None
+                self._offset += pos + skip
+                raise EscPosSyntaxError(str(err), offset, tuple(out)) from None
             if isinstance(command, ChineseMode):
                 self.chinese = command.on
             elif isinstance(command, Init):
@@ -363,17 +377,17 @@ class EscPosParser:
             return self._fs(buf, pos)
         if b == DLE:
             if _need(buf, pos, 2)[1] != EOT:
-                raise EscPosSyntaxError(f"DLE {buf[pos + 1]:#04x}: only DLE EOT is supported", 0)
+                raise _MalformedError(f"DLE {buf[pos + 1]:#04x}: only DLE EOT is supported", 2)
             kind = _need(buf, pos, 3)[2]
             if kind not in {1, 2, 3, 4}:
-                raise EscPosSyntaxError(f"DLE EOT {kind}: n must be 1, 2, 3 or 4", 0)
+                raise _MalformedError(f"DLE EOT {kind}: n must be 1, 2, 3 or 4", 3)
             return StatusQuery(StatusKind(kind)), pos + 3
         if b == LF:
             return NewLine(), pos + 1
         if b in {CR, HT}:
             return Ignored("CR" if b == CR else "HT"), pos + 1
         if b < 0x20 or b == 0x7F:
-            raise EscPosSyntaxError(f"control byte {b:#04x} is not an ESC/POS command", 0)
+            raise _MalformedError(f"control byte {b:#04x} is not an ESC/POS command", 1)
         return self._text(buf, pos)
 
     def _text(self, buf: bytes, pos: int) -> tuple[Command, int]:
@@ -386,7 +400,7 @@ class EscPosParser:
             if length == 0:
                 if end > pos:
                     break  # the text before it first; the bad sequence raises on the next call
-                raise EscPosSyntaxError(f"byte {buf[end]:#04x} does not start a GB18030 character", 0)
+                raise _MalformedError(f"byte {buf[end]:#04x} does not start a GB18030 character", 1)
             if end + length > len(buf):
                 if end > pos:
                     break
@@ -396,7 +410,7 @@ class EscPosParser:
         try:
             text = raw.decode("gb18030") if self.chinese else raw.decode("cp437")
         except UnicodeDecodeError as err:
-            raise EscPosSyntaxError(f"invalid GB18030 text {raw[:8].hex()}", 0) from err
+            raise _MalformedError(f"invalid GB18030 text {raw[:8].hex()}", 1) from err
         return Text(text), end
 
     def _esc(self, buf: bytes, pos: int) -> tuple[Command, int]:  # noqa: C901, PLR0911 - one branch per command
@@ -405,6 +419,8 @@ class EscPosParser:
             return Init(), pos + 2
         if cmd == ord("2"):
             return LineSpacing(None), pos + 2
+        if cmd not in _ESC_WITH_ONE_PARAMETER:
+            raise _MalformedError(f"unknown command ESC {cmd:#04x}", 2)
         n = _need(buf, pos, 3)[2]
         if cmd == ord("!"):
             return PrintMode(bold=bool(n & 0x08), width=2 if n & 0x20 else 1, height=2 if n & 0x10 else 1), pos + 3
@@ -412,7 +428,7 @@ class EscPosParser:
             return PrintMode(bold=bool(n & 1)), pos + 3
         if cmd == ord("a"):
             if n not in {0, 1, 2, 48, 49, 50}:
-                raise EscPosSyntaxError(f"ESC a {n}: alignment must be 0, 1 or 2", 0)
+                raise _MalformedError(f"ESC a {n}: alignment must be 0, 1 or 2", 3)
             return SetAlign(Align(n % 48)), pos + 3
         if cmd == ord("d"):
             return FeedLines(n), pos + 3
@@ -420,9 +436,7 @@ class EscPosParser:
             return FeedDots(n), pos + 3
         if cmd == ord("3"):
             return LineSpacing(n), pos + 3
-        if cmd in {ord("-"), ord("t"), ord("M"), ord("G"), ord("R"), ord("{"), ord("V")}:
-            return Ignored(f"ESC {chr(cmd)}"), pos + 3
-        raise EscPosSyntaxError(f"unknown command ESC {cmd:#04x}", 0)
+        return Ignored(f"ESC {chr(cmd)}"), pos + 3  # underline, code page, font, ...: nothing rendered
 
     def _gs(self, buf: bytes, pos: int) -> tuple[Command, int]:
         cmd = _need(buf, pos, 2)[1]
@@ -430,7 +444,7 @@ class EscPosParser:
             n = _need(buf, pos, 3)[2]
             width, height = (n >> 4) + 1, (n & 0x0F) + 1
             if width > 8 or height > 8:
-                raise EscPosSyntaxError(f"GS ! {n:#04x}: character size must be 1..8 each way", 0)
+                raise _MalformedError(f"GS ! {n:#04x}: character size must be 1..8 each way", 3)
             return PrintMode(width=width, height=height), pos + 3
         if cmd == ord("V"):
             m = _need(buf, pos, 3)[2]
@@ -438,48 +452,48 @@ class EscPosParser:
                 return Cut(partial=m in {1, 49}), pos + 3
             if m in {65, 66}:
                 return Cut(partial=m == 66, feed=_need(buf, pos, 4)[3]), pos + 4
-            raise EscPosSyntaxError(f"GS V {m}: cut mode must be 0, 1, 48, 49, 65 or 66", 0)
+            raise _MalformedError(f"GS V {m}: cut mode must be 0, 1, 48, 49, 65 or 66", 3)
         if cmd == ord("("):
             return self._gs_paren(buf, pos)
         if cmd == ord("v"):
             return _raster(buf, pos)
-        raise EscPosSyntaxError(f"unknown command GS {cmd:#04x}", 0)
+        raise _MalformedError(f"unknown command GS {cmd:#04x}", 2)
 
     def _gs_paren(self, buf: bytes, pos: int) -> tuple[Command, int]:  # noqa: C901, PLR0912 - one branch per QR function
         head = _need(buf, pos, 5)
         if head[2] != ord("k"):
-            raise EscPosSyntaxError(f"GS ( {head[2]:#04x}: only GS ( k (2D codes) is supported", 0)
+            raise _MalformedError(f"GS ( {head[2]:#04x}: only GS ( k (2D codes) is supported", 3)
         length = head[3] | head[4] << 8
         if length < 2:
-            raise EscPosSyntaxError(f"GS ( k length {length}: at least cn and fn are needed", 0)
+            raise _MalformedError(f"GS ( k length {length}: at least cn and fn are needed", 5)
         if length - 3 > MAX_QR_BYTES:
-            raise EscPosSyntaxError(f"GS ( k length {length}: a QR code holds at most {MAX_QR_BYTES} bytes", 0)
+            raise _MalformedError(f"GS ( k length {length}: a QR code holds at most {MAX_QR_BYTES} bytes", 5)
         body = _need(buf, pos, 5 + length)[5:]
         cn, fn, params = body[0], body[1], body[2:]
         end = pos + 5 + length
         if cn != 49:
-            raise EscPosSyntaxError(f"GS ( k cn={cn}: only QR codes (cn 49) are supported", 0)
+            raise _MalformedError(f"GS ( k cn={cn}: only QR codes (cn 49) are supported", 5 + length)
         if fn == 65:
             if len(params) != 2 or params[0] not in {49, 50}:
-                raise EscPosSyntaxError("GS ( k fn 65: model must be 49 or 50, then 0", 0)
+                raise _MalformedError("GS ( k fn 65: model must be 49 or 50, then 0", 5 + length)
             return QrSetting(65, params[0]), end
         if fn == 67:
             if len(params) != 1 or not 1 <= params[0] <= 16:
-                raise EscPosSyntaxError("GS ( k fn 67: module size must be 1..16 dots", 0)
+                raise _MalformedError("GS ( k fn 67: module size must be 1..16 dots", 5 + length)
             return QrSetting(67, params[0]), end
         if fn == 69:
             if len(params) != 1 or params[0] not in {48, 49, 50, 51}:
-                raise EscPosSyntaxError("GS ( k fn 69: error level must be 48..51", 0)
+                raise _MalformedError("GS ( k fn 69: error level must be 48..51", 5 + length)
             return QrSetting(69, params[0]), end
         if fn == 80:
             if not params or params[0] != 48:
-                raise EscPosSyntaxError("GS ( k fn 80: m must be 48 before the data", 0)
+                raise _MalformedError("GS ( k fn 80: m must be 48 before the data", 5 + length)
             return QrStore(bytes(params[1:])), end
         if fn in {81, 82}:
             if params != b"0":
-                raise EscPosSyntaxError(f"GS ( k fn {fn}: m must be 48", 0)
+                raise _MalformedError(f"GS ( k fn {fn}: m must be 48", 5 + length)
             return (QrPrint() if fn == 81 else Ignored("GS ( k fn 82")), end
-        raise EscPosSyntaxError(f"GS ( k fn {fn}: unknown QR function", 0)
+        raise _MalformedError(f"GS ( k fn {fn}: unknown QR function", 5 + length)
 
     def _fs(self, buf: bytes, pos: int) -> tuple[Command, int]:
         cmd = _need(buf, pos, 2)[1]
@@ -493,7 +507,7 @@ class EscPosParser:
         if cmd in {ord("C"), ord("-")}:
             _need(buf, pos, 3)
             return Ignored(f"FS {chr(cmd)}"), pos + 3
-        raise EscPosSyntaxError(f"unknown command FS {cmd:#04x}", 0)
+        raise _MalformedError(f"unknown command FS {cmd:#04x}", 2)
 
 
 def _need(buf: bytes, pos: int, count: int) -> bytes:
@@ -506,16 +520,16 @@ def _need(buf: bytes, pos: int, count: int) -> bytes:
 def _raster(buf: bytes, pos: int) -> tuple[Command, int]:
     head = _need(buf, pos, 8)
     if head[2] not in {ord("0"), 0}:
-        raise EscPosSyntaxError(f"GS v {head[2]:#04x}: only GS v 0 is supported", 0)
+        raise _MalformedError(f"GS v {head[2]:#04x}: only GS v 0 is supported", 3)
     m = head[3]
     if m not in {0, 1, 2, 3, 48, 49, 50, 51}:
-        raise EscPosSyntaxError(f"GS v 0 m={m}: density must be 0..3", 0)
+        raise _MalformedError(f"GS v 0 m={m}: density must be 0..3", 4)
     width = head[4] | head[5] << 8
     height = head[6] | head[7] << 8
     if not 1 <= width <= MAX_RASTER_WIDTH_BYTES:
-        raise EscPosSyntaxError(f"GS v 0 width {width} bytes: the head has 1..{MAX_RASTER_WIDTH_BYTES}", 0)
+        raise _MalformedError(f"GS v 0 width {width} bytes: the head has 1..{MAX_RASTER_WIDTH_BYTES}", 8)
     if not 1 <= height <= MAX_RASTER_HEIGHT:
-        raise EscPosSyntaxError(f"GS v 0 height {height}: must be 1..{MAX_RASTER_HEIGHT} dots", 0)
+        raise _MalformedError(f"GS v 0 height {height}: must be 1..{MAX_RASTER_HEIGHT} dots", 8)
     data = _need(buf, pos, 8 + width * height)[8:]
     return RasterImage(Raster(width, height, data)), pos + 8 + width * height
 

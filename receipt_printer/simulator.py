@@ -288,9 +288,9 @@ class PrinterSimulator(SimulatorServer):
             if page.segments:
                 self._print(page, _Line(page.segments, page.align))
                 page.segments = []
-            if not page.lost and not self.status().ready:
-                return  # no paper or cover open: the cutter does not run
-            self._finish(page, complete=not page.lost)
+            if page.lost or not self.status().ready:
+                return  # no paper (the cut-short slip is already recorded) or cover open: no cut
+            self._finish(page, complete=True)
         # Chinese mode is the parser's business; Ignored commands change nothing rendered.
 
     def _print(self, page: _Page, item: _Line | _Picture | _Gap) -> None:
