@@ -23,7 +23,9 @@ Complete = kiosk_pb2.CompleteCheckInResponse
 def _check_in(running: Running, kiosk: str, n: int) -> kiosk_pb2.CompleteCheckInResponse:
     s = running.seeded
     token = running.kiosk.IdentifyExpert(identify_request(kiosk, s.batch_code, s.ids[n])).identification_token
-    done = running.kiosk.CompleteCheckIn(complete_request(kiosk, token, s.bands[n][0]))
+    done: kiosk_pb2.CompleteCheckInResponse = running.kiosk.CompleteCheckIn(
+        complete_request(kiosk, token, s.bands[n][0])
+    )
     assert done.outcome == Complete.OUTCOME_COMPLETED, done.refusal
     return done
 
