@@ -138,7 +138,7 @@ TEXTS: Mapping[str, tuple[str, str]] = {
     "slip.code": ("验证码", "Code"),
     "slip.footer": (
         "请妥善保管本凭证，服务台扫码可查验",
-        "Keep this slip; the desk can check it by its QR code",
+        "Keep this slip: the desk can scan its QR code",
     ),
     "slip.test_title": ("打印测试", "Test print"),
     "room_pending.title": ("签到已提交，请取走手环", "Check-in sent. Please take your wristband"),

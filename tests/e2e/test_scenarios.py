@@ -131,7 +131,7 @@ def test_arm_fault_rejects_the_band_and_annuls_the_check_in(lines: dict[str, dic
 
 
 def test_card_on_file_is_offered_and_used(lines: dict[str, dict[str, Any]]) -> None:
-    line = _case(lines, "card on file (kept from the annulled check-in)")
+    line = _case(lines, "card on file (kept from the annulled check-in); printer out of paper: the slip is at the desk")
     assert line["outcome"] == "checked_in"
     assert "card_on_file" in line["screens"]
     assert "card_insert" not in line["screens"]
