@@ -9,6 +9,7 @@ data lost) and slow (seconds per printed line).
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -99,19 +100,35 @@ class _Gap:
 
 @dataclass
 class PrintedSlip:
-    """One slip as it came out: its image, its text lines, the QR payloads; ``complete`` False if cut short."""
+    """One slip as it came out: its text lines, the QR payloads, its image; ``complete`` False if cut short.
+
+    The image is rendered when first asked for (``image``, ``png()``, ``save()``): a real printer's
+    rendering costs the kiosk nothing, so an in-process simulator must not take the CPU for it while
+    the kiosk is timed.
+    """
 
     number: int
-    image: Image.Image
     lines: list[str]
     qr_payloads: list[str]
     complete: bool
+    items: list[_Line | _Picture | _Gap] = field(repr=False, default_factory=list)
     png_path: Path | None = None
+
+    @functools.cached_property
+    def image(self) -> Image.Image:
+        """The slip as printed: 576 dots of paper plus a margin."""
+        return _render(self.items)
 
     @property
     def text(self) -> str:
         """The printed text, one line per printed line."""
         return "\n".join(self.lines)
+
+    def save(self, path: Path) -> Path:
+        """Write the PNG to ``path`` (and remember where)."""
+        self.image.save(path)
+        self.png_path = path
+        return path
 
     def png(self) -> bytes:
         """The slip as PNG bytes."""
@@ -154,11 +171,15 @@ class PrinterSimulator(SimulatorServer):
         *,
         control_port: int | None = None,
         output_dir: Path | None = None,
+        render_on_cut: bool = True,
     ) -> None:
         super().__init__(FaultSet(FAULTS), host, port, control_port=control_port)
         self.output_dir = output_dir
+        #: Write each slip's PNG at its cut; False leaves it to ``save_pngs()`` (a simulator in the timed process).
+        self.render_on_cut = render_on_cut
         self._cond = threading.Condition()
         self._slips: list[PrintedSlip] = []
+        self._numbered = 0
         self._errors: list[str] = []
         self._lines_left: int | None = None
         self._stopping = threading.Event()
@@ -183,6 +204,14 @@ class PrinterSimulator(SimulatorServer):
         with self._cond:
             self._cond.wait_for(lambda: len(self._slips) >= count, timeout)
             return list(self._slips)
+
+    def save_pngs(self) -> list[Path]:
+        """Write the PNG of every slip not written yet into ``output_dir``; returns the paths."""
+        if self.output_dir is None:
+            return []
+        return [
+            slip.save(self.output_dir / f"slip-{slip.number:04d}.png") for slip in self.slips if slip.png_path is None
+        ]
 
     def status(self) -> PrinterStatus:
         """The printer's state as DLE EOT reports it."""
@@ -314,15 +343,15 @@ class PrinterSimulator(SimulatorServer):
         return self.faults_set.active("paper_out") and self._lines_left == 0
 
     def _finish(self, page: _Page, *, complete: bool) -> None:
-        """Render what is on paper as one slip and start a new one."""
+        """Record what is on paper as one slip (its PNG now only when ``render_on_cut``) and start a new one."""
         lines = [_line_text(item) for item in page.items if isinstance(item, _Line)]
-        image = _render(page.items)
         with self._cond:
-            number = len(self._slips) + 1
-            slip = PrintedSlip(number, image, lines, list(page.qr_payloads), complete)
-            if self.output_dir is not None:
-                slip.png_path = self.output_dir / f"slip-{number:04d}.png"
-                image.save(slip.png_path)
+            self._numbered += 1
+            number = self._numbered
+        slip = PrintedSlip(number, lines, list(page.qr_payloads), complete, list(page.items))
+        if self.output_dir is not None and self.render_on_cut:
+            slip.save(self.output_dir / f"slip-{slip.number:04d}.png")
+        with self._cond:
             self._slips.append(slip)
             self._cond.notify_all()
         _log.info("slip %d out (%s, %d lines)", number, "complete" if complete else "cut short", len(lines))

@@ -592,6 +592,7 @@ class ScenarioRunner:
             _wait_until(lambda: slip_state() in {"printed", "failed", "gone"}, SETTLE_TIMEOUT_S, "the slip to print")
         except RunnerError as err:
             result.problems.append(str(err))
+        printer.save_pngs()
         slips = printer.slips[slips_before:]
         result.slip = {"state": slip_state()}
         if slips:

@@ -188,7 +188,8 @@ class World:
         ).start()
         if self.with_printer:
             (self.work / "slips").mkdir(exist_ok=True)
-            self.printer = PrinterSimulator(output_dir=self.work / "slips").start()
+            # Slip PNGs are rendered after each check-in (save_pngs), not while the kiosk is being timed.
+            self.printer = PrinterSimulator(output_dir=self.work / "slips", render_on_cut=False).start()
         # Until the first expert steps up, the camera sees the empty lobby.
         self.show_camera(make_no_face_clip(self.work / "clips" / "lobby", frames=15))
         self.platform_port = _free_port()
@@ -200,6 +201,9 @@ class World:
         if self._restart_timer is not None:
             self._restart_timer.cancel()
         self.kill_platform(graceful=True)
+        if self.printer is not None:
+            with contextlib.suppress(Exception):
+                self.printer.save_pngs()
         for stopper in (self.arm, self.uwb, self.id_card_server, self.printer):
             if stopper is not None:
                 with contextlib.suppress(Exception):
