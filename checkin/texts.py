@@ -184,6 +184,7 @@ TEXTS: Mapping[str, tuple[str, str]] = {
     "device.receipt_printer": ("凭证打印机", "Receipt printer"),
     "staff.test_print": ("打印测试", "Test print"),
     "staff.paper_refilled": ("已换纸", "Paper refilled"),
+    "staff.test_print_result": ("打印测试：{result}", "test print: {result}"),
     "staff.printer": ("凭证打印机：{state}", "Receipt printer: {state}"),
     "printer.none": ("未配置", "none"),
     "printer.ok": ("正常", "ready"),

@@ -1174,7 +1174,6 @@ class CheckInFlow:
             band_tag_id=info.uwb_tag_id,
             card_masked=self._card_masked(s),
             slip_code=info.slip_code,
-            language=self.language,
         )
 
     # ---- helpers -----------------------------------------------------------------------------------

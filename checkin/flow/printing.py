@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from checkin.texts import Language
-
 
 class SlipOutcome(StrEnum):
     """How one print ended (the audit event's outcome and the done screen's slip line)."""
@@ -44,7 +42,10 @@ class PaperState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SlipFacts:
-    """Everything printed on a 签到凭证, already masked (no full ID or card number ever reaches it)."""
+    """Everything printed on a 签到凭证, already masked (no full ID or card number ever reaches it).
+
+    The slip's labels are in both languages (Chinese first), whichever language the screen was in.
+    """
 
     batch_code: str
     batch_name: str
@@ -60,7 +61,6 @@ class SlipFacts:
     band_tag_id: str
     card_masked: str
     slip_code: str
-    language: Language
 
 
 class SlipPrinterPort(Protocol):

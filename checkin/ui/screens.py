@@ -668,7 +668,9 @@ class StaffMenuRenderer(Renderer):
         if view.printer_installed:
             printer = ctk.CTkFrame(self.frame, fg_color="transparent")
             printer.pack(pady=t.px(4))
-            state = text(f"printer.{view.test_print or view.printer_paper or 'offline'}", lang)
+            state = text(f"printer.{view.printer_paper or 'offline'}", lang)
+            if view.test_print:
+                state += "  " + text("staff.test_print_result", lang, result=text(f"printer.{view.test_print}", lang))
             ctk.CTkLabel(printer, text=text("staff.printer", lang, state=state), font=font(t, t.small_size)).pack(
                 side="left", padx=t.px(10)
             )

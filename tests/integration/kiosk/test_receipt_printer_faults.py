@@ -14,7 +14,6 @@ from checkin.flow.printing import PaperState, SlipFacts, SlipOutcome
 from checkin.flow.runtime import HeartbeatSender
 from checkin.platform_client import PlatformClient
 from checkin.slip_printer import ReceiptPrinterAdapter
-from checkin.texts import Language
 from receipt_printer.simulator import PrinterSimulator
 from tests.integration.kiosk.fake_platform import settings_for
 from tests.integration.platform_server.conftest import Running, start, stop
@@ -38,7 +37,6 @@ FACTS = SlipFacts(
     band_tag_id="204C",
     card_masked="621234******1232",
     slip_code="K7M2P9QX",
-    language=Language.ZH,
 )
 
 
