@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,9 +16,12 @@ from expertcheckin.v1 import kiosk_pb2, organiser_pb2
 from platform_server.db.models import AuditEntry
 from platform_server.errors import InvalidRequestError, NotFoundError
 from platform_server.services import slips
+from tests.integration.platform_server.conftest import start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request, rid
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from tests.integration.platform_server.conftest import Running
 
 Complete = kiosk_pb2.CompleteCheckInResponse
@@ -104,3 +111,44 @@ def test_the_heartbeat_carries_the_printers_paper_to_the_statistics(
         organiser_pb2.GetBatchStatisticsRequest(code=running.seeded.batch_code), metadata=running.auth
     )
     assert next(k for k in stats.kiosks if k.kiosk_id == "K1").printer_paper == stored
+
+
+PLATFORM_SERVER = Path(sys.executable).with_name("platform-server")
+DATA_KEY_TEXT = "test-only data key, never used in production"  # support.TEST_KEY comes from this text
+
+
+@pytest.fixture
+def on_sqlite(tmp_path: Path) -> Iterator[Running]:
+    running = start(f"sqlite:///{tmp_path / 'platform.db'}")
+    yield running
+    stop(running)
+
+
+def cli(running: Running, *args: str) -> subprocess.CompletedProcess[str]:
+    """The organiser CLI as a real process on the running platform's database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+    env["PLATFORM_DATA_KEY"] = DATA_KEY_TEXT
+    db = running.platform.config.database.url
+    return subprocess.run(
+        [str(PLATFORM_SERVER), "--db", db, *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def test_the_desk_looks_a_slip_up_and_status_shows_the_printers_paper(on_sqlite: Running) -> None:
+    done = _check_in(on_sqlite, "K1", 0)
+    code = done.check_in.slip_code
+    shown = cli(on_sqlite, "slips", "show", f"{code[:4]}-{code[4:]}".lower())
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0] == f"凭证 / slip {code[:4]}-{code[4:]}: 有效 / valid"
+    assert f"专家 expert 专家0 {done.check_in.id_number_masked}" in shown.stdout
+    assert "终端 kiosk K1 No. 000001" in shown.stdout
+    missing = cli(on_sqlite, "slips", "show", "ABCD2345")
+    assert missing.returncode != 0
+    assert "no slip with code ABCD-2345" in missing.stderr
+    on_sqlite.kiosk.Heartbeat(
+        kiosk_pb2.HeartbeatRequest(kiosk_id="K1", band_stock=50, printer_paper=kiosk_pb2.PRINTER_PAPER_OUT)
+    )
+    status = cli(on_sqlite, "status", "--batch", on_sqlite.seeded.batch_code)
+    assert status.returncode == 0, status.stderr
+    k1 = next(line for line in status.stdout.splitlines() if line.strip().startswith("K1:"))
+    assert k1.endswith("打印机缺纸 PAPER OUT")
