@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from checkin.camera.models import CaptureSettings
 from checkin.flow.machine import CheckInFlow, FlowPorts, FlowSettings
+from checkin.flow.printing import NoPrinter
 from checkin.flow.runtime import BackgroundEventReporter, HeartbeatSender
 from checkin.flow.views import Screen
 from checkin.pending_queue import PendingQueue, QueueReplayer
@@ -34,6 +35,7 @@ from checkin.port_adapters import (
     StepTimings,
     TimedPlatform,
 )
+from checkin.slip_printer import ReceiptPrinterAdapter
 from checkin.texts import Language
 from personal_data import crypto
 from robot_arm.dispenser import WristbandDispenser
@@ -83,6 +85,8 @@ class Kiosk:
     arm: ArmDriver
     dispenser: DispenserAdapter
     devices: dict[str, SelfTestPort] = field(default_factory=dict)
+    #: The receipt printer, None when [devices] printer is empty.
+    printer: ReceiptPrinterAdapter | None = None
     #: Device reads and platform calls with their times (names and times only): the time breakdown.
     timings: StepTimings = field(default_factory=StepTimings)
     _started: bool = False
@@ -128,6 +132,8 @@ class Kiosk:
         self.bank_card.cancel()
         self.id_card.close()
         self.arm.close()
+        if self.printer is not None:
+            self.printer.close()
         self.client.close()
         self.queue.close()
 
@@ -189,6 +195,15 @@ def build_kiosk(config: KioskConfig, *, scheduler: Scheduler, worker: Worker) ->
         "camera": face,
         "arm": ArmHealth(arm, dispenser),
     }
+    # The printer connects on its first job or status check: a missing printer is a degraded device
+    # (slips go to the desk), never a reason to refuse check-ins.
+    printer = (
+        ReceiptPrinterAdapter(devices_cfg.printer, kiosk_id=config.kiosk_id, timeout_s=devices_cfg.printer_timeout_s)
+        if devices_cfg.printer
+        else None
+    )
+    if printer is not None:
+        devices["receipt_printer"] = printer
     ports = FlowPorts(
         id_card=id_card,
         bank_card=bank_card,
@@ -201,6 +216,7 @@ def build_kiosk(config: KioskConfig, *, scheduler: Scheduler, worker: Worker) ->
         scheduler=scheduler,
         worker=worker,
         devices=devices,
+        printer=printer if printer is not None else NoPrinter(),
     )
     flow = CheckInFlow(
         ports,
@@ -221,6 +237,7 @@ def build_kiosk(config: KioskConfig, *, scheduler: Scheduler, worker: Worker) ->
         on_health=on_health,
         interval_s=config.heartbeat_interval_s,
         software_version=config.software_version,
+        printer_paper=(lambda: printer.paper().value) if printer is not None else None,
     )
     return Kiosk(
         config=config,
@@ -238,4 +255,5 @@ def build_kiosk(config: KioskConfig, *, scheduler: Scheduler, worker: Worker) ->
         dispenser=dispenser,
         devices=devices,
         timings=timings,
+        printer=printer,
     )

@@ -109,6 +109,9 @@ _SPEC: Mapping[str, Mapping[str, _Option]] = {
         "pickup_timeout_s": _Option(float, 20.0, 1.0, 600.0),
         "face_timeout_s": _Option(float, 20.0, 2.0, 120.0),
         "blink_deadline_s": _Option(float, 8.0, 1.0, 120.0),
+        # The receipt printer's URL (socket://HOST:9100 for a network printer); empty: no printer.
+        "printer": _Option(str, ""),
+        "printer_timeout_s": _Option(float, 1.0, 0.05, 30.0),
     },
 }
 
@@ -141,6 +144,8 @@ class DeviceSettings:
     pickup_timeout_s: float = 20.0
     face_timeout_s: float = 20.0
     blink_deadline_s: float = 8.0
+    printer: str = ""
+    printer_timeout_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +342,8 @@ def _build(v: dict[str, dict[str, object]]) -> KioskConfig:
             pickup_timeout_s=float(str(v["devices"]["pickup_timeout_s"])),
             face_timeout_s=float(str(v["devices"]["face_timeout_s"])),
             blink_deadline_s=float(str(v["devices"]["blink_deadline_s"])),
+            printer=str(v["devices"]["printer"]),
+            printer_timeout_s=float(str(v["devices"]["printer_timeout_s"])),
         ),
     )
 

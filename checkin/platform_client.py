@@ -106,6 +106,14 @@ def _time(message: Any, field: str) -> dt.datetime | None:
     return ts.ToDatetime(tzinfo=dt.UTC)
 
 
+#: HeartbeatReport.printer_paper (checkin.flow.printing.PaperState values) to the proto enum.
+_PRINTER_PAPER = {
+    "ok": kiosk_pb2.PRINTER_PAPER_OK,
+    "near_end": kiosk_pb2.PRINTER_PAPER_NEAR_END,
+    "out": kiosk_pb2.PRINTER_PAPER_OUT,
+}
+
+
 def _check_in(message: common_pb2.CheckIn) -> CheckInInfo:
     return CheckInInfo(
         check_in_id=message.check_in_id,
@@ -117,6 +125,11 @@ def _check_in(message: common_pb2.CheckIn) -> CheckInInfo:
         checked_in_at=_time(message, "checked_in_at"),
         kiosk_id=message.kiosk_id,
         needs_staff=message.needs_staff,
+        batch_code=message.batch_code,
+        id_number_masked=message.id_number_masked,
+        uwb_tag_id=message.uwb_tag_id,
+        slip_code=message.slip_code,
+        slip_serial=message.slip_serial,
     )
 
 
@@ -305,6 +318,7 @@ class PlatformClient:
             pending_check_ins=report.pending_check_ins,
             out_of_service=report.out_of_service,
             software_version=report.software_version,
+            printer_paper=_PRINTER_PAPER.get(report.printer_paper, kiosk_pb2.PRINTER_PAPER_UNSPECIFIED),
         )
         reply = self._call("Heartbeat", self._stub.Heartbeat, message, self._settings.call_timeout_s)
         return HeartbeatAck(server_time=_time(reply, "server_time"), stock_low=reply.stock_low)

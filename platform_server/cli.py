@@ -52,6 +52,7 @@ kiosks_app = typer.Typer(no_args_is_help=True, help="终端 / kiosks")
 export_app = typer.Typer(no_args_is_help=True, help="导出 / exports")
 db_app = typer.Typer(no_args_is_help=True, help="数据库 / database")
 certs_app = typer.Typer(no_args_is_help=True, help="证书 / TLS certificates")
+slips_app = typer.Typer(no_args_is_help=True, help="签到凭证 / check-in slips")
 for sub, name in (
     (batch_app, "batch"),
     (invitations_app, "invitations"),
@@ -62,6 +63,7 @@ for sub, name in (
     (export_app, "export"),
     (db_app, "db"),
     (certs_app, "certs"),
+    (slips_app, "slips"),
 ):
     app.add_typer(sub, name=name)
 
@@ -382,7 +384,31 @@ def status(batch: BatchOption, as_json: Annotated[bool, typer.Option("--json")] 
         for k in stats.kiosks:
             seen = k.last_heartbeat.isoformat(timespec="seconds") if k.last_heartbeat else "never"
             oos = "  OUT OF SERVICE" if k.out_of_service else ""
-            _print(f"  {k.kiosk_id}: {k.check_ins} check-ins, bands {k.band_stock}, last heartbeat {seen}{oos}")
+            paper = _PAPER_WORDS.get(k.printer_paper, "")
+            _print(f"  {k.kiosk_id}: {k.check_ins} check-ins, bands {k.band_stock}, last heartbeat {seen}{oos}{paper}")
+
+    _run(action)
+
+
+#: How `status` shows a kiosk's receipt paper (nothing while it is fine or unknown).
+_PAPER_WORDS = {"near_end": "  打印纸将尽 PAPER NEAR END", "out": "  打印机缺纸 PAPER OUT"}
+
+
+@slips_app.command("show")
+def slips_show(code: Annotated[str, typer.Argument(help="凭证验证码 / the code under the slip's QR code")]) -> None:
+    """Look up a printed slip by its verification code (masked data; audited)."""
+    from platform_server.services import slips  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        slip = slips.look_up_slip(p.new_uow(), p.ctx, code)
+        c = slip.check_in
+        state = "有效 / valid" if slip.valid else "已撤销 / ANNULLED"
+        _print(f"凭证 / slip {slips.display_code(slip.code)}: {state}")
+        _print(f"  专家 expert {c.expert_name} {c.id_number_masked}")
+        _print(f"  批次 batch {c.batch_code}   终端 kiosk {c.kiosk_id} No. {c.slip_serial:06d}")
+        _print(f"  签到 checked in {c.checked_in_at.isoformat(timespec='seconds')}   check-in {c.check_in_id}")
+        _print(f"  酒店 hotel {c.hotel_name}   房间 room {c.room_number}   手环 band {c.uwb_tag_id}")
 
     _run(action)
 

@@ -115,6 +115,18 @@ def sample_views() -> list[tuple[str, View]]:
                 seconds_left=20,
             ),
         ),
+        (
+            "done-slip_failed",
+            DoneView(
+                expert_name="张三",
+                hotel_name="交易中心宾馆",
+                room_number="1208",
+                evaluation_venue="第3评标室",
+                evaluation_start="2026-03-09 09:30",
+                seconds_left=20,
+                slip="failed",
+            ),
+        ),
         ("room_pending", RoomPendingView(seconds_left=20)),
         ("band_problem", BandProblemView()),
         ("band_problem-not_taken", BandProblemView(not_taken=True)),
@@ -134,6 +146,16 @@ def sample_views() -> list[tuple[str, View]]:
                     SelfTestLine(device="id_card_reader", ok=True, detail="OK"),
                     SelfTestLine(device="arm", ok=False, detail="E31 stock empty"),
                 ),
+            ),
+        ),
+        (
+            "staff_menu-printer",
+            StaffMenuView(
+                band_stock=37,
+                pending_check_ins=0,
+                printer_installed=True,
+                printer_paper="near_end",
+                test_print="printed",
             ),
         ),
     ]

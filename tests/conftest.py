@@ -39,3 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--id-card-port", default=None, help="pyserial URL of a real SAM ID card reader")
     group.addoption("--bank-reader", default=None, help="PC/SC name of a real bank card reader (card presented)")
     group.addoption("--band-reader", default=None, help="PC/SC name of a real wristband reader (band presented)")
+    printer = parser.getgroup("receipt printer")
+    printer.addoption(
+        "--printer", default=None, help="URL of a real receipt printer (socket://HOST:9100, /dev/ttyUSB0)"
+    )

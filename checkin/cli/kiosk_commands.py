@@ -64,6 +64,9 @@ def run_scenario(  # noqa: PLR0917 - Typer maps options to parameters
         Path | None, typer.Option("--screenshots", help="With --ui: save a PNG of every new screen here.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log to stderr.")] = False,
+    printer: Annotated[
+        bool, typer.Option("--printer/--no-printer", help="With the receipt printer simulator (default) or none.")
+    ] = True,
 ) -> None:
     """运行场景 / Run a scenario's check-ins through the real flow, drivers, simulators and platform.
 
@@ -95,7 +98,7 @@ def run_scenario(  # noqa: PLR0917 - Typer maps options to parameters
 
             failures = run_with_ui(scenario, work=work, screenshots=screenshots, emit=_emit)
         else:
-            failures = _run_headless(scenario, work)
+            failures = _run_headless(scenario, work, printer=printer)
     except (WorldError, RunnerError) as err:
         raise _fail(str(err), EXIT_WORLD) from None
     if failures:
@@ -112,11 +115,11 @@ def _emit(line: dict[str, object]) -> None:
     sys.stdout.flush()
 
 
-def _run_headless(scenario: object, work: Path | None) -> int:
+def _run_headless(scenario: object, work: Path | None, *, printer: bool = True) -> int:
     from checkin.scenario.runner import ScenarioRunner  # noqa: PLC0415
 
     failures = 0
-    with ScenarioRunner(scenario, work=work) as runner:  # type: ignore[arg-type]
+    with ScenarioRunner(scenario, work=work, printer=printer) as runner:  # type: ignore[arg-type]
         for result in runner.run():
             _emit(result.as_json())
             failures += not result.ok

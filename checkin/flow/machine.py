@@ -48,6 +48,7 @@ from checkin.flow.ports import (
     PlatformUnavailableError,
     UnreadableError,
 )
+from checkin.flow.printing import NoPrinter, SlipFacts, SlipOutcome
 from checkin.flow.views import (
     BandProblemView,
     CardConfirmView,
@@ -92,6 +93,7 @@ if TYPE_CHECKING:
         StockPort,
         Worker,
     )
+    from checkin.flow.printing import SlipPrinterPort
     from checkin.signature import Signature
 
 _LOG = logging.getLogger(__name__)
@@ -223,6 +225,8 @@ class FlowPorts:
     scheduler: Scheduler
     worker: Worker
     devices: Mapping[str, SelfTestPort] = field(default_factory=dict)
+    #: The receipt printer for the check-in slip (checkin.flow.printing); NoPrinter when there is none.
+    printer: SlipPrinterPort = field(default_factory=NoPrinter)
 
 
 class FlowListener(Protocol):
@@ -261,6 +265,8 @@ class _Session:
     dispense_phase: DispensePhase = DispensePhase.PREPARING
     check_in: CheckInInfo | None = None
     band_not_taken: bool = False
+    #: The check-in slip: "" (not started), printing, printed, failed.
+    slip: str = ""
 
 
 class _BindStatus(Enum):
@@ -327,6 +333,7 @@ class CheckInFlow:
         self._pin_locked_until: dt.datetime | None = None
         self._self_test: tuple[SelfTestLine, ...] = ()
         self._self_test_running = False
+        self._test_print = ""
         self.view: View = OutOfServiceView(problems=("starting",))
         initial = Step.HOME if self.can_serve() else Step.OUT_OF_SERVICE
         self.machine = Machine(
@@ -670,6 +677,38 @@ class CheckInFlow:
         self._error = None
         self._publish()
 
+    def staff_test_print(self) -> None:
+        """Print the test page (on the printer's thread) and show how it went."""
+        printer = self._ports.printer
+        if self.state is not Step.STAFF_MENU or not printer.installed or self._test_print == "printing":
+            return
+        self._test_print = "printing"
+        worker = self._ports.worker
+        printer.test_print(lambda outcome: worker.post(lambda: self._test_print_done(outcome)))
+        self._publish()
+
+    def _test_print_done(self, outcome: SlipOutcome) -> None:
+        self._test_print = outcome.value
+        self._record("printer_test", outcome.value)
+        self._publish()
+
+    def staff_paper_refilled(self) -> None:
+        """Staff put in a new roll: record it and ask the printer again (the heartbeat then clears the alert)."""
+        printer = self._ports.printer
+        if self.state is not Step.STAFF_MENU or not printer.installed:
+            return
+        worker = self._ports.worker
+
+        def job() -> str:
+            return printer.refresh().value
+
+        def done(result: str | Exception) -> None:
+            paper = result if isinstance(result, str) else ""
+            self._record("printer_paper_refilled", paper or "unknown")
+            self._publish()
+
+        worker.submit(job, done)
+
     def staff_toggle_out_of_service(self) -> None:
         """Take the kiosk out of service (or back) until staff say otherwise."""
         if self.state is not Step.STAFF_MENU:
@@ -774,8 +813,9 @@ class CheckInFlow:
         self._record("band_problem", "not_taken" if s.band_not_taken else "rejected")
 
     def on_enter_STAFF_MENU(self) -> None:  # noqa: N802
-        """Forget any earlier self-test."""
+        """Forget any earlier self-test and test print."""
         self._self_test = ()
+        self._test_print = ""
 
     def _before_state_change(self) -> None:
         """Leaving a step: its error and any countdown go with it (the next step may set its own)."""
@@ -1018,7 +1058,9 @@ class CheckInFlow:
                 if isinstance(result, Completed):
                     pending.acknowledged(request.request_id, result.check_in.check_in_id)
                     ledger.status = _BindStatus.ACKNOWLEDGED
-                    ledger.check_in = result.check_in
+                    ledger.check_in = completed = result.check_in
+                    # The slip starts printing now, while the arm hands the band out (no time added).
+                    worker.post(lambda: self._slip_ready(gen, completed))
                     return BindDecision(bound=True)
                 pending.forget(request.request_id)
                 ledger.status = _BindStatus.REFUSED
@@ -1092,6 +1134,47 @@ class CheckInFlow:
             pending.annul_later(rid, reason, report.reason)
         s.band_not_taken = report.outcome is DispenseOutcome.NOT_TAKEN
         self.band_failed()
+
+    # ---- the check-in slip --------------------------------------------------------------------------
+
+    def _slip_ready(self, gen: int, check_in: CheckInInfo) -> None:
+        """The platform completed the check-in: print its slip on the printer's own thread."""
+        printer = self._ports.printer
+        s = self._session
+        if gen != self._generation or s is None or not printer.installed or s.slip:
+            return
+        facts = self._slip_facts(s, check_in)
+        s.slip = "printing"
+        worker = self._ports.worker
+        printer.print_slip(facts, lambda outcome: worker.post(lambda: self._slip_done(gen, outcome)))
+
+    def _slip_done(self, gen: int, outcome: SlipOutcome) -> None:
+        self._record("slip", outcome.value)
+        if gen != self._generation or self._session is None:
+            return  # the expert has gone; the audit event above tells the desk
+        self._session.slip = "printed" if outcome.ok else "failed"
+        if self.state is Step.DONE:
+            self._publish()
+
+    def _slip_facts(self, s: _Session, info: CheckInInfo) -> SlipFacts:
+        batch = self._health.batch if self._health is not None else None
+        identified = s.identified
+        return SlipFacts(
+            batch_code=info.batch_code or (batch.code if batch else ""),
+            batch_name=batch.name if batch else "",
+            expert_name=identified.expert_name if identified else "",
+            id_number_masked=info.id_number_masked or (identified.id_number_masked if identified else ""),
+            kiosk_id=info.kiosk_id or self._settings.kiosk_id,
+            slip_serial=info.slip_serial,
+            checked_in_at=self._format_time(info.checked_in_at or self._ports.scheduler.now()),
+            hotel_name=info.hotel_name,
+            room_number=info.room_number,
+            evaluation_venue=info.evaluation_venue or (batch.venue if batch else ""),
+            evaluation_start=self._format_time(info.evaluation_start or (batch.evaluation_start if batch else None)),
+            band_tag_id=info.uwb_tag_id,
+            card_masked=self._card_masked(s),
+            slip_code=info.slip_code,
+        )
 
     # ---- helpers -----------------------------------------------------------------------------------
 
@@ -1236,6 +1319,9 @@ class CheckInFlow:
                 self_test_running=self._self_test_running,
                 self_test=self._self_test,
                 max_refill=self._settings.max_refill,
+                printer_installed=self._ports.printer.installed,
+                printer_paper=self._ports.printer.paper().value,
+                test_print=self._test_print,
                 **c,
             )
         if s is None:  # pragma: no cover - session states always have a session
@@ -1301,6 +1387,7 @@ class CheckInFlow:
                 evaluation_venue=venue,
                 evaluation_start=self._format_time(start),
                 seconds_left=self._seconds_left,
+                slip=s.slip,
                 **c,
             )
         if state is Step.ROOM_PENDING:

@@ -196,6 +196,12 @@ class CheckInInfo:
     checked_in_at: dt.datetime | None = None
     kiosk_id: str = ""
     needs_staff: bool = False
+    # For the printed slip (签到凭证): masked ID, the band's UWB id, the verification code and number.
+    batch_code: str = ""
+    id_number_masked: str = ""
+    uwb_tag_id: str = ""
+    slip_code: str = ""
+    slip_serial: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +275,8 @@ class HeartbeatReport:
     out_of_service: bool
     software_version: str
     kiosk_time: dt.datetime
+    #: The receipt printer's paper: "", ok, near_end, out (checkin.flow.printing.PaperState).
+    printer_paper: str = ""
 
 
 @dataclass(frozen=True, slots=True)

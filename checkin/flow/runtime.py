@@ -128,8 +128,10 @@ class HeartbeatSender:
         on_health: Callable[[ServiceHealth], None],
         interval_s: float,
         software_version: str,
+        printer_paper: Callable[[], str] | None = None,
     ) -> None:
         self._platform = platform
+        self._printer_paper = printer_paper
         self._devices = devices
         self._stock = stock
         self._pending_depth = pending_depth
@@ -157,6 +159,7 @@ class HeartbeatSender:
             out_of_service=self._out_of_service(),
             software_version=self._version,
             kiosk_time=dt.datetime.now(dt.UTC),
+            printer_paper=self._printer_paper() if self._printer_paper is not None else "",
         )
         try:
             ack = self._platform.heartbeat(report)

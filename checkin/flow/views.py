@@ -198,6 +198,8 @@ class DoneView(View):
     evaluation_start: str = ""
     seconds_left: int = 0
     can_cancel: bool = False
+    #: The check-in slip: "" (no printer, or nothing to print), printing, printed or failed (ask at the desk).
+    slip: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -248,3 +250,7 @@ class StaffMenuView(View):
     self_test_running: bool = False
     self_test: tuple[SelfTestLine, ...] = ()
     max_refill: int = 500
+    #: The receipt printer: installed, its paper ("", ok, near_end, out) and the last test print's state.
+    printer_installed: bool = False
+    printer_paper: str = ""
+    test_print: str = ""

@@ -67,7 +67,7 @@ class Expert:
 class Fault:
     """A device fault, injected at a point of the check-in."""
 
-    device: str  # arm | platform | uwb | id_card
+    device: str  # arm | platform | uwb | id_card | printer
     name: str  # the device simulator's named fault; for platform: kill
     when: FaultWhen = FaultWhen.DISPENSING
     restart_after_s: float = 1.0  # platform kill: how long it stays down
@@ -103,7 +103,7 @@ class Scenario:
 
 
 _EXPECT_PREFIXES = ("checked_in", "refused:", "band_problem", "room_pending", "staff")
-_FAULT_DEVICES = ("arm", "platform", "uwb", "id_card")
+_FAULT_DEVICES = ("arm", "platform", "uwb", "id_card", "printer")
 
 
 def _take(table: dict[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
@@ -142,12 +142,22 @@ def _parse_expert(raw: dict[str, Any], index: int) -> Expert:
     return expert
 
 
+def _check_printer_fault(name: str, where: str) -> None:
+    from receipt_printer.simulator import FAULTS  # noqa: PLC0415 - only scenarios with a printer fault load it
+
+    names = tuple(spec.name for spec in FAULTS)
+    if name not in names:
+        raise ScenarioError(f"{where}.name: expected one of {', '.join(names)}, got {name!r}")
+
+
 def _parse_fault(raw: dict[str, Any], where: str) -> Fault:
     table = dict(raw)
     device = _take(table, "device", str, where)
     if device not in _FAULT_DEVICES:
         raise ScenarioError(f"{where}.device: expected one of {', '.join(_FAULT_DEVICES)}, got {device!r}")
     name = _take(table, "name", str, where)
+    if device == "printer":
+        _check_printer_fault(name, where)
     when_text = _take(table, "when", str, where, default=FaultWhen.DISPENSING.value)
     try:
         when = FaultWhen(when_text)

@@ -105,6 +105,8 @@ class CaseResult:
     room: str | None = None
     band_uid: str | None = None
     band_holds: dict[str, Any] | None = None
+    #: The check-in slip: state (printed / failed), code (its QR), lines, complete, png (docs/scenario-format.md).
+    slip: dict[str, Any] | None = None
     message: str | None = None
     problems: list[str] = field(default_factory=list)
     skipped: str | None = None
@@ -133,6 +135,8 @@ class CaseResult:
         if self.breakdown:
             out["breakdown_s"] = {k: round(v, 3) for k, v in self.breakdown.items()}
         out |= {"room": self.room, "band_uid": self.band_uid, "band_holds": self.band_holds}
+        if self.slip is not None:
+            out["slip"] = self.slip
         if self.message:
             out["message"] = self.message
         if self.problems:
@@ -172,14 +176,16 @@ def swipe_text(pan: str) -> str:
 class ScenarioRunner:
     """Sets up the world, builds the kiosk from its configuration, and plays each check-in."""
 
-    def __init__(self, scenario: Scenario, *, work: Path | None = None, listeners: list[Any] | None = None) -> None:
+    def __init__(
+        self, scenario: Scenario, *, work: Path | None = None, listeners: list[Any] | None = None, printer: bool = True
+    ) -> None:
         self.scenario = scenario
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if work is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="kiosk-scenario-")
             work = Path(self._tmp.name)
         self.work = work
-        self.world = World(scenario, work, band_count=len(scenario.checkins) * 2 + 6)
+        self.world = World(scenario, work, band_count=len(scenario.checkins) * 2 + 6, with_printer=printer)
         self.thread: FlowThread | None = None
         self.kiosk: Kiosk | None = None
         self.views = _ViewQueue()
@@ -187,6 +193,7 @@ class ScenarioRunner:
         self._clips: dict[tuple[str, Liveness], Path | str] = {}
         self._band_at_reader: list[str] = []
         self._case_faults_at_reader: list[Fault] = []
+        self._slips_before = 0
         self._close_lock = threading.Lock()
         self._closed = False
 
@@ -283,6 +290,7 @@ class ScenarioRunner:
         arm = self.world.arm
         assert arm is not None
         motions_before = dict(arm.motions_run)
+        self._slips_before = len(self.world.printer.slips) if self.world.printer is not None else 0
         try:
             self._play(case, result, motions_before)
         except RunnerError as err:
@@ -293,6 +301,8 @@ class ScenarioRunner:
             if self.world.id_card is not None:
                 self.world.id_card.remove()
         self._after_checks(case, result)
+        if self.world.printer is not None:
+            self.world.printer.clear()  # a case's printer fault ends with it (paper refilled, cover shut)
         result.ok = not result.problems and _matches(case.expect, result.outcome)
         if not _matches(case.expect, result.outcome):
             result.problems.append(f"expected {case.expect}, got {result.outcome or 'nothing'}")
@@ -425,6 +435,8 @@ class ScenarioRunner:
         result.breakdown = self._breakdown(
             result, started=started, ended=ended, placed_at=placed_at, platform_log_at=platform_log_at
         )
+        # The slip prints while the band is taken; the person takes it too (not part of the machine time).
+        self._slip_checks(result, self._slips_before)
         # Back to the home screen, as the person leaves (返回首页).
         self._do(flow.press_home)
 
@@ -566,6 +578,32 @@ class ScenarioRunner:
             self._fire(fault)
         self._case_faults_at_reader = []
 
+    def _slip_checks(self, result: CaseResult, slips_before: int) -> None:
+        """After a check-in: wait (bounded) until the kiosk says how its slip went, and record the slip."""
+        printer, kiosk = self.world.printer, self.kiosk
+        if printer is None or kiosk is None or result.outcome != "checked_in":
+            return
+
+        def slip_state() -> str:
+            view = kiosk.flow.view
+            return view.slip if isinstance(view, DoneView) else "gone"
+
+        try:
+            _wait_until(lambda: slip_state() in {"printed", "failed", "gone"}, SETTLE_TIMEOUT_S, "the slip to print")
+        except RunnerError as err:
+            result.problems.append(str(err))
+        printer.save_pngs()
+        slips = printer.slips[slips_before:]
+        result.slip = {"state": slip_state()}
+        if slips:
+            slip = slips[-1]
+            result.slip |= {
+                "code": slip.qr_payloads[0] if slip.qr_payloads else None,
+                "complete": slip.complete,
+                "lines": slip.lines,
+                "png": str(slip.png_path) if slip.png_path else None,
+            }
+
     def _fire(self, fault: Fault) -> None:
         log.info("fault: %s %s", fault.device, fault.name)
         if fault.device == "arm":
@@ -580,6 +618,8 @@ class ScenarioRunner:
         elif fault.device == "uwb":
             assert self.world.uwb is not None
             self.world.uwb.set_offline(fault.name == "offline")
+        elif fault.device == "printer" and self.world.printer is not None:
+            self.world.printer.inject(fault.name)
 
     # ---- helpers -------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from checkin.id_card.models import IdentityCard
 from checkin.id_card.simulator import SamReaderEmulator, SamReaderSimulator, placeholder_wlt
 from checkin.pcsc import PcscDaemon
 from checkin.scenario.faces import resolve_face
+from receipt_printer.simulator import PrinterSimulator
 from robot_arm.simulator import ArmSimulator, SimSettings, default_bands
 from uwb.simulator import GatewaySimulator
 
@@ -140,6 +141,9 @@ class World:
     id_card_server: SamReaderSimulator | None = None
     arm: ArmSimulator | None = None
     uwb: GatewaySimulator | None = None
+    #: The receipt printer simulator (slip PNGs in work/slips); None in a world without a printer.
+    with_printer: bool = True
+    printer: PrinterSimulator | None = None
     platform: subprocess.Popen[bytes] | None = None
     #: Called with the band's UID whenever the arm brings a band to the reader (after it is in the field).
     on_band_at_reader: list[object] = field(default_factory=list)
@@ -182,6 +186,10 @@ class World:
             on_band_at_reader=self._band_arrives,
             on_band_left_reader=self._band_leaves,
         ).start()
+        if self.with_printer:
+            (self.work / "slips").mkdir(exist_ok=True)
+            # Slip PNGs are rendered after each check-in (save_pngs), not while the kiosk is being timed.
+            self.printer = PrinterSimulator(output_dir=self.work / "slips", render_on_cut=False).start()
         # Until the first expert steps up, the camera sees the empty lobby.
         self.show_camera(make_no_face_clip(self.work / "clips" / "lobby", frames=15))
         self.platform_port = _free_port()
@@ -193,7 +201,10 @@ class World:
         if self._restart_timer is not None:
             self._restart_timer.cancel()
         self.kill_platform(graceful=True)
-        for stopper in (self.arm, self.uwb, self.id_card_server):
+        if self.printer is not None:
+            with contextlib.suppress(Exception):
+                self.printer.save_pngs()
+        for stopper in (self.arm, self.uwb, self.id_card_server, self.printer):
             if stopper is not None:
                 with contextlib.suppress(Exception):
                     stopper.stop()
@@ -448,6 +459,7 @@ arm_port = "{self.arm.url}"
 pickup_timeout_s = 5.0
 face_timeout_s = 15.0
 blink_deadline_s = 3.0
+printer = "{self.printer.url if self.printer is not None else ""}"
 """,
             encoding="utf-8",
         )

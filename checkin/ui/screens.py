@@ -133,6 +133,14 @@ class FlowActions(Protocol):
         """补充手环."""
         ...
 
+    def staff_test_print(self) -> None:
+        """Print the receipt printer's test page."""
+        ...
+
+    def staff_paper_refilled(self) -> None:
+        """A new paper roll is in."""
+        ...
+
     def staff_toggle_out_of_service(self) -> None:
         """暂停/恢复服务."""
         ...
@@ -560,6 +568,9 @@ class DoneRenderer(Renderer):
         if view.evaluation_venue or view.evaluation_start:
             self.body(text("done.venue", lang, venue=view.evaluation_venue, start=view.evaluation_start))
         self.body(text("done.take_band", lang), size=t.px(42), bold=True, color=th.PRIMARY)
+        if view.slip:
+            color = th.DANGER if view.slip == "failed" else th.TEXT
+            self.body(text(f"done.slip_{view.slip}", lang), color=color, bold=view.slip == "failed")
         self.body(text("done.returning", lang, seconds=view.seconds_left), color=th.MUTED, size=t.small_size)
 
     @override
@@ -654,6 +665,19 @@ class StaffMenuRenderer(Renderer):
         self.add_button(row, text("staff.self_test", lang), self.a.staff_self_test, primary=False, width=300)
         toggle = "staff.out_of_service_off" if view.forced_out_of_service else "staff.out_of_service_on"
         self.add_button(row, text(toggle, lang), self.a.staff_toggle_out_of_service, primary=False, width=300)
+        if view.printer_installed:
+            printer = ctk.CTkFrame(self.frame, fg_color="transparent")
+            printer.pack(pady=t.px(4))
+            state = text(f"printer.{view.printer_paper or 'offline'}", lang)
+            if view.test_print:
+                state += "  " + text("staff.test_print_result", lang, result=text(f"printer.{view.test_print}", lang))
+            ctk.CTkLabel(printer, text=text("staff.printer", lang, state=state), font=font(t, t.small_size)).pack(
+                side="left", padx=t.px(10)
+            )
+            self.add_button(printer, text("staff.test_print", lang), self.a.staff_test_print, primary=False, width=240)
+            self.add_button(
+                printer, text("staff.paper_refilled", lang), self.a.staff_paper_refilled, primary=False, width=240
+            )
         refill = ctk.CTkFrame(self.frame, fg_color="transparent")
         refill.pack(pady=t.px(6))
         ctk.CTkLabel(refill, text=text("staff.refill_count", lang), font=font(t, t.body_size)).pack(

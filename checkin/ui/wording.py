@@ -6,6 +6,7 @@ from checkin.flow.ports import DispensePhase
 from checkin.flow.views import (
     BandProblemView,
     DispensingView,
+    DoneView,
     FaceView,
     RefusalView,
     Screen,
@@ -63,7 +64,10 @@ def spoken_line(view: View) -> str:
     if isinstance(view, FaceView) and view.hint:
         return text(f"hint.{view.hint}", lang) if f"hint.{view.hint}" in _known_hints() else main_line(view)
     if view.screen is Screen.DONE:
-        return f"{main_line(view)}。{text('done.take_band', lang)}"
+        line = f"{main_line(view)}。{text('done.take_band', lang)}"
+        if isinstance(view, DoneView) and view.slip == "failed":  # said again when the printer reports a fault
+            line = f"{line}。{text('done.slip_failed', lang)}"
+        return line
     return main_line(view)
 
 

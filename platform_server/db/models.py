@@ -194,6 +194,8 @@ class Kiosk(Base):
     pending_check_ins: so.Mapped[int | None]
     out_of_service: so.Mapped[bool] = so.mapped_column(default=False)
     software_version: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
+    #: The receipt printer's paper as the last heartbeat said: ok, near_end, out, or "" (no printer / unknown).
+    printer_paper: so.Mapped[str] = so.mapped_column(sa.String(10), default="", server_default="")
 
 
 class CheckIn(Base):
@@ -222,6 +224,8 @@ class CheckIn(Base):
             sqlite_where=ACTIVE_CHECK_IN,
             postgresql_where=ACTIVE_CHECK_IN,
         ),
+        # A kiosk's next slip number is max+1 over its own check-ins: indexed, and never given twice.
+        sa.Index("uq_check_ins_kiosk_slip_serial", "kiosk_id", "slip_serial", unique=True),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
@@ -243,6 +247,10 @@ class CheckIn(Base):
     annulled_at: so.Mapped[dt.datetime | None]
     annul_reason: so.Mapped[str | None] = so.mapped_column(sa.String(32))
     needs_staff: so.Mapped[bool] = so.mapped_column(default=False)
+    #: The printed slip's verification code (its QR code): random, no personal data; NULL before migration 0040.
+    slip_code: so.Mapped[str | None] = so.mapped_column(sa.String(12), unique=True)
+    #: The kiosk's running number of this check-in, printed on the slip beside the kiosk id.
+    slip_serial: so.Mapped[int | None]
 
 
 class UwbDelivery(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, cast
 
-from expertcheckin.v1 import common_pb2, organiser_pb2
+from expertcheckin.v1 import common_pb2, kiosk_pb2, organiser_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ def check_in(view: CheckInView) -> common_pb2.CheckIn:
         needs_staff=view.needs_staff,
         annul_until=timestamp(view.annul_until),
         uwb_tag_id=view.uwb_tag_id,
+        slip_code=view.slip_code,
+        slip_serial=view.slip_serial,
     )
 
 
@@ -104,6 +106,7 @@ def statistics(stats: BatchStats) -> organiser_pb2.GetBatchStatisticsResponse:
                 last_heartbeat=timestamp(k.last_heartbeat),
                 out_of_service=k.out_of_service,
                 band_stock=k.band_stock or 0,
+                printer_paper=k.printer_paper,
             )
             for k in stats.kiosks
         ],
@@ -128,3 +131,10 @@ def event(view: EventView) -> organiser_pb2.StreamCheckInEventsResponse:
             "common_pb2.RefusalReason", common_pb2.RefusalReason.Value("REFUSAL_REASON_" + view.refusal_reason)
         )
     return message
+
+
+def printer_paper(value: int) -> str:
+    """PrinterPaper enum to the stored word: ok, near_end, out, or "" (unspecified: no printer or no answer)."""
+    if value == kiosk_pb2.PRINTER_PAPER_UNSPECIFIED:
+        return ""
+    return kiosk_pb2.PrinterPaper.Name(cast("kiosk_pb2.PrinterPaper", value)).removeprefix("PRINTER_PAPER_").lower()

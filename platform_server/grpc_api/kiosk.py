@@ -176,6 +176,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
                 out_of_service=request.out_of_service,
                 software_version=request.software_version,
                 kiosk_time=convert.from_timestamp(request.kiosk_time, request.HasField("kiosk_time")),
+                printer_paper=convert.printer_paper(request.printer_paper),
             ),
         )
         return kiosk_pb2.HeartbeatResponse(

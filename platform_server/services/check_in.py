@@ -30,7 +30,7 @@ from platform_server.db.models import (
     Wristband,
 )
 from platform_server.db.unit_of_work import RetryTransactionError, run_transaction
-from platform_server.services import audit, events, idempotency, identification_token
+from platform_server.services import audit, events, idempotency, identification_token, slips
 from platform_server.services.bank_names import bank_name_for
 from platform_server.services.identify import batch_refusal, china_time
 from platform_server.services.refusals import Reason, Refusal
@@ -297,6 +297,7 @@ def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the orde
         assert expert.bank_card_masked is not None
         card_blob, card_masked, source = expert.bank_card_encrypted, expert.bank_card_masked, "ON_FILE"
     public_id = "ci_" + secrets.token_hex(8)
+    slip_code, slip_serial = slips.new_slip_code(), slips.next_serial(u, cmd.kiosk_id)
     check_in_pk = u.execute(
         sa.insert(CheckIn)
         .values(
@@ -314,6 +315,8 @@ def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the orde
             face_threshold=claims.face_threshold,
             checked_in_at=now,
             needs_staff=False,
+            slip_code=slip_code,
+            slip_serial=slip_serial,
         )
         .returning(CheckIn.id)
     ).scalar_one()

@@ -44,6 +44,8 @@ class HeartbeatCommand:
     out_of_service: bool
     software_version: str
     kiosk_time: dt.datetime | None = None
+    #: The receipt printer's paper: ok, near_end, out, or "" (no printer, or it did not answer).
+    printer_paper: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,8 @@ def heartbeat(uow: UnitOfWork, ctx: ServiceContext, cmd: HeartbeatCommand) -> He
         if kiosk is None:
             return HeartbeatAnswer(now, stock_low=False, registered=False)
         devices = json.dumps([asdict(d) for d in cmd.devices], ensure_ascii=False, sort_keys=True)
-        if devices != kiosk.devices_json or cmd.out_of_service != kiosk.out_of_service:
+        paper_changed = cmd.printer_paper != kiosk.printer_paper
+        if devices != kiosk.devices_json or cmd.out_of_service != kiosk.out_of_service or paper_changed:
             audit.record(
                 uow,
                 at=now,
@@ -119,6 +122,7 @@ def heartbeat(uow: UnitOfWork, ctx: ServiceContext, cmd: HeartbeatCommand) -> He
         kiosk.pending_check_ins = cmd.pending_check_ins
         kiosk.out_of_service = cmd.out_of_service
         kiosk.software_version = cmd.software_version[:64]
+        kiosk.printer_paper = cmd.printer_paper[:10]
         uow.commit()
         return HeartbeatAnswer(now, stock_low=cmd.band_stock <= ctx.rules.band_stock_low, registered=True)
 

@@ -26,6 +26,8 @@ class KioskStats:
     out_of_service: bool
     band_stock: int | None
     pending_check_ins: int | None
+    #: ok, near_end, out, or "" (no printer / unknown).
+    printer_paper: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ def batch_statistics(uow: UnitOfWork, code: str) -> BatchStats:
                     out_of_service=k.out_of_service,
                     band_stock=k.band_stock,
                     pending_check_ins=k.pending_check_ins,
+                    printer_paper=k.printer_paper,
                 )
                 for k in sorted(kiosks, key=lambda k: k.kiosk_id)
             ],

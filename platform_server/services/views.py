@@ -65,6 +65,9 @@ class CheckInView:
     annulled: bool
     needs_staff: bool
     annul_until: dt.datetime
+    #: The slip's verification code and the kiosk's running number ("" / 0 for check-ins before slips).
+    slip_code: str = ""
+    slip_serial: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (datetimes as ISO 8601)."""
@@ -116,6 +119,8 @@ def check_in_views(uow: UnitOfWork, where: sa.ColumnElement[bool], annul_window_
             UwbDelivery.state,
             CheckIn.annulled_at,
             CheckIn.needs_staff,
+            CheckIn.slip_code,
+            CheckIn.slip_serial,
         )
         .join(Batch, Batch.id == CheckIn.batch_id)
         .join(Invitation, Invitation.id == CheckIn.invitation_id)
@@ -148,6 +153,8 @@ def check_in_views(uow: UnitOfWork, where: sa.ColumnElement[bool], annul_window_
             annulled=row[15] is not None,
             needs_staff=row[16],
             annul_until=row[5] + window,
+            slip_code=row[17] or "",
+            slip_serial=row[18] or 0,
         )
         for row in uow.execute(query).all()
     ]

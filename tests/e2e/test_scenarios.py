@@ -27,8 +27,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.pcsc, pytest.mark.xdist_group("e2e")
 
 
 @pytest.fixture(scope="module")
-def lines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    work = tmp_path_factory.mktemp("e2e-world")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated world's folder (platform database and configuration, slip PNGs)."""
+    return tmp_path_factory.mktemp("e2e-world")
+
+
+@pytest.fixture(scope="module")
+def lines(work: Path) -> dict[str, dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if k != "PCSCLITE_CSOCK_NAME"}
     done = subprocess.run(
         [str(KIOSK), "run-scenario", str(SCENARIO), "--work", str(work)],
@@ -131,7 +136,7 @@ def test_arm_fault_rejects_the_band_and_annuls_the_check_in(lines: dict[str, dic
 
 
 def test_card_on_file_is_offered_and_used(lines: dict[str, dict[str, Any]]) -> None:
-    line = _case(lines, "card on file (kept from the annulled check-in)")
+    line = _case(lines, "card on file (kept from the annulled check-in); printer out of paper: the slip is at the desk")
     assert line["outcome"] == "checked_in"
     assert "card_on_file" in line["screens"]
     assert "card_insert" not in line["screens"]
@@ -145,3 +150,57 @@ def test_platform_killed_during_dispensing_is_delivered_after_restart(lines: dic
     # The kiosk's queue delivered the check-in to the restarted platform, which wrote the band.
     assert line["room"]
     assert line["band_holds"] == {"batch": "E2E-2026-001", "hotel": "GJFD", "room": line["room"]}
+
+
+PLATFORM = Path(sys.executable).with_name("platform-server")
+
+
+def test_the_check_in_slip_is_printed_with_the_right_words_and_a_qr_code_the_platform_resolves(
+    lines: dict[str, dict[str, Any]], work: Path
+) -> None:
+    import cv2  # noqa: PLC0415 - only this test reads the slip's picture
+
+    slip = _case(lines, "invited expert checks in; the band holds the room")["slip"]
+    assert slip["state"] == "printed"
+    assert slip["complete"]
+    text = "\n".join(slip["lines"])
+    for expected in (
+        "签到凭证",
+        "批次 Batch: E2E-2026-001",
+        "专家 Expert: 张伟",
+        "证件号 ID No.: 1101**********0010",  # masked: the full number is never printed
+        "终端/流水号 Kiosk/No.: K1-",
+        "酒店 Hotel: 国际饭店",
+        "房间 Room: 1201",
+        "劳务费收款卡 Fee card: 621234******1232",
+        "手环编号 Band: ",
+        "评标地点 Venue: ",
+    ):
+        assert expected in text, expected
+    assert "110105195803120010" not in text
+    assert "6212345678901232" not in text
+    image = cv2.imread(slip["png"])
+    assert image is not None, slip["png"]
+    decoded, _, _ = cv2.QRCodeDetector().detectAndDecode(image)
+    assert decoded == slip["code"]
+    assert f"验证码 Code: {decoded[:4]}-{decoded[4:]}" in text
+    shown = subprocess.run(
+        [str(PLATFORM), "--config", str(work / "platform.toml"), "slips", "show", decoded],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "有效 / valid" in shown.stdout
+    assert "张伟 1101**********0010" in shown.stdout
+    assert "房间 room 1201" in shown.stdout
+
+
+def test_a_printer_out_of_paper_does_not_stop_the_check_in_and_sends_the_expert_to_the_desk(
+    lines: dict[str, dict[str, Any]],
+) -> None:
+    line = _case(lines, "card on file (kept from the annulled check-in); printer out of paper: the slip is at the desk")
+    assert line["outcome"] == "checked_in"
+    assert line["slip"]["state"] == "failed"
+    assert "complete" not in line["slip"]  # nothing came out of the printer

@@ -106,7 +106,7 @@ class Refusal(_message.Message):
     def __init__(self, reason: _Optional[_Union[RefusalReason, str]] = ..., params: _Optional[_Mapping[str, str]] = ..., message_zh: _Optional[str] = ..., message_en: _Optional[str] = ...) -> None: ...
 
 class CheckIn(_message.Message):
-    __slots__ = ("check_in_id", "batch_code", "expert_name", "id_number_masked", "kiosk_id", "checked_in_at", "hotel_name", "hotel_address", "room_number", "band_uid", "evaluation_venue", "evaluation_start", "uwb_state", "annulled", "needs_staff", "annul_until", "uwb_tag_id")
+    __slots__ = ("check_in_id", "batch_code", "expert_name", "id_number_masked", "kiosk_id", "checked_in_at", "hotel_name", "hotel_address", "room_number", "band_uid", "evaluation_venue", "evaluation_start", "uwb_state", "annulled", "needs_staff", "annul_until", "uwb_tag_id", "slip_code", "slip_serial")
     CHECK_IN_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_CODE_FIELD_NUMBER: _ClassVar[int]
     EXPERT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,8 @@ class CheckIn(_message.Message):
     NEEDS_STAFF_FIELD_NUMBER: _ClassVar[int]
     ANNUL_UNTIL_FIELD_NUMBER: _ClassVar[int]
     UWB_TAG_ID_FIELD_NUMBER: _ClassVar[int]
+    SLIP_CODE_FIELD_NUMBER: _ClassVar[int]
+    SLIP_SERIAL_FIELD_NUMBER: _ClassVar[int]
     check_in_id: str
     batch_code: str
     expert_name: str
@@ -141,7 +143,9 @@ class CheckIn(_message.Message):
     needs_staff: bool
     annul_until: _timestamp_pb2.Timestamp
     uwb_tag_id: str
-    def __init__(self, check_in_id: _Optional[str] = ..., batch_code: _Optional[str] = ..., expert_name: _Optional[str] = ..., id_number_masked: _Optional[str] = ..., kiosk_id: _Optional[str] = ..., checked_in_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hotel_name: _Optional[str] = ..., hotel_address: _Optional[str] = ..., room_number: _Optional[str] = ..., band_uid: _Optional[str] = ..., evaluation_venue: _Optional[str] = ..., evaluation_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uwb_state: _Optional[_Union[UwbDeliveryState, str]] = ..., annulled: _Optional[bool] = ..., needs_staff: _Optional[bool] = ..., annul_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uwb_tag_id: _Optional[str] = ...) -> None: ...
+    slip_code: str
+    slip_serial: int
+    def __init__(self, check_in_id: _Optional[str] = ..., batch_code: _Optional[str] = ..., expert_name: _Optional[str] = ..., id_number_masked: _Optional[str] = ..., kiosk_id: _Optional[str] = ..., checked_in_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hotel_name: _Optional[str] = ..., hotel_address: _Optional[str] = ..., room_number: _Optional[str] = ..., band_uid: _Optional[str] = ..., evaluation_venue: _Optional[str] = ..., evaluation_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uwb_state: _Optional[_Union[UwbDeliveryState, str]] = ..., annulled: _Optional[bool] = ..., needs_staff: _Optional[bool] = ..., annul_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uwb_tag_id: _Optional[str] = ..., slip_code: _Optional[str] = ..., slip_serial: _Optional[int] = ...) -> None: ...
 
 class Batch(_message.Message):
     __slots__ = ("code", "name", "venue", "hotel_name", "hotel_address", "evaluation_start", "evaluation_end", "check_in_opens", "closed", "allow_id_only", "hotel_code")

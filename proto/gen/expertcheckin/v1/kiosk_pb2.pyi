@@ -27,6 +27,13 @@ class DeviceState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DEVICE_STATE_DEGRADED: _ClassVar[DeviceState]
     DEVICE_STATE_FAULT: _ClassVar[DeviceState]
     DEVICE_STATE_OFFLINE: _ClassVar[DeviceState]
+
+class PrinterPaper(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRINTER_PAPER_UNSPECIFIED: _ClassVar[PrinterPaper]
+    PRINTER_PAPER_OK: _ClassVar[PrinterPaper]
+    PRINTER_PAPER_NEAR_END: _ClassVar[PrinterPaper]
+    PRINTER_PAPER_OUT: _ClassVar[PrinterPaper]
 ANNUL_REASON_UNSPECIFIED: AnnulReason
 ANNUL_REASON_BAND_NOT_TAKEN: AnnulReason
 ANNUL_REASON_DISPENSE_FAILED: AnnulReason
@@ -37,6 +44,10 @@ DEVICE_STATE_OK: DeviceState
 DEVICE_STATE_DEGRADED: DeviceState
 DEVICE_STATE_FAULT: DeviceState
 DEVICE_STATE_OFFLINE: DeviceState
+PRINTER_PAPER_UNSPECIFIED: PrinterPaper
+PRINTER_PAPER_OK: PrinterPaper
+PRINTER_PAPER_NEAR_END: PrinterPaper
+PRINTER_PAPER_OUT: PrinterPaper
 
 class GetKioskContextRequest(_message.Message):
     __slots__ = ("kiosk_id",)
@@ -241,7 +252,7 @@ class DeviceHealth(_message.Message):
     def __init__(self, device: _Optional[str] = ..., state: _Optional[_Union[DeviceState, str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("kiosk_id", "kiosk_time", "devices", "band_stock", "pending_check_ins", "out_of_service", "software_version")
+    __slots__ = ("kiosk_id", "kiosk_time", "devices", "band_stock", "pending_check_ins", "out_of_service", "software_version", "printer_paper")
     KIOSK_ID_FIELD_NUMBER: _ClassVar[int]
     KIOSK_TIME_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +260,7 @@ class HeartbeatRequest(_message.Message):
     PENDING_CHECK_INS_FIELD_NUMBER: _ClassVar[int]
     OUT_OF_SERVICE_FIELD_NUMBER: _ClassVar[int]
     SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PRINTER_PAPER_FIELD_NUMBER: _ClassVar[int]
     kiosk_id: str
     kiosk_time: _timestamp_pb2.Timestamp
     devices: _containers.RepeatedCompositeFieldContainer[DeviceHealth]
@@ -256,7 +268,8 @@ class HeartbeatRequest(_message.Message):
     pending_check_ins: int
     out_of_service: bool
     software_version: str
-    def __init__(self, kiosk_id: _Optional[str] = ..., kiosk_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceHealth, _Mapping]]] = ..., band_stock: _Optional[int] = ..., pending_check_ins: _Optional[int] = ..., out_of_service: _Optional[bool] = ..., software_version: _Optional[str] = ...) -> None: ...
+    printer_paper: PrinterPaper
+    def __init__(self, kiosk_id: _Optional[str] = ..., kiosk_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceHealth, _Mapping]]] = ..., band_stock: _Optional[int] = ..., pending_check_ins: _Optional[int] = ..., out_of_service: _Optional[bool] = ..., software_version: _Optional[str] = ..., printer_paper: _Optional[_Union[PrinterPaper, str]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("server_time", "stock_low")

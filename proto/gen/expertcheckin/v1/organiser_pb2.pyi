@@ -59,18 +59,20 @@ class GetBatchStatisticsRequest(_message.Message):
     def __init__(self, code: _Optional[str] = ...) -> None: ...
 
 class KioskStatistics(_message.Message):
-    __slots__ = ("kiosk_id", "check_ins", "last_heartbeat", "out_of_service", "band_stock")
+    __slots__ = ("kiosk_id", "check_ins", "last_heartbeat", "out_of_service", "band_stock", "printer_paper")
     KIOSK_ID_FIELD_NUMBER: _ClassVar[int]
     CHECK_INS_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     OUT_OF_SERVICE_FIELD_NUMBER: _ClassVar[int]
     BAND_STOCK_FIELD_NUMBER: _ClassVar[int]
+    PRINTER_PAPER_FIELD_NUMBER: _ClassVar[int]
     kiosk_id: str
     check_ins: int
     last_heartbeat: _timestamp_pb2.Timestamp
     out_of_service: bool
     band_stock: int
-    def __init__(self, kiosk_id: _Optional[str] = ..., check_ins: _Optional[int] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., out_of_service: _Optional[bool] = ..., band_stock: _Optional[int] = ...) -> None: ...
+    printer_paper: str
+    def __init__(self, kiosk_id: _Optional[str] = ..., check_ins: _Optional[int] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., out_of_service: _Optional[bool] = ..., band_stock: _Optional[int] = ..., printer_paper: _Optional[str] = ...) -> None: ...
 
 class GetBatchStatisticsResponse(_message.Message):
     __slots__ = ("code", "invited", "arrived", "missing", "rooms_total", "rooms_left", "bands_left", "annulled", "needs_staff", "uwb_pending", "uwb_delivered", "kiosks")

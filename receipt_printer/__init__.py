@@ -1,0 +1,1 @@
+"""The kiosk's receipt printer: ESC/POS over serial, ``socket://`` or TCP 9100, and its simulator."""
