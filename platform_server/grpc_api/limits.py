@@ -153,6 +153,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "pending_check_ins": Limit(minimum=0, maximum=1_000_000),
         "out_of_service": _FLAG,
         "software_version": _shape(r"[\x20-\x7e]+", "printable ASCII", 64),
+        "printer_paper": _ENUM,
     },
     "expertcheckin.v1.DeviceHealth": {
         "device": _shape(r"[A-Za-z0-9_.-]+", "ASCII letters, digits, '.', '_', '-'", 40),
