@@ -1,0 +1,293 @@
+"""`keys rotate`: re-encrypt every sealed value under a new data key, resumable, nothing readable lost.
+
+What the data key protects: sealed pages of ID and phone numbers, per-expert blobs from before pages,
+bank cards (on file and per check-in, bound to the expert's ID hash), signatures, reference photos and
+face encodings, stored kiosk answers, and the audit chain key. The lookup hashes of ID and card numbers
+are keyed by it too, so they are recomputed (and the card blobs re-bound to the new ID hash).
+
+Work goes in chunks of experts, each its own transaction. Every value says by itself which key it is
+under (SM4-GCM only authenticates with the right one), and an expert's ID hash says whether it was
+moved (it equals the old or the new key's hash of the ID number): so an interrupted rotation is simply
+run again with the same new key and carries on; nothing depends on a progress counter. The database
+names the rotation's target (platform_keys.rotating_to) and refuses every other start until it is done.
+
+Not carried over: the ID hashes in audit entries stay those of their time (the audit log is never
+rewritten; the rotation's own audit entry names both key fingerprints), and kiosk retries of calls
+made before the rotation whose content hash was keyed are refused as a reused request id (finish the
+kiosks' queues first). Identification tokens signed with the old key expire as usual (10 minutes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from personal_data.crypto import DataKey, DecryptionError, decrypt, encrypt, lookup_hash, open_records, seal_records
+from platform_server.db.models import CheckIn, Expert, Invitation, KioskRequest, PiiPage, PlatformKeys, ReferencePhoto
+from platform_server.errors import ConfigError
+from platform_server.services import audit, keyring
+from platform_server.services.roster import pii_fields
+from platform_server.services.spreadsheets import PII_PAGE_AAD
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.services.context import ServiceContext
+
+CHUNK = 256
+_BLOB = sa.LargeBinary()
+
+
+@dataclasses.dataclass
+class RotationReport:
+    """Values moved to the new key in this run (values already under it are not counted)."""
+
+    experts: int = 0
+    pages: int = 0
+    cards: int = 0
+    check_ins: int = 0
+    photos: int = 0
+    answers: int = 0
+    resumed: bool = False
+    seconds: float = 0.0
+
+
+def _rekey(old: DataKey, new: DataKey, blob: bytes, old_aad: bytes, new_aad: bytes) -> bytes | None:
+    """The blob sealed under the new key, or None if it already is."""
+    try:
+        decrypt(new, blob, new_aad)
+    except DecryptionError:
+        return encrypt(new, decrypt(old, blob, old_aad), new_aad)
+    return None
+
+
+def begin(uow: UnitOfWork, old: DataKey, new: DataKey) -> bool:
+    """Name the new key as the rotation's target; True when resuming an interrupted rotation."""
+    old_fp, new_fp = keyring.fingerprint(old), keyring.fingerprint(new)
+    if old_fp == new_fp:
+        raise ConfigError("the new data key is the same as the current one")
+    with uow:
+        fingerprint, target = uow.execute(
+            sa.select(PlatformKeys.fingerprint, PlatformKeys.rotating_to).where(PlatformKeys.id == 1)
+        ).one()
+        if fingerprint != old_fp:
+            raise ConfigError(f"the configured (old) key {old_fp} is not this database's key {fingerprint}")
+        if target is not None and target != new_fp:
+            raise ConfigError(
+                f"an interrupted rotation to key {target} must be finished first: give that key as the new key"
+            )
+        uow.execute(sa.update(PlatformKeys).where(PlatformKeys.id == 1).values(rotating_to=new_fp))
+        uow.commit()
+    return target is not None
+
+
+def rotate(
+    uow: UnitOfWork,
+    ctx: ServiceContext,
+    new: DataKey,
+    *,
+    actor: str,
+    on_chunk: Callable[[str, int], None] | None = None,
+) -> RotationReport:
+    """Move everything to `new` (ctx.data_key is the old key); see the module docstring."""
+    started = time.perf_counter()
+    old = ctx.data_key
+    report = RotationReport(resumed=begin(uow, old, new))
+    tick = on_chunk or (lambda _what, _n: None)
+    last = 0
+    while True:
+        with uow:
+            ids = list(
+                uow.execute(sa.select(Expert.id).where(Expert.id > last).order_by(Expert.id).limit(CHUNK)).scalars()
+            )
+            if not ids:
+                break
+            _experts(uow, old, new, ids, report)
+            uow.commit()
+        last = ids[-1]
+        tick("experts", len(ids))
+    _simple(uow, old, new, report, tick)
+    _finish(uow, ctx, old, new, report, actor)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _open_page(old: DataKey, new: DataKey, sealed: bytes) -> tuple[list[bytes], bool]:
+    """A page's records and whether they are still under the old key."""
+    try:
+        return open_records(new, sealed, PII_PAGE_AAD), False
+    except DecryptionError:
+        return open_records(old, sealed, PII_PAGE_AAD), True
+
+
+def _experts(uow: UnitOfWork, old: DataKey, new: DataKey, ids: list[int], report: RotationReport) -> None:  # noqa: C901, PLR0912
+    """One chunk: pages, experts' hashes and blobs, their check-ins' cards and signatures."""
+    experts = uow.execute(
+        sa.select(
+            Expert.id,
+            Expert.id_hash,
+            Expert.pii_page_id,
+            Expert.pii_slot,
+            Expert.pii_encrypted,
+            Expert.bank_card_encrypted,
+        ).where(Expert.id.in_(ids))
+    ).all()
+    check_ins: dict[int, list[tuple[int, str, bytes, bytes]]] = {}
+    for row in uow.execute(
+        sa.select(
+            Invitation.expert_id,
+            CheckIn.id,
+            CheckIn.public_id,
+            CheckIn.bank_card_encrypted,
+            CheckIn.signature_encrypted,
+        )
+        .join(Invitation, Invitation.id == CheckIn.invitation_id)
+        .where(Invitation.expert_id.in_(ids))
+    ).all():
+        check_ins.setdefault(int(row[0]), []).append((int(row[1]), str(row[2]), row[3], row[4]))
+    pages: dict[int, list[bytes]] = {}
+    for page_id in sorted({int(e.pii_page_id) for e in experts if e.pii_page_id is not None}):
+        sealed = uow.execute(sa.select(PiiPage.sealed).where(PiiPage.id == page_id)).scalar_one()
+        records, stale = _open_page(old, new, sealed)
+        pages[page_id] = records
+        if stale:
+            uow.execute(
+                sa.update(PiiPage).where(PiiPage.id == page_id).values(sealed=seal_records(new, records, PII_PAGE_AAD))
+            )
+            report.pages += 1
+    for e in experts:
+        old_hash = str(e.id_hash)
+        values: dict[str, object] = {}
+        if e.pii_page_id is not None and e.pii_slot is not None:
+            records = pages[int(e.pii_page_id)]
+            id_value = pii_fields(records[e.pii_slot].decode())[0] if e.pii_slot < len(records) else ""
+            new_hash = lookup_hash(new, id_value) if id_value else old_hash
+            if id_value and old_hash not in {new_hash, lookup_hash(old, id_value)}:
+                raise DecryptionError(f"expert {e.id}: the sealed record does not belong to it")
+        elif e.pii_encrypted is not None:
+            try:
+                decrypt(new, e.pii_encrypted, old_hash.encode())
+                new_hash = old_hash  # moved already (blob and hash change in one transaction)
+            except DecryptionError:
+                plain = decrypt(old, e.pii_encrypted, old_hash.encode())
+                id_value = pii_fields(plain.decode())[0]
+                new_hash = lookup_hash(new, id_value) if id_value else old_hash
+                values["pii_encrypted"] = encrypt(new, plain, new_hash.encode())
+        else:
+            new_hash = old_hash  # no ID number kept: nothing to re-hash
+        # Blobs bound to the ID hash were sealed with the old hash if the expert has not moved yet.
+        bound_old = old_hash.encode()
+        if e.bank_card_encrypted is not None:
+            try:
+                decrypt(new, e.bank_card_encrypted, new_hash.encode())
+            except DecryptionError:
+                pan = decrypt(old, e.bank_card_encrypted, bound_old)
+                values["bank_card_encrypted"] = encrypt(new, pan, new_hash.encode())
+                values["bank_card_hash"] = lookup_hash(new, pan.decode())
+                report.cards += 1
+        for ci_id, public_id, card, signature in check_ins.get(int(e.id), []):
+            new_card = _rekey(old, new, card, bound_old, new_hash.encode())
+            new_signature = _rekey(old, new, signature, public_id.encode(), public_id.encode())
+            changes = {
+                k: v for k, v in (("bank_card_encrypted", new_card), ("signature_encrypted", new_signature)) if v
+            }
+            if changes:
+                uow.execute(sa.update(CheckIn).where(CheckIn.id == ci_id).values(**changes))
+                report.check_ins += 1
+        if new_hash != old_hash:
+            values["id_hash"] = new_hash
+        if values:
+            uow.execute(sa.update(Expert).where(Expert.id == e.id).values(**values))
+            report.experts += 1
+
+
+def _simple(
+    uow: UnitOfWork, old: DataKey, new: DataKey, report: RotationReport, tick: Callable[[str, int], None]
+) -> None:
+    """Photos, face encodings and stored kiosk answers: fixed bindings, chunk by chunk."""
+    last = 0
+    while True:
+        with uow:
+            rows = uow.execute(
+                sa.select(ReferencePhoto.id, ReferencePhoto.image_encrypted, ReferencePhoto.encoding_encrypted)
+                .where(ReferencePhoto.id > last)
+                .order_by(ReferencePhoto.id)
+                .limit(CHUNK // 4)
+            ).all()
+            if not rows:
+                break
+            for photo_id, image, encoding in rows:
+                new_image = _rekey(old, new, image, b"reference-photo", b"reference-photo")
+                new_encoding = _rekey(old, new, encoding, b"face-encoding", b"face-encoding")
+                if new_image or new_encoding:
+                    uow.execute(
+                        sa.update(ReferencePhoto)
+                        .where(ReferencePhoto.id == photo_id)
+                        .values(image_encrypted=new_image or image, encoding_encrypted=new_encoding or encoding)
+                    )
+                    report.photos += 1
+            uow.commit()
+        last = rows[-1][0]
+        tick("photos", len(rows))
+    after: tuple[str, str] = ("", "")
+    while True:
+        with uow:
+            answers = uow.execute(
+                sa.select(KioskRequest.kiosk_id, KioskRequest.request_id, KioskRequest.response_encrypted)
+                .where(sa.tuple_(KioskRequest.kiosk_id, KioskRequest.request_id) > sa.tuple_(*after))
+                .order_by(KioskRequest.kiosk_id, KioskRequest.request_id)
+                .limit(CHUNK * 4)
+            ).all()
+            if not answers:
+                break
+            for kiosk_id, request_id, blob in answers:
+                aad = f"{kiosk_id}/{request_id}".encode()
+                moved = _rekey(old, new, blob, aad, aad)
+                if moved:
+                    uow.execute(
+                        sa.update(KioskRequest)
+                        .where(KioskRequest.kiosk_id == kiosk_id, KioskRequest.request_id == request_id)
+                        .values(response_encrypted=moved)
+                    )
+                    report.answers += 1
+            uow.commit()
+        after = (answers[-1][0], answers[-1][1])
+        tick("answers", len(answers))
+
+
+def _finish(  # noqa: PLR0917
+    uow: UnitOfWork, ctx: ServiceContext, old: DataKey, new: DataKey, report: RotationReport, actor: str
+) -> None:
+    """Re-seal the audit key, switch the fingerprint and end the rotation, in one transaction."""
+    with uow:
+        sealed = uow.execute(sa.select(PlatformKeys.audit_key_encrypted).where(PlatformKeys.id == 1)).scalar_one()
+        audit_key = decrypt(old, sealed, keyring.AUDIT_KEY_AAD)
+        now = ctx.clock()
+        uow.execute(
+            sa.update(PlatformKeys)
+            .where(PlatformKeys.id == 1)
+            .values(
+                fingerprint=keyring.fingerprint(new),
+                audit_key_encrypted=encrypt(new, audit_key, keyring.AUDIT_KEY_AAD),
+                rotating_to=None,
+                rotated_at=now,
+            )
+        )
+        audit.record(
+            uow,
+            at=now,
+            actor=actor,
+            action="key_rotate",
+            outcome="rotated",
+            detail={
+                "from": keyring.fingerprint(old),
+                "to": keyring.fingerprint(new),
+                "resumed": report.resumed,
+                **{k: v for k, v in dataclasses.asdict(report).items() if isinstance(v, int) and k != "resumed"},
+            },
+        )
+        uow.commit()
