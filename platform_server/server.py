@@ -26,9 +26,9 @@ from grpc_reflection.v1alpha import reflection
 
 from platform_server.config import check_for_serving
 from platform_server.errors import ConfigError
-from platform_server.grpc_api.auth import OrganiserTokenInterceptor
 from platform_server.grpc_api.kiosk import KioskServicer
 from platform_server.grpc_api.organiser import DiagnosticsServicer, OrganiserServicer
+from platform_server.grpc_api.organiser_auth import OrganiserAuthInterceptor
 
 if TYPE_CHECKING:
     from platform_server.bootstrap import Platform
@@ -123,7 +123,7 @@ def create_server(
     max_bytes = config.server.max_message_bytes
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.server.max_workers, thread_name_prefix="rpc"),
-        interceptors=[OrganiserTokenInterceptor(config.security.organiser_token)],
+        interceptors=[OrganiserAuthInterceptor(platform.new_uow, platform.ctx.clock)],
         options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)],
     )
     kiosk_pb2_grpc.add_KioskServiceServicer_to_server(
@@ -153,6 +153,11 @@ def serve(config: PlatformConfig) -> None:
     from platform_server.bootstrap import build  # noqa: PLC0415
 
     check_for_serving(config)
+    if config.security.organiser_token:
+        log.warning(
+            "[security] organiser_token is no longer used: organisers call with their own token "
+            "(platform-server accounts add / token); remove it from the configuration"
+        )
     stop_requested = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

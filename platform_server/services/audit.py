@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from platform_server.db.unit_of_work import UnitOfWork
 
 MAX_DETAIL_CHARS = 2000
+_cli_actor = "cli"
+
+
+def use_cli_actor(name: str) -> None:
+    """Name the CLI's direct-mode user (OS account and host) wherever a service records actor "cli"."""
+    global _cli_actor  # noqa: PLW0603  (one CLI process, one user)
+    _cli_actor = name
 
 
 def record(
@@ -39,7 +46,7 @@ def record(
         {
             "occurred_at": at,
             "kiosk_time": kiosk_time,
-            "actor": actor[:64],
+            "actor": (_cli_actor if actor == "cli" else actor)[:64],
             "action": action[:40],
             "outcome": outcome[:40],
             "batch_code": batch_code,

@@ -78,7 +78,9 @@ def check_in_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str) -> list
     ]
 
 
-def fee_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numbers: bool) -> list[list[Any]]:
+def fee_rows(
+    uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numbers: bool, actor: str = "cli"
+) -> list[list[Any]]:
     """One row per expert with an active check-in: who to pay and to which card."""
     with uow:
         rows = uow.execute(
@@ -111,7 +113,7 @@ def fee_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numb
             audit.record(
                 uow,
                 at=ctx.clock(),
-                actor="cli",
+                actor=actor,
                 action="export_fees_full",
                 outcome="exported",
                 batch_code=batch_code,

@@ -345,16 +345,27 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
                 .returning(Invitation.face_failures)
             ).scalar_one()
             found.face_failures = int(failures)
-            max_attempts = ctx.rules.face_max_attempts
-            if found.face_failures >= max_attempts:
-                refusal = Refusal(Reason.FACE_ATTEMPTS_EXHAUSTED)
-            else:
-                refusal = Refusal(
-                    Reason.FACE_MISMATCH, {"attempt": str(found.face_failures), "max_attempts": str(max_attempts)}
-                )
+            refusal = _mismatch_refusal(u, ctx, found, cmd.kiosk_id, now)
         return _finish(d, u, ctx, cmd, found, refusal, face, id_hash, id_masked, content, now)
 
     return run_transaction(uow, second_pass)
+
+
+def _mismatch_refusal(u: UnitOfWork, ctx: ServiceContext, found: _Found, kiosk_id: str, now: dt.datetime) -> Refusal:
+    """FACE_MISMATCH with the attempt count, or FACE_ATTEMPTS_EXHAUSTED after the last one.
+
+    The kiosk that used the last attempt is recorded with the time: staff see it when they reset
+    (services.face_attempts).
+    """
+    max_attempts = ctx.rules.face_max_attempts
+    if found.face_failures < max_attempts:
+        return Refusal(Reason.FACE_MISMATCH, {"attempt": str(found.face_failures), "max_attempts": str(max_attempts)})
+    u.execute(
+        sa.update(Invitation)
+        .where(Invitation.id == found.invitation_id, Invitation.face_locked_by.is_(None))
+        .values(face_locked_by=kiosk_id[:64], face_locked_at=now)
+    )
+    return Refusal(Reason.FACE_ATTEMPTS_EXHAUSTED)
 
 
 def _refusal_before_face(  # noqa: C901, PLR0911  (the rules, in the order the expert hears them)
