@@ -36,7 +36,8 @@ class Cli:
 
     def write(self, data_key: str) -> None:
         self.config.write_text(
-            f'[database]\nurl = "sqlite:///{self.db}"\n[security]\ndata_key = "{data_key}"\n[face]\nverifier = "none"\n',
+            f'[database]\nurl = "sqlite:///{self.db}"\n'
+            f'[security]\ndata_key = "{data_key}"\n[face]\nverifier = "none"\n',
             encoding="utf-8",
         )
 
