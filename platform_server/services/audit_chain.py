@@ -52,6 +52,8 @@ INSERT_SQL = (
     f"INSERT INTO audit_log ({', '.join(COLUMNS)}, seq, mac) "  # noqa: S608  (fixed column names)
     f"VALUES ({', '.join(':' + c for c in COLUMNS)}, :seq, :mac)"
 )
+# PostgreSQL: the entry and the new tip in one round trip (a data-modifying WITH).
+INSERT_AND_SET_TIP_PG = f"WITH entry AS ({INSERT_SQL}) {SET_TIP_SQL}"
 
 _KEYS: weakref.WeakKeyDictionary[sa.Engine, bytes] = weakref.WeakKeyDictionary()
 
@@ -110,6 +112,8 @@ def append(
     key: bytes,
     values: Mapping[str, Any],
     bound: Mapping[str, Any],
+    *,
+    postgres: bool,
 ) -> None:
     """Write one chained entry through `run(sql, params)` (returns a cursor or result with fetchone).
 
@@ -119,8 +123,12 @@ def append(
     seq, previous = run(ADVANCE_SQL, {}).fetchone()
     seq = int(seq)
     mac = entry_mac(key, str(previous), seq, values)
-    run(INSERT_SQL, {**bound, "seq": seq, "mac": mac})
-    run(SET_TIP_SQL, {"mac": mac, "tip_mac": tip_mac(key, seq, mac)})
+    params = {**bound, "seq": seq, "mac": mac, "tip_mac": tip_mac(key, seq, mac)}
+    if postgres:
+        run(INSERT_AND_SET_TIP_PG, params)
+        return
+    run(INSERT_SQL, params)
+    run(SET_TIP_SQL, params)
 
 
 def append_uow(uow: UnitOfWork, values: Mapping[str, Any]) -> None:
@@ -137,7 +145,7 @@ def append_uow(uow: UnitOfWork, values: Mapping[str, Any]) -> None:
     bound = {**values, "occurred_at": driver.timestamp(values["occurred_at"])}
     if values["kiosk_time"] is not None:
         bound["kiosk_time"] = driver.timestamp(values["kiosk_time"])
-    append(driver.execute, key_for(connection.engine), values, bound)
+    append(driver.execute, key_for(connection.engine), values, bound, postgres=driver.postgres)
 
 
 def start_chain(connection: sa.Connection, key: bytes) -> int:

@@ -510,7 +510,9 @@ def _finish(  # noqa: PLR0917
         "check_in_public_id": None,
         "detail": mask_sensitive(json.dumps(detail, ensure_ascii=False, sort_keys=True))[: audit.MAX_DETAIL_CHARS],
     }
-    audit_chain.append(d.execute, audit_chain.key_for(d.engine), entry, {**entry, "occurred_at": stamp})
+    audit_chain.append(
+        d.execute, audit_chain.key_for(d.engine), entry, {**entry, "occurred_at": stamp}, postgres=d.postgres
+    )
     if found.kiosk_registered:
         d.execute(
             _INSERT_ANSWER,
