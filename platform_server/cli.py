@@ -465,7 +465,29 @@ def status(batch: BatchOption, as_json: Annotated[bool, typer.Option("--json")] 
             oos = "  OUT OF SERVICE" if k.out_of_service else ""
             _print(f"  {k.kiosk_id}: {k.check_ins} check-ins, bands {k.band_stock}, last heartbeat {seen}{oos}")
 
-    _run(action)
+    def remote(r: Remote) -> None:
+        from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
+        from google.protobuf.json_format import MessageToDict  # noqa: PLC0415
+
+        stats = r.call(r.stub.GetBatchStatistics, organiser_pb2.GetBatchStatisticsRequest(code=batch))
+        if as_json:
+            _print(json.dumps(MessageToDict(stats, preserving_proto_field_name=True), ensure_ascii=False, indent=1))
+            return
+        _print(f"批次 / batch {stats.code}")
+        _print(f"  邀请 invited {stats.invited}   已到 arrived {stats.arrived}   未到 missing {stats.missing}")
+        _print(f"  房间 rooms {stats.rooms_left}/{stats.rooms_total} left   手环 bands left {stats.bands_left}")
+        _print(f"  撤销 annulled {stats.annulled}   需人工 needs staff {stats.needs_staff}")
+        _print(f"  UWB pending {stats.uwb_pending}   delivered {stats.uwb_delivered}")
+        for k in stats.kiosks:
+            seen = (
+                k.last_heartbeat.ToDatetime(dt.UTC).isoformat(timespec="seconds")
+                if k.HasField("last_heartbeat")
+                else "never"
+            )
+            oos = "  OUT OF SERVICE" if k.out_of_service else ""
+            _print(f"  {k.kiosk_id}: {k.check_ins} check-ins, bands {k.band_stock}, last heartbeat {seen}{oos}")
+
+    _run(lambda: direct_or_remote(action, remote))
 
 
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="xlsx | csv | json")]

@@ -386,18 +386,18 @@ def login(uow: UnitOfWork, username: str, password: str, *, at: dt.datetime) -> 
     """
     with uow:
         row = uow.session.scalars(sa.select(Account).where(Account.username == username[:MAX_USERNAME])).first()
+        person = _person(row) if row is not None else None
         stored = row.password_hash if row is not None else None
+        disabled = row.disabled if row is not None else True
     # An unknown name still pays for one scrypt, so timing does not tell names apart.
     ok = password_matches(password, stored or _DUMMY_HASH) and stored is not None
-    if row is None or not ok or row.disabled:
+    if person is None or not ok or disabled:
         with uow:
             audit.record(uow, at=at, actor=f"login:{username[:40]}", action="login", outcome="refused")
             uow.commit()
         raise UnauthenticatedError("wrong name or password")
-    token = issue_token(
-        uow, row.username, actor=f"person:{row.username}", at=at, label="session", lifetime=SESSION_LIFETIME
-    )
-    return _person(row), token
+    token = issue_token(uow, person.username, actor=person.actor, at=at, label="session", lifetime=SESSION_LIFETIME)
+    return person, token
 
 
 _DUMMY_HASH = "scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="

@@ -155,6 +155,7 @@ def test_remote_mode_calls_the_platform_with_a_persons_token(cli: Cli, served: i
     remote = {"PLATFORM_URL": f"127.0.0.1:{served}"}
     assert "zhang.v (viewer)" in cli.ok("whoami", PLATFORM_TOKEN=viewer, **remote)
     assert "B1\t第一批" in cli.ok("batch", "list", PLATFORM_TOKEN=viewer, **remote)
+    assert "邀请 invited 0" in cli.ok("status", "-b", "B1", PLATFORM_TOKEN=viewer, **remote)
     out = cli.tmp_path / "fees.csv"
     refused = cli(
         "export", "fees", "-b", "B1", "-o", str(out), "-f", "csv", "--full-numbers", PLATFORM_TOKEN=viewer, **remote
