@@ -67,15 +67,20 @@ def open_keys(engine: sa.Engine, key: DataKey, *, rotating: bool = False) -> byt
         ConfigError: a different key, or a rotation left unfinished (unless `rotating`).
 
     """
-    for _attempt in range(3):
+    for attempt in range(4):
+        # Every start reads (no write lock on SQLite); only the very first one writes.
+        writing = attempt > 0
+        begin = "IMMEDIATE" if writing else "DEFERRED"
         try:
-            with engine.begin() as connection:
+            with engine.connect().execution_options(sqlite_begin=begin) as connection, connection.begin():
                 row = connection.execute(
                     sa.select(
                         PlatformKeys.fingerprint, PlatformKeys.audit_key_encrypted, PlatformKeys.rotating_to
                     ).where(PlatformKeys.id == 1)
                 ).first()
                 if row is None:
+                    if not writing:
+                        continue
                     _refuse_foreign_key(connection, key)
                     audit_key = os.urandom(audit_chain.AUDIT_KEY_BYTES)
                     connection.execute(
