@@ -172,6 +172,11 @@ def _config() -> PlatformConfig:
 
 def _platform(*, face: bool = False) -> Platform:
     """The platform for a command (migrating the database); the face verifier only when needed."""
+    if _state.platform_address:
+        raise ConfigError(
+            "this command works only in direct mode on the platform's host (remotely: batch list, batch close, "
+            "status, export fees, faces reset, whoami); leave out --platform / PLATFORM_URL"
+        )
     if _state.platform is None:
         from platform_server.bootstrap import build  # noqa: PLC0415
 

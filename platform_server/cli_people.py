@@ -265,6 +265,8 @@ def keys_rotate(
         if new_key_file
         else os.environ.get("PLATFORM_NEW_DATA_KEY", "")
     )
+    if cli._state.platform_address:
+        fail("keys rotate works only in direct mode on the platform's host: leave out --platform / PLATFORM_URL", 5)
     if not text:
         fail("keys rotate needs the new key: --new-key-file FILE or PLATFORM_NEW_DATA_KEY (make one with keygen)", 3)
 

@@ -169,6 +169,9 @@ def test_remote_mode_calls_the_platform_with_a_persons_token(cli: Cli, served: i
     assert out.exists()
     closing = cli("batch", "close", "B1", PLATFORM_TOKEN=viewer, **remote)
     assert closing.returncode == 7
+    local_only = cli("accounts", "list", PLATFORM_TOKEN=finance, **remote)
+    assert local_only.returncode == 5
+    assert "only in direct mode" in local_only.stderr
     no_token = cli("batch", "list", **remote)
     assert no_token.returncode == 5
     assert "PLATFORM_TOKEN" in no_token.stderr
