@@ -509,6 +509,7 @@ def export_check_ins(
         p = _platform()
         rows = exports.check_in_rows(p.new_uow(), p.ctx, batch)
         exports.write_table(out, fmt, exports.CHECK_IN_HEADER, rows)
+        cli_people.record_read(p, "export_check_ins", batch, len(rows))
         _print(f"已导出 {len(rows)} 条 / exported {len(rows)} check-ins to {out}")
 
     _run(action)
@@ -530,6 +531,8 @@ def export_fees(
         p = _platform()
         rows = exports.fee_rows(p.new_uow(), p.ctx, batch, full_numbers=full_numbers)
         exports.write_table(out, fmt, exports.FEE_HEADER, rows, private=full_numbers)
+        if not full_numbers:  # the full list is audited by the export itself
+            cli_people.record_read(p, "export_fees", batch, len(rows))
         _print(f"已导出 {len(rows)} 条 / exported {len(rows)} payees to {out}")
 
     def remote(r: Remote) -> None:

@@ -21,6 +21,7 @@ from platform_server import cli
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from platform_server.bootstrap import Platform
     from platform_server.remote import Remote
     from platform_server.services.accounts import Role
 
@@ -49,6 +50,24 @@ def host_actor() -> str:
     except (KeyError, OSError):
         user = f"uid{os.getuid()}"
     return name(user, socket.gethostname())
+
+
+def record_read(p: Platform, action: str, batch: str, rows: int) -> None:
+    """Audit a direct-mode read of personal data (masked exports) with the OS account."""
+    from platform_server.services import audit  # noqa: PLC0415
+
+    uow = p.new_uow()
+    with uow:
+        audit.record(
+            uow,
+            at=_now(),
+            actor=host_actor(),
+            action=action,
+            outcome="exported",
+            batch_code=batch,
+            detail={"rows": rows},
+        )
+        uow.commit()
 
 
 def _now() -> dt.datetime:

@@ -175,3 +175,15 @@ def test_remote_mode_calls_the_platform_with_a_persons_token(cli: Cli, served: i
     no_token = cli("batch", "list", **remote)
     assert no_token.returncode == 5
     assert "PLATFORM_TOKEN" in no_token.stderr
+
+
+def test_direct_mode_exports_are_audited_with_the_os_account(cli: Cli) -> None:
+    cli.ok("export", "check-ins", "-b", "B1", "-o", str(cli.tmp_path / "c.csv"), "-f", "csv")
+    cli.ok("export", "fees", "-b", "B1", "-o", str(cli.tmp_path / "f.csv"), "-f", "csv")
+    cli.ok("export", "fees", "-b", "B1", "-o", str(cli.tmp_path / "full.csv"), "-f", "csv", "--full-numbers")
+    engine = sa.create_engine(f"sqlite:///{cli.db}")
+    with engine.connect() as c:
+        rows = c.exec_driver_sql("SELECT action, actor FROM audit_log WHERE action LIKE 'export%' ORDER BY seq").all()
+    engine.dispose()
+    me = f"os:{getpass.getuser()}@{os.uname().nodename}"[:64]
+    assert [tuple(r) for r in rows] == [("export_check_ins", me), ("export_fees", me), ("export_fees_full", me)]
