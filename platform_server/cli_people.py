@@ -270,6 +270,9 @@ def keys_rotate(
         Path | None,
         typer.Option("--new-key-file", help="新密钥文件 / file holding the new key (else PLATFORM_NEW_DATA_KEY)"),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="kiosks heartbeated in the last 2 minutes but serve is stopped")
+    ] = False,
 ) -> None:
     """Re-encrypt everything under a new data key (the configured key is the old one). Stop `serve` first.
 
@@ -295,7 +298,9 @@ def keys_rotate(
         cli._state.platform = p
 
         def rotate(advance: Callable[[int], None]) -> key_rotation.RotationReport:
-            return key_rotation.rotate(p.new_uow(), p.ctx, new, actor=host_actor(), on_chunk=lambda _w, n: advance(n))
+            return key_rotation.rotate(
+                p.new_uow(), p.ctx, new, actor=host_actor(), on_chunk=lambda _w, n: advance(n), force=force
+            )
 
         for advance in cli._progress(None, "轮换密钥 / rotating"):
             report = rotate(advance)

@@ -20,13 +20,23 @@ kiosks' queues first). Identification tokens signed with the old key expire as u
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from personal_data.crypto import DataKey, DecryptionError, decrypt, encrypt, lookup_hash, open_records, seal_records
-from platform_server.db.models import CheckIn, Expert, Invitation, KioskRequest, PiiPage, PlatformKeys, ReferencePhoto
+from platform_server.db.models import (
+    CheckIn,
+    Expert,
+    Invitation,
+    Kiosk,
+    KioskRequest,
+    PiiPage,
+    PlatformKeys,
+    ReferencePhoto,
+)
 from platform_server.errors import ConfigError
 from platform_server.services import audit, keyring
 from platform_server.services.roster import pii_fields
@@ -39,6 +49,7 @@ if TYPE_CHECKING:
     from platform_server.services.context import ServiceContext
 
 CHUNK = 256
+LIVE_WINDOW = dt.timedelta(minutes=2)  # kiosks heartbeat every few seconds while `serve` runs
 _EXPERTS = sa.Table("experts", Expert.metadata)  # the mapped table (Core, so executemany needs no ORM sync)
 _UPDATE_EXPERT = (
     sa.update(_EXPERTS)
@@ -81,11 +92,28 @@ def _rekey(old: DataKey, new: DataKey, blob: bytes, old_aad: bytes, new_aad: byt
     return None
 
 
-def begin(uow: UnitOfWork, old: DataKey, new: DataKey) -> bool:
-    """Name the new key as the rotation's target; True when resuming an interrupted rotation."""
+def begin(uow: UnitOfWork, old: DataKey, new: DataKey, *, now: dt.datetime, force: bool = False) -> bool:
+    """Name the new key as the rotation's target; True when resuming an interrupted rotation.
+
+    Refused while kiosks are heartbeating (a running `serve` would go on writing under the old key,
+    which nothing could read after the rotation), unless `force`.
+    """
     old_fp, new_fp = keyring.fingerprint(old), keyring.fingerprint(new)
     if old_fp == new_fp:
         raise ConfigError("the new data key is the same as the current one")
+    with uow:
+        live = uow.execute(
+            sa.select(Kiosk.kiosk_id, Kiosk.last_heartbeat_at)
+            .where(Kiosk.last_heartbeat_at > now - LIVE_WINDOW)
+            .order_by(Kiosk.last_heartbeat_at.desc())
+            .limit(1)
+        ).first()
+    if live is not None and not force:
+        seconds = int((now - live[1]).total_seconds())
+        raise ConfigError(
+            f"the platform looks live (kiosk {live[0]} heartbeat {seconds} s ago): stop `serve` before rotating "
+            "(or --force if it is stopped)"
+        )
     with uow:
         fingerprint, target = uow.execute(
             sa.select(PlatformKeys.fingerprint, PlatformKeys.rotating_to).where(PlatformKeys.id == 1)
@@ -108,11 +136,12 @@ def rotate(
     *,
     actor: str,
     on_chunk: Callable[[str, int], None] | None = None,
+    force: bool = False,
 ) -> RotationReport:
     """Move everything to `new` (ctx.data_key is the old key); see the module docstring."""
     started = time.perf_counter()
     old = ctx.data_key
-    report = RotationReport(resumed=begin(uow, old, new))
+    report = RotationReport(resumed=begin(uow, old, new, now=ctx.clock(), force=force))
     tick = on_chunk or (lambda _what, _n: None)
     last = 0
     while True:

@@ -3,11 +3,14 @@ old, an interrupted rotation refused at start and then resumed, the old key refu
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from personal_data.crypto import DataKey, DecryptionError
+from platform_server.db.models import Kiosk
 from platform_server.errors import ConfigError
 from platform_server.services import audit_chain, key_rotation, keyring
 from platform_server.services.keyring import KeyRotationPendingError
@@ -72,3 +75,13 @@ def test_an_interrupted_rotation_is_refused_at_start_and_resumes(db_url: str) ->
     assert read_everything(engine, NEW_KEY, s.ids) == before
     key = keyring.open_keys(engine, NEW_KEY)
     assert audit_chain.verify(engine, key).ok
+
+
+def test_rotation_is_refused_while_kiosks_are_heartbeating(db_url: str) -> None:
+    s = filled(db_url, 20)
+    with s.uow.engine.begin() as c:
+        c.execute(sa.update(Kiosk).values(last_heartbeat_at=s.ctx.clock() - dt.timedelta(seconds=30)))
+    with pytest.raises(ConfigError, match=r"looks live \(kiosk K1 heartbeat 30 s ago\)"):
+        key_rotation.rotate(s.new_uow(), s.ctx, NEW_KEY, actor="os:test")
+    keyring.open_keys(s.uow.engine, TEST_KEY)  # nothing started: the old key still opens it
+    assert key_rotation.rotate(s.new_uow(), s.ctx, NEW_KEY, actor="os:test", force=True).experts == 20
