@@ -400,4 +400,15 @@ def login(uow: UnitOfWork, username: str, password: str, *, at: dt.datetime) -> 
     return person, token
 
 
+def logout(uow: UnitOfWork, token: str, *, at: dt.datetime) -> None:
+    """End a session (or revoke one API token) by the token itself; unknown tokens are ignored."""
+    with uow:
+        uow.execute(
+            sa.update(AccountToken)
+            .where(AccountToken.token_hash == token_hash(token), AccountToken.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        uow.commit()
+
+
 _DUMMY_HASH = "scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="

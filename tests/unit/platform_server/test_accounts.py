@@ -52,6 +52,9 @@ def test_login_opens_a_session_that_ends(s: Seeded) -> None:
         stored = c.execute(sa.select(AccountToken.token_hash)).scalars().all()
         assert token not in stored
         assert accounts.token_hash(token) in stored
+    accounts.logout(s.new_uow(), token, at=AT + dt.timedelta(hours=1))
+    with pytest.raises(UnauthenticatedError, match="revoked"):
+        accounts.authenticate_token(s.new_uow(), token, at=AT + dt.timedelta(hours=1))
 
 
 @pytest.mark.parametrize(("username", "password"), [("he.min", "wrong password here"), ("nobody", PASSWORD)])
