@@ -11,6 +11,7 @@ from personal_data.crypto import DataKey
 from platform_server.db.engine import is_up_to_date, make_engine, make_session_factory, upgrade
 from platform_server.db.unit_of_work import UnitOfWork
 from platform_server.errors import ConfigError
+from platform_server.services import keyring
 from platform_server.services.context import ServiceContext, utc_now
 
 if TYPE_CHECKING:
@@ -85,15 +86,26 @@ def build(
     clock: Callable[[], dt.datetime] = utc_now,
     migrate: bool = True,
     start_uwb_worker: bool = True,
+    rotating: bool = False,
 ) -> Platform:
-    """Build the platform; tests pass their own face verifier (a fake) and clock."""
+    """Build the platform; tests pass their own face verifier (a fake) and clock.
+
+    `rotating` lets `keys rotate` open a database whose rotation was interrupted (nothing else may).
+    """
     engine = make_engine(config.database.url, pool_size=config.database.pool_size)
     if migrate:
         upgrade(engine)
     elif not is_up_to_date(engine):
         raise ConfigError(f"database {engine.url!r} is not at the newest schema: run `platform-server db upgrade`")
+    data_key = data_key_from(config)
+    try:
+        # A different data key than the database's is refused here, before anything reads or writes.
+        keyring.open_keys(engine, data_key, rotating=rotating)
+    except BaseException:
+        engine.dispose()
+        raise
     verifier = face_verifier_from(config) if isinstance(face_verifier, str) else face_verifier
-    ctx = ServiceContext(data_key=data_key_from(config), rules=config.rules, face_verifier=verifier, clock=clock)
+    ctx = ServiceContext(data_key=data_key, rules=config.rules, face_verifier=verifier, clock=clock)
     platform = Platform(config, engine, make_session_factory(engine), ctx)
     if start_uwb_worker and config.uwb.port:
         platform.uwb_worker = _start_uwb_worker(platform)

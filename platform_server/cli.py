@@ -31,6 +31,7 @@ from platform_server.errors import (  # noqa: E402
     ImportRefusedError,
     InvalidRequestError,
     NotFoundError,
+    PermissionDeniedError,
     PlatformError,
 )
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from platform_server.bootstrap import Platform
     from platform_server.config import PlatformConfig
+    from platform_server.remote import Remote
 
 app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False, help="评标专家签到平台 / Expert check-in platform"
@@ -73,6 +75,7 @@ EXIT_CODES: list[tuple[type[Exception], int]] = [
     (NotFoundError, 4),
     (AlreadyExistsError, 4),
     (ConfigError, 5),
+    (PermissionDeniedError, 7),
     (PlatformError, 1),
 ]
 
@@ -84,6 +87,9 @@ class _State:
     platform: Platform | None = None
     early_reader: EarlyReader | None = None
     exit_fast: bool = False  # skip the interpreter's teardown (see main())
+    platform_address: str | None = None  # remote mode (platform_server.remote)
+    platform_ca: Path | None = None
+    token_file: Path | None = None
 
 
 _state = _State(early_reader=_EARLY_READER)
@@ -95,11 +101,66 @@ DbOption = Annotated[str | None, typer.Option("--db", help="database URL (overri
 BatchOption = Annotated[str, typer.Option("--batch", "-b", help="批次编号 / batch code")]
 
 
+PlatformOption = Annotated[
+    str | None,
+    typer.Option(
+        "--platform", envvar="PLATFORM_URL", help="远程平台 host:port，用个人令牌 / remote platform (PLATFORM_TOKEN)"
+    ),
+]
+PlatformCaOption = Annotated[
+    Path | None, typer.Option("--platform-ca", envvar="PLATFORM_CA", help="远程平台的CA证书 / CA file: TLS")
+]
+TokenFileOption = Annotated[
+    Path | None, typer.Option("--token-file", help="个人令牌文件 / file with your token (else PLATFORM_TOKEN)")
+]
+
+
 @app.callback()
-def _main(config: ConfigOption = None, db: DbOption = None) -> None:
+def _main(
+    config: ConfigOption = None,
+    db: DbOption = None,
+    platform: PlatformOption = None,
+    platform_ca: PlatformCaOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
     """评标专家签到平台 / Expert check-in platform."""
     _state.config_path = config
     _state.db_url = db
+    _state.platform_address = platform
+    _state.platform_ca = platform_ca
+    _state.token_file = token_file
+
+
+def direct_or_remote(direct: Callable[[], None], remote: Callable[[Remote], None]) -> None:
+    """Run a command on the database (admins on the host) or, with --platform, over gRPC with a token."""
+    if not _state.platform_address:
+        direct()
+        return
+    from platform_server.remote import Remote, RemoteSettings  # noqa: PLC0415
+
+    token = (
+        _state.token_file.read_text(encoding="utf-8").strip()
+        if _state.token_file
+        else os.environ.get("PLATFORM_TOKEN", "")
+    )
+
+    def env_path(name: str) -> Path | None:
+        value = os.environ.get(name, "")
+        return Path(value) if value else None
+
+    connection = Remote(
+        RemoteSettings(
+            _state.platform_address,
+            token,
+            _state.platform_ca,
+            env_path("PLATFORM_CLIENT_CERT"),
+            env_path("PLATFORM_CLIENT_KEY"),
+        )
+    )
+    try:
+        remote(connection)
+    finally:
+        connection.close()
 
 
 def _config() -> PlatformConfig:
@@ -113,10 +174,19 @@ def _config() -> PlatformConfig:
 
 def _platform(*, face: bool = False) -> Platform:
     """The platform for a command (migrating the database); the face verifier only when needed."""
+    if _state.platform_address:
+        raise ConfigError(
+            "this command works only in direct mode on the platform's host (remotely: batch list, batch close, "
+            "status, export fees, faces reset, whoami); leave out --platform / PLATFORM_URL"
+        )
     if _state.platform is None:
         from platform_server.bootstrap import build  # noqa: PLC0415
 
         _state.platform = build(_config(), face_verifier="from-config" if face else None, start_uwb_worker=False)
+        from platform_server.cli_people import host_actor  # noqa: PLC0415
+        from platform_server.services import audit  # noqa: PLC0415
+
+        audit.use_cli_actor(host_actor())  # direct mode: the audit names the OS account, not just "cli"
     return _state.platform
 
 
@@ -208,7 +278,15 @@ def batch_list(
             state = "closed" if b.closed else "open"
             _print(f"{b.code}\t{b.name}\t{china_time(b.evaluation_start)}\t{b.hotel_code} {b.hotel_name}\t{state}")
 
-    _run(action)
+    def remote(r: Remote) -> None:
+        from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
+
+        listed = r.call(r.stub.ListBatches, organiser_pb2.ListBatchesRequest(include_closed=include_closed))
+        for b in listed.batches:
+            start = china_time(b.evaluation_start.ToDatetime(dt.UTC))
+            _print(f"{b.code}\t{b.name}\t{start}\t{b.hotel_code} {b.hotel_name}\t{'closed' if b.closed else 'open'}")
+
+    _run(lambda: direct_or_remote(action, remote))
 
 
 @batch_app.command("close")
@@ -221,7 +299,15 @@ def batch_close(code: Annotated[str, typer.Argument(help="批次编号 / batch c
         batches.close_batch(p.new_uow(), p.ctx, code, actor="cli")
         _print(f"已关闭 / closed {code}")
 
-    _run(action)
+    def remote(r: Remote) -> None:
+        import uuid  # noqa: PLC0415
+
+        from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
+
+        r.call(r.stub.CloseBatch, organiser_pb2.CloseBatchRequest(request_id=uuid.uuid4().hex, code=code))
+        _print(f"已关闭 / closed {code}")
+
+    _run(lambda: direct_or_remote(action, remote))
 
 
 def _progress(total: int | None, label: str) -> Iterator[Callable[[int], None]]:
@@ -387,7 +473,30 @@ def status(batch: BatchOption, as_json: Annotated[bool, typer.Option("--json")] 
             paper = _PAPER_WORDS.get(k.printer_paper, "")
             _print(f"  {k.kiosk_id}: {k.check_ins} check-ins, bands {k.band_stock}, last heartbeat {seen}{oos}{paper}")
 
-    _run(action)
+    def remote(r: Remote) -> None:
+        from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
+        from google.protobuf.json_format import MessageToDict  # noqa: PLC0415
+
+        stats = r.call(r.stub.GetBatchStatistics, organiser_pb2.GetBatchStatisticsRequest(code=batch))
+        if as_json:
+            _print(json.dumps(MessageToDict(stats, preserving_proto_field_name=True), ensure_ascii=False, indent=1))
+            return
+        _print(f"批次 / batch {stats.code}")
+        _print(f"  邀请 invited {stats.invited}   已到 arrived {stats.arrived}   未到 missing {stats.missing}")
+        _print(f"  房间 rooms {stats.rooms_left}/{stats.rooms_total} left   手环 bands left {stats.bands_left}")
+        _print(f"  撤销 annulled {stats.annulled}   需人工 needs staff {stats.needs_staff}")
+        _print(f"  UWB pending {stats.uwb_pending}   delivered {stats.uwb_delivered}")
+        for k in stats.kiosks:
+            seen = (
+                k.last_heartbeat.ToDatetime(dt.UTC).isoformat(timespec="seconds")
+                if k.HasField("last_heartbeat")
+                else "never"
+            )
+            oos = "  OUT OF SERVICE" if k.out_of_service else ""
+            paper = _PAPER_WORDS.get(k.printer_paper, "")
+            _print(f"  {k.kiosk_id}: {k.check_ins} check-ins, bands {k.band_stock}, last heartbeat {seen}{oos}{paper}")
+
+    _run(lambda: direct_or_remote(action, remote))
 
 
 #: How `status` shows a kiosk's receipt paper (nothing while it is fine or unknown).
@@ -427,6 +536,7 @@ def export_check_ins(
         p = _platform()
         rows = exports.check_in_rows(p.new_uow(), p.ctx, batch)
         exports.write_table(out, fmt, exports.CHECK_IN_HEADER, rows)
+        cli_people.record_read(p, "export_check_ins", batch, len(rows))
         _print(f"已导出 {len(rows)} 条 / exported {len(rows)} check-ins to {out}")
 
     _run(action)
@@ -448,9 +558,21 @@ def export_fees(
         p = _platform()
         rows = exports.fee_rows(p.new_uow(), p.ctx, batch, full_numbers=full_numbers)
         exports.write_table(out, fmt, exports.FEE_HEADER, rows, private=full_numbers)
+        if not full_numbers:  # the full list is audited by the export itself
+            cli_people.record_read(p, "export_fees", batch, len(rows))
         _print(f"已导出 {len(rows)} 条 / exported {len(rows)} payees to {out}")
 
-    _run(action)
+    def remote(r: Remote) -> None:
+        from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
+
+        answer = r.call(r.stub.ExportFees, organiser_pb2.ExportFeesRequest(batch_code=batch, full_numbers=full_numbers))
+        rows: list[list[Any]] = [
+            [x.name, x.id_number, x.organisation, x.bank, x.card_number, x.checked_in_at] for x in answer.rows
+        ]
+        exports.write_table(out, fmt, exports.FEE_HEADER, rows, private=full_numbers)
+        _print(f"已导出 {len(rows)} 条 / exported {len(rows)} payees to {out}")
+
+    _run(lambda: direct_or_remote(action, remote))
 
 
 @db_app.command("upgrade")
@@ -515,6 +637,11 @@ def certs_make_dev(
             _print(str(path))
 
     _run(action)
+
+
+from platform_server import cli_people  # noqa: E402  (its commands use this module's helpers)
+
+cli_people.register(app)
 
 
 def main() -> None:

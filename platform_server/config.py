@@ -57,7 +57,7 @@ class SecuritySection:
 
     mode: str = _opt("development", choices=MODES)
     data_key: str = _opt("")
-    organiser_token: str = _opt("")
+    organiser_token: str = _opt("")  # no longer used (persons' tokens replaced it); accepted, warned about
     tls_cert: str = _opt("")
     tls_key: str = _opt("")
     client_ca: str = _opt("")
@@ -244,13 +244,14 @@ def _check_across_sections(config: PlatformConfig) -> None:
 
 
 def check_for_serving(config: PlatformConfig) -> None:
-    """Start-up checks for `serve`: production needs a data key, an organiser token and TLS off loopback."""
+    """Start-up checks for `serve`: production needs a data key and TLS off loopback.
+
+    Organisers sign in as persons (`platform-server accounts`); `organiser_token` is no longer used.
+    """
     if not config.production:
         return
     if not config.security.data_key:
         raise ConfigError("production mode needs [security] data_key (or PLATFORM_DATA_KEY): refusing to start")
-    if len(config.security.organiser_token) < 16:
-        raise ConfigError("production mode needs [security] organiser_token of at least 16 characters")
     host = config.server.listen.rpartition(":")[0].strip("[]")
     if host not in {"127.0.0.1", "localhost", "::1"} and not (config.security.tls_cert and config.security.client_ca):
         raise ConfigError(

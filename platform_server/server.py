@@ -26,10 +26,10 @@ from grpc_reflection.v1alpha import reflection
 
 from platform_server.config import check_for_serving
 from platform_server.errors import ConfigError
-from platform_server.grpc_api.auth import OrganiserTokenInterceptor
 from platform_server.grpc_api.kiosk import KioskServicer
 from platform_server.grpc_api.limits import RequestLimitsInterceptor, configured
 from platform_server.grpc_api.organiser import DiagnosticsServicer, OrganiserServicer
+from platform_server.grpc_api.organiser_auth import OrganiserAuthInterceptor
 
 if TYPE_CHECKING:
     from platform_server.bootstrap import Platform
@@ -124,9 +124,12 @@ def create_server(
     max_bytes = config.server.max_message_bytes
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.server.max_workers, thread_name_prefix="rpc"),
+        # Limits first: a malformed request is refused before anything is written, the audit of an
+        # organiser's read included; the limits are public (docs/platform-limits.md), so checking them
+        # before authentication tells a caller nothing.
         interceptors=[
-            OrganiserTokenInterceptor(config.security.organiser_token),
-            RequestLimitsInterceptor(configured(config)),  # after authentication, before any servicer
+            RequestLimitsInterceptor(configured(config)),
+            OrganiserAuthInterceptor(platform.new_uow, platform.ctx.clock),
         ],
         options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)],
     )
@@ -157,6 +160,11 @@ def serve(config: PlatformConfig) -> None:
     from platform_server.bootstrap import build  # noqa: PLC0415
 
     check_for_serving(config)
+    if config.security.organiser_token:
+        log.warning(
+            "[security] organiser_token is no longer used: organisers call with their own token "
+            "(platform-server accounts add / token); remove it from the configuration"
+        )
     stop_requested = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

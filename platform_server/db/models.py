@@ -163,6 +163,9 @@ class Invitation(Base):
     room_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("rooms.id"), unique=True)
     face_failures: so.Mapped[int] = so.mapped_column(default=0)
     created_at: so.Mapped[dt.datetime]
+    # The kiosk whose attempt used up the face attempts, and when (cleared by a staff reset).
+    face_locked_by: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    face_locked_at: so.Mapped[dt.datetime | None]
 
 
 class Wristband(Base):
@@ -326,3 +329,60 @@ class AuditEntry(Base):
     id_masked: so.Mapped[str | None] = so.mapped_column(sa.String(18))
     check_in_public_id: so.Mapped[str | None] = so.mapped_column(sa.String(32))
     detail: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    # Place in the hash chain and HMAC over the previous entry's mac and this entry (services.audit_chain).
+    seq: so.Mapped[int | None] = so.mapped_column(sa.BigInteger, unique=True, index=True)
+    mac: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+
+
+class AuditChain(Base):
+    """The audit chain's tip (one row): last seq and mac, authenticated by tip_mac so it cannot be rolled back."""
+
+    __tablename__ = "audit_chain"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True, autoincrement=False)
+    seq: so.Mapped[int] = so.mapped_column(sa.BigInteger)
+    mac: so.Mapped[str] = so.mapped_column(sa.String(64))
+    tip_mac: so.Mapped[str] = so.mapped_column(sa.String(64))
+
+
+class PlatformKeys(Base):
+    """One row: the data key's fingerprint, the audit chain key sealed under it, a rotation in progress."""
+
+    __tablename__ = "platform_keys"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True, autoincrement=False)
+    fingerprint: so.Mapped[str] = so.mapped_column(sa.String(32))
+    audit_key_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    rotating_to: so.Mapped[str | None] = so.mapped_column(sa.String(32))
+    created_at: so.Mapped[dt.datetime]
+    rotated_at: so.Mapped[dt.datetime | None]
+
+
+class Account(Base):
+    """An organiser person: role, scrypt password hash (optional), disabled flag (services.accounts)."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (sa.CheckConstraint("role IN ('viewer', 'organiser', 'finance', 'admin')", name="role"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    username: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    display_name: so.Mapped[str] = so.mapped_column(sa.String(100), default="")
+    role: so.Mapped[str] = so.mapped_column(sa.String(16))
+    password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(200))
+    disabled: so.Mapped[bool] = so.mapped_column(default=False)
+    created_at: so.Mapped[dt.datetime]
+    updated_at: so.Mapped[dt.datetime]
+
+
+class AccountToken(Base):
+    """A person's API or session token, stored only as its SHA-256 (tokens are 256-bit random)."""
+
+    __tablename__ = "account_tokens"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    account_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("accounts.id"), index=True)
+    token_hash: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    label: so.Mapped[str] = so.mapped_column(sa.String(100), default="")
+    created_at: so.Mapped[dt.datetime]
+    expires_at: so.Mapped[dt.datetime | None]
+    revoked_at: so.Mapped[dt.datetime | None]

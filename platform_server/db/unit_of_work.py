@@ -88,6 +88,12 @@ class UnitOfWork:
         self._after_commit.append(callback)
 
     @property
+    def engine(self) -> sa.Engine:
+        """The engine this unit of work's sessions are bound to."""
+        engine: sa.Engine = self._session_factory.kw["bind"]
+        return engine
+
+    @property
     def is_postgres(self) -> bool:
         """True on PostgreSQL (row locks with SKIP LOCKED, advisory locks)."""
         return self.dialect == "postgresql"
@@ -126,6 +132,7 @@ class SqlTransaction(Protocol):
     """A transaction that runs SQL text with `:name` parameters: a DriverTransaction or a Session's."""
 
     postgres: bool
+    engine: sa.Engine
 
     def timestamp(self, value: dt.datetime) -> Any:
         """A UTC time as the column stores it."""
@@ -154,6 +161,7 @@ class DriverTransaction:
     def __init__(self, engine: sa.Engine) -> None:
         """Bind to the engine's pool; the connection is taken on entering."""
         self._engine = engine
+        self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
         self.timestamp: Callable[[dt.datetime], Any] = _timestamp_binder(engine.dialect)
         self._fairy: Any = None

@@ -190,6 +190,13 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "batch_code": _BATCH_CODE,
         "after_event_id": Limit(minimum=0, maximum=2**63 - 1),
     },
+    "expertcheckin.v1.ResetFaceAttemptsRequest": {
+        "batch_code": _BATCH_CODE,
+        "id_number": _shape(r"[0-9]{17}[0-9Xx]", "17 digits and a digit or X", 18),
+        "reason": _text(200, min_len=1),
+    },
+    "expertcheckin.v1.ExportFeesRequest": {"batch_code": _BATCH_CODE, "full_numbers": _FLAG},
+    "expertcheckin.v1.WhoAmIRequest": {},
     "expertcheckin.v1.EchoRequest": {"message": _text(4096)},
 }
 # A field not (yet) in LIMITS, say one just added to a .proto, still gets a bound (a unit test names

@@ -1,4 +1,4 @@
-"""OrganiserService and DiagnosticsService servicers (bearer token checked by the interceptor)."""
+"""OrganiserService and DiagnosticsService servicers (the person and their role checked by the interceptor)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 from expertcheckin.v1 import diagnostics_pb2, diagnostics_pb2_grpc, organiser_pb2, organiser_pb2_grpc
 
 from platform_server.grpc_api import convert
+from platform_server.grpc_api.organiser_auth import current_person
 from platform_server.grpc_api.status_mapping import maps_errors
-from platform_server.services import batches, events, statistics
+from platform_server.services import accounts, batches, events, exports, face_attempts, statistics
 
 if TYPE_CHECKING:
     import threading
@@ -58,7 +59,9 @@ class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):  # type: i
             check_in_opens=convert.from_timestamp(b.check_in_opens, b.HasField("check_in_opens")),
             allow_id_only=b.allow_id_only,
         )
-        view = batches.create_batch(self._new_uow(), self._ctx, spec, request_id=request.request_id)
+        view = batches.create_batch(
+            self._new_uow(), self._ctx, spec, current_person().actor, request_id=request.request_id
+        )
         return organiser_pb2.CreateBatchResponse(batch=convert.batch(view))
 
     @maps_errors
@@ -70,7 +73,9 @@ class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):  # type: i
         """Close a batch; a retried request_id gets the first answer."""
         return organiser_pb2.CloseBatchResponse(
             batch=convert.batch(
-                batches.close_batch(self._new_uow(), self._ctx, request.code, request_id=request.request_id)
+                batches.close_batch(
+                    self._new_uow(), self._ctx, request.code, current_person().actor, request_id=request.request_id
+                )
             )
         )
 
@@ -92,6 +97,73 @@ class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):  # type: i
         with uow:
             batch_id = events.batch_id_of(uow, request.batch_code)
         return self._stream(batch_id, request.after_event_id, context)
+
+    @maps_errors
+    def ResetFaceAttempts(  # noqa: N802
+        self,
+        request: organiser_pb2.ResetFaceAttemptsRequest,
+        context: grpc.ServicerContext,  # noqa: ARG002
+    ) -> organiser_pb2.ResetFaceAttemptsResponse:
+        """New face attempts for an expert, with a reason; audited with the person."""
+        done = face_attempts.reset_face_attempts(
+            self._new_uow(),
+            self._ctx,
+            batch_code=request.batch_code,
+            id_value=request.id_number,
+            reason=request.reason,
+            actor=current_person().actor,
+        )
+        response = organiser_pb2.ResetFaceAttemptsResponse(
+            previous_failures=done.previous_failures,
+            locked_by_kiosk=done.locked_by or "",
+            id_number_masked=done.id_masked,
+            expert_name=done.expert_name,
+        )
+        if done.locked_at is not None:
+            response.locked_at.FromDatetime(done.locked_at)
+        return response
+
+    @maps_errors
+    def ExportFees(  # noqa: N802
+        self,
+        request: organiser_pb2.ExportFeesRequest,
+        context: grpc.ServicerContext,  # noqa: ARG002
+    ) -> organiser_pb2.ExportFeesResponse:
+        """Fee-payment rows; full numbers only for a role with see_full_numbers (refusal audited)."""
+        person = current_person()
+        if request.full_numbers:
+            accounts.require(
+                self._new_uow(),
+                person,
+                accounts.Permission.SEE_FULL_NUMBERS,
+                what="ExportFees full_numbers",
+                at=self._ctx.clock(),
+            )
+        rows = exports.fee_rows(
+            self._new_uow(), self._ctx, request.batch_code, full_numbers=request.full_numbers, actor=person.actor
+        )
+        return organiser_pb2.ExportFeesResponse(
+            rows=[
+                organiser_pb2.FeeRow(
+                    name=r[0], id_number=r[1], organisation=r[2], bank=r[3], card_number=r[4], checked_in_at=r[5]
+                )
+                for r in rows
+            ]
+        )
+
+    def WhoAmI(  # noqa: N802
+        self,
+        request: organiser_pb2.WhoAmIRequest,  # noqa: ARG002
+        context: grpc.ServicerContext,  # noqa: ARG002
+    ) -> organiser_pb2.WhoAmIResponse:
+        """The calling person and what their role allows."""
+        person = current_person()
+        return organiser_pb2.WhoAmIResponse(
+            username=person.username,
+            display_name=person.display_name,
+            role=person.role.value,
+            permissions=sorted(p.value for p in accounts.ROLE_PERMISSIONS[person.role]),
+        )
 
     def _stream(
         self, batch_id: int, after: int, context: grpc.ServicerContext

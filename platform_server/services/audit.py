@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
-from platform_server.db.models import AuditEntry
 from platform_server.log_masking import mask_sensitive
+from platform_server.services import audit_chain
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -16,25 +14,13 @@ if TYPE_CHECKING:
     from platform_server.db.unit_of_work import UnitOfWork
 
 MAX_DETAIL_CHARS = 2000
-_COLUMNS = (
-    "occurred_at",
-    "kiosk_time",
-    "actor",
-    "action",
-    "outcome",
-    "batch_code",
-    "id_hash",
-    "id_masked",
-    "check_in_public_id",
-    "detail",
-)
-# Built once: every step writes one of these, so per-call statement building would show in latency.
-_INSERT = sa.text(
-    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"  # noqa: S608
-).bindparams(
-    sa.bindparam("occurred_at", type_=AuditEntry.__table__.c.occurred_at.type),
-    sa.bindparam("kiosk_time", type_=AuditEntry.__table__.c.kiosk_time.type),
-)
+_cli_actor = "cli"
+
+
+def use_cli_actor(name: str) -> None:
+    """Name the CLI's direct-mode user (OS account and host) wherever a service records actor "cli"."""
+    global _cli_actor  # noqa: PLW0603  (one CLI process, one user)
+    _cli_actor = name
 
 
 def record(
@@ -51,16 +37,16 @@ def record(
     detail: dict[str, object] | str = "",
     kiosk_time: dt.datetime | None = None,
 ) -> None:
-    """Append one audit row in the caller's transaction (so it commits or rolls back with the step)."""
+    """Append one chained audit row in the caller's transaction (so it commits or rolls back with the step)."""
     text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False, sort_keys=True)
     # Free text from kiosks and staff passes the same masking as the logs, in case a number slipped in.
     text = mask_sensitive(text)[:MAX_DETAIL_CHARS]
-    uow.execute(
-        _INSERT,
+    audit_chain.append_uow(
+        uow,
         {
             "occurred_at": at,
             "kiosk_time": kiosk_time,
-            "actor": actor[:64],
+            "actor": (_cli_actor if actor == "cli" else actor)[:64],
             "action": action[:40],
             "outcome": outcome[:40],
             "batch_code": batch_code,

@@ -18,6 +18,7 @@ from personal_data.crypto import decrypt_text
 from platform_server.db.models import Batch, CheckIn, Expert, Invitation
 from platform_server.errors import InvalidRequestError
 from platform_server.services import audit, roster
+from platform_server.services.formula_cells import FORMULA_STARTS, neutralised
 from platform_server.services.identify import china_time
 from platform_server.services.views import check_in_views
 
@@ -78,7 +79,9 @@ def check_in_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str) -> list
     ]
 
 
-def fee_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numbers: bool) -> list[list[Any]]:
+def fee_rows(
+    uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numbers: bool, actor: str = "cli"
+) -> list[list[Any]]:
     """One row per expert with an active check-in: who to pay and to which card."""
     with uow:
         rows = uow.execute(
@@ -111,7 +114,7 @@ def fee_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numb
             audit.record(
                 uow,
                 at=ctx.clock(),
-                actor="cli",
+                actor=actor,
                 action="export_fees_full",
                 outcome="exported",
                 batch_code=batch_code,
@@ -130,16 +133,6 @@ def fee_rows(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, *, full_numb
     return out
 
 
-# Cells a spreadsheet program would read as a formula (OWASP "CSV injection"): a name or organisation
-# such as =HYPERLINK("http://x","y") must come out as that text, never as a formula or a link.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralised(value: Any) -> Any:
-    """A text cell that starts like a formula, prefixed with ' (CSV); numbers, dates and flags unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 def _xlsx_cell(sheet: Any, value: Any) -> Any:

@@ -23,7 +23,7 @@ from platform_server.db.unit_of_work import DriverTransaction, SqlTransaction, r
 from platform_server.errors import InvalidRequestError
 from platform_server.face.api import FaceImageError, FaceImageProblem
 from platform_server.log_masking import mask_sensitive
-from platform_server.services import audit, events, idempotency, identification_token
+from platform_server.services import audit, audit_chain, events, idempotency, identification_token
 from platform_server.services.refusals import Reason, Refusal
 from platform_server.services.spreadsheets import valid_id_number
 from platform_server.services.views import CheckInView, check_in_view
@@ -183,11 +183,6 @@ _LOOKUP = """
     LEFT JOIN reference_photos p ON p.expert_id = e.id
     LEFT JOIN requests q ON q.kiosk_id = :kiosk_id AND q.request_id = :request_id
 """
-_INSERT_AUDIT = (
-    "INSERT INTO audit_log (occurred_at, kiosk_time, actor, action, outcome, batch_code, id_hash, id_masked,"
-    " check_in_public_id, detail) VALUES (:occurred_at, NULL, :actor, 'identify', :outcome, :batch_code, :id_hash,"
-    " :id_masked, NULL, :detail)"
-)
 _INSERT_ANSWER = (
     "INSERT INTO requests (kiosk_id, request_id, method, payload_hash, response_encrypted, created_at) "
     "VALUES (:kiosk_id, :request_id, :method, :payload_hash, :response_encrypted, :created_at)"
@@ -204,6 +199,7 @@ class _SessionSql:
         self._u = u
         self._driver = DriverTransaction(connection.engine)
         self._driver.raw = connection.connection.driver_connection
+        self.engine = connection.engine
         self.postgres = self._driver.postgres
         self.timestamp = self._driver.timestamp
 
@@ -349,16 +345,27 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
                 .returning(Invitation.face_failures)
             ).scalar_one()
             found.face_failures = int(failures)
-            max_attempts = ctx.rules.face_max_attempts
-            if found.face_failures >= max_attempts:
-                refusal = Refusal(Reason.FACE_ATTEMPTS_EXHAUSTED)
-            else:
-                refusal = Refusal(
-                    Reason.FACE_MISMATCH, {"attempt": str(found.face_failures), "max_attempts": str(max_attempts)}
-                )
+            refusal = _mismatch_refusal(u, ctx, found, cmd.kiosk_id, now)
         return _finish(d, u, ctx, cmd, found, refusal, face, id_hash, id_masked, content, now)
 
     return run_transaction(uow, second_pass)
+
+
+def _mismatch_refusal(u: UnitOfWork, ctx: ServiceContext, found: _Found, kiosk_id: str, now: dt.datetime) -> Refusal:
+    """FACE_MISMATCH with the attempt count, or FACE_ATTEMPTS_EXHAUSTED after the last one.
+
+    The kiosk that used the last attempt is recorded with the time: staff see it when they reset
+    (services.face_attempts).
+    """
+    max_attempts = ctx.rules.face_max_attempts
+    if found.face_failures < max_attempts:
+        return Refusal(Reason.FACE_MISMATCH, {"attempt": str(found.face_failures), "max_attempts": str(max_attempts)})
+    u.execute(
+        sa.update(Invitation)
+        .where(Invitation.id == found.invitation_id, Invitation.face_locked_by.is_(None))
+        .values(face_locked_by=kiosk_id[:64], face_locked_at=now)
+    )
+    return Refusal(Reason.FACE_ATTEMPTS_EXHAUSTED)
 
 
 def _refusal_before_face(  # noqa: C901, PLR0911  (the rules, in the order the expert hears them)
@@ -491,17 +498,20 @@ def _finish(  # noqa: PLR0917
         "attempt": cmd.face_attempt,
     }
     stamp = d.timestamp(now)
-    d.execute(
-        _INSERT_AUDIT,
-        {
-            "occurred_at": stamp,
-            "actor": cmd.kiosk_id[:64],
-            "outcome": ("verified" if refusal is None else refusal.reason.value.lower())[:40],
-            "batch_code": cmd.batch_code,
-            "id_hash": id_hash,
-            "id_masked": id_masked,
-            "detail": mask_sensitive(json.dumps(detail, ensure_ascii=False, sort_keys=True))[: audit.MAX_DETAIL_CHARS],
-        },
+    entry = {
+        "occurred_at": now,
+        "kiosk_time": None,
+        "actor": cmd.kiosk_id[:64],
+        "action": "identify",
+        "outcome": ("verified" if refusal is None else refusal.reason.value.lower())[:40],
+        "batch_code": cmd.batch_code,
+        "id_hash": id_hash,
+        "id_masked": id_masked,
+        "check_in_public_id": None,
+        "detail": mask_sensitive(json.dumps(detail, ensure_ascii=False, sort_keys=True))[: audit.MAX_DETAIL_CHARS],
+    }
+    audit_chain.append(
+        d.execute, audit_chain.key_for(d.engine), entry, {**entry, "occurred_at": stamp}, postgres=d.postgres
     )
     if found.kiosk_registered:
         d.execute(

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0040'
-down_revision = '0004'
+down_revision = '0020'
 branch_labels = None
 depends_on = None
 

@@ -15,14 +15,14 @@ from expertcheckin.v1 import diagnostics_pb2_grpc, kiosk_pb2_grpc, organiser_pb2
 from platform_server.bootstrap import Platform
 from platform_server.config import DatabaseSection, PlatformConfig, SecuritySection
 from platform_server.db.engine import make_session_factory
+from platform_server.db.models import AccountToken
 from platform_server.server import create_server
+from platform_server.services import accounts
 from tests.unit.platform_server.support import Clock, FakeFaceVerifier, Seeded, seed
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
-
-ORGANISER_TOKEN = "organiser-test-token-0123456789"
 
 
 @pytest.fixture
@@ -61,10 +61,35 @@ class Running:
     diagnostics: diagnostics_pb2_grpc.DiagnosticsServiceStub
     verifier: FakeFaceVerifier
     clock: Clock
+    admin_token: str = ""
 
     @property
     def auth(self) -> list[tuple[str, str]]:
-        return [("authorization", f"Bearer {ORGANISER_TOKEN}")]
+        """Call metadata of the seeded admin person."""
+        return [("authorization", f"Bearer {self.admin_token}")]
+
+    def person(self, username: str, role: accounts.Role) -> list[tuple[str, str]]:
+        """Add a person with `role` and return their call metadata."""
+        return [("authorization", f"Bearer {person_token(self.seeded, username, role)}")]
+
+
+def add_person_with_token(seeded: Seeded, username: str, role: accounts.Role, token: str) -> None:
+    """An account whose token is a value the test knows in advance (stored hashed, as issued ones are)."""
+    at = seeded.ctx.clock()
+    person = accounts.add_account(seeded.new_uow(), username=username, role=role, actor="os:test", at=at)
+    with seeded.uow.engine.begin() as c:
+        c.execute(
+            sa.insert(AccountToken).values(
+                account_id=person.account_id, token_hash=accounts.token_hash(token), label="test", created_at=at
+            )
+        )
+
+
+def person_token(seeded: Seeded, username: str, role: accounts.Role) -> str:
+    """An account with a fresh API token (what `platform-server accounts add` and `token` make)."""
+    at = seeded.ctx.clock()
+    accounts.add_account(seeded.new_uow(), username=username, role=role, actor="os:test", at=at)
+    return accounts.issue_token(seeded.new_uow(), username, actor="os:test", at=at)
 
 
 def start(db: str, *, rooms: int = 5, bands: int = 10, experts: int = 5, allow_id_only: bool = True) -> Running:
@@ -82,10 +107,7 @@ def start(db: str, *, rooms: int = 5, bands: int = 10, experts: int = 5, allow_i
         kiosk_ids=[f"K{i}" for i in range(1, 9)],
         pool_size=12,
     )
-    config = PlatformConfig(
-        database=DatabaseSection(url=db),
-        security=SecuritySection(organiser_token=ORGANISER_TOKEN),
-    )
+    config = PlatformConfig(database=DatabaseSection(url=db), security=SecuritySection())
     engine = seeded.uow._session_factory.kw["bind"]
     platform = Platform(config, engine, make_session_factory(engine), seeded.ctx)
     server, port = create_server(config, platform, listen="127.0.0.1:0")
@@ -101,6 +123,7 @@ def start(db: str, *, rooms: int = 5, bands: int = 10, experts: int = 5, allow_i
         diagnostics_pb2_grpc.DiagnosticsServiceStub(channel),
         verifier,
         clock,
+        person_token(seeded, "admin", accounts.Role.ADMIN),
     )
 
 

@@ -20,6 +20,12 @@ def test_postgres_migrations_match_models_and_guard_the_audit_log(pg_schema_url:
         c.exec_driver_sql(
             "INSERT INTO audit_log (occurred_at, actor, action, outcome, detail) VALUES (now(), 'a', 'b', 'c', '')"
         )
+    for statement in ("DELETE FROM audit_log", "TRUNCATE audit_log", "UPDATE audit_log SET outcome = 'x'"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as c:
+            c.exec_driver_sql(statement)
+    # A row from before the chain may be given its place once (seq and mac), nothing else.
+    with engine.begin() as c:
+        c.exec_driver_sql("UPDATE audit_log SET seq = 1, mac = 'm'")
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as c:
-        c.exec_driver_sql("DELETE FROM audit_log")
+        c.exec_driver_sql("UPDATE audit_log SET mac = 'other'")
     engine.dispose()

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 PLATFORM_SERVER = Path(sys.executable).with_name("platform-server")
-TOKEN = "organiser-serve-test-0123456789"
 GRACE_S = 6  # long enough that finishing well inside it shows the open stream did not hold it
 START_DEADLINE_S = 60  # migrations on a fresh SQLite file and the imports of a cold interpreter
 SERVING = re.compile(r"platform serving on \S+:(\d+) \(([^)]*)\)")
@@ -43,6 +42,7 @@ class ServerProcess:
     """The CLI's serve command in its own process; its stderr lines are read by a thread into a queue."""
 
     def __init__(self, config: Path, env: dict[str, str]) -> None:
+        self.config = config
         self.process = subprocess.Popen(
             [str(PLATFORM_SERVER), "--config", str(config), "serve"],
             stdout=subprocess.DEVNULL,
@@ -118,7 +118,6 @@ def write_config(tmp_path: Path, certs: Path | None, *, data_key: str) -> Path:
         f'url = "sqlite:///{tmp_path / "platform.db"}"\n'
         "[security]\n"
         'mode = "production"\n'
-        f'organiser_token = "{TOKEN}"\n'
         f"{key}{tls}"
         "[face]\n"
         'verifier = "none"\n',
@@ -127,12 +126,28 @@ def write_config(tmp_path: Path, certs: Path | None, *, data_key: str) -> Path:
     return config
 
 
+def cli(config: Path, *args: str) -> str:
+    """Run a CLI command on the served database (an admin on the platform's host); its stdout."""
+    return subprocess.run(
+        [str(PLATFORM_SERVER), "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean_env(),
+        timeout=120,
+    ).stdout.strip()
+
+
 @pytest.fixture
 def served(tmp_path: Path, certs: Path) -> Iterator[tuple[ServerProcess, int, grpc.Channel]]:
     key = subprocess.run(
         [str(PLATFORM_SERVER), "keygen"], capture_output=True, text=True, check=True, env=clean_env()
     ).stdout.strip()
-    server = ServerProcess(write_config(tmp_path, certs, data_key=key), clean_env())
+    config = write_config(tmp_path, certs, data_key=key)
+    # An organiser person and their token, made the way an admin does on the host.
+    cli(config, "accounts", "add", "wang.li", "--role", "organiser", "--name", "王丽")
+    (tmp_path / "token").write_text(cli(config, "accounts", "token", "wang.li", "--label", "test"), encoding="utf-8")
+    server = ServerProcess(config, clean_env())
     try:
         match = server.wait_for(SERVING, START_DEADLINE_S)
         assert match.group(2) == "TLS, kiosk client certificates required"
@@ -152,6 +167,7 @@ def test_serve_answers_health_then_stops_gracefully_on_sigterm_with_a_live_strea
     served: tuple[ServerProcess, int, grpc.Channel],
 ) -> None:
     server, _port, channel = served
+    token = (server.config.parent / "token").read_text(encoding="utf-8")
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", "expertcheckin.v1.KioskService", "expertcheckin.v1.OrganiserService"):
         answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
@@ -159,7 +175,7 @@ def test_serve_answers_health_then_stops_gracefully_on_sigterm_with_a_live_strea
 
     # An organiser follows the live event stream of a batch when the stop comes.
     organiser = organiser_pb2_grpc.OrganiserServiceStub(channel)
-    auth = [("authorization", f"Bearer {TOKEN}")]
+    auth = [("authorization", f"Bearer {token}")]
     organiser.CreateBatch(
         organiser_pb2.CreateBatchRequest(
             request_id="serve-test-create", batch=common_pb2.Batch(code="LIVE", name="在线批次")
@@ -239,3 +255,22 @@ def test_bad_tls_file_refuses_to_start_before_the_database(tmp_path: Path, certs
     assert "is not the key of" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "platform.db").exists()
+
+
+def test_a_different_data_key_is_refused_in_one_line_by_serve_and_the_cli(tmp_path: Path) -> None:
+    first = write_config(tmp_path, None, data_key="the first data key of this test")
+    cli(first, "batch", "list")  # the database now holds the first key's fingerprint
+    other = write_config(tmp_path, None, data_key="another data key, not this database's")
+    for args in (["serve"], ["batch", "list"], ["audit", "verify"], ["accounts", "list"]):
+        result = subprocess.run(
+            [str(PLATFORM_SERVER), "--config", str(other), *args],
+            capture_output=True,
+            text=True,
+            env=clean_env(PLATFORM_SERVER_LISTEN="127.0.0.1:0"),
+            timeout=60,
+            check=False,
+        )
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 5, (args, result.stderr)
+        assert len(lines) == 1, (args, result.stderr)
+        assert "wrong data key: this database was written with key" in lines[0]

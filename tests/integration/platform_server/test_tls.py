@@ -39,7 +39,9 @@ from platform_server.db.models import AuditEntry, Kiosk
 from platform_server.dev_certs import make_dev_certificates
 from platform_server.errors import ConfigError
 from platform_server.server import create_server
+from platform_server.services import accounts
 from tests.integration.kiosk.fake_platform import settings_for
+from tests.integration.platform_server.conftest import add_person_with_token
 from tests.integration.platform_server.rpc_helpers import SIGNATURE, complete_request, identify_request, rid
 from tests.unit.platform_server.support import Clock, Seeded, luhn_pan, seed
 
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-TOKEN = "organiser-tls-test-token-0123456789"
+TOKEN = "eco_organiser-tls-test-token-0123456789"  # an admin's token, stored hashed by serve_tls
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,6 @@ def tls_config(db: str, pki: Pki) -> PlatformConfig:
     return PlatformConfig(
         database=DatabaseSection(url=db),
         security=SecuritySection(
-            organiser_token=TOKEN,
             tls_cert=str(pki.ours / "server.pem"),
             tls_key=str(pki.ours / "server.key"),
             client_ca=str(pki.ours / "ca.pem"),
@@ -115,6 +116,7 @@ def tls_config(db: str, pki: Pki) -> PlatformConfig:
 def serve_tls(tmp_path: Path, pki: Pki, *, allow_id_only: bool = True) -> TlsPlatform:
     clock = Clock(dt.datetime.now(dt.UTC))
     seeded = seed(f"sqlite:///{tmp_path / 'platform.db'}", clock=clock, allow_id_only=allow_id_only)
+    add_person_with_token(seeded, "admin", accounts.Role.ADMIN, TOKEN)
     config = tls_config(seeded.url, pki)
     engine = seeded.uow._session_factory.kw["bind"]
     platform = Platform(config, engine, make_session_factory(engine), seeded.ctx)
@@ -290,7 +292,7 @@ def test_kiosk_client_treats_a_refused_handshake_as_platform_unavailable(tls: Tl
     ],
     ids=["no token", "wrong token", "no bearer prefix", "right token"],
 )
-def test_organiser_calls_need_the_organiser_token_even_with_a_kiosk_certificate(
+def test_organiser_calls_need_a_persons_token_even_with_a_kiosk_certificate(
     tls: TlsPlatform, metadata: tuple[tuple[str, str], ...], expected: grpc.StatusCode
 ) -> None:
     channel = tls.channel(client=tls.pki.kiosk("K1"))

@@ -17,7 +17,7 @@ from platform_server.config import RulesSection
 from platform_server.db.engine import make_engine, make_session_factory, upgrade
 from platform_server.db.unit_of_work import UnitOfWork
 from platform_server.face.api import FaceImageError, FaceImageProblem, FaceVerdict
-from platform_server.services import batches, kiosks, roster
+from platform_server.services import batches, keyring, kiosks, roster
 from platform_server.services.context import ServiceContext
 
 if TYPE_CHECKING:
@@ -166,6 +166,7 @@ def seed(
     """Migrate the database at `url` and fill it with a ready-to-check-in batch."""
     engine = make_engine(url, pool_size=pool_size)
     upgrade(engine)
+    keyring.open_keys(engine, TEST_KEY)
     uow = UnitOfWork(make_session_factory(engine))
     clock = clock or Clock()
     ctx = ServiceContext(data_key=TEST_KEY, rules=rules or RulesSection(), face_verifier=verifier, clock=clock)

@@ -48,18 +48,15 @@ def test_bad_configuration_is_named(tmp_path: Path, text: str, environ: dict[str
         load_config(path, environ=environ)
 
 
-def test_production_refuses_to_start_without_key_or_token() -> None:
+def test_production_refuses_to_start_without_key_or_tls() -> None:
     with pytest.raises(ConfigError, match="data_key"):
         check_for_serving(load_config(environ={"PLATFORM_SECURITY_MODE": "production"}))
-    with pytest.raises(ConfigError, match="organiser_token"):
-        check_for_serving(load_config(environ={"PLATFORM_SECURITY_MODE": "production", "PLATFORM_DATA_KEY": "k" * 32}))
     with pytest.raises(ConfigError, match="tls_cert"):
         check_for_serving(
             load_config(
                 environ={
                     "PLATFORM_SECURITY_MODE": "production",
                     "PLATFORM_DATA_KEY": "k" * 32,
-                    "PLATFORM_ORGANISER_TOKEN": "t" * 20,
                     "PLATFORM_SERVER_LISTEN": "0.0.0.0:50051",
                 }
             )

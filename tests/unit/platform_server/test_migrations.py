@@ -42,6 +42,11 @@ def test_audit_log_is_append_only(tmp_path: Path) -> None:
     for statement in ("UPDATE audit_log SET outcome = 'x'", "DELETE FROM audit_log"):
         with pytest.raises(sa.exc.IntegrityError, match="append-only"), engine.begin() as c:
             c.exec_driver_sql(statement)
+    # A row from before the chain may be given its place once (seq and mac), nothing else.
+    with engine.begin() as c:
+        c.exec_driver_sql("UPDATE audit_log SET seq = 1, mac = 'm'")
+    with pytest.raises(sa.exc.IntegrityError, match="append-only"), engine.begin() as c:
+        c.exec_driver_sql("UPDATE audit_log SET mac = 'other'")
 
 
 def test_the_fast_head_check_agrees_with_alembic(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def test_every_field_of_every_request_message_has_a_limit() -> None:
     assert not missing, f"add these to platform_server/grpc_api/limits.py LIMITS: {missing}"
     stale = [m for m in limits.LIMITS if m not in messages]
     assert not stale
-    assert len(limits.request_types()) == 12  # 6 kiosk, 5 organiser, 1 diagnostics
+    assert len(limits.request_types()) == 15  # 6 kiosk, 8 organiser, 1 diagnostics
 
 
 def test_every_string_and_bytes_field_has_a_length_bound() -> None:

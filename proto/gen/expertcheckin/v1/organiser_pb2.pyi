@@ -139,3 +139,73 @@ class StreamCheckInEventsResponse(_message.Message):
     check_in: _common_pb2.CheckIn
     refusal_reason: _common_pb2.RefusalReason
     def __init__(self, event_id: _Optional[int] = ..., kind: _Optional[_Union[StreamCheckInEventsResponse.Kind, str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kiosk_id: _Optional[str] = ..., check_in: _Optional[_Union[_common_pb2.CheckIn, _Mapping]] = ..., refusal_reason: _Optional[_Union[_common_pb2.RefusalReason, str]] = ...) -> None: ...
+
+class ResetFaceAttemptsRequest(_message.Message):
+    __slots__ = ("batch_code", "id_number", "reason")
+    BATCH_CODE_FIELD_NUMBER: _ClassVar[int]
+    ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    batch_code: str
+    id_number: str
+    reason: str
+    def __init__(self, batch_code: _Optional[str] = ..., id_number: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ResetFaceAttemptsResponse(_message.Message):
+    __slots__ = ("previous_failures", "locked_by_kiosk", "locked_at", "id_number_masked", "expert_name")
+    PREVIOUS_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_BY_KIOSK_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_AT_FIELD_NUMBER: _ClassVar[int]
+    ID_NUMBER_MASKED_FIELD_NUMBER: _ClassVar[int]
+    EXPERT_NAME_FIELD_NUMBER: _ClassVar[int]
+    previous_failures: int
+    locked_by_kiosk: str
+    locked_at: _timestamp_pb2.Timestamp
+    id_number_masked: str
+    expert_name: str
+    def __init__(self, previous_failures: _Optional[int] = ..., locked_by_kiosk: _Optional[str] = ..., locked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., id_number_masked: _Optional[str] = ..., expert_name: _Optional[str] = ...) -> None: ...
+
+class ExportFeesRequest(_message.Message):
+    __slots__ = ("batch_code", "full_numbers")
+    BATCH_CODE_FIELD_NUMBER: _ClassVar[int]
+    FULL_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    batch_code: str
+    full_numbers: bool
+    def __init__(self, batch_code: _Optional[str] = ..., full_numbers: _Optional[bool] = ...) -> None: ...
+
+class FeeRow(_message.Message):
+    __slots__ = ("name", "id_number", "organisation", "bank", "card_number", "checked_in_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    ORGANISATION_FIELD_NUMBER: _ClassVar[int]
+    BANK_FIELD_NUMBER: _ClassVar[int]
+    CARD_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_IN_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id_number: str
+    organisation: str
+    bank: str
+    card_number: str
+    checked_in_at: str
+    def __init__(self, name: _Optional[str] = ..., id_number: _Optional[str] = ..., organisation: _Optional[str] = ..., bank: _Optional[str] = ..., card_number: _Optional[str] = ..., checked_in_at: _Optional[str] = ...) -> None: ...
+
+class ExportFeesResponse(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[FeeRow]
+    def __init__(self, rows: _Optional[_Iterable[_Union[FeeRow, _Mapping]]] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("username", "display_name", "role", "permissions")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    display_name: str
+    role: str
+    permissions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, username: _Optional[str] = ..., display_name: _Optional[str] = ..., role: _Optional[str] = ..., permissions: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -60,6 +60,21 @@ class OrganiserServiceStub:
                 request_serializer=expertcheckin_dot_v1_dot_organiser__pb2.StreamCheckInEventsRequest.SerializeToString,
                 response_deserializer=expertcheckin_dot_v1_dot_organiser__pb2.StreamCheckInEventsResponse.FromString,
                 _registered_method=True)
+        self.ResetFaceAttempts = channel.unary_unary(
+                '/expertcheckin.v1.OrganiserService/ResetFaceAttempts',
+                request_serializer=expertcheckin_dot_v1_dot_organiser__pb2.ResetFaceAttemptsRequest.SerializeToString,
+                response_deserializer=expertcheckin_dot_v1_dot_organiser__pb2.ResetFaceAttemptsResponse.FromString,
+                _registered_method=True)
+        self.ExportFees = channel.unary_unary(
+                '/expertcheckin.v1.OrganiserService/ExportFees',
+                request_serializer=expertcheckin_dot_v1_dot_organiser__pb2.ExportFeesRequest.SerializeToString,
+                response_deserializer=expertcheckin_dot_v1_dot_organiser__pb2.ExportFeesResponse.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/expertcheckin.v1.OrganiserService/WhoAmI',
+                request_serializer=expertcheckin_dot_v1_dot_organiser__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=expertcheckin_dot_v1_dot_organiser__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class OrganiserServiceServicer:
@@ -96,6 +111,27 @@ class OrganiserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResetFaceAttempts(self, request, context):
+        """Give an expert whose face attempts are used up new attempts (organiser, admin); audited with the reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportFees(self, request, context):
+        """The fee-payment list; full ID and card numbers only for finance and admin (audited).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """The calling person, role and permissions (the CLI checks its token with it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrganiserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +159,21 @@ def add_OrganiserServiceServicer_to_server(servicer, server):
                     servicer.StreamCheckInEvents,
                     request_deserializer=expertcheckin_dot_v1_dot_organiser__pb2.StreamCheckInEventsRequest.FromString,
                     response_serializer=expertcheckin_dot_v1_dot_organiser__pb2.StreamCheckInEventsResponse.SerializeToString,
+            ),
+            'ResetFaceAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetFaceAttempts,
+                    request_deserializer=expertcheckin_dot_v1_dot_organiser__pb2.ResetFaceAttemptsRequest.FromString,
+                    response_serializer=expertcheckin_dot_v1_dot_organiser__pb2.ResetFaceAttemptsResponse.SerializeToString,
+            ),
+            'ExportFees': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportFees,
+                    request_deserializer=expertcheckin_dot_v1_dot_organiser__pb2.ExportFeesRequest.FromString,
+                    response_serializer=expertcheckin_dot_v1_dot_organiser__pb2.ExportFeesResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=expertcheckin_dot_v1_dot_organiser__pb2.WhoAmIRequest.FromString,
+                    response_serializer=expertcheckin_dot_v1_dot_organiser__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +311,87 @@ class OrganiserService:
             '/expertcheckin.v1.OrganiserService/StreamCheckInEvents',
             expertcheckin_dot_v1_dot_organiser__pb2.StreamCheckInEventsRequest.SerializeToString,
             expertcheckin_dot_v1_dot_organiser__pb2.StreamCheckInEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetFaceAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/expertcheckin.v1.OrganiserService/ResetFaceAttempts',
+            expertcheckin_dot_v1_dot_organiser__pb2.ResetFaceAttemptsRequest.SerializeToString,
+            expertcheckin_dot_v1_dot_organiser__pb2.ResetFaceAttemptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportFees(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/expertcheckin.v1.OrganiserService/ExportFees',
+            expertcheckin_dot_v1_dot_organiser__pb2.ExportFeesRequest.SerializeToString,
+            expertcheckin_dot_v1_dot_organiser__pb2.ExportFeesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/expertcheckin.v1.OrganiserService/WhoAmI',
+            expertcheckin_dot_v1_dot_organiser__pb2.WhoAmIRequest.SerializeToString,
+            expertcheckin_dot_v1_dot_organiser__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,
