@@ -25,6 +25,16 @@ _Complete = kiosk_pb2.CompleteCheckInResponse
 _Annul = kiosk_pb2.AnnulCheckInResponse
 
 
+def _dispense(value: int) -> str:
+    """The proto's DispenseState as the service's word (an unknown number is the service's to refuse)."""
+    if value == kiosk_pb2.DISPENSE_STATE_UNSPECIFIED:
+        return "LIVE"
+    try:
+        return kiosk_pb2.DispenseState.Name(value).removeprefix("DISPENSE_STATE_")  # type: ignore[arg-type]
+    except ValueError:
+        return f"UNKNOWN_VALUE_{value}"
+
+
 class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc]  # generated base is untyped
     """The calls a check-in kiosk makes."""
 
@@ -120,11 +130,13 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
                 else "ON_FILE",
                 signature_png=request.signature_png,
                 band_uid=request.band_uid,
+                dispense=_dispense(request.dispense),
             ),
         )
         response = _Complete(
             outcome=_Complete.OUTCOME_COMPLETED if result.refusal is None else _Complete.OUTCOME_REFUSED,
             replayed=result.replayed,
+            needs_staff_case_id=result.needs_staff_case_id,
         )
         if result.refusal is not None:
             response.refusal.CopyFrom(convert.refusal(result.refusal))
