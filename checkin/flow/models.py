@@ -137,9 +137,10 @@ class Identified:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """A call the platform answered with a refusal."""
+    """A call the platform answered with a refusal; the platform's needs-staff case for it, if it opened one."""
 
     refusal: Refusal
+    needs_staff_case_id: str = ""
 
 
 IdentifyResult: TypeAlias = Identified | Refused
@@ -172,6 +173,14 @@ class NewCard:
         return bank_card.mask(self.pan)
 
 
+class DispenseState(StrEnum):
+    """What became of the band when a CompleteCheckIn is sent (the platform honours replays late)."""
+
+    LIVE = "live"  # the band waits at the reader for the answer
+    HANDED_OUT = "handed_out"  # replay: the band left the arm without an answer
+    UNKNOWN = "unknown"  # replay of an orphan: the kiosk died mid-dispense
+
+
 @dataclass(frozen=True, slots=True)
 class CompleteRequest:
     """One CompleteCheckIn call: band, card (None = the card on file) and signature."""
@@ -181,6 +190,8 @@ class CompleteRequest:
     new_card: NewCard | None
     signature_png: bytes = field(repr=False)
     band_uid: str
+    #: LIVE from the flow; the queue's replay says the band left the arm (or may have).
+    dispense: DispenseState = DispenseState.LIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +215,7 @@ class Completed:
 
     check_in: CheckInInfo
     replayed: bool = False
+    needs_staff_case_id: str = ""  # a band of unknown fate: the platform's case for staff
 
 
 CompleteResult: TypeAlias = Completed | Refused

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from platform_server.errors import PermissionDeniedError
+from platform_server.services.kiosk_access import certificate_sha256
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,3 +55,12 @@ def check_kiosk_identity(context: grpc.ServicerContext, kiosk_id: str, *, requir
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in auth.get("x509_common_name", [])]
     if kiosk_id not in names:
         raise PermissionDeniedError(f"kiosk_id {kiosk_id!r} does not match the client certificate")
+
+
+def client_certificate_sha256(context: grpc.ServicerContext) -> str | None:
+    """SHA-256 (hex) of the DER client certificate the TLS handshake verified, or None without one."""
+    pems: Any = context.auth_context().get("x509_pem_cert") or []
+    if not pems:
+        return None
+    pem = pems[0] if isinstance(pems[0], bytes) else str(pems[0]).encode()
+    return certificate_sha256(pem)

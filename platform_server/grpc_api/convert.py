@@ -146,6 +146,6 @@ def needs_staff_case(view: CaseView) -> organiser_pb2.NeedsStaffCase:
         expert_name=view.expert_name or "",
         check_in_id=view.check_in_id or "",
         detail=view.detail,
+        created_at=timestamp(view.created_at),
     )
-    message.created_at.CopyFrom(timestamp(view.created_at))
     return message

@@ -145,7 +145,7 @@ def open_case(
     return public_id
 
 
-def select_cases() -> sa.Select[Any]:
+def select_cases() -> Any:
     """The case joined to its batch code, the expert (masked) and the check-in's public id."""
     return (
         sa.select(NeedsStaffCase, Batch.code, Expert.id_masked, Expert.name, CheckIn.public_id)

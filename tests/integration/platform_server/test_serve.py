@@ -43,6 +43,7 @@ class ServerProcess:
     """The CLI's serve command in its own process; its stderr lines are read by a thread into a queue."""
 
     def __init__(self, config: Path, env: dict[str, str]) -> None:
+        self.config, self.env = config, env
         self.process = subprocess.Popen(
             [str(PLATFORM_SERVER), "--config", str(config), "serve"],
             stdout=subprocess.DEVNULL,
@@ -183,12 +184,34 @@ def test_serve_answers_health_then_stops_gracefully_on_sigterm_with_a_live_strea
         ended.set()
 
     threading.Thread(target=follow, daemon=True).start()
-    # A refused identify (K1 is not registered in this fresh database) puts one event on the stream:
-    # once the follower has it, the stream is live and waiting for the next when SIGTERM comes.
+    # A refused identify (nobody is invited to this fresh batch) puts one event on the stream: once the
+    # follower has it, the stream is live and waiting for the next when SIGTERM comes. K1 is registered
+    # for the batch with its certificate, through the CLI, beside the running server.
+    cert = server.config.parent / "certs" / "kiosk-K1.pem"
+    added = subprocess.run(
+        [
+            str(PLATFORM_SERVER),
+            "--config",
+            str(server.config),
+            "kiosks",
+            "add",
+            "K1",
+            "--batch",
+            "LIVE",
+            "--cert",
+            str(cert),
+        ],
+        capture_output=True,
+        text=True,
+        env=server.env,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
     refused = kiosk_pb2_grpc.KioskServiceStub(channel).IdentifyExpert(
         identify_request("K1", "LIVE", make_id(1)), timeout=10
     )
-    assert refused.refusal.reason == common_pb2.REFUSAL_REASON_KIOSK_NOT_REGISTERED
+    assert refused.refusal.reason == common_pb2.REFUSAL_REASON_NOT_INVITED
     assert first_event.wait(timeout=10), "the event stream delivered nothing"
     assert not ended.is_set()
 
