@@ -45,6 +45,7 @@ from checkin.flow.models import (
     DispenseState,
     KioskEvent,
     NewCard,
+    QueuedRecordInfo,
     Refused,
 )
 from checkin.flow.ports import PlatformUnavailableError
@@ -298,7 +299,7 @@ class PendingQueue:
             listed.append(
                 QueuedRecordInfo(
                     request_id=str(request_id),
-                    state=RecordState(state),
+                    state=RecordState(state).value,
                     band_uid=band,
                     problem=str(last_error),
                     case_id=str(case_id),
@@ -321,19 +322,6 @@ class PendingQueue:
             (state.value, _now(), request_id),
         )
         self._changed()
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedRecordInfo:
-    """One queued record as staff mode lists it."""
-
-    request_id: str
-    state: RecordState
-    band_uid: str
-    problem: str  # the refusal code, or the last error of a replay
-    case_id: str  # the platform's needs-staff case, once it opened one
-    attempts: int
-    since: str  # UTC, "YYYY-MM-DD HH:MM:SS"
 
 
 class ReplayPlatform(Protocol):

@@ -221,6 +221,19 @@ class Completed:
 CompleteResult: TypeAlias = Completed | Refused
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedRecordInfo:
+    """One record of the kiosk's durable queue as staff mode lists it (no card number, no token)."""
+
+    request_id: str
+    state: str  # in_flight | deliver | annul | orphaned | refused (checkin.pending_queue.RecordState)
+    band_uid: str
+    problem: str  # the refusal code, or the last error of a replay
+    case_id: str  # the platform's needs-staff case, once it opened one
+    attempts: int
+    since: str  # UTC, "YYYY-MM-DD HH:MM:SS"
+
+
 class AnnulReason(StrEnum):
     """Why the kiosk undoes a check-in it just made."""
 

@@ -15,7 +15,7 @@ from checkin.texts import DEFAULT_LANGUAGE, Language
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from checkin.flow.models import CardSource, RefusalCode
+    from checkin.flow.models import CardSource, QueuedRecordInfo, RefusalCode
     from checkin.flow.ports import DispensePhase
 
 TOTAL_STEPS = 5
@@ -248,3 +248,5 @@ class StaffMenuView(View):
     self_test_running: bool = False
     self_test: tuple[SelfTestLine, ...] = ()
     max_refill: int = 500
+    #: The queue's records: waiting ones (delivered by themselves) and refused ones staff clear.
+    queued: tuple[QueuedRecordInfo, ...] = ()
