@@ -135,7 +135,7 @@ def event(view: EventView) -> organiser_pb2.StreamCheckInEventsResponse:
 
 def needs_staff_case(view: CaseView) -> organiser_pb2.NeedsStaffCase:
     """A needs-staff case as organisers see it (the expert masked)."""
-    message = organiser_pb2.NeedsStaffCase(
+    return organiser_pb2.NeedsStaffCase(
         case_id=view.case_id,
         kind=view.kind,
         state=view.state.value,
@@ -148,4 +148,3 @@ def needs_staff_case(view: CaseView) -> organiser_pb2.NeedsStaffCase:
         detail=view.detail,
         created_at=timestamp(view.created_at),
     )
-    return message
