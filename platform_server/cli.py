@@ -521,8 +521,8 @@ def cases_resolve(case_id: Annotated[str, typer.Argument(help="工单编号 / ca
 
 @app.command("status")
 def status(batch: BatchOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Invited, arrived, missing, rooms and bands left, UWB delivery, kiosks."""
-    from platform_server.services import statistics  # noqa: PLC0415
+    """Invited, arrived, missing, rooms and bands left, UWB delivery, open cases, kiosks."""
+    from platform_server.services import cases, statistics  # noqa: PLC0415
 
     def action() -> None:
         stats = statistics.batch_statistics(_platform().new_uow(), batch)
@@ -535,6 +535,8 @@ def status(batch: BatchOption, as_json: Annotated[bool, typer.Option("--json")] 
         _print(f"  房间 rooms {stats.rooms_left}/{stats.rooms_total} left   手环 bands left {stats.bands_left}")
         _print(f"  撤销 annulled {stats.annulled}   需人工 needs staff {stats.needs_staff}")
         _print(f"  UWB pending {stats.uwb_pending}   delivered {stats.uwb_delivered}   failed {stats.uwb_failed}")
+        open_cases = len(cases.list_cases(_platform().new_uow(), batch_code=batch, limit=cases.MAX_LIST))
+        _print(f"  待处理工单 open cases {open_cases}   (platform-server cases list --batch {batch})")
         for k in stats.kiosks:
             seen = k.last_heartbeat.isoformat(timespec="seconds") if k.last_heartbeat else "never"
             oos = "  OUT OF SERVICE" if k.out_of_service else ""

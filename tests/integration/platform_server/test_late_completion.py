@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
-from expertcheckin.v1 import common_pb2, kiosk_pb2
+from expertcheckin.v1 import common_pb2, kiosk_pb2, organiser_pb2
 
 from checkin.flow.models import CardSource, CompleteRequest, DispenseState, NewCard, Refused
 from checkin.pending_queue import PendingQueue, QueueReplayer, RecordState
@@ -170,6 +170,40 @@ def test_a_replay_that_cannot_be_honoured_becomes_one_case_with_what_staff_need(
     cases.resolve_case(seeded.new_uow(), seeded.ctx, case.case_id, reason="band taken back at the desk", actor="li")
     assert kiosk.queue.staff_clear("closed-1")
     assert kiosk.queue.depth() == 0
+
+
+def test_the_organisers_event_stream_carries_the_case(kiosk: Kiosk) -> None:
+    running = kiosk.running
+    seeded = running.seeded
+    kiosk.band_left_the_arm_unconfirmed("stream-1", kiosk.identify(3), band=4)
+    batches.close_batch(seeded.new_uow(), seeded.ctx, seeded.batch_code)
+    kiosk.replayer.replay_once()
+    stream = running.organiser.StreamCheckInEvents(
+        organiser_pb2.StreamCheckInEventsRequest(batch_code=seeded.batch_code), metadata=running.auth, timeout=20
+    )
+    try:
+        kinds = []
+        for item in stream:
+            kinds.append(item.kind)
+            if item.kind == organiser_pb2.StreamCheckInEventsResponse.KIND_NEEDS_STAFF:
+                break
+    finally:
+        stream.cancel()
+    assert kinds[-2:] == [
+        organiser_pb2.StreamCheckInEventsResponse.KIND_REFUSED,
+        organiser_pb2.StreamCheckInEventsResponse.KIND_NEEDS_STAFF,
+    ]
+    case = item.needs_staff_case
+    assert (case.kind, case.state, case.kiosk_id, case.reason) == (
+        "queued_check_in_refused",
+        "open",
+        "K1",
+        "BATCH_CLOSED",
+    )
+    assert (case.band_uid, case.expert_name) == (seeded.bands[4][0], "专家3")
+    assert case.id_number_masked.endswith(seeded.ids[3][-4:])
+    assert case.case_id == kiosk.queue.staff_list()[0].case_id
+    assert case.HasField("created_at")
 
 
 def test_an_empty_room_pool_makes_a_case_too(one_room: Running, tmp_path: Path) -> None:
