@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from platform_server.db.models import Batch, Kiosk, NeedsStaffCase
+from platform_server.db.models import Kiosk, NeedsStaffCase
 from platform_server.db.unit_of_work import run_transaction
 from platform_server.errors import (
     InvalidRequestError,
@@ -46,6 +46,22 @@ STREAK_REASONS = frozenset(
     {Reason.NOT_INVITED, Reason.ID_CARD_INVALID, Reason.FACE_MISMATCH, Reason.FACE_ATTEMPTS_EXHAUSTED}
 )
 MAX_REASON_CHARS = 200
+
+
+_ADMIT = (
+    "SELECT k.disabled_at, k.disabled_reason, k.removed_at, k.cert_sha256, k.refusal_streak, k.throttled_until,"
+    " k.batch_id, b.code FROM kiosks k LEFT JOIN batches b ON b.id = k.batch_id WHERE k.kiosk_id = :kiosk_id"
+)
+
+
+def _utc(value: object) -> dt.datetime | None:
+    """A timestamp as either driver returns it (SQLite: naive UTC text), aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,26 +99,15 @@ def admit(
     identify: bool = False,
 ) -> Admission:
     """Let the call through or raise the specific refusal; reads only, so a refused call writes nothing."""
-    with uow:
-        row = uow.execute(
-            sa.select(
-                Kiosk.disabled_at,
-                Kiosk.disabled_reason,
-                Kiosk.removed_at,
-                Kiosk.cert_sha256,
-                Kiosk.refusal_streak,
-                Kiosk.throttled_until,
-                Kiosk.batch_id,
-                Batch.code,
-            )
-            .outerjoin(Batch, Batch.id == Kiosk.batch_id)
-            .where(Kiosk.kiosk_id == kiosk_id)
-        ).first()
+    # Every kiosk call passes here: one statement on a driver connection, no Session, no write lock.
+    with uow.driver_transaction(read_only=True) as d:
+        row = d.execute(_ADMIT, {"kiosk_id": kiosk_id}).fetchone()
     if row is None:
         if certificates_required:
             raise KioskCertificateError(f"kiosk {kiosk_id} is not registered: no certificate is accepted for it")
         return Admission(registered=False)  # the services answer KIOSK_NOT_REGISTERED
-    disabled_at, disabled_reason, removed_at, registered_sha256, streak, throttled_until, batch_id, code = row
+    disabled_reason, registered_sha256, streak, batch_id, code = row[1], row[3], row[4], row[6], row[7]
+    disabled_at, removed_at, throttled_until = _utc(row[0]), _utc(row[2]), _utc(row[5])
     if removed_at is not None:
         raise KioskRemovedError(f"kiosk {kiosk_id} was removed on {removed_at:%Y-%m-%d %H:%M} UTC")
     if certificates_required and (registered_sha256 is None or registered_sha256 != presented_sha256):
