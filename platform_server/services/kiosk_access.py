@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from cryptography import x509
@@ -50,7 +50,11 @@ MAX_REASON_CHARS = 200
 
 _ADMIT = (
     "SELECT k.disabled_at, k.disabled_reason, k.removed_at, k.cert_sha256, k.refusal_streak, k.throttled_until,"
-    " k.batch_id, b.code FROM kiosks k LEFT JOIN batches b ON b.id = k.batch_id WHERE k.kiosk_id = :kiosk_id"
+    " k.batch_id, b.code,"
+    # An unassigned kiosk serves the only open batch (as its home screen shows): which, and how many.
+    " (SELECT min(o.code) FROM batches o WHERE k.batch_id IS NULL AND NOT o.closed),"
+    " (SELECT count(*) FROM batches o WHERE k.batch_id IS NULL AND NOT o.closed)"
+    " FROM kiosks k LEFT JOIN batches b ON b.id = k.batch_id WHERE k.kiosk_id = :kiosk_id"
 )
 
 
@@ -106,7 +110,7 @@ def admit(
         if certificates_required:
             raise KioskCertificateError(f"kiosk {kiosk_id} is not registered: no certificate is accepted for it")
         return Admission(registered=False)  # the services answer KIOSK_NOT_REGISTERED
-    disabled_reason, registered_sha256, streak, batch_id, code = row[1], row[3], row[4], row[6], row[7]
+    disabled_reason, registered_sha256, streak = row[1], row[3], row[4]
     disabled_at, removed_at, throttled_until = _utc(row[0]), _utc(row[2]), _utc(row[5])
     if removed_at is not None:
         raise KioskRemovedError(f"kiosk {kiosk_id} was removed on {removed_at:%Y-%m-%d %H:%M} UTC")
@@ -124,13 +128,26 @@ def admit(
             "(staff: resolve the kiosk_refusal_streak case to lift it)",
             retry_after_s=wait,
         )
-    if batch_id is not None:
+    _check_batch(ctx, kiosk_id, row, batch_code, token)
+    return Admission(registered=True, refusal_streak=int(streak))
+
+
+def _check_batch(ctx: ServiceContext, kiosk_id: str, row: Any, batch_code: str | None, token: str | None) -> None:
+    """KioskWrongBatchError unless the call is for the kiosk's batch (or, unassigned, the only open one)."""
+    batch_id, code = row[6], row[7]
+    if batch_id is None:
+        only_open, open_count = row[8], int(row[9] or 0)
+        if batch_code is not None and (open_count != 1 or batch_code != only_open):
+            raise KioskWrongBatchError(
+                f"kiosk {kiosk_id} is not assigned to a batch and serves only the one open batch"
+                f" ({open_count} are open): assign it with `platform-server kiosks add --batch`"
+            )
+    else:
         if batch_code is not None and batch_code != code:
             raise KioskWrongBatchError(f"kiosk {kiosk_id} is assigned to batch {code}, not {batch_code[:32]!r}")
         claims = identification_token.verify(ctx.data_key, token) if token else None
         if claims is not None and claims.batch_id != batch_id:
             raise KioskWrongBatchError(f"kiosk {kiosk_id} is assigned to batch {code}: this identification is not")
-    return Admission(registered=True, refusal_streak=int(streak))
 
 
 def note_identify(

@@ -191,6 +191,22 @@ def test_identify_for_another_batchs_code_is_permission_denied(served: Served) -
     assert served.snapshot() == before
 
 
+def test_an_unassigned_kiosk_acts_only_for_the_one_open_batch(served: Served) -> None:
+    seeded = served.seeded
+    kiosks.register_kiosk(seeded.new_uow(), seeded.ctx, "K9")  # no --batch
+    pem = (served.pki / "kiosk-K9.pem").read_bytes()
+    kiosk_access.register_certificate(seeded.new_uow(), seeded.ctx, "K9", pem, actor="test")
+    before = served.snapshot()
+    with pytest.raises(grpc.RpcError) as info:  # two batches are open: which one is not its to choose
+        served.stub("K9").IdentifyExpert(identify_request("K9", seeded.batch_code, seeded.ids[0]))
+    assert info.value.code() == Code.PERMISSION_DENIED
+    assert "not assigned to a batch" in str(info.value.details())
+    assert served.snapshot() == before
+    batches.close_batch(seeded.new_uow(), seeded.ctx, OTHER_BATCH)
+    answer = served.stub("K9").IdentifyExpert(identify_request("K9", seeded.batch_code, seeded.ids[0]))
+    assert answer.outcome == kiosk_pb2.IdentifyExpertResponse.OUTCOME_VERIFIED
+
+
 def test_complete_with_another_batchs_identification_is_permission_denied(served: Served) -> None:
     other_batch_id = served.snapshot()["batches"][1][0]
     token = served.token_for("K1", served.seeded.ids[0], batch_id=other_batch_id)
