@@ -7,12 +7,15 @@ What happens to a record:
 
 - `in_flight`   the live flow owns it; it becomes `deliver`, `annul` or is forgotten once the band's
                 fate is known. Found at start-up, it means the kiosk died mid-dispense: `orphaned`.
-- `deliver`     band handed out, no answer: replay CompleteCheckIn (same request id) until answered.
+- `deliver`     band handed out, no answer: replay CompleteCheckIn (same request id, marked HANDED_OUT)
+                until answered; the platform honours it however late (its signed token proves it
+                identified the expert), or opens a needs-staff case when it truly cannot.
 - `annul`       band not handed out: replay CompleteCheckIn if no check-in id is known yet (to learn
                 it), then AnnulCheckIn (its own stable request id) with the reason.
-- `orphaned`    outcome unknown: replay CompleteCheckIn, then report `dispense_outcome_unknown` so
-                staff check whether the expert has the band.
-- `refused`     the platform refused a replay: kept (encrypted) for staff, never retried.
+- `orphaned`    outcome unknown: replay CompleteCheckIn marked UNKNOWN (the platform flags the
+                check-in and opens a case), then report `dispense_outcome_unknown`.
+- `refused`     the platform refused a replay and opened a needs-staff case (its id is kept): shown
+                in staff mode until staff clear it, never retried.
 
 A record is removed only when the platform has answered. The payload (token, card number,
 signature, band) is SM4-GCM encrypted with the kiosk's data key, bound to its request id.
@@ -21,6 +24,7 @@ signature, band) is SM4-GCM encrypted with the kiosk's data key, bound to its re
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -38,8 +42,10 @@ from checkin.flow.models import (
     CardSource,
     CompleteRequest,
     CompleteResult,
+    DispenseState,
     KioskEvent,
     NewCard,
+    QueuedRecordInfo,
     Refused,
 )
 from checkin.flow.ports import PlatformUnavailableError
@@ -62,6 +68,7 @@ CREATE TABLE IF NOT EXISTS pending_check_ins (
     annul_request_id TEXT,
     attempts         INTEGER NOT NULL DEFAULT 0,
     last_error       TEXT NOT NULL DEFAULT '',
+    case_id          TEXT NOT NULL DEFAULT '',
     created_at       TEXT NOT NULL,
     updated_at       TEXT NOT NULL
 )
@@ -149,6 +156,9 @@ class PendingQueue:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(pending_check_ins)")}
+            if "case_id" not in columns:  # a queue file written before needs-staff cases
+                self._db.execute("ALTER TABLE pending_check_ins ADD COLUMN case_id TEXT NOT NULL DEFAULT ''")
         except sqlite3.DatabaseError as err:
             raise QueueError(f"queue file {path} cannot be opened: {err}") from err
 
@@ -265,12 +275,46 @@ class PendingQueue:
             (error[:200], _now(), request_id),
         )
 
-    def mark_refused(self, request_id: str, code: str) -> None:
-        """The platform refused a replayed check-in: keep it for staff, stop retrying."""
+    def mark_refused(self, request_id: str, code: str, case_id: str = "") -> None:
+        """The platform refused a replayed check-in (and opened `case_id`): show it to staff, stop retrying."""
         self._exec(
-            "UPDATE pending_check_ins SET state = ?, last_error = ?, updated_at = ? WHERE request_id = ?",
-            (RecordState.REFUSED.value, code, _now(), request_id),
+            "UPDATE pending_check_ins SET state = ?, last_error = ?, case_id = ?, updated_at = ? WHERE request_id = ?",
+            (RecordState.REFUSED.value, code, case_id, _now(), request_id),
         )
+
+    # ---- staff mode ---------------------------------------------------------------------------------
+
+    def staff_list(self) -> tuple[QueuedRecordInfo, ...]:
+        """Every record, oldest first, as staff mode shows it (band UID, no card or token)."""
+        rows = self._exec(
+            "SELECT request_id, state, payload, last_error, case_id, attempts, created_at "
+            "FROM pending_check_ins ORDER BY created_at"
+        ).fetchall()
+        listed = []
+        for request_id, state, payload, last_error, case_id, attempts, created_at in rows:
+            try:
+                band = _decode(crypto.decrypt(self._key, payload, str(request_id).encode())).band_uid
+            except (crypto.DecryptionError, ValueError, KeyError):
+                band = "?"
+            listed.append(
+                QueuedRecordInfo(
+                    request_id=str(request_id),
+                    state=RecordState(state).value,
+                    band_uid=band,
+                    problem=str(last_error),
+                    case_id=str(case_id),
+                    attempts=int(attempts),
+                    since=str(created_at)[:19].replace("T", " "),
+                )
+            )
+        return tuple(listed)
+
+    def staff_clear(self, request_id: str) -> bool:
+        """Staff handled a refused record (the platform's case says how): remove it. Only refused ones."""
+        cur = self._exec(
+            "DELETE FROM pending_check_ins WHERE request_id = ? AND state = ?", (request_id, RecordState.REFUSED.value)
+        )
+        return cur.rowcount == 1
 
     def _set_state(self, request_id: str, state: RecordState) -> None:
         self._exec(
@@ -304,6 +348,10 @@ class ReplayStats:
     annulled: int = 0
     refused: int = 0
     unanswered: int = 0
+
+
+# What the replay of a record tells the platform about its band (an `annul` record's band never left).
+_DISPENSE_OF = {RecordState.DELIVER: DispenseState.HANDED_OUT, RecordState.ORPHANED: DispenseState.UNKNOWN}
 
 
 class QueueReplayer:
@@ -352,7 +400,9 @@ class QueueReplayer:
         record = self._queue.load(request_id)
         check_in_id = record.check_in_id
         if check_in_id is None:
-            result = self._platform.complete_check_in(record.request)
+            result = self._platform.complete_check_in(
+                dataclasses.replace(record.request, dispense=_DISPENSE_OF.get(record.state, DispenseState.LIVE))
+            )
             if isinstance(result, Refused):
                 code = result.refusal.code.value
                 if record.state is RecordState.ANNUL:
@@ -360,8 +410,9 @@ class QueueReplayer:
                     self._event("queued_annul_nothing_to_annul", code, request_id)
                     self._queue.forget(request_id)
                 else:
+                    # The platform opened a case for it (its id came back); the event lands on the same case.
                     self._event("queued_check_in_refused", code, request_id)
-                    self._queue.mark_refused(request_id, code)
+                    self._queue.mark_refused(request_id, code, result.needs_staff_case_id)
                     stats.refused += 1
                 return
             check_in_id = result.check_in.check_in_id

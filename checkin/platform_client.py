@@ -28,6 +28,7 @@ from checkin.flow.models import (
     CheckInInfo,
     Completed,
     DeviceState,
+    DispenseState,
     HeartbeatAck,
     Identified,
     KioskContext,
@@ -74,6 +75,11 @@ _CARD_SOURCE = {
     CardSource.SWIPE: common_pb2.CARD_SOURCE_SWIPE,
     CardSource.TYPED: common_pb2.CARD_SOURCE_TYPED,
     CardSource.ON_FILE: common_pb2.CARD_SOURCE_ON_FILE,
+}
+_DISPENSE = {
+    DispenseState.LIVE: kiosk_pb2.DISPENSE_STATE_UNSPECIFIED,
+    DispenseState.HANDED_OUT: kiosk_pb2.DISPENSE_STATE_HANDED_OUT,
+    DispenseState.UNKNOWN: kiosk_pb2.DISPENSE_STATE_UNKNOWN,
 }
 _ANNUL_REASON = {
     AnnulReason.BAND_NOT_TAKEN: kiosk_pb2.ANNUL_REASON_BAND_NOT_TAKEN,
@@ -273,6 +279,7 @@ class PlatformClient:
             identification_token=request.identification_token,
             signature_png=request.signature_png,
             band_uid=request.band_uid,
+            dispense=_DISPENSE[request.dispense],
         )
         if request.new_card is None:
             message.use_card_on_file = True
@@ -288,8 +295,10 @@ class PlatformClient:
             )
         reply = self._call("CompleteCheckIn", self._stub.CompleteCheckIn, message, self._settings.call_timeout_s)
         if reply.outcome == kiosk_pb2.CompleteCheckInResponse.OUTCOME_COMPLETED:
-            return Completed(_check_in(reply.check_in), replayed=reply.replayed)
-        return Refused(refusal_from_proto(reply.refusal))
+            return Completed(
+                _check_in(reply.check_in), replayed=reply.replayed, needs_staff_case_id=reply.needs_staff_case_id
+            )
+        return Refused(refusal_from_proto(reply.refusal), needs_staff_case_id=reply.needs_staff_case_id)
 
     def annul_check_in(self, request: AnnulRequest) -> AnnulResult:
         """AnnulCheckIn: Annulled or Refused."""

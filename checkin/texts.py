@@ -173,6 +173,15 @@ TEXTS: Mapping[str, tuple[str, str]] = {
     "staff.out_of_service_on": ("暂停服务", "Take out of service"),
     "staff.out_of_service_off": ("恢复服务", "Put back in service"),
     "staff.exit": ("退出", "Exit"),
+    "staff.queue_waiting": (
+        "{since} 手环{band}：等待补传（第{attempts}次）",
+        "{since} band {band}: waiting to send (try {attempts})",
+    ),
+    "staff.queue_refused": (
+        "{since} 手环{band}：平台拒绝（{problem}），请按平台工单 {case} 处理",
+        "{since} band {band}: refused ({problem}); see {case} on the platform",
+    ),
+    "staff.queue_clear": ("已处理", "Handled"),
     "staff.test_running": ("正在自检…", "Checking devices…"),
     "staff.device_ok": ("{device}：正常", "{device}: OK"),
     "staff.device_fault": ("{device}：故障 {detail}", "{device}: fault {detail}"),

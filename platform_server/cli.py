@@ -55,6 +55,7 @@ export_app = typer.Typer(no_args_is_help=True, help="导出 / exports")
 db_app = typer.Typer(no_args_is_help=True, help="数据库 / database")
 certs_app = typer.Typer(no_args_is_help=True, help="证书 / TLS certificates")
 slips_app = typer.Typer(no_args_is_help=True, help="签到凭证 / check-in slips")
+cases_app = typer.Typer(no_args_is_help=True, help="需人工处理 / needs-staff cases")
 for sub, name in (
     (batch_app, "batch"),
     (invitations_app, "invitations"),
@@ -66,6 +67,7 @@ for sub, name in (
     (db_app, "db"),
     (certs_app, "certs"),
     (slips_app, "slips"),
+    (cases_app, "cases"),
 ):
     app.add_typer(sub, name=name)
 
@@ -439,22 +441,176 @@ def kiosks_add(
     name: Annotated[str, typer.Option("--name")] = "",
     location: Annotated[str, typer.Option("--location")] = "",
     batch: Annotated[str, typer.Option("--batch", "-b", help="服务的批次 / batch it serves")] = "",
+    cert: Annotated[
+        Path | None, typer.Option("--cert", help="终端证书(PEM) / the kiosk's client certificate, PEM")
+    ] = None,
 ) -> None:
-    """Register a kiosk."""
-    from platform_server.services import kiosks  # noqa: PLC0415
+    """Register a kiosk (with --cert: the one client certificate accepted for it)."""
+    from platform_server.services import kiosk_access, kiosks  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
+        pem = _read_certificate(cert) if cert else None
         kiosks.register_kiosk(p.new_uow(), p.ctx, kiosk_id, name, location, batch)
         _print(f"已登记终端 / registered kiosk {kiosk_id}")
+        if pem is not None:
+            fingerprint = kiosk_access.register_certificate(p.new_uow(), p.ctx, kiosk_id, pem, actor="cli")
+            _print(f"证书已登记 / certificate registered: sha256 {fingerprint}")
+
+    _run(action)
+
+
+def _read_certificate(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise InvalidRequestError(f"cannot read {path}: {err.strerror}") from err
+
+
+KioskArgument = Annotated[str, typer.Argument(help="终端编号 / kiosk id")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="原因 / reason (audited)")]
+
+
+@kiosks_app.command("disable")
+def kiosks_disable(kiosk_id: KioskArgument, reason: ReasonOption) -> None:
+    """Refuse every call of the kiosk from now on (e.g. stolen, broken, moved)."""
+    from platform_server.services import kiosk_access  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        kiosk_access.disable(p.new_uow(), p.ctx, kiosk_id, reason=reason, actor="cli")
+        _print(f"已停用终端 / disabled kiosk {kiosk_id}")
+
+    _run(action)
+
+
+@kiosks_app.command("enable")
+def kiosks_enable(kiosk_id: KioskArgument) -> None:
+    """Serve a disabled kiosk again."""
+    from platform_server.services import kiosk_access  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        kiosk_access.enable(p.new_uow(), p.ctx, kiosk_id, actor="cli")
+        _print(f"已启用终端 / enabled kiosk {kiosk_id}")
+
+    _run(action)
+
+
+@kiosks_app.command("remove")
+def kiosks_remove(kiosk_id: KioskArgument) -> None:
+    """Retire a kiosk for good (its id is not reused; its check-ins keep naming it)."""
+    from platform_server.services import kiosk_access  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        kiosk_access.remove(p.new_uow(), p.ctx, kiosk_id, actor="cli")
+        _print(f"已移除终端 / removed kiosk {kiosk_id}")
+
+    _run(action)
+
+
+@kiosks_app.command("cert")
+def kiosks_cert(
+    kiosk_id: KioskArgument, cert: Annotated[Path, typer.Argument(help="终端证书(PEM) / client certificate, PEM")]
+) -> None:
+    """Register the one client certificate accepted for the kiosk (replaces the earlier one)."""
+    from platform_server.services import kiosk_access  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        fingerprint = kiosk_access.register_certificate(
+            p.new_uow(), p.ctx, kiosk_id, _read_certificate(cert), actor="cli"
+        )
+        _print(f"证书已登记 / certificate registered for {kiosk_id}: sha256 {fingerprint}")
+
+    _run(action)
+
+
+@kiosks_app.command("revoke-cert")
+def kiosks_revoke_cert(kiosk_id: KioskArgument) -> None:
+    """Refuse the kiosk's certificate from the next call on, until a new one is registered."""
+    from platform_server.services import kiosk_access  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        kiosk_access.revoke_certificate(p.new_uow(), p.ctx, kiosk_id, actor="cli")
+        _print(f"证书已吊销 / certificate of {kiosk_id} revoked")
+
+    _run(action)
+
+
+def _case_lines(view: Any) -> list[str]:
+    from platform_server.services.identify import china_time  # noqa: PLC0415
+
+    who = f"{view.expert_name or ''} {view.id_number_masked or ''}".strip() or "-"
+    lines = [
+        f"{view.case_id}  [{view.state.value}]  {view.kind}",
+        f"  批次 batch {view.batch_code or '-'}   终端 kiosk {view.kiosk_id or '-'}   手环 band {view.band_uid or '-'}",
+        f"  专家 expert {who}   签到 check-in {view.check_in_id or '-'}",
+        f"  原因 reason {view.reason or '-'}   时间 opened {china_time(view.created_at)} by {view.created_by}",
+    ]
+    if view.detail:
+        lines.append(f"  详情 detail {view.detail}")
+    if view.resolved_at is not None:
+        lines.append(f"  已处理 resolved {china_time(view.resolved_at)} by {view.resolved_by}: {view.resolution}")
+    return lines
+
+
+@cases_app.command("list")
+def cases_list(
+    batch: Annotated[str, typer.Option("--batch", "-b", help="批次编号 / batch code")] = "",
+    include_resolved: Annotated[bool, typer.Option("--all", help="含已处理 / include resolved")] = False,
+    kind: Annotated[str, typer.Option("--kind", help="类别 / kind")] = "",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Open needs-staff cases, oldest first (--all: resolved too)."""
+    from platform_server.services import cases  # noqa: PLC0415
+
+    def action() -> None:
+        state = None if include_resolved else cases.CaseState.OPEN
+        views = cases.list_cases(_platform().new_uow(), state=state, batch_code=batch or None, kind=kind or None)
+        if as_json:
+            _print(json.dumps([dataclasses.asdict(v) for v in views], ensure_ascii=False, default=str, indent=1))
+            return
+        if not views:
+            _print("没有待处理事项 / no cases")
+        for view in views:
+            for line in _case_lines(view):
+                _print(line)
+
+    _run(action)
+
+
+@cases_app.command("show")
+def cases_show(case_id: Annotated[str, typer.Argument(help="工单编号 / case id")]) -> None:
+    """One case with everything staff need."""
+    from platform_server.services import cases  # noqa: PLC0415
+
+    def action() -> None:
+        for line in _case_lines(cases.get_case(_platform().new_uow(), case_id)):
+            _print(line)
+
+    _run(action)
+
+
+@cases_app.command("resolve")
+def cases_resolve(case_id: Annotated[str, typer.Argument(help="工单编号 / case id")], reason: ReasonOption) -> None:
+    """Close a case, saying what was done (audited)."""
+    from platform_server.services import cases  # noqa: PLC0415
+
+    def action() -> None:
+        p = _platform()
+        view = cases.resolve_case(p.new_uow(), p.ctx, case_id, reason=reason, actor="cli")
+        _print(f"已处理 / resolved {view.case_id}")
 
     _run(action)
 
 
 @app.command("status")
 def status(batch: BatchOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Invited, arrived, missing, rooms and bands left, UWB delivery, kiosks."""
-    from platform_server.services import statistics  # noqa: PLC0415
+    """Invited, arrived, missing, rooms and bands left, UWB delivery, open cases, kiosks."""
+    from platform_server.services import cases, statistics  # noqa: PLC0415
 
     def action() -> None:
         stats = statistics.batch_statistics(_platform().new_uow(), batch)
@@ -467,6 +623,8 @@ def status(batch: BatchOption, as_json: Annotated[bool, typer.Option("--json")] 
         _print(f"  房间 rooms {stats.rooms_left}/{stats.rooms_total} left   手环 bands left {stats.bands_left}")
         _print(f"  撤销 annulled {stats.annulled}   需人工 needs staff {stats.needs_staff}")
         _print(f"  UWB pending {stats.uwb_pending}   delivered {stats.uwb_delivered}   failed {stats.uwb_failed}")
+        open_cases = len(cases.list_cases(_platform().new_uow(), batch_code=batch, limit=cases.MAX_LIST))
+        _print(f"  待处理工单 open cases {open_cases}   (platform-server cases list --batch {batch})")
         for k in stats.kiosks:
             seen = k.last_heartbeat.isoformat(timespec="seconds") if k.last_heartbeat else "never"
             oos = "  OUT OF SERVICE" if k.out_of_service else ""

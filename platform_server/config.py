@@ -61,6 +61,9 @@ class SecuritySection:
     tls_cert: str = _opt("")
     tls_key: str = _opt("")
     client_ca: str = _opt("")
+    # Development only: serve kiosks without client certificates (plaintext, or TLS without client_ca),
+    # trusting the kiosk_id each request names. Never the default; production refuses it.
+    insecure_kiosks: bool = _opt(False)  # noqa: FBT003
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +71,16 @@ class RulesSection:
     """[rules]: check-in rules and limits."""
 
     annul_window_s: int = _opt(900, 10, 86_400)
-    identification_ttl_s: int = _opt(600, 30, 3600)
+    identification_ttl_s: int = _opt(600, 5, 3600)
     face_max_attempts: int = _opt(3, 1, 10)
     band_stock_low: int = _opt(20, 0, 10_000)
     max_signature_bytes: int = _opt(512 * 1024, 1024, 16 * 1024 * 1024)
     event_poll_s: float = _opt(1.0, 0.05, 60)
+    # Refusals in a row at one kiosk (not invited, face mismatch, invalid ID) before it is slowed down:
+    # then each further refusal locks IdentifyExpert for kiosk_throttle_s, doubling up to the maximum.
+    kiosk_refusal_streak: int = _opt(5, 2, 1000)
+    kiosk_throttle_s: float = _opt(30.0, 0.1, 3600)
+    kiosk_throttle_max_s: float = _opt(900.0, 1, 86_400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,8 +260,23 @@ def check_for_serving(config: PlatformConfig) -> None:
         return
     if not config.security.data_key:
         raise ConfigError("production mode needs [security] data_key (or PLATFORM_DATA_KEY): refusing to start")
-    host = config.server.listen.rpartition(":")[0].strip("[]")
-    if host not in {"127.0.0.1", "localhost", "::1"} and not (config.security.tls_cert and config.security.client_ca):
+    if config.security.insecure_kiosks:
+        raise ConfigError("[security] insecure_kiosks is a development switch: production mode refuses it")
+    # Loopback too: behind a local proxy every caller would be trusted with the kiosk_id it names.
+    if not (config.security.tls_cert and config.security.client_ca):
         raise ConfigError(
             f"production mode listening on {config.server.listen} needs [security] tls_cert, tls_key and client_ca"
         )
+
+
+def check_kiosk_identity_setting(config: PlatformConfig) -> None:
+    """Kiosks prove who they are with client certificates unless the development switch says otherwise."""
+    if config.security.client_ca:
+        return
+    if not config.security.insecure_kiosks:
+        raise ConfigError(
+            "kiosks must prove who they are: set [security] tls_cert, tls_key and client_ca "
+            "(for development only: [security] insecure_kiosks = true, or PLATFORM_SECURITY_INSECURE_KIOSKS=1)"
+        )
+    if config.production:
+        raise ConfigError("[security] insecure_kiosks is a development switch: production mode refuses it")

@@ -33,6 +33,30 @@ class PermissionDeniedError(PlatformError):
     """A caller acting for a kiosk or organiser it cannot prove to be."""
 
 
+class KioskCertificateError(PlatformError):
+    """A kiosk call whose client certificate is not the one registered for the kiosk (revoked, replaced, none)."""
+
+
+class KioskDisabledError(PlatformError):
+    """A call from a kiosk that organisers disabled."""
+
+
+class KioskRemovedError(PlatformError):
+    """A call from a kiosk that organisers removed."""
+
+
+class KioskWrongBatchError(PermissionDeniedError):
+    """A kiosk acting for a batch other than the one it is assigned to."""
+
+
+class KioskThrottledError(PlatformError):
+    """A kiosk slowed down after many refusals in a row; it may try again after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class TransientError(PlatformError):
     """The database stayed busy or conflicting through every retry; the caller may retry later."""
 

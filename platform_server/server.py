@@ -24,7 +24,7 @@ from expertcheckin.v1 import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from platform_server.config import check_for_serving
+from platform_server.config import check_for_serving, check_kiosk_identity_setting
 from platform_server.errors import ConfigError
 from platform_server.grpc_api.kiosk import KioskServicer
 from platform_server.grpc_api.limits import RequestLimitsInterceptor, configured
@@ -40,6 +40,12 @@ SERVICE_NAMES = (
     kiosk_pb2.DESCRIPTOR.services_by_name["KioskService"].full_name,
     organiser_pb2.DESCRIPTOR.services_by_name["OrganiserService"].full_name,
     diagnostics_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"].full_name,
+)
+INSECURE_BANNER = (
+    "\n" + "!" * 78 + "\n"
+    "!!! DEVELOPMENT SWITCH [security] insecure_kiosks = true: kiosks are served over %s and the\n"
+    "!!! kiosk_id of each request is TRUSTED WITHOUT A CERTIFICATE. Anyone who reaches this port can act\n"
+    "!!! as any kiosk. Never like this with real experts; production mode refuses it.\n" + "!" * 78
 )
 CERTIFICATE_WARNING = dt.timedelta(days=30)  # log a warning at start-up when the server certificate ends sooner
 
@@ -117,6 +123,9 @@ def create_server(
 ) -> tuple[grpc.Server, int]:
     """Build and start a server for the platform (built from config unless given); return it and its port."""
     credentials = server_credentials(config)  # first: a TLS mistake fails before the database is touched
+    check_kiosk_identity_setting(config)
+    if not config.security.client_ca:
+        log.warning(INSECURE_BANNER, "plaintext" if credentials is None else "TLS without client certificates")
     if platform is None:
         from platform_server.bootstrap import build  # noqa: PLC0415
 
@@ -189,6 +198,8 @@ def serve(config: PlatformConfig) -> None:
         transport = "TLS without client certificates"
     else:
         transport = "plaintext"
+    if not config.security.client_ca:
+        transport += ", INSECURE development switch: kiosk ids are not checked"
     log.info("platform serving on %s:%d (%s), database %s", host, port, transport, platform.engine.url)
     stop_requested.wait()
     server.health_servicer.enter_graceful_shutdown()  # type: ignore[attr-defined]

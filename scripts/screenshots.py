@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
-from checkin.flow.models import CardSource, RefusalCode
+from checkin.flow.models import CardSource, QueuedRecordInfo, RefusalCode
 from checkin.flow.ports import DispensePhase
 from checkin.flow.views import (
     BandProblemView,
@@ -141,7 +141,19 @@ def sample_views() -> list[tuple[str, View]]:
             "staff_menu",
             StaffMenuView(
                 band_stock=37,
-                pending_check_ins=1,
+                pending_check_ins=2,
+                queued=(
+                    QueuedRecordInfo("r-1", "deliver", "04A1B2C3D4E5F0", "", "", 3, "2026-06-01 01:02:03"),
+                    QueuedRecordInfo(
+                        "r-2",
+                        "refused",
+                        "04A1B2C3D4E5F1",
+                        "batch_closed",
+                        "case_5f2c0a9e1d3b7c4a",
+                        1,
+                        "2026-06-01 00:58:10",
+                    ),
+                ),
                 self_test=(
                     SelfTestLine(device="id_card_reader", ok=True, detail="OK"),
                     SelfTestLine(device="arm", ok=False, detail="E31 stock empty"),

@@ -717,6 +717,14 @@ class CheckInFlow:
         self._record("out_of_service", "forced" if self._forced_out_of_service else "released")
         self._publish()
 
+    def staff_clear_queued(self, request_id: str) -> None:
+        """Staff handled a refused queued check-in (the platform's case says how): clear it here."""
+        if self.state is not Step.STAFF_MENU:
+            return
+        if self._ports.pending.staff_clear(request_id):
+            self._record("queue_record_cleared", "ok", detail=f"request_id={request_id}")
+        self._publish()
+
     def staff_exit(self) -> None:
         """Leave staff mode."""
         self.close_staff()
@@ -1315,6 +1323,7 @@ class CheckInFlow:
             return StaffMenuView(
                 band_stock=self._ports.stock.level(),
                 pending_check_ins=self._ports.pending.depth(),
+                queued=self._ports.pending.staff_list(),
                 forced_out_of_service=self._forced_out_of_service,
                 self_test_running=self._self_test_running,
                 self_test=self._self_test,

@@ -137,9 +137,10 @@ class Identified:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """A call the platform answered with a refusal."""
+    """A call the platform answered with a refusal; the platform's needs-staff case for it, if it opened one."""
 
     refusal: Refusal
+    needs_staff_case_id: str = ""
 
 
 IdentifyResult: TypeAlias = Identified | Refused
@@ -172,6 +173,14 @@ class NewCard:
         return bank_card.mask(self.pan)
 
 
+class DispenseState(StrEnum):
+    """What became of the band when a CompleteCheckIn is sent (the platform honours replays late)."""
+
+    LIVE = "live"  # the band waits at the reader for the answer
+    HANDED_OUT = "handed_out"  # replay: the band left the arm without an answer
+    UNKNOWN = "unknown"  # replay of an orphan: the kiosk died mid-dispense
+
+
 @dataclass(frozen=True, slots=True)
 class CompleteRequest:
     """One CompleteCheckIn call: band, card (None = the card on file) and signature."""
@@ -181,6 +190,8 @@ class CompleteRequest:
     new_card: NewCard | None
     signature_png: bytes = field(repr=False)
     band_uid: str
+    #: LIVE from the flow; the queue's replay says the band left the arm (or may have).
+    dispense: DispenseState = DispenseState.LIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +221,23 @@ class Completed:
 
     check_in: CheckInInfo
     replayed: bool = False
+    needs_staff_case_id: str = ""  # a band of unknown fate: the platform's case for staff
 
 
 CompleteResult: TypeAlias = Completed | Refused
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecordInfo:
+    """One record of the kiosk's durable queue as staff mode lists it (no card number, no token)."""
+
+    request_id: str
+    state: str  # in_flight | deliver | annul | orphaned | refused (checkin.pending_queue.RecordState)
+    band_uid: str
+    problem: str  # the refusal code, or the last error of a replay
+    case_id: str  # the platform's needs-staff case, once it opened one
+    attempts: int
+    since: str  # UTC, "YYYY-MM-DD HH:MM:SS"
 
 
 class AnnulReason(StrEnum):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         IdentifyRequest,
         IdentifyResult,
         KioskEvent,
+        QueuedRecordInfo,
     )
 
 T = TypeVar("T")
@@ -288,6 +289,14 @@ class PendingStore(Protocol):
 
     def depth(self) -> int:
         """Records not yet settled with the platform."""
+        ...
+
+    def staff_list(self) -> tuple[QueuedRecordInfo, ...]:
+        """Every record, oldest first, for staff mode."""
+        ...
+
+    def staff_clear(self, request_id: str) -> bool:
+        """Staff handled a refused record: remove it (only refused ones; True if removed)."""
         ...
 
 

@@ -165,7 +165,7 @@ class HeartbeatSender:
             ack = self._platform.heartbeat(report)
             context = self._platform.get_context()
         except Exception as err:
-            log.warning("heartbeat failed: %s", type(err).__name__)
+            log.warning("heartbeat failed: %s: %s", type(err).__name__, err)  # e.g. FAILED_PRECONDITION: disabled
             health = ServiceHealth(platform_reachable=False, devices=devices, band_stock=stock)
         else:
             self.stock_low = ack.stock_low

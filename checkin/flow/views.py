@@ -15,7 +15,7 @@ from checkin.texts import DEFAULT_LANGUAGE, Language
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from checkin.flow.models import CardSource, RefusalCode
+    from checkin.flow.models import CardSource, QueuedRecordInfo, RefusalCode
     from checkin.flow.ports import DispensePhase
 
 TOTAL_STEPS = 5
@@ -254,3 +254,5 @@ class StaffMenuView(View):
     printer_installed: bool = False
     printer_paper: str = ""
     test_print: str = ""
+    #: The queue's records: waiting ones (delivered by themselves) and refused ones staff clear.
+    queued: tuple[QueuedRecordInfo, ...] = ()

@@ -99,6 +99,8 @@ class Scenario:
     experts: dict[str, Expert]
     checkins: tuple[CheckInCase, ...]
     allow_id_only: bool = False
+    #: The platform's [rules] identification_ttl_s (0: its default): short, to outlast it in an outage.
+    identification_ttl_s: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -229,9 +231,12 @@ def parse_scenario(text: str, path: Path) -> Scenario:
     batch_code = _take(world, "batch", str, "world", default="DEMO-2026-001")
     arm_speed = _take(world, "arm_speed", float, "world", default=50.0)
     allow_id_only = _take(world, "allow_id_only", bool, "world", default=False)
+    identification_ttl_s = _take(world, "identification_ttl_s", int, "world", default=0)
     _no_leftovers(world, "world")
     if arm_speed <= 0:
         raise ScenarioError("world.arm_speed: must be above 0")
+    if identification_ttl_s and not 5 <= identification_ttl_s <= 3600:
+        raise ScenarioError("world.identification_ttl_s: must be 5..3600 seconds (0: the platform's default)")
     experts: dict[str, Expert] = {}
     for i, raw in enumerate(_take(data, "experts", list, "scenario")):
         expert = _parse_expert(raw, i)
@@ -249,6 +254,7 @@ def parse_scenario(text: str, path: Path) -> Scenario:
         experts=experts,
         checkins=cases,
         allow_id_only=allow_id_only,
+        identification_ttl_s=identification_ttl_s,
     )
 
 

@@ -268,8 +268,11 @@ listen = "127.0.0.1:{self.platform_port}"
 url = "sqlite:///{self.platform_db}"
 [security]
 data_key = "{PLATFORM_KEY}"
+# The simulated world's kiosk talks plaintext on loopback: the development switch, said loudly in the log.
+insecure_kiosks = true
 [rules]
 event_poll_s = 0.2
+{f"identification_ttl_s = {self.scenario.identification_ttl_s}" if self.scenario.identification_ttl_s else ""}
 [face]
 verifier = "dlib"
 [uwb]

@@ -8,6 +8,7 @@ view of the same screen arrives and only update their labels.
 
 from __future__ import annotations
 
+import functools
 import tkinter as tk
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -143,6 +144,10 @@ class FlowActions(Protocol):
 
     def staff_toggle_out_of_service(self) -> None:
         """暂停/恢复服务."""
+        ...
+
+    def staff_clear_queued(self, request_id: str) -> None:
+        """已处理，清除 a refused queued check-in."""
         ...
 
     def staff_exit(self) -> None:
@@ -648,6 +653,9 @@ class StaffPinRenderer(Renderer):
             self.a.submit_pin(pin)
 
 
+MAX_QUEUED_LINES = 6  # the rest stay counted in "waiting to send"
+
+
 class StaffMenuRenderer(Renderer):
     """Staff mode: stock, queue, self-test, refill, out of service."""
 
@@ -688,6 +696,7 @@ class StaffMenuRenderer(Renderer):
         button(refill, t, text("staff.refill", lang), lambda: self.a.staff_refill(entry.get()), width=260).pack(
             side="left", padx=t.gap // 2
         )
+        self._queued(view)
         self.error(view)
         if view.self_test_running:
             self.body(text("staff.test_running", lang), color=th.MUTED, size=t.small_size)
@@ -702,6 +711,36 @@ class StaffMenuRenderer(Renderer):
                 font=font(t, t.small_size),
                 text_color=th.SUCCESS if line.ok else th.DANGER,
             ).grid(row=i // 2, column=i % 2, padx=t.px(24))
+
+    def _queued(self, view: StaffMenuView) -> None:
+        """The queue's records: waiting ones go by themselves; refused ones are cleared once handled."""
+        t, lang = self.t, view.language
+        lines = ctk.CTkFrame(self.frame, fg_color="transparent")
+        lines.pack(pady=t.px(4))
+        for i, record in enumerate(view.queued[:MAX_QUEUED_LINES]):
+            refused = record.state == "refused"
+            words = text(
+                "staff.queue_refused" if refused else "staff.queue_waiting",
+                lang,
+                since=record.since[11:16],
+                band=record.band_uid,
+                problem=record.problem,
+                case=record.case_id or "—",
+                attempts=record.attempts,
+            )
+            ctk.CTkLabel(
+                lines,
+                text=words,
+                font=font(t, t.small_size),
+                text_color=th.DANGER if refused else th.MUTED,
+                wraplength=t.px(860),
+                justify="left",
+            ).grid(row=i, column=0, sticky="w", padx=t.px(10))
+            if refused:
+                clear = functools.partial(self.a.staff_clear_queued, record.request_id)
+                button(lines, t, text("staff.queue_clear", lang), clear, width=180).grid(
+                    row=i, column=1, padx=t.px(10), pady=t.px(2)
+                )
 
     @override
     def bar_buttons(self, view: View) -> list[BarButton]:

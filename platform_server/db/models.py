@@ -199,6 +199,15 @@ class Kiosk(Base):
     software_version: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
     #: The receipt printer's paper as the last heartbeat said: ok, near_end, out, or "" (no printer / unknown).
     printer_paper: so.Mapped[str] = so.mapped_column(sa.String(10), default="", server_default="")
+    # Revocation (services.kiosk_gate): a disabled or removed kiosk is refused on every call; with client
+    # certificates on, only the certificate whose SHA-256 is registered here is accepted.
+    disabled_at: so.Mapped[dt.datetime | None]
+    disabled_reason: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
+    removed_at: so.Mapped[dt.datetime | None]
+    cert_sha256: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    # Refusals in a row (unknown IDs, face mismatches): past a threshold the kiosk is slowed down.
+    refusal_streak: so.Mapped[int] = so.mapped_column(default=0)
+    throttled_until: so.Mapped[dt.datetime | None]
 
 
 class CheckIn(Base):
@@ -308,6 +317,7 @@ class CheckInEvent(Base):
     check_in_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("check_ins.id"))
     refusal_reason: so.Mapped[str | None] = so.mapped_column(sa.String(40))
     occurred_at: so.Mapped[dt.datetime]
+    needs_staff_case_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("needs_staff_cases.id"))
 
 
 class AuditEntry(Base):
@@ -386,3 +396,35 @@ class AccountToken(Base):
     created_at: so.Mapped[dt.datetime]
     expires_at: so.Mapped[dt.datetime | None]
     revoked_at: so.Mapped[dt.datetime | None]
+
+
+class NeedsStaffCase(Base):
+    """Something a person must look at: a band whose check-in cannot be honoured, a kiosk under attack, ...
+
+    Open until staff resolve it with a reason; `dedupe_key` keeps a retried signal from opening a second
+    case. Personal data is not copied here: `invitation_id` leads to the expert, shown masked.
+    """
+
+    __tablename__ = "needs_staff_cases"
+    __table_args__ = (
+        sa.CheckConstraint("state IN ('open', 'resolved')", name="state"),
+        sa.Index("ix_needs_staff_cases_state_id", "state", "id"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    public_id: so.Mapped[str] = so.mapped_column(sa.String(32), unique=True)
+    kind: so.Mapped[str] = so.mapped_column(sa.String(40))
+    state: so.Mapped[str] = so.mapped_column(sa.String(10), default="open")
+    batch_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("batches.id"), index=True)
+    kiosk_id: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
+    invitation_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("invitations.id"))
+    check_in_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("check_ins.id"))
+    band_uid: so.Mapped[str] = so.mapped_column(sa.String(20), default="")
+    reason: so.Mapped[str] = so.mapped_column(sa.String(40), default="")
+    detail: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    dedupe_key: so.Mapped[str | None] = so.mapped_column(sa.String(160), unique=True)
+    created_at: so.Mapped[dt.datetime]
+    created_by: so.Mapped[str] = so.mapped_column(sa.String(64))
+    resolved_at: so.Mapped[dt.datetime | None]
+    resolved_by: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    resolution: so.Mapped[str | None] = so.mapped_column(sa.Text)

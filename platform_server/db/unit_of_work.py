@@ -98,9 +98,9 @@ class UnitOfWork:
         """True on PostgreSQL (row locks with SKIP LOCKED, advisory locks)."""
         return self.dialect == "postgresql"
 
-    def driver_transaction(self) -> DriverTransaction:
+    def driver_transaction(self, *, read_only: bool = False) -> DriverTransaction:
         """A Session-free transaction on the same engine (see DriverTransaction)."""
-        return DriverTransaction(self._session_factory.kw["bind"])
+        return DriverTransaction(self._session_factory.kw["bind"], read_only=read_only)
 
     def execute(
         self, statement: sa.Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
@@ -158,10 +158,15 @@ class DriverTransaction:
     _PYFORMAT = re.compile(r"(?<!:):([a-z_]+)")
     _pyformat_cache: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, engine: sa.Engine) -> None:
-        """Bind to the engine's pool; the connection is taken on entering."""
+    def __init__(self, engine: sa.Engine, *, read_only: bool = False) -> None:
+        """Bind to the engine's pool; the connection is taken on entering.
+
+        `read_only`: one-statement reads (the kiosk gate) that need no write lock: on SQLite no
+        BEGIN IMMEDIATE, so they never queue behind writers.
+        """
         self._engine = engine
         self.engine = engine
+        self._read_only = read_only
         self.postgres = engine.dialect.name == "postgresql"
         self.timestamp: Callable[[dt.datetime], Any] = _timestamp_binder(engine.dialect)
         self._fairy: Any = None
@@ -172,7 +177,7 @@ class DriverTransaction:
         self._fairy = _IdleConnections.of(self._engine).take()
         self.raw = self._fairy.driver_connection
         self._after_commit = []
-        if not self.postgres:
+        if not self.postgres and not self._read_only:
             self.raw.execute("BEGIN IMMEDIATE")  # see db.engine: writers queue at BEGIN, not mid-way
         return self
 

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 if TYPE_CHECKING:
     from platform_server.services.batches import BatchView
+    from platform_server.services.cases import CaseView
     from platform_server.services.events import EventView
     from platform_server.services.refusals import Refusal
     from platform_server.services.statistics import BatchStats
@@ -130,6 +131,8 @@ def event(view: EventView) -> organiser_pb2.StreamCheckInEventsResponse:
         message.refusal_reason = cast(
             "common_pb2.RefusalReason", common_pb2.RefusalReason.Value("REFUSAL_REASON_" + view.refusal_reason)
         )
+    if view.needs_staff_case is not None:
+        message.needs_staff_case.CopyFrom(needs_staff_case(view.needs_staff_case))
     return message
 
 
@@ -138,3 +141,18 @@ def printer_paper(value: int) -> str:
     if value == kiosk_pb2.PRINTER_PAPER_UNSPECIFIED:
         return ""
     return kiosk_pb2.PrinterPaper.Name(cast("kiosk_pb2.PrinterPaper", value)).removeprefix("PRINTER_PAPER_").lower()
+def needs_staff_case(view: CaseView) -> organiser_pb2.NeedsStaffCase:
+    """A needs-staff case as organisers see it (the expert masked)."""
+    return organiser_pb2.NeedsStaffCase(
+        case_id=view.case_id,
+        kind=view.kind,
+        state=view.state.value,
+        kiosk_id=view.kiosk_id,
+        band_uid=view.band_uid,
+        reason=view.reason,
+        id_number_masked=view.id_number_masked or "",
+        expert_name=view.expert_name or "",
+        check_in_id=view.check_in_id or "",
+        detail=view.detail,
+        created_at=timestamp(view.created_at),
+    )

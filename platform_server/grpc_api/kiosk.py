@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from expertcheckin.v1 import common_pb2, kiosk_pb2, kiosk_pb2_grpc
 
 from platform_server.grpc_api import convert
-from platform_server.grpc_api.auth import check_kiosk_identity
+from platform_server.grpc_api.auth import check_kiosk_identity, client_certificate_sha256
 from platform_server.grpc_api.status_mapping import maps_errors
-from platform_server.services import check_in, identify, kiosks
+from platform_server.services import check_in, identify, kiosk_access, kiosks
 from platform_server.services.refusals import Reason
 
 if TYPE_CHECKING:
@@ -25,6 +25,16 @@ _Complete = kiosk_pb2.CompleteCheckInResponse
 _Annul = kiosk_pb2.AnnulCheckInResponse
 
 
+def _dispense(value: int) -> str:
+    """The proto's DispenseState as the service's word (an unknown number is the service's to refuse)."""
+    if value == kiosk_pb2.DISPENSE_STATE_UNSPECIFIED:
+        return "LIVE"
+    try:
+        return kiosk_pb2.DispenseState.Name(value).removeprefix("DISPENSE_STATE_")
+    except ValueError:
+        return f"UNKNOWN_VALUE_{value}"
+
+
 class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc]  # generated base is untyped
     """The calls a check-in kiosk makes."""
 
@@ -33,8 +43,27 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
         self._ctx = ctx
         self._require_certificate = require_certificate
 
-    def _caller(self, context: grpc.ServicerContext, kiosk_id: str) -> None:
+    def _caller(
+        self,
+        context: grpc.ServicerContext,
+        kiosk_id: str,
+        *,
+        batch_code: str | None = None,
+        token: str | None = None,
+        identify: bool = False,
+    ) -> kiosk_access.Admission:
+        """The caller is the kiosk it names, registered, enabled, with its certificate, for its batch."""
         check_kiosk_identity(context, kiosk_id, require_certificate=self._require_certificate)
+        return kiosk_access.admit(
+            self._new_uow(),
+            self._ctx,
+            kiosk_id,
+            certificates_required=self._require_certificate,
+            presented_sha256=client_certificate_sha256(context) if self._require_certificate else None,
+            batch_code=batch_code,
+            token=token,
+            identify=identify,
+        )
 
     @maps_errors
     def GetKioskContext(  # noqa: N802
@@ -53,7 +82,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
         self, request: kiosk_pb2.IdentifyExpertRequest, context: grpc.ServicerContext
     ) -> kiosk_pb2.IdentifyExpertResponse:
         """Decide whether the ID card (and face) may check in: invited, the person on file, earlier check-in."""
-        self._caller(context, request.kiosk_id)
+        admission = self._caller(context, request.kiosk_id, batch_code=request.batch_code, identify=True)
         result = identify.identify(
             self._new_uow(),
             self._ctx,
@@ -68,6 +97,14 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
                 face_attempt=request.face_attempt,
             ),
         )
+        if not result.replayed:
+            kiosk_access.note_identify(
+                self._new_uow(),
+                self._ctx,
+                request.kiosk_id,
+                admission,
+                result.refusal.reason if result.refusal else None,
+            )
         # What a kiosk may learn about the expert on file: everything once the person is verified (the
         # face matched, or the batch takes the ID card alone); after a refusal nothing beyond the
         # refusal, so a kiosk (or a stolen kiosk certificate) holding only an ID number cannot read the
@@ -104,7 +141,9 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
         self, request: kiosk_pb2.CompleteCheckInRequest, context: grpc.ServicerContext
     ) -> kiosk_pb2.CompleteCheckInResponse:
         """Bind band, store card and signature, assign room."""
-        self._caller(context, request.kiosk_id)
+        live = request.dispense == kiosk_pb2.DISPENSE_STATE_UNSPECIFIED
+        # A replay of a band already handed out passes the batch check: its token proves where it began.
+        self._caller(context, request.kiosk_id, token=request.identification_token if live else None)
         new_card = request.new_card if request.WhichOneof("bank_card") == "new_card" else None
         result = check_in.complete_check_in(
             self._new_uow(),
@@ -120,11 +159,13 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
                 else "ON_FILE",
                 signature_png=request.signature_png,
                 band_uid=request.band_uid,
+                dispense=_dispense(request.dispense),
             ),
         )
         response = _Complete(
             outcome=_Complete.OUTCOME_COMPLETED if result.refusal is None else _Complete.OUTCOME_REFUSED,
             replayed=result.replayed,
+            needs_staff_case_id=result.needs_staff_case_id,
         )
         if result.refusal is not None:
             response.refusal.CopyFrom(convert.refusal(result.refusal))

@@ -131,6 +131,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "band_uid": _shape(
             r"[0-9A-Fa-f:\s-]+", "hex digits, ':', '-', spaces", 32, note="unknown UID: BAND_UNKNOWN refusal"
         ),
+        "dispense": _ENUM,
     },
     "expertcheckin.v1.NewBankCard": {
         "pan": _shape(r"[0-9 -]+", "digits, spaces, '-'", 32, note="length and Luhn: BANK_CARD_INVALID refusal"),

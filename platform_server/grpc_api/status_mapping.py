@@ -18,6 +18,10 @@ F = TypeVar("F", bound="Callable[..., Any]")
 
 _CODES: list[tuple[type[errors.PlatformError], grpc.StatusCode]] = [
     (errors.InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.KioskCertificateError, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.KioskDisabledError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.KioskRemovedError, grpc.StatusCode.NOT_FOUND),
+    (errors.KioskThrottledError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.ImportRefusedError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),

@@ -7,6 +7,7 @@ room. On PostgreSQL the room query also skips rows other kiosks have locked, so 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -30,7 +31,8 @@ from platform_server.db.models import (
     Wristband,
 )
 from platform_server.db.unit_of_work import RetryTransactionError, run_transaction
-from platform_server.services import audit, events, idempotency, identification_token, slips
+from platform_server.errors import InvalidRequestError
+from platform_server.services import audit, cases, events, idempotency, identification_token, slips
 from platform_server.services.bank_names import bank_name_for
 from platform_server.services.identify import batch_refusal, china_time
 from platform_server.services.refusals import Reason, Refusal
@@ -67,15 +69,22 @@ class CompleteCommand:
     card_source: str
     signature_png: bytes
     band_uid: str
+    # LIVE: the band waits at the reader. HANDED_OUT / UNKNOWN: a replay from the kiosk's queue for a
+    # band that left the arm (or may have): honoured past the token's expiry, a case when it cannot be.
+    dispense: str = "LIVE"
+
+
+DISPENSE_STATES = ("LIVE", "HANDED_OUT", "UNKNOWN")
 
 
 @dataclass(frozen=True, slots=True)
 class CompleteResult:
-    """Completed (with the check-in) or refused (with a reason)."""
+    """Completed (with the check-in) or refused (with a reason); the case staff handle, if one was opened."""
 
     refusal: Refusal | None
     check_in: CheckInView | None = None
     replayed: bool = False
+    needs_staff_case_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the idempotency record."""
@@ -112,8 +121,14 @@ def _free_room(u: UnitOfWork, batch_id: int, invitation_id: int, preassigned: in
 
 
 def complete_check_in(uow: UnitOfWork, ctx: ServiceContext, cmd: CompleteCommand) -> CompleteResult:
-    """Bind the band, store card and signature, assign the room: one transaction, idempotent."""
+    """Bind the band, store card and signature, assign the room: one transaction, idempotent.
+
+    A replay for a band that left the arm is never dropped: honoured if the platform signed its token
+    (whatever its age, single use still holding), else a needs-staff case, whose id the answer carries.
+    """
     idempotency.check_request_id(cmd.request_id)
+    if cmd.dispense not in DISPENSE_STATES:
+        raise InvalidRequestError(f"dispense must be one of {', '.join(DISPENSE_STATES)}")
     pan = ""
     card_refusal = None
     if not cmd.use_card_on_file:
@@ -144,7 +159,14 @@ def complete_check_in(uow: UnitOfWork, ctx: ServiceContext, cmd: CompleteCommand
         now = ctx.clock()
         stored = idempotency.stored_answer(u, ctx.data_key, cmd.kiosk_id, cmd.request_id, COMPLETE, content)
         if stored is not None:
-            return CompleteResult.from_dict(stored, replayed=True)
+            answer = CompleteResult.from_dict(stored, replayed=True)
+            if cmd.dispense == "LIVE":
+                return answer
+            # The first answer never reached the kiosk, which then let the band go: a refusal, or a
+            # completion whose band may not be with the expert, is now a case (once: deduplicated).
+            case_id = _replay_case(u, ctx, cmd, now, uid, answer)
+            u.commit()
+            return dataclasses.replace(answer, needs_staff_case_id=case_id)
         outcome = _complete(u, ctx, cmd, now, pan, card_hash, card_refusal, uid, signature_issue)
         idempotency.store_answer(
             u,
@@ -168,10 +190,73 @@ def complete_check_in(uow: UnitOfWork, ctx: ServiceContext, cmd: CompleteCommand
                 check_in_pk=outcome.check_in_pk,
                 refusal_reason=outcome.result.refusal.reason.value if outcome.result.refusal else None,
             )
+        result = outcome.result
+        if cmd.dispense != "LIVE":
+            result = dataclasses.replace(result, needs_staff_case_id=_replay_case(u, ctx, cmd, now, uid, result))
         u.commit()
-        return outcome.result
+        return result
 
     return run_transaction(uow, work)
+
+
+def _replay_case(  # noqa: PLR0917
+    u: UnitOfWork, ctx: ServiceContext, cmd: CompleteCommand, now: dt.datetime, uid: str | None, result: CompleteResult
+) -> str:
+    """The case a replayed completion needs ('' if none): refused, or completed with the band's fate unknown."""
+    if result.refusal is None and cmd.dispense != "UNKNOWN":
+        return ""
+    claims = identification_token.verify(ctx.data_key, cmd.identification_token)
+    invitation_id = batch_id = None
+    if claims is not None:
+        found = u.execute(
+            sa.select(Invitation.id, Invitation.batch_id).where(Invitation.id == claims.invitation_id)
+        ).first()
+        if found is not None:
+            invitation_id, batch_id = int(found[0]), int(found[1])
+    if batch_id is None:  # a token we cannot read: the kiosk's own batch, so the case reaches its organisers
+        batch_id = u.execute(sa.select(Kiosk.batch_id).where(Kiosk.kiosk_id == cmd.kiosk_id)).scalar()
+    check_in_pk = None
+    if result.check_in is not None:
+        check_in_pk = u.execute(
+            sa.select(CheckIn.id).where(CheckIn.public_id == result.check_in.check_in_id)
+        ).scalar_one()
+    if result.refusal is not None:
+        kind, reason = cases.CaseKind.QUEUED_CHECK_IN_REFUSED, result.refusal.reason.value
+        detail: dict[str, Any] = {
+            "request_id": cmd.request_id,
+            "dispense": cmd.dispense.lower(),
+            "why": "a band left the arm but its check-in cannot be made: find the expert, take back or re-issue"
+            " the band",
+            **result.refusal.params,
+        }
+    else:
+        kind, reason = cases.CaseKind.DISPENSE_OUTCOME_UNKNOWN, "dispense_outcome_unknown"
+        detail = {
+            "request_id": cmd.request_id,
+            "why": "the kiosk stopped mid-dispense: check whether the expert has the band (else annul the"
+            " check-in and return the band from the reject bin)",
+        }
+        u.execute(
+            sa.update(CheckIn)
+            .where(CheckIn.id == check_in_pk)
+            .values(needs_staff=True)
+            .execution_options(synchronize_session=False)
+        )
+    return cases.open_case(
+        u,
+        ctx,
+        kind=kind,
+        at=now,
+        created_by=cmd.kiosk_id,
+        kiosk_id=cmd.kiosk_id,
+        batch_id=batch_id,
+        invitation_id=invitation_id,
+        check_in_pk=check_in_pk,
+        band_uid=uid or cmd.band_uid[:20],
+        reason=reason,
+        detail=detail,
+        dedupe_key=cases.dedupe(kind, cmd.kiosk_id, cmd.request_id),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +315,11 @@ def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the orde
     if batch.id != claims.batch_id or expert.id != claims.expert_id:
         # Signed by this platform but not matching the invitation any more: never honoured.
         return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, why="token_unknown")
-    if claims.kiosk_id != cmd.kiosk_id or claims.expires_at_us < (now - _EPOCH) // _MICROSECOND:
-        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, why="token_expired_or_other_kiosk")
+    if claims.kiosk_id != cmd.kiosk_id:
+        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, why="token_of_other_kiosk")
+    late_us = (now - _EPOCH) // _MICROSECOND - claims.expires_at_us
+    if late_us > 0 and cmd.dispense == "LIVE":
+        return refuse(Refusal(Reason.IDENTIFICATION_EXPIRED), batch, expert, why="token_expired")
     closed = batch_refusal(batch.closed, batch.check_in_opens, batch.evaluation_end, now)
     if closed is not None:
         return refuse(closed, batch, expert)
@@ -352,6 +440,8 @@ def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the orde
             "card": card_masked,
             "card_source": source,
             "face_distance": claims.face_distance,
+            **({"dispense": cmd.dispense.lower()} if cmd.dispense != "LIVE" else {}),
+            **({"late_s": round(late_us / 1e6, 1)} if late_us > 0 else {}),
         },
     )
     view = check_in_view(u, int(check_in_pk), ctx.rules.annul_window_s)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from platform_server.db.models import Batch, CheckIn, CheckInEvent
+from platform_server.db.models import Batch, CheckIn, CheckInEvent, NeedsStaffCase
 from platform_server.errors import NotFoundError
 from platform_server.services.views import CheckInView, check_in_views
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import datetime as dt
 
     from platform_server.db.unit_of_work import SqlTransaction, UnitOfWork
+    from platform_server.services.cases import CaseView
     from platform_server.services.context import ServiceContext
 
 # Key of the PostgreSQL transaction-level advisory lock held from appending an event to commit, so
@@ -43,6 +44,7 @@ class EventView:
     kiosk_id: str
     check_in: CheckInView | None
     refusal_reason: str | None
+    needs_staff_case: CaseView | None = None
 
 
 def append(
@@ -55,6 +57,7 @@ def append(
     kiosk_id: str = "",
     check_in_pk: int | None = None,
     refusal_reason: str | None = None,
+    needs_staff_case_pk: int | None = None,
 ) -> None:
     """Add an event in the caller's transaction; streams in this process wake once it commits.
 
@@ -70,6 +73,7 @@ def append(
             check_in_id=check_in_pk,
             refusal_reason=refusal_reason,
             occurred_at=at,
+            needs_staff_case_id=needs_staff_case_pk,
         )
     )
     uow.after_commit(ctx.bell.ring)
@@ -127,6 +131,7 @@ def read_after(uow: UnitOfWork, ctx: ServiceContext, batch_id: int, after_id: in
             CheckInEvent.kiosk_id,
             CheckInEvent.check_in_id,
             CheckInEvent.refusal_reason,
+            CheckInEvent.needs_staff_case_id,
         )
         .where(CheckInEvent.batch_id == batch_id, CheckInEvent.id > after_id)
         .order_by(CheckInEvent.id)
@@ -140,6 +145,15 @@ def read_after(uow: UnitOfWork, ctx: ServiceContext, batch_id: int, after_id: in
             uow.execute(sa.select(CheckIn.id, CheckIn.public_id).where(CheckIn.id.in_(check_in_pks))).all()
         )
         views = {v.check_in_id: v for v in check_in_views(uow, CheckIn.id.in_(check_in_pks), ctx.rules.annul_window_s)}
+    case_pks = {row[6] for row in rows if row[6] is not None}
+    case_views: dict[int, CaseView] = {}
+    if case_pks:
+        from platform_server.services import cases  # noqa: PLC0415  (cases appends events: import at use)
+
+        case_views = {
+            row[0].id: cases.view_of_row(row)
+            for row in uow.execute(cases.select_cases().where(NeedsStaffCase.id.in_(case_pks))).all()
+        }
     return [
         EventView(
             event_id=row[0],
@@ -148,6 +162,7 @@ def read_after(uow: UnitOfWork, ctx: ServiceContext, batch_id: int, after_id: in
             kiosk_id=row[3],
             check_in=views.get(pk_by_public[row[4]]) if row[4] is not None else None,
             refusal_reason=row[5],
+            needs_staff_case=case_views.get(row[6]) if row[6] is not None else None,
         )
         for row in rows
     ]

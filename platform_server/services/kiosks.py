@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from platform_server.db.models import Batch, Kiosk
 from platform_server.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
-from platform_server.services import audit, idempotency
+from platform_server.services import audit, cases, idempotency
 from platform_server.services.batches import BatchView, view_of
 
 if TYPE_CHECKING:
@@ -127,6 +127,51 @@ def heartbeat(uow: UnitOfWork, ctx: ServiceContext, cmd: HeartbeatCommand) -> He
         return HeartbeatAnswer(now, stock_low=cmd.band_stock <= ctx.rules.band_stock_low, registered=True)
 
 
+# Kiosk events that need a person, and the case kind each becomes (any event whose outcome is
+# `needs_staff` becomes a KIOSK_SIGNAL case).
+STAFF_SIGNALS = {
+    "dispense_outcome_unknown": cases.CaseKind.DISPENSE_OUTCOME_UNKNOWN,
+    "queued_check_in_refused": cases.CaseKind.QUEUED_CHECK_IN_REFUSED,
+    "annul_refused": cases.CaseKind.ANNUL_REFUSED,
+}
+_QUEUED_REQUEST = re.compile(r"request_id=([A-Za-z0-9_.:-]{1,64})")
+
+
+def _staff_signal(  # noqa: PLR0917
+    u: UnitOfWork,
+    ctx: ServiceContext,
+    kiosk_id: str,
+    batch_id: int | None,
+    event: str,
+    outcome: str,
+    detail: str,
+    request_id: str | None,
+    now: dt.datetime,
+) -> None:
+    """A staff signal from a kiosk becomes a needs-staff case (and event), not only an audit row.
+
+    A signal about a queued check-in names its CompleteCheckIn request id: the case is the same one
+    the platform opened when it answered that replay, so a signal and an answer never make two cases.
+    """
+    kind = STAFF_SIGNALS.get(event)
+    if kind is None and outcome != "needs_staff":
+        return
+    queued = _QUEUED_REQUEST.search(detail)
+    key = queued.group(1) if queued else (request_id or "")
+    cases.open_case(
+        u,
+        ctx,
+        kind=kind or cases.CaseKind.KIOSK_SIGNAL,
+        at=now,
+        created_by=kiosk_id,
+        kiosk_id=kiosk_id,
+        batch_id=batch_id,
+        reason=(outcome if kind else event)[:40],
+        detail={"event": event, "outcome": outcome, "detail": detail[:500]},
+        dedupe_key=cases.dedupe(kind or cases.CaseKind.KIOSK_SIGNAL, kiosk_id, key) if key else None,
+    )
+
+
 def report_event(
     uow: UnitOfWork,
     ctx: ServiceContext,
@@ -148,11 +193,13 @@ def report_event(
         raise InvalidRequestError("id_number_hash_hint may hold the last 4 characters of the ID number only")
 
     def append(u: UnitOfWork) -> bool:
-        if u.execute(sa.select(Kiosk.id).where(Kiosk.kiosk_id == kiosk_id)).first() is None:
+        kiosk = u.execute(sa.select(Kiosk.id, Kiosk.batch_id).where(Kiosk.kiosk_id == kiosk_id)).first()
+        if kiosk is None:
             return False
+        now = ctx.clock()
         audit.record(
             u,
-            at=ctx.clock(),
+            at=now,
             kiosk_time=kiosk_time,
             actor=kiosk_id,
             action=("kiosk:" + event)[:40],
@@ -160,6 +207,7 @@ def report_event(
             id_masked=("*" * 14 + id_hint) if id_hint else None,
             detail=detail,
         )
+        _staff_signal(u, ctx, kiosk_id, kiosk[1], event, outcome, detail, request_id, now)
         return True
 
     if request_id is None:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from platform_server.db.models import CheckIn, UwbDelivery, Wristband
 from platform_server.db.unit_of_work import run_transaction
 from platform_server.errors import NotFoundError
-from platform_server.services import audit, events
+from platform_server.services import audit, cases, events
 
 if TYPE_CHECKING:
     from platform_server.db.unit_of_work import UnitOfWork
@@ -140,14 +140,19 @@ def mark_failed_attempt(
             check_in_public_id=check_in.public_id,
             detail={"tag": delivery.tag_id, "attempts": delivery.attempts, "error": error[:200]},
         )
-        events.append(
+        cases.open_case(  # appends the NEEDS_STAFF event, naming the case
             u,
             ctx,
-            batch_id=check_in.batch_id,
-            kind=events.EventKind.NEEDS_STAFF,
+            kind=cases.CaseKind.UWB_DELIVERY_FAILED,
             at=now,
+            created_by="uwb",
             kiosk_id=check_in.kiosk_id,
+            batch_id=check_in.batch_id,
+            invitation_id=check_in.invitation_id,
             check_in_pk=check_in.id,
+            reason=f"uwb_{delivery.kind}_failed",
+            detail={"tag": delivery.tag_id, "attempts": delivery.attempts, "error": error[:200]},
+            dedupe_key=f"uwb:{delivery.id}",
         )
         u.commit()
         return True

@@ -23,7 +23,7 @@ from alembic import op
 from platform_server.db.models import UtcDateTime
 
 revision = '0020'
-down_revision = '0004'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

@@ -107,7 +107,7 @@ def start(db: str, *, rooms: int = 5, bands: int = 10, experts: int = 5, allow_i
         kiosk_ids=[f"K{i}" for i in range(1, 9)],
         pool_size=12,
     )
-    config = PlatformConfig(database=DatabaseSection(url=db), security=SecuritySection())
+    config = PlatformConfig(database=DatabaseSection(url=db), security=SecuritySection(insecure_kiosks=True))
     engine = seeded.uow._session_factory.kw["bind"]
     platform = Platform(config, engine, make_session_factory(engine), seeded.ctx)
     server, port = create_server(config, platform, listen="127.0.0.1:0")

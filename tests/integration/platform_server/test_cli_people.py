@@ -37,7 +37,7 @@ class Cli:
     def write(self, data_key: str) -> None:
         self.config.write_text(
             f'[database]\nurl = "sqlite:///{self.db}"\n'
-            f'[security]\ndata_key = "{data_key}"\n[face]\nverifier = "none"\n',
+            f'[security]\ndata_key = "{data_key}"\ninsecure_kiosks = true\n[face]\nverifier = "none"\n',
             encoding="utf-8",
         )
 

@@ -30,7 +30,7 @@ from platform_server.db.models import ReferencePhoto
 from platform_server.errors import ConfigError
 from platform_server.face import dlib_verifier
 from platform_server.server import create_server
-from platform_server.services import batches, roster
+from platform_server.services import batches, kiosks, roster
 from tests.integration.platform_server.rpc_helpers import identify_request
 from tests.unit.platform_server.support import Clock, Seeded, seed
 
@@ -89,7 +89,9 @@ class FacePlatform:
     imports: list[subprocess.CompletedProcess[str]]
 
     def identify(self, id_number: str, faces: list[bytes], batch: str | None = None) -> Identify:
-        request = identify_request("K1", batch or self.seeded.batch_code, id_number, faces)
+        # A kiosk acts for its own batch only: the ID-only batch has its own kiosk.
+        kiosk = "K2ID" if batch == ID_ONLY_BATCH else "K1"
+        request = identify_request(kiosk, batch or self.seeded.batch_code, id_number, faces)
         answer: Identify = self.stub.IdentifyExpert(request, timeout=30)
         return answer
 
@@ -121,6 +123,7 @@ def face_platform(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> 
         row = roster.InvitationRow(ids[4], "专家4", "13800000004", "某设计院", "给排水")
         roster.write_invitations(uow, seeded.ctx, ID_ONLY_BATCH, roster.prepare(seeded.ctx.data_key, [row]))
         uow.commit()
+    kiosks.register_kiosk(seeded.new_uow(), seeded.ctx, "K2ID", batch_code=ID_ONLY_BATCH)
 
     folder = tmp / "photos"
     folder.mkdir()
@@ -140,7 +143,9 @@ def face_platform(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> 
 
     config = PlatformConfig(
         database=DatabaseSection(url=url),
-        security=SecuritySection(data_key=DATA_KEY_TEXT, organiser_token="organiser-face-test-0123456789"),
+        security=SecuritySection(
+            data_key=DATA_KEY_TEXT, organiser_token="organiser-face-test-0123456789", insecure_kiosks=True
+        ),
     )
     platform = build(config, start_uwb_worker=False)
     server, port = create_server(config, platform, listen="127.0.0.1:0")

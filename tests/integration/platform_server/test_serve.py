@@ -42,7 +42,7 @@ class ServerProcess:
     """The CLI's serve command in its own process; its stderr lines are read by a thread into a queue."""
 
     def __init__(self, config: Path, env: dict[str, str]) -> None:
-        self.config = config
+        self.config, self.env = config, env
         self.process = subprocess.Popen(
             [str(PLATFORM_SERVER), "--config", str(config), "serve"],
             stdout=subprocess.DEVNULL,
@@ -199,12 +199,34 @@ def test_serve_answers_health_then_stops_gracefully_on_sigterm_with_a_live_strea
         ended.set()
 
     threading.Thread(target=follow, daemon=True).start()
-    # A refused identify (K1 is not registered in this fresh database) puts one event on the stream:
-    # once the follower has it, the stream is live and waiting for the next when SIGTERM comes.
+    # A refused identify (nobody is invited to this fresh batch) puts one event on the stream: once the
+    # follower has it, the stream is live and waiting for the next when SIGTERM comes. K1 is registered
+    # for the batch with its certificate, through the CLI, beside the running server.
+    cert = server.config.parent / "certs" / "kiosk-K1.pem"
+    added = subprocess.run(
+        [
+            str(PLATFORM_SERVER),
+            "--config",
+            str(server.config),
+            "kiosks",
+            "add",
+            "K1",
+            "--batch",
+            "LIVE",
+            "--cert",
+            str(cert),
+        ],
+        capture_output=True,
+        text=True,
+        env=server.env,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
     refused = kiosk_pb2_grpc.KioskServiceStub(channel).IdentifyExpert(
         identify_request("K1", "LIVE", make_id(1)), timeout=10
     )
-    assert refused.refusal.reason == common_pb2.REFUSAL_REASON_KIOSK_NOT_REGISTERED
+    assert refused.refusal.reason == common_pb2.REFUSAL_REASON_NOT_INVITED
     assert first_event.wait(timeout=10), "the event stream delivered nothing"
     assert not ended.is_set()
 
@@ -257,10 +279,11 @@ def test_bad_tls_file_refuses_to_start_before_the_database(tmp_path: Path, certs
     assert not (tmp_path / "platform.db").exists()
 
 
-def test_a_different_data_key_is_refused_in_one_line_by_serve_and_the_cli(tmp_path: Path) -> None:
-    first = write_config(tmp_path, None, data_key="the first data key of this test")
+def test_a_different_data_key_is_refused_in_one_line_by_serve_and_the_cli(tmp_path: Path, certs: Path) -> None:
+    # With TLS configured, so that production mode's TLS rule (loopback included) is not what refuses.
+    first = write_config(tmp_path, certs, data_key="the first data key of this test")
     cli(first, "batch", "list")  # the database now holds the first key's fingerprint
-    other = write_config(tmp_path, None, data_key="another data key, not this database's")
+    other = write_config(tmp_path, certs, data_key="another data key, not this database's")
     for args in (["serve"], ["batch", "list"], ["audit", "verify"], ["accounts", "list"]):
         result = subprocess.run(
             [str(PLATFORM_SERVER), "--config", str(other), *args],

@@ -39,7 +39,7 @@ from platform_server.db.models import AuditEntry, Kiosk
 from platform_server.dev_certs import make_dev_certificates
 from platform_server.errors import ConfigError
 from platform_server.server import create_server
-from platform_server.services import accounts
+from platform_server.services import accounts, kiosk_access
 from tests.integration.kiosk.fake_platform import settings_for
 from tests.integration.platform_server.conftest import add_person_with_token
 from tests.integration.platform_server.rpc_helpers import SIGNATURE, complete_request, identify_request, rid
@@ -117,6 +117,9 @@ def serve_tls(tmp_path: Path, pki: Pki, *, allow_id_only: bool = True) -> TlsPla
     clock = Clock(dt.datetime.now(dt.UTC))
     seeded = seed(f"sqlite:///{tmp_path / 'platform.db'}", clock=clock, allow_id_only=allow_id_only)
     add_person_with_token(seeded, "admin", accounts.Role.ADMIN, TOKEN)
+    for kiosk_id in seeded.kiosk_ids:  # the one certificate accepted for each kiosk
+        cert, _key = pki.kiosk(kiosk_id)
+        kiosk_access.register_certificate(seeded.new_uow(), seeded.ctx, kiosk_id, cert.read_bytes(), actor="test")
     config = tls_config(seeded.url, pki)
     engine = seeded.uow._session_factory.kw["bind"]
     platform = Platform(config, engine, make_session_factory(engine), seeded.ctx)

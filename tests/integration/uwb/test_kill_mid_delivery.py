@@ -90,6 +90,7 @@ def test_platform_killed_mid_delivery_loses_nothing_and_writes_no_wrong_band(
 url = "sqlite:///{tmp_path / "platform.db"}"
 [security]
 data_key = "test-only data key, never used in production"
+insecure_kiosks = true
 [face]
 verifier = "none"
 [uwb]

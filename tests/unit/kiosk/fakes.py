@@ -20,6 +20,7 @@ from checkin.flow.models import (
     DeviceState,
     FaceFrames,
     Identified,
+    QueuedRecordInfo,
     Refusal,
     RefusalCode,
     Refused,
@@ -344,6 +345,16 @@ class FakePending:
 
     def depth(self) -> int:
         return len(self.records)
+
+    def staff_list(self) -> tuple[QueuedRecordInfo, ...]:
+        return tuple(QueuedRecordInfo(rid, state, "04A1B2C3", "", "", 0, "") for rid, state in self.records.items())
+
+    def staff_clear(self, request_id: str) -> bool:
+        if self.records.get(request_id) != "refused":
+            return False
+        del self.records[request_id]
+        self.log.append(f"staff_clear {request_id}")
+        return True
 
 
 class FakeAudit:

@@ -834,6 +834,22 @@ def test_staff_menu_self_test_refill_and_out_of_service() -> None:
     assert k.screen == "home"
 
 
+def test_staff_mode_lists_queued_records_and_clears_only_refused_ones() -> None:
+    k = make_kiosk()
+    k.pending.records.update({"rid-waiting": "deliver", "rid-refused": "refused"})
+    k.flow.staff_gesture()
+    k.flow.submit_pin(PIN)
+    assert [(r.request_id, r.state) for r in k.flow.view.queued] == [
+        ("rid-waiting", "deliver"),
+        ("rid-refused", "refused"),
+    ]
+    k.flow.staff_clear_queued("rid-waiting")  # still to be delivered: not staff's to drop
+    k.flow.staff_clear_queued("rid-refused")
+    assert [r.request_id for r in k.flow.view.queued] == ["rid-waiting"]
+    assert k.flow.view.pending_check_ins == 1
+    assert "staff_clear rid-refused" in k.pending.log
+
+
 def test_refill_brings_an_empty_kiosk_back_into_service() -> None:
     k = make_kiosk(health=ServiceHealth(platform_reachable=True, batch=BATCH, band_stock=0))
     assert k.screen == "out_of_service"

@@ -12,6 +12,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DispenseState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DISPENSE_STATE_UNSPECIFIED: _ClassVar[DispenseState]
+    DISPENSE_STATE_HANDED_OUT: _ClassVar[DispenseState]
+    DISPENSE_STATE_UNKNOWN: _ClassVar[DispenseState]
+
 class AnnulReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ANNUL_REASON_UNSPECIFIED: _ClassVar[AnnulReason]
@@ -34,6 +40,9 @@ class PrinterPaper(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRINTER_PAPER_OK: _ClassVar[PrinterPaper]
     PRINTER_PAPER_NEAR_END: _ClassVar[PrinterPaper]
     PRINTER_PAPER_OUT: _ClassVar[PrinterPaper]
+DISPENSE_STATE_UNSPECIFIED: DispenseState
+DISPENSE_STATE_HANDED_OUT: DispenseState
+DISPENSE_STATE_UNKNOWN: DispenseState
 ANNUL_REASON_UNSPECIFIED: AnnulReason
 ANNUL_REASON_BAND_NOT_TAKEN: AnnulReason
 ANNUL_REASON_DISPENSE_FAILED: AnnulReason
@@ -174,7 +183,7 @@ class NewBankCard(_message.Message):
     def __init__(self, pan: _Optional[str] = ..., expiry_yymm: _Optional[str] = ..., holder_name: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.CardSource, str]] = ...) -> None: ...
 
 class CompleteCheckInRequest(_message.Message):
-    __slots__ = ("request_id", "kiosk_id", "identification_token", "use_card_on_file", "new_card", "signature_png", "band_uid")
+    __slots__ = ("request_id", "kiosk_id", "identification_token", "use_card_on_file", "new_card", "signature_png", "band_uid", "dispense")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     KIOSK_ID_FIELD_NUMBER: _ClassVar[int]
     IDENTIFICATION_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +191,7 @@ class CompleteCheckInRequest(_message.Message):
     NEW_CARD_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_PNG_FIELD_NUMBER: _ClassVar[int]
     BAND_UID_FIELD_NUMBER: _ClassVar[int]
+    DISPENSE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     kiosk_id: str
     identification_token: str
@@ -189,10 +199,11 @@ class CompleteCheckInRequest(_message.Message):
     new_card: NewBankCard
     signature_png: bytes
     band_uid: str
-    def __init__(self, request_id: _Optional[str] = ..., kiosk_id: _Optional[str] = ..., identification_token: _Optional[str] = ..., use_card_on_file: _Optional[bool] = ..., new_card: _Optional[_Union[NewBankCard, _Mapping]] = ..., signature_png: _Optional[bytes] = ..., band_uid: _Optional[str] = ...) -> None: ...
+    dispense: DispenseState
+    def __init__(self, request_id: _Optional[str] = ..., kiosk_id: _Optional[str] = ..., identification_token: _Optional[str] = ..., use_card_on_file: _Optional[bool] = ..., new_card: _Optional[_Union[NewBankCard, _Mapping]] = ..., signature_png: _Optional[bytes] = ..., band_uid: _Optional[str] = ..., dispense: _Optional[_Union[DispenseState, str]] = ...) -> None: ...
 
 class CompleteCheckInResponse(_message.Message):
-    __slots__ = ("outcome", "refusal", "check_in", "replayed")
+    __slots__ = ("outcome", "refusal", "check_in", "replayed", "needs_staff_case_id")
     class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         OUTCOME_UNSPECIFIED: _ClassVar[CompleteCheckInResponse.Outcome]
@@ -205,11 +216,13 @@ class CompleteCheckInResponse(_message.Message):
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
     CHECK_IN_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_STAFF_CASE_ID_FIELD_NUMBER: _ClassVar[int]
     outcome: CompleteCheckInResponse.Outcome
     refusal: _common_pb2.Refusal
     check_in: _common_pb2.CheckIn
     replayed: bool
-    def __init__(self, outcome: _Optional[_Union[CompleteCheckInResponse.Outcome, str]] = ..., refusal: _Optional[_Union[_common_pb2.Refusal, _Mapping]] = ..., check_in: _Optional[_Union[_common_pb2.CheckIn, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    needs_staff_case_id: str
+    def __init__(self, outcome: _Optional[_Union[CompleteCheckInResponse.Outcome, str]] = ..., refusal: _Optional[_Union[_common_pb2.Refusal, _Mapping]] = ..., check_in: _Optional[_Union[_common_pb2.CheckIn, _Mapping]] = ..., replayed: _Optional[bool] = ..., needs_staff_case_id: _Optional[str] = ...) -> None: ...
 
 class AnnulCheckInRequest(_message.Message):
     __slots__ = ("request_id", "kiosk_id", "check_in_id", "reason", "detail")

@@ -111,7 +111,7 @@ class StreamCheckInEventsRequest(_message.Message):
     def __init__(self, batch_code: _Optional[str] = ..., after_event_id: _Optional[int] = ...) -> None: ...
 
 class StreamCheckInEventsResponse(_message.Message):
-    __slots__ = ("event_id", "kind", "occurred_at", "kiosk_id", "check_in", "refusal_reason")
+    __slots__ = ("event_id", "kind", "occurred_at", "kiosk_id", "check_in", "refusal_reason", "needs_staff_case")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[StreamCheckInEventsResponse.Kind]
@@ -132,13 +132,41 @@ class StreamCheckInEventsResponse(_message.Message):
     KIOSK_ID_FIELD_NUMBER: _ClassVar[int]
     CHECK_IN_FIELD_NUMBER: _ClassVar[int]
     REFUSAL_REASON_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_STAFF_CASE_FIELD_NUMBER: _ClassVar[int]
     event_id: int
     kind: StreamCheckInEventsResponse.Kind
     occurred_at: _timestamp_pb2.Timestamp
     kiosk_id: str
     check_in: _common_pb2.CheckIn
     refusal_reason: _common_pb2.RefusalReason
-    def __init__(self, event_id: _Optional[int] = ..., kind: _Optional[_Union[StreamCheckInEventsResponse.Kind, str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kiosk_id: _Optional[str] = ..., check_in: _Optional[_Union[_common_pb2.CheckIn, _Mapping]] = ..., refusal_reason: _Optional[_Union[_common_pb2.RefusalReason, str]] = ...) -> None: ...
+    needs_staff_case: NeedsStaffCase
+    def __init__(self, event_id: _Optional[int] = ..., kind: _Optional[_Union[StreamCheckInEventsResponse.Kind, str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kiosk_id: _Optional[str] = ..., check_in: _Optional[_Union[_common_pb2.CheckIn, _Mapping]] = ..., refusal_reason: _Optional[_Union[_common_pb2.RefusalReason, str]] = ..., needs_staff_case: _Optional[_Union[NeedsStaffCase, _Mapping]] = ...) -> None: ...
+
+class NeedsStaffCase(_message.Message):
+    __slots__ = ("case_id", "kind", "state", "kiosk_id", "band_uid", "reason", "id_number_masked", "expert_name", "check_in_id", "detail", "created_at")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    KIOSK_ID_FIELD_NUMBER: _ClassVar[int]
+    BAND_UID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ID_NUMBER_MASKED_FIELD_NUMBER: _ClassVar[int]
+    EXPERT_NAME_FIELD_NUMBER: _ClassVar[int]
+    CHECK_IN_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    kind: str
+    state: str
+    kiosk_id: str
+    band_uid: str
+    reason: str
+    id_number_masked: str
+    expert_name: str
+    check_in_id: str
+    detail: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, case_id: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[str] = ..., kiosk_id: _Optional[str] = ..., band_uid: _Optional[str] = ..., reason: _Optional[str] = ..., id_number_masked: _Optional[str] = ..., expert_name: _Optional[str] = ..., check_in_id: _Optional[str] = ..., detail: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ResetFaceAttemptsRequest(_message.Message):
     __slots__ = ("batch_code", "id_number", "reason")
