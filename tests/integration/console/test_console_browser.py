@@ -149,7 +149,8 @@ def test_console_in_a_real_browser(
     assert check_in_id, done
     wait_for(lambda: count(browser, "arrived") == arrived + 1, message="arrived count")
     item = wait_for(
-        lambda: browser.find_elements(By.CSS_SELECTOR, f'#feed li[data-check-in="{check_in_id}"]'), message="feed"
+        lambda: browser.find_elements(By.CSS_SELECTOR, f'#feed li.checked_in[data-check-in="{check_in_id}"]'),
+        message="feed",
     )[0]
     assert "专家0" in item.text
     # A refusal appears with its reason.
