@@ -137,6 +137,15 @@ def test_console_in_a_real_browser(
     rows = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#problems td.row"), message="row errors")
     assert [r.text for r in rows] == ["3", "4"]
     screenshot(browser, SHOTS, "03-upload-errors")
+    # Fixed: the same sheet without the bad rows goes in whole.
+    sheet.write_text(
+        f"身份证号,姓名,手机号,工作单位,专业,房间号\n{good},王工,13800000001,设计院,给排水,\n", encoding="utf-8"
+    )
+    browser.find_element(By.ID, "file").send_keys(str(sheet))
+    browser.find_element(By.ID, "upload").click()
+    message = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#message.ok"), message="imported")[0]
+    assert "1" in message.text
+    assert not browser.find_elements(By.ID, "problems")
 
     # The live board counts a check-in made by a kiosk over gRPC, without reloading the page.
     browser.get(f"{console.url}/batches/{s.batch_code}")
@@ -160,6 +169,11 @@ def test_console_in_a_real_browser(
     assert "/" in refused.find_element(By.CLASS_NAME, "reason").text
     assert browser.execute_script("return window.notReloaded === true;")
     screenshot(browser, SHOTS, "04-board")
+    if SHOTS is not None:  # the same board on a tablet at the registration desk (portrait)
+        size = browser.get_window_size()
+        browser.set_window_size(820, 1180)
+        screenshot(browser, SHOTS, "04-board-tablet")
+        browser.set_window_size(size["width"], size["height"])
 
     # Annul it with a reason from the board.
     form = item.find_element(By.CSS_SELECTOR, "form.annul")
