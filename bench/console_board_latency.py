@@ -1,13 +1,13 @@
 """The console's live board: delay from a completed check-in to the row showing in the browser.
 
 A real platform (gRPC on a free port, SQLite file), the console (uvicorn, default settings: the
-stream polls the events table every 0.25 s) and Debian's headless chromium on the board. A
+stream polls the events table every 0.1 s) and Debian's headless chromium on the board. A
 MutationObserver in the page stamps each new check-in row with Date.now(); the kiosk side stamps
 the moment CompleteCheckIn returned (same machine, same wall clock). One check-in at a time, each
 waited for before the next. Baseline in the same run: the CompleteCheckIn round trip itself.
 Prints p50/p99 of both and `ratio_board_p50_vs_rpc_p50=<x>`.
 
-    .venv/bin/python bench/console_board_latency.py [--check-ins 100] [--poll 0.25]
+    .venv/bin/python bench/console_board_latency.py [--check-ins 100] [--poll 0.1]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--check-ins", type=int, default=100)
-    parser.add_argument("--poll", type=float, default=0.25)
+    parser.add_argument("--poll", type=float, default=0.1)
     args = parser.parse_args()
     n = args.check_ins
     with tempfile.TemporaryDirectory() as tmp:

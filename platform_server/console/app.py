@@ -63,7 +63,7 @@ class ConsoleSettings:
     """How the console runs: cookie security, live-stream polling, alert rules and webhook."""
 
     secure_cookies: bool = False
-    poll_interval_s: float = 0.25
+    poll_interval_s: float = 0.1
     counts_every_s: float = 5.0
     alert_interval_s: float = 5.0
     alert_settings: alerts.AlertSettings = field(default_factory=alerts.AlertSettings)
@@ -429,7 +429,7 @@ class Console:
                     message=f"{name}: 文件过大 / file too large",
                 )
             try:
-                report = self._import(kind, code, path)
+                report = self._import(kind, code, path, call.actor)
             except ImportRefusedError as err:
                 return self.page(
                     "upload.html",
@@ -461,15 +461,15 @@ class Console:
             done=True,
         )
 
-    def _import(self, kind: str, code: str, path: Path) -> imports.ImportReport:
+    def _import(self, kind: str, code: str, path: Path, actor: str) -> imports.ImportReport:
         uow, ctx = self.platform.new_uow(), self.platform.ctx
         if kind == "invitations":
-            return imports.import_invitations(uow, ctx, code, path)
+            return imports.import_invitations(uow, ctx, code, path, actor=actor)
         if kind == "rooms":
-            return imports.import_rooms(uow, ctx, code, path)
+            return imports.import_rooms(uow, ctx, code, path, actor=actor)
         if kind == "bands":
-            return imports.import_bands(uow, ctx, path)
-        return imports.import_photos(uow, ctx, code, path)
+            return imports.import_bands(uow, ctx, path, actor=actor)
+        return imports.import_photos(uow, ctx, code, path, actor=actor)
 
     def template(self, _call: Call) -> Response:
         """The invitations spreadsheet template."""

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
 from expertcheckin.v1 import kiosk_pb2
 from selenium.webdriver.common.by import By
 
 from platform_server.console.app import ConsoleSettings
+from platform_server.db.models import AuditEntry
 from platform_server.services import accounts, alerts
 from tests.integration.console.browser import chromium, screenshot, wait_for
 from tests.integration.console.support import PASSWORD, add_person, start_console
@@ -93,6 +95,12 @@ def sign_in(driver: webdriver.Chrome, url: str, username: str) -> None:
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.ID, "sign-in").click()
     wait_for(lambda: driver.find_elements(By.ID, "batches"), message="batch list after sign-in")
+
+
+def audited(running: Running, actor: str) -> list[tuple[str, str]]:
+    query = sa.select(AuditEntry.action, AuditEntry.outcome).where(AuditEntry.actor == actor)
+    with running.platform.engine.connect() as c:
+        return [(r[0], r[1]) for r in c.execute(query)]
 
 
 def count(driver: webdriver.Chrome, name: str) -> int:
@@ -181,6 +189,8 @@ def test_console_in_a_real_browser(
     form.find_element(By.TAG_NAME, "button").click()
     wait_for(lambda: count(browser, "annulled") == 1, message="annulled count")
     assert count(browser, "arrived") == arrived
+    actions = {a for a, _ in audited(running, "person:li.organiser")}
+    assert {"invitations_import", "annul_check_in"} <= actions
 
     # Search by the ID's last digits: masked only.
     browser.get(f"{console.url}/batches/{s.batch_code}/experts?q={s.ids[1][-4:]}")
