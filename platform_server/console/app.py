@@ -18,7 +18,7 @@ import threading
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from starlette.requests import Request
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from platform_server.bootstrap import Platform
 
@@ -150,7 +151,9 @@ class Console:
                 self._stop.set()
                 thread.join(timeout=10)
 
-        return Starlette(routes=routes, lifespan=lifespan)
+        app = Starlette(routes=routes, lifespan=lifespan)
+        app.add_middleware(SecurityHeaders)
+        return app
 
     def _guard(self, rule: RouteRule, handler: Callable[[Call], Response] | None, *, stream: bool = False) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -374,6 +377,8 @@ class Console:
                 now = loop.time()
                 if batch or now - last_counts >= self.settings.counts_every_s:
                     last_counts = now
+                    if await run_in_threadpool(self._person, call.session_token) is None:
+                        return  # signed out or expired meanwhile: the stream ends with the session
                     yield f"event: counts\ndata: {await run_in_threadpool(counts)}\n\n"
                 if not batch:
                     await asyncio.sleep(self.settings.poll_interval_s)
@@ -576,6 +581,33 @@ class Console:
         """Prometheus text format."""
         body, content_type = self.metrics.render()
         return Response(body, media_type=content_type)
+
+
+class SecurityHeaders:
+    """Headers on every answer: no framing, scripts and styles from this console only, no sniffing."""
+
+    HEADERS: ClassVar[list[tuple[bytes, bytes]]] = [
+        (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+    ]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; add the headers to the answer's start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> Response:

@@ -94,6 +94,11 @@ function startPanel(panel) {
   setInterval(refresh, 2000);
 }
 
+// Forms that undo something ask first (a script, not an inline handler: the page's CSP forbids those).
+for (const form of document.querySelectorAll("form[data-confirm]")) {
+  form.addEventListener("submit", (event) => { if (!window.confirm(form.dataset.confirm)) event.preventDefault(); });
+}
+
 const feed = document.getElementById("feed");
 if (feed) startBoard(feed);
 const panel = document.getElementById("fleet-panel");

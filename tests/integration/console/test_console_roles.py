@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 import pytest
@@ -146,3 +147,20 @@ def test_metrics(served: tuple[Running, ConsoleServer]) -> None:
     text = Browserless(console.url).request("GET", "/metrics").text
     assert 'checkin_check_ins{batch="B2025"}' in text
     assert 'checkin_kiosks{state="online"}' in text
+
+
+def test_sessions_expire_and_pages_carry_security_headers(served: tuple[Running, ConsoleServer]) -> None:
+    running, console = served
+    client = Browserless(console.url)
+    client.login("viewer.person")
+    page = client.request("GET", "/")
+    assert page.status == 200
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    lifetime = accounts.SESSION_LIFETIME + dt.timedelta(seconds=1)
+    running.clock.advance(lifetime.total_seconds())
+    try:
+        expired = client.request("GET", "/")
+        assert (expired.status, expired.headers["location"]) == (303, "/login")
+    finally:
+        running.clock.now -= lifetime
