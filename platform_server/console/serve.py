@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import sys
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from platform_server.config import PlatformConfig
 
 log = logging.getLogger(__name__)
+SHUTDOWN_GRACE_S = 3
 
 
 def settings_from_env(config: PlatformConfig) -> ConsoleSettings:
@@ -45,10 +48,25 @@ def serve_console(config: PlatformConfig, listen: str) -> None:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--listen must be host:port, got {listen!r}")
+    settings = settings_from_env(config)
     platform = bootstrap.build(config, face_verifier="from-config", start_uwb_worker=False)
+    sock = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET, socket.SOCK_STREAM)
     try:
-        app = Console(platform, settings_from_env(config)).app()
-        log.info(f"console listening on http://{host}:{port}/")
-        uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), int(port)))
+        sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
+        bound = sock.getsockname()[1]  # port 0 picks a free one; say which
+        app = Console(platform, settings).app()
+        # Open live streams never finish by themselves: shutdown waits for them at most a few seconds.
+        # After a graceful stop uvicorn re-raises SIGTERM/SIGINT, so the exit status names the signal.
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE_S
+            )
+        )
+        sys.stderr.write(f"运营控制台 console listening on http://{host}:{bound}/\n")
+        sys.stderr.flush()
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         platform.close()
