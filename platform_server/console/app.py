@@ -360,7 +360,9 @@ class Console:
                 return events.read_after(uow, self.platform.ctx, bid, after_id, limit=200)
 
         def counts() -> str:
-            return json.dumps(stats_json(statistics.batch_statistics(self.platform.new_uow(), code)))
+            data = stats_json(statistics.batch_statistics(self.platform.new_uow(), code))
+            data["per_hour"] = staff.check_ins_per_hour(self.platform.new_uow(), code, CHINA)
+            return json.dumps(data)
 
         async def stream() -> AsyncIterator[str]:
             last_id = after

@@ -226,3 +226,18 @@ def newest_event_id(uow: UnitOfWork, batch_id: int) -> int:
         return int(
             uow.execute(sa.select(sa.func.max(CheckInEvent.id)).where(CheckInEvent.batch_id == batch_id)).scalar() or 0
         )
+
+
+def check_ins_per_hour(uow: UnitOfWork, batch_code: str, tz: dt.tzinfo) -> list[tuple[str, int]]:
+    """Active check-ins of the batch per hour of the day in `tz` ("09:00", count), in hour order."""
+    with uow:
+        times = uow.execute(
+            sa.select(CheckIn.checked_in_at)
+            .join(Batch, Batch.id == CheckIn.batch_id)
+            .where(Batch.code == batch_code, CheckIn.annulled_at.is_(None))
+        ).scalars()
+        hours: dict[str, int] = {}
+        for at in times:
+            key = at.astimezone(tz).strftime("%m-%d %H:00")
+            hours[key] = hours.get(key, 0) + 1
+    return sorted(hours.items())

@@ -67,6 +67,14 @@ function startBoard(feed) {
   });
   source.addEventListener("counts", (message) => {
     const stats = JSON.parse(message.data);
+    const hours = document.querySelector("#per-hour tbody");
+    if (hours && stats.per_hour.length) {
+      hours.replaceChildren(...stats.per_hour.map(([hour, n]) => {
+        const tr = el("tr");
+        tr.append(el("td", "", hour), el("td", "n", String(n)));
+        return tr;
+      }));
+    }
     for (const key of ["invited", "arrived", "missing", "annulled", "needs_staff", "rooms_left", "bands_left"]) {
       const node = document.getElementById(`c-${key}`);
       if (node) node.textContent = stats[key];

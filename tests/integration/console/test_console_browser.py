@@ -7,6 +7,7 @@ saves a screenshot of each page there (docs/screens/console/ holds the ones in t
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import threading
@@ -165,6 +166,8 @@ def test_console_in_a_real_browser(
     check_in_id = done.check_in.check_in_id
     assert check_in_id, done
     wait_for(lambda: count(browser, "arrived") == arrived + 1, message="arrived count")
+    hour = running.clock().astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%m-%d %H:00")
+    wait_for(lambda: f"{hour} 1" in browser.find_element(By.ID, "per-hour").text, message="per hour")
     item = wait_for(
         lambda: browser.find_elements(By.CSS_SELECTOR, f'#feed li.checked_in[data-check-in="{check_in_id}"]'),
         message="feed",

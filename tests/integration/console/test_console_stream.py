@@ -90,6 +90,7 @@ def test_a_replica_streams_every_check_in_and_its_counts_match_status(
         now = statistics.batch_statistics(running.platform.new_uow(), s.batch_code)
         assert (counts["invited"], counts["arrived"], counts["missing"]) == (now.invited, now.arrived, now.missing)
         assert counts["arrived"] == i + 1
+        assert sum(n for _hour, n in counts["per_hour"]) == i + 1
     refused = running.kiosk.IdentifyExpert(identify_request("K1", s.batch_code, make_id(777)))
     assert refused.refusal.reason
     event = next_of(events, "checkin")
