@@ -764,6 +764,22 @@ def serve_command(listen: Annotated[str | None, typer.Option("--listen", help="h
     _run(action)
 
 
+@app.command("console")
+def console_command(
+    listen: Annotated[str, typer.Option("--listen", help="host:port")] = "127.0.0.1:8080",
+) -> None:
+    """运营控制台 / Serve the operations console (web) beside the gRPC server, on the same database."""
+    from platform_server.console.serve import serve_console  # noqa: PLC0415  (web stack only when used)
+    from platform_server.log_masking import configure_logging  # noqa: PLC0415
+
+    def action() -> None:
+        config = _config()
+        configure_logging(config.logging.level, config.logging.file or None)
+        serve_console(config, listen)
+
+    _run(action)
+
+
 @app.command("demo-seed")
 def demo_seed(
     faces_dir: Annotated[Path | None, typer.Option("--faces-dir", help="参考照片目录 / reference faces")] = None,

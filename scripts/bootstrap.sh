@@ -11,6 +11,7 @@ APT_PACKAGES=(
   pcscd vsmartcard-vpcd pcsc-tools           # real PC/SC daemon + the vpcd virtual reader driver
   postgresql                                 # production database, tested for real
   xvfb xdotool imagemagick fonts-noto-cjk    # kiosk UI without a display, driven and photographed
+  chromium chromium-driver                   # operations console tests in a real headless browser
   espeak-ng alsa-utils                       # spoken prompts (pyttsx3 drives espeak-ng and plays with aplay)
 )
 

@@ -45,6 +45,14 @@ if [ -n "$webcam" ]; then
   echo "demo: a webcam is present but no display: the live demo needs one; running the scripted visitors"
 fi
 
+# The operations console runs beside the platform on the same database; the demo's check-ins
+# appear on its live board as they happen.
+CONSOLE_LISTEN="${CONSOLE_LISTEN:-127.0.0.1:8080}"
+export SCENARIO_CONSOLE_LISTEN="$CONSOLE_LISTEN"
+batch=$(python -c 'import tomllib; print(tomllib.load(open("scenarios/demo.toml","rb")).get("world", {}).get("batch", "DEMO-2026-001"))')
+echo "demo: operations console (运营控制台) at http://$CONSOLE_LISTEN/  sign in as: demo / demo-console-only"
+echo "demo: live board of the demo batch: http://$CONSOLE_LISTEN/batches/$batch"
+
 child=""
 stop() {
   trap - INT TERM

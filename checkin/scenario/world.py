@@ -52,6 +52,9 @@ STAFF_PIN: Final = "246810"
 PLATFORM_KEY: Final = "scenario world platform key, made-up data only"
 KIOSK_KEY: Final = "scenario world kiosk key, made-up data only"
 PLATFORM_SERVER: Final = Path(sys.executable).with_name("platform-server")
+#: The operations console's demo sign-in (made-up world only); `make demo` prints it.
+CONSOLE_USER: Final = "demo"
+CONSOLE_PASSWORD: Final = "demo-console-only"  # noqa: S105  (the simulated world's, printed by make demo)
 
 
 class WorldError(RuntimeError):
@@ -145,6 +148,8 @@ class World:
     with_printer: bool = True
     printer: PrinterSimulator | None = None
     platform: subprocess.Popen[bytes] | None = None
+    #: The operations console child (`platform-server console`), when SCENARIO_CONSOLE_LISTEN names host:port.
+    console: subprocess.Popen[bytes] | None = None
     #: Called with the band's UID whenever the arm brings a band to the reader (after it is in the field).
     on_band_at_reader: list[object] = field(default_factory=list)
     #: The last band and bank card put into the readers, with their detection times.
@@ -195,12 +200,17 @@ class World:
         self.platform_port = _free_port()
         self._seed_platform()
         self.start_platform()
+        self.start_console(os.environ.get("SCENARIO_CONSOLE_LISTEN", ""))
 
     def stop(self) -> None:
         """Stop everything that was started (safe after a partial start)."""
         if self._restart_timer is not None:
             self._restart_timer.cancel()
         self.kill_platform(graceful=True)
+        if self.console is not None and self.console.poll() is None:
+            os.killpg(self.console.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.console.wait(timeout=15)
         if self.printer is not None:
             with contextlib.suppress(Exception):
                 self.printer.save_pngs()
@@ -290,7 +300,7 @@ level = "INFO"
         """Batch, rooms, bands, invitations, reference photos and this kiosk, through the platform's services."""
         from platform_server.bootstrap import build  # noqa: PLC0415 - the platform's code only for seeding
         from platform_server.config import load_config as load_platform_config  # noqa: PLC0415
-        from platform_server.services import batches, kiosks, roster  # noqa: PLC0415
+        from platform_server.services import accounts, batches, kiosks, roster  # noqa: PLC0415
 
         self._write_platform_config()
         platform = build(load_platform_config(self.platform_config, environ={}), start_uwb_worker=False)
@@ -327,6 +337,15 @@ level = "INFO"
                 roster.write_invitations(uow, ctx, code, roster.prepare(ctx.data_key, rows), actor="scenario")
                 uow.commit()
             kiosks.register_kiosk(uow, ctx, KIOSK_ID, name="场景终端", location="大堂", batch_code=code)
+            accounts.add_account(
+                uow,
+                username=CONSOLE_USER,
+                role=accounts.Role.ORGANISER,
+                display_name="演示组织方 Demo organiser",
+                password=CONSOLE_PASSWORD,
+                actor="scenario",
+                at=now,
+            )
             verifier = ctx.face_verifier
             if verifier is None:  # pragma: no cover - the world's config always names dlib
                 raise WorldError("the platform has no face verifier")
@@ -362,6 +381,21 @@ level = "INFO"
         )
         log_file.close()
         self._wait_platform_ready(timeout)
+
+    def start_console(self, listen: str) -> None:
+        """Start the operations console on `listen` (host:port) over the world's database; "" starts none."""
+        if not listen:
+            return
+        log_file = (self.work / "console.log").open("ab")
+        self.console = subprocess.Popen(  # noqa: S603 - fixed argument list
+            [str(PLATFORM_SERVER), "--config", str(self.platform_config), "console", "--listen", listen],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
+        log_file.close()
 
     def _wait_platform_ready(self, timeout: float) -> None:
         from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415

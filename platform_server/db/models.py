@@ -428,3 +428,21 @@ class NeedsStaffCase(Base):
     resolved_at: so.Mapped[dt.datetime | None]
     resolved_by: so.Mapped[str | None] = so.mapped_column(sa.String(64))
     resolution: so.Mapped[str | None] = so.mapped_column(sa.Text)
+
+
+class Alert(Base):
+    """An operations alert (kiosk offline, stock low, paper out): open until its cause recovers.
+
+    `open_key` is "rule:subject" while open and NULL once resolved: the unique constraint lets only one
+    replica open the same alert (NULLs do not collide), so several console replicas can evaluate rules.
+    """
+
+    __tablename__ = "alerts"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    rule: so.Mapped[str] = so.mapped_column(sa.String(32))
+    subject: so.Mapped[str] = so.mapped_column(sa.String(64))
+    open_key: so.Mapped[str | None] = so.mapped_column(sa.String(100), unique=True)
+    detail: so.Mapped[str] = so.mapped_column(sa.String(500), default="")
+    opened_at: so.Mapped[dt.datetime]
+    resolved_at: so.Mapped[dt.datetime | None]

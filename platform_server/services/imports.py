@@ -60,6 +60,7 @@ def import_invitations(
     progress: Callable[[int], None] | None = None,
     *,
     reader: InvitationReader | None = None,
+    actor: str = "cli",
 ) -> ImportReport:
     """Check every row of the file, then write them all in one transaction, or nothing.
 
@@ -94,7 +95,7 @@ def import_invitations(
                     f"{path.name}: {len(problems)}行有误，未导入任何数据 / {len(problems)} bad rows, nothing imported",
                     problems,
                 )
-            roster.audit_invitations(uow, ctx, batch_code, total, total - known, actor="cli")
+            roster.audit_invitations(uow, ctx, batch_code, total, total - known, actor=actor)
             uow.commit()
             timeline.mark("committed")
     finally:
@@ -102,7 +103,9 @@ def import_invitations(
     return ImportReport(total)
 
 
-def import_rooms(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, path: Path) -> ImportReport:
+def import_rooms(
+    uow: UnitOfWork, ctx: ServiceContext, batch_code: str, path: Path, *, actor: str = "cli"
+) -> ImportReport:
     """Add rooms to the batch's pool (in the batch's hotel)."""
     table = read_table(path, ROOM_COLUMNS, ("room",))
     column = table.columns.index("room")
@@ -138,13 +141,13 @@ def import_rooms(uow: UnitOfWork, ctx: ServiceContext, batch_code: str, path: Pa
             )
         if not numbers:
             raise ImportRefusedError(f"{path.name} 没有数据行 / {path.name} has no data rows")
-        count = roster.write_rooms(uow, ctx, batch_code, numbers)
+        count = roster.write_rooms(uow, ctx, batch_code, numbers, actor=actor)
         uow.commit()
     return ImportReport(count)
 
 
 def import_bands(  # noqa: C901
-    uow: UnitOfWork, ctx: ServiceContext, path: Path
+    uow: UnitOfWork, ctx: ServiceContext, path: Path, *, actor: str = "cli"
 ) -> ImportReport:
     """Add wristbands (rfid_uid, uwb_tag_id) to the inventory."""
     table = read_table(path, BAND_COLUMNS, ("rfid_uid", "uwb_tag_id"))
@@ -206,7 +209,7 @@ def import_bands(  # noqa: C901
             )
         if not bands:
             raise ImportRefusedError(f"{path.name} 没有数据行 / {path.name} has no data rows")
-        count = roster.write_bands(uow, ctx, bands)
+        count = roster.write_bands(uow, ctx, bands, actor=actor)
         uow.commit()
     return ImportReport(count)
 
@@ -249,7 +252,13 @@ def _photo_files(source: Path) -> list[tuple[str, bytes]]:
 
 
 def import_photos(  # noqa: C901
-    uow: UnitOfWork, ctx: ServiceContext, batch_code: str, source: Path, progress: Callable[[int], None] | None = None
+    uow: UnitOfWork,
+    ctx: ServiceContext,
+    batch_code: str,
+    source: Path,
+    progress: Callable[[int], None] | None = None,
+    *,
+    actor: str = "cli",
 ) -> ImportReport:
     """Reference photos named <ID number>.jpg/.png: encode each once, store encrypted; all or none."""
     verifier = ctx.face_verifier
@@ -293,7 +302,7 @@ def import_photos(  # noqa: C901
         )
     with uow:
         for expert_id, data, encoding in encoded:
-            roster.write_reference_photo(uow, ctx, expert_id, data, encoding)
+            roster.write_reference_photo(uow, ctx, expert_id, data, encoding, actor=actor)
         uow.commit()
     return ImportReport(len(encoded))
 

@@ -1,0 +1,1 @@
+"""The operations console: a web page for organisers and staff, thin over the platform's services."""

@@ -1,0 +1,222 @@
+"""The console in a real browser: sign in, upload with bad rows, live board, annul, alerts.
+
+Check-ins come from a kiosk client over real gRPC against a real platform server; the console is a
+real uvicorn server over the same database; the browser is Debian's chromium. CONSOLE_SCREENSHOTS=dir
+saves a screenshot of each page there (docs/screens/console/ holds the ones in the docs).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+from expertcheckin.v1 import kiosk_pb2
+from selenium.webdriver.common.by import By
+
+from platform_server.console.app import ConsoleSettings
+from platform_server.db.models import AuditEntry
+from platform_server.services import accounts, alerts
+from tests.integration.console.browser import chromium, screenshot, wait_for
+from tests.integration.console.support import PASSWORD, add_person, start_console
+from tests.integration.platform_server.conftest import Running, start, stop
+from tests.integration.platform_server.rpc_helpers import complete_request, identify_request
+from tests.unit.platform_server.support import make_id
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from selenium import webdriver
+
+pytestmark = pytest.mark.slow
+OFFLINE_AFTER_S = 30.0
+SHOTS = Path(os.environ["CONSOLE_SCREENSHOTS"]) if os.environ.get("CONSOLE_SCREENSHOTS") else None
+
+
+class Receiver:
+    """A local webhook receiver: every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        bodies = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Running, Any, Receiver]]:
+    running = start(f"sqlite:///{tmp_path / 'platform.db'}")
+    add_person(running.platform, "li.organiser", accounts.Role.ORGANISER)
+    receiver = Receiver()
+    settings = ConsoleSettings(
+        poll_interval_s=0.1,
+        alert_interval_s=0.2,
+        alert_settings=alerts.AlertSettings(offline_after_s=OFFLINE_AFTER_S, stock_low=2),
+        webhook_url=receiver.url,
+    )
+    console = start_console(running.platform, settings)
+    yield running, console, receiver
+    console.stop()
+    receiver.close()
+    stop(running)
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    yield from chromium()
+
+
+def sign_in(driver: webdriver.Chrome, url: str, username: str) -> None:
+    driver.get(url + "/login")
+    screenshot(driver, SHOTS, "01-login")
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "sign-in").click()
+    wait_for(lambda: driver.find_elements(By.ID, "batches"), message="batch list after sign-in")
+
+
+def audited(running: Running, actor: str) -> list[tuple[str, str]]:
+    query = sa.select(AuditEntry.action, AuditEntry.outcome).where(AuditEntry.actor == actor)
+    with running.platform.engine.connect() as c:
+        return [(r[0], r[1]) for r in c.execute(query)]
+
+
+def count(driver: webdriver.Chrome, name: str) -> int:
+    return int(driver.find_element(By.ID, f"c-{name}").text)
+
+
+def heartbeat(running: Running, kiosk: str, *, paper: str = "ok") -> None:
+    running.kiosk.Heartbeat(
+        kiosk_pb2.HeartbeatRequest(
+            kiosk_id=kiosk,
+            band_stock=40,
+            pending_check_ins=0,
+            software_version="1.4.0",
+            devices=[kiosk_pb2.DeviceHealth(device="arm", state=kiosk_pb2.DEVICE_STATE_OK)],
+            printer_paper=kiosk_pb2.PRINTER_PAPER_OK if paper == "ok" else kiosk_pb2.PRINTER_PAPER_OUT,
+        )
+    )
+
+
+def test_console_in_a_real_browser(
+    world: tuple[Running, Any, Receiver], browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    running, console, receiver = world
+    s = running.seeded
+    sign_in(browser, console.url, "li.organiser")
+    screenshot(browser, SHOTS, "02-batches")
+
+    # Upload an invitations sheet with two bad rows: nothing imported, each bad row named by its number.
+    sheet = tmp_path / "邀请名单.csv"
+    good = make_id(900)
+    bad = good[:-1] + ("1" if good[-1] != "1" else "2")  # wrong check digit
+    sheet.write_text(
+        "身份证号,姓名,手机号,工作单位,专业,房间号\n"
+        f"{good},王工,13800000001,设计院,给排水,\n"
+        f"{bad},李工,13800000002,设计院,电气,\n"
+        f"{good},张工,13800000003,设计院,暖通,\n",
+        encoding="utf-8",
+    )
+    browser.get(f"{console.url}/batches/{s.batch_code}/upload")
+    browser.find_element(By.ID, "file").send_keys(str(sheet))
+    browser.find_element(By.ID, "upload").click()
+    rows = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#problems td.row"), message="row errors")
+    assert [r.text for r in rows] == ["3", "4"]
+    screenshot(browser, SHOTS, "03-upload-errors")
+    # Fixed: the same sheet without the bad rows goes in whole.
+    sheet.write_text(
+        f"身份证号,姓名,手机号,工作单位,专业,房间号\n{good},王工,13800000001,设计院,给排水,\n", encoding="utf-8"
+    )
+    browser.find_element(By.ID, "file").send_keys(str(sheet))
+    browser.find_element(By.ID, "upload").click()
+    message = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#message.ok"), message="imported")[0]
+    assert "1" in message.text
+    assert not browser.find_elements(By.ID, "problems")
+
+    # The live board counts a check-in made by a kiosk over gRPC, without reloading the page.
+    browser.get(f"{console.url}/batches/{s.batch_code}")
+    wait_for(lambda: browser.find_element(By.ID, "live").get_attribute("data-state") == "live", message="stream")
+    browser.execute_script("window.notReloaded = true;")
+    arrived = count(browser, "arrived")
+    token = running.kiosk.IdentifyExpert(identify_request("K1", s.batch_code, s.ids[0])).identification_token
+    done = running.kiosk.CompleteCheckIn(complete_request("K1", token, s.bands[0][0]))
+    check_in_id = done.check_in.check_in_id
+    assert check_in_id, done
+    wait_for(lambda: count(browser, "arrived") == arrived + 1, message="arrived count")
+    hour = running.clock().astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%m-%d %H:00")
+    wait_for(lambda: f"{hour} 1" in browser.find_element(By.ID, "per-hour").text, message="per hour")
+    item = wait_for(
+        lambda: browser.find_elements(By.CSS_SELECTOR, f'#feed li.checked_in[data-check-in="{check_in_id}"]'),
+        message="feed",
+    )[0]
+    assert "专家0" in item.text
+    # A refusal appears with its reason.
+    stranger = running.kiosk.IdentifyExpert(identify_request("K2", s.batch_code, make_id(901)))
+    assert stranger.refusal.reason
+    refused = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#feed li.refused"), message="refusal")[0]
+    assert "/" in refused.find_element(By.CLASS_NAME, "reason").text
+    assert browser.execute_script("return window.notReloaded === true;")
+    screenshot(browser, SHOTS, "04-board")
+    if SHOTS is not None:  # the same board on a tablet at the registration desk (portrait)
+        size = browser.get_window_size()
+        browser.set_window_size(820, 1180)
+        screenshot(browser, SHOTS, "04-board-tablet")
+        browser.set_window_size(size["width"], size["height"])
+
+    # Annul it with a reason from the board.
+    form = item.find_element(By.CSS_SELECTOR, "form.annul")
+    form.find_element(By.NAME, "reason").send_keys("手环未取走，专家返回服务台")
+    form.find_element(By.TAG_NAME, "button").click()
+    wait_for(lambda: count(browser, "annulled") == 1, message="annulled count")
+    assert count(browser, "arrived") == arrived
+    actions = {a for a, _ in audited(running, "person:li.organiser")}
+    assert {"invitations_import", "annul_check_in"} <= actions
+
+    # Search by the ID's last digits: masked only.
+    browser.get(f"{console.url}/batches/{s.batch_code}/experts?q={s.ids[1][-4:]}")
+    hits = browser.find_element(By.ID, "hits").text
+    assert s.ids[1] not in hits
+    assert s.ids[1][-4:] in hits
+    screenshot(browser, SHOTS, "05-experts")
+    browser.get(f"{console.url}/batches/{s.batch_code}/needs-staff")
+    screenshot(browser, SHOTS, "06-needs-staff")
+
+    # A kiosk stops sending heartbeats: the alert opens in the console and at the webhook, then resolves.
+    heartbeat(running, "K1")
+    browser.get(f"{console.url}/fleet")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '#fleet tr[data-kiosk="K1"][data-online="1"]'))
+    running.clock.advance(OFFLINE_AFTER_S + 1)  # time passes with no heartbeat from K1
+    selector = '#alerts tr[data-rule="kiosk_offline"][data-subject="K1"][data-state="open"]'
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, selector), message="offline alert shown")
+    screenshot(browser, SHOTS, "07-fleet-alert")
+    heartbeat(running, "K1")
+    resolved = '#alerts tr[data-rule="kiosk_offline"][data-subject="K1"][data-state="resolved"]'
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, resolved), message="offline alert resolved")
+    assert not browser.find_elements(By.CSS_SELECTOR, selector)
+    wait_for(lambda: len([b for b in receiver.bodies if b["rule"] == "kiosk_offline"]) >= 2, message="webhook")
+    sent = [(b["state"], b["subject"]) for b in receiver.bodies if b["rule"] == "kiosk_offline"]
+    assert sent == [("open", "K1"), ("resolved", "K1")]
+    screenshot(browser, SHOTS, "08-fleet-resolved")
