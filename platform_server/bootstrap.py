@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ class Platform:
         self.stopping.set()
         if self.uwb_worker is not None:
             self.uwb_worker.stop()
+        close_verifier = getattr(self.ctx.face_verifier, "close", None)
+        if close_verifier is not None:
+            close_verifier()  # worker processes (face/pool.py)
         self.engine.dispose()
 
 
@@ -65,10 +69,23 @@ def data_key_from(config: PlatformConfig) -> DataKey:
     return DataKey.from_text(DEVELOPMENT_DATA_KEY)
 
 
-def face_verifier_from(config: PlatformConfig) -> FaceVerifier | None:
-    """The dlib verifier from [face], or None when [face] verifier = "none"."""
+def face_verifier_from(config: PlatformConfig, *, in_process: bool = False) -> FaceVerifier | None:
+    """The dlib verifier from [face], or None when [face] verifier = "none".
+
+    With [face] processes other than 0 (and not `in_process`) it runs in worker processes (face/pool.py).
+    """
     if config.face.verifier == "none":
         return None
+    if config.face.processes != 0 and not in_process:
+        from platform_server.face.pool import ProcessFaceVerifier, worker_count  # noqa: PLC0415
+
+        return ProcessFaceVerifier(
+            functools.partial(face_verifier_from, config, in_process=True),
+            threshold=config.face.threshold,
+            processes=worker_count(config.face.processes),
+            queue=config.face.queue,
+            max_image_bytes=config.face.max_image_bytes,
+        )
     from platform_server.face.dlib_verifier import DlibFaceVerifier  # noqa: PLC0415  (loads dlib models)
 
     return DlibFaceVerifier(

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ from platform_server.errors import ConfigError
 from platform_server.grpc_api.auth import OrganiserTokenInterceptor
 from platform_server.grpc_api.kiosk import KioskServicer
 from platform_server.grpc_api.organiser import DiagnosticsServicer, OrganiserServicer
+from platform_server.health_http import HealthEndpoint
 
 if TYPE_CHECKING:
     from platform_server.bootstrap import Platform
@@ -177,10 +179,19 @@ def serve(config: PlatformConfig) -> None:
         transport = "TLS without client certificates"
     else:
         transport = "plaintext"
+    health_http = HealthEndpoint(config.server.health_listen) if config.server.health_listen else None
     log.info("platform serving on %s:%d (%s), database %s", host, port, transport, platform.engine.url)
     stop_requested.wait()
     server.health_servicer.enter_graceful_shutdown()  # type: ignore[attr-defined]
+    if health_http is not None:
+        health_http.draining()
+    if config.server.drain_s:
+        # Still serving every call that arrives while the balancer notices the health change.
+        log.info("draining: health NOT_SERVING, still serving for %.1f s", config.server.drain_s)
+        time.sleep(config.server.drain_s)
     platform.stopping.set()  # ends event streams so they do not hold the grace period
     server.stop(config.server.grace_s).wait()
+    if health_http is not None:
+        health_http.close()
     platform.close()
     log.info("platform stopped")
