@@ -38,7 +38,7 @@ class HealthEndpoint:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ARG002
                 return  # a check every second would flood the log
 
-        self._server = http.server.ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+        self._server = _QuietServer((host or "127.0.0.1", int(port)), Handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
@@ -52,3 +52,11 @@ class HealthEndpoint:
         """Stop answering."""
         self._server.shutdown()
         self._server.server_close()
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """A checker that hangs up before reading the answer is not an error worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log at debug level only."""
+        log.debug("health check from %s ended early", client_address)
