@@ -152,5 +152,3 @@ def wait_for(lease: Lease, stopping: threading.Event, poll_s: float) -> bool:
             logged = True
         stopping.wait(poll_s)
     return False
-
-
