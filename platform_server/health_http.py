@@ -57,6 +57,6 @@ class HealthEndpoint:
 class _QuietServer(http.server.ThreadingHTTPServer):
     """A checker that hangs up before reading the answer is not an error worth a traceback."""
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002  (the base's signature)
         """Log at debug level only."""
         log.debug("health check from %s ended early", client_address)

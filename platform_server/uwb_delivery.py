@@ -148,7 +148,15 @@ class UwbDeliveryWorker:
 
     def _drive(self) -> None:
         """Deliver until stopping, or until the lease is lost (then the caller waits to take it again)."""
-        released = outbox.release_claims(self._new_uow(), self._ctx.clock())
+        try:
+            released = outbox.release_claims(self._new_uow(), self._ctx.clock())
+        except Exception:
+            # The database went away again: stand by and take the lease anew rather than end the thread.
+            log.exception("UWB worker start: could not release earlier claims")
+            if self._lease is not None:
+                self._lease.release()
+            self._stopping.wait(self._settings.poll_s)
+            return
         if released:
             log.info("UWB worker start: %d pending deliveries made due again (earlier process stopped)", released)
         backoff = self._settings.poll_s
@@ -230,6 +238,7 @@ class UwbDeliveryWorker:
     def _await_acks(self, gateway: TagDownlink, in_flight: list[_InFlight], unfinished: set[int]) -> None:
         deadline = time.monotonic() + self._ack_timeout_s
         while in_flight:
+            acked: list[_InFlight] = []
             for item in list(in_flight):
                 try:
                     receipt = gateway.poll_downlink(item.msg_id, item.tag_id, item.data)
@@ -239,11 +248,9 @@ class UwbDeliveryWorker:
                     unfinished.discard(item.delivery_id)
                     continue
                 if receipt is not None:
-                    outbox.mark_delivered(self._new_uow(), self._ctx, item.delivery_id)
-                    self.counters.delivered += 1
-                    log.info("UWB delivery %d acknowledged by tag %04X", item.delivery_id, item.tag_id)
+                    acked.append(item)
                     in_flight.remove(item)
-                    unfinished.discard(item.delivery_id)
+            self._record_acks(acked, unfinished)
             if not in_flight:
                 return
             if time.monotonic() >= deadline:
@@ -259,6 +266,16 @@ class UwbDeliveryWorker:
                 return
 
     # ------------------------------------------------------------ helpers
+
+    def _record_acks(self, acked: list[_InFlight], unfinished: set[int]) -> None:
+        """Mark every acknowledgement of one poll delivered, in one transaction."""
+        if not acked:
+            return
+        outbox.mark_delivered_many(self._new_uow(), self._ctx, [item.delivery_id for item in acked])
+        self.counters.delivered += len(acked)
+        for item in acked:
+            log.info("UWB delivery %d acknowledged by tag %04X", item.delivery_id, item.tag_id)
+            unfinished.discard(item.delivery_id)
 
     def _failed(self, delivery_id: int, error: str, *, permanent: bool = False) -> None:
         given_up = outbox.mark_failed_attempt(

@@ -77,38 +77,53 @@ def _load(u: UnitOfWork, delivery_id: int) -> tuple[UwbDelivery, CheckIn]:
 
 def mark_delivered(uow: UnitOfWork, ctx: ServiceContext, delivery_id: int) -> None:
     """The band acknowledged the write: record it, audit it, emit KIND_UWB_DELIVERED."""
+    mark_delivered_many(uow, ctx, [delivery_id])
+
+
+def mark_delivered_many(uow: UnitOfWork, ctx: ServiceContext, delivery_ids: list[int]) -> None:
+    """mark_delivered() for every row acknowledged in one poll, in one transaction.
+
+    Under load every write transaction queues for SQLite's write lock beside the kiosks'; one per
+    poll instead of one per band keeps the worker's pace up with the check-ins.
+    """
 
     def work(u: UnitOfWork) -> None:
         now = ctx.clock()
-        delivery, check_in = _load(u, delivery_id)
-        if delivery.state != "pending":
-            return  # superseded by an annulment meanwhile, or already marked: nothing to do
-        delivery.state = "delivered"
-        delivery.delivered_at = now
-        delivery.attempts += 1
-        delivery.last_error = None
-        audit.record(
-            u,
-            at=now,
-            actor="uwb",
-            action=f"uwb_{delivery.kind}",
-            outcome="delivered",
-            batch_code=delivery.batch_code,
-            check_in_public_id=check_in.public_id,
-            detail={"tag": delivery.tag_id, "room": delivery.room_number, "attempts": delivery.attempts},
-        )
-        events.append(
-            u,
-            ctx,
-            batch_id=check_in.batch_id,
-            kind=events.EventKind.UWB_DELIVERED,
-            at=now,
-            kiosk_id=check_in.kiosk_id,
-            check_in_pk=check_in.id,
-        )
+        for delivery_id in delivery_ids:
+            _mark_delivered_in(u, ctx, delivery_id, now)
         u.commit()
 
     run_transaction(uow, work)
+
+
+def _mark_delivered_in(u: UnitOfWork, ctx: ServiceContext, delivery_id: int, now: dt.datetime) -> None:
+    """One acknowledged row: delivered, audited, KIND_UWB_DELIVERED (in the caller's transaction)."""
+    delivery, check_in = _load(u, delivery_id)
+    if delivery.state != "pending":
+        return  # superseded by an annulment meanwhile, or already marked: nothing to do
+    delivery.state = "delivered"
+    delivery.delivered_at = now
+    delivery.attempts += 1
+    delivery.last_error = None
+    audit.record(
+        u,
+        at=now,
+        actor="uwb",
+        action=f"uwb_{delivery.kind}",
+        outcome="delivered",
+        batch_code=delivery.batch_code,
+        check_in_public_id=check_in.public_id,
+        detail={"tag": delivery.tag_id, "room": delivery.room_number, "attempts": delivery.attempts},
+    )
+    events.append(
+        u,
+        ctx,
+        batch_id=check_in.batch_id,
+        kind=events.EventKind.UWB_DELIVERED,
+        at=now,
+        kiosk_id=check_in.kiosk_id,
+        check_in_pk=check_in.id,
+    )
 
 
 def mark_failed_attempt(
@@ -184,6 +199,20 @@ def current_tag_for(uow: UnitOfWork, delivery_id: int) -> str | None:
     one is marked superseded: an older write must never land after a newer one). The tag comes from
     the band's current inventory mapping, re-read here, not from the copy taken at check-in.
     """
+    reader = uow.read_only()
+    with reader:  # the usual case decided without SQLite's write lock: pending, same tag, nothing newer
+        row = reader.execute(
+            sa.select(UwbDelivery.state, UwbDelivery.tag_id, Wristband.uwb_tag_id)
+            .join(CheckIn, CheckIn.id == UwbDelivery.check_in_id)
+            .join(Wristband, Wristband.id == CheckIn.wristband_id)
+            .where(UwbDelivery.id == delivery_id)
+        ).first()
+        if row is not None and row[0] == "pending" and row[1] == row[2]:
+            newer = reader.execute(
+                sa.select(UwbDelivery.id).where(UwbDelivery.tag_id == row[1], UwbDelivery.id > delivery_id).limit(1)
+            ).first()
+            if newer is None:
+                return str(row[1])
 
     def work(u: UnitOfWork) -> str | None:
         delivery, check_in = _load(u, delivery_id)
