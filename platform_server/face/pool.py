@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Advice in the overload answer: about one verification's time on a busy core.
+# Advice in the overload answer before any call has been timed; afterwards the mean time of recent
+# calls, queue wait included (about the time the calls admitted now need to drain), so refused kiosks
+# do not come back (with their images) long before a slot can be free.
 RETRY_AFTER_S = 0.5
+MIN_RETRY_AFTER_S = 0.2
 
 _verifier: Any = None  # the worker process's own verifier (set by _init_worker)
 
@@ -82,6 +86,7 @@ class ProcessFaceVerifier:
         self.processes = processes
         self.max_image_bytes = max_image_bytes
         self._slots = threading.BoundedSemaphore(processes + queue)
+        self._mean_call_s: float | None = None  # moving average of admitted calls' time
         self._lock = threading.Lock()
         self._executor = self._new_executor()
         # Start every worker now (and wait for its models), not on the first expert's face.
@@ -122,11 +127,15 @@ class ProcessFaceVerifier:
 
         """
         if not self._slots.acquire(blocking=False):
-            raise OverloadedError("人脸比对繁忙 / face verification is busy", RETRY_AFTER_S)
+            raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
         try:
             executor = self._executor
+            started = time.monotonic()
             try:
                 kind, value = executor.submit(_call, method, args).result()
+                took = time.monotonic() - started
+                mean = self._mean_call_s
+                self._mean_call_s = took if mean is None else 0.9 * mean + 0.1 * took
             except BrokenProcessPool as err:
                 self._replace_broken(executor)
                 raise TransientError("a face verification worker stopped; try again") from err
@@ -136,6 +145,15 @@ class ProcessFaceVerifier:
             problem, message = value
             raise FaceImageError(FaceImageProblem(problem), message)
         return value
+
+    def retry_after_s(self) -> float:
+        """Seconds a refused caller should wait: about the time for the calls admitted now to drain."""
+        mean = self._mean_call_s
+        if mean is None:
+            return RETRY_AFTER_S
+        # A call's time includes its wait in the queue: with the queue full, that is the time the calls
+        # admitted now need to drain (slots × one verification ÷ workers).
+        return round(max(MIN_RETRY_AFTER_S, mean), 2)
 
     def _replace_broken(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
