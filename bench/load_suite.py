@@ -415,6 +415,8 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
                     raise
                 with lock:
                     counts[f"retries_{code}"] += 1
+                    if counts[f"retries_{code}"] <= 3:  # what the kiosk was told, to find the source
+                        out["error_samples"].append(f"{name}: {code} {err.details()}"[:200])
                 advice = dict(err.trailing_metadata() or ()).get("retry-after-ms")
                 time.sleep(float(advice) / 1000 if advice else delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)
@@ -681,6 +683,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         "failed_seen_by_kiosk": checkins - ok,
         **records,
         "counts": {k: v for k, v in counts.items() if k not in {"ok", "faces"}},
+        "error_samples": out["error_samples"][:12],
         "fault_log": fault_log,
     }
     if args.mode == "flat":
