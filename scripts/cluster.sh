@@ -55,7 +55,7 @@ start_replica() {  # $1: replica number (1-based)
   local n=$1 port; port=$(echo "$REPLICA_PORTS" | cut -d' ' -f"$n")
   [ -f "$CLUSTER_DIR/replica-$n.pid" ] && kill -0 "$(cat "$CLUSTER_DIR/replica-$n.pid")" 2>/dev/null && return
   PLATFORM_DB_URL="$DB_URL" PLATFORM_DATA_KEY="$(data_key)" \
-    PLATFORM_SERVER_HEALTH_LISTEN="127.0.0.1:$(health_port "$port")" PLATFORM_SERVER_DRAIN_S="${DRAIN_S:-2}" \
+    PLATFORM_SERVER_HEALTH_LISTEN="127.0.0.1:$(health_port "$port")" PLATFORM_SERVER_DRAIN_S="${DRAIN_S:-3}" \
     PLATFORM_SERVER_MAX_WORKERS="${MAX_WORKERS:-64}" PLATFORM_DATABASE_POOL_SIZE="${POOL_SIZE:-20}" \
     PLATFORM_FACE_PROCESSES="$FACE_PROCESSES" PLATFORM_UWB_PORT="${UWB_PORT:-}" \
     setsid "$ROOT/.venv/bin/platform-server" serve --listen "127.0.0.1:$port" \
@@ -90,11 +90,12 @@ defaults
   timeout client 1h           # organiser event streams stay open
   timeout server 1h
   timeout http-request 30s
+  timeout check 2s            # a health check may be slow on a busy machine: that is not a failure
   retries 3
   option redispatch 1
   # A call that never reached a replica, or whose replica died before answering, goes to another one.
   # Safe: every kiosk call carries a request id and the platform answers a repeat with the first answer.
-  retry-on conn-failure empty-response response-timeout 502 503
+  retry-on conn-failure empty-response junk-response response-timeout 502 503
 
 frontend kiosks
   bind 127.0.0.1:$LB_PORT proto h2
@@ -104,7 +105,8 @@ backend replicas
   balance roundrobin          # per call: each HTTP/2 stream is balanced on its own
   option httpchk GET /health
   http-check expect status 200
-  default-server inter 300ms fall 1 rise 2
+  # Two failed checks (1 s) take a replica out: one slow answer on a loaded machine does not.
+  default-server inter 500ms fall 2 rise 2
 $servers
 CFG
 }
