@@ -210,8 +210,9 @@ class UwbDeliveryWorker:
     def _send_all(self, gateway: TagDownlink, claimed: list[outbox.Delivery], unfinished: set[int]) -> list[_InFlight]:
         in_flight: list[_InFlight] = []
         busy_tags: set[int] = set()
+        usual = outbox.current_tags_for(self._new_uow(), [d.delivery_id for d in claimed])
         for delivery in claimed:
-            tag_text = outbox.current_tag_for(self._new_uow(), delivery.delivery_id)
+            tag_text = usual.get(delivery.delivery_id) or outbox.current_tag_for(self._new_uow(), delivery.delivery_id)
             if tag_text is None:
                 self.counters.superseded += 1
                 unfinished.discard(delivery.delivery_id)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 
 from platform_server.db.models import CheckIn, UwbDelivery, Wristband
 from platform_server.db.unit_of_work import run_transaction
@@ -192,6 +193,27 @@ def release_claims(uow: UnitOfWork, now: dt.datetime, delivery_ids: list[int] | 
     return run_transaction(uow, work)
 
 
+def current_tags_for(uow: UnitOfWork, delivery_ids: list[int]) -> dict[int, str]:
+    """The tags of the rows that may be sent as they are: pending, same tag, no newer row for it.
+
+    One read-only transaction for a whole round (no SQLite write lock, one round trip to PostgreSQL);
+    a row missing from the answer goes through current_tag_for().
+    """
+    if not delivery_ids:
+        return {}
+    d = so.aliased(UwbDelivery, name="d")
+    newer = sa.exists().where(UwbDelivery.tag_id == d.tag_id, UwbDelivery.id > d.id)
+    reader = uow.read_only()
+    with reader:
+        rows = reader.execute(
+            sa.select(d.id, d.tag_id)
+            .join(CheckIn, CheckIn.id == d.check_in_id)
+            .join(Wristband, Wristband.id == CheckIn.wristband_id)
+            .where(d.id.in_(delivery_ids), d.state == "pending", d.tag_id == Wristband.uwb_tag_id, ~newer)
+        ).all()
+    return {int(row[0]): str(row[1]) for row in rows}
+
+
 def current_tag_for(uow: UnitOfWork, delivery_id: int) -> str | None:
     """The tag to write a claimed row to now, or None if the row must not be sent.
 
@@ -199,20 +221,9 @@ def current_tag_for(uow: UnitOfWork, delivery_id: int) -> str | None:
     one is marked superseded: an older write must never land after a newer one). The tag comes from
     the band's current inventory mapping, re-read here, not from the copy taken at check-in.
     """
-    reader = uow.read_only()
-    with reader:  # the usual case decided without SQLite's write lock: pending, same tag, nothing newer
-        row = reader.execute(
-            sa.select(UwbDelivery.state, UwbDelivery.tag_id, Wristband.uwb_tag_id)
-            .join(CheckIn, CheckIn.id == UwbDelivery.check_in_id)
-            .join(Wristband, Wristband.id == CheckIn.wristband_id)
-            .where(UwbDelivery.id == delivery_id)
-        ).first()
-        if row is not None and row[0] == "pending" and row[1] == row[2]:
-            newer = reader.execute(
-                sa.select(UwbDelivery.id).where(UwbDelivery.tag_id == row[1], UwbDelivery.id > delivery_id).limit(1)
-            ).first()
-            if newer is None:
-                return str(row[1])
+    quick = current_tags_for(uow, [delivery_id])
+    if delivery_id in quick:
+        return quick[delivery_id]
 
     def work(u: UnitOfWork) -> str | None:
         delivery, check_in = _load(u, delivery_id)
