@@ -61,6 +61,6 @@ def test_rolling_restart_of_the_replicas_fails_no_check_in(pg_url: str) -> None:
         pytest.skip("haproxy is not installed (scripts/bootstrap.sh installs it)")
     row = run_suite(
         "--target", "cluster", "--replicas", "2", "--kiosks", "20", "--mode", "pace", "--pace", "0.5",
-        "--duration", "30", "--fault", "rolling-restart", "--fault-at", "0.1",
+        "--duration", "40", "--fault", "rolling-restart", "--fault-at", "0.05",
     )  # fmt: skip
     assert_nothing_lost(row)
