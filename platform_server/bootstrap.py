@@ -69,18 +69,19 @@ def data_key_from(config: PlatformConfig) -> DataKey:
     return DataKey.from_text(DEVELOPMENT_DATA_KEY)
 
 
-def face_verifier_from(config: PlatformConfig, *, in_process: bool = False) -> FaceVerifier | None:
+def face_verifier_from(config: PlatformConfig, *, worker_processes: bool = False) -> FaceVerifier | None:
     """The dlib verifier from [face], or None when [face] verifier = "none".
 
-    With [face] processes other than 0 (and not `in_process`) it runs in worker processes (face/pool.py).
+    With `worker_processes` (the server) and [face] processes other than 0 it runs in worker processes
+    (face/pool.py); commands and seeding encode a few photos one at a time and keep it in-process.
     """
     if config.face.verifier == "none":
         return None
-    if config.face.processes != 0 and not in_process:
+    if config.face.processes != 0 and worker_processes:
         from platform_server.face.pool import ProcessFaceVerifier, worker_count  # noqa: PLC0415
 
         return ProcessFaceVerifier(
-            functools.partial(face_verifier_from, config, in_process=True),
+            functools.partial(face_verifier_from, config),
             threshold=config.face.threshold,
             processes=worker_count(config.face.processes),
             queue=config.face.queue,
@@ -102,14 +103,20 @@ def build(
     clock: Callable[[], dt.datetime] = utc_now,
     migrate: bool = True,
     start_uwb_worker: bool = True,
+    face_workers: bool = False,
 ) -> Platform:
-    """Build the platform; tests pass their own face verifier (a fake) and clock."""
+    """Build the platform; tests pass their own face verifier (a fake) and clock.
+
+    `face_workers`: verify faces in worker processes ([face] processes); the server asks for it.
+    """
     engine = make_engine(config.database.url, pool_size=config.database.pool_size)
     if migrate:
         upgrade(engine)
     elif not is_up_to_date(engine):
         raise ConfigError(f"database {engine.url!r} is not at the newest schema: run `platform-server db upgrade`")
-    verifier = face_verifier_from(config) if isinstance(face_verifier, str) else face_verifier
+    verifier = (
+        face_verifier_from(config, worker_processes=face_workers) if isinstance(face_verifier, str) else face_verifier
+    )
     ctx = ServiceContext(data_key=data_key_from(config), rules=config.rules, face_verifier=verifier, clock=clock)
     platform = Platform(config, engine, make_session_factory(engine), ctx)
     if start_uwb_worker and config.uwb.port:

@@ -166,7 +166,7 @@ def serve(config: PlatformConfig) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server_credentials(config)  # a TLS mistake is reported before the database is migrated
-    platform = build(config)
+    platform = build(config, face_workers=True)
     try:
         server, port = create_server(config, platform)
     except BaseException:
