@@ -86,6 +86,8 @@ def face_verifier_from(config: PlatformConfig, *, worker_processes: bool = False
             processes=worker_count(config.face.processes),
             queue=config.face.queue,
             max_image_bytes=config.face.max_image_bytes,
+            log_level=config.logging.level,
+            log_file=config.logging.file or None,
         )
     from platform_server.face.dlib_verifier import DlibFaceVerifier  # noqa: PLC0415  (loads dlib models)
 

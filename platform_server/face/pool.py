@@ -40,9 +40,13 @@ MIN_RETRY_AFTER_S = 0.2
 _verifier: Any = None  # the worker process's own verifier (set by _init_worker)
 
 
-def _init_worker(factory: Callable[[], FaceVerifier | None]) -> None:
-    """Build this process's verifier once (loads the models) before it takes calls."""
+def _init_worker(factory: Callable[[], FaceVerifier | None], log_level: str | None, log_file: str | None) -> None:
+    """Log like the server (its stderr and file, masked), then build this process's verifier once."""
     global _verifier  # noqa: PLW0603  (one per worker process, by design)
+    if log_level is not None:
+        from platform_server.log_masking import configure_logging  # noqa: PLC0415
+
+        configure_logging(log_level, log_file)
     _verifier = factory()
 
 
@@ -79,9 +83,15 @@ class ProcessFaceVerifier:
         processes: int,
         queue: int,
         max_image_bytes: int | None = None,
+        log_level: str | None = None,
+        log_file: str | None = None,
     ) -> None:
-        """Start `processes` workers, each building its verifier with `factory` (picklable)."""
+        """Start `processes` workers, each building its verifier with `factory` (picklable).
+
+        With `log_level` the workers log as the server does (the verifier's timings reach its log).
+        """
         self._factory = factory
+        self._log = (log_level, log_file)
         self._threshold = threshold
         self.processes = processes
         self.max_image_bytes = max_image_bytes
@@ -99,7 +109,7 @@ class ProcessFaceVerifier:
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self._factory,),
+            initargs=(self._factory, *self._log),
         )
 
     @property
