@@ -12,7 +12,7 @@ import grpc
 import pytest
 import sqlalchemy as sa
 
-from platform_server.db.engine import make_engine
+from platform_server.db.engine import is_up_to_date, make_engine, upgrade
 from platform_server.db.models import Kiosk
 from platform_server.errors import OverloadedError
 from platform_server.face.api import FaceImageError, FaceImageProblem
@@ -166,3 +166,27 @@ def test_face_workers_refuse_at_once_when_every_slot_is_taken() -> None:
         assert bad.value.problem is FaceImageProblem.NO_FACE
     finally:
         pool.close()
+
+
+@pytest.mark.postgres
+def test_replicas_starting_together_migrate_once(pg_schema_url: str) -> None:
+    engines = [make_engine(pg_schema_url, pool_size=2) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def start(engine: sa.Engine) -> None:
+        try:
+            upgrade(engine)
+        except BaseException as err:  # collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=start, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    try:
+        assert errors == []
+        assert all(is_up_to_date(engine) for engine in engines)
+    finally:
+        for engine in engines:
+            engine.dispose()
