@@ -16,19 +16,20 @@ log = logging.getLogger(__name__)
 
 
 class HealthEndpoint:
-    """`GET /health` on its own port and thread: 200 "serving" until draining(), then 503 "draining"."""
+    """`GET /health` on its own port and thread: 200 "serving" while serving, else 503."""
 
-    def __init__(self, listen: str) -> None:
-        """Bind `host:port` (port 0: any free port, see .port)."""
+    def __init__(self, listen: str, *, serving: bool = True) -> None:
+        """Bind `host:port` (port 0: any free port, see .port); 503 until serving() unless `serving`."""
         host, _, port = listen.rpartition(":")
         self._serving = threading.Event()
-        self._serving.set()
-        serving = self._serving
+        if serving:
+            self._serving.set()
+        state = self._serving
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                ok = serving.is_set() and self.path.split("?")[0] == "/health"
-                body = b"serving\n" if ok else b"draining\n"
+                ok = state.is_set() and self.path.split("?")[0] == "/health"
+                body = b"serving\n" if ok else b"not serving\n"
                 self.send_response(200 if ok else 503)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
@@ -43,6 +44,10 @@ class HealthEndpoint:
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
         self._thread.start()
+
+    def serving(self) -> None:
+        """Answer 200 from now on (the gRPC server is taking calls)."""
+        self._serving.set()
 
     def draining(self) -> None:
         """Answer 503 from now on."""

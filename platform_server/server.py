@@ -150,6 +150,16 @@ def create_server(
     return server, port
 
 
+def _health_endpoint(listen: str) -> HealthEndpoint | None:
+    """The HTTP health endpoint for load balancers, or None when [server] health_listen is empty."""
+    if not listen:
+        return None
+    try:
+        return HealthEndpoint(listen, serving=False)  # 503 until the gRPC server takes calls
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"Option 'health_listen' in section 'server': cannot listen on {listen}: {err}") from err
+
+
 def serve(config: PlatformConfig) -> None:
     """Run until SIGTERM/SIGINT, then stop gracefully: NOT_SERVING, finish calls in flight, close."""
     from platform_server.bootstrap import build  # noqa: PLC0415
@@ -166,12 +176,17 @@ def serve(config: PlatformConfig) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server_credentials(config)  # a TLS mistake is reported before the database is migrated
+    health_http = _health_endpoint(config.server.health_listen)
     platform = build(config, face_workers=True)
     try:
         server, port = create_server(config, platform)
     except BaseException:
         platform.close()  # the UWB worker thread would otherwise keep a failed process alive
+        if health_http is not None:
+            health_http.close()
         raise
+    if health_http is not None:
+        health_http.serving()
     host = config.server.listen.rpartition(":")[0]
     if config.security.client_ca:
         transport = "TLS, kiosk client certificates required"
@@ -179,7 +194,6 @@ def serve(config: PlatformConfig) -> None:
         transport = "TLS without client certificates"
     else:
         transport = "plaintext"
-    health_http = HealthEndpoint(config.server.health_listen) if config.server.health_listen else None
     log.info("platform serving on %s:%d (%s), database %s", host, port, transport, platform.engine.url)
     stop_requested.wait()
     server.health_servicer.enter_graceful_shutdown()  # type: ignore[attr-defined]

@@ -36,9 +36,11 @@ def _get(port: int) -> int:
         return int(err.code)
 
 
-def test_health_endpoint_answers_503_once_draining() -> None:
-    endpoint = HealthEndpoint("127.0.0.1:0")
+def test_health_endpoint_answers_200_only_between_ready_and_draining() -> None:
+    endpoint = HealthEndpoint("127.0.0.1:0", serving=False)
     try:
+        assert _get(endpoint.port) == 503  # still starting: the balancer must not send calls yet
+        endpoint.serving()
         assert _get(endpoint.port) == 200
         endpoint.draining()
         assert _get(endpoint.port) == 503
