@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ class Platform:
         self.stopping.set()
         if self.uwb_worker is not None:
             self.uwb_worker.stop()
+        close_verifier = getattr(self.ctx.face_verifier, "close", None)
+        if close_verifier is not None:
+            close_verifier()  # worker processes (face/pool.py)
         self.engine.dispose()
 
 
@@ -66,10 +70,26 @@ def data_key_from(config: PlatformConfig) -> DataKey:
     return DataKey.from_text(DEVELOPMENT_DATA_KEY)
 
 
-def face_verifier_from(config: PlatformConfig) -> FaceVerifier | None:
-    """The dlib verifier from [face], or None when [face] verifier = "none"."""
+def face_verifier_from(config: PlatformConfig, *, worker_processes: bool = False) -> FaceVerifier | None:
+    """The dlib verifier from [face], or None when [face] verifier = "none".
+
+    With `worker_processes` (the server) and [face] processes other than 0 it runs in worker processes
+    (face/pool.py); commands and seeding encode a few photos one at a time and keep it in-process.
+    """
     if config.face.verifier == "none":
         return None
+    if config.face.processes != 0 and worker_processes:
+        from platform_server.face.pool import ProcessFaceVerifier, worker_count  # noqa: PLC0415
+
+        return ProcessFaceVerifier(
+            functools.partial(face_verifier_from, config),
+            threshold=config.face.threshold,
+            processes=worker_count(config.face.processes),
+            queue=config.face.queue,
+            max_image_bytes=config.face.max_image_bytes,
+            log_level=config.logging.level,
+            log_file=config.logging.file or None,
+        )
     from platform_server.face.dlib_verifier import DlibFaceVerifier  # noqa: PLC0415  (loads dlib models)
 
     return DlibFaceVerifier(
@@ -87,10 +107,12 @@ def build(
     migrate: bool = True,
     start_uwb_worker: bool = True,
     rotating: bool = False,
+    face_workers: bool = False,
 ) -> Platform:
     """Build the platform; tests pass their own face verifier (a fake) and clock.
 
     `rotating` lets `keys rotate` open a database whose rotation was interrupted (nothing else may).
+    `face_workers`: verify faces in worker processes ([face] processes); the server asks for it.
     """
     engine = make_engine(config.database.url, pool_size=config.database.pool_size)
     if migrate:
@@ -104,7 +126,9 @@ def build(
     except BaseException:
         engine.dispose()
         raise
-    verifier = face_verifier_from(config) if isinstance(face_verifier, str) else face_verifier
+    verifier = (
+        face_verifier_from(config, worker_processes=face_workers) if isinstance(face_verifier, str) else face_verifier
+    )
     ctx = ServiceContext(data_key=data_key, rules=config.rules, face_verifier=verifier, clock=clock)
     platform = Platform(config, engine, make_session_factory(engine), ctx)
     if start_uwb_worker and config.uwb.port:

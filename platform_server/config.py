@@ -40,6 +40,11 @@ class ServerSection:
     listen: str = _opt("127.0.0.1:50051")
     max_workers: int = _opt(32, 2, 1000)
     grace_s: float = _opt(10.0, 0, 300)
+    # After SIGTERM: health checks answer NOT_SERVING (gRPC) / 503 (HTTP) for this long before the
+    # server stops taking calls, so a load balancer has stopped sending new ones (see docs/deploy.md).
+    drain_s: float = _opt(0.0, 0, 120)
+    # `host:port` of a plain HTTP `GET /health` for load balancers (empty: none).
+    health_listen: str = _opt("")
     max_message_bytes: int = _opt(8 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024)
 
 
@@ -94,6 +99,11 @@ class FaceSection:
     # Reference photos (phone pictures, often 12 MP and 2-5 MB) pass the same limits as kiosk captures.
     max_image_bytes: int = _opt(face_defaults.DEFAULT_MAX_IMAGE_BYTES, 16 * 1024, 32 * 1024 * 1024)
     max_pixels: int = _opt(face_defaults.DEFAULT_MAX_PIXELS, 10_000, 100_000_000)
+    # Verification runs in this many worker processes (0: in the server process, one at a time;
+    # -1: one per core), so faces verified per second grow with the cores (face/pool.py).
+    processes: int = _opt(-1, -1, 256)
+    # Calls that may wait for a free worker; one more is refused at once (RESOURCE_EXHAUSTED, retry later).
+    queue: int = _opt(16, 0, 10_000)
 
 
 @dataclass(frozen=True, slots=True)

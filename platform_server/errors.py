@@ -61,6 +61,14 @@ class TransientError(PlatformError):
     """The database stayed busy or conflicting through every retry; the caller may retry later."""
 
 
+class OverloadedError(PlatformError):
+    """Every worker busy and the queue full (e.g. face verification): refused at once, retry shortly."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(f"{message}; retry in {retry_after_s:g} s")
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True, slots=True)
 class RowProblem:
     """One refused row of an imported file: its row number as the spreadsheet shows it, and why."""

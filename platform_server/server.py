@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ from platform_server.grpc_api.kiosk import KioskServicer
 from platform_server.grpc_api.limits import RequestLimitsInterceptor, configured
 from platform_server.grpc_api.organiser import DiagnosticsServicer, OrganiserServicer
 from platform_server.grpc_api.organiser_auth import OrganiserAuthInterceptor
+from platform_server.health_http import HealthEndpoint
 
 if TYPE_CHECKING:
     from platform_server.bootstrap import Platform
@@ -164,6 +166,24 @@ def create_server(
     return server, port
 
 
+def _health_endpoint(listen: str) -> HealthEndpoint | None:
+    """The HTTP health endpoint for load balancers, or None when [server] health_listen is empty."""
+    if not listen:
+        return None
+    try:
+        return HealthEndpoint(listen, serving=False)  # 503 until the gRPC server takes calls
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"Option 'health_listen' in section 'server': cannot listen on {listen}: {err}") from err
+
+
+def _transport_words(config: PlatformConfig) -> str:
+    """How kiosks reach this server, for the start-up line (the development switch said loudly)."""
+    if config.security.client_ca:
+        return "TLS, kiosk client certificates required"
+    transport = "TLS without client certificates" if config.security.tls_cert else "plaintext"
+    return transport + ", INSECURE development switch: kiosk ids are not checked"
+
+
 def serve(config: PlatformConfig) -> None:
     """Run until SIGTERM/SIGINT, then stop gracefully: NOT_SERVING, finish calls in flight, close."""
     from platform_server.bootstrap import build  # noqa: PLC0415
@@ -185,25 +205,30 @@ def serve(config: PlatformConfig) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server_credentials(config)  # a TLS mistake is reported before the database is migrated
-    platform = build(config)
+    health_http = _health_endpoint(config.server.health_listen)
+    platform = build(config, face_workers=True)
     try:
         server, port = create_server(config, platform)
     except BaseException:
         platform.close()  # the UWB worker thread would otherwise keep a failed process alive
+        if health_http is not None:
+            health_http.close()
         raise
+    if health_http is not None:
+        health_http.serving()
     host = config.server.listen.rpartition(":")[0]
-    if config.security.client_ca:
-        transport = "TLS, kiosk client certificates required"
-    elif config.security.tls_cert:
-        transport = "TLS without client certificates"
-    else:
-        transport = "plaintext"
-    if not config.security.client_ca:
-        transport += ", INSECURE development switch: kiosk ids are not checked"
-    log.info("platform serving on %s:%d (%s), database %s", host, port, transport, platform.engine.url)
+    log.info("platform serving on %s:%d (%s), database %s", host, port, _transport_words(config), platform.engine.url)
     stop_requested.wait()
     server.health_servicer.enter_graceful_shutdown()  # type: ignore[attr-defined]
+    if health_http is not None:
+        health_http.draining()
+    if config.server.drain_s:
+        # Still serving every call that arrives while the balancer notices the health change.
+        log.info("draining: health NOT_SERVING, still serving for %.1f s", config.server.drain_s)
+        time.sleep(config.server.drain_s)
     platform.stopping.set()  # ends event streams so they do not hold the grace period
     server.stop(config.server.grace_s).wait()
+    if health_http is not None:
+        health_http.close()
     platform.close()
     log.info("platform stopped")

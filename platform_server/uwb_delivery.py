@@ -14,7 +14,9 @@ Rules it keeps (docs/uwb-protocol.md, docs/technician-uwb.md):
 - restarts are safe: at start the worker releases leases a killed predecessor left, and re-sending
   a row is harmless because a write replaces the tag's whole payload (idempotent).
 
-Exactly one worker may drive one gateway (a real serial port is opened exclusively).
+Exactly one worker may drive one gateway (a real serial port is opened exclusively): with several
+replicas each starts a worker, but only the one holding the gateway's lease (worker_lease.py) runs;
+the others stand by and one takes over when the holder's process ends.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from platform_server import worker_lease
 from platform_server.services import uwb as outbox
 from uwb import payload
 from uwb.driver import UwbGateway
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from platform_server.config import UwbSection
     from platform_server.db.unit_of_work import UnitOfWork
     from platform_server.services.context import ServiceContext
+    from platform_server.worker_lease import Lease
     from uwb.driver import TagDownlink
 
 log = logging.getLogger(__name__)
@@ -92,6 +96,7 @@ class UwbDeliveryWorker:
         batch_size: int = 16,
         ack_timeout_s: float = 10.0,
         poll_interval_s: float = 0.05,
+        lease: Lease | None = None,
     ) -> None:
         self._new_uow = new_uow
         self._ctx = ctx
@@ -103,6 +108,7 @@ class UwbDeliveryWorker:
         self._gateway: TagDownlink | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lease = lease
         self.counters = WorkerCounters()
 
     # ------------------------------------------------------------ lifecycle
@@ -127,11 +133,38 @@ class UwbDeliveryWorker:
     # ------------------------------------------------------------ loop
 
     def _run(self) -> None:
-        released = outbox.release_claims(self._new_uow(), self._ctx.clock())
+        try:
+            while self._take_lease():
+                self._drive()
+        finally:
+            if self._lease is not None:
+                self._lease.release()
+
+    def _take_lease(self) -> bool:
+        """Wait until this worker may drive the gateway (always, without a lease); False when stopping."""
+        if self._lease is None:
+            return not self._stopping.is_set()
+        return worker_lease.wait_for(self._lease, self._stopping, self._settings.poll_s)
+
+    def _drive(self) -> None:
+        """Deliver until stopping, or until the lease is lost (then the caller waits to take it again)."""
+        try:
+            released = outbox.release_claims(self._new_uow(), self._ctx.clock())
+        except Exception:
+            # The database went away again: stand by and take the lease anew rather than end the thread.
+            log.exception("UWB worker start: could not release earlier claims")
+            if self._lease is not None:
+                self._lease.release()
+            self._stopping.wait(self._settings.poll_s)
+            return
         if released:
             log.info("UWB worker start: %d pending deliveries made due again (earlier process stopped)", released)
         backoff = self._settings.poll_s
         while not self._stopping.is_set():
+            if self._lease is not None and not self._lease.still_held():
+                log.warning("UWB worker lease lost (database connection ended): standing by")
+                self._close_gateway()
+                return
             generation = self._ctx.bell.generation
             try:
                 handled = self.run_once()
@@ -177,8 +210,9 @@ class UwbDeliveryWorker:
     def _send_all(self, gateway: TagDownlink, claimed: list[outbox.Delivery], unfinished: set[int]) -> list[_InFlight]:
         in_flight: list[_InFlight] = []
         busy_tags: set[int] = set()
+        usual = outbox.current_tags_for(self._new_uow(), [d.delivery_id for d in claimed])
         for delivery in claimed:
-            tag_text = outbox.current_tag_for(self._new_uow(), delivery.delivery_id)
+            tag_text = usual.get(delivery.delivery_id) or outbox.current_tag_for(self._new_uow(), delivery.delivery_id)
             if tag_text is None:
                 self.counters.superseded += 1
                 unfinished.discard(delivery.delivery_id)
@@ -205,6 +239,7 @@ class UwbDeliveryWorker:
     def _await_acks(self, gateway: TagDownlink, in_flight: list[_InFlight], unfinished: set[int]) -> None:
         deadline = time.monotonic() + self._ack_timeout_s
         while in_flight:
+            acked: list[_InFlight] = []
             for item in list(in_flight):
                 try:
                     receipt = gateway.poll_downlink(item.msg_id, item.tag_id, item.data)
@@ -214,11 +249,9 @@ class UwbDeliveryWorker:
                     unfinished.discard(item.delivery_id)
                     continue
                 if receipt is not None:
-                    outbox.mark_delivered(self._new_uow(), self._ctx, item.delivery_id)
-                    self.counters.delivered += 1
-                    log.info("UWB delivery %d acknowledged by tag %04X", item.delivery_id, item.tag_id)
+                    acked.append(item)
                     in_flight.remove(item)
-                    unfinished.discard(item.delivery_id)
+            self._record_acks(acked, unfinished)
             if not in_flight:
                 return
             if time.monotonic() >= deadline:
@@ -234,6 +267,16 @@ class UwbDeliveryWorker:
                 return
 
     # ------------------------------------------------------------ helpers
+
+    def _record_acks(self, acked: list[_InFlight], unfinished: set[int]) -> None:
+        """Mark every acknowledgement of one poll delivered, in one transaction."""
+        if not acked:
+            return
+        outbox.mark_delivered_many(self._new_uow(), self._ctx, [item.delivery_id for item in acked])
+        self.counters.delivered += len(acked)
+        for item in acked:
+            log.info("UWB delivery %d acknowledged by tag %04X", item.delivery_id, item.tag_id)
+            unfinished.discard(item.delivery_id)
 
     def _failed(self, delivery_id: int, error: str, *, permanent: bool = False) -> None:
         given_up = outbox.mark_failed_attempt(
@@ -283,4 +326,5 @@ def _seconds(value: float) -> dt.timedelta:
 
 def build_worker(platform: Platform) -> UwbDeliveryWorker:
     """The worker for bootstrap: the gateway at ``[uwb] port``, the platform's units of work and context."""
-    return UwbDeliveryWorker(platform.new_uow, platform.ctx, platform.config.uwb)
+    lease = worker_lease.lease_for(platform.engine, platform.config.uwb.port)
+    return UwbDeliveryWorker(platform.new_uow, platform.ctx, platform.config.uwb, lease=lease)

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   gcc python3-dev swig libpcsclite-dev       # pyscard builds from source (C extension)
   pcscd vsmartcard-vpcd pcsc-tools           # real PC/SC daemon + the vpcd virtual reader driver
   postgresql                                 # production database, tested for real
+  haproxy curl                               # the replicas' load balancer (scripts/cluster.sh) and its checks
   xvfb xdotool imagemagick fonts-noto-cjk    # kiosk UI without a display, driven and photographed
   chromium chromium-driver                   # operations console tests in a real headless browser
   espeak-ng alsa-utils                       # spoken prompts (pyttsx3 drives espeak-ng and plays with aplay)

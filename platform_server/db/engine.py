@@ -17,9 +17,14 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Name of the schema a bulk import attaches to its connection (see services.roster.InvitationWriter).
 IMPORT_STAGED_SCHEMA = "import_staged"
 
-# How long a SQLite writer waits for the lock before "database is locked"; the unit of work also retries.
-SQLITE_BUSY_TIMEOUT_MS = 15_000
+# How long a SQLite writer waits for the lock before "database is locked"; the unit of work also retries,
+# within its own overall deadline (unit_of_work.LOCK_WAIT_BUDGET_S), so a call never waits minutes.
+SQLITE_BUSY_TIMEOUT_MS = 2_000
 SQLITE_SYNCHRONOUS = "FULL"
+# PostgreSQL: the longest one statement waits for a row or advisory lock before 55P03 (retried, bounded).
+PG_LOCK_TIMEOUT_MS = 2_000
+# Key of the session advisory lock held while migrations run, so replicas starting together migrate once.
+MIGRATION_LOCK = 0x4D494752  # "MIGR"
 
 
 def is_sqlite(url: str | sa.URL) -> bool:
@@ -36,7 +41,16 @@ def make_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
     kiosks completing at once all get answered.
     """
     if not is_sqlite(url):
-        return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+        @sa.event.listens_for(engine, "connect")
+        def _bound_lock_waits(dbapi_connection: Any, _record: Any) -> None:
+            # A lock wait ends with 55P03 (retried by the unit of work) instead of hanging the call.
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET lock_timeout = {PG_LOCK_TIMEOUT_MS}")
+            dbapi_connection.commit()
+
+        return engine
     parsed = sa.make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +91,15 @@ def make_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
     return engine
 
 
+def read_only(engine: sa.Engine) -> sa.Engine:
+    """The same engine and pool, but SQLite transactions begin DEFERRED: reads never take the write lock.
+
+    Only for transactions that do not write: a deferred transaction that later writes can fail at once
+    with SQLITE_BUSY (see make_engine). PostgreSQL transactions are unaffected.
+    """
+    return engine.execution_options(sqlite_begin="DEFERRED")
+
+
 def make_session_factory(engine: sa.Engine) -> so.sessionmaker[so.Session]:
     """Sessions that keep loaded values after commit (services return plain values built from them)."""
     return so.sessionmaker(engine, expire_on_commit=False, autoflush=True)
@@ -103,7 +126,22 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
         return
     from alembic import command  # noqa: PLC0415
 
-    command.upgrade(alembic_config(engine), revision)
+    if engine.dialect.name != "postgresql":
+        command.upgrade(alembic_config(engine), revision)  # SQLite: Alembic's transaction takes the write lock
+        return
+    # Replicas started together: the first takes the lock and migrates, the others wait, then find the
+    # schema at the head and do nothing. A session lock, on its own connection, released in `finally`
+    # (and by the server if this process dies).
+    with engine.connect() as lock_connection:
+        lock_connection.exec_driver_sql("SET lock_timeout = 0")  # migrations may take long: wait for them
+        lock_connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+        lock_connection.commit()
+        try:
+            if revision != "head" or not is_up_to_date(engine):
+                command.upgrade(alembic_config(engine), revision)
+        finally:
+            lock_connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+            lock_connection.commit()
 
 
 _REVISION = re.compile(r"""^revision\s*=\s*['"]([^'"]+)['"]\s*$""", re.MULTILINE)

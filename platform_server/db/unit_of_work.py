@@ -32,9 +32,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# PostgreSQL SQLSTATEs worth retrying: unique violation, serialisation failure, deadlock, lock timeout.
-_RETRYABLE_SQLSTATES = {"23505", "40001", "40P01", "55P03"}
+# PostgreSQL SQLSTATEs worth retrying: unique violation, serialisation failure, deadlock, lock timeout,
+# and the server going away (shut down, restarted, connection lost): the pool then reconnects. Every
+# kiosk write is idempotent by its request id, so rerunning one whose commit was lost is safe.
+_RETRYABLE_SQLSTATES = {"23505", "40001", "40P01", "55P03", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
 MAX_ATTEMPTS = 12
+# Overall bound on one transaction's lock waits and retries: past it the caller gets UNAVAILABLE
+# ("try again") instead of a call that hangs for minutes (each wait is itself bounded, see db.engine).
+LOCK_WAIT_BUDGET_S = 8.0
 
 
 class RetryTransactionError(Exception):
@@ -43,6 +48,10 @@ class RetryTransactionError(Exception):
 
 class UnitOfWork:
     """One database transaction: `with uow:` opens a session, leaving without commit rolls back."""
+
+    _read_only_factories: ClassVar[weakref.WeakKeyDictionary[Any, so.sessionmaker[so.Session]]] = (
+        weakref.WeakKeyDictionary()
+    )
 
     def __init__(self, session_factory: so.sessionmaker[so.Session]) -> None:
         self._session_factory = session_factory
@@ -70,6 +79,21 @@ class UnitOfWork:
         if session is not None:
             session.rollback()
             session.close()
+
+    def read_only(self) -> UnitOfWork:
+        """A unit of work for reads only: on SQLite its transactions do not take the write lock.
+
+        Readers then run beside a writer (WAL) instead of queueing behind it; writing in one fails.
+        """
+        bind = self._session_factory.kw.get("bind")
+        if bind is None or bind.dialect.name != "sqlite":
+            return UnitOfWork(self._session_factory)
+        factory = self._read_only_factories.get(bind)
+        if factory is None:
+            from platform_server.db.engine import make_session_factory, read_only  # noqa: PLC0415
+
+            factory = self._read_only_factories.setdefault(bind, make_session_factory(read_only(bind)))
+        return UnitOfWork(factory)
 
     def commit(self) -> None:
         """Commit, then run the callbacks registered for after the commit (e.g. wake event streams)."""
@@ -117,6 +141,12 @@ def is_retryable(err: BaseException) -> bool:
     if isinstance(err, RetryTransactionError):
         return True
     orig = err.orig if isinstance(err, sa_exc.DBAPIError) else err
+    # The database went away (the pool replaces the connection on the next attempt); a raw driver
+    # error of a lost connection (DriverTransaction) carries no SQLSTATE to read.
+    if (isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated) or (
+        type(orig).__name__ == "OperationalError" and type(orig).__module__.startswith("psycopg")
+    ):
+        return True
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate is not None:
         return sqlstate in _RETRYABLE_SQLSTATES
@@ -191,6 +221,8 @@ class DriverTransaction:
             self.raw.rollback()  # nothing to undo after a commit
         except Exception:
             fairy.invalidate()  # a connection that cannot even roll back is not reused
+            if exc is not None:
+                return  # the original error (e.g. the server went away) is the one to report
             raise
         _IdleConnections.of(self._engine).give(fairy)
 
@@ -282,6 +314,7 @@ def run_driver_transaction(
 ) -> T:
     """run_transaction() for a DriverTransaction on the unit of work's engine."""
     transaction = uow.driver_transaction()
+    deadline = time.monotonic() + LOCK_WAIT_BUDGET_S
     for attempt in range(1, attempts + 1):
         try:
             with transaction:
@@ -289,8 +322,8 @@ def run_driver_transaction(
         except Exception as err:
             if not is_retryable(err):
                 raise
-            if attempt == attempts:
-                raise TransientError(f"the database stayed busy through {attempts} attempts, try again") from err
+            if attempt == attempts or time.monotonic() > deadline:
+                raise TransientError(f"the database stayed busy through {attempt} attempts, try again") from err
             log.info("transaction conflict (attempt %d of %d): %s", attempt, attempts, type(err).__name__)
             time.sleep(min(0.002 * 2**attempt, 0.2) * (0.5 + random.random()))
     raise AssertionError("unreachable")
@@ -301,6 +334,7 @@ def run_transaction(uow: UnitOfWork, work: Callable[[UnitOfWork], T], *, attempt
 
     `work` must commit itself and must be safe to rerun from the start (it reads everything anew).
     """
+    deadline = time.monotonic() + LOCK_WAIT_BUDGET_S
     for attempt in range(1, attempts + 1):
         try:
             with uow:
@@ -308,8 +342,8 @@ def run_transaction(uow: UnitOfWork, work: Callable[[UnitOfWork], T], *, attempt
         except (sa_exc.DBAPIError, RetryTransactionError) as err:
             if not is_retryable(err):
                 raise
-            if attempt == attempts:
-                raise TransientError(f"the database stayed busy through {attempts} attempts, try again") from err
+            if attempt == attempts or time.monotonic() > deadline:
+                raise TransientError(f"the database stayed busy through {attempt} attempts, try again") from err
             log.info("transaction conflict (attempt %d of %d): %s", attempt, attempts, type(err).__name__)
             # Backoff between attempts of a production retry loop (not a test wait): 2, 4, 8 ms ... capped.
             time.sleep(min(0.002 * 2**attempt, 0.2) * (0.5 + random.random()))

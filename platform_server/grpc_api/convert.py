@@ -141,6 +141,8 @@ def printer_paper(value: int) -> str:
     if value == kiosk_pb2.PRINTER_PAPER_UNSPECIFIED:
         return ""
     return kiosk_pb2.PrinterPaper.Name(cast("kiosk_pb2.PrinterPaper", value)).removeprefix("PRINTER_PAPER_").lower()
+
+
 def needs_staff_case(view: CaseView) -> organiser_pb2.NeedsStaffCase:
     """A needs-staff case as organisers see it (the expert masked)."""
     return organiser_pb2.NeedsStaffCase(

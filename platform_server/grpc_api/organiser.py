@@ -171,7 +171,7 @@ class OrganiserServicer(organiser_pb2_grpc.OrganiserServiceServicer):  # type: i
         bell = self._ctx.bell
         while context.is_active() and not self._stopping.is_set():
             generation = bell.generation
-            uow = self._new_uow()
+            uow = self._new_uow().read_only()
             with uow:
                 batch_events = events.read_after(uow, self._ctx, batch_id, after)
             for item in batch_events:

@@ -27,7 +27,10 @@ _CODES: list[tuple[type[errors.PlatformError], grpc.StatusCode]] = [
     (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (errors.TransientError, grpc.StatusCode.UNAVAILABLE),
+    (errors.OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
 ]
+# Trailing metadata of a RESOURCE_EXHAUSTED answer: how long the caller should wait before retrying.
+RETRY_AFTER_KEY = "retry-after-ms"
 
 
 def status_for(err: errors.PlatformError) -> grpc.StatusCode:
@@ -46,6 +49,8 @@ def maps_errors(method: F) -> F:
         try:
             return method(self, request, context)
         except errors.PlatformError as err:
+            if isinstance(err, errors.OverloadedError):
+                context.set_trailing_metadata(((RETRY_AFTER_KEY, str(int(err.retry_after_s * 1000))),))
             context.abort(status_for(err), str(err))
         except Exception:
             if not context.is_active():

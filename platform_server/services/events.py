@@ -19,8 +19,11 @@ if TYPE_CHECKING:
     from platform_server.services.cases import CaseView
     from platform_server.services.context import ServiceContext
 
-# Key of the PostgreSQL transaction-level advisory lock held from appending an event to commit, so
-# events commit in id order and a reader resuming "after id N" can never skip one committed late.
+# Key of the PostgreSQL advisory lock that keeps a reader resuming "after id N" from skipping an event
+# committed late. Ids come from a sequence, so two writers can commit out of id order. Writers take the
+# lock SHARED from before their id is drawn until commit: they never wait for one another. A reader
+# takes it EXCLUSIVE only for the instant it reads the highest id: every writer that drew an id has then
+# committed or rolled back, so every id up to that horizon is final and the reader stops there.
 _EVENT_ORDER_LOCK = 0x45434B49  # "ECKI"
 
 
@@ -61,10 +64,10 @@ def append(
 ) -> None:
     """Add an event in the caller's transaction; streams in this process wake once it commits.
 
-    Call this as the last write before commit: on PostgreSQL it holds the event-order lock until then.
+    Call this as the last write before commit: on PostgreSQL it holds the shared event-order lock until then.
     """
     if uow.is_postgres:
-        uow.execute(sa.select(sa.func.pg_advisory_xact_lock(_EVENT_ORDER_LOCK)))
+        uow.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(_EVENT_ORDER_LOCK)))
     uow.execute(
         sa.insert(CheckInEvent).values(
             batch_id=batch_id,
@@ -98,7 +101,7 @@ def append_sql(
 ) -> None:
     """append() for a Session-free transaction (the same lock, row and wake-up)."""
     if d.postgres:
-        d.execute("SELECT pg_advisory_xact_lock(:lock)", {"lock": _EVENT_ORDER_LOCK})
+        d.execute("SELECT pg_advisory_xact_lock_shared(:lock)", {"lock": _EVENT_ORDER_LOCK})
     d.execute(
         _INSERT_EVENT,
         {
@@ -122,7 +125,12 @@ def batch_id_of(uow: UnitOfWork, batch_code: str) -> int:
 
 
 def read_after(uow: UnitOfWork, ctx: ServiceContext, batch_id: int, after_id: int, limit: int = 200) -> list[EventView]:
-    """Events of the batch with id > after_id, oldest first, at most `limit`."""
+    """Events of the batch with id > after_id, oldest first, at most `limit`.
+
+    On PostgreSQL only events up to the committed horizon (see _EVENT_ORDER_LOCK): a later call
+    returns the rest, never one with an id below what it has already returned.
+    """
+    horizon = _committed_horizon(uow) if uow.is_postgres else None
     rows = uow.execute(
         sa.select(
             CheckInEvent.id,
@@ -133,7 +141,11 @@ def read_after(uow: UnitOfWork, ctx: ServiceContext, batch_id: int, after_id: in
             CheckInEvent.refusal_reason,
             CheckInEvent.needs_staff_case_id,
         )
-        .where(CheckInEvent.batch_id == batch_id, CheckInEvent.id > after_id)
+        .where(
+            CheckInEvent.batch_id == batch_id,
+            CheckInEvent.id > after_id,
+            *([CheckInEvent.id <= horizon] if horizon is not None else []),
+        )
         .order_by(CheckInEvent.id)
         .limit(limit)
     ).all()
@@ -166,3 +178,18 @@ def read_after(uow: UnitOfWork, ctx: ServiceContext, batch_id: int, after_id: in
         )
         for row in rows
     ]
+
+
+def _committed_horizon(uow: UnitOfWork) -> int:
+    """The highest event id below which no event can still commit (PostgreSQL; see _EVENT_ORDER_LOCK).
+
+    A session lock taken and released around one read, so writers pause only for that instant; on the
+    reader's own connection, so a reader that dies releases it with the connection.
+    """
+    uow.execute(sa.select(sa.func.pg_advisory_lock(_EVENT_ORDER_LOCK)))
+    try:
+        # A statement after the lock is granted: under READ COMMITTED it sees every writer that held it.
+        highest = uow.execute(sa.select(sa.func.coalesce(sa.func.max(CheckInEvent.id), 0))).scalar_one()
+    finally:
+        uow.execute(sa.select(sa.func.pg_advisory_unlock(_EVENT_ORDER_LOCK)))
+    return int(highest)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 
 from platform_server.db.models import CheckIn, UwbDelivery, Wristband
 from platform_server.db.unit_of_work import run_transaction
@@ -77,38 +78,53 @@ def _load(u: UnitOfWork, delivery_id: int) -> tuple[UwbDelivery, CheckIn]:
 
 def mark_delivered(uow: UnitOfWork, ctx: ServiceContext, delivery_id: int) -> None:
     """The band acknowledged the write: record it, audit it, emit KIND_UWB_DELIVERED."""
+    mark_delivered_many(uow, ctx, [delivery_id])
+
+
+def mark_delivered_many(uow: UnitOfWork, ctx: ServiceContext, delivery_ids: list[int]) -> None:
+    """mark_delivered() for every row acknowledged in one poll, in one transaction.
+
+    Under load every write transaction queues for SQLite's write lock beside the kiosks'; one per
+    poll instead of one per band keeps the worker's pace up with the check-ins.
+    """
 
     def work(u: UnitOfWork) -> None:
         now = ctx.clock()
-        delivery, check_in = _load(u, delivery_id)
-        if delivery.state != "pending":
-            return  # superseded by an annulment meanwhile, or already marked: nothing to do
-        delivery.state = "delivered"
-        delivery.delivered_at = now
-        delivery.attempts += 1
-        delivery.last_error = None
-        audit.record(
-            u,
-            at=now,
-            actor="uwb",
-            action=f"uwb_{delivery.kind}",
-            outcome="delivered",
-            batch_code=delivery.batch_code,
-            check_in_public_id=check_in.public_id,
-            detail={"tag": delivery.tag_id, "room": delivery.room_number, "attempts": delivery.attempts},
-        )
-        events.append(
-            u,
-            ctx,
-            batch_id=check_in.batch_id,
-            kind=events.EventKind.UWB_DELIVERED,
-            at=now,
-            kiosk_id=check_in.kiosk_id,
-            check_in_pk=check_in.id,
-        )
+        for delivery_id in delivery_ids:
+            _mark_delivered_in(u, ctx, delivery_id, now)
         u.commit()
 
     run_transaction(uow, work)
+
+
+def _mark_delivered_in(u: UnitOfWork, ctx: ServiceContext, delivery_id: int, now: dt.datetime) -> None:
+    """One acknowledged row: delivered, audited, KIND_UWB_DELIVERED (in the caller's transaction)."""
+    delivery, check_in = _load(u, delivery_id)
+    if delivery.state != "pending":
+        return  # superseded by an annulment meanwhile, or already marked: nothing to do
+    delivery.state = "delivered"
+    delivery.delivered_at = now
+    delivery.attempts += 1
+    delivery.last_error = None
+    audit.record(
+        u,
+        at=now,
+        actor="uwb",
+        action=f"uwb_{delivery.kind}",
+        outcome="delivered",
+        batch_code=delivery.batch_code,
+        check_in_public_id=check_in.public_id,
+        detail={"tag": delivery.tag_id, "room": delivery.room_number, "attempts": delivery.attempts},
+    )
+    events.append(
+        u,
+        ctx,
+        batch_id=check_in.batch_id,
+        kind=events.EventKind.UWB_DELIVERED,
+        at=now,
+        kiosk_id=check_in.kiosk_id,
+        check_in_pk=check_in.id,
+    )
 
 
 def mark_failed_attempt(
@@ -182,6 +198,27 @@ def release_claims(uow: UnitOfWork, now: dt.datetime, delivery_ids: list[int] | 
     return run_transaction(uow, work)
 
 
+def current_tags_for(uow: UnitOfWork, delivery_ids: list[int]) -> dict[int, str]:
+    """The tags of the rows that may be sent as they are: pending, same tag, no newer row for it.
+
+    One read-only transaction for a whole round (no SQLite write lock, one round trip to PostgreSQL);
+    a row missing from the answer goes through current_tag_for().
+    """
+    if not delivery_ids:
+        return {}
+    d = so.aliased(UwbDelivery, name="d")
+    newer = sa.exists().where(UwbDelivery.tag_id == d.tag_id, UwbDelivery.id > d.id)
+    reader = uow.read_only()
+    with reader:
+        rows = reader.execute(
+            sa.select(d.id, d.tag_id)
+            .join(CheckIn, CheckIn.id == d.check_in_id)
+            .join(Wristband, Wristband.id == CheckIn.wristband_id)
+            .where(d.id.in_(delivery_ids), d.state == "pending", d.tag_id == Wristband.uwb_tag_id, ~newer)
+        ).all()
+    return {int(row[0]): str(row[1]) for row in rows}
+
+
 def current_tag_for(uow: UnitOfWork, delivery_id: int) -> str | None:
     """The tag to write a claimed row to now, or None if the row must not be sent.
 
@@ -189,6 +226,9 @@ def current_tag_for(uow: UnitOfWork, delivery_id: int) -> str | None:
     one is marked superseded: an older write must never land after a newer one). The tag comes from
     the band's current inventory mapping, re-read here, not from the copy taken at check-in.
     """
+    quick = current_tags_for(uow, [delivery_id])
+    if delivery_id in quick:
+        return quick[delivery_id]
 
     def work(u: UnitOfWork) -> str | None:
         delivery, check_in = _load(u, delivery_id)

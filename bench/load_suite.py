@@ -1,0 +1,751 @@
+"""Fault and load suite: kiosks as real gRPC clients doing whole check-ins against a real platform.
+
+Each run seeds a fresh database (an open batch, experts, rooms, bands, kiosks K1..KN, with reference
+photos from ../shared/data/faces for face runs), starts the platform as real processes (SQLite: one
+`platform-server serve`; PostgreSQL: a private instance by scripts/cluster.sh with one replica, or
+three behind HAProxy), a UWB gateway simulator the platform delivers bands to, and N kiosks spread
+over client processes. A kiosk identifies (ID only, or with a face capture of the same person) and
+completes, retrying a call that failed in transit with the same request id, as the real kiosk does.
+
+Faults are injected during the run; afterwards the platform's own records are counted: check-ins a
+kiosk was told about but missing (lost), several active check-ins of one invitation (duplicated),
+rooms or bands in two active check-ins, bands not written within 10 s (of the check-in, or of the
+gateway's return). Baselines are measured in the same run: the Echo bound (the same N clients
+calling Diagnostics.Echo flat out; a check-in is two calls) and the single-face encoding floor.
+
+    .venv/bin/python bench/load_suite.py --target sqlite --kiosks 200 --checkins 2000
+    .venv/bin/python bench/load_suite.py --target cluster --fault rolling-restart
+    .venv/bin/python bench/load_suite.py --matrix            # every run of docs/performance.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "proto" / "gen")]
+FACES_DIR = ROOT.parent / "shared" / "data" / "faces"
+RETRYABLE = {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNKNOWN", "INTERNAL"}
+CALL_TIMEOUT_S = 30.0
+GIVE_UP_S = 90.0  # a kiosk's patience for one call, retries included
+UWB_LATE_S = 10.0
+FAULTS = ("none", "kill-replica", "kill-platform", "restart-postgres", "rolling-restart", "gateway-offline", "net-cut")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+# ---------------------------------------------------------------- faces
+
+
+def face_people() -> list[tuple[bytes, bytes]]:
+    """(reference photo, capture) per person in the shared faces folder: two photos when there are two."""
+    by_person: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(FACES_DIR.glob("*")):
+        if path.suffix.lower() in {".jpg", ".jpeg", ".png"} and "partial" not in path.name and "small" not in path.name:
+            by_person[path.stem.rsplit("_", 1)[0]].append(path)
+    pairs = []
+    for photos in by_person.values():
+        capture = photos[1] if len(photos) > 1 else photos[0]
+        pairs.append((photos[0].read_bytes(), capture.read_bytes()))
+    return pairs
+
+
+def encoding_floor(captures: list[bytes]) -> float:
+    """Seconds of one verification of one capture in this process (best of a few, per image, mean)."""
+    from platform_server.face.dlib_verifier import DlibFaceVerifier  # noqa: PLC0415
+
+    verifier = DlibFaceVerifier()
+    bests = []
+    for capture in captures:
+        reference = verifier.encode_reference(capture)
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            verifier.verify(reference, [capture])
+            best = min(best, time.perf_counter() - t)
+        bests.append(best)
+    return sum(bests) / len(bests)
+
+
+# ---------------------------------------------------------------- seeding
+
+
+@dataclasses.dataclass
+class Seed:
+    batch_code: str
+    ids: list[str]
+    band_uids: list[str]
+    band_tags: list[int]
+    captures: list[bytes]  # per expert: the capture image (empty for ID-only)
+
+
+def seed(url: str, key_text: str, *, experts: int, kiosks: int, faces: bool) -> Seed:
+    """Migrate and fill the database through the platform's own services."""
+    from personal_data.crypto import DataKey  # noqa: PLC0415
+    from platform_server.config import RulesSection  # noqa: PLC0415
+    from platform_server.db.engine import make_engine, make_session_factory, upgrade  # noqa: PLC0415
+    from platform_server.db.unit_of_work import UnitOfWork  # noqa: PLC0415
+    from platform_server.services import batches, roster  # noqa: PLC0415
+    from platform_server.services.context import ServiceContext, utc_now  # noqa: PLC0415
+    from tests.unit.platform_server.support import band, many_ids  # noqa: PLC0415
+
+    engine = make_engine(url)
+    upgrade(engine)
+    uow = UnitOfWork(make_session_factory(engine))
+    ctx = ServiceContext(data_key=DataKey.from_text(key_text), rules=RulesSection(), face_verifier=None)
+    now = utc_now()
+    code = "LOAD"
+    batches.create_batch(
+        uow,
+        ctx,
+        batches.BatchSpec(
+            code=code,
+            name="负载测试批次 / load test",
+            hotel_code="HTL1",
+            hotel_name="国际饭店",
+            evaluation_start=now + dt.timedelta(hours=2),
+            evaluation_end=now + dt.timedelta(hours=10),
+            check_in_opens=now - dt.timedelta(hours=1),
+            allow_id_only=not faces,
+        ),
+    )
+    ids = many_ids(experts)
+    bands = [band(i) for i in range(experts)]
+    rows = [
+        roster.InvitationRow(v, f"专家{i}", f"1380000{i % 10000:04d}", "某设计院", "给排水") for i, v in enumerate(ids)
+    ]
+    with uow:
+        roster.write_rooms(uow, ctx, code, [f"{1000 + i}" for i in range(experts)])
+        roster.write_bands(uow, ctx, bands)
+        roster.write_invitations(uow, ctx, code, roster.prepare(ctx.data_key, rows))
+        uow.commit()
+    with uow:
+        for k in range(1, kiosks + 1):
+            uow.execute(
+                sa_insert_kiosk(),
+                {"kiosk_id": f"K{k}", "name": f"K{k}", "location": "", "batch_code": code},
+            )
+        uow.commit()
+    captures: list[bytes] = []
+    if faces:
+        from platform_server.face.dlib_verifier import DlibFaceVerifier  # noqa: PLC0415
+
+        verifier = DlibFaceVerifier()
+        people = [(ref, cap, verifier.encode_reference(ref)) for ref, cap in face_people()]
+        with uow:
+            expert_ids = roster.expert_ids_by_hash(uow, roster.hashes_of(ctx.data_key, ids))
+            for i, id_value in enumerate(ids):
+                ref, cap, encoding = people[i % len(people)]
+                expert_id = expert_ids[roster.hashes_of(ctx.data_key, [id_value])[0]]
+                roster.write_reference_photo(uow, ctx, expert_id, ref, encoding, actor="load")
+                captures.append(cap)
+            uow.commit()
+    engine.dispose()
+    return Seed(code, ids, [b[0] for b in bands], [int(b[1], 16) for b in bands], captures)
+
+
+def sa_insert_kiosk() -> Any:
+    """Kiosks in one statement (register_kiosk writes one audited transaction each: slow for 200)."""
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    return sa.text(
+        "INSERT INTO kiosks (kiosk_id, name, location, batch_id, out_of_service, band_stock, pending_check_ins,"
+        " software_version, devices_json)"
+        " SELECT :kiosk_id, :name, :location, id, false, 100, 0, '', '[]' FROM batches WHERE code = :batch_code"
+    )
+
+
+# ---------------------------------------------------------------- targets
+
+
+class Target:
+    """Where the platform runs: start, the address kiosks use, faults, the database URL for counting."""
+
+    name = ""
+    url = ""
+    address = ""
+    key = ""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def fault(self, kind: str, log: list[str]) -> None:  # noqa: ARG002  (the targets' faults log)
+        raise SystemExit(f"fault {kind} is not available on {self.name}")
+
+
+def _env(key: str, uwb_url: str, faces_processes: int | None) -> dict[str, str]:
+    """The platform's settings; an ID-only run (faces_processes None) loads no face models."""
+    env = dict(os.environ)
+    env.update(
+        PLATFORM_FACE_VERIFIER="dlib" if faces_processes is not None else "none",
+        PLATFORM_DATA_KEY=key,
+        PLATFORM_UWB_PORT=uwb_url,
+        PLATFORM_UWB_POLL_S="0.2",
+        PLATFORM_UWB_RETRY_S="0.5",
+        PLATFORM_FACE_PROCESSES=str(faces_processes or 0),
+        PLATFORM_SERVER_MAX_WORKERS="64",
+        PLATFORM_DATABASE_POOL_SIZE="20",
+        PLATFORM_LOGGING_LEVEL=os.environ.get("LOAD_LOG_LEVEL", "WARNING"),
+    )
+    return env
+
+
+def wait_port(port: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"platform did not listen on {port}")
+
+
+class SqliteTarget(Target):
+    name = "SQLite"
+
+    def __init__(self, tmp: Path, key: str, uwb_url: str, faces_processes: int | None) -> None:
+        self.url = f"sqlite:///{tmp / 'platform.db'}"
+        self.key = key
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self._env = _env(key, uwb_url, faces_processes) | {"PLATFORM_DB_URL": self.url}
+        self._log = tmp / "platform.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(ROOT / ".venv/bin/platform-server"), "serve", "--listen", self.address],
+                env=self._env,
+                stdout=log,
+                stderr=log,
+            )
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+
+    def fault(self, kind: str, log: list[str]) -> None:
+        if kind != "kill-platform":
+            super().fault(kind, log)
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        log.append(f"{time.monotonic():.1f} platform SIGKILLed")
+        self.start()
+        log.append(f"{time.monotonic():.1f} platform restarted")
+
+
+class ClusterTarget(Target):
+    """scripts/cluster.sh: a private PostgreSQL and 1 or 3 replicas (behind HAProxy when 3)."""
+
+    def __init__(self, tmp: Path, key: str, uwb_url: str, faces_processes: int | None, replicas: int) -> None:
+        self.name = "PostgreSQL, 1 platform" if replicas == 1 else f"cluster, {replicas} replicas + HAProxy"
+        self.key = key
+        pg_port, lb_port = free_port(), free_port()
+        self.ports = [free_port() for _ in range(replicas)]
+        self.replicas = replicas
+        self.env = _env(key, uwb_url, faces_processes) | {
+            "CLUSTER_DIR": str(tmp / "cluster"),
+            "PG_PORT": str(pg_port),
+            "LB_PORT": str(lb_port),
+            "REPLICA_PORTS": " ".join(map(str, self.ports)),
+            "FACE_PROCESSES": str(faces_processes or 0),
+            "UWB_PORT": uwb_url,
+        }
+        self.url = f"postgresql+psycopg://checkin:checkin@127.0.0.1:{pg_port}/checkin"
+        self.address = f"127.0.0.1:{lb_port}" if replicas > 1 else f"127.0.0.1:{self.ports[0]}"
+
+    def script(self, *args: str) -> None:
+        subprocess.run([str(ROOT / "scripts/cluster.sh"), *args], env=self.env, check=True)
+
+    def start_database(self) -> None:
+        self.script("start-postgres")
+
+    def start(self) -> None:
+        self.script("start")
+
+    def stop(self) -> None:
+        self.script("stop")
+
+    def fault(self, kind: str, log: list[str]) -> None:
+        if kind == "kill-platform" or (kind == "kill-replica" and self.replicas > 1):
+            n = "1" if self.replicas == 1 else "2"
+            self.script("kill-replica", n)
+            log.append(f"{time.monotonic():.1f} replica {n} SIGKILLed")
+            if self.replicas > 1:
+                time.sleep(5)  # the others carry the load meanwhile
+            self.script("start-replica", n)
+            log.append(f"{time.monotonic():.1f} replica {n} started again")
+        elif kind == "restart-postgres":
+            self.script("restart-postgres")
+            log.append(f"{time.monotonic():.1f} PostgreSQL restarted")
+        elif kind == "rolling-restart":
+            for n in range(1, self.replicas + 1):
+                self.script("restart-replica", str(n))
+                log.append(f"{time.monotonic():.1f} replica {n} drained, stopped, started")
+        else:
+            super().fault(kind, log)
+
+
+# ---------------------------------------------------------------- a TCP proxy that can cut a kiosk's network
+
+
+class CuttableProxy:
+    """127.0.0.1:port -> target; cut() drops every connection and refuses new ones for a while."""
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.rpartition(":")
+        self._target = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._conns: set[socket.socket] = set()
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self._listener.accept()
+            if time.monotonic() < self._down_until:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self._target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self, seconds: float) -> None:
+        self._down_until = time.monotonic() + seconds
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+
+# ---------------------------------------------------------------- kiosks (client processes)
+
+
+@dataclasses.dataclass
+class Plan:
+    address: str
+    cut_address: str  # kiosks whose network can be cut (the first few) connect here
+    cut_kiosks: int
+    batch_code: str
+    mode: str  # "flat" | "pace" | "echo"
+    pace_s: float
+    duration_s: float
+    start_at: float  # time.time() when every kiosk starts
+    kiosks: dict[int, list[int]]  # kiosk number -> expert indices
+    ids: list[str]
+    band_uids: list[str]
+    captures: list[bytes]
+
+
+def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C901, PLR0915  (one kiosk's whole day)
+    """Run the kiosks of one client process as threads; put their figures on `results`."""
+    import grpc  # noqa: PLC0415
+    from expertcheckin.v1 import diagnostics_pb2, diagnostics_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc  # noqa: PLC0415
+
+    from tests.integration.platform_server.rpc_helpers import complete_request, identify_request  # noqa: PLC0415
+
+    channels = [grpc.insecure_channel(plan.address) for _ in range(4)]
+    cut_channel = grpc.insecure_channel(plan.cut_address)
+    out: dict[str, Any] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    lock = threading.Lock()
+
+    def call(fn: Any, request: Any, name: str) -> Any:
+        """One call with the kiosk's retry: same request, backoff, until GIVE_UP_S."""
+        deadline = time.monotonic() + GIVE_UP_S
+        t = time.perf_counter()
+        delay = 0.05
+        while True:
+            try:
+                answer = fn(request, timeout=CALL_TIMEOUT_S)
+            except grpc.RpcError as err:
+                code = err.code().name
+                if code not in RETRYABLE or time.monotonic() > deadline:
+                    with lock:
+                        counts[f"{name}_failed_{code}"] += 1
+                    raise
+                with lock:
+                    counts[f"retries_{code}"] += 1
+                    if counts[f"retries_{code}"] <= 3:  # what the kiosk was told, to find the source
+                        out["error_samples"].append(f"{name}: {code} {err.details()}"[:200])
+                advice = dict(err.trailing_metadata() or ()).get("retry-after-ms")
+                time.sleep(float(advice) / 1000 if advice else delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+                continue
+            with lock:
+                out[name].append(time.perf_counter() - t)
+            return answer
+
+    def kiosk(k: int, experts: list[int]) -> None:  # noqa: C901
+        channel = cut_channel if k <= plan.cut_kiosks else channels[k % len(channels)]
+        stub = kiosk_pb2_grpc.KioskServiceStub(channel)
+        echo = diagnostics_pb2_grpc.DiagnosticsServiceStub(channel)
+        echo_request = diagnostics_pb2.EchoRequest(message="x" * 32)
+        kiosk_id = f"K{k}"
+        rng = random.Random(k)
+        time.sleep(max(0.0, plan.start_at - time.time()))
+        if plan.mode == "echo":
+            end = time.monotonic() + plan.duration_s
+            n = 0
+            while time.monotonic() < end:
+                echo.Echo(echo_request, timeout=CALL_TIMEOUT_S)
+                n += 1
+            with lock:
+                counts["echo_calls"] += n
+            return
+        if plan.mode == "pace":
+            time.sleep(rng.random() * plan.pace_s)
+        for n in experts:
+            started = time.monotonic()
+            if plan.mode == "pace":
+                call(echo.Echo, echo_request, "echo")
+            faces = [plan.captures[n]] if plan.captures else None
+            try:
+                ident = call(
+                    stub.IdentifyExpert, identify_request(kiosk_id, plan.batch_code, plan.ids[n], faces), "identify"
+                )
+                if faces:
+                    with lock:
+                        counts["faces"] += 1
+                if ident.outcome != kiosk_pb2.IdentifyExpertResponse.OUTCOME_VERIFIED:
+                    with lock:
+                        counts[f"identify_refused_{ident.refusal.reason}"] += 1
+                    continue
+                done = call(
+                    stub.CompleteCheckIn,
+                    complete_request(kiosk_id, ident.identification_token, plan.band_uids[n]),
+                    "complete",
+                )
+                if done.outcome != kiosk_pb2.CompleteCheckInResponse.OUTCOME_COMPLETED:
+                    with lock:
+                        counts[f"complete_refused_{done.refusal.reason}"] += 1
+                    continue
+            except grpc.RpcError:
+                continue
+            with lock:
+                out["seen"].append((n, done.check_in.check_in_id, time.time()))
+                counts["ok"] += 1
+            with progress.get_lock():
+                progress.value += 1
+            if plan.mode == "pace":
+                time.sleep(max(0.0, plan.pace_s - (time.monotonic() - started)))
+
+    threads = [threading.Thread(target=kiosk, args=(k, e)) for k, e in plan.kiosks.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.put({"out": dict(out), "counts": dict(counts)})
+
+
+def run_kiosks(plan: Plan, processes: int, on_progress: Any = None) -> tuple[dict[str, Any], dict[str, int], float]:
+    """Split the kiosks over client processes; wait; merge. Returns (lists, counts, seconds)."""
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    progress = ctx.Value("i", 0)
+    numbers = sorted(plan.kiosks)
+    procs = []
+    plan.start_at = time.time() + 2.0  # every client process has started its threads by then
+    for p in range(processes):
+        part = dataclasses.replace(plan, kiosks={k: plan.kiosks[k] for k in numbers[p::processes]})
+        proc = ctx.Process(target=kiosk_process, args=(part, results, progress))
+        proc.start()
+        procs.append(proc)
+    time.sleep(max(0.0, plan.start_at - time.time()))
+    t0 = time.monotonic()
+    injector = None
+    if on_progress is not None:
+        injector = threading.Thread(target=on_progress, args=(progress,), daemon=True)
+        injector.start()
+    merged: dict[str, Any] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    for _ in procs:
+        r = results.get()
+        for k, v in r["out"].items():
+            merged[k].extend(v)
+        for k, v in r["counts"].items():
+            counts[k] += v
+    seconds = time.monotonic() - t0
+    for proc in procs:
+        proc.join()
+    if injector is not None and injector.is_alive():
+        counts["fault_outlasted_load"] = 1  # the run was too short for the fault: say so in the figures
+        injector.join()
+    return merged, counts, seconds
+
+
+# ---------------------------------------------------------------- counting from the platform's records
+
+
+def count_records(url: str, seen: list[tuple[int, str, float]], gateway_back: float | None) -> dict[str, int]:
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    engine = sa.create_engine(url)
+    with engine.connect() as c:
+        active = c.exec_driver_sql(
+            "SELECT public_id, invitation_id, room_id, wristband_id FROM check_ins WHERE annulled_at IS NULL"
+        ).all()
+        uwb = c.exec_driver_sql(
+            "SELECT d.state, d.created_at, d.delivered_at FROM uwb_deliveries d WHERE d.kind = 'assign'"
+        ).all()
+    engine.dispose()
+    public = {r[0] for r in active}
+
+    def twice(col: int) -> int:
+        seen_values: dict[Any, int] = defaultdict(int)
+        for r in active:
+            seen_values[r[col]] += 1
+        return sum(1 for v in seen_values.values() if v > 1)
+
+    late = 0
+    for state, created, delivered in uwb:
+        created_ts = _ts(created)
+        start = max(created_ts, gateway_back) if gateway_back is not None else created_ts
+        if state != "delivered" or _ts(delivered) - start > UWB_LATE_S:
+            late += 1
+    return {
+        "platform_check_ins": len(active),
+        "lost": sum(1 for _, pid, _ in seen if pid not in public),
+        "duplicated": twice(1),
+        "rooms_twice": twice(2),
+        "bands_twice": twice(3),
+        "uwb_late": late,
+        "uwb_rows": len(uwb),
+    }
+
+
+def _ts(value: Any) -> float:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return float(value.timestamp())
+
+
+def wait_uwb(url: str, timeout: float) -> None:
+    """Wait (bounded) until the outbox holds no pending band writes."""
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    engine = sa.create_engine(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as c:
+            if not c.exec_driver_sql("SELECT count(*) FROM uwb_deliveries WHERE state = 'pending'").scalar():
+                break
+        time.sleep(0.5)
+    engine.dispose()
+
+
+# ---------------------------------------------------------------- one run
+
+
+def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915  (a run, start to figures)
+    from personal_data.crypto import DataKey  # noqa: PLC0415
+    from uwb.simulator import GatewaySimulator  # noqa: PLC0415
+
+    tmp = Path(tempfile.mkdtemp(prefix="load-"))
+    os.chmod(tmp, 0o755)  # noqa: PTH101  (the private PostgreSQL runs as postgres)
+    key = DataKey.generate_text()
+    checkins = args.checkins if args.mode == "flat" else int(args.kiosks * (args.duration / args.pace + 1))
+    sim = GatewaySimulator(tags=(), delivery_window_s=2.0, retry_interval_s=0.01).start()
+    faces_processes = args.face_processes if args.faces else None
+    if args.target == "sqlite":
+        target: Target = SqliteTarget(tmp, key, sim.url, faces_processes)
+    else:
+        target = ClusterTarget(tmp, key, sim.url, faces_processes, 1 if args.target == "postgres" else args.replicas)
+        target.start_database()
+    s = seed(target.url, key, experts=checkins, kiosks=args.kiosks, faces=args.faces)
+    for tag in s.band_tags:
+        sim.add_tag(tag)
+    target.start()
+    proxy = CuttableProxy(target.address)
+    try:
+        kiosks: dict[int, list[int]] = {k: [] for k in range(1, args.kiosks + 1)}
+        for n in range(checkins):
+            kiosks[n % args.kiosks + 1].append(n)
+        plan = Plan(
+            target.address,
+            proxy.address,
+            5 if args.fault == "net-cut" else 0,
+            s.batch_code,
+            "echo",
+            args.pace,
+            args.echo_s,
+            0.0,
+            kiosks,
+            s.ids,
+            s.band_uids,
+            s.captures,
+        )
+        echo_calls_per_s = float("nan")
+        if args.mode == "flat":
+            _, counts, secs = run_kiosks(plan, args.client_processes)
+            echo_calls_per_s = counts["echo_calls"] / secs
+        plan = dataclasses.replace(plan, mode=args.mode, duration_s=args.duration)
+        fault_log: list[str] = []
+        gateway_back: list[float] = []
+
+        def inject(progress: Any) -> None:
+            if args.fault == "none":
+                return
+            while progress.value < checkins * args.fault_at:
+                time.sleep(0.05)
+            fault_log.append(f"{time.monotonic():.1f} fault {args.fault} at {progress.value} check-ins")
+            if args.fault == "net-cut":
+                proxy.cut(3.0)
+            elif args.fault == "gateway-offline":
+                sim.set_offline(True)
+                time.sleep(args.gateway_offline_s)
+                sim.set_offline(False)
+                gateway_back.append(time.time())
+            else:
+                target.fault(args.fault, fault_log)
+
+        out, counts, secs = run_kiosks(plan, args.client_processes, inject)
+        wait_uwb(target.url, 60)
+        records = count_records(target.url, out["seen"], gateway_back[0] if gateway_back else None)
+    finally:
+        target.stop()
+        sim.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    floor = encoding_floor([c for _, c in face_people()]) if args.faces else float("nan")
+    cores = len(os.sched_getaffinity(0))
+    ok = counts.get("ok", 0)
+    row = {
+        "target": target.name,
+        "mode": f"{args.mode} {'faces' if args.faces else 'ID-only'}",
+        "kiosks": args.kiosks,
+        "fault": args.fault,
+        "check_ins": ok,
+        "planned": checkins,
+        "seconds": round(secs, 1),
+        "check_ins_per_s": round(ok / secs, 1),
+        "identify_p50_ms": round(pct(out["identify"], 0.5), 1),
+        "identify_p99_ms": round(pct(out["identify"], 0.99), 1),
+        "complete_p50_ms": round(pct(out["complete"], 0.5), 1),
+        "complete_p99_ms": round(pct(out["complete"], 0.99), 1),
+        "echo_p50_ms": round(pct(out["echo"], 0.5), 2),
+        "echo_p99_ms": round(pct(out["echo"], 0.99), 2),
+        "echo_calls_per_s": round(echo_calls_per_s, 0),
+        "faces_per_s": round(counts.get("faces", 0) / secs, 2),
+        "face_floor_ms": round(floor * 1000, 1),
+        "cores": cores,
+        "failed_seen_by_kiosk": checkins - ok,
+        **records,
+        "counts": {k: v for k, v in counts.items() if k not in {"ok", "faces"}},
+        "error_samples": out["error_samples"][:12],
+        "fault_log": fault_log,
+    }
+    if args.mode == "flat":
+        row["ratio_vs_echo_bound"] = round(ok / secs / (echo_calls_per_s / 2), 3)
+    else:
+        row["ratio_identify_p99_vs_echo_p99"] = round(row["identify_p99_ms"] / row["echo_p99_ms"], 2)
+    if args.faces:
+        row["ratio_faces_vs_cores_over_floor"] = round(row["faces_per_s"] / (cores / floor), 3)
+    return row
+
+
+def print_row(row: dict[str, Any]) -> None:
+    ratio = row.get("ratio_vs_echo_bound", row.get("ratio_identify_p99_vs_echo_p99"))
+    print(json.dumps(row, ensure_ascii=False), flush=True)
+    print(
+        f"| {row['target']} | {row['mode']} | {row['kiosks']} | {row['fault']} | {row['check_ins']}/{row['planned']} |"
+        f" {row['check_ins_per_s']} | {row['identify_p50_ms']:.0f} / {row['identify_p99_ms']:.0f} |"
+        f" {row['complete_p50_ms']:.0f} / {row['complete_p99_ms']:.0f} | {row['faces_per_s']} |"
+        f" {row['lost']} / {row['duplicated']} / {row['rooms_twice']} / {row['bands_twice']} | {row['uwb_late']} |"
+        f" {row['failed_seen_by_kiosk']} | {ratio} |",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", choices=("sqlite", "postgres", "cluster"), default="sqlite")
+    parser.add_argument("--mode", choices=("flat", "pace"), default="flat")
+    parser.add_argument("--kiosks", type=int, default=200)
+    parser.add_argument("--replicas", type=int, default=3, help="cluster: platform replicas behind HAProxy")
+    parser.add_argument("--checkins", type=int, default=2000, help="flat out: check-ins in the run")
+    parser.add_argument("--pace", type=float, default=40.0, help="human pace: seconds between a kiosk's check-ins")
+    parser.add_argument("--duration", type=float, default=80.0, help="human pace: seconds of the run")
+    parser.add_argument("--faces", action="store_true", help="every check-in sends a face capture")
+    parser.add_argument(
+        "--fault",
+        choices=(
+            "none",
+            "kill-replica",
+            "kill-platform",
+            "restart-postgres",
+            "rolling-restart",
+            "gateway-offline",
+            "net-cut",
+        ),
+        default="none",
+    )
+    parser.add_argument("--fault-at", type=float, default=1 / 3, help="fraction of the check-ins done when it strikes")
+    parser.add_argument("--gateway-offline-s", type=float, default=60.0, help="how long the UWB gateway is off")
+    parser.add_argument("--echo-s", type=float, default=5.0, help="seconds of the Echo-bound phase")
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--face-processes", type=int, default=-1, help="[face] processes per platform process")
+    parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, database)")
+    args = parser.parse_args()
+    print(
+        "| platform | run | kiosks | fault | check-ins done/planned | check-ins/s | identify p50/p99 ms |"
+        " complete p50/p99 ms | faces/s | lost / dup / rooms twice / bands twice | bands late |"
+        " failed at kiosk | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print_row(one_run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Face verification in worker processes: every core verifies, and overload gets a clear answer.
+
+dlib holds the GIL for 70-130 ms per face, so threads in one process verify one face at a time.
+`ProcessFaceVerifier` is a `FaceVerifier` that runs each call in one of N processes, each holding its
+own verifier built once by a picklable factory (bootstrap passes the dlib one). Calls beyond the busy
+workers wait in a bounded queue; one more is refused at once with `OverloadedError` (RESOURCE_EXHAUSTED
+with a retry-after), so a burst never builds a backlog whose answers arrive after the kiosk gave up.
+
+It wraps the verifier interface (face/api.py) generically: each call names the method and its
+arguments, so the verifier behind it may grow methods without this module knowing their meaning.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any
+
+from platform_server.errors import OverloadedError, TransientError
+from platform_server.face.api import FaceImageError, FaceImageProblem
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from platform_server.face.api import FaceVerdict, FaceVerifier
+
+log = logging.getLogger(__name__)
+
+# Advice in the overload answer before any call has been timed; afterwards the mean time of recent
+# calls, queue wait included (about the time the calls admitted now need to drain), so refused kiosks
+# do not come back (with their images) long before a slot can be free.
+RETRY_AFTER_S = 0.5
+MIN_RETRY_AFTER_S = 0.2
+
+_verifier: Any = None  # the worker process's own verifier (set by _init_worker)
+
+
+def _init_worker(factory: Callable[[], FaceVerifier | None], log_level: str | None, log_file: str | None) -> None:
+    """Log like the server (its stderr and file, masked), then build this process's verifier once."""
+    global _verifier  # noqa: PLW0603  (one per worker process, by design)
+    if log_level is not None:
+        from platform_server.log_masking import configure_logging  # noqa: PLC0415
+
+        configure_logging(log_level, log_file)
+    _verifier = factory()
+
+
+def _call(method: str, args: tuple[Any, ...]) -> tuple[str, Any]:
+    """Run one verifier method in the worker; an image problem comes back as data, not as an exception.
+
+    FaceImageError carries two constructor arguments, which exceptions do not survive pickling with.
+    """
+    try:
+        return "ok", getattr(_verifier, method)(*args)
+    except FaceImageError as err:
+        return "image", (err.problem.value, str(err))
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def worker_count(configured: int) -> int:
+    """The number of processes for `[face] processes` (-1: one per core available to this process)."""
+    if configured >= 1:
+        return configured
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class ProcessFaceVerifier:
+    """A FaceVerifier whose calls run in a pool of worker processes with a bounded queue."""
+
+    def __init__(
+        self,
+        factory: Callable[[], FaceVerifier | None],
+        *,
+        threshold: float,
+        processes: int,
+        queue: int,
+        max_image_bytes: int | None = None,
+        log_level: str | None = None,
+        log_file: str | None = None,
+    ) -> None:
+        """Start `processes` workers, each building its verifier with `factory` (picklable).
+
+        With `log_level` the workers log as the server does (the verifier's timings reach its log).
+        """
+        self._factory = factory
+        self._log = (log_level, log_file)
+        self._threshold = threshold
+        self.processes = processes
+        self.max_image_bytes = max_image_bytes
+        self._slots = threading.BoundedSemaphore(processes + queue)
+        self._mean_call_s: float | None = None  # moving average of admitted calls' time
+        self._lock = threading.Lock()
+        self._executor = self._new_executor()
+        # Start every worker now (and wait for its models), not on the first expert's face.
+        for future in [self._executor.submit(_ready) for _ in range(processes)]:
+            future.result()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        # spawn: the server process has gRPC threads, which a fork would copy in an unknown state.
+        return ProcessPoolExecutor(
+            max_workers=self.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self._factory, *self._log),
+        )
+
+    @property
+    def threshold(self) -> float:
+        """Distance at or below which two faces are taken to be the same person."""
+        return self._threshold
+
+    def encode_reference(self, image: bytes) -> bytes:
+        """Encode a reference photo in a worker."""
+        result: bytes = self.call("encode_reference", image)
+        return result
+
+    def verify(self, reference_encoding: bytes, captures: Sequence[bytes]) -> FaceVerdict:
+        """Compare captures with a reference in a worker."""
+        result: FaceVerdict = self.call("verify", reference_encoding, tuple(captures))
+        return result
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Run `method(*args)` on a worker's verifier; OverloadedError when every slot is taken.
+
+        Raises:
+            OverloadedError: all workers busy and the queue full (nothing was started).
+            TransientError: a worker process died during the call (the pool is rebuilt).
+            FaceImageError: the verifier refused an image.
+
+        """
+        if not self._slots.acquire(blocking=False):
+            raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
+        try:
+            executor = self._executor
+            started = time.monotonic()
+            try:
+                kind, value = executor.submit(_call, method, args).result()
+                took = time.monotonic() - started
+                mean = self._mean_call_s
+                self._mean_call_s = took if mean is None else 0.9 * mean + 0.1 * took
+            except BrokenProcessPool as err:
+                self._replace_broken(executor)
+                raise TransientError("a face verification worker stopped; try again") from err
+        finally:
+            self._slots.release()
+        if kind == "image":
+            problem, message = value
+            raise FaceImageError(FaceImageProblem(problem), message)
+        return value
+
+    def retry_after_s(self) -> float:
+        """Seconds a refused caller should wait: about the time for the calls admitted now to drain."""
+        mean = self._mean_call_s
+        if mean is None:
+            return RETRY_AFTER_S
+        # A call's time includes its wait in the queue: with the queue full, that is the time the calls
+        # admitted now need to drain (slots × one verification ÷ workers).
+        return round(max(MIN_RETRY_AFTER_S, mean), 2)
+
+    def _replace_broken(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is broken:
+                log.error("a face verification worker died; starting a new pool")
+                self._executor = self._new_executor()
+                broken.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Stop the workers (calls in progress finish first)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,36 @@
+"""A picklable verifier for the worker-process pool tests: slow on purpose, or refusing an image."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from platform_server.face.api import FaceImageError, FaceImageProblem, FaceVerdict
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+class SlowVerifier:
+    """verify() takes `seconds`; a capture starting with b"bad" is refused as having no face."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    @property
+    def threshold(self) -> float:
+        return 0.5
+
+    def encode_reference(self, image: bytes) -> bytes:
+        return image[:8]
+
+    def verify(self, reference_encoding: bytes, captures: Sequence[bytes]) -> FaceVerdict:
+        if any(c.startswith(b"bad") for c in captures):
+            raise FaceImageError(FaceImageProblem.NO_FACE, "no face in the capture")
+        time.sleep(self.seconds)  # stands in for dlib's 70-130 ms of CPU per face
+        return FaceVerdict(0.1, 0.5, matched=reference_encoding == captures[0][:8])
+
+
+def make_slow() -> SlowVerifier:
+    """Factory for the pool (module level: the spawn start method pickles it by name)."""
+    return SlowVerifier(0.6)

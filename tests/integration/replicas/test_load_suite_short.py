@@ -1,0 +1,66 @@
+"""The short fault and load suite: real kiosks (gRPC clients) check experts in while a fault strikes,
+and the platform's own records must show nothing lost, duplicated or given twice.
+
+The full runs and their figures: bench/load_suite.py and docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def run_suite(*args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "load_suite.py"), "--echo-s", "1", "--client-processes", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1, done.stdout
+    return rows[0]
+
+
+def assert_nothing_lost(row: dict[str, Any]) -> None:
+    assert row["fault_log"], "the fault never struck"
+    assert "fault_outlasted_load" not in row["counts"], row
+    assert row["failed_seen_by_kiosk"] == 0, row
+    assert row["platform_check_ins"] == row["planned"], row
+    assert (row["lost"], row["duplicated"], row["rooms_twice"], row["bands_twice"]) == (0, 0, 0, 0), row
+    assert row["uwb_late"] == 0, row
+
+
+@pytest.mark.xdist_group("load-suite")
+def test_sqlite_platform_sigkilled_mid_run_loses_nothing() -> None:
+    row = run_suite("--target", "sqlite", "--kiosks", "20", "--checkins", "400", "--fault", "kill-platform")
+    assert_nothing_lost(row)
+
+
+@pytest.mark.xdist_group("load-suite")
+def test_a_kiosk_network_cut_mid_check_in_loses_nothing() -> None:
+    row = run_suite("--target", "sqlite", "--kiosks", "10", "--checkins", "300", "--fault", "net-cut")
+    assert_nothing_lost(row)
+    assert row["counts"].get("retries_UNAVAILABLE", 0) > 0, "no call was cut"
+
+
+@pytest.mark.postgres
+@pytest.mark.xdist_group("load-suite")
+def test_rolling_restart_of_the_replicas_fails_no_check_in(pg_url: str) -> None:
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (scripts/bootstrap.sh installs it)")
+    row = run_suite(
+        "--target", "cluster", "--replicas", "2", "--kiosks", "20", "--mode", "pace", "--pace", "0.5",
+        "--duration", "40", "--fault", "rolling-restart", "--fault-at", "0.05",
+    )  # fmt: skip
+    assert_nothing_lost(row)

@@ -1,0 +1,194 @@
+"""The parts that let several platform processes share one database: health drain, worker lease,
+event order without a global lock, heartbeats without writes, faces in worker processes."""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+import sqlalchemy as sa
+
+from platform_server.db.engine import is_up_to_date, make_engine, upgrade
+from platform_server.db.models import Kiosk
+from platform_server.errors import OverloadedError
+from platform_server.face.api import FaceImageError, FaceImageProblem
+from platform_server.face.pool import ProcessFaceVerifier
+from platform_server.grpc_api.status_mapping import status_for
+from platform_server.health_http import HealthEndpoint
+from platform_server.services import events, kiosks
+from platform_server.worker_lease import FileLease, PostgresLease
+from tests.integration.replicas.slow_verifier import make_slow
+from tests.unit.platform_server.support import Clock, seed
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _get(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def test_health_endpoint_answers_200_only_between_ready_and_draining() -> None:
+    endpoint = HealthEndpoint("127.0.0.1:0", serving=False)
+    try:
+        assert _get(endpoint.port) == 503  # still starting: the balancer must not send calls yet
+        endpoint.serving()
+        assert _get(endpoint.port) == 200
+        endpoint.draining()
+        assert _get(endpoint.port) == 503
+    finally:
+        endpoint.close()
+
+
+def test_file_lease_has_one_holder_until_released(tmp_path: Path) -> None:
+    first, second = FileLease(tmp_path / "uwb.lock"), FileLease(tmp_path / "uwb.lock")
+    assert first.try_acquire()
+    assert not second.try_acquire()
+    first.release()
+    assert second.try_acquire()
+    assert second.still_held()
+    second.release()
+
+
+@pytest.mark.postgres
+def test_postgres_lease_passes_to_another_replica_when_the_holder_dies(pg_url: str) -> None:
+    engine_a, engine_b = make_engine(pg_url, pool_size=2), make_engine(pg_url, pool_size=2)
+    name = f"socket://127.0.0.1:{id(engine_a) % 60000}"
+    holder, standby = PostgresLease(engine_a, name), PostgresLease(engine_b, name)
+    try:
+        assert holder.try_acquire()
+        assert holder.still_held()
+        assert not standby.try_acquire()
+        # The holder's process dies: the server ends its connection, and the lock with it.
+        assert holder._connection is not None
+        pid = holder._connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        holder._connection.commit()
+        with engine_b.connect() as admin:
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")  # type: ignore[arg-type]
+        assert not holder.still_held()
+        assert standby.try_acquire()
+    finally:
+        holder.release()
+        standby.release()
+        engine_a.dispose()
+        engine_b.dispose()
+
+
+@pytest.mark.postgres
+def test_a_reader_never_skips_an_event_that_commits_after_a_later_one(pg_schema_url: str) -> None:
+    seeded = seed(pg_schema_url)
+    with seeded.new_uow() as uow:
+        batch_id = events.batch_id_of(uow, seeded.batch_code)
+    now = seeded.ctx.clock()
+    slow = seeded.new_uow()
+    slow.__enter__()
+    events.append(slow, seeded.ctx, batch_id=batch_id, kind=events.EventKind.CHECKED_IN, at=now, kiosk_id="K1")
+    slow.session.flush()
+    fast = seeded.new_uow()
+    with fast:  # draws the next id and commits first, while writers still run side by side
+        events.append(fast, seeded.ctx, batch_id=batch_id, kind=events.EventKind.CHECKED_IN, at=now, kiosk_id="K2")
+        fast.commit()
+    read: list[list[int]] = []
+
+    def reader() -> None:
+        uow = seeded.new_uow().read_only()
+        with uow:
+            read.append([e.event_id for e in events.read_after(uow, seeded.ctx, batch_id, 0)])
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive(), "the reader returned while an earlier event was uncommitted"
+    slow.commit()
+    slow.__exit__(None, None, None)
+    thread.join(30)
+    assert len(read) == 1
+    assert len(read[0]) == 2
+    assert read[0] == sorted(read[0])
+
+
+def test_an_unchanged_heartbeat_is_not_written_until_it_is_old(tmp_path: Path) -> None:
+    clock = Clock()
+    seeded = seed(f"sqlite:///{tmp_path / 'p.db'}", clock=clock)
+    beat = kiosks.HeartbeatCommand("K1", (kiosks.DeviceHealth("camera", "ok"),), 50, 0, False, "1.0")
+
+    def stored() -> object:
+        with seeded.new_uow() as uow:
+            return uow.execute(sa.select(Kiosk.last_heartbeat_at).where(Kiosk.kiosk_id == "K1")).scalar_one()
+
+    assert kiosks.heartbeat(seeded.new_uow(), seeded.ctx, beat).registered
+    first = stored()
+    clock.advance(5)
+    assert kiosks.heartbeat(seeded.new_uow(), seeded.ctx, beat).registered
+    assert stored() == first  # nothing changed, recently written: no write transaction
+    clock.advance(kiosks.HEARTBEAT_REFRESH_S)
+    kiosks.heartbeat(seeded.new_uow(), seeded.ctx, beat)
+    assert stored() == clock()
+    clock.advance(1)
+    kiosks.heartbeat(seeded.new_uow(), seeded.ctx, kiosks.HeartbeatCommand("K1", (), 49, 0, False, "1.0"))
+    assert stored() == clock()  # a change is written at once
+
+
+def test_face_workers_refuse_at_once_when_every_slot_is_taken() -> None:
+    pool = ProcessFaceVerifier(make_slow, threshold=0.5, processes=1, queue=0)
+    try:
+        started = threading.Event()
+        results: list[object] = []
+
+        def busy() -> None:
+            started.set()
+            results.append(pool.verify(b"personAA", [b"personAA-capture"]))
+
+        thread = threading.Thread(target=busy)
+        thread.start()
+        started.wait()
+
+        # The one worker is busy and there is no queue: refused, with advice to retry.
+        def while_busy() -> None:
+            while thread.is_alive():
+                pool.verify(b"personBB", [b"personBB-capture"])
+
+        with pytest.raises(OverloadedError) as refused:
+            while_busy()
+        assert refused.value.retry_after_s > 0
+        assert status_for(refused.value) is grpc.StatusCode.RESOURCE_EXHAUSTED
+        thread.join(30)
+        assert results
+        assert results[0].matched  # type: ignore[attr-defined]
+        with pytest.raises(FaceImageError) as bad:
+            pool.verify(b"personAA", [b"bad image"])
+        assert bad.value.problem is FaceImageProblem.NO_FACE
+    finally:
+        pool.close()
+
+
+@pytest.mark.postgres
+def test_replicas_starting_together_migrate_once(pg_schema_url: str) -> None:
+    engines = [make_engine(pg_schema_url, pool_size=2) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def start(engine: sa.Engine) -> None:
+        try:
+            upgrade(engine)
+        except BaseException as err:  # collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=start, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    try:
+        assert errors == []
+        assert all(is_up_to_date(engine) for engine in engines)
+    finally:
+        for engine in engines:
+            engine.dispose()
