@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol, Self
 import serial
 import serial.threaded
 
+from device_kit.link import start_reader
 from uwb import protocol
 from uwb.errors import (
     DeliveryLostError,
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 _log = logging.getLogger("uwb.driver")
 
 BAUDRATE = 115200
-#: How often the reader thread re-checks whether it should stop (transports without cancel_read).
-_READER_POLL_S = 0.05
 
 
 class TagDownlink(Protocol):
@@ -118,15 +117,7 @@ class UwbGateway:
         self._closed = threading.Event()
         self._seq = 0
         self._last_state = DownlinkState.QUEUED
-        if not hasattr(port, "cancel_read"):
-            # socket:// has no cancel_read, so ReaderThread would force a 1 s read timeout and close()
-            # would wait up to a second. A no-op cancel_read plus a short timeout keeps shutdown quick.
-            port.timeout = _READER_POLL_S
-            port.cancel_read = lambda: None
-        self._reader = serial.threaded.ReaderThread(port, _EnvelopeReceiver)
-        self._reader.start()
-        _, receiver = self._reader.connect()
-        self._receiver: _EnvelopeReceiver = receiver
+        self._reader, self._receiver = start_reader(port, _EnvelopeReceiver)
 
     @classmethod
     def open(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from checkin.pcsc.vpcd import VirtualCard
+    from pcsc.vpcd import VirtualCard
 
 app = typer.Typer(no_args_is_help=True, help="设备模拟器 / Device simulators (ID card reader, virtual PC/SC cards).")
 
@@ -75,7 +75,7 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
     verbose: VerboseOption = False,
 ) -> None:
     """模拟身份证阅读器 / Run the SAM ID card reader simulator."""
-    from checkin.id_card.simulator import (  # noqa: PLC0415
+    from id_card_reader.simulator import (  # noqa: PLC0415
         SAMPLE_IDENTITIES,
         ControlServer,
         SamReaderEmulator,
@@ -116,8 +116,8 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
 
 
 def _card_for(band: str | None, bank_card: str | None, kind: str, dead: bool, holder: str | None) -> VirtualCard:
-    from checkin.band_reader.simulator import MifareBand  # noqa: PLC0415
-    from checkin.bank_card.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard  # noqa: PLC0415
+    from band_reader.simulator import MifareBand  # noqa: PLC0415
+    from bank_card_reader.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard  # noqa: PLC0415
     from personal_data import bank_card as pan_rules  # noqa: PLC0415
 
     chosen = [x for x in (band, bank_card, dead or None) if x]
@@ -165,7 +165,7 @@ def cards(  # noqa: PLR0917 - Typer maps options to parameters
     verbose: VerboseOption = False,
 ) -> None:
     """插入虚拟卡 / Keep one virtual card in a vpcd slot of a running pcscd until stopped."""
-    from checkin.pcsc import VirtualCardError, VirtualCardSlot  # noqa: PLC0415
+    from pcsc import VirtualCardError, VirtualCardSlot  # noqa: PLC0415
 
     _logging(verbose)
     card = _card_for(band, bank_card, kind, dead, holder)
@@ -194,7 +194,7 @@ def pcscd(  # noqa: PLR0917 - Typer maps options to parameters
     verbose: VerboseOption = False,
 ) -> None:
     """私有pcscd / Run a private pcscd with the vpcd driver (slot 0: band, slot 1: bank card)."""
-    from checkin.pcsc import PcscDaemon, PcscDaemonError, VirtualCardError  # noqa: PLC0415
+    from pcsc import PcscDaemon, PcscDaemonError, VirtualCardError  # noqa: PLC0415
 
     _logging(verbose)
     band_card = _card_for(band, None, kind, False, holder) if band else None  # noqa: FBT003

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from checkin.band_reader.simulator import MifareBand
-from checkin.bank_card.simulator import UnionPayDebitCard
-from checkin.id_card.simulator import SimulatorControl
+from band_reader.simulator import MifareBand
+from bank_card_reader.simulator import UnionPayDebitCard
+from id_card_reader.simulator import SimulatorControl
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from checkin.pcsc import PcscDaemon, VirtualCardSlot
+    from pcsc import PcscDaemon, VirtualCardSlot
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:

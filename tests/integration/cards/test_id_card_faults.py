@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from checkin.id_card import (
+from id_card_reader import (
     CardRemovedError,
     IdCardConnectionError,
     IdCardReader,
@@ -14,8 +14,8 @@ from checkin.id_card import (
     IdentityDataError,
     SamSelfTestError,
 )
-from checkin.id_card import errors as idc
-from checkin.id_card.simulator import SamReaderEmulator, SamReaderSimulator, identity_from_dict, identity_to_dict
+from id_card_reader import errors as idc
+from id_card_reader.simulator import SamReaderEmulator, SamReaderSimulator, identity_from_dict, identity_to_dict
 
 
 def read(url: str, **kwargs: float) -> tuple[object, int]:

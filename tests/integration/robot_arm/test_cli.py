@@ -71,7 +71,7 @@ def test_device_error_is_one_line_and_exit_code(sim: ArmSimulator) -> None:
     result = runner.invoke(app, ["--port", sim.url, *FAST, "home"])
     assert result.exit_code == 4
     assert result.output.strip().splitlines() == [
-        "robot-arm: arm error: arm answered E50 (EMERGENCY_STOP) to HOME: emergency stop"
+        "错误 / error: arm error: arm answered E50 (EMERGENCY_STOP) to HOME: emergency stop"
     ]
 
 

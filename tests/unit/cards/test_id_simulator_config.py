@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from checkin.id_card.simulator import (
+from id_card_reader.simulator import (
     SAMPLE_IDENTITIES,
     ControlServer,
     Fault,

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkin.id_card import errors as idc
-from checkin.id_card.models import IdentityCard
-from checkin.id_card.protocol import (
+from id_card_reader import errors as idc
+from id_card_reader.models import IdentityCard
+from id_card_reader.protocol import (
     PREAMBLE,
     BaseInfo,
     Command,

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from checkin.id_card.errors import FrameChecksumError, IdCardError, IdCardProtocolError
-from checkin.id_card.models import IdentityCard
-from checkin.id_card.protocol import (
+from id_card_reader.errors import FrameChecksumError, IdCardError, IdCardProtocolError
+from id_card_reader.models import IdentityCard
+from id_card_reader.protocol import (
     PHOTO_LEN,
     PREAMBLE,
     BaseInfo,
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from types import TracebackType
 
-log = logging.getLogger("checkin.id_card.sim")
-wire_log = logging.getLogger("checkin.id_card.sim.wire")
+log = logging.getLogger("id_card_reader.sim")
+wire_log = logging.getLogger("id_card_reader.sim.wire")
 
 
 class SimulatorConfigError(IdCardError):

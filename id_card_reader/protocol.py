@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import threading
-import time
 from dataclasses import dataclass
 from functools import reduce
 from operator import xor
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-import serial.threaded
-
-from checkin.id_card.errors import (
+from id_card_reader.errors import (
     SW3_ERRORS,
     FrameChecksumError,
     FrameFormatError,
@@ -33,11 +29,8 @@ from checkin.id_card.errors import (
     SamStatusError,
     UnsupportedCardTypeError,
 )
-from checkin.id_card.models import IdentityCard
+from id_card_reader.models import IdentityCard
 from personal_data import id_number as id_rules
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 PREAMBLE: Final = b"\xaa\xaa\xaa\x96\x69"
 HEADER_LEN: Final = len(PREAMBLE) + 2
@@ -255,49 +248,6 @@ class FrameAssembler:
     def _drop(self, n: int) -> None:
         self.discarded += n
         del self._buffer[:n]
-
-
-class SamFramePacketizer(serial.threaded.Protocol):  # type: ignore[misc]
-    """pyserial threaded Protocol: frames the byte stream and hands each frame to a callback.
-
-    Runs in pyserial's ReaderThread; `on_item` receives SamFrame or a recovered protocol error,
-    and `on_lost` the exception that ended the connection (None on a clean close).
-    """
-
-    def __init__(
-        self,
-        on_item: Callable[[SamFrame | IdCardProtocolError], None],
-        on_lost: Callable[[BaseException | None], None],
-    ) -> None:
-        self._assembler = FrameAssembler()
-        self._lock = threading.Lock()
-        self._on_item = on_item
-        self._on_lost = on_lost
-        self._last_data_at = 0.0
-
-    def reset(self) -> None:
-        """Drop a partial frame; called by the driver before each command."""
-        with self._lock:
-            self._assembler.reset()
-
-    def stalled_partial(self, quiet: float) -> int:
-        """Bytes of a partial frame after which the line has been quiet for `quiet` s (0 if none)."""
-        with self._lock:
-            if self._assembler.pending and time.monotonic() - self._last_data_at >= quiet:
-                return self._assembler.pending
-            return 0
-
-    def data_received(self, data: bytes) -> None:
-        """Feed the framer from the reader thread."""
-        with self._lock:
-            self._last_data_at = time.monotonic()
-            items = self._assembler.feed(data)
-        for item in items:
-            self._on_item(item)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        """Report the end of the link."""
-        self._on_lost(exc)
 
 
 # --- read base info (30 01) reply --------------------------------------------------------------

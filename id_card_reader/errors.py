@@ -11,7 +11,7 @@ from typing import ClassVar
 
 
 class IdCardError(Exception):
-    """Root of every error raised by checkin.id_card."""
+    """Root of every error raised by id_card_reader."""
 
     key: ClassVar[str] = "id_card_error"
     #: True when trying the same step again may succeed (a link glitch, a card moved a little).

@@ -1,7 +1,7 @@
 """PC/SC access through pyscard's scard layer: find a reader, wait for a card, exchange APDUs.
 
 Bank card and wristband readers sit on top of this; it translates every PC/SC return code into
-checkin.pcsc errors, and handles the ISO 7816-4 T=0 transport rules (61xx, 6Cxx) in one place.
+pcsc errors, and handles the ISO 7816-4 T=0 transport rules (61xx, 6Cxx) in one place.
 Which pcscd it talks to is decided by libpcsclite: PCSCLITE_CSOCK_NAME, or /run/pcscd/pcscd.comm.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from smartcard import scard
 
-from checkin.pcsc.errors import (
+from pcsc.errors import (
     CardAbsentError,
     CardTransmitError,
     CardUnresponsiveError,
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-log = logging.getLogger("checkin.pcsc")
+log = logging.getLogger("pcsc")
 
 #: Longest T=0 GET RESPONSE chain we follow before calling the card broken.
 MAX_GET_RESPONSE: Final = 64
