@@ -62,6 +62,7 @@ MECHANICAL_FAULTS: Final = (
     "door_opened",
     "e_stop",
     "power_loss",
+    "slow_home",
 )
 """Faults of the arm itself; each fires once, at the next motion it applies to."""
 TRANSPORT_FAULTS: Final = ("lost_request", "lost_reply", "lost_event", "garbled_reply", "disconnect")
@@ -285,7 +286,8 @@ class ArmSimulator:
     def inject(self, name: str, **options: object) -> None:
         """Arm a named fault for the next motion it applies to (see FAULTS).
 
-        Options: power_loss takes `keep_band: bool` (default random); transport faults take
+        Options: power_loss takes `keep_band: bool` (default random); slow_home takes `factor: float`
+        (the next HOME takes that many times as long, default 5: a worn axis); transport faults take
         `command: str` to hit a given verb instead of the next motion.
         """
         if name not in FAULTS:
@@ -789,7 +791,8 @@ class ArmSimulator:
             record.state = JobState.RUNNING
         self.motions_run[job.command] += 1
         if job.command is Command.HOME:
-            self._travel(job, None, HOME_TIME)
+            slow = float(str(self._fire("slow_home").get("factor", 5))) if "slow_home" in self._faults else 1.0
+            self._travel(job, None, HOME_TIME * slow)
             self._homed = True
             self._done(job)
         elif job.command is Command.MOVE:
