@@ -13,6 +13,7 @@ from serial.threaded import Protocol
 
 from device_kit.link import start_reader
 from id_card_reader.errors import (
+    SW3_TEXT,
     CardRemovedError,
     FrameFormatError,
     IdCardConnectionError,
@@ -21,16 +22,15 @@ from id_card_reader.errors import (
     IdCardTimeoutError,
     NoCardError,
     SamStatusError,
+    Sw3,
 )
 from id_card_reader.models import IdentityCard, PhotoDecoder, ReaderStatus, UnavailablePhotoDecoder
 from id_card_reader.protocol import (
     BAUDRATE,
-    SW3_TEXT,
     Command,
     FrameAssembler,
     SamFrame,
     SamReply,
-    Sw3,
     build_request,
     decode_base_info,
     decode_identity_text,

@@ -1,4 +1,4 @@
-"""Errors of the ID card reader: one root, a leaf per SAM status code and per link failure.
+"""Errors of the ID card reader: one root, one error for every SAM status (carrying the Sw3 code), one per link failure.
 
 Every error carries a stable `key` the kiosk UI translates (user-facing failures are data), and
 a bilingual message for logs and the technician's diagnostics. No message ever holds an ID number
@@ -7,15 +7,16 @@ in clear.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import enum
+from typing import Final
 
 
 class IdCardError(Exception):
     """Root of every error raised by id_card_reader."""
 
-    key: ClassVar[str] = "id_card_error"
+    key: str = "id_card_error"
     #: True when trying the same step again may succeed (a link glitch, a card moved a little).
-    retryable: ClassVar[bool] = False
+    retryable: bool = False
 
 
 # --- the link and the frames -------------------------------------------------------------------
@@ -88,165 +89,130 @@ class CardRemovedError(IdCardError):
 # --- SW3 status codes (section 1.4 of the hardware protocols) ----------------------------------
 
 
+class Sw3(enum.IntEnum):
+    """SW3 codes the SAM returns: success, card found, and the failures a SamStatusError carries."""
+
+    SUCCESS = 0x90
+    CARD_FOUND = 0x9F
+    NO_SUCH_ITEM = 0x91
+    TERMINAL_CHECKSUM = 0x10
+    TERMINAL_LENGTH = 0x11
+    BAD_COMMAND = 0x21
+    UNAUTHORISED = 0x23
+    UNRECOGNISED = 0x24
+    CARD_AUTH_SAM_FAILED = 0x31
+    SAM_AUTH_CARD_FAILED = 0x32
+    INFO_VERIFY_FAILED = 0x33
+    FINGERPRINT_FAILED = 0x37
+    INFO_LENGTH = 0x3F
+    UNKNOWN_CARD_TYPE = 0x40
+    READ_FAILED = 0x41
+    GET_RANDOM_FAILED = 0x47
+    SAM_SELF_TEST_FAILED = 0x60
+    SAM_NOT_AUTHORISED = 0x66
+    FIND_FAILED = 0x80
+    SELECT_FAILED = 0x81
+
+
+SW3_TEXT: Final[dict[int, str]] = {
+    0x90: "成功 / success",
+    0x9F: "找到身份证 / card found",
+    0x91: "无此项内容 / no such item on the card",
+    0x10: "接收业务终端数据的校验和错 / checksum error in the terminal's frame",
+    0x11: "接收业务终端数据的长度错 / length error in the terminal's frame",
+    0x21: "接收业务终端的命令错误 / bad command",
+    0x23: "越权操作 / unauthorised operation",
+    0x24: "无法识别的错误 / unrecognised error",
+    0x31: "卡认证机具失败 / card failed to authenticate the SAM",
+    0x32: "机具认证卡失败 / SAM failed to authenticate the card",
+    0x33: "信息验证错误 / information verification failed",
+    0x37: "指纹信息验证错误 / fingerprint verification error",
+    0x3F: "信息长度错误 / information length error",
+    0x40: "无法识别的卡类型 / unrecognised card type",
+    0x41: "读卡操作失败 / read-card operation failed",
+    0x47: "取随机数失败 / get-random failed",
+    0x60: "SAM_A自检失败 / SAM self-test failed",
+    0x66: "SAM_A没经过授权 / SAM not authorised",
+    0x80: "找卡不成功 / no card found",
+    0x81: "选卡不成功 / select card failed",
+}
+
+#: The user-facing key of each failed status (the kiosk translates it); the rest are reader_status.
+_STATUS_KEYS: Final[dict[int, str]] = {
+    Sw3.CARD_AUTH_SAM_FAILED: "id_card_unreadable",
+    Sw3.SAM_AUTH_CARD_FAILED: "id_card_unreadable",
+    Sw3.INFO_VERIFY_FAILED: "id_card_unreadable",
+    Sw3.INFO_LENGTH: "id_card_unreadable",
+    Sw3.READ_FAILED: "id_card_unreadable",
+    Sw3.GET_RANDOM_FAILED: "id_card_unreadable",
+    Sw3.SELECT_FAILED: "id_card_unreadable",
+    Sw3.UNKNOWN_CARD_TYPE: "id_card_type_unsupported",
+    Sw3.SAM_SELF_TEST_FAILED: "reader_fault",
+    Sw3.SAM_NOT_AUTHORISED: "reader_fault",
+    Sw3.FIND_FAILED: "no_id_card",
+}
+
+#: Statuses where sending the command again may succeed: line noise in our frame (0x10, 0x11) or a
+#: card that moved a little during the read.
+RETRYABLE_STATUSES: Final = frozenset(
+    {
+        Sw3.TERMINAL_CHECKSUM,
+        Sw3.TERMINAL_LENGTH,
+        Sw3.CARD_AUTH_SAM_FAILED,
+        Sw3.SAM_AUTH_CARD_FAILED,
+        Sw3.INFO_VERIFY_FAILED,
+        Sw3.READ_FAILED,
+        Sw3.GET_RANDOM_FAILED,
+        Sw3.SELECT_FAILED,
+    }
+)
+
+
 class SamStatusError(IdCardError):
-    """The reader answered with a SW3 status other than success."""
+    """The reader answered with a SW3 status other than success; ``status`` says which (an Sw3, or the raw int).
+
+    One class for every status: its ``key`` and ``retryable`` follow from the status (tables above),
+    so a caller matches ``err.status`` rather than a class per code.
+    """
 
     key = "id_card_reader_status"
-    sw3: int = 0
 
-    def __init__(self, message: str, *, sw3: int | None = None) -> None:
+    def __init__(self, message: str, *, sw3: int) -> None:
         super().__init__(message)
-        if sw3 is not None:
-            self.sw3 = sw3
+        self.status: Sw3 | int = Sw3(sw3) if sw3 in Sw3._value2member_map_ else sw3
+        self.key = _STATUS_KEYS.get(self.status, type(self).key)
+        self.retryable = self.status in RETRYABLE_STATUSES
 
+    @property
+    def sw3(self) -> int:
+        """The status byte."""
+        return int(self.status)
 
-class NoSuchItemError(SamStatusError):
-    """SW3 0x91: the card has no such item."""
-
-    sw3 = 0x91
-
-
-class TerminalChecksumError(SamStatusError):
-    """SW3 0x10: the reader saw a bad checksum in our frame (line noise); resending helps."""
-
-    sw3 = 0x10
-    retryable = True
-
-
-class TerminalLengthError(SamStatusError):
-    """SW3 0x11: the reader saw a bad length in our frame (line noise); resending helps."""
-
-    sw3 = 0x11
-    retryable = True
-
-
-class BadCommandError(SamStatusError):
-    """SW3 0x21: the reader does not know this command or parameter."""
-
-    sw3 = 0x21
-
-
-class UnauthorisedOperationError(SamStatusError):
-    """SW3 0x23: the operation is not allowed in the reader's state."""
-
-    sw3 = 0x23
-
-
-class UnrecognisedReaderError(SamStatusError):
-    """SW3 0x24: the reader reports an error it does not classify."""
-
-    sw3 = 0x24
-
-
-class CardAuthenticatesSamError(SamStatusError):
-    """SW3 0x31: the card failed to authenticate the SAM (often a card moved during reading)."""
-
-    key = "id_card_unreadable"
-    sw3 = 0x31
-    retryable = True
-
-
-class SamAuthenticatesCardError(SamStatusError):
-    """SW3 0x32: the SAM failed to authenticate the card (a damaged or counterfeit card)."""
-
-    key = "id_card_unreadable"
-    sw3 = 0x32
-    retryable = True
-
-
-class InformationVerificationError(SamStatusError):
-    """SW3 0x33: the card's information failed verification."""
-
-    key = "id_card_unreadable"
-    sw3 = 0x33
-    retryable = True
-
-
-class FingerprintVerificationError(SamStatusError):
-    """SW3 0x37: fingerprint verification error."""
-
-    sw3 = 0x37
-
-
-class InformationLengthError(SamStatusError):
-    """SW3 0x3F: the card's information has a wrong length."""
-
-    key = "id_card_unreadable"
-    sw3 = 0x3F
-
-
-class UnrecognisedCardTypeError(SamStatusError):
-    """SW3 0x40: the card on the reader is not a resident ID card."""
-
-    key = "id_card_type_unsupported"
-    sw3 = 0x40
-
-
-class ReadCardFailedError(SamStatusError):
-    """SW3 0x41: reading the card failed (most often: the card moved or left the field)."""
-
-    key = "id_card_unreadable"
-    sw3 = 0x41
-    retryable = True
-
-
-class GetRandomFailedError(SamStatusError):
-    """SW3 0x47: the SAM could not get a random challenge from the card."""
-
-    key = "id_card_unreadable"
-    sw3 = 0x47
-    retryable = True
+    @classmethod
+    def from_status(cls, sw3: int, message: str) -> SamStatusError:
+        """The error for a failed status: NoCardError for 0x80, SamSelfTestError for 0x60, else this class."""
+        if sw3 == Sw3.FIND_FAILED:
+            return NoCardError(message)
+        if sw3 == Sw3.SAM_SELF_TEST_FAILED:
+            return SamSelfTestError(message)
+        return cls(message, sw3=sw3)
 
 
 class SamSelfTestError(SamStatusError):
-    """SW3 0x60: the SAM failed its self-test and accepts no commands; the reader needs service."""
+    """SW3 0x60: the SAM failed its self-test and accepts no commands; the reader needs service.
 
-    key = "reader_fault"
-    sw3 = 0x60
+    Kept as its own class because the kiosk reports it as a device fault, not an unreadable card.
+    """
 
-
-class SamNotAuthorisedError(SamStatusError):
-    """SW3 0x66: the SAM is not authorised; the reader needs service."""
-
-    key = "reader_fault"
-    sw3 = 0x66
+    def __init__(self, message: str, *, sw3: int = Sw3.SAM_SELF_TEST_FAILED) -> None:
+        super().__init__(message, sw3=sw3)
 
 
 class NoCardError(SamStatusError):
-    """SW3 0x80, or no card within the time allowed: nothing is on the reader."""
+    """SW3 0x80, or no card within the time allowed: nothing is on the reader.
 
-    key = "no_id_card"
-    sw3 = 0x80
+    Kept as its own class because it is not a failure: the kiosk keeps waiting.
+    """
 
-
-class SelectCardFailedError(SamStatusError):
-    """SW3 0x81: a card was found but could not be selected."""
-
-    key = "id_card_unreadable"
-    sw3 = 0x81
-    retryable = True
-
-
-SW3_ERRORS: dict[int, type[SamStatusError]] = {
-    cls.sw3: cls
-    for cls in (
-        NoSuchItemError,
-        TerminalChecksumError,
-        TerminalLengthError,
-        BadCommandError,
-        UnauthorisedOperationError,
-        UnrecognisedReaderError,
-        CardAuthenticatesSamError,
-        SamAuthenticatesCardError,
-        InformationVerificationError,
-        FingerprintVerificationError,
-        InformationLengthError,
-        UnrecognisedCardTypeError,
-        ReadCardFailedError,
-        GetRandomFailedError,
-        SamSelfTestError,
-        SamNotAuthorisedError,
-        NoCardError,
-        SelectCardFailedError,
-    )
-}
+    def __init__(self, message: str, *, sw3: int = Sw3.FIND_FAILED) -> None:
+        super().__init__(message, sw3=sw3)

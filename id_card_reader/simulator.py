@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from id_card_reader.errors import FrameChecksumError, IdCardError, IdCardProtocolError
+from id_card_reader.errors import FrameChecksumError, IdCardError, IdCardProtocolError, Sw3
 from id_card_reader.models import IdentityCard
 from id_card_reader.protocol import (
     PHOTO_LEN,
@@ -36,7 +36,6 @@ from id_card_reader.protocol import (
     Command,
     FrameAssembler,
     SamFrame,
-    Sw3,
     build_reply,
     encode_base_info,
     encode_identity_text,
