@@ -6,13 +6,12 @@ non-zero exit code (see docs/technician-uwb.md), never a traceback.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path  # noqa: TC003 - Typer reads the annotation at runtime
 from typing import Annotated, NoReturn
 
 import typer
 
-from device_kit.cli import EXIT_INPUT, fail, parse_host_port, setup_logging, wait_for_signal
+from device_kit.cli import EXIT_INPUT, add_sim_ctl, fail, parse_host_port, setup_logging, wait_for_signal
 from uwb import payload
 from uwb.driver import UwbGateway
 from uwb.errors import (
@@ -228,28 +227,7 @@ def sim(
         simulator.stop()
 
 
-@app.command("sim-ctl")
-def sim_ctl(
-    control: Annotated[str, typer.Option(help="模拟器控制通道 / simulator control HOST:PORT")],
-    command: Annotated[list[str], typer.Argument(help="e.g. offline on | tag 204C range off | tag 204C latency 2")],
-) -> None:
-    """控制模拟器故障 / Switch a fault on a running simulator."""
-    host, port = parse_host_port(control, "--control")
-    try:
-        with socket.create_connection((host, port), timeout=5) as conn:
-            conn.sendall(" ".join(command).encode() + b"\n")
-            reply = b""
-            while not reply.endswith(b"\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-    except OSError as err:
-        fail(EXIT_GATEWAY, f"模拟器控制通道无应答 / simulator control does not answer at {control}: {err}")
-    text = reply.decode("utf-8", "replace").strip()
-    if text.startswith("error"):
-        fail(EXIT_INPUT, text.removeprefix("error:").strip())
-    typer.echo(text)
+add_sim_ctl(app)
 
 
 def main() -> None:
