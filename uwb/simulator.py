@@ -161,6 +161,7 @@ class GatewaySimulator(SimulatorServer):
 
     def stop(self) -> None:
         """Stop serving and close every connection (a gateway power-off)."""
+        self._running.clear()  # before waking the engine, so it sees the stop and ends
         with self._lock:
             self._wake.notify_all()
         super().stop()

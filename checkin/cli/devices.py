@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from device_kit.cli import EXIT_NEEDS_PERSON, EXIT_PROTOCOL, EXIT_UNREACHABLE
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -28,10 +30,12 @@ TimeoutOption = Annotated[
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log reader traffic to stderr (numbers masked).")]
 
-EXIT_DEVICE = 1
-EXIT_UNREACHABLE = 3
-EXIT_NO_CARD = 4
-EXIT_INVALID_DATA = 5
+#: The device kit's exit codes (docs/device-kit.md): a device that answered but cannot read (SAM
+#: fault, card removed or unreadable) or has nothing to read needs a person; invalid data or
+#: frames are the protocol code.
+EXIT_DEVICE = EXIT_NEEDS_PERSON
+EXIT_NO_CARD = EXIT_NEEDS_PERSON
+EXIT_INVALID_DATA = EXIT_PROTOCOL
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +69,13 @@ def _classify(err: Exception) -> Failure:
         pcsc.ReaderNotFoundError,
     )
     no_card = (idc.NoCardError, bank.NoCardPresentError, band.NoBandError)
-    invalid = (idc.IdentityDataError, bank.InvalidCardNumberError, bank.CardDataError, band.BandProtocolError)
+    invalid = (
+        idc.IdentityDataError,
+        idc.IdCardProtocolError,
+        bank.InvalidCardNumberError,
+        bank.CardDataError,
+        band.BandProtocolError,
+    )
     reason = " ".join(str(err).split()) or type(err).__name__
     key = str(getattr(err, "key", "device_error"))
     if isinstance(err, unreachable):

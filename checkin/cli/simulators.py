@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path  # noqa: TC003 - Typer reads the annotations at run time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+from device_kit.cli import EXIT_INPUT, fail, parse_host_port, wait_for_signal
 
 if TYPE_CHECKING:
     from pcsc.vpcd import VirtualCard
@@ -28,24 +28,8 @@ app = typer.Typer(no_args_is_help=True, help="设备模拟器 / Device simulator
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log the simulated wire traffic to stderr.")]
 
 
-def _split_address(value: str, option: str) -> tuple[str, int]:
-    host, _, port_text = value.rpartition(":")
-    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise typer.BadParameter(f"{option} must be HOST:PORT with a port 0..65535, got {value!r}")
-    return host, int(port_text)
-
-
-def _fail(reason: str) -> typer.Exit:
-    typer.echo(f"无法启动 / cannot start: {' '.join(reason.split())}", err=True)
-    return typer.Exit(1)
-
-
-def _wait_for_stop() -> None:
-    """Block until SIGINT or SIGTERM."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+def _fail(reason: str) -> NoReturn:
+    fail(EXIT_INPUT, f"无法启动 / cannot start: {' '.join(reason.split())}")
 
 
 def _logging(verbose: bool) -> None:
@@ -85,7 +69,7 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
     )
 
     _logging(verbose)
-    host, port = _split_address(listen, "--listen")
+    host, port = parse_host_port(listen, "--listen")
     if present != "none" and not present.isdigit():
         raise typer.BadParameter(f"--present must be an identity index or 'none', got {present!r}")
     try:
@@ -96,19 +80,19 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
         simulator = SamReaderSimulator(emulator, host=host, port=port, pty=pty).start()
         controller = None
         if control:
-            control_host, control_port = _split_address(control, "--control")
+            control_host, control_port = parse_host_port(control, "--control")
             controller = ControlServer(emulator, host=control_host, port=control_port).start()
     except SimulatorConfigError as err:
-        raise _fail(str(err)) from None
+        _fail(str(err))
     except OSError as err:
-        raise _fail(f"{listen}: {err.strerror or err}") from None
+        _fail(f"{listen}: {err.strerror or err}")
     info: dict[str, Any] = {"url": simulator.url, "identities": len(cards), "faults": fault or []}
     if controller is not None:
         info["control"] = "{}:{}".format(*controller.address)
     typer.echo(json.dumps(info, ensure_ascii=False), nl=True)
     sys.stdout.flush()
     try:
-        _wait_for_stop()
+        wait_for_signal()
     finally:
         if controller is not None:
             controller.stop()
@@ -173,11 +157,11 @@ def cards(  # noqa: PLR0917 - Typer maps options to parameters
     try:
         slot.insert(card, wait=True)
     except VirtualCardError as err:
-        raise _fail(str(err)) from None
+        _fail(str(err))
     typer.echo(json.dumps({"vpcd": f"{vpcd_host}:{vpcd_port}", "card": type(card).__name__}))
     sys.stdout.flush()
     try:
-        _wait_for_stop()
+        wait_for_signal()
     finally:
         slot.remove()
 
@@ -208,7 +192,7 @@ def pcscd(  # noqa: PLR0917 - Typer maps options to parameters
             daemon.slot(1).insert(bank, wait=True)
     except (PcscDaemonError, VirtualCardError) as err:
         daemon.stop()
-        raise _fail(str(err)) from None
+        _fail(str(err))
     info = {
         "PCSCLITE_CSOCK_NAME": str(daemon.socket_path),
         "readers": [{"name": s.reader_name, "vpcd_port": s.port} for s in daemon.slots],
@@ -216,6 +200,6 @@ def pcscd(  # noqa: PLR0917 - Typer maps options to parameters
     typer.echo(json.dumps(info, ensure_ascii=False))
     sys.stdout.flush()
     try:
-        _wait_for_stop()
+        wait_for_signal()
     finally:
         daemon.stop()

@@ -88,10 +88,10 @@ def test_read_id_against_the_simulator_process(sim_process: tuple[str, Simulator
         ("bad_checksum", 0, None),
         ("garbage_bytes", 0, None),
         ("slow_reader:0.2", 0, None),
-        ("removed_mid_read", 1, "id_card_removed"),
-        ("sam_self_test_failure", 1, "reader_fault"),
+        ("removed_mid_read", 4, "id_card_removed"),
+        ("sam_self_test_failure", 4, "reader_fault"),
         ("no_card", 4, "no_id_card"),
-        ("bad_checksum@always", 1, "reader_protocol_error"),
+        ("bad_checksum@always", 5, "reader_protocol_error"),
     ],
 )
 def test_read_id_under_each_fault(
