@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from device_kit.cli import EXIT_INPUT, fail, parse_host_port, wait_for_signal
+from device_kit.cli import EXIT_INPUT, add_sim_ctl, fail, parse_host_port, wait_for_signal
 
 if TYPE_CHECKING:
     from pcsc.vpcd import VirtualCard
 
 app = typer.Typer(no_args_is_help=True, help="设备模拟器 / Device simulators (ID card reader, virtual PC/SC cards).")
+add_sim_ctl(app)  # checkin-kiosk sim sim-ctl --control HOST:PORT faults | status | clear | NAME key=value
 
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log the simulated wire traffic to stderr.")]
 
@@ -61,7 +62,6 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
     """模拟身份证阅读器 / Run the SAM ID card reader simulator."""
     from id_card_reader.simulator import (  # noqa: PLC0415
         SAMPLE_IDENTITIES,
-        ControlServer,
         SamReaderEmulator,
         SamReaderSimulator,
         SimulatorConfigError,
@@ -77,25 +77,24 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
         emulator = SamReaderEmulator(cards, present=None, faults=fault or ())
         if present != "none":
             emulator.place(int(present))
-        simulator = SamReaderSimulator(emulator, host=host, port=port, pty=pty).start()
-        controller = None
+        control_port = None
         if control:
             control_host, control_port = parse_host_port(control, "--control")
-            controller = ControlServer(emulator, host=control_host, port=control_port).start()
+            if control_host != host:
+                _fail("--control 须与 --listen 同一主机 / --control must use the --listen host")
+        simulator = SamReaderSimulator(emulator, host=host, port=port, pty=pty, control_port=control_port).start()
     except SimulatorConfigError as err:
         _fail(str(err))
     except OSError as err:
         _fail(f"{listen}: {err.strerror or err}")
     info: dict[str, Any] = {"url": simulator.url, "identities": len(cards), "faults": fault or []}
-    if controller is not None:
-        info["control"] = "{}:{}".format(*controller.address)
+    if simulator.control_address is not None:
+        info["control"] = "{}:{}".format(*simulator.control_address)
     typer.echo(json.dumps(info, ensure_ascii=False), nl=True)
     sys.stdout.flush()
     try:
         wait_for_signal()
     finally:
-        if controller is not None:
-            controller.stop()
         simulator.stop()
 
 

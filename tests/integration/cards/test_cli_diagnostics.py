@@ -63,7 +63,6 @@ def sim_process(tmp_path: Path) -> Iterator[tuple[str, SimulatorControl]]:
         host, port = info["control"].rsplit(":", 1)
         control = SimulatorControl(host, int(port))
         yield info["url"], control
-        control.close()
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -98,7 +97,7 @@ def test_read_id_under_each_fault(
     sim_process: tuple[str, SimulatorControl], fault: str, code: int, key: str | None
 ) -> None:
     url, control = sim_process
-    control.inject(fault)
+    control.inject_spec(fault)
     result = run("devices", "read-id", "--port", url, "--json", "--timeout", "1")
     out = json.loads(result.stdout)
     assert result.returncode == code, result.stdout
