@@ -17,11 +17,14 @@ import json
 import logging
 import signal
 import threading
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeAlias
 
 import typer
 
 from device_kit.control import ControlClient, ControlError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 EXIT_OK = 0
 EXIT_INPUT = 2
@@ -34,6 +37,18 @@ def fail(code: int, reason: str) -> NoReturn:
     """Print ``错误 / error: <reason>`` on stderr (one line, no traceback) and exit with ``code``."""
     typer.echo(f"错误 / error: {reason}", err=True)
     raise typer.Exit(code)
+
+
+#: A device tool's error table: the error type, its exit code and the words before the error's own message.
+ErrorTable: TypeAlias = "Sequence[tuple[type[BaseException], int, str]]"
+
+
+def fail_for(err: BaseException, table: ErrorTable, *, default: int = EXIT_UNREACHABLE) -> NoReturn:
+    """Fail with the first row of ``table`` whose type ``err`` is (most specific rows first)."""
+    for error_type, code, text in table:
+        if isinstance(err, error_type):
+            fail(code, f"{text}: {err}")
+    fail(default, str(err))
 
 
 def setup_logging(verbose: int) -> None:

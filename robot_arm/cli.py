@@ -28,7 +28,9 @@ from device_kit.cli import (
     EXIT_NEEDS_PERSON,
     EXIT_PROTOCOL,
     EXIT_UNREACHABLE,
+    ErrorTable,
     fail,
+    fail_for,
     parse_host_port,
     setup_logging,
     wait_for_signal,
@@ -66,19 +68,23 @@ class _Options:
     motion_timeout: float
 
 
+#: The arm's errors, most specific first, with the kit's exit codes.
+_MESSAGES: ErrorTable = [
+    (ArmConfigError, EXIT_INPUT, "config error"),
+    (ArmConnectionError, EXIT_UNREACHABLE, "link error"),
+    (ArmTimeoutError, EXIT_UNREACHABLE, "link error"),
+    (ArmProtocolError, EXIT_PROTOCOL, "protocol error"),
+    (ArmError, EXIT_NEEDS_PERSON, "arm error"),
+]
+
+
 @contextlib.contextmanager
 def _device_errors() -> Iterator[None]:
     """Map the arm's errors to one line and an exit code: the single place the CLI does so."""
     try:
         yield
-    except ArmConfigError as err:
-        fail(EXIT_INPUT, f"config error: {err}")
-    except (ArmConnectionError, ArmTimeoutError) as err:
-        fail(EXIT_UNREACHABLE, f"link error: {err}")
-    except ArmProtocolError as err:
-        fail(EXIT_PROTOCOL, f"protocol error: {err}")
     except ArmError as err:
-        fail(EXIT_NEEDS_PERSON, f"arm error: {err}")
+        fail_for(err, _MESSAGES)
 
 
 @app.callback()

@@ -11,7 +11,16 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from device_kit.cli import EXIT_INPUT, add_sim_ctl, fail, parse_host_port, setup_logging, wait_for_signal
+from device_kit.cli import (
+    EXIT_INPUT,
+    ErrorTable,
+    add_sim_ctl,
+    fail,
+    fail_for,
+    parse_host_port,
+    setup_logging,
+    wait_for_signal,
+)
 from uwb import payload
 from uwb.driver import UwbGateway
 from uwb.errors import (
@@ -42,7 +51,7 @@ EXIT_GATEWAY = 3
 EXIT_TAG_UNREACHABLE = 4
 EXIT_TAG_REFUSED = 5
 
-_MESSAGES: list[tuple[type[UwbError], int, str]] = [
+_MESSAGES: ErrorTable = [
     (PayloadError, EXIT_INPUT, "内容无法写入手环 / content does not fit the band"),
     (GatewayOfflineError, EXIT_GATEWAY, "网关无应答 / gateway does not answer"),
     (GatewayBusyError, EXIT_GATEWAY, "网关忙 / gateway busy"),
@@ -59,10 +68,7 @@ _MESSAGES: list[tuple[type[UwbError], int, str]] = [
 
 
 def _fail_uwb(err: UwbError) -> NoReturn:
-    for error_type, code, text in _MESSAGES:
-        if isinstance(err, error_type):
-            fail(code, f"{text}: {err}")
-    fail(EXIT_GATEWAY, str(err))  # unreachable: UwbError is last in the table
+    fail_for(err, _MESSAGES, default=EXIT_GATEWAY)
 
 
 class _Settings:
