@@ -9,17 +9,34 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 import serial
 from serial.threaded import Protocol, ReaderThread
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import TracebackType
 
 _log = logging.getLogger("device_kit.link")
 
 P = TypeVar("P", bound=Protocol)
+
+
+class Closing:
+    """A device handle used as a context manager: ``with Driver.open(url) as d:`` closes it on the way out."""
+
+    def close(self) -> None:
+        """Release the device (subclasses; idempotent)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 class LinkError(OSError):

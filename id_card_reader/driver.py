@@ -6,12 +6,12 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Final, Self, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import serial
 from serial.threaded import Protocol
 
-from device_kit.link import start_reader
+from device_kit.link import Closing, start_reader
 from id_card_reader.errors import (
     SW3_TEXT,
     CardRemovedError,
@@ -39,7 +39,6 @@ from id_card_reader.protocol import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import TracebackType
 
 log = logging.getLogger("id_card_reader")
 wire_log = logging.getLogger("id_card_reader.wire")
@@ -105,7 +104,7 @@ class _LinkLost:
 _Item: TypeAlias = "SamFrame | IdCardProtocolError | _LinkLost"
 
 
-class IdCardReader:
+class IdCardReader(Closing):
     """A SAM ID card reader on a serial link: status, find, select, read, and a polling read_identity()."""
 
     def __init__(
@@ -174,14 +173,6 @@ class IdCardReader:
             return
         self._closed.set()
         self._thread.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # --- one command ------------------------------------------------------------------------------
 

@@ -14,12 +14,12 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING, Final
 
 import serial
 from serial.threaded import Packetizer
 
-from device_kit.link import LinkReaderThread
+from device_kit.link import Closing, LinkReaderThread
 from robot_arm.errors import (
     ArmConfigError,
     ArmConnectionError,
@@ -55,7 +55,6 @@ from robot_arm.protocol import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import TracebackType
 
 log = logging.getLogger(__name__)
 wire_log = logging.getLogger("robot_arm.wire")
@@ -162,7 +161,7 @@ class _Link:
             log.debug("closing the arm port failed", exc_info=True)
 
 
-class ArmDriver:
+class ArmDriver(Closing):
     """The dispenser arm over serial (`/dev/ttyUSB0`, `socket://127.0.0.1:7001`, `spy://...`, `loop://`)."""
 
     def __init__(self, url: str, settings: DriverSettings | None = None) -> None:
@@ -222,14 +221,6 @@ class ArmDriver:
             self._cond.notify_all()
         if link is not None:
             link.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     @property
     def boot(self) -> int | None:

@@ -12,12 +12,12 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import Protocol, Self
 
 import serial
 import serial.threaded
 
-from device_kit.link import start_reader
+from device_kit.link import Closing, start_reader
 from uwb import protocol
 from uwb.errors import (
     DeliveryLostError,
@@ -33,9 +33,6 @@ from uwb.errors import (
 )
 from uwb.models import DeliveryReceipt, DownlinkState, DownlinkStatus, GatewayStatus, format_tag_id
 from uwb.protocol import Envelope, EnvelopeDecoder, ReturnValue
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 _log = logging.getLogger("uwb.driver")
 
@@ -93,7 +90,7 @@ class _EnvelopeReceiver(serial.threaded.Protocol):  # type: ignore[misc]
         self.lost.set()
 
 
-class UwbGateway:
+class UwbGateway(Closing):
     """A connected gateway. Build it with ``UwbGateway.open(url)``; it is not safe to share between processes."""
 
     def __init__(
@@ -172,14 +169,6 @@ class UwbGateway:
             self._reader.close()
         except (serial.SerialException, OSError) as err:
             _log.debug("closing %s: %s", self.url, err)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------ commands
 
