@@ -29,6 +29,7 @@ from device_kit.cli import (
     EXIT_PROTOCOL,
     EXIT_UNREACHABLE,
     ErrorTable,
+    add_sim_ctl,
     fail,
     fail_for,
     parse_host_port,
@@ -326,10 +327,13 @@ def sim(
         float, typer.Option(help="Arm-seconds until the simulated expert takes a band.")
     ] = 3.0,
     no_auto_take: Annotated[
-        bool, typer.Option("--no-auto-take", help="Nobody takes bands unless told (!!SIM TAKE).")
+        bool, typer.Option("--no-auto-take", help="Nobody takes bands unless told (control op 'take').")
     ] = False,
     reboot_time: Annotated[float, typer.Option(help="Arm-seconds to boot after a power loss.")] = 2.0,
     seed: Annotated[int | None, typer.Option(help="Random seed (power loss keeps the band or not).")] = None,
+    control: Annotated[
+        str | None, typer.Option(help="模拟器控制通道 / HOST:PORT of the control channel (sim-ctl).")
+    ] = None,
     band_reader_vpcd: Annotated[
         str | None, typer.Option(help="HOST:PORT of a vpcd slot: the band at the reader station appears there.")
     ] = None,
@@ -337,6 +341,11 @@ def sim(
     """Run the simulated arm on a TCP port; pyserial reaches it as socket://HOST:PORT."""
     with _device_errors():
         host, port = parse_host_port(listen, "--listen")
+        control_port = None
+        if control is not None:
+            control_host, control_port = parse_host_port(control, "--control")
+            if control_host != host:
+                fail(EXIT_INPUT, "--control 须与 --listen 同一主机 / --control must use the --listen host")
         settings = SimSettings(
             bands=_load_bands(bands, bands_file),
             speed=speed,
@@ -346,7 +355,12 @@ def sim(
         )
         at_reader, left_reader = _vpcd_hooks(band_reader_vpcd) if band_reader_vpcd else (None, None)
         simulator = ArmSimulator(
-            settings, host=host, port=port, on_band_at_reader=at_reader, on_band_left_reader=left_reader
+            settings,
+            host=host,
+            port=port,
+            on_band_at_reader=at_reader,
+            on_band_left_reader=left_reader,
+            control_port=control_port,
         )
         for name in fault or []:
             simulator.inject(name)
@@ -355,11 +369,16 @@ def sim(
         except OSError as err:
             raise ArmConnectionError(f"cannot listen on {listen}: {err.strerror}") from err
     typer.echo(f"arm simulator listening on {simulator.url} ({len(settings.bands)} bands, speed {speed})", err=False)
+    if simulator.control_address is not None:
+        typer.echo("控制通道 / control: {}:{}".format(*simulator.control_address))
     sys.stdout.flush()
     try:
         wait_for_signal()
     finally:
         simulator.stop()
+
+
+add_sim_ctl(app)
 
 
 def main() -> None:
