@@ -65,6 +65,16 @@ def parse_host_port(text: str, option: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_control_port(control: str | None, host: str) -> int | None:
+    """A simulator's ``--control HOST:PORT``: its port (None without one); the host must be the ``--listen`` host."""
+    if control is None:
+        return None
+    control_host, port = parse_host_port(control, "--control")
+    if control_host != host:
+        fail(EXIT_INPUT, "--control 须与 --listen 同一主机 / --control must use the --listen host")
+    return port
+
+
 def wait_for_signal() -> None:
     """Block until SIGINT or SIGTERM (a simulator run from the CLI, stopped by Ctrl-C or its supervisor)."""
     stop = threading.Event()

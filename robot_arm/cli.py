@@ -32,6 +32,7 @@ from device_kit.cli import (
     add_sim_ctl,
     fail,
     fail_for,
+    parse_control_port,
     parse_host_port,
     setup_logging,
     wait_for_signal,
@@ -341,11 +342,7 @@ def sim(
     """Run the simulated arm on a TCP port; pyserial reaches it as socket://HOST:PORT."""
     with _device_errors():
         host, port = parse_host_port(listen, "--listen")
-        control_port = None
-        if control is not None:
-            control_host, control_port = parse_host_port(control, "--control")
-            if control_host != host:
-                fail(EXIT_INPUT, "--control 须与 --listen 同一主机 / --control must use the --listen host")
+        control_port = parse_control_port(control, host)
         settings = SimSettings(
             bands=_load_bands(bands, bands_file),
             speed=speed,

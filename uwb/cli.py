@@ -17,6 +17,7 @@ from device_kit.cli import (
     add_sim_ctl,
     fail,
     fail_for,
+    parse_control_port,
     parse_host_port,
     setup_logging,
     wait_for_signal,
@@ -208,11 +209,7 @@ def sim(
 ) -> None:
     """运行网关模拟器 / Run the gateway simulator with tags until Ctrl-C."""
     host, port = parse_host_port(listen, "--listen")
-    control_port = None
-    if control is not None:
-        control_host, control_port = parse_host_port(control, "--control")
-        if control_host != host:
-            fail(EXIT_INPUT, "--control 须与 --listen 同一主机 / --control must use the --listen host")
+    control_port = parse_control_port(control, host)
     tag_ids = tuple(_tag(t.strip()) for t in tags.split(",") if t.strip())
     if dump is not None and not dump.parent.is_dir():
         fail(EXIT_INPUT, f"--dump 目录不存在 / --dump directory does not exist: {dump.parent}")

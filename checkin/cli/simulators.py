@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from device_kit.cli import EXIT_INPUT, add_sim_ctl, fail, parse_host_port, wait_for_signal
+from device_kit.cli import EXIT_INPUT, add_sim_ctl, fail, parse_control_port, parse_host_port, wait_for_signal
 
 if TYPE_CHECKING:
     from pcsc.vpcd import VirtualCard
@@ -77,11 +77,7 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
         emulator = SamReaderEmulator(cards, present=None, faults=fault or ())
         if present != "none":
             emulator.place(int(present))
-        control_port = None
-        if control:
-            control_host, control_port = parse_host_port(control, "--control")
-            if control_host != host:
-                _fail("--control 须与 --listen 同一主机 / --control must use the --listen host")
+        control_port = parse_control_port(control, host)
         simulator = SamReaderSimulator(emulator, host=host, port=port, pty=pty, control_port=control_port).start()
     except SimulatorConfigError as err:
         _fail(str(err))
