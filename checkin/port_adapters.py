@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Final
 
 import cv2
 
-from checkin.band_reader import BandUidReader
-from checkin.bank_card import (
+from band_reader import BandUidReader
+from bank_card_reader import (
     BankCardData,
     BankCardError,
     BankCardReader,
@@ -45,8 +45,8 @@ from checkin.flow.ports import (
     NothingPresentedError,
     UnreadableError,
 )
-from checkin.id_card import IdCardConnectionError, IdCardError, IdCardReader, NoCardError, SamSelfTestError
-from checkin.pcsc import PcscError, list_readers
+from id_card_reader import IdCardConnectionError, IdCardError, IdCardReader, NoCardError, SamSelfTestError
+from pcsc import PcscError, list_readers
 from robot_arm import models as arm_models
 from robot_arm.errors import ArmError
 from robot_arm.models import DispenseStep
@@ -146,7 +146,7 @@ ID_CARD_POLL_S: Final = 0.05
 
 
 class IdCardAdapter:
-    """IdCardPort and SelfTestPort over checkin.id_card.IdCardReader at a pyserial URL."""
+    """IdCardPort and SelfTestPort over id_card_reader.IdCardReader at a pyserial URL."""
 
     def __init__(
         self,
@@ -229,7 +229,7 @@ def _reader_health(device: str, reader_name: str) -> DeviceHealth:
 
 
 class BankCardAdapter:
-    """BankCardPort and SelfTestPort over checkin.bank_card.BankCardReader on a named PC/SC reader."""
+    """BankCardPort and SelfTestPort over bank_card_reader.BankCardReader on a named PC/SC reader."""
 
     def __init__(self, reader_name: str, *, name: str = "bank_card_reader", timings: StepTimings | None = None) -> None:
         self.reader_name = reader_name

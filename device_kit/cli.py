@@ -17,11 +17,14 @@ import json
 import logging
 import signal
 import threading
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeAlias
 
 import typer
 
 from device_kit.control import ControlClient, ControlError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 EXIT_OK = 0
 EXIT_INPUT = 2
@@ -36,6 +39,18 @@ def fail(code: int, reason: str) -> NoReturn:
     raise typer.Exit(code)
 
 
+#: A device tool's error table: the error type, its exit code and the words before the error's own message.
+ErrorTable: TypeAlias = "Sequence[tuple[type[BaseException], int, str]]"
+
+
+def fail_for(err: BaseException, table: ErrorTable, *, default: int = EXIT_UNREACHABLE) -> NoReturn:
+    """Fail with the first row of ``table`` whose type ``err`` is (most specific rows first)."""
+    for error_type, code, text in table:
+        if isinstance(err, error_type):
+            fail(code, f"{text}: {err}")
+    fail(default, str(err))
+
+
 def setup_logging(verbose: int) -> None:
     """Quiet by default so a failure is its one-line reason; -v logs steps, -vv every frame on the wire."""
     level = {0: logging.ERROR, 1: logging.INFO}.get(verbose, logging.DEBUG)
@@ -48,6 +63,16 @@ def parse_host_port(text: str, option: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         fail(EXIT_INPUT, f"{option} 须为 HOST:PORT / {option} must be HOST:PORT, got {text!r}")
     return host, int(port)
+
+
+def parse_control_port(control: str | None, host: str) -> int | None:
+    """A simulator's ``--control HOST:PORT``: its port (None without one); the host must be the ``--listen`` host."""
+    if control is None:
+        return None
+    control_host, port = parse_host_port(control, "--control")
+    if control_host != host:
+        fail(EXIT_INPUT, "--control 须与 --listen 同一主机 / --control must use the --listen host")
+    return port
 
 
 def wait_for_signal() -> None:

@@ -9,10 +9,34 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from typing import TYPE_CHECKING, Self, TypeVar
 
 import serial
+from serial.threaded import Protocol, ReaderThread
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
 
 _log = logging.getLogger("device_kit.link")
+
+P = TypeVar("P", bound=Protocol)
+
+
+class Closing:
+    """A device handle used as a context manager: ``with Driver.open(url) as d:`` closes it on the way out."""
+
+    def close(self) -> None:
+        """Release the device (subclasses; idempotent)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 class LinkError(OSError):
@@ -54,3 +78,64 @@ def close_link(port: serial.SerialBase, *, wait: bool = True) -> None:
         port.close()
     except (OSError, serial.SerialException):
         _log.debug("closing %s failed", getattr(port, "port", "?"), exc_info=True)
+
+
+#: Read timeout on transports without ``cancel_read`` (socket://), so closing stops the reader soon.
+READ_POLL = 0.05
+
+
+class LinkReaderThread(ReaderThread):  # type: ignore[misc]
+    """pyserial's ReaderThread that closes quickly on socket:// and treats a read failure as a lost link.
+
+    Stock ReaderThread forces a 1 s read timeout on transports that cannot cancel a read, so every
+    close waited up to a second; this one keeps a short poll, reads the whole backlog at once (socket://
+    reports ``in_waiting`` as 0 or 1) and hands the protocol ``connection_lost(error)`` without re-raising.
+    """
+
+    alive: bool
+
+    def run(self) -> None:
+        """Read until stopped or the link fails, feeding the protocol."""
+        if not hasattr(self.serial, "cancel_read"):
+            self.serial.timeout = READ_POLL
+            self.serial.cancel_read = lambda: None
+        self.protocol = self.protocol_factory()
+        self.protocol.connection_made(self)
+        self._connection_made.set()
+        error: BaseException | None = None
+        while self.alive and self.serial.is_open:
+            try:
+                data = self._read_available()
+            except Exception as err:
+                error = err
+                break
+            if data:
+                try:
+                    self.protocol.data_received(data)
+                except Exception:
+                    _log.exception("link reader: handling received data failed")
+        self.alive = False
+        self.protocol.connection_lost(error)
+
+    def _read_available(self) -> bytes:
+        """Wait for one byte, then take everything already received in one go."""
+        waiting = self.serial.in_waiting
+        if waiting > 1:
+            return bytes(self.serial.read(waiting))
+        first = bytes(self.serial.read(1))
+        if not first:
+            return first
+        timeout = self.serial.timeout
+        self.serial.timeout = 0
+        try:
+            return first + bytes(self.serial.read(4096))
+        finally:
+            self.serial.timeout = timeout
+
+
+def start_reader(port: serial.SerialBase, factory: Callable[[], P]) -> tuple[LinkReaderThread, P]:
+    """Start a reader thread on ``port``; returns it and the protocol instance it feeds."""
+    thread = LinkReaderThread(port, factory)
+    thread.start()
+    _transport, protocol = thread.connect()
+    return thread, protocol

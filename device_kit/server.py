@@ -29,6 +29,8 @@ class SimulatorServer:
 
     #: Thread-name prefix and log name, e.g. "printer-sim".
     name = "sim"
+    #: The device's own control ops for the "unknown op" message, e.g. ", place, remove".
+    control_ops_help = ""
 
     def __init__(
         self, faults: FaultSet, host: str = "127.0.0.1", port: int = 0, *, control_port: int | None = None
@@ -137,6 +139,15 @@ class SimulatorServer:
         """What ``sim-ctl status`` shows besides the active faults."""
         return {}
 
+    def active_faults(self) -> dict[str, Any]:
+        """The faults switched on, with their parameters (a device that counts firings shows what is left)."""
+        return self.faults_set.snapshot()
+
+    def control_action(self, op: str, request: dict[str, Any]) -> bool:
+        """Hook: a device's own control op besides the fault ops (place a card, say); False if unknown."""
+        _ = op, request
+        return False
+
     # ------------------------------------------------------------ internals
 
     def _spawn(self, target: Callable[..., None], *args: Any, name: str) -> None:
@@ -204,6 +215,6 @@ class SimulatorServer:
         elif op == "faults":
             specs = [self.faults_set.spec(n) for n in self.faults]
             return {"ok": True, "faults": {s.name: {"help": s.help, "params": dict(s.params)} for s in specs}}
-        elif op != "status":
-            raise FaultError(f"unknown op {op!r}; known: inject, clear, faults, status")
-        return {"ok": True, "active": self.faults_set.snapshot(), **self.control_status()}
+        elif op != "status" and not self.control_action(str(op), request):
+            raise FaultError(f"unknown op {op!r}; known: inject, clear, faults, status{self.control_ops_help}")
+        return {"ok": True, "active": self.active_faults(), **self.control_status()}

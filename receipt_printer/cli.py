@@ -16,8 +16,10 @@ from device_kit.cli import (
     EXIT_NEEDS_PERSON,
     EXIT_PROTOCOL,
     EXIT_UNREACHABLE,
+    ErrorTable,
     add_sim_ctl,
     fail,
+    fail_for,
     parse_host_port,
     setup_logging,
     wait_for_signal,
@@ -42,7 +44,7 @@ app = typer.Typer(
 )
 add_sim_ctl(app)
 
-_MESSAGES: list[tuple[type[PrinterError], int, str]] = [
+_MESSAGES: ErrorTable = [
     (CoverOpenError, EXIT_NEEDS_PERSON, "纸仓盖打开 / cover open"),
     (PaperOutError, EXIT_NEEDS_PERSON, "缺纸 / paper out"),
     (PrinterNotReadyError, EXIT_NEEDS_PERSON, "打印机未就绪 / printer not ready"),
@@ -53,10 +55,7 @@ _MESSAGES: list[tuple[type[PrinterError], int, str]] = [
 
 
 def _fail_printer(err: PrinterError) -> NoReturn:
-    for error_type, code, text in _MESSAGES:
-        if isinstance(err, error_type):
-            fail(code, f"{text}: {err}")
-    fail(EXIT_UNREACHABLE, str(err))  # pragma: no cover - PrinterError is last in the table
+    fail_for(err, _MESSAGES, default=EXIT_UNREACHABLE)
 
 
 class _Settings:

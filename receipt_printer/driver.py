@@ -11,18 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 import serial
 
-from device_kit.link import LinkError, close_link, open_link, read_exactly
+from device_kit.link import Closing, LinkError, close_link, open_link, read_exactly
 from receipt_printer import protocol
 from receipt_printer.errors import CoverOpenError, PaperOutError, PrinterNotReadyError, PrinterOfflineError
 from receipt_printer.models import Align, PrinterStatus, PrintReport, Receipt, TextLine
 from receipt_printer.protocol import StatusKind
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 _log = logging.getLogger("receipt_printer.driver")
 
@@ -30,7 +27,7 @@ BAUDRATE = 115200
 _STATUS_KINDS = (StatusKind.PRINTER, StatusKind.OFFLINE_CAUSE, StatusKind.ERROR, StatusKind.PAPER)
 
 
-class ReceiptPrinter:
+class ReceiptPrinter(Closing):
     """A connected printer; build it with ``ReceiptPrinter.open(url)``. Thread-safe (one slip at a time)."""
 
     def __init__(self, url: str, port: serial.SerialBase, *, timeout: float, print_timeout: float) -> None:
@@ -65,14 +62,6 @@ class ReceiptPrinter:
     def close(self) -> None:
         """Close the link."""
         close_link(self._port)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------ commands
 

@@ -3,21 +3,16 @@
     robot-arm --port URL status [--json] | home | clear | self-test | dispense-one
     robot-arm sim --listen HOST:PORT [--fault NAME ...] [--speed X] [--bands UID,...]
 
-Device and config errors print one line and exit non-zero (2 config, 3 link, 4 the arm refused or
-faulted, 1 a check that ran and failed); no tracebacks.
+Errors print one ``错误 / error:`` line and exit with the device kit's codes (docs/device-kit.md):
+2 bad input, 3 unreachable, 4 the arm needs a person (refused, faulted, a check failed), 5 protocol.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import json
-import logging
-import signal
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path  # noqa: TC003  # Typer reads the annotation at run time
@@ -25,9 +20,27 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
+from band_reader.driver import BandUidReader
+from band_reader.errors import BandReaderError
+from band_reader.simulator import MifareBand
+from device_kit.cli import (
+    EXIT_INPUT,
+    EXIT_NEEDS_PERSON,
+    EXIT_PROTOCOL,
+    EXIT_UNREACHABLE,
+    ErrorTable,
+    add_sim_ctl,
+    fail,
+    fail_for,
+    parse_control_port,
+    parse_host_port,
+    setup_logging,
+    wait_for_signal,
+)
+from pcsc.vpcd import VirtualCardSlot
 from robot_arm.dispenser import WristbandDispenser
 from robot_arm.driver import ArmDriver
-from robot_arm.errors import ArmCommandError, ArmConfigError, ArmConnectionError, ArmError, ArmTimeoutError
+from robot_arm.errors import ArmConfigError, ArmConnectionError, ArmError, ArmProtocolError, ArmTimeoutError
 from robot_arm.models import BindDecision, DispenseOutcome, DispenseProgress, DispenseReason, normalise_uid
 from robot_arm.protocol import ArmStatus, Station
 from robot_arm.simulator import FAULTS, ArmSimulator, SimSettings, default_bands
@@ -35,10 +48,11 @@ from robot_arm.simulator import FAULTS, ArmSimulator, SimSettings, default_bands
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-EXIT_FAILED: Final = 1
-EXIT_CONFIG: Final = 2
-EXIT_LINK: Final = 3
-EXIT_DEVICE: Final = 4
+#: A check that ran and failed (self-test, dry-run dispense): the arm needs a person.
+EXIT_FAILED: Final = EXIT_NEEDS_PERSON
+EXIT_CONFIG: Final = EXIT_INPUT
+EXIT_LINK: Final = EXIT_UNREACHABLE
+EXIT_DEVICE: Final = EXIT_NEEDS_PERSON
 
 app = typer.Typer(
     name="robot-arm",
@@ -56,9 +70,14 @@ class _Options:
     motion_timeout: float
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"robot-arm: {message}", err=True)
-    return typer.Exit(code)
+#: The arm's errors, most specific first, with the kit's exit codes.
+_MESSAGES: ErrorTable = [
+    (ArmConfigError, EXIT_INPUT, "config error"),
+    (ArmConnectionError, EXIT_UNREACHABLE, "link error"),
+    (ArmTimeoutError, EXIT_UNREACHABLE, "link error"),
+    (ArmProtocolError, EXIT_PROTOCOL, "protocol error"),
+    (ArmError, EXIT_NEEDS_PERSON, "arm error"),
+]
 
 
 @contextlib.contextmanager
@@ -66,14 +85,8 @@ def _device_errors() -> Iterator[None]:
     """Map the arm's errors to one line and an exit code: the single place the CLI does so."""
     try:
         yield
-    except ArmConfigError as err:
-        raise _fail(f"config error: {err}", EXIT_CONFIG) from None
-    except (ArmConnectionError, ArmTimeoutError) as err:
-        raise _fail(f"link error: {err}", EXIT_LINK) from None
-    except ArmCommandError as err:
-        raise _fail(f"arm error: {err}", EXIT_DEVICE) from None
     except ArmError as err:
-        raise _fail(f"arm error: {err}", EXIT_DEVICE) from None
+        fail_for(err, _MESSAGES)
 
 
 @app.callback()
@@ -85,14 +98,10 @@ def main_options(
     ] = None,
     command_timeout: Annotated[float, typer.Option(help="Seconds to wait for a reply.")] = 1.0,
     motion_timeout: Annotated[float, typer.Option(help="Seconds one motion may take.")] = 20.0,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log, including the wire traffic.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v steps, -vv the wire.")] = 0,
 ) -> None:
     """手环发放机械臂 / Wristband dispenser arm."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.ERROR,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(verbose)
     ctx.obj = _Options(port, command_timeout, motion_timeout)
 
 
@@ -100,7 +109,7 @@ def main_options(
 def _arm(ctx: typer.Context) -> Iterator[ArmDriver]:
     options: _Options = ctx.obj
     if not options.port:
-        raise _fail("no arm port: give --port URL or set ROBOT_ARM_PORT", EXIT_CONFIG)
+        fail(EXIT_INPUT, "no arm port: give --port URL or set ROBOT_ARM_PORT")
     with _device_errors():
         driver = ArmDriver.open(
             options.port, command_timeout=options.command_timeout, motion_timeout=options.motion_timeout
@@ -174,12 +183,25 @@ def clear(ctx: typer.Context) -> None:
 
 
 @app.command("self-test")
-def self_test(ctx: typer.Context) -> None:
+def self_test(
+    ctx: typer.Context,
+    reader: Annotated[
+        str | None, typer.Option(help="PC/SC band reader name (part): read the band's UID at the reader stop.")
+    ] = None,
+    read_timeout: Annotated[float, typer.Option(help="Seconds to wait for the band's UID.")] = 5.0,
+) -> None:
     """Home, pick a band, show it to the reader and return it to stock; exit 0 only if all of it worked."""
+    band_reader = BandUidReader(reader) if reader else None
+
+    def read_band(_arm: ArmDriver) -> None:
+        if band_reader is not None:
+            typer.echo(f"      band UID {band_reader.read_uid(read_timeout)}")
+
     steps: list[tuple[str, Callable[[ArmDriver], object]]] = [
         ("回零 / home", lambda a: a.home()),
         ("取手环 / pick", lambda a: a.pick()),
         ("到读卡位 / move to reader", lambda a: a.move(Station.READER)),
+        ("读手环 / read the band" if reader else "读手环 / read the band (no --reader: skipped)", read_band),
         ("回库存 / move to stock", lambda a: a.move(Station.STOCK)),
         ("放回 / release into stock", lambda a: a.release()),
         ("停靠 / park", lambda a: a.move(Station.HOME)),
@@ -188,14 +210,14 @@ def self_test(ctx: typer.Context) -> None:
         try:
             before = arm.status()
         except ArmError as err:
-            raise _fail(f"cannot read status: {err}", EXIT_LINK) from None
+            fail(EXIT_UNREACHABLE, f"cannot read status: {err}")
         if before.holding or before.estop or before.door_open or before.alarm is not None:
             typer.echo(f"FAIL: arm not in a state to test: {_short(before)}")
             raise typer.Exit(EXIT_FAILED)
         for name, step in steps:
             try:
                 step(arm)
-            except ArmError as err:
+            except (ArmError, BandReaderError) as err:
                 typer.echo(f"FAIL  {name}: {err}")
                 raise typer.Exit(EXIT_FAILED) from None
             typer.echo(f"ok    {name}")
@@ -211,33 +233,6 @@ def _short(status: ArmStatus) -> str:
         f"state={status.state.value} homed={int(status.homed)} holding={int(status.holding)} "
         f"alarm={int(status.alarm) if status.alarm else 0} estop={int(status.estop)} door_open={int(status.door_open)}"
     )
-
-
-def _pcsc_uid_reader(reader_name: str) -> Callable[[float], str]:
-    """Read a band UID with Get Data (FF CA 00 00 00) through PC/SC, polling until `timeout`."""
-    from smartcard.Exceptions import CardConnectionException, NoCardException  # noqa: PLC0415
-    from smartcard.System import readers  # noqa: PLC0415
-
-    def read_uid(timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            matching = [r for r in readers() if reader_name.lower() in str(r).lower()]
-            if not matching:
-                raise ArmConfigError(f"no PC/SC reader whose name contains {reader_name!r}")
-            try:
-                connection = matching[0].createConnection()
-                connection.connect()
-                data, sw1, sw2 = connection.transmit([0xFF, 0xCA, 0x00, 0x00, 0x00])
-                connection.disconnect()
-                if (sw1, sw2) == (0x90, 0x00):
-                    return bytes(data).hex().upper()
-            except (NoCardException, CardConnectionException):
-                pass
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"no band on reader {matching[0]} within {timeout} s")
-            time.sleep(0.1)  # polling the reader: PC/SC has no cheaper portable wait here
-
-    return read_uid
 
 
 def _no_reader(_timeout: float) -> str:
@@ -263,7 +258,7 @@ def dispense_one(
     def progress(step: DispenseProgress) -> None:
         typer.echo(f"... {step.step.value}")
 
-    read_uid = _pcsc_uid_reader(reader) if reader else _no_reader
+    read_uid = BandUidReader(reader).read_uid if reader else _no_reader
     with _arm(ctx) as arm:
         dispenser = WristbandDispenser(arm, read_uid, pickup_timeout=pickup_timeout, on_progress=progress)
         result = dispenser.dispense(technician_bind)
@@ -284,13 +279,6 @@ def dispense_one(
         )
     if not ok or result.needs_staff:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ArmConfigError(f"--listen must be HOST:PORT (PORT 0..65535), got {listen!r}")
-    return host or "127.0.0.1", int(port)
 
 
 def _load_bands(bands: str | None, bands_file: Path | None) -> tuple[str, ...]:
@@ -314,17 +302,11 @@ def _load_bands(bands: str | None, bands_file: Path | None) -> tuple[str, ...]:
 
 def _vpcd_hooks(address: str) -> tuple[Callable[[str], None], Callable[[], None]]:
     """Wire the simulated reader station to a virtual MIFARE band on the real pcscd (vpcd slot)."""
-    host, port = _parse_listen(address)
-    try:
-        # Only the simulator's CLI reaches into the kiosk's PC/SC package; the library never does.
-        pcsc = importlib.import_module("checkin.pcsc")
-        band_card, card_slot = pcsc.MifareBand, pcsc.VirtualCardSlot
-    except (ImportError, AttributeError) as err:
-        raise ArmConfigError(f"--band-reader-vpcd needs checkin.pcsc with MifareBand/VirtualCardSlot: {err}") from err
-    slot = card_slot(host, port)
+    host, port = parse_host_port(address, "--band-reader-vpcd")
+    slot = VirtualCardSlot(host, port)
 
     def at_reader(uid: str) -> None:
-        slot.insert(band_card(uid))
+        slot.insert(MifareBand(uid))
 
     def left_reader() -> None:
         slot.remove()
@@ -346,17 +328,21 @@ def sim(
         float, typer.Option(help="Arm-seconds until the simulated expert takes a band.")
     ] = 3.0,
     no_auto_take: Annotated[
-        bool, typer.Option("--no-auto-take", help="Nobody takes bands unless told (!!SIM TAKE).")
+        bool, typer.Option("--no-auto-take", help="Nobody takes bands unless told (control op 'take').")
     ] = False,
     reboot_time: Annotated[float, typer.Option(help="Arm-seconds to boot after a power loss.")] = 2.0,
     seed: Annotated[int | None, typer.Option(help="Random seed (power loss keeps the band or not).")] = None,
+    control: Annotated[
+        str | None, typer.Option(help="模拟器控制通道 / HOST:PORT of the control channel (sim-ctl).")
+    ] = None,
     band_reader_vpcd: Annotated[
         str | None, typer.Option(help="HOST:PORT of a vpcd slot: the band at the reader station appears there.")
     ] = None,
 ) -> None:
     """Run the simulated arm on a TCP port; pyserial reaches it as socket://HOST:PORT."""
     with _device_errors():
-        host, port = _parse_listen(listen)
+        host, port = parse_host_port(listen, "--listen")
+        control_port = parse_control_port(control, host)
         settings = SimSettings(
             bands=_load_bands(bands, bands_file),
             speed=speed,
@@ -366,7 +352,12 @@ def sim(
         )
         at_reader, left_reader = _vpcd_hooks(band_reader_vpcd) if band_reader_vpcd else (None, None)
         simulator = ArmSimulator(
-            settings, host=host, port=port, on_band_at_reader=at_reader, on_band_left_reader=left_reader
+            settings,
+            host=host,
+            port=port,
+            on_band_at_reader=at_reader,
+            on_band_left_reader=left_reader,
+            control_port=control_port,
         )
         for name in fault or []:
             simulator.inject(name)
@@ -374,16 +365,17 @@ def sim(
             simulator.start()
         except OSError as err:
             raise ArmConnectionError(f"cannot listen on {listen}: {err.strerror}") from err
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     typer.echo(f"arm simulator listening on {simulator.url} ({len(settings.bands)} bands, speed {speed})", err=False)
+    if simulator.control_address is not None:
+        typer.echo("控制通道 / control: {}:{}".format(*simulator.control_address))
     sys.stdout.flush()
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        wait_for_signal()
     finally:
         simulator.stop()
+
+
+add_sim_ctl(app)
 
 
 def main() -> None:

@@ -14,11 +14,12 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING, Final
 
 import serial
-from serial.threaded import Packetizer, ReaderThread
+from serial.threaded import Packetizer
 
+from device_kit.link import Closing, LinkReaderThread
 from robot_arm.errors import (
     ArmConfigError,
     ArmConnectionError,
@@ -54,7 +55,6 @@ from robot_arm.protocol import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import TracebackType
 
 log = logging.getLogger(__name__)
 wire_log = logging.getLogger("robot_arm.wire")
@@ -104,7 +104,7 @@ class DriverSettings:
 
 
 READ_POLL: Final = 0.1
-"""Read timeout on ports without cancel_read (socket://), so closing stops the reader within 0.1 s."""
+"""Read timeout of the port: on socket:// the kit's reader thread polls at device_kit.link.READ_POLL."""
 
 
 class _LinePacketizer(Packetizer):  # type: ignore[misc]
@@ -133,58 +133,10 @@ class _LinePacketizer(Packetizer):  # type: ignore[misc]
         self._driver._on_link_lost(exc)  # noqa: SLF001
 
 
-class _ArmReaderThread(ReaderThread):  # type: ignore[misc]
-    """pyserial's ReaderThread, with a short read timeout and any read failure treated as a lost link."""
-
-    alive: bool
-
-    def run(self) -> None:
-        if not hasattr(self.serial, "cancel_read"):
-            self.serial.timeout = READ_POLL
-        self.protocol = self.protocol_factory()
-        self.protocol.connection_made(self)
-        self._connection_made.set()
-        error: BaseException | None = None
-        while self.alive and self.serial.is_open:
-            try:
-                data = self._read_available()
-            except Exception as err:
-                # SerialException for an unplugged adapter or a closed socket; OSError/TypeError
-                # when the port is closed under the read.
-                error = err
-                break
-            if data:
-                try:
-                    self.protocol.data_received(data)
-                except Exception:
-                    log.exception("arm reader: handling received data failed")
-        self.alive = False
-        self.protocol.connection_lost(error)
-
-    def _read_available(self) -> bytes:
-        """Wait for one byte, then take everything already received in one go.
-
-        socket:// reports `in_waiting` as 0 or 1 rather than a byte count, so the stock loop reads
-        byte by byte; a zero-timeout read returns the whole backlog instead.
-        """
-        waiting = self.serial.in_waiting
-        if waiting > 1:
-            return bytes(self.serial.read(waiting))
-        first = bytes(self.serial.read(1))
-        if not first:
-            return first
-        timeout = self.serial.timeout
-        self.serial.timeout = 0
-        try:
-            return first + bytes(self.serial.read(4096))
-        finally:
-            self.serial.timeout = timeout
-
-
 class _Link:
     """One open serial link and its reader thread."""
 
-    def __init__(self, port: serial.SerialBase, reader: _ArmReaderThread) -> None:
+    def __init__(self, port: serial.SerialBase, reader: LinkReaderThread) -> None:
         self.port = port
         self.reader = reader
         self.alive = True
@@ -209,7 +161,7 @@ class _Link:
             log.debug("closing the arm port failed", exc_info=True)
 
 
-class ArmDriver:
+class ArmDriver(Closing):
     """The dispenser arm over serial (`/dev/ttyUSB0`, `socket://127.0.0.1:7001`, `spy://...`, `loop://`)."""
 
     def __init__(self, url: str, settings: DriverSettings | None = None) -> None:
@@ -269,14 +221,6 @@ class ArmDriver:
             self._cond.notify_all()
         if link is not None:
             link.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     @property
     def boot(self) -> int | None:
@@ -349,7 +293,7 @@ class ArmDriver:
             port = serial.serial_for_url(self.url, baudrate=self.settings.baudrate, timeout=READ_POLL, write_timeout=2)
         except ValueError as err:
             raise ArmConfigError(f"arm port {self.url!r} is not a usable port or URL: {err}") from err
-        reader = _ArmReaderThread(port, lambda: _LinePacketizer(self))
+        reader = LinkReaderThread(port, lambda: _LinePacketizer(self))
         reader.name = f"arm-reader {self.url}"
         link = _Link(port, reader)
         with self._cond:

@@ -1,8 +1,10 @@
-"""Simulated dispenser arm: the arm model plus a TCP server that speaks the same lines as the firmware.
+"""Simulated dispenser arm: the arm model on the device kit's simulator server, speaking the firmware's lines.
 
 pyserial reaches it as `socket://127.0.0.1:PORT`, so the driver cannot tell it from the real arm.
 Motion times are the real ones divided by a speed factor. Named faults (`inject("jam")`) fire at
-the next motion they apply to, like OctoPrint's virtual printer's `simulated_errors`.
+the next motion they apply to, like OctoPrint's virtual printer's `simulated_errors`; they go through
+the kit's one fault interface and control channel (`robot-arm sim-ctl`), with the scenario's own
+actions (take, e-stop, door, refill) as control ops.
 
 Physics the simulator assumes, as the dispenser's mechanics do (docs/arm-protocol.md):
 - the work area's floor is a chute into the reject bin, whose light barrier counts bands (`REJ`),
@@ -22,6 +24,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Self
 
+from device_kit.faults import FaultSet, FaultSpec
+from device_kit.server import SimulatorServer
 from robot_arm.errors import ArmConfigError, ArmProtocolError
 from robot_arm.models import normalise_uid
 from robot_arm.protocol import (
@@ -48,7 +52,6 @@ from robot_arm.protocol import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-    from types import TracebackType
 
 log = logging.getLogger(__name__)
 wire_log = logging.getLogger("robot_arm.sim.wire")
@@ -62,12 +65,41 @@ MECHANICAL_FAULTS: Final = (
     "door_opened",
     "e_stop",
     "power_loss",
+    "slow_home",
 )
 """Faults of the arm itself; each fires once, at the next motion it applies to."""
 TRANSPORT_FAULTS: Final = ("lost_request", "lost_reply", "lost_event", "garbled_reply", "disconnect")
 """Faults of the serial link; each hits the next motion request (or its completion event)."""
 FAULTS: Final = MECHANICAL_FAULTS + TRANSPORT_FAULTS
 _MID_MOVE_FAULTS: Final = ("jam", "band_dropped", "door_opened", "e_stop", "power_loss")
+_FAULT_HELP: Final = {
+    "stock_empty": "库存空 / the band cassette is empty or pulled out (until refill)",
+    "jam": "卡住 / the next motion jams half way: E42",
+    "band_dropped": "掉落 / the next move with a band drops it into the reject bin: E41",
+    "gripper_fault": "夹爪故障 / the next grip or release fails: E40",
+    "pickup_not_taken": "无人取 / the next band presented is never taken",
+    "door_opened": "门开 / the door opens during the next motion: E51",
+    "e_stop": "急停 / the e-stop is pressed during the next motion: E50",
+    "power_loss": "断电 / power fails during the next motion (keep_band yes|no|random)",
+    "slow_home": "回零慢 / the next HOME takes `factor` times as long",
+}
+#: The faults as the device kit declares them (``sim-ctl faults``); each fires once.
+KIT_FAULTS: Final = tuple(
+    FaultSpec(
+        name,
+        _FAULT_HELP.get(name, "链路故障 / transport fault on the next motion request (or `command`)"),
+        {"keep_band": "random"}
+        if name == "power_loss"
+        else {"factor": 5.0}
+        if name == "slow_home"
+        else {"command": ""}
+        if name in TRANSPORT_FAULTS
+        else {},
+    )
+    for name in FAULTS
+)
+#: The scenario's actions on the control channel besides the fault ops.
+_ACTIONS: Final = ("take", "estop_press", "estop_release", "door_open", "door_close", "refill")
 
 # Nominal timings of the real mechanism, in seconds; divided by the speed factor.
 TRAVEL_TIME: Final = 1.5
@@ -182,8 +214,11 @@ class _MotionStoppedError(Exception):
     """Internal: the running motion was stopped (e-stop, door, power loss, host ESTOP)."""
 
 
-class ArmSimulator:
+class ArmSimulator(SimulatorServer):
     """The simulated arm behind a TCP port; start/stop in process, or run by `robot-arm sim`."""
+
+    name = "arm-sim"
+    control_ops_help = ", " + ", ".join(_ACTIONS)
 
     def __init__(
         self,
@@ -193,18 +228,16 @@ class ArmSimulator:
         port: int = 0,
         on_band_at_reader: Callable[[str], None] | None = None,
         on_band_left_reader: Callable[[], None] | None = None,
+        control_port: int | None = None,
     ) -> None:
+        super().__init__(FaultSet(KIT_FAULTS), host, port, control_port=control_port)
         self.settings = settings or SimSettings()
-        self._host = host
-        self._port = port
         self.on_band_at_reader = on_band_at_reader
         self.on_band_left_reader = on_band_left_reader
         self._rng = random.Random(self.settings.seed)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._server: socket.socket | None = None
-        self._threads: list[threading.Thread] = []
-        self._clients: list[_Client] = []
+        self._links: list[_Client] = []
         self._stopping = False
         # -- the mechanism
         self._stock: deque[str] = deque(self.settings.bands)
@@ -224,7 +257,7 @@ class ArmSimulator:
         self._boot = 1
         self._booting_until: float | None = None
         self._queue: deque[_Job] = deque()
-        self._running: _Job | None = None
+        self._job: _Job | None = None
         self._next_q = 1
         self._requests: OrderedDict[int, _RequestRecord] = OrderedDict()
         self._faults: dict[str, dict[str, object]] = {}
@@ -237,66 +270,99 @@ class ArmSimulator:
 
     def start(self) -> Self:
         """Bind the port and start serving (port 0 picks a free one; see `port` and `url`)."""
-        server = socket.create_server((self._host, self._port), reuse_port=False)
-        server.settimeout(0.2)
-        self._server = server
-        self._port = server.getsockname()[1]
-        for target, name in ((self._accept_loop, "accept"), (self._worker_loop, "worker")):
-            thread = threading.Thread(target=target, name=f"arm-sim-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        log.info("arm simulator listening on %s:%d (speed %s)", self._host, self._port, self.settings.speed)
+        self._stopping = False
+        super().start()
+        self._spawn(self._worker_loop, name="arm-sim-worker")
+        log.info("arm simulator on %s (speed %s)", self.url, self.settings.speed)
         return self
 
     def stop(self) -> None:
         """Stop serving and close every connection."""
         with self._cond:
             self._stopping = True
-            clients, self._clients = self._clients, []
+            links, self._links = self._links, []
             self._cond.notify_all()
-        for client in clients:
-            client.close()
-        if self._server is not None:
-            self._server.close()
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(2)
+        for link in links:
+            link.close()
+        super().stop()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The TCP port served."""
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """The pyserial URL of this simulator."""
-        return f"socket://{self._host}:{self._port}"
-
-    # -- scenario controls (in process; `!!SIM` lines for the process form) ---------------------
+    # -- faults (the kit's one interface) and scenario controls ----------------------------------
 
     def inject(self, name: str, **options: object) -> None:
         """Arm a named fault for the next motion it applies to (see FAULTS).
 
-        Options: power_loss takes `keep_band: bool` (default random); transport faults take
+        Options: power_loss takes `keep_band: bool` (default random); slow_home takes `factor: float`
+        (the next HOME takes that many times as long, default 5: a worn axis); transport faults take
         `command: str` to hit a given verb instead of the next motion.
         """
         if name not in FAULTS:
             raise ArmConfigError(f"unknown simulator fault {name!r}; known faults: {', '.join(FAULTS)}")
+        self.faults_set.inject(name, **options)  # type: ignore[arg-type]  # the kit checks keys and types
+        values: dict[str, object] = dict(self.faults_set.snapshot()[name])
+        self.faults_set.clear(name)  # the arm keeps pending faults itself: each fires once
+        if values.get("command") == "":
+            del values["command"]
+        keep = values.pop("keep_band", "random")
+        if keep != "random":
+            values["keep_band"] = str(keep).lower() in {"1", "true", "yes", "on"}
         with self._cond:
-            self._faults[name] = dict(options)
+            self._faults[name] = values
             if name == "stock_empty":
                 self._fire("stock_empty")
                 # The band cassette is empty or pulled out: the stock sensor reads 0 until refilled.
                 self._cassette_in = False
             self._cond.notify_all()
+
+    def clear(self, name: str | None = None) -> None:
+        """Disarm one pending fault, or all."""
+        if name is not None:
+            self.faults_set.spec(name)
+        with self._cond:
+            if name is None:
+                self._faults.clear()
+            else:
+                self._faults.pop(name, None)
+
+    def active_faults(self) -> dict[str, object]:
+        """Pending faults and their options."""
+        with self._cond:
+            return {name: dict(options) for name, options in self._faults.items()}
+
+    def control_status(self) -> dict[str, object]:
+        """``sim-ctl status``: where every band is, and the arm's state."""
+        ledger = self.ledger()
+        status = self.status()
+        return {
+            "ledger": {
+                "stock": len(ledger.stock),
+                "held": ledger.held,
+                "slot": ledger.pickup_slot,
+                "reject": len(ledger.reject_bin),
+                "handed_out": len(ledger.handed_out),
+            },
+            "state": status.state.value,
+            "homed": status.homed,
+            "alarm": int(status.alarm) if status.alarm else None,
+        }
+
+    def control_action(self, op: str, request: dict[str, object]) -> bool:
+        """The scenario's actions: take, estop_press/_release, door_open/_close, refill (``bands``)."""
+        bands = request.get("bands") or []
+        actions: dict[str, Callable[[], object]] = {
+            "take": self.take_from_pickup,
+            "estop_press": self.press_estop,
+            "estop_release": self.release_estop,
+            "door_open": self.open_door,
+            "door_close": self.close_door,
+            "refill": lambda: self.refill([str(b) for b in bands] if isinstance(bands, list) else [str(bands)]),
+        }
+        if op not in actions:
+            return False
+        try:
+            actions[op]()
+        except ArmConfigError as err:
+            raise ValueError(str(err)) from err
+        return True
 
     def pending_faults(self) -> list[str]:
         """Faults injected that have not fired yet."""
@@ -367,27 +433,16 @@ class ArmSimulator:
 
     # -- TCP -----------------------------------------------------------------------------------
 
-    def _accept_loop(self) -> None:
-        server = self._server
-        assert server is not None
-        while not self._stopping:
-            try:
-                sock, address = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
+    def serve_connection(self, conn: socket.socket) -> None:
+        """One host link (the kit's accept loop calls this): refused while the controller boots."""
+        with self._cond:
+            if self._booting_now():
+                # The controller is still booting: a USB-serial port that is not there yet.
                 return
-            with self._cond:
-                if self._booting_now():
-                    # The controller is still booting: a USB-serial port that is not there yet.
-                    sock.close()
-                    continue
-                # Lines are tiny and sent back to back: without NODELAY, Nagle plus delayed ACKs adds ~40 ms.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                client = _Client(sock, f"{address[0]}:{address[1]}")
-                self._clients.append(client)
-            thread = threading.Thread(target=self._client_loop, args=(client,), name="arm-sim-client", daemon=True)
-            thread.start()
+            peer = conn.getpeername()
+            client = _Client(conn, f"{peer[0]}:{peer[1]}")
+            self._links.append(client)
+        self._client_loop(client)
 
     def _client_loop(self, client: _Client) -> None:
         buffer = b""
@@ -406,8 +461,8 @@ class ArmSimulator:
                 buffer = b""
                 self._reply(client, Reply(0, ErrorCode.BAD_LINE, text="line too long"))
         with self._cond:
-            if client in self._clients:
-                self._clients.remove(client)
+            if client in self._links:
+                self._links.remove(client)
         client.close()
 
     def _send(self, client: _Client, data: bytes) -> None:
@@ -419,16 +474,13 @@ class ArmSimulator:
 
     def _broadcast(self, event: Event) -> None:
         data = encode_event(event)
-        for client in list(self._clients):
+        for client in list(self._links):
             self._send(client, data)
 
     # -- requests ------------------------------------------------------------------------------
 
     def _on_line(self, client: _Client, line: bytes) -> None:
         wire_log.debug(">>> %s", line.decode("ascii", "replace").rstrip())
-        if line.startswith(b"!!SIM"):
-            self._control(client, line.decode("ascii", "replace").split()[1:])
-            return
         if not line.strip():
             return
         try:
@@ -539,7 +591,7 @@ class ArmSimulator:
             error = ErrorCode.BUSY
         if error is None and request.command is Command.MOVE and request.args[0].upper() not in Station.__members__:
             error = ErrorCode.BAD_ARGUMENT
-        if error is None and self._running is None and not self._queue:
+        if error is None and self._job is None and not self._queue:
             # Idle: everything the arm can check now is checked now, so the host gets an immediate refusal.
             error = self._precondition(request.command)
         if error is not None:
@@ -591,7 +643,7 @@ class ArmSimulator:
     def _status(self) -> ArmStatus:
         if self._alarm is not None or self._estop_button or self._soft_estop or self._door_open:
             state = ArmState.ALARM
-        elif self._running is not None or self._queue:
+        elif self._job is not None or self._queue:
             state = ArmState.BUSY
         else:
             state = ArmState.IDLE
@@ -608,7 +660,7 @@ class ArmSimulator:
             estop=self._estop_button or self._soft_estop,
             alarm=self._alarm,
             boot=self._boot,
-            queue=len(self._queue) + (1 if self._running else 0),
+            queue=len(self._queue) + (1 if self._job else 0),
         )
 
     def _info(self) -> dict[str, str]:
@@ -619,40 +671,6 @@ class ArmSimulator:
             "SERIAL": self.settings.serial,
             "BOOT": str(self._boot),
         }
-
-    # -- scenario control over the wire (process form) ------------------------------------------
-
-    def _control(self, client: _Client, words: list[str]) -> None:
-        verb = words[0].upper() if words else ""
-        try:
-            text = self._control_action(verb, words[1:])
-        except ArmConfigError as err:
-            client.send(f"!!ERR {err}\n".encode("ascii", "replace"))
-            return
-        client.send(f"!!OK {text}\n".encode("ascii", "replace"))
-
-    def _control_action(self, verb: str, args: list[str]) -> str:
-        actions: dict[str, Callable[[], object]] = {
-            "TAKE": self.take_from_pickup,
-            "ESTOP-PRESS": self.press_estop,
-            "ESTOP-RELEASE": self.release_estop,
-            "DOOR-OPEN": self.open_door,
-            "DOOR-CLOSE": self.close_door,
-            "REFILL": lambda: self.refill(args),
-        }
-        if verb == "FAULT" and len(args) == 1:
-            self.inject(args[0])
-            return f"armed {args[0]}"
-        if verb == "LEDGER":
-            ledger = self.ledger()
-            return (
-                f"stock={len(ledger.stock)} held={ledger.held or '-'} slot={ledger.pickup_slot or '-'} "
-                f"reject={len(ledger.reject_bin)} handed_out={len(ledger.handed_out)}"
-            )
-        if verb not in actions:
-            raise ArmConfigError(f"unknown !!SIM command {verb!r}: TAKE, FAULT <name>, ESTOP-PRESS, ...")
-        result = actions[verb]()
-        return str(result) if result is not None else verb
 
     # -- the mechanism -------------------------------------------------------------------------
 
@@ -680,10 +698,10 @@ class ArmSimulator:
 
     def _stop_everything(self, code: ErrorCode) -> None:
         """E-stop or door: abort the running and queued motions, lose the position, latch the alarm."""
-        aborted = [self._running] if self._running else []
+        aborted = [self._job] if self._job else []
         aborted += list(self._queue)
         self._queue.clear()
-        self._running = None
+        self._job = None
         for job in aborted:
             self._fail(job, code if job is aborted[0] else ErrorCode.ABORTED)
         self._homed = False
@@ -718,7 +736,7 @@ class ArmSimulator:
 
     def _latch(self, job: _Job, code: ErrorCode) -> None:
         """A motion fault: stop, latch the alarm, fail this job and abort the queue behind it."""
-        self._running = None
+        self._job = None
         self._fail(job, code)
         for queued in list(self._queue):
             self._fail(queued, ErrorCode.ABORTED)
@@ -734,13 +752,13 @@ class ArmSimulator:
                     self._finish_boot()
                 if self._slot_take_at is not None and now >= self._slot_take_at:
                     self._take()
-                if self._queue and self._running is None and not self._booting_now():
+                if self._queue and self._job is None and not self._booting_now():
                     job = self._queue.popleft()
-                    self._running = job
+                    self._job = job
                     with contextlib.suppress(_MotionStoppedError):
                         self._run(job)
-                    if self._running is job:
-                        self._running = None
+                    if self._job is job:
+                        self._job = None
                     continue
                 deadlines = [t for t in (self._booting_until, self._slot_take_at) if t is not None]
                 timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
@@ -750,7 +768,7 @@ class ArmSimulator:
         """Let `seconds` of arm time pass (scaled), raising _MotionStoppedError if the motion is stopped."""
         deadline = time.monotonic() + self._scaled(seconds)
         while True:
-            if self._running is not job or self._stopping:
+            if self._job is not job or self._stopping:
                 raise _MotionStoppedError
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -777,7 +795,7 @@ class ArmSimulator:
     def _run(self, job: _Job) -> None:
         error = self._safety_refusal() or self._precondition(job.command)
         if error is not None:
-            self._running = None
+            self._job = None
             self._fail(job, error)
             for queued in list(self._queue):
                 self._fail(queued, ErrorCode.ABORTED)
@@ -789,7 +807,8 @@ class ArmSimulator:
             record.state = JobState.RUNNING
         self.motions_run[job.command] += 1
         if job.command is Command.HOME:
-            self._travel(job, None, HOME_TIME)
+            slow = float(str(self._fire("slow_home").get("factor", 5))) if "slow_home" in self._faults else 1.0
+            self._travel(job, None, HOME_TIME * slow)
             self._homed = True
             self._done(job)
         elif job.command is Command.MOVE:
@@ -860,10 +879,10 @@ class ArmSimulator:
 
     def _power_loss(self, *, keep_band: bool) -> None:
         """Power drops mid-move: links die, queue and memory are lost, the arm wakes un-homed."""
-        clients, self._clients = self._clients, []
+        clients, self._links = self._links, []
         for client in clients:
             client.close()
-        self._running = None
+        self._job = None
         self._queue.clear()
         self._requests.clear()
         self._alarm = None
@@ -892,7 +911,7 @@ class ArmSimulator:
             self._latch(job, ErrorCode.GRIPPER_FAULT)
             return
         if not self._stock or not self._cassette_in:
-            self._running = None
+            self._job = None
             self._fail(job, ErrorCode.STOCK_EMPTY)
             return
         self._held = self._stock.popleft()

@@ -10,15 +10,15 @@ PCSCD=$!
 for i in $(seq 100); do [ -s /tmp/ms_sim.out ] && [ -s /tmp/ms_pcscd.out ] && break; sleep 0.1; done
 cat /tmp/ms_sim.out /tmp/ms_pcscd.out
 export PCSCLITE_CSOCK_NAME=$(python3 -c "import json;print(json.load(open('/tmp/ms_pcscd.out'))['PCSCLITE_CSOCK_NAME'])")
-ctl() { .venv/bin/python -c "from checkin.id_card.simulator import SimulatorControl as C; import sys; c=C('127.0.0.1',7312); print(c.request(**dict(a.split('=',1) for a in sys.argv[1:])))" "$@"; }
+spec() { .venv/bin/python -c "from id_card_reader.simulator import SimulatorControl as C; import sys; C('127.0.0.1',7312).inject_spec(sys.argv[1])" "$1"; }
 echo '$ checkin-kiosk devices list'; $K devices list; echo "exit $?"
 echo '$ checkin-kiosk devices read-id --port socket://127.0.0.1:7311'; $K devices read-id --port socket://127.0.0.1:7311; echo "exit $?"
 for f in no_card removed_mid_read bad_checksum bad_checksum@always slow_reader:0.3 sam_self_test_failure garbage_bytes short_frame no_answer reply_sw3:33 reply_sw3:40; do
-  ctl op=clear >/dev/null; ctl op=place index=0 >/dev/null 2>&1 || .venv/bin/python -c "from checkin.id_card.simulator import SimulatorControl as C; C('127.0.0.1',7312).place(0)"
-  ctl op=inject fault=$f > /dev/null
+  $K sim sim-ctl --control 127.0.0.1:7312 clear >/dev/null; .venv/bin/python -c "from id_card_reader.simulator import SimulatorControl as C; C('127.0.0.1',7312).place(0)"
+  spec "$f"
   echo "\$ [fault $f] checkin-kiosk devices read-id --port socket://127.0.0.1:7311 --timeout 1 --json"; $K devices read-id --port socket://127.0.0.1:7311 --timeout 1 --json; echo "exit $?"
 done
-ctl op=clear >/dev/null
+$K sim sim-ctl --control 127.0.0.1:7312 clear >/dev/null
 R0="Kiosk Virtual PCD 00 00"; R1="Kiosk Virtual PCD 00 01"
 echo "\$ checkin-kiosk devices read-band --reader '$R0'"; $K devices read-band --reader "$R0"; echo "exit $?"
 echo "\$ checkin-kiosk devices read-band --reader '$R0' --json"; $K devices read-band --reader "$R0" --json; echo "exit $?"

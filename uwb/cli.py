@@ -6,15 +6,22 @@ non-zero exit code (see docs/technician-uwb.md), never a traceback.
 
 from __future__ import annotations
 
-import logging
-import signal
-import socket
-import threading
 from pathlib import Path  # noqa: TC003 - Typer reads the annotation at runtime
 from typing import Annotated, NoReturn
 
 import typer
 
+from device_kit.cli import (
+    EXIT_INPUT,
+    ErrorTable,
+    add_sim_ctl,
+    fail,
+    fail_for,
+    parse_control_port,
+    parse_host_port,
+    setup_logging,
+    wait_for_signal,
+)
 from uwb import payload
 from uwb.driver import UwbGateway
 from uwb.errors import (
@@ -41,12 +48,11 @@ app = typer.Typer(
 )
 
 #: Exit codes, one per kind of failure a technician handles differently.
-EXIT_INPUT = 2
 EXIT_GATEWAY = 3
 EXIT_TAG_UNREACHABLE = 4
 EXIT_TAG_REFUSED = 5
 
-_MESSAGES: list[tuple[type[UwbError], int, str]] = [
+_MESSAGES: ErrorTable = [
     (PayloadError, EXIT_INPUT, "内容无法写入手环 / content does not fit the band"),
     (GatewayOfflineError, EXIT_GATEWAY, "网关无应答 / gateway does not answer"),
     (GatewayBusyError, EXIT_GATEWAY, "网关忙 / gateway busy"),
@@ -62,17 +68,8 @@ _MESSAGES: list[tuple[type[UwbError], int, str]] = [
 ]
 
 
-def fail(code: int, reason: str) -> NoReturn:
-    """Print one line on stderr and exit with ``code``."""
-    typer.echo(f"错误 / error: {reason}", err=True)
-    raise typer.Exit(code)
-
-
 def _fail_uwb(err: UwbError) -> NoReturn:
-    for error_type, code, text in _MESSAGES:
-        if isinstance(err, error_type):
-            fail(code, f"{text}: {err}")
-    fail(EXIT_GATEWAY, str(err))  # unreachable: UwbError is last in the table
+    fail_for(err, _MESSAGES, default=EXIT_GATEWAY)
 
 
 class _Settings:
@@ -97,9 +94,7 @@ def _options(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v 日志, -vv 报文 / log, wire")] = 0,
 ) -> None:
     _settings.port, _settings.timeout, _settings.retries = port, timeout, retries
-    # Quiet by default so a failure is the one-line reason; -v shows retries, -vv every frame.
-    level = {0: logging.ERROR, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(verbose)
 
 
 def _open() -> UwbGateway:
@@ -202,13 +197,6 @@ def read(tag: Annotated[str, typer.Argument(help="手环 UWB 编号 / tag id, e.
         fail(EXIT_TAG_REFUSED, f"手环内容无法解析 / band content unreadable: {err} ({data.hex()})")
 
 
-def _host_port(text: str, option: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        fail(EXIT_INPUT, f"{option} 须为 HOST:PORT / {option} must be HOST:PORT, got {text!r}")
-    return host, int(port)
-
-
 @app.command()
 def sim(
     *,
@@ -220,12 +208,8 @@ def sim(
     latency: Annotated[float, typer.Option(min=0.0, help="手环唤醒延迟秒数 / tag wake-up latency, s")] = 0.05,
 ) -> None:
     """运行网关模拟器 / Run the gateway simulator with tags until Ctrl-C."""
-    host, port = _host_port(listen, "--listen")
-    control_port = None
-    if control is not None:
-        control_host, control_port = _host_port(control, "--control")
-        if control_host != host:
-            fail(EXIT_INPUT, "--control 须与 --listen 同一主机 / --control must use the --listen host")
+    host, port = parse_host_port(listen, "--listen")
+    control_port = parse_control_port(control, host)
     tag_ids = tuple(_tag(t.strip()) for t in tags.split(",") if t.strip())
     if dump is not None and not dump.parent.is_dir():
         fail(EXIT_INPUT, f"--dump 目录不存在 / --dump directory does not exist: {dump.parent}")
@@ -237,38 +221,16 @@ def sim(
         simulator.start()
     except OSError as err:
         fail(EXIT_INPUT, f"无法监听 / cannot listen on {listen}: {err}")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     typer.echo(f"UWB 网关模拟器 / gateway simulator: {simulator.url} tags={','.join(map(format_tag_id, tag_ids))}")
     if simulator.control_address:
         typer.echo(f"控制通道 / control: {simulator.control_address[0]}:{simulator.control_address[1]}")
-    stop.wait()
-    simulator.stop()
-
-
-@app.command("sim-ctl")
-def sim_ctl(
-    control: Annotated[str, typer.Option(help="模拟器控制通道 / simulator control HOST:PORT")],
-    command: Annotated[list[str], typer.Argument(help="e.g. offline on | tag 204C range off | tag 204C latency 2")],
-) -> None:
-    """控制模拟器故障 / Switch a fault on a running simulator."""
-    host, port = _host_port(control, "--control")
     try:
-        with socket.create_connection((host, port), timeout=5) as conn:
-            conn.sendall(" ".join(command).encode() + b"\n")
-            reply = b""
-            while not reply.endswith(b"\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-    except OSError as err:
-        fail(EXIT_GATEWAY, f"模拟器控制通道无应答 / simulator control does not answer at {control}: {err}")
-    text = reply.decode("utf-8", "replace").strip()
-    if text.startswith("error"):
-        fail(EXIT_INPUT, text.removeprefix("error:").strip())
-    typer.echo(text)
+        wait_for_signal()
+    finally:
+        simulator.stop()
+
+
+add_sim_ctl(app)
 
 
 def main() -> None:

@@ -12,11 +12,12 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import Protocol, Self
 
 import serial
 import serial.threaded
 
+from device_kit.link import Closing, start_reader
 from uwb import protocol
 from uwb.errors import (
     DeliveryLostError,
@@ -33,14 +34,9 @@ from uwb.errors import (
 from uwb.models import DeliveryReceipt, DownlinkState, DownlinkStatus, GatewayStatus, format_tag_id
 from uwb.protocol import Envelope, EnvelopeDecoder, ReturnValue
 
-if TYPE_CHECKING:
-    from types import TracebackType
-
 _log = logging.getLogger("uwb.driver")
 
 BAUDRATE = 115200
-#: How often the reader thread re-checks whether it should stop (transports without cancel_read).
-_READER_POLL_S = 0.05
 
 
 class TagDownlink(Protocol):
@@ -94,7 +90,7 @@ class _EnvelopeReceiver(serial.threaded.Protocol):  # type: ignore[misc]
         self.lost.set()
 
 
-class UwbGateway:
+class UwbGateway(Closing):
     """A connected gateway. Build it with ``UwbGateway.open(url)``; it is not safe to share between processes."""
 
     def __init__(
@@ -118,15 +114,7 @@ class UwbGateway:
         self._closed = threading.Event()
         self._seq = 0
         self._last_state = DownlinkState.QUEUED
-        if not hasattr(port, "cancel_read"):
-            # socket:// has no cancel_read, so ReaderThread would force a 1 s read timeout and close()
-            # would wait up to a second. A no-op cancel_read plus a short timeout keeps shutdown quick.
-            port.timeout = _READER_POLL_S
-            port.cancel_read = lambda: None
-        self._reader = serial.threaded.ReaderThread(port, _EnvelopeReceiver)
-        self._reader.start()
-        _, receiver = self._reader.connect()
-        self._receiver: _EnvelopeReceiver = receiver
+        self._reader, self._receiver = start_reader(port, _EnvelopeReceiver)
 
     @classmethod
     def open(
@@ -181,14 +169,6 @@ class UwbGateway:
             self._reader.close()
         except (serial.SerialException, OSError) as err:
             _log.debug("closing %s: %s", self.url, err)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------ commands
 

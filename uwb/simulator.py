@@ -9,19 +9,20 @@ gateway restart (queue lost).
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import logging
 import os
-import socket
 import struct
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
+from device_kit.faults import FaultSet, FaultSpec
+from device_kit.server import SimulatorServer
 from uwb import payload
 from uwb.errors import PayloadError, ProtocolError
 from uwb.models import (
@@ -46,6 +47,9 @@ from uwb.protocol import (
     response,
 )
 
+if TYPE_CHECKING:
+    import socket
+
 _log = logging.getLogger("uwb.sim")
 _wire = logging.getLogger("uwb.sim.wire")
 
@@ -54,6 +58,18 @@ DEFAULT_NODE_ID = 0xDECA_0000_0000_1A2B
 _HISTORY = 1024
 #: Inter-byte silence after which a partial request frame is abandoned.
 _QUIET_RESET_S = 0.05
+
+
+FAULTS: Final = (
+    FaultSpec("offline", "网关离线 / gateway offline: it reads and ignores every frame and delivers nothing"),
+    FaultSpec("restart", "网关重启 / gateway reboot: its downlink queue and history are lost (once)"),
+    FaultSpec("out_of_range", "手环不在范围内 / a tag out of range", {"tag": ""}),
+    FaultSpec("slow_tag", "手环唤醒慢 / a tag wakes late", {"tag": "", "latency_s": 2.0}),
+    FaultSpec(
+        "drop_acks", "手环确认丢失 / a tag's acknowledgements are lost (it keeps the data)", {"tag": "", "count": 1}
+    ),
+)
+_TAG_FAULTS: Final = ("out_of_range", "slow_tag", "drop_acks")
 
 
 @dataclass
@@ -98,8 +114,10 @@ class SimCounters:
     superseded: int
 
 
-class GatewaySimulator:
+class GatewaySimulator(SimulatorServer):
     """In-process UWB gateway on a TCP port; ``start()`` it and open ``sim.url`` with the driver."""
+
+    name = "uwb-sim"
 
     def __init__(
         self,
@@ -114,13 +132,12 @@ class GatewaySimulator:
         dump_path: Path | None = None,
         control_port: int | None = None,
     ) -> None:
-        self._host, self._port = host, port
+        super().__init__(FaultSet(FAULTS), host, port, control_port=control_port)
         self.node_id = node_id
         self.delivery_window_s = delivery_window_s
         self.retry_interval_s = retry_interval_s
         self.queue_limit = queue_limit
         self.dump_path = dump_path
-        self._control_port = control_port
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._tags: dict[int, SimTag] = {t: SimTag(t) for t in tags}
@@ -129,71 +146,76 @@ class GatewaySimulator:
         self._finished: list[int] = []
         self._next_msg_id = 1
         self._offline = False
-        self._running = False
-        self._listener: socket.socket | None = None
-        self._control: socket.socket | None = None
-        self._clients: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
+        self._fault_tags: dict[str, int] = {}
+        self._latency_before: dict[int, float] = {}
         self._c = dict.fromkeys(SimCounters.__slots__, 0)
 
-    # ------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------ lifecycle: device_kit's SimulatorServer
 
-    def start(self) -> GatewaySimulator:
-        """Bind, listen and start serving; returns self so ``with GatewaySimulator().start() as sim`` works."""
-        self._listener = socket.create_server((self._host, self._port))
-        self._port = self._listener.getsockname()[1]
-        if self._control_port is not None:
-            self._control = socket.create_server((self._host, self._control_port))
-            self._control_port = self._control.getsockname()[1]
-        self._running = True
-        self._spawn(self._accept_loop, self._listener, self._serve_client, name="uwb-sim-accept")
-        if self._control is not None:
-            self._spawn(self._accept_loop, self._control, self._serve_control, name="uwb-sim-control")
+    def start(self) -> Self:
+        """Bind, listen and serve (returns self), with the delivery engine running."""
+        super().start()
         self._spawn(self._engine, name="uwb-sim-engine")
         self._write_dump()
-        _log.info("UWB gateway simulator listening on %s", self.url)
         return self
 
     def stop(self) -> None:
         """Stop serving and close every connection (a gateway power-off)."""
+        self._running.clear()  # before waking the engine, so it sees the stop and ends
         with self._lock:
-            self._running = False
             self._wake.notify_all()
-        for sock in (self._listener, self._control, *list(self._clients)):
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=2)
-        self._threads.clear()
+        super().stop()
 
-    def __enter__(self) -> Self:
-        return self
+    # ------------------------------------------------------------ faults (the kit's one interface)
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def inject(self, name: str, **params: Any) -> None:
+        """Switch a named fault on (FAULTS); a tag fault names its tag (``tag="204C"``)."""
+        if name in _TAG_FAULTS:
+            tag_id = self._tag(parse_tag_id(str(params.get("tag", "")))).tag_id
+            params = {**params, "tag": format_tag_id(tag_id)}
+        super().inject(name, **params)
 
-    @property
-    def port(self) -> int:
-        """The bound TCP port (after start)."""
-        return self._port
+    def fault_changed(self, name: str | None) -> None:
+        """Apply a switched fault to the simulated world."""
+        for fault in (name,) if name is not None else (*_TAG_FAULTS, "offline"):
+            self._apply(fault)
 
-    @property
-    def url(self) -> str:
-        """The pyserial URL the driver opens."""
-        return f"socket://{self._host}:{self._port}"
+    def _apply(self, name: str) -> None:
+        on, param = self.faults_set.active(name), self.faults_set.param
+        with self._lock:
+            if name == "offline":
+                self._offline = on
+                _log.info("gateway %s", "offline" if on else "online")
+            elif name == "restart" and on:
+                self.restart()
+                self.faults_set.clear("restart")  # a reboot happens once
+            elif name in _TAG_FAULTS:
+                self._apply_tag_fault(name, on, param)
+            self._wake.notify_all()
+        self._write_dump()
 
-    @property
-    def control_address(self) -> tuple[str, int] | None:
-        """Host and port of the control channel, if enabled."""
-        return None if self._control_port is None else (self._host, self._control_port)
+    def _apply_tag_fault(self, name: str, on: bool, param: Any) -> None:
+        if on:
+            tag = self._tag(parse_tag_id(str(param(name, "tag"))))
+            self._fault_tags[name] = tag.tag_id
+        elif name in self._fault_tags:
+            tag = self._tag(self._fault_tags.pop(name))
+        else:
+            return
+        if name == "out_of_range":
+            tag.in_range = not on
+        elif name == "slow_tag":
+            if on:
+                self._latency_before.setdefault(tag.tag_id, tag.latency_s)
+                tag.latency_s = float(param(name, "latency_s"))
+            else:
+                tag.latency_s = self._latency_before.pop(tag.tag_id, 0.0)
+        elif name == "drop_acks":
+            tag.drop_acks = int(param(name, "count")) if on else 0
 
-    def _spawn(self, target: Any, *args: Any, name: str) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
-        self._threads.append(thread)
-        thread.start()
+    def control_status(self) -> dict[str, Any]:
+        """``sim-ctl status``: what each tag holds and the counters."""
+        return {**self.snapshot(), "counters": dataclasses.asdict(self.counters())}
 
     # ------------------------------------------------------------ fault switches
 
@@ -230,12 +252,11 @@ class GatewaySimulator:
                 self.set_tag(tag_id, latency_s=latency_s, in_range=in_range)
 
     def set_offline(self, offline: bool) -> None:
-        """Gateway offline: it reads and ignores every frame and delivers nothing until back online."""
-        with self._lock:
-            self._offline = offline
-            self._wake.notify_all()
-        self._write_dump()
-        _log.info("gateway %s", "offline" if offline else "online")
+        """Gateway offline (the ``offline`` fault): it ignores every frame and delivers nothing until back online."""
+        if offline:
+            self.inject("offline")
+        else:
+            self.clear("offline")
 
     @property
     def offline(self) -> bool:
@@ -304,23 +325,14 @@ class GatewaySimulator:
 
     # ------------------------------------------------------------ network
 
-    def _accept_loop(self, listener: socket.socket, serve: Any) -> None:
-        while self._running:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._clients.add(conn)
-            self._spawn(serve, conn, name="uwb-sim-client")
-
-    def _serve_client(self, conn: socket.socket) -> None:
+    def serve_connection(self, conn: socket.socket) -> None:
+        """Answer request frames on one driver connection (the kit's accept loop calls this)."""
         decoder = EnvelopeDecoder()
         last: tuple[int, bytes, bytes] | None = None
         try:
             # Like the gateway firmware: a partial frame followed by this much silence is dropped (resync).
             conn.settimeout(_QUIET_RESET_S)
-            while self._running:
+            while self.running:
                 try:
                     chunk = conn.recv(4096)
                 except TimeoutError:
@@ -348,58 +360,6 @@ class GatewaySimulator:
                         self._c["frames_answered"] += 1
         except OSError:
             return
-        finally:
-            self._clients.discard(conn)
-            conn.close()
-
-    def _serve_control(self, conn: socket.socket) -> None:
-        buffer = b""
-        try:
-            while self._running:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    reply = self.control(line.decode("utf-8", "replace"))
-                    conn.sendall(reply.encode() + b"\n")
-        except OSError:
-            return
-        finally:
-            self._clients.discard(conn)
-            conn.close()
-
-    def control(self, line: str) -> str:
-        """Apply one control-channel command and return its one-line answer (``ok ...`` or ``error: ...``)."""
-        words = line.split()
-        try:
-            return self._control_command(words)
-        except (ValueError, KeyError, IndexError) as err:
-            return f"error: {err.args[0] if err.args else err}"
-
-    def _control_command(self, words: list[str]) -> str:
-        match words:
-            case ["offline", ("on" | "off") as value]:
-                self.set_offline(value == "on")
-            case ["restart"]:
-                self.restart()
-            case ["dump"]:
-                return json.dumps(self.snapshot(), ensure_ascii=False)
-            case ["tag", tag_text, "add"]:
-                self.add_tag(parse_tag_id(tag_text))
-            case ["tag", tag_text, "range", ("on" | "off") as value]:
-                self.set_tag(parse_tag_id(tag_text), in_range=value == "on")
-            case ["tag", tag_text, "latency", seconds]:
-                self.set_tag(parse_tag_id(tag_text), latency_s=_non_negative(float(seconds), "latency"))
-            case ["tag", tag_text, "drop-acks", count]:
-                self.set_tag(parse_tag_id(tag_text), drop_acks=int(_non_negative(int(count), "drop-acks")))
-            case _:
-                raise ValueError(
-                    f"unknown command {' '.join(words)!r}; expected offline on|off, restart, dump, "
-                    "tag ID add|range on|off|latency S|drop-acks N"
-                )
-        return "ok"
 
     # ------------------------------------------------------------ gateway logic
 
@@ -506,7 +466,7 @@ class GatewaySimulator:
         while True:
             changed = False
             with self._lock:
-                if not self._running:
+                if not self.running:
                     return
                 now = time.monotonic()
                 next_due = now + 1.0

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from device_kit.cli import EXIT_NEEDS_PERSON, EXIT_PROTOCOL, EXIT_UNREACHABLE
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -28,10 +30,12 @@ TimeoutOption = Annotated[
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log reader traffic to stderr (numbers masked).")]
 
-EXIT_DEVICE = 1
-EXIT_UNREACHABLE = 3
-EXIT_NO_CARD = 4
-EXIT_INVALID_DATA = 5
+#: The device kit's exit codes (docs/device-kit.md): a device that answered but cannot read (SAM
+#: fault, card removed or unreadable) or has nothing to read needs a person; invalid data or
+#: frames are the protocol code.
+EXIT_DEVICE = EXIT_NEEDS_PERSON
+EXIT_NO_CARD = EXIT_NEEDS_PERSON
+EXIT_INVALID_DATA = EXIT_PROTOCOL
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +56,10 @@ def mask_name(name: str | None) -> str | None:
 
 def _classify(err: Exception) -> Failure:
     """Map a device library's error to an exit code (the one place that does it)."""
-    from checkin.band_reader import errors as band  # noqa: PLC0415 - keep --help fast
-    from checkin.bank_card import errors as bank  # noqa: PLC0415
-    from checkin.id_card import errors as idc  # noqa: PLC0415
-    from checkin.pcsc import errors as pcsc  # noqa: PLC0415
+    from band_reader import errors as band  # noqa: PLC0415 - keep --help fast
+    from bank_card_reader import errors as bank  # noqa: PLC0415
+    from id_card_reader import errors as idc  # noqa: PLC0415
+    from pcsc import errors as pcsc  # noqa: PLC0415
 
     unreachable = (
         idc.IdCardConnectionError,
@@ -65,7 +69,13 @@ def _classify(err: Exception) -> Failure:
         pcsc.ReaderNotFoundError,
     )
     no_card = (idc.NoCardError, bank.NoCardPresentError, band.NoBandError)
-    invalid = (idc.IdentityDataError, bank.InvalidCardNumberError, bank.CardDataError, band.BandProtocolError)
+    invalid = (
+        idc.IdentityDataError,
+        idc.IdCardProtocolError,
+        bank.InvalidCardNumberError,
+        bank.CardDataError,
+        band.BandProtocolError,
+    )
     reason = " ".join(str(err).split()) or type(err).__name__
     key = str(getattr(err, "key", "device_error"))
     if isinstance(err, unreachable):
@@ -78,10 +88,10 @@ def _classify(err: Exception) -> Failure:
 
 
 def _device_errors() -> tuple[type[Exception], ...]:
-    from checkin.band_reader.errors import BandReaderError  # noqa: PLC0415
-    from checkin.bank_card.errors import BankCardError  # noqa: PLC0415
-    from checkin.id_card.errors import IdCardError  # noqa: PLC0415
-    from checkin.pcsc.errors import PcscError  # noqa: PLC0415
+    from band_reader.errors import BandReaderError  # noqa: PLC0415
+    from bank_card_reader.errors import BankCardError  # noqa: PLC0415
+    from id_card_reader.errors import IdCardError  # noqa: PLC0415
+    from pcsc.errors import PcscError  # noqa: PLC0415
 
     return (IdCardError, BankCardError, BandReaderError, PcscError)
 
@@ -149,7 +159,7 @@ def read_id(
     """读身份证 / Read the ID card on the SAM reader at PORT (status, SAM ID, identity)."""
     import datetime as dt  # noqa: PLC0415
 
-    from checkin.id_card import IdCardReader  # noqa: PLC0415
+    from id_card_reader import IdCardReader  # noqa: PLC0415
 
     with _diagnostic("read-id", as_json=as_json, verbose=verbose) as result, IdCardReader.open(port) as reader:
         status = reader.status()
@@ -188,7 +198,7 @@ def read_bank_card(
     verbose: VerboseOption = False,
 ) -> None:
     """读银行卡 / Read the bank card inserted or tapped on a PC/SC reader (number masked)."""
-    from checkin.bank_card import BankCardReader  # noqa: PLC0415
+    from bank_card_reader import BankCardReader  # noqa: PLC0415
 
     with _diagnostic("read-bank-card", as_json=as_json, verbose=verbose) as result:
         data = BankCardReader(reader).read_card(timeout)
@@ -218,7 +228,7 @@ def read_band(
     verbose: VerboseOption = False,
 ) -> None:
     """读手环UID / Read the UID of the wristband on a contactless PC/SC reader."""
-    from checkin.band_reader import BandUidReader  # noqa: PLC0415
+    from band_reader import BandUidReader  # noqa: PLC0415
 
     with _diagnostic("read-band", as_json=as_json, verbose=verbose) as result:
         uid = BandUidReader(reader).read_uid(timeout)
@@ -231,7 +241,7 @@ def list_devices(as_json: JsonOption = False, verbose: VerboseOption = False) ->
     """列出设备 / List serial ports (ID card reader) and PC/SC readers (bank card, wristband)."""
     from serial.tools import list_ports  # noqa: PLC0415
 
-    from checkin.pcsc import PcscContext  # noqa: PLC0415
+    from pcsc import PcscContext  # noqa: PLC0415
 
     with _diagnostic("list", as_json=as_json, verbose=verbose) as result:
         result["serial_ports"] = [

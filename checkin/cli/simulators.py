@@ -12,40 +12,25 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path  # noqa: TC003 - Typer reads the annotations at run time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from device_kit.cli import EXIT_INPUT, add_sim_ctl, fail, parse_control_port, parse_host_port, wait_for_signal
+
 if TYPE_CHECKING:
-    from checkin.pcsc.vpcd import VirtualCard
+    from pcsc.vpcd import VirtualCard
 
 app = typer.Typer(no_args_is_help=True, help="设备模拟器 / Device simulators (ID card reader, virtual PC/SC cards).")
+add_sim_ctl(app)  # checkin-kiosk sim sim-ctl --control HOST:PORT faults | status | clear | NAME key=value
 
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log the simulated wire traffic to stderr.")]
 
 
-def _split_address(value: str, option: str) -> tuple[str, int]:
-    host, _, port_text = value.rpartition(":")
-    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise typer.BadParameter(f"{option} must be HOST:PORT with a port 0..65535, got {value!r}")
-    return host, int(port_text)
-
-
-def _fail(reason: str) -> typer.Exit:
-    typer.echo(f"无法启动 / cannot start: {' '.join(reason.split())}", err=True)
-    return typer.Exit(1)
-
-
-def _wait_for_stop() -> None:
-    """Block until SIGINT or SIGTERM."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+def _fail(reason: str) -> NoReturn:
+    fail(EXIT_INPUT, f"无法启动 / cannot start: {' '.join(reason.split())}")
 
 
 def _logging(verbose: bool) -> None:
@@ -75,9 +60,8 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
     verbose: VerboseOption = False,
 ) -> None:
     """模拟身份证阅读器 / Run the SAM ID card reader simulator."""
-    from checkin.id_card.simulator import (  # noqa: PLC0415
+    from id_card_reader.simulator import (  # noqa: PLC0415
         SAMPLE_IDENTITIES,
-        ControlServer,
         SamReaderEmulator,
         SamReaderSimulator,
         SimulatorConfigError,
@@ -85,7 +69,7 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
     )
 
     _logging(verbose)
-    host, port = _split_address(listen, "--listen")
+    host, port = parse_host_port(listen, "--listen")
     if present != "none" and not present.isdigit():
         raise typer.BadParameter(f"--present must be an identity index or 'none', got {present!r}")
     try:
@@ -93,31 +77,26 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
         emulator = SamReaderEmulator(cards, present=None, faults=fault or ())
         if present != "none":
             emulator.place(int(present))
-        simulator = SamReaderSimulator(emulator, host=host, port=port, pty=pty).start()
-        controller = None
-        if control:
-            control_host, control_port = _split_address(control, "--control")
-            controller = ControlServer(emulator, host=control_host, port=control_port).start()
+        control_port = parse_control_port(control, host)
+        simulator = SamReaderSimulator(emulator, host=host, port=port, pty=pty, control_port=control_port).start()
     except SimulatorConfigError as err:
-        raise _fail(str(err)) from None
+        _fail(str(err))
     except OSError as err:
-        raise _fail(f"{listen}: {err.strerror or err}") from None
+        _fail(f"{listen}: {err.strerror or err}")
     info: dict[str, Any] = {"url": simulator.url, "identities": len(cards), "faults": fault or []}
-    if controller is not None:
-        info["control"] = "{}:{}".format(*controller.address)
+    if simulator.control_address is not None:
+        info["control"] = "{}:{}".format(*simulator.control_address)
     typer.echo(json.dumps(info, ensure_ascii=False), nl=True)
     sys.stdout.flush()
     try:
-        _wait_for_stop()
+        wait_for_signal()
     finally:
-        if controller is not None:
-            controller.stop()
         simulator.stop()
 
 
 def _card_for(band: str | None, bank_card: str | None, kind: str, dead: bool, holder: str | None) -> VirtualCard:
-    from checkin.band_reader.simulator import MifareBand  # noqa: PLC0415
-    from checkin.bank_card.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard  # noqa: PLC0415
+    from band_reader.simulator import MifareBand  # noqa: PLC0415
+    from bank_card_reader.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard  # noqa: PLC0415
     from personal_data import bank_card as pan_rules  # noqa: PLC0415
 
     chosen = [x for x in (band, bank_card, dead or None) if x]
@@ -165,7 +144,7 @@ def cards(  # noqa: PLR0917 - Typer maps options to parameters
     verbose: VerboseOption = False,
 ) -> None:
     """插入虚拟卡 / Keep one virtual card in a vpcd slot of a running pcscd until stopped."""
-    from checkin.pcsc import VirtualCardError, VirtualCardSlot  # noqa: PLC0415
+    from pcsc import VirtualCardError, VirtualCardSlot  # noqa: PLC0415
 
     _logging(verbose)
     card = _card_for(band, bank_card, kind, dead, holder)
@@ -173,11 +152,11 @@ def cards(  # noqa: PLR0917 - Typer maps options to parameters
     try:
         slot.insert(card, wait=True)
     except VirtualCardError as err:
-        raise _fail(str(err)) from None
+        _fail(str(err))
     typer.echo(json.dumps({"vpcd": f"{vpcd_host}:{vpcd_port}", "card": type(card).__name__}))
     sys.stdout.flush()
     try:
-        _wait_for_stop()
+        wait_for_signal()
     finally:
         slot.remove()
 
@@ -194,7 +173,7 @@ def pcscd(  # noqa: PLR0917 - Typer maps options to parameters
     verbose: VerboseOption = False,
 ) -> None:
     """私有pcscd / Run a private pcscd with the vpcd driver (slot 0: band, slot 1: bank card)."""
-    from checkin.pcsc import PcscDaemon, PcscDaemonError, VirtualCardError  # noqa: PLC0415
+    from pcsc import PcscDaemon, PcscDaemonError, VirtualCardError  # noqa: PLC0415
 
     _logging(verbose)
     band_card = _card_for(band, None, kind, False, holder) if band else None  # noqa: FBT003
@@ -208,7 +187,7 @@ def pcscd(  # noqa: PLR0917 - Typer maps options to parameters
             daemon.slot(1).insert(bank, wait=True)
     except (PcscDaemonError, VirtualCardError) as err:
         daemon.stop()
-        raise _fail(str(err)) from None
+        _fail(str(err))
     info = {
         "PCSCLITE_CSOCK_NAME": str(daemon.socket_path),
         "readers": [{"name": s.reader_name, "vpcd_port": s.port} for s in daemon.slots],
@@ -216,6 +195,6 @@ def pcscd(  # noqa: PLR0917 - Typer maps options to parameters
     typer.echo(json.dumps(info, ensure_ascii=False))
     sys.stdout.flush()
     try:
-        _wait_for_stop()
+        wait_for_signal()
     finally:
         daemon.stop()

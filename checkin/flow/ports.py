@@ -4,7 +4,7 @@ The real parts (the card readers, the camera session, the arm's dispenser, the p
 durable queue) plug in through thin adapters in the composition root; the flow's tests plug in fakes.
 
 Device ports raise only the errors below (`PortError` and its leaves); an adapter translates its
-device package's own exceptions (for example `checkin.id_card.NoCardError` -> `NothingPresentedError`)
+device package's own exceptions (for example `id_card_reader.NoCardError` -> `NothingPresentedError`)
 and chains them with `raise ... from err`.
 """
 
@@ -61,7 +61,7 @@ class PlatformUnavailableError(Exception):
 
 
 class IdentityCard(Protocol):
-    """The fields of a Chinese ID card the flow uses (checkin.id_card.IdentityCard fits as it is)."""
+    """The fields of a Chinese ID card the flow uses (id_card_reader.IdentityCard fits as it is)."""
 
     @property
     def id_number(self) -> str:
@@ -122,7 +122,7 @@ class IdCardPort(Protocol):
 
 
 class BankCardData(Protocol):
-    """A bank card as read (checkin.bank_card.BankCardData fits as it is)."""
+    """A bank card as read (bank_card_reader.BankCardData fits as it is)."""
 
     @property
     def pan(self) -> str:

@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from bank_card_reader.simulator import UnionPayDebitCard
 from checkin.app import face_analyser_factory
-from checkin.bank_card.simulator import UnionPayDebitCard
 from checkin.camera.models import CaptureSettings
 from checkin.flow.views import Screen
 from checkin.port_adapters import FaceCaptureAdapter

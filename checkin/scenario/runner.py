@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
+from bank_card_reader.simulator import DeadCard, UnionPayDebitCard
 from checkin.app import Kiosk, build_kiosk
-from checkin.bank_card.simulator import DeadCard, UnionPayDebitCard
 from checkin.camera.synthetic import make_clip, make_no_face_clip
 from checkin.flow.machine import FlowListenerBase
 from checkin.flow.ports import DispensePhase

@@ -28,20 +28,20 @@ from typing import TYPE_CHECKING, Final
 
 import grpc
 
-from checkin.band_reader.simulator import MifareBand
+from band_reader.simulator import MifareBand
 from checkin.camera.synthetic import make_no_face_clip
 from checkin.config import KioskConfig, hash_pin, load_config
-from checkin.id_card.models import IdentityCard
-from checkin.id_card.simulator import SamReaderEmulator, SamReaderSimulator, placeholder_wlt
-from checkin.pcsc import PcscDaemon
 from checkin.scenario.faces import resolve_face
+from id_card_reader.models import IdentityCard
+from id_card_reader.simulator import SamReaderEmulator, SamReaderSimulator, placeholder_wlt
+from pcsc import PcscDaemon
 from receipt_printer.simulator import PrinterSimulator
 from robot_arm.simulator import ArmSimulator, SimSettings, default_bands
 from uwb.simulator import GatewaySimulator
 
 if TYPE_CHECKING:
-    from checkin.pcsc import VirtualCard, VirtualCardSlot
     from checkin.scenario.model import Expert, Scenario
+    from pcsc import VirtualCard, VirtualCardSlot
 
 log = logging.getLogger(__name__)
 

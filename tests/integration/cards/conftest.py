@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from checkin.id_card.simulator import (
+from id_card_reader.simulator import (
     SAMPLE_IDENTITIES,
     SamReaderEmulator,
     SamReaderSimulator,
     load_identities,
 )
-from checkin.pcsc import PcscContext, PcscDaemon, VirtualCardSlot
-from checkin.pcsc.daemon import SOCKET_ENV
+from pcsc import PcscContext, PcscDaemon, VirtualCardSlot
+from pcsc.daemon import SOCKET_ENV
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

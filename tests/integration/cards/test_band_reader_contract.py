@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from checkin.band_reader import BandUidReader, NoBandError, UnsupportedBandError
-from checkin.band_reader.simulator import MifareBand
+from band_reader import BandUidReader, NoBandError, UnsupportedBandError
+from band_reader.simulator import MifareBand
 
 if TYPE_CHECKING:
-    from checkin.pcsc import VirtualCardSlot
+    from pcsc import VirtualCardSlot
 
 pytestmark = pytest.mark.pcsc
 

@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from checkin.bank_card import (
+from bank_card_reader import (
     BankCardReader,
     CardUnreadableError,
     NoCardPresentError,
     ReaderUnavailableError,
 )
-from checkin.bank_card.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard
+from bank_card_reader.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard
 from personal_data import bank_card as pan_rules
 
 if TYPE_CHECKING:
-    from checkin.pcsc import VirtualCardSlot
+    from pcsc import VirtualCardSlot
 
 pytestmark = pytest.mark.pcsc
 

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from checkin.band_reader.simulator import MifareBand
-from checkin.bank_card.simulator import UnionPayDebitCard
-from checkin.id_card.simulator import SimulatorControl
+from band_reader.simulator import MifareBand
+from bank_card_reader.simulator import UnionPayDebitCard
+from id_card_reader.simulator import SimulatorControl
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from checkin.pcsc import PcscDaemon, VirtualCardSlot
+    from pcsc import PcscDaemon, VirtualCardSlot
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -63,7 +63,6 @@ def sim_process(tmp_path: Path) -> Iterator[tuple[str, SimulatorControl]]:
         host, port = info["control"].rsplit(":", 1)
         control = SimulatorControl(host, int(port))
         yield info["url"], control
-        control.close()
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -88,17 +87,17 @@ def test_read_id_against_the_simulator_process(sim_process: tuple[str, Simulator
         ("bad_checksum", 0, None),
         ("garbage_bytes", 0, None),
         ("slow_reader:0.2", 0, None),
-        ("removed_mid_read", 1, "id_card_removed"),
-        ("sam_self_test_failure", 1, "reader_fault"),
+        ("removed_mid_read", 4, "id_card_removed"),
+        ("sam_self_test_failure", 4, "reader_fault"),
         ("no_card", 4, "no_id_card"),
-        ("bad_checksum@always", 1, "reader_protocol_error"),
+        ("bad_checksum@always", 5, "reader_protocol_error"),
     ],
 )
 def test_read_id_under_each_fault(
     sim_process: tuple[str, SimulatorControl], fault: str, code: int, key: str | None
 ) -> None:
     url, control = sim_process
-    control.inject(fault)
+    control.inject_spec(fault)
     result = run("devices", "read-id", "--port", url, "--json", "--timeout", "1")
     out = json.loads(result.stdout)
     assert result.returncode == code, result.stdout

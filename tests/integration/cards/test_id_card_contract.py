@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from checkin.id_card import IdCardReader, IdentityCard, NoCardError
+from id_card_reader import IdCardReader, IdentityCard, NoCardError
 from personal_data import id_number as id_rules
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from checkin.id_card.simulator import SamReaderEmulator, SamReaderSimulator
+    from id_card_reader.simulator import SamReaderEmulator, SamReaderSimulator
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from checkin.id_card import (
+from id_card_reader import (
     CardRemovedError,
     IdCardConnectionError,
     IdCardReader,
@@ -14,8 +14,8 @@ from checkin.id_card import (
     IdentityDataError,
     SamSelfTestError,
 )
-from checkin.id_card import errors as idc
-from checkin.id_card.simulator import SamReaderEmulator, SamReaderSimulator, identity_from_dict, identity_to_dict
+from id_card_reader import errors as idc
+from id_card_reader.simulator import SamReaderEmulator, SamReaderSimulator, identity_from_dict, identity_to_dict
 
 
 def read(url: str, **kwargs: float) -> tuple[object, int]:
@@ -86,22 +86,21 @@ def test_no_card_fault_hides_a_placed_card(sam_emulator: SamReaderEmulator, sam_
 
 
 @pytest.mark.parametrize(
-    ("code", "error"),
-    [(code, cls) for code, cls in sorted(idc.SW3_ERRORS.items()) if code != 0x80],
+    "code", [c for c in idc.Sw3 if c not in (idc.Sw3.SUCCESS, idc.Sw3.CARD_FOUND, idc.Sw3.FIND_FAILED)]
 )
 def test_every_sw3_code_maps_to_its_error(
-    sam_emulator: SamReaderEmulator, sam_simulator: SamReaderSimulator, code: int, error: type[idc.SamStatusError]
+    sam_emulator: SamReaderEmulator, sam_simulator: SamReaderSimulator, code: idc.Sw3
 ) -> None:
     # The forced status answers the first find; a retryable one is retried (and then read fine).
     sam_emulator.inject(f"reply_sw3:{code:02X}")
     with IdCardReader.open(sam_simulator.url) as reader:
-        if error.retryable:
+        if code in idc.RETRYABLE_STATUSES:
             assert reader.read_identity(timeout=1) == sam_emulator.identities[0]
             assert reader.retries == 1
         else:
-            with pytest.raises(error) as caught:
+            with pytest.raises(idc.SamStatusError) as caught:
                 reader.read_identity(timeout=1)
-            assert caught.value.sw3 == code
+            assert caught.value.status is code
 
 
 def test_select_and_read_failures_are_retried_then_reported(
@@ -109,8 +108,9 @@ def test_select_and_read_failures_are_retried_then_reported(
 ) -> None:
     # 0x41 on every read: the card stays, so the driver retries select+read, then gives up.
     sam_emulator.inject("reply_sw3:41@always")
-    with IdCardReader.open(sam_simulator.url, attempts=3) as reader, pytest.raises(idc.ReadCardFailedError):
+    with IdCardReader.open(sam_simulator.url, attempts=3) as reader, pytest.raises(idc.SamStatusError) as caught:
         reader.read_identity(timeout=1)
+    assert caught.value.status is idc.Sw3.READ_FAILED
 
 
 def test_silent_reader_times_out(sam_emulator: SamReaderEmulator, sam_simulator: SamReaderSimulator) -> None:

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import pytest
 
-from checkin.bank_card.simulator import UnionPayDebitCard
+from bank_card_reader.simulator import UnionPayDebitCard
 from checkin.camera.synthetic import make_clip
 from checkin.scenario.faces import resolve_face
 from checkin.scenario.model import load_scenario

@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from typer.testing import CliRunner
 
+from device_kit.control import ControlClient, ControlError
 from robot_arm.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_LINK, app
+from robot_arm.simulator import ArmSimulator
 
 if TYPE_CHECKING:
-    from robot_arm.simulator import ArmSimulator
+    from robot_arm.simulator import SimSettings
 
 runner = CliRunner()
 FAST = ["--command-timeout", "0.3", "--motion-timeout", "2"]
@@ -71,7 +74,7 @@ def test_device_error_is_one_line_and_exit_code(sim: ArmSimulator) -> None:
     result = runner.invoke(app, ["--port", sim.url, *FAST, "home"])
     assert result.exit_code == 4
     assert result.output.strip().splitlines() == [
-        "robot-arm: arm error: arm answered E50 (EMERGENCY_STOP) to HOME: emergency stop"
+        "错误 / error: arm error: arm answered E50 (EMERGENCY_STOP) to HOME: emergency stop"
     ]
 
 
@@ -133,3 +136,31 @@ def test_sim_process_serves_the_driver(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
     assert process.returncode == 0
+
+
+def test_sim_ctl_switches_faults_and_runs_scenario_actions(sim_settings: SimSettings) -> None:
+    with ArmSimulator(sim_settings, control_port=0) as simulator:
+        assert simulator.control_address is not None
+        control = "{}:{}".format(*simulator.control_address)
+        result = runner.invoke(app, ["sim-ctl", "--control", control, "faults"])
+        assert result.exit_code == 0, result.output
+        assert "slow_home: " in result.output
+        assert "[factor=5.0]" in result.output
+        result = runner.invoke(app, ["sim-ctl", "--control", control, "power_loss", "keep_band=yes"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["active"] == {"power_loss": {"keep_band": True}}
+        assert simulator.pending_faults() == ["power_loss"]
+        result = runner.invoke(app, ["sim-ctl", "--control", control, "gremlins"])
+        assert result.exit_code == EXIT_CONFIG
+        assert "unknown simulator fault 'gremlins'" in result.output
+        result = runner.invoke(app, ["sim-ctl", "--control", control, "clear"])
+        assert json.loads(result.output)["active"] == {}
+        client = ControlClient(*simulator.control_address)
+        assert client.request("estop_press")["alarm"] == 50
+        assert simulator.status().estop
+        client.request("estop_release")
+        assert client.request("refill", bands=["04AABBCC"])["ledger"]["stock"] == 13
+        with pytest.raises(ControlError, match="already in the dispenser"):
+            client.request("refill", bands=["04AABBCC"])
+        with pytest.raises(ControlError, match="known: inject, clear, faults, status, take"):
+            client.request("explode")

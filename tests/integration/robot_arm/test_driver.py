@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -226,3 +227,15 @@ def test_bad_url_and_settings_are_config_errors() -> None:
 
 def test_timeout_error_type_is_distinct(arm: ArmDriver) -> None:
     assert not issubclass(ArmTimeoutError, ArmConnectionError)
+
+
+def test_slow_home_takes_longer_once(arm: ArmDriver, sim: ArmSimulator) -> None:
+    sim.inject("slow_home", factor=100)  # 3 s x 100 at speed 1000: at least 0.3 s
+    started = time.monotonic()
+    arm.home()
+    assert time.monotonic() - started >= 0.3
+    assert sim.faults_fired["slow_home"] == 1
+    assert "slow_home" not in sim.pending_faults()
+    arm.home()
+    assert sim.faults_fired["slow_home"] == 1
+    assert arm.status().homed

@@ -116,16 +116,24 @@ def test_simulator_process_with_dump_and_control_channel(tmp_path: Path) -> None
             "hotel": "HX01",
             "room": "1208",
         }
-        assert run("sim-ctl", "--control", control, "tag", "0F07", "range", "off")[1] == "ok\n"
+        code, out, _ = run("sim-ctl", "--control", control, "out_of_range", "tag=0F07")
+        assert code == 0
+        assert json.loads(out)["active"] == {"out_of_range": {"tag": "0F07"}}
         code, _, err = run(
             "--port", url, "send", "0F07", "--batch", "ZB1", "--hotel", "HX01", "--room", "1", "--ack-timeout", "10"
         )
         assert code == 4, err
-        assert run("sim-ctl", "--control", control, "offline", "on")[0] == 0
+        assert run("sim-ctl", "--control", control, "offline")[0] == 0
         assert run("--port", url, "--timeout", "0.1", "--retries", "1", "status")[0] == 3
-        code, _, err = run("sim-ctl", "--control", control, "tag", "XYZ", "range", "off")
+        code, _, err = run("sim-ctl", "--control", control, "out_of_range", "tag=XYZ")
         assert code == 2
         assert "4 hex digits" in err
+        code, _, err = run("sim-ctl", "--control", control, "gremlins")
+        assert code == 2
+        assert "unknown fault 'gremlins'" in err
+        code, out, _ = run("sim-ctl", "--control", control, "clear")
+        assert (code, json.loads(out)["active"]) == (0, {})
+        assert run("--port", url, "--timeout", "0.1", "--retries", "1", "status")[0] == 0
     finally:
         proc.terminate()
         proc.wait(10)

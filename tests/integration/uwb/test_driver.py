@@ -57,17 +57,28 @@ def test_clear_overwrites_an_assignment(sim: GatewaySimulator, gateway: UwbGatew
 
 
 def test_out_of_range_tag(sim: GatewaySimulator, gateway: UwbGateway) -> None:
-    sim.set_tag(0x0F07, in_range=False)
+    sim.inject("out_of_range", tag="0F07")
     with pytest.raises(TagOutOfRangeError, match="0F07") as info:
         gateway.send_to_tag(0x0F07, payload.encode(BandCleared(0x0F07)))
     assert info.value.tag_id == 0x0F07
     assert sim.tag(0x0F07).held == b""
+    sim.clear("out_of_range")
+    gateway.send_to_tag(0x0F07, payload.encode(BandCleared(0x0F07)))
+    assert sim.tag(0x0F07).held != b""
+
+
+def test_tag_faults_name_a_known_tag(sim: GatewaySimulator) -> None:
+    with pytest.raises(KeyError, match="No simulated tag 0999"):
+        sim.inject("slow_tag", tag="0999")
+    with pytest.raises(ValueError, match="hex"):
+        sim.inject("drop_acks", tag="")
+    assert sim.faults_set.snapshot() == {}
 
 
 def test_slow_tag_times_out_at_the_host_but_the_gateway_keeps_trying(
     sim: GatewaySimulator, gateway: UwbGateway
 ) -> None:
-    sim.set_tag(0x204C, latency_s=0.3)
+    sim.inject("slow_tag", tag="204C", latency_s=0.3)
     data = payload.encode(A)
     with pytest.raises(DeliveryTimeoutError, match="QUEUED"):
         gateway.send_to_tag(0x204C, data, ack_timeout=0.05)
@@ -75,7 +86,7 @@ def test_slow_tag_times_out_at_the_host_but_the_gateway_keeps_trying(
 
 
 def test_a_few_lost_acks_are_absorbed_by_gateway_retransmission(sim: GatewaySimulator, gateway: UwbGateway) -> None:
-    sim.set_tag(0x204C, drop_acks=2)
+    sim.inject("drop_acks", tag="204C", count=2)
     gateway.send_to_tag(0x204C, payload.encode(A))
     assert sim.counters().acks_dropped == 2
     assert len(sim.tag(0x204C).history) == 1  # retransmissions of the same bytes are not new writes
@@ -136,7 +147,8 @@ def test_tag_refuses_a_payload_for_another_tag(sim: GatewaySimulator, gateway: U
 def test_gateway_restart_loses_the_pending_downlink(sim: GatewaySimulator, gateway: UwbGateway) -> None:
     sim.set_tag(0x204C, latency_s=5.0)
     msg_id = gateway.start_downlink(0x204C, payload.encode(A))
-    sim.restart()
+    sim.inject("restart")
+    assert sim.faults_set.snapshot() == {}  # a reboot happens once
     assert gateway.downlink_status(msg_id).state == DownlinkState.UNKNOWN
 
 

@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkin.band_reader import BandReaderError, parse_uid_response
-from checkin.band_reader.errors import BandProtocolError, BandUnreadableError, UnsupportedBandError
-from checkin.band_reader.simulator import MifareBand
-from checkin.bank_card import CardUnreadableError, NoSupportedApplicationError, read_emv_card
-from checkin.bank_card.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard
-from checkin.pcsc.client import ResponseApdu, t0_exchange
+from band_reader import BandReaderError, parse_uid_response
+from band_reader.errors import BandProtocolError, BandUnreadableError, UnsupportedBandError
+from band_reader.simulator import MifareBand
+from bank_card_reader import CardUnreadableError, NoSupportedApplicationError, read_emv_card
+from bank_card_reader.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard
+from pcsc.client import ResponseApdu, t0_exchange
 
 if TYPE_CHECKING:
-    from checkin.pcsc.vpcd import VirtualCard
+    from pcsc.vpcd import VirtualCard
 
 
 class CardOnTheDesk:

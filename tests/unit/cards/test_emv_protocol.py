@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkin.bank_card import BankCardError, InvalidCardNumberError, parse_swipe, parse_typed
-from checkin.bank_card.errors import CardDataError, TlvError
-from checkin.bank_card.protocol import (
+from bank_card_reader import BankCardError, InvalidCardNumberError, parse_swipe, parse_typed
+from bank_card_reader.errors import CardDataError, TlvError
+from bank_card_reader.protocol import (
     Tag,
     build_dol_data,
     card_data_from_records,

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from checkin.id_card.simulator import (
+from id_card_reader.simulator import (
     SAMPLE_IDENTITIES,
-    ControlServer,
     Fault,
     FaultSpec,
     SamReaderEmulator,
+    SamReaderSimulator,
     SimulatorConfigError,
     load_identities,
 )
@@ -105,19 +105,29 @@ def test_bad_identities_files(tmp_path: Path, content: str, message: str) -> Non
         load_identities(path)
 
 
-def test_control_requests() -> None:
+def test_control_requests_on_the_kit_channel() -> None:
     emulator = SamReaderEmulator(load_identities(SAMPLE_IDENTITIES), present=None)
-    control = ControlServer(emulator)
-    try:
-        assert control.execute(json.dumps({"op": "place", "index": 1}))["state"]["card"] == "3101**********0245"
-        assert control.execute('{"op": "inject", "fault": "bad_checksum@2"}')["state"]["faults"] == ["bad_checksum@2"]
-        assert control.execute('{"op": "clear"}')["state"]["faults"] == []
-        assert control.execute('{"op": "remove"}')["state"]["card"] is None
-        assert control.execute('{"op": "explode"}') == {
-            "ok": False,
-            "error": "unknown op 'explode'; ops: place, remove, inject, clear, state",
-        }
-        assert not control.execute("{")["ok"]
-        assert not control.execute('{"op": "place", "index": 99}')["ok"]
-    finally:
-        control.stop()
+    sim = SamReaderSimulator(emulator)
+
+    def control(request: str) -> dict[str, object]:
+        return sim.handle_control(request.encode())
+
+    placed = control(json.dumps({"op": "place", "index": 1}))
+    assert placed["card"] == "3101**********0245"
+    injected = control('{"op": "inject", "fault": "bad_checksum", "params": {"times": 2}}')
+    assert injected["active"] == {"bad_checksum": "bad_checksum@2"}
+    assert control('{"op": "inject", "fault": "reply_sw3", "params": {"sw3": "33"}}')["active"] == {
+        "bad_checksum": "bad_checksum@2",
+        "reply_sw3": "reply_sw3:33@1",
+    }
+    assert control('{"op": "clear"}')["active"] == {}
+    assert control('{"op": "remove"}')["card"] is None
+    assert control('{"op": "explode"}') == {
+        "ok": False,
+        "error": "FaultError: unknown op 'explode'; known: inject, clear, faults, status, place, remove",
+    }
+    assert not control("{")["ok"]
+    assert not control('{"op": "place", "index": 99}')["ok"]
+    assert not control('{"op": "inject", "fault": "reply_sw3", "params": {"sw3": "XYZ"}}')["ok"]
+    assert not control('{"op": "inject", "fault": "gremlins"}')["ok"]
+    assert "times" in str(control('{"op": "faults"}')["faults"])

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkin.id_card import errors as idc
-from checkin.id_card.models import IdentityCard
-from checkin.id_card.protocol import (
+from id_card_reader import errors as idc
+from id_card_reader.models import IdentityCard
+from id_card_reader.protocol import (
     PREAMBLE,
     BaseInfo,
     Command,
@@ -254,10 +254,28 @@ def test_long_term_and_foreigner_cards() -> None:
         decode_identity_text(bytes(foreign), bytes(1024))
 
 
-@pytest.mark.parametrize(("code", "cls"), sorted(idc.SW3_ERRORS.items()))
-def test_each_sw3_code_has_its_own_error(code: int, cls: type[idc.SamStatusError]) -> None:
+FAILED_STATUSES = [code for code in idc.Sw3 if code not in (idc.Sw3.SUCCESS, idc.Sw3.CARD_FOUND)]
+
+
+@pytest.mark.parametrize("code", FAILED_STATUSES)
+def test_each_failed_sw3_code_is_one_error_carrying_its_status(code: idc.Sw3) -> None:
     error = decode_frame(build_reply(code)).as_reply().error("READ")
-    assert type(error) is cls
+    assert isinstance(error, idc.SamStatusError)
+    assert error.status is code
     assert error.sw3 == code
     assert f"{code:02X}" in str(error)
-    assert len(set(idc.SW3_ERRORS.values())) == len(idc.SW3_ERRORS)
+    assert error.retryable == (code in idc.RETRYABLE_STATUSES)
+    special = {idc.Sw3.FIND_FAILED: idc.NoCardError, idc.Sw3.SAM_SELF_TEST_FAILED: idc.SamSelfTestError}
+    assert type(error) is special.get(code, idc.SamStatusError)
+
+
+def test_status_keys_follow_the_status() -> None:
+    def key(code: int) -> str:
+        return decode_frame(build_reply(code)).as_reply().error("READ").key
+
+    assert key(idc.Sw3.READ_FAILED) == "id_card_unreadable"
+    assert key(idc.Sw3.UNKNOWN_CARD_TYPE) == "id_card_type_unsupported"
+    assert key(idc.Sw3.SAM_NOT_AUTHORISED) == "reader_fault"
+    assert key(idc.Sw3.BAD_COMMAND) == "id_card_reader_status"
+    unknown = decode_frame(build_reply(0x5A)).as_reply().error("READ")
+    assert (unknown.status, unknown.key, unknown.retryable) == (0x5A, "id_card_reader_status", False)

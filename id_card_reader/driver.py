@@ -6,12 +6,14 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Final, Self, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import serial
-import serial.threaded
+from serial.threaded import Protocol
 
-from checkin.id_card.errors import (
+from device_kit.link import Closing, start_reader
+from id_card_reader.errors import (
+    SW3_TEXT,
     CardRemovedError,
     FrameFormatError,
     IdCardConnectionError,
@@ -20,16 +22,15 @@ from checkin.id_card.errors import (
     IdCardTimeoutError,
     NoCardError,
     SamStatusError,
-)
-from checkin.id_card.models import IdentityCard, PhotoDecoder, ReaderStatus, UnavailablePhotoDecoder
-from checkin.id_card.protocol import (
-    BAUDRATE,
-    SW3_TEXT,
-    Command,
-    SamFrame,
-    SamFramePacketizer,
-    SamReply,
     Sw3,
+)
+from id_card_reader.models import IdentityCard, PhotoDecoder, ReaderStatus, UnavailablePhotoDecoder
+from id_card_reader.protocol import (
+    BAUDRATE,
+    Command,
+    FrameAssembler,
+    SamFrame,
+    SamReply,
     build_request,
     decode_base_info,
     decode_identity_text,
@@ -37,10 +38,10 @@ from checkin.id_card.protocol import (
 )
 
 if TYPE_CHECKING:
-    from types import TracebackType
+    from collections.abc import Callable
 
-log = logging.getLogger("checkin.id_card")
-wire_log = logging.getLogger("checkin.id_card.wire")
+log = logging.getLogger("id_card_reader")
+wire_log = logging.getLogger("id_card_reader.wire")
 
 #: After a damaged frame, how long the line must stay quiet before we resend (at 115200 baud a
 #: byte takes 87 µs, so 100 ms of silence means the reader has finished talking).
@@ -48,6 +49,49 @@ QUIET_AFTER_DAMAGE: Final = 0.1
 #: Read timeout of the serial port in the reader thread: bounds how long close() waits on
 #: transports without cancel_read (socket://).
 _PORT_POLL: Final = 0.05
+
+
+class SamFramePacketizer(Protocol):  # type: ignore[misc]
+    """pyserial threaded Protocol: frames the byte stream and hands each frame to a callback.
+
+    Runs in pyserial's ReaderThread; `on_item` receives SamFrame or a recovered protocol error,
+    and `on_lost` the exception that ended the connection (None on a clean close).
+    """
+
+    def __init__(
+        self,
+        on_item: Callable[[SamFrame | IdCardProtocolError], None],
+        on_lost: Callable[[BaseException | None], None],
+    ) -> None:
+        self._assembler = FrameAssembler()
+        self._lock = threading.Lock()
+        self._on_item = on_item
+        self._on_lost = on_lost
+        self._last_data_at = 0.0
+
+    def reset(self) -> None:
+        """Drop a partial frame; called by the driver before each command."""
+        with self._lock:
+            self._assembler.reset()
+
+    def stalled_partial(self, quiet: float) -> int:
+        """Bytes of a partial frame after which the line has been quiet for `quiet` s (0 if none)."""
+        with self._lock:
+            if self._assembler.pending and time.monotonic() - self._last_data_at >= quiet:
+                return self._assembler.pending
+            return 0
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the framer from the reader thread."""
+        with self._lock:
+            self._last_data_at = time.monotonic()
+            items = self._assembler.feed(data)
+        for item in items:
+            self._on_item(item)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """Report the end of the link."""
+        self._on_lost(exc)
 
 
 class _LinkLost:
@@ -60,7 +104,7 @@ class _LinkLost:
 _Item: TypeAlias = "SamFrame | IdCardProtocolError | _LinkLost"
 
 
-class IdCardReader:
+class IdCardReader(Closing):
     """A SAM ID card reader on a serial link: status, find, select, read, and a polling read_identity()."""
 
     def __init__(
@@ -92,16 +136,7 @@ class IdCardReader:
         self._io_lock = threading.Lock()
         self._closed = threading.Event()
         self._port = port
-        if not hasattr(port, "cancel_read"):
-            # ReaderThread forces a 1 s read timeout on transports that cannot cancel a read
-            # (socket://), so close() would hang up to 1 s. With a no-op cancel_read it keeps our
-            # short poll timeout instead, and stop() returns within one poll.
-            port.timeout = _PORT_POLL
-            setattr(port, "cancel_read", lambda: None)  # noqa: B010 - instance attribute on purpose
-        self._thread = serial.threaded.ReaderThread(port, self._make_packetizer)
-        self._thread.start()
-        _transport, packetizer = self._thread.connect()
-        self._packetizer: SamFramePacketizer = packetizer
+        self._thread, self._packetizer = start_reader(port, self._make_packetizer)
 
     @classmethod
     def open(
@@ -138,14 +173,6 @@ class IdCardReader:
             return
         self._closed.set()
         self._thread.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # --- one command ------------------------------------------------------------------------------
 

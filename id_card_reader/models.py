@@ -123,7 +123,7 @@ class UnavailablePhotoDecoder:
 
     def decode(self, wlt: bytes) -> bytes:
         """Always raise PhotoDecoderUnavailableError."""
-        from checkin.id_card.errors import PhotoDecoderUnavailableError  # noqa: PLC0415 (models stay import-light)
+        from id_card_reader.errors import PhotoDecoderUnavailableError  # noqa: PLC0415 (models stay import-light)
 
         _ = wlt
         raise PhotoDecoderUnavailableError(

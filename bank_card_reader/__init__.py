@@ -7,8 +7,8 @@ one ever shown or logged.
 
 from __future__ import annotations
 
-from checkin.bank_card.driver import BankCardReader, read_emv_card
-from checkin.bank_card.errors import (
+from bank_card_reader.driver import BankCardReader, read_emv_card
+from bank_card_reader.errors import (
     BankCardError,
     CardDataError,
     CardRemovedError,
@@ -19,8 +19,8 @@ from checkin.bank_card.errors import (
     ReaderUnavailableError,
     TlvError,
 )
-from checkin.bank_card.models import BankCardData, CardSource
-from checkin.bank_card.protocol import parse_swipe, parse_typed
+from bank_card_reader.models import BankCardData, CardSource
+from bank_card_reader.protocol import parse_swipe, parse_typed
 
 __all__ = [
     "BankCardData",

@@ -1,16 +1,15 @@
 """PC/SC plumbing: client access through pyscard, a private pcscd with vpcd, and the project's virtual cards.
 
 Production code uses `PcscContext`/`CardChannel` (through the bank card and band readers). Tests
-and the demo start a `PcscDaemon` and plug virtual cards into its slots with `VirtualCardSlot`.
+and the demo start a `PcscDaemon` and plug virtual cards (`bank_card_reader.simulator`,
+`band_reader.simulator`) into its slots with `VirtualCardSlot`; nothing here loads a simulator.
 """
 
 from __future__ import annotations
 
-from checkin.band_reader.simulator import MifareBand
-from checkin.bank_card.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard
-from checkin.pcsc.client import CardChannel, PcscContext, ResponseApdu, list_readers, resolve_reader_name
-from checkin.pcsc.daemon import PcscDaemon, VpcdSlotInfo
-from checkin.pcsc.errors import (
+from pcsc.client import CardChannel, PcscContext, ResponseApdu, list_readers, resolve_reader_name
+from pcsc.daemon import PcscDaemon, VpcdSlotInfo
+from pcsc.errors import (
     CardAbsentError,
     CardTransmitError,
     CardUnresponsiveError,
@@ -22,7 +21,7 @@ from checkin.pcsc.errors import (
     VirtualCardError,
     WaitCancelledError,
 )
-from checkin.pcsc.vpcd import VirtualCard, VirtualCardSlot
+from pcsc.vpcd import VirtualCard, VirtualCardSlot
 
 __all__ = [
     "CardAbsentError",
@@ -30,10 +29,6 @@ __all__ = [
     "CardTransmitError",
     "CardUnresponsiveError",
     "CardWaitTimeoutError",
-    "ChainingCard",
-    "DeadCard",
-    "MifareBand",
-    "OtherLayoutCard",
     "PcscContext",
     "PcscDaemon",
     "PcscDaemonError",
@@ -41,7 +36,6 @@ __all__ = [
     "PcscServiceUnavailableError",
     "ReaderNotFoundError",
     "ResponseApdu",
-    "UnionPayDebitCard",
     "VirtualCard",
     "VirtualCardError",
     "VirtualCardSlot",

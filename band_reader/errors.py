@@ -6,7 +6,7 @@ from typing import ClassVar
 
 
 class BandReaderError(Exception):
-    """Root of every error raised by checkin.band_reader."""
+    """Root of every error raised by band_reader."""
 
     key: ClassVar[str] = "band_reader_error"
 

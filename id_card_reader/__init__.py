@@ -6,8 +6,8 @@ URL picks a real port (/dev/ttyUSB0), a simulator (socket://127.0.0.1:7101) or a
 
 from __future__ import annotations
 
-from checkin.id_card.driver import IdCardReader
-from checkin.id_card.errors import (
+from id_card_reader.driver import IdCardReader
+from id_card_reader.errors import (
     CardRemovedError,
     IdCardConnectionError,
     IdCardError,
@@ -20,7 +20,7 @@ from checkin.id_card.errors import (
     SamSelfTestError,
     SamStatusError,
 )
-from checkin.id_card.models import IdentityCard, PhotoDecoder, PlaceholderPhotoDecoder, ReaderStatus
+from id_card_reader.models import IdentityCard, PhotoDecoder, PlaceholderPhotoDecoder, ReaderStatus
 
 __all__ = [
     "CardRemovedError",

@@ -15,29 +15,23 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import threading
-import time
 from dataclasses import dataclass
 from functools import reduce
 from operator import xor
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-import serial.threaded
-
-from checkin.id_card.errors import (
-    SW3_ERRORS,
+from id_card_reader.errors import (
+    SW3_TEXT,
     FrameChecksumError,
     FrameFormatError,
     IdCardProtocolError,
     IdentityDataError,
     SamStatusError,
+    Sw3,
     UnsupportedCardTypeError,
 )
-from checkin.id_card.models import IdentityCard
+from id_card_reader.models import IdentityCard
 from personal_data import id_number as id_rules
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 PREAMBLE: Final = b"\xaa\xaa\xaa\x96\x69"
 HEADER_LEN: Final = len(PREAMBLE) + 2
@@ -59,55 +53,6 @@ class Command(enum.IntEnum):
     READ_BASE_INFO = 0x3001
     READ_BASE_INFO_FINGERPRINT = 0x3010
     SET_MAX_RF_BYTE = 0x61FF
-
-
-class Sw3(enum.IntEnum):
-    """SW3 codes the SAM returns (success and the two informational ones; errors in SW3_ERRORS)."""
-
-    SUCCESS = 0x90
-    CARD_FOUND = 0x9F
-    NO_SUCH_ITEM = 0x91
-    TERMINAL_CHECKSUM = 0x10
-    TERMINAL_LENGTH = 0x11
-    BAD_COMMAND = 0x21
-    UNAUTHORISED = 0x23
-    UNRECOGNISED = 0x24
-    CARD_AUTH_SAM_FAILED = 0x31
-    SAM_AUTH_CARD_FAILED = 0x32
-    INFO_VERIFY_FAILED = 0x33
-    FINGERPRINT_FAILED = 0x37
-    INFO_LENGTH = 0x3F
-    UNKNOWN_CARD_TYPE = 0x40
-    READ_FAILED = 0x41
-    GET_RANDOM_FAILED = 0x47
-    SAM_SELF_TEST_FAILED = 0x60
-    SAM_NOT_AUTHORISED = 0x66
-    FIND_FAILED = 0x80
-    SELECT_FAILED = 0x81
-
-
-SW3_TEXT: Final[dict[int, str]] = {
-    0x90: "成功 / success",
-    0x9F: "找到身份证 / card found",
-    0x91: "无此项内容 / no such item on the card",
-    0x10: "接收业务终端数据的校验和错 / checksum error in the terminal's frame",
-    0x11: "接收业务终端数据的长度错 / length error in the terminal's frame",
-    0x21: "接收业务终端的命令错误 / bad command",
-    0x23: "越权操作 / unauthorised operation",
-    0x24: "无法识别的错误 / unrecognised error",
-    0x31: "卡认证机具失败 / card failed to authenticate the SAM",
-    0x32: "机具认证卡失败 / SAM failed to authenticate the card",
-    0x33: "信息验证错误 / information verification failed",
-    0x37: "指纹信息验证错误 / fingerprint verification error",
-    0x3F: "信息长度错误 / information length error",
-    0x40: "无法识别的卡类型 / unrecognised card type",
-    0x41: "读卡操作失败 / read-card operation failed",
-    0x47: "取随机数失败 / get-random failed",
-    0x60: "SAM_A自检失败 / SAM self-test failed",
-    0x66: "SAM_A没经过授权 / SAM not authorised",
-    0x80: "找卡不成功 / no card found",
-    0x81: "选卡不成功 / select card failed",
-}
 
 
 def checksum(data: bytes) -> int:
@@ -168,11 +113,9 @@ class SamReply:
 
     def error(self, during: str) -> SamStatusError:
         """The typed error for this (failed) status, naming the step it happened in."""
-        cls = SW3_ERRORS.get(self.sw3, SamStatusError)
         text = SW3_TEXT.get(self.sw3, "未知状态 / unknown status")
-        return cls(
-            f"{during}: SW1 SW2 SW3 = {self.sw1:02X} {self.sw2:02X} {self.sw3:02X} ({text})",
-            sw3=self.sw3,
+        return SamStatusError.from_status(
+            self.sw3, f"{during}: SW1 SW2 SW3 = {self.sw1:02X} {self.sw2:02X} {self.sw3:02X} ({text})"
         )
 
 
@@ -255,49 +198,6 @@ class FrameAssembler:
     def _drop(self, n: int) -> None:
         self.discarded += n
         del self._buffer[:n]
-
-
-class SamFramePacketizer(serial.threaded.Protocol):  # type: ignore[misc]
-    """pyserial threaded Protocol: frames the byte stream and hands each frame to a callback.
-
-    Runs in pyserial's ReaderThread; `on_item` receives SamFrame or a recovered protocol error,
-    and `on_lost` the exception that ended the connection (None on a clean close).
-    """
-
-    def __init__(
-        self,
-        on_item: Callable[[SamFrame | IdCardProtocolError], None],
-        on_lost: Callable[[BaseException | None], None],
-    ) -> None:
-        self._assembler = FrameAssembler()
-        self._lock = threading.Lock()
-        self._on_item = on_item
-        self._on_lost = on_lost
-        self._last_data_at = 0.0
-
-    def reset(self) -> None:
-        """Drop a partial frame; called by the driver before each command."""
-        with self._lock:
-            self._assembler.reset()
-
-    def stalled_partial(self, quiet: float) -> int:
-        """Bytes of a partial frame after which the line has been quiet for `quiet` s (0 if none)."""
-        with self._lock:
-            if self._assembler.pending and time.monotonic() - self._last_data_at >= quiet:
-                return self._assembler.pending
-            return 0
-
-    def data_received(self, data: bytes) -> None:
-        """Feed the framer from the reader thread."""
-        with self._lock:
-            self._last_data_at = time.monotonic()
-            items = self._assembler.feed(data)
-        for item in items:
-            self._on_item(item)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        """Report the end of the link."""
-        self._on_lost(exc)
 
 
 # --- read base info (30 01) reply --------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from checkin.band_reader.errors import BandProtocolError, BandUnreadableError, UnsupportedBandError
+from band_reader.errors import BandProtocolError, BandUnreadableError, UnsupportedBandError
 
 #: FF CA 00 00 00: GET DATA, P1=00 the UID (14443-A UID, 14443-B PUPI, FeliCa IDm), Le=00 all of it.
 GET_UID: Final = bytes.fromhex("FFCA000000")

@@ -2,7 +2,7 @@
 
 Each card answers SELECT (PSE, PPSE, AID), GET PROCESSING OPTIONS and READ RECORD like a real
 card of its kind, checks the command bytes it is sent (wrong PDOL length → 6700, unknown SFI →
-6A83), and is plugged into a slot with checkin.pcsc.VirtualCardSlot.insert(card).
+6A83), and is plugged into a slot with pcsc.VirtualCardSlot.insert(card).
 
 - UnionPayDebitCard: PSE (contact) or PPSE (contactless), PDOL, GPO format 2, PAN in 5A and 57.
 - OtherLayoutCard: no directory at all (the reader must try the AID list), no PDOL, GPO format 1,
@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Final
 
-from checkin.bank_card.protocol import (
+from bank_card_reader.protocol import (
     PPSE,
     PSE,
     Tag,

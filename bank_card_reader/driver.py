@@ -8,7 +8,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Final, Protocol
 
-from checkin.bank_card.errors import (
+from bank_card_reader.errors import (
     BankCardError,
     CardDataError,
     CardRemovedError,
@@ -17,7 +17,7 @@ from checkin.bank_card.errors import (
     NoSupportedApplicationError,
     ReaderUnavailableError,
 )
-from checkin.bank_card.protocol import (
+from bank_card_reader.protocol import (
     KNOWN_AIDS,
     PPSE,
     PSE,
@@ -35,8 +35,8 @@ from checkin.bank_card.protocol import (
     select_apdu,
     terminal_values,
 )
-from checkin.pcsc.client import PcscContext, ResponseApdu
-from checkin.pcsc.errors import (
+from pcsc.client import PcscContext, ResponseApdu
+from pcsc.errors import (
     CardAbsentError,
     CardTransmitError,
     CardUnresponsiveError,
@@ -50,9 +50,9 @@ from checkin.pcsc.errors import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from checkin.bank_card.models import BankCardData, CardSource
+    from bank_card_reader.models import BankCardData, CardSource
 
-log = logging.getLogger("checkin.bank_card")
+log = logging.getLogger("bank_card_reader")
 
 SW_OK: Final = 0x9000
 SW_FILE_NOT_FOUND: Final = 0x6A82

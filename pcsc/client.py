@@ -1,7 +1,7 @@
 """PC/SC access through pyscard's scard layer: find a reader, wait for a card, exchange APDUs.
 
 Bank card and wristband readers sit on top of this; it translates every PC/SC return code into
-checkin.pcsc errors, and handles the ISO 7816-4 T=0 transport rules (61xx, 6Cxx) in one place.
+pcsc errors, and handles the ISO 7816-4 T=0 transport rules (61xx, 6Cxx) in one place.
 Which pcscd it talks to is decided by libpcsclite: PCSCLITE_CSOCK_NAME, or /run/pcscd/pcscd.comm.
 """
 
@@ -11,11 +11,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final
 
 from smartcard import scard
 
-from checkin.pcsc.errors import (
+from device_kit.link import Closing
+from pcsc.errors import (
     CardAbsentError,
     CardTransmitError,
     CardUnresponsiveError,
@@ -28,9 +29,8 @@ from checkin.pcsc.errors import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import TracebackType
 
-log = logging.getLogger("checkin.pcsc")
+log = logging.getLogger("pcsc")
 
 #: Longest T=0 GET RESPONSE chain we follow before calling the card broken.
 MAX_GET_RESPONSE: Final = 64
@@ -107,7 +107,7 @@ def resolve_reader_name(wanted: str | None, available: list[str]) -> str:
     raise ReaderNotFoundError(f"{wanted!r} matches several readers: {', '.join(matches)}")
 
 
-class PcscContext:
+class PcscContext(Closing):
     """One PC/SC context: list readers, wait for cards, connect. cancel() may be called from any thread."""
 
     def __init__(self) -> None:
@@ -116,14 +116,6 @@ class PcscContext:
         self._context: Any = context
         self._closed = False
         self._lock = threading.Lock()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Release the context (idempotent)."""
@@ -206,7 +198,7 @@ class PcscContext:
         return CardChannel(card, int(protocol), reader, bytes(atr))
 
 
-class CardChannel:
+class CardChannel(Closing):
     """A connection to one card: raw transmit() and ISO 7816-4 exchange() with T=0 chaining."""
 
     def __init__(self, handle: Any, protocol: int, reader: str, atr: bytes) -> None:
@@ -215,14 +207,6 @@ class CardChannel:
         self.reader = reader
         self.atr = atr
         self._closed = False
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     @property
     def protocol_name(self) -> str:

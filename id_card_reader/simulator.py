@@ -21,33 +21,35 @@ import logging
 import os
 import random
 import select
-import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from checkin.id_card.errors import FrameChecksumError, IdCardError, IdCardProtocolError
-from checkin.id_card.models import IdentityCard
-from checkin.id_card.protocol import (
+from device_kit.control import ControlClient, ControlError
+from device_kit.faults import FaultSet
+from device_kit.faults import FaultSpec as KitFaultSpec
+from device_kit.server import SimulatorServer
+from id_card_reader.errors import FrameChecksumError, IdCardError, IdCardProtocolError, Sw3
+from id_card_reader.models import IdentityCard
+from id_card_reader.protocol import (
     PHOTO_LEN,
     PREAMBLE,
     BaseInfo,
     Command,
     FrameAssembler,
     SamFrame,
-    Sw3,
     build_reply,
     encode_base_info,
     encode_identity_text,
 )
 
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable, Iterable, Sequence
-    from types import TracebackType
 
-log = logging.getLogger("checkin.id_card.sim")
-wire_log = logging.getLogger("checkin.id_card.sim.wire")
+log = logging.getLogger("id_card_reader.sim")
+wire_log = logging.getLogger("id_card_reader.sim.wire")
 
 
 class SimulatorConfigError(IdCardError):
@@ -69,6 +71,18 @@ class Fault(enum.StrEnum):
     NO_ANSWER = "no_answer"
     REPLY_SW3 = "reply_sw3"
 
+
+_FAULT_HELP: Final = {
+    Fault.NO_CARD: "无卡 / no card: finding a card fails",
+    Fault.REMOVED_MID_READ: "读卡中移走 / the card leaves the field during the read",
+    Fault.BAD_CHECKSUM: "校验和错 / a reply with a damaged check byte",
+    Fault.SLOW_READER: "阅读器慢 / replies come late by `seconds`",
+    Fault.SAM_SELF_TEST_FAILURE: "SAM 自检失败 / every command answers 0x60",
+    Fault.GARBAGE_BYTES: "噪声 / noise and a fake preamble before the reply",
+    Fault.SHORT_FRAME: "短帧 / the reply stops half-way",
+    Fault.NO_ANSWER: "无应答 / nothing is answered (reader off)",
+    Fault.REPLY_SW3: "指定状态 / the next read answers status `sw3` (hex)",
+}
 
 #: Faults that stay until cleared unless a count is given; the others fire once by default.
 PERSISTENT: Final = frozenset({Fault.NO_CARD, Fault.SLOW_READER, Fault.SAM_SELF_TEST_FAILURE, Fault.NO_ANSWER})
@@ -447,94 +461,135 @@ class SamReaderEmulator:
 # --- transports ----------------------------------------------------------------------------------
 
 
-class SamReaderSimulator:
-    """Serves an emulator on TCP (socket://HOST:PORT) or on a pty, one host connection at a time."""
+#: The faults as the device kit declares them (sim-ctl faults): ``times`` 0 means until cleared.
+KIT_FAULTS: Final = tuple(
+    KitFaultSpec(
+        fault.value,
+        _FAULT_HELP[fault],
+        {
+            **({"sw3": "41"} if fault is Fault.REPLY_SW3 else {}),
+            **({"seconds": DEFAULT_SLOW_DELAY} if fault is Fault.SLOW_READER else {}),
+            "times": 0 if fault in PERSISTENT else 1,
+        },
+    )
+    for fault in Fault
+)
+
+
+class SamReaderSimulator(SimulatorServer):
+    """Serves an emulator on TCP (socket://HOST:PORT) or on a pty, on the device kit's server.
+
+    Faults go through the kit's one interface (``inject(name, **params)``, ``clear()``, ``faults``,
+    the JSON-lines control channel and ``sim-ctl``); the emulator keeps them, since it counts firings.
+    The control channel also takes ``{"op": "place", "index": 1}`` and ``{"op": "remove"}``.
+    """
+
+    name = "sam-sim"
+    control_ops_help = ", place, remove"
 
     def __init__(
-        self, emulator: SamReaderEmulator, *, host: str = "127.0.0.1", port: int = 0, pty: bool = False
+        self,
+        emulator: SamReaderEmulator,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        pty: bool = False,
+        control_port: int | None = None,
     ) -> None:
+        super().__init__(FaultSet(KIT_FAULTS), host, port, control_port=control_port)
         self.emulator = emulator
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._server: socket.socket | None = None
+        self._use_pty = pty
         self._pty_master: int | None = None
         self._pty_slave: int | None = None
-        self._client: socket.socket | None = None
-        self._host = host
-        self._port = port
-        self._use_pty = pty
-        self.url = ""
+        self._pty_path = ""
+        #: Set by stop(): a slow reply's wait ends at once.
+        self._stopped = threading.Event()
 
     def start(self) -> Self:
-        """Bind and start serving; `url` is what the driver opens."""
+        """Bind and start serving; ``url`` is what the driver opens (a pty path with ``pty=True``)."""
+        self._stopped.clear()
+        super().start()
         if self._use_pty:
-            master, slave = os.openpty()
-            self._pty_master, self._pty_slave = master, slave
-            self.url = os.ttyname(slave)
-            self._spawn(self._serve_pty, "sam-sim-pty")
-        else:
-            server = socket.create_server((self._host, self._port))
-            server.settimeout(0.1)
-            self._server = server
-            host, port = server.getsockname()[:2]
-            self.url = f"socket://{host}:{port}"
-            self._spawn(self._serve_tcp, "sam-sim-tcp")
+            self._pty_master, self._pty_slave = os.openpty()
+            self._pty_path = os.ttyname(self._pty_slave)
+            self._spawn(self._serve_pty, name="sam-sim-pty")
         log.info("SAM reader simulator serving on %s", self.url)
         return self
 
-    @property
-    def address(self) -> tuple[str, int]:
-        """(host, port) of the TCP server."""
-        if self._server is None:
-            raise SimulatorConfigError("the simulator serves a pty, not TCP")
-        host, port = self._server.getsockname()[:2]
-        return str(host), int(port)
-
-    def _spawn(self, target: Any, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
     def stop(self) -> None:
         """Stop serving and release the port or pty."""
-        self._stop.set()
-        client = self._client
-        if client is not None:
-            with contextlib.suppress(OSError):
-                client.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            thread.join(timeout=2)
-        if self._server is not None:
-            self._server.close()
+        self._stopped.set()
+        super().stop()
         for fd in (self._pty_master, self._pty_slave):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        self._pty_master = self._pty_slave = None
 
-    def __enter__(self) -> Self:
-        return self.start() if not self.url else self
+    @property
+    def url(self) -> str:
+        """socket://HOST:PORT, or the pty's path when serving a pty."""
+        return self._pty_path or super().url
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of the TCP server."""
+        return self._host, self.port
 
-    def _serve_tcp(self) -> None:
-        assert self._server is not None
-        while not self._stop.is_set():
-            try:
-                client, peer = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            log.info("host connected from %s:%s", *peer[:2])
-            self._client = client
-            with client:
-                client.settimeout(0.1)
-                self._serve_link(client.recv, client.sendall)
-            self._client = None
-            log.info("host disconnected")
+    # ------------------------------------------------------------ faults: the kit's interface, the emulator's store
+
+    def inject(self, name: str, **params: Any) -> None:
+        """Switch a fault on: ``inject("bad_checksum", times=2)``, ``inject("reply_sw3", sw3="33")``."""
+        self.faults_set.inject(name, **params)  # the kit checks the name, keys and types
+        values = self.faults_set.snapshot()[name]
+        self.faults_set.clear(name)
+        value = f":{values['sw3']}" if "sw3" in values else f":{values['seconds']}" if "seconds" in values else ""
+        times = int(values["times"])
+        self.emulator.inject(f"{name}{value}@{'always' if times == 0 else times}")
+
+    def clear(self, name: str | None = None) -> None:
+        """Switch one fault (or all) off."""
+        if name is not None:
+            self.faults_set.spec(name)
+        self.emulator.clear_faults(None if name is None else Fault(name))
+
+    def active_faults(self) -> dict[str, Any]:
+        """What is armed, as NAME[:VALUE]@COUNT."""
+        return {spec.partition(":")[0].partition("@")[0]: spec for spec in self.emulator.state()["faults"]}
+
+    def control_status(self) -> dict[str, Any]:
+        """The card on the reader (masked), identities loaded and replies per command."""
+        state = self.emulator.state()
+        return {"state": state, "card": state["card"]}
+
+    def control_action(self, op: str, request: dict[str, Any]) -> bool:
+        """``place`` (index or id_number) and ``remove``: the card on the reader."""
+        if op == "place":
+            target = request.get("index", request.get("id_number", 0))
+            if not isinstance(target, int | str):
+                raise SimulatorConfigError("place takes an index (number) or an id_number (string)")
+            self.emulator.place(target)
+        elif op == "remove":
+            self.emulator.remove()
+        else:
+            return False
+        return True
+
+    def handle_control(self, line: bytes) -> dict[str, Any]:
+        """One control request to its reply; the emulator's refusals become the error line."""
+        try:
+            return super().handle_control(line)
+        except SimulatorConfigError as err:
+            return {"ok": False, "error": str(err)}
+
+    # ------------------------------------------------------------ the wire
+
+    def serve_connection(self, conn: socket.socket) -> None:
+        """Answer the host's frames on one connection (the kit's accept loop calls this)."""
+        log.info("host connected")
+        conn.settimeout(0.1)
+        self._serve_link(conn.recv, conn.sendall)
+        log.info("host disconnected")
 
     def _serve_pty(self) -> None:
         master = self._pty_master
@@ -555,7 +610,7 @@ class SamReaderSimulator:
 
     def _serve_link(self, receive: Callable[[int], bytes], send: Callable[[bytes], object]) -> None:
         assembler = FrameAssembler()
-        while not self._stop.is_set():
+        while self.running:
             try:
                 data = receive(4096)
             except TimeoutError:
@@ -568,7 +623,7 @@ class SamReaderSimulator:
                 if isinstance(item, SamFrame):
                     wire_log.debug(">>> %s", item.body[:2].hex(" ").upper())
                 for output in self.emulator.handle(item):
-                    if output.delay and self._stop.wait(output.delay):
+                    if output.delay and self._stopped.wait(output.delay):
                         return
                     try:
                         send(output.data)
@@ -576,141 +631,42 @@ class SamReaderSimulator:
                         return
 
 
-# --- control channel ---------------------------------------------------------------------------
-
-
-class ControlServer:
-    """JSON-lines control of a running simulator: one request object per line, one reply per line."""
-
-    def __init__(self, emulator: SamReaderEmulator, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.emulator = emulator
-        self._server = socket.create_server((host, port))
-        self._server.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="sam-sim-control", daemon=True)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """(host, port) the control channel listens on."""
-        host, port = self._server.getsockname()[:2]
-        return str(host), int(port)
-
-    def start(self) -> Self:
-        """Start answering control requests."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop and close the port."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
-        self._server.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _peer = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve_client, args=(client,), daemon=True).start()
-
-    def _serve_client(self, client: socket.socket) -> None:
-        with client, client.makefile("rwb") as stream:
-            for line in stream:
-                reply = self.execute(line)
-                stream.write(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
-                stream.flush()
-
-    def execute(self, line: bytes | str) -> dict[str, Any]:
-        """Run one control request and return its reply object."""
-        try:
-            request = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return {"ok": False, "error": "a control request is one JSON object per line"}
-        try:
-            self._apply(request)
-        except SimulatorConfigError as err:
-            return {"ok": False, "error": str(err)}
-        return {"ok": True, "state": self.emulator.state()}
-
-    def _apply(self, request: object) -> None:
-        if not isinstance(request, dict):
-            raise SimulatorConfigError("a control request is a JSON object")
-        op = request.get("op")
-        match op:
-            case "place":
-                target = request.get("index", request.get("id_number", 0))
-                if not isinstance(target, int | str):
-                    raise SimulatorConfigError("place takes an index (number) or an id_number (string)")
-                self.emulator.place(target)
-            case "remove":
-                self.emulator.remove()
-            case "inject":
-                self.emulator.inject(str(request.get("fault", "")))
-            case "clear":
-                name = request.get("fault")
-                self.emulator.clear_faults(FaultSpec.parse(str(name)).fault if name else None)
-            case "state":
-                pass
-            case _:
-                raise SimulatorConfigError(f"unknown op {op!r}; ops: place, remove, inject, clear, state")
-
-
-class SimulatorControl:
+class SimulatorControl(ControlClient):
     """Client of a simulator process's control channel (for tests and the kiosk's scenario runner)."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = 5.0) -> None:
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request; return the reply, or raise SimulatorConfigError with the simulator's reason."""
         try:
-            self._sock = socket.create_connection((host, port), timeout=timeout)
-        except OSError as err:
-            raise SimulatorConfigError(f"cannot reach the simulator control channel at {host}:{port}: {err}") from err
-        self._stream = self._sock.makefile("rwb")
-
-    def request(self, **request: Any) -> dict[str, Any]:
-        """Send one request; return the state, or raise SimulatorConfigError with the simulator's reason."""
-        self._stream.write(json.dumps(request, ensure_ascii=False).encode() + b"\n")
-        self._stream.flush()
-        line = self._stream.readline()
-        if not line:
-            raise SimulatorConfigError("the simulator closed the control channel")
-        reply: dict[str, Any] = json.loads(line)
-        if not reply.get("ok"):
-            raise SimulatorConfigError(str(reply.get("error")))
-        state: dict[str, Any] = reply["state"]
-        return state
+            return super().request(op, **fields)
+        except ControlError as err:
+            raise SimulatorConfigError(str(err)) from err
 
     def place(self, index: int = 0) -> dict[str, Any]:
         """Put identity #index on the reader."""
-        return self.request(op="place", index=index)
+        return dict(self.request("place", index=index)["state"])
 
     def remove(self) -> dict[str, Any]:
         """Take the card off."""
-        return self.request(op="remove")
+        return dict(self.request("remove")["state"])
 
-    def inject(self, fault: str) -> dict[str, Any]:
-        """Arm a fault, e.g. 'removed_mid_read' or 'bad_checksum@2'."""
-        return self.request(op="inject", fault=fault)
-
-    def clear(self, fault: str | None = None) -> dict[str, Any]:
-        """Disarm one fault, or all."""
-        return self.request(op="clear", fault=fault) if fault else self.request(op="clear")
+    def inject_spec(self, spec: str) -> dict[str, Any]:
+        """Arm a fault given as NAME[:VALUE][@COUNT|@always], e.g. 'bad_checksum@2' or 'slow_reader:0.2'."""
+        parsed = FaultSpec.parse(spec)
+        params: dict[str, Any] = {"times": 0 if parsed.remaining is None else parsed.remaining}
+        if parsed.fault is Fault.REPLY_SW3 and parsed.value is not None:
+            params["sw3"] = f"{int(parsed.value):02X}"
+        elif parsed.fault is Fault.SLOW_READER and parsed.value is not None:
+            params["seconds"] = parsed.value
+        return dict(self.request("inject", fault=parsed.fault.value, params=params)["state"])
 
     def state(self) -> dict[str, Any]:
         """What the simulator holds now."""
-        return self.request(op="state")
-
-    def close(self) -> None:
-        """Close the channel."""
-        self._stream.close()
-        self._sock.close()
+        return dict(self.request("status")["state"])
 
 
 __all__ = [
+    "KIT_FAULTS",
     "SAMPLE_IDENTITIES",
-    "ControlServer",
     "Fault",
     "FaultSpec",
     "SamReaderEmulator",

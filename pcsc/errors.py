@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class PcscError(Exception):
-    """Root of every error raised by checkin.pcsc."""
+    """Root of every error raised by pcsc."""
 
     def __init__(self, message: str, *, hresult: int | None = None) -> None:
         super().__init__(message)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from checkin.band_reader.driver import BandUidReader
-from checkin.band_reader.errors import (
+from band_reader.driver import BandUidReader
+from band_reader.errors import (
     BandProtocolError,
     BandReaderError,
     BandReaderUnavailableError,
@@ -11,8 +11,8 @@ from checkin.band_reader.errors import (
     NoBandError,
     UnsupportedBandError,
 )
-from checkin.band_reader.models import BandUid
-from checkin.band_reader.protocol import parse_uid_response
+from band_reader.models import BandUid
+from band_reader.protocol import parse_uid_response
 
 __all__ = [
     "BandProtocolError",

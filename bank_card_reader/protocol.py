@@ -1,7 +1,7 @@
 """EMV / PBOC 3.0 on the wire: BER-TLV, APDUs, DOLs, AFL, tags, and magnetic-stripe track text.
 
 Pure functions, no I/O: the driver sends what these build and hands back what the card said; the
-virtual cards in checkin.bank_card.simulator build their answers with the same functions.
+virtual cards in bank_card_reader.simulator build their answers with the same functions.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from checkin.bank_card.errors import CardDataError, InvalidCardNumberError, TlvError
-from checkin.bank_card.models import BankCardData, CardSource
+from bank_card_reader.errors import CardDataError, InvalidCardNumberError, TlvError
+from bank_card_reader.models import BankCardData, CardSource
 from personal_data import bank_card as pan_rules
 
 if TYPE_CHECKING:

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Self
 
-from checkin.pcsc.errors import PcscDaemonError
-from checkin.pcsc.vpcd import VirtualCardSlot
+from pcsc.errors import PcscDaemonError
+from pcsc.vpcd import VirtualCardSlot
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-log = logging.getLogger("checkin.pcsc.daemon")
+log = logging.getLogger("pcsc.daemon")
 
 VPCD_DRIVER: Final = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 PCSCD: Final = shutil.which("pcscd") or "/usr/sbin/pcscd"

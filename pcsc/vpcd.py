@@ -16,13 +16,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, ClassVar, Final, Protocol, Self, runtime_checkable
 
-from checkin.pcsc.errors import VirtualCardError
+from pcsc.errors import VirtualCardError
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-log = logging.getLogger("checkin.pcsc.vpcd")
-wire_log = logging.getLogger("checkin.pcsc.vpcd.wire")
+log = logging.getLogger("pcsc.vpcd")
+wire_log = logging.getLogger("pcsc.vpcd.wire")
 
 
 class VpcdControl(enum.IntEnum):

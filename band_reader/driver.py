@@ -6,15 +6,15 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Final
 
-from checkin.band_reader.errors import (
+from band_reader.errors import (
     BandReaderError,
     BandReaderUnavailableError,
     BandUnreadableError,
     NoBandError,
 )
-from checkin.band_reader.protocol import GET_UID, parse_uid_response
-from checkin.pcsc.client import PcscContext
-from checkin.pcsc.errors import (
+from band_reader.protocol import GET_UID, parse_uid_response
+from pcsc.client import PcscContext
+from pcsc.errors import (
     CardAbsentError,
     CardWaitTimeoutError,
     PcscError,
@@ -24,9 +24,9 @@ from checkin.pcsc.errors import (
 )
 
 if TYPE_CHECKING:
-    from checkin.band_reader.models import BandUid
+    from band_reader.models import BandUid
 
-log = logging.getLogger("checkin.band_reader")
+log = logging.getLogger("band_reader")
 
 #: A tag held at the edge of the field answers 63 00 now and then; read it again this many times.
 READ_ATTEMPTS: Final = 3

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 
 class BankCardError(Exception):
-    """Root of every error raised by checkin.bank_card."""
+    """Root of every error raised by bank_card_reader."""
 
     key: ClassVar[str] = "bank_card_error"
 
