@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import sqlalchemy.orm as so
 
     from platform_server.config import PlatformConfig
-    from platform_server.face.api import FaceVerifier
+    from platform_server.face.api import FaceVerifier, LivenessChecker
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +78,46 @@ def face_verifier_from(config: PlatformConfig) -> FaceVerifier | None:
     )
 
 
+def liveness_checker_from(config: PlatformConfig) -> LivenessChecker | None:
+    """The platform's own liveness check of the kiosk's challenge frames, with the dlib verifier."""
+    if config.face.verifier == "none":
+        return None
+    from platform_server.face.liveness_check import DlibLivenessChecker  # noqa: PLC0415  (loads dlib models)
+
+    return DlibLivenessChecker()
+
+
 def build(
     config: PlatformConfig,
     *,
     face_verifier: FaceVerifier | str | None = "from-config",
+    liveness_checker: LivenessChecker | str | None = "from-config",
     clock: Callable[[], dt.datetime] = utc_now,
     migrate: bool = True,
     start_uwb_worker: bool = True,
 ) -> Platform:
-    """Build the platform; tests pass their own face verifier (a fake) and clock."""
+    """Build the platform; tests pass their own face verifier (a fake) and clock.
+
+    The liveness checker comes from the config only with the configured verifier: a test that passes
+    its own verifier gets none (the kiosk's flag is trusted) unless it passes a checker too.
+    """
     engine = make_engine(config.database.url, pool_size=config.database.pool_size)
     if migrate:
         upgrade(engine)
     elif not is_up_to_date(engine):
         raise ConfigError(f"database {engine.url!r} is not at the newest schema: run `platform-server db upgrade`")
     verifier = face_verifier_from(config) if isinstance(face_verifier, str) else face_verifier
-    ctx = ServiceContext(data_key=data_key_from(config), rules=config.rules, face_verifier=verifier, clock=clock)
+    if isinstance(liveness_checker, str):
+        liveness = liveness_checker_from(config) if isinstance(face_verifier, str) else None
+    else:
+        liveness = liveness_checker
+    ctx = ServiceContext(
+        data_key=data_key_from(config),
+        rules=config.rules,
+        face_verifier=verifier,
+        clock=clock,
+        liveness_checker=liveness,
+    )
     platform = Platform(config, engine, make_session_factory(engine), ctx)
     if start_uwb_worker and config.uwb.port:
         platform.uwb_worker = _start_uwb_worker(platform)

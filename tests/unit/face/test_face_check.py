@@ -16,6 +16,7 @@ from checkin.camera.models import (
     Frame,
     FrameAnalysis,
     GuidanceHint,
+    LivenessChallenge,
     LivenessState,
 )
 
@@ -48,7 +49,11 @@ TWO = FrameAnalysis(frame_size=SIZE, face_boxes=(CENTRED, FaceBox(0, 0, 100, 100
 def run(
     analyses: list[FrameAnalysis], settings: CaptureSettings | None = None
 ) -> tuple[FaceCheck, list[CaptureStatus]]:
-    check = FaceCheck(ScriptedAnalyser(analyses), settings or CaptureSettings(hint_hold_s=0.0))
+    check = FaceCheck(
+        ScriptedAnalyser(analyses),
+        settings or CaptureSettings(hint_hold_s=0.0),
+        challenges=(LivenessChallenge.BLINK,),
+    )
     statuses = [check.process(Frame(i, i / FPS, PIXELS)) for i in range(len(analyses))]
     return check, statuses
 

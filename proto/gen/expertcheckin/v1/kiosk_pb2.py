@@ -27,17 +27,19 @@ from expertcheckin.v1 import common_pb2 as expertcheckin_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65xpertcheckin/v1/kiosk.proto\x12\x10\x65xpertcheckin.v1\x1a\x1d\x65xpertcheckin/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\x16GetKioskContextRequest\x12\x10\n\x08kiosk_id\x18\x01 \x01(\t\"r\n\x17GetKioskContextResponse\x12&\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x17.expertcheckin.v1.Batch\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xba\x01\n\nIdCardData\x12\x11\n\tid_number\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08sex_code\x18\x03 \x01(\t\x12\x13\n\x0bnation_code\x18\x04 \x01(\t\x12\x12\n\nbirth_date\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\t\x12\x19\n\x11issuing_authority\x18\x07 \x01(\t\x12\x12\n\nvalid_from\x18\x08 \x01(\t\x12\x10\n\x08valid_to\x18\t \x01(\t\"2\n\x0b\x46\x61\x63\x65\x43\x61pture\x12\x12\n\nimage_jpeg\x18\x01 \x01(\x0c\x12\x0f\n\x07quality\x18\x02 \x01(\x02\"\xdd\x01\n\x15IdentifyExpertRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08kiosk_id\x18\x02 \x01(\t\x12\x12\n\nbatch_code\x18\x03 \x01(\t\x12-\n\x07id_card\x18\x04 \x01(\x0b\x32\x1c.expertcheckin.v1.IdCardData\x12,\n\x05\x66\x61\x63\x65s\x18\x05 \x03(\x0b\x32\x1d.expertcheckin.v1.FaceCapture\x12\x17\n\x0fliveness_passed\x18\x06 \x01(\x08\x12\x14\n\x0c\x66\x61\x63\x65_attempt\x18\x07 \x01(\x05\"A\n\tFaceMatch\x12\x10\n\x08\x64istance\x18\x01 \x01(\x02\x12\x11\n\tthreshold\x18\x02 \x01(\x02\x12\x0f\n\x07matched\x18\x03 \x01(\x08\"7\n\x0e\x42\x61nkCardOnFile\x12\x12\n\npan_masked\x18\x01 \x01(\t\x12\x11\n\tbank_name\x18\x02 \x01(\t\"\xf3\x03\n\x16IdentifyExpertResponse\x12\x41\n\x07outcome\x18\x01 \x01(\x0e\x32\x30.expertcheckin.v1.IdentifyExpertResponse.Outcome\x12*\n\x07refusal\x18\x02 \x01(\x0b\x32\x19.expertcheckin.v1.Refusal\x12\x1c\n\x14identification_token\x18\x03 \x01(\t\x12\x13\n\x0b\x65xpert_name\x18\x04 \x01(\t\x12\x18\n\x10id_number_masked\x18\x05 \x01(\t\x12\x14\n\x0corganisation\x18\x06 \x01(\t\x12)\n\x04\x66\x61\x63\x65\x18\x07 \x01(\x0b\x32\x1b.expertcheckin.v1.FaceMatch\x12;\n\x11\x62\x61nk_card_on_file\x18\x08 \x01(\x0b\x32 .expertcheckin.v1.BankCardOnFile\x12\x34\n\x11previous_check_in\x18\t \x01(\x0b\x32\x19.expertcheckin.v1.CheckIn\x12\x1a\n\x12\x66\x61\x63\x65_attempts_left\x18\n \x01(\x05\"M\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_VERIFIED\x10\x01\x12\x13\n\x0fOUTCOME_REFUSED\x10\x02\"r\n\x0bNewBankCard\x12\x0b\n\x03pan\x18\x01 \x01(\t\x12\x13\n\x0b\x65xpiry_yymm\x18\x02 \x01(\t\x12\x13\n\x0bholder_name\x18\x03 \x01(\t\x12,\n\x06source\x18\x04 \x01(\x0e\x32\x1c.expertcheckin.v1.CardSource\"\xe1\x01\n\x16\x43ompleteCheckInRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08kiosk_id\x18\x02 \x01(\t\x12\x1c\n\x14identification_token\x18\x03 \x01(\t\x12\x1a\n\x10use_card_on_file\x18\x04 \x01(\x08H\x00\x12\x31\n\x08new_card\x18\x05 \x01(\x0b\x32\x1d.expertcheckin.v1.NewBankCardH\x00\x12\x15\n\rsignature_png\x18\x06 \x01(\x0c\x12\x10\n\x08\x62\x61nd_uid\x18\x07 \x01(\tB\x0b\n\tbank_card\"\x98\x02\n\x17\x43ompleteCheckInResponse\x12\x42\n\x07outcome\x18\x01 \x01(\x0e\x32\x31.expertcheckin.v1.CompleteCheckInResponse.Outcome\x12*\n\x07refusal\x18\x02 \x01(\x0b\x32\x19.expertcheckin.v1.Refusal\x12+\n\x08\x63heck_in\x18\x03 \x01(\x0b\x32\x19.expertcheckin.v1.CheckIn\x12\x10\n\x08replayed\x18\x04 \x01(\x08\"N\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_COMPLETED\x10\x01\x12\x13\n\x0fOUTCOME_REFUSED\x10\x02\"\x8f\x01\n\x13\x41nnulCheckInRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08kiosk_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63heck_in_id\x18\x03 \x01(\t\x12-\n\x06reason\x18\x04 \x01(\x0e\x32\x1d.expertcheckin.v1.AnnulReason\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"\xd2\x01\n\x14\x41nnulCheckInResponse\x12?\n\x07outcome\x18\x01 \x01(\x0e\x32..expertcheckin.v1.AnnulCheckInResponse.Outcome\x12*\n\x07refusal\x18\x02 \x01(\x0b\x32\x19.expertcheckin.v1.Refusal\"M\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_ANNULLED\x10\x01\x12\x13\n\x0fOUTCOME_REFUSED\x10\x02\"\\\n\x0c\x44\x65viceHealth\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.expertcheckin.v1.DeviceState\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xe6\x01\n\x10HeartbeatRequest\x12\x10\n\x08kiosk_id\x18\x01 \x01(\t\x12.\n\nkiosk_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07\x64\x65vices\x18\x03 \x03(\x0b\x32\x1e.expertcheckin.v1.DeviceHealth\x12\x12\n\nband_stock\x18\x04 \x01(\x05\x12\x19\n\x11pending_check_ins\x18\x05 \x01(\x05\x12\x16\n\x0eout_of_service\x18\x06 \x01(\x08\x12\x18\n\x10software_version\x18\x07 \x01(\t\"W\n\x11HeartbeatResponse\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tstock_low\x18\x02 \x01(\x08\"\xbd\x01\n\x17ReportKioskEventRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08kiosk_id\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x1b\n\x13id_number_hash_hint\x18\x06 \x01(\t\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1a\n\x18ReportKioskEventResponse*\xb3\x01\n\x0b\x41nnulReason\x12\x1c\n\x18\x41NNUL_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x41NNUL_REASON_BAND_NOT_TAKEN\x10\x01\x12 \n\x1c\x41NNUL_REASON_DISPENSE_FAILED\x10\x02\x12 \n\x1c\x41NNUL_REASON_BAND_UNREADABLE\x10\x03\x12!\n\x1d\x41NNUL_REASON_EXPERT_CANCELLED\x10\x04*\x8d\x01\n\x0b\x44\x65viceState\x12\x1c\n\x18\x44\x45VICE_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x45VICE_STATE_OK\x10\x01\x12\x19\n\x15\x44\x45VICE_STATE_DEGRADED\x10\x02\x12\x16\n\x12\x44\x45VICE_STATE_FAULT\x10\x03\x12\x18\n\x14\x44\x45VICE_STATE_OFFLINE\x10\x04\x32\xe3\x04\n\x0cKioskService\x12\x66\n\x0fGetKioskContext\x12(.expertcheckin.v1.GetKioskContextRequest\x1a).expertcheckin.v1.GetKioskContextResponse\x12\x63\n\x0eIdentifyExpert\x12\'.expertcheckin.v1.IdentifyExpertRequest\x1a(.expertcheckin.v1.IdentifyExpertResponse\x12\x66\n\x0f\x43ompleteCheckIn\x12(.expertcheckin.v1.CompleteCheckInRequest\x1a).expertcheckin.v1.CompleteCheckInResponse\x12]\n\x0c\x41nnulCheckIn\x12%.expertcheckin.v1.AnnulCheckInRequest\x1a&.expertcheckin.v1.AnnulCheckInResponse\x12T\n\tHeartbeat\x12\".expertcheckin.v1.HeartbeatRequest\x1a#.expertcheckin.v1.HeartbeatResponse\x12i\n\x10ReportKioskEvent\x12).expertcheckin.v1.ReportKioskEventRequest\x1a*.expertcheckin.v1.ReportKioskEventResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65xpertcheckin/v1/kiosk.proto\x12\x10\x65xpertcheckin.v1\x1a\x1d\x65xpertcheckin/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\x16GetKioskContextRequest\x12\x10\n\x08kiosk_id\x18\x01 \x01(\t\"r\n\x17GetKioskContextResponse\x12&\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x17.expertcheckin.v1.Batch\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xba\x01\n\nIdCardData\x12\x11\n\tid_number\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08sex_code\x18\x03 \x01(\t\x12\x13\n\x0bnation_code\x18\x04 \x01(\t\x12\x12\n\nbirth_date\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\t\x12\x19\n\x11issuing_authority\x18\x07 \x01(\t\x12\x12\n\nvalid_from\x18\x08 \x01(\t\x12\x10\n\x08valid_to\x18\t \x01(\t\"2\n\x0b\x46\x61\x63\x65\x43\x61pture\x12\x12\n\nimage_jpeg\x18\x01 \x01(\x0c\x12\x0f\n\x07quality\x18\x02 \x01(\x02\"\x93\x02\n\x15IdentifyExpertRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08kiosk_id\x18\x02 \x01(\t\x12\x12\n\nbatch_code\x18\x03 \x01(\t\x12-\n\x07id_card\x18\x04 \x01(\x0b\x32\x1c.expertcheckin.v1.IdCardData\x12,\n\x05\x66\x61\x63\x65s\x18\x05 \x03(\x0b\x32\x1d.expertcheckin.v1.FaceCapture\x12\x17\n\x0fliveness_passed\x18\x06 \x01(\x08\x12\x14\n\x0c\x66\x61\x63\x65_attempt\x18\x07 \x01(\x05\x12\x34\n\x08liveness\x18\x08 \x01(\x0b\x32\".expertcheckin.v1.LivenessEvidence\"7\n\x0e\x43hallengeFrame\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x16\n\x0e\x63\x61ptured_at_ms\x18\x02 \x01(\x03\"\x92\x01\n\x10LivenessEvidence\x12\x36\n\tchallenge\x18\x01 \x01(\x0e\x32#.expertcheckin.v1.LivenessChallenge\x12\x14\n\x0c\x63hallenge_id\x18\x02 \x01(\t\x12\x30\n\x06\x66rames\x18\x03 \x03(\x0b\x32 .expertcheckin.v1.ChallengeFrame\"A\n\tFaceMatch\x12\x10\n\x08\x64istance\x18\x01 \x01(\x02\x12\x11\n\tthreshold\x18\x02 \x01(\x02\x12\x0f\n\x07matched\x18\x03 \x01(\x08\"7\n\x0e\x42\x61nkCardOnFile\x12\x12\n\npan_masked\x18\x01 \x01(\t\x12\x11\n\tbank_name\x18\x02 \x01(\t\"\xf3\x03\n\x16IdentifyExpertResponse\x12\x41\n\x07outcome\x18\x01 \x01(\x0e\x32\x30.expertcheckin.v1.IdentifyExpertResponse.Outcome\x12*\n\x07refusal\x18\x02 \x01(\x0b\x32\x19.expertcheckin.v1.Refusal\x12\x1c\n\x14identification_token\x18\x03 \x01(\t\x12\x13\n\x0b\x65xpert_name\x18\x04 \x01(\t\x12\x18\n\x10id_number_masked\x18\x05 \x01(\t\x12\x14\n\x0corganisation\x18\x06 \x01(\t\x12)\n\x04\x66\x61\x63\x65\x18\x07 \x01(\x0b\x32\x1b.expertcheckin.v1.FaceMatch\x12;\n\x11\x62\x61nk_card_on_file\x18\x08 \x01(\x0b\x32 .expertcheckin.v1.BankCardOnFile\x12\x34\n\x11previous_check_in\x18\t \x01(\x0b\x32\x19.expertcheckin.v1.CheckIn\x12\x1a\n\x12\x66\x61\x63\x65_attempts_left\x18\n \x01(\x05\"M\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_VERIFIED\x10\x01\x12\x13\n\x0fOUTCOME_REFUSED\x10\x02\"r\n\x0bNewBankCard\x12\x0b\n\x03pan\x18\x01 \x01(\t\x12\x13\n\x0b\x65xpiry_yymm\x18\x02 \x01(\t\x12\x13\n\x0bholder_name\x18\x03 \x01(\t\x12,\n\x06source\x18\x04 \x01(\x0e\x32\x1c.expertcheckin.v1.CardSource\"\xe1\x01\n\x16\x43ompleteCheckInRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08kiosk_id\x18\x02 \x01(\t\x12\x1c\n\x14identification_token\x18\x03 \x01(\t\x12\x1a\n\x10use_card_on_file\x18\x04 \x01(\x08H\x00\x12\x31\n\x08new_card\x18\x05 \x01(\x0b\x32\x1d.expertcheckin.v1.NewBankCardH\x00\x12\x15\n\rsignature_png\x18\x06 \x01(\x0c\x12\x10\n\x08\x62\x61nd_uid\x18\x07 \x01(\tB\x0b\n\tbank_card\"\x98\x02\n\x17\x43ompleteCheckInResponse\x12\x42\n\x07outcome\x18\x01 \x01(\x0e\x32\x31.expertcheckin.v1.CompleteCheckInResponse.Outcome\x12*\n\x07refusal\x18\x02 \x01(\x0b\x32\x19.expertcheckin.v1.Refusal\x12+\n\x08\x63heck_in\x18\x03 \x01(\x0b\x32\x19.expertcheckin.v1.CheckIn\x12\x10\n\x08replayed\x18\x04 \x01(\x08\"N\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_COMPLETED\x10\x01\x12\x13\n\x0fOUTCOME_REFUSED\x10\x02\"\x8f\x01\n\x13\x41nnulCheckInRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08kiosk_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63heck_in_id\x18\x03 \x01(\t\x12-\n\x06reason\x18\x04 \x01(\x0e\x32\x1d.expertcheckin.v1.AnnulReason\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"\xd2\x01\n\x14\x41nnulCheckInResponse\x12?\n\x07outcome\x18\x01 \x01(\x0e\x32..expertcheckin.v1.AnnulCheckInResponse.Outcome\x12*\n\x07refusal\x18\x02 \x01(\x0b\x32\x19.expertcheckin.v1.Refusal\"M\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_ANNULLED\x10\x01\x12\x13\n\x0fOUTCOME_REFUSED\x10\x02\"\\\n\x0c\x44\x65viceHealth\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.expertcheckin.v1.DeviceState\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xe6\x01\n\x10HeartbeatRequest\x12\x10\n\x08kiosk_id\x18\x01 \x01(\t\x12.\n\nkiosk_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07\x64\x65vices\x18\x03 \x03(\x0b\x32\x1e.expertcheckin.v1.DeviceHealth\x12\x12\n\nband_stock\x18\x04 \x01(\x05\x12\x19\n\x11pending_check_ins\x18\x05 \x01(\x05\x12\x16\n\x0eout_of_service\x18\x06 \x01(\x08\x12\x18\n\x10software_version\x18\x07 \x01(\t\"W\n\x11HeartbeatResponse\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tstock_low\x18\x02 \x01(\x08\"\xbd\x01\n\x17ReportKioskEventRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08kiosk_id\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x1b\n\x13id_number_hash_hint\x18\x06 \x01(\t\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1a\n\x18ReportKioskEventResponse*\x9a\x01\n\x11LivenessChallenge\x12\"\n\x1eLIVENESS_CHALLENGE_UNSPECIFIED\x10\x00\x12\x1c\n\x18LIVENESS_CHALLENGE_BLINK\x10\x01\x12 \n\x1cLIVENESS_CHALLENGE_TURN_LEFT\x10\x02\x12!\n\x1dLIVENESS_CHALLENGE_TURN_RIGHT\x10\x03*\xb3\x01\n\x0b\x41nnulReason\x12\x1c\n\x18\x41NNUL_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x41NNUL_REASON_BAND_NOT_TAKEN\x10\x01\x12 \n\x1c\x41NNUL_REASON_DISPENSE_FAILED\x10\x02\x12 \n\x1c\x41NNUL_REASON_BAND_UNREADABLE\x10\x03\x12!\n\x1d\x41NNUL_REASON_EXPERT_CANCELLED\x10\x04*\x8d\x01\n\x0b\x44\x65viceState\x12\x1c\n\x18\x44\x45VICE_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x45VICE_STATE_OK\x10\x01\x12\x19\n\x15\x44\x45VICE_STATE_DEGRADED\x10\x02\x12\x16\n\x12\x44\x45VICE_STATE_FAULT\x10\x03\x12\x18\n\x14\x44\x45VICE_STATE_OFFLINE\x10\x04\x32\xe3\x04\n\x0cKioskService\x12\x66\n\x0fGetKioskContext\x12(.expertcheckin.v1.GetKioskContextRequest\x1a).expertcheckin.v1.GetKioskContextResponse\x12\x63\n\x0eIdentifyExpert\x12\'.expertcheckin.v1.IdentifyExpertRequest\x1a(.expertcheckin.v1.IdentifyExpertResponse\x12\x66\n\x0f\x43ompleteCheckIn\x12(.expertcheckin.v1.CompleteCheckInRequest\x1a).expertcheckin.v1.CompleteCheckInResponse\x12]\n\x0c\x41nnulCheckIn\x12%.expertcheckin.v1.AnnulCheckInRequest\x1a&.expertcheckin.v1.AnnulCheckInResponse\x12T\n\tHeartbeat\x12\".expertcheckin.v1.HeartbeatRequest\x1a#.expertcheckin.v1.HeartbeatResponse\x12i\n\x10ReportKioskEvent\x12).expertcheckin.v1.ReportKioskEventRequest\x1a*.expertcheckin.v1.ReportKioskEventResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'expertcheckin.v1.kiosk_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ANNULREASON']._serialized_start=2988
-  _globals['_ANNULREASON']._serialized_end=3167
-  _globals['_DEVICESTATE']._serialized_start=3170
-  _globals['_DEVICESTATE']._serialized_end=3311
+  _globals['_LIVENESSCHALLENGE']._serialized_start=3248
+  _globals['_LIVENESSCHALLENGE']._serialized_end=3402
+  _globals['_ANNULREASON']._serialized_start=3405
+  _globals['_ANNULREASON']._serialized_end=3584
+  _globals['_DEVICESTATE']._serialized_start=3587
+  _globals['_DEVICESTATE']._serialized_end=3728
   _globals['_GETKIOSKCONTEXTREQUEST']._serialized_start=114
   _globals['_GETKIOSKCONTEXTREQUEST']._serialized_end=156
   _globals['_GETKIOSKCONTEXTRESPONSE']._serialized_start=158
@@ -47,39 +49,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FACECAPTURE']._serialized_start=463
   _globals['_FACECAPTURE']._serialized_end=513
   _globals['_IDENTIFYEXPERTREQUEST']._serialized_start=516
-  _globals['_IDENTIFYEXPERTREQUEST']._serialized_end=737
-  _globals['_FACEMATCH']._serialized_start=739
-  _globals['_FACEMATCH']._serialized_end=804
-  _globals['_BANKCARDONFILE']._serialized_start=806
-  _globals['_BANKCARDONFILE']._serialized_end=861
-  _globals['_IDENTIFYEXPERTRESPONSE']._serialized_start=864
-  _globals['_IDENTIFYEXPERTRESPONSE']._serialized_end=1363
-  _globals['_IDENTIFYEXPERTRESPONSE_OUTCOME']._serialized_start=1286
-  _globals['_IDENTIFYEXPERTRESPONSE_OUTCOME']._serialized_end=1363
-  _globals['_NEWBANKCARD']._serialized_start=1365
-  _globals['_NEWBANKCARD']._serialized_end=1479
-  _globals['_COMPLETECHECKINREQUEST']._serialized_start=1482
-  _globals['_COMPLETECHECKINREQUEST']._serialized_end=1707
-  _globals['_COMPLETECHECKINRESPONSE']._serialized_start=1710
-  _globals['_COMPLETECHECKINRESPONSE']._serialized_end=1990
-  _globals['_COMPLETECHECKINRESPONSE_OUTCOME']._serialized_start=1912
-  _globals['_COMPLETECHECKINRESPONSE_OUTCOME']._serialized_end=1990
-  _globals['_ANNULCHECKINREQUEST']._serialized_start=1993
-  _globals['_ANNULCHECKINREQUEST']._serialized_end=2136
-  _globals['_ANNULCHECKINRESPONSE']._serialized_start=2139
-  _globals['_ANNULCHECKINRESPONSE']._serialized_end=2349
-  _globals['_ANNULCHECKINRESPONSE_OUTCOME']._serialized_start=2272
-  _globals['_ANNULCHECKINRESPONSE_OUTCOME']._serialized_end=2349
-  _globals['_DEVICEHEALTH']._serialized_start=2351
-  _globals['_DEVICEHEALTH']._serialized_end=2443
-  _globals['_HEARTBEATREQUEST']._serialized_start=2446
-  _globals['_HEARTBEATREQUEST']._serialized_end=2676
-  _globals['_HEARTBEATRESPONSE']._serialized_start=2678
-  _globals['_HEARTBEATRESPONSE']._serialized_end=2765
-  _globals['_REPORTKIOSKEVENTREQUEST']._serialized_start=2768
-  _globals['_REPORTKIOSKEVENTREQUEST']._serialized_end=2957
-  _globals['_REPORTKIOSKEVENTRESPONSE']._serialized_start=2959
-  _globals['_REPORTKIOSKEVENTRESPONSE']._serialized_end=2985
-  _globals['_KIOSKSERVICE']._serialized_start=3314
-  _globals['_KIOSKSERVICE']._serialized_end=3925
+  _globals['_IDENTIFYEXPERTREQUEST']._serialized_end=791
+  _globals['_CHALLENGEFRAME']._serialized_start=793
+  _globals['_CHALLENGEFRAME']._serialized_end=848
+  _globals['_LIVENESSEVIDENCE']._serialized_start=851
+  _globals['_LIVENESSEVIDENCE']._serialized_end=997
+  _globals['_FACEMATCH']._serialized_start=999
+  _globals['_FACEMATCH']._serialized_end=1064
+  _globals['_BANKCARDONFILE']._serialized_start=1066
+  _globals['_BANKCARDONFILE']._serialized_end=1121
+  _globals['_IDENTIFYEXPERTRESPONSE']._serialized_start=1124
+  _globals['_IDENTIFYEXPERTRESPONSE']._serialized_end=1623
+  _globals['_IDENTIFYEXPERTRESPONSE_OUTCOME']._serialized_start=1546
+  _globals['_IDENTIFYEXPERTRESPONSE_OUTCOME']._serialized_end=1623
+  _globals['_NEWBANKCARD']._serialized_start=1625
+  _globals['_NEWBANKCARD']._serialized_end=1739
+  _globals['_COMPLETECHECKINREQUEST']._serialized_start=1742
+  _globals['_COMPLETECHECKINREQUEST']._serialized_end=1967
+  _globals['_COMPLETECHECKINRESPONSE']._serialized_start=1970
+  _globals['_COMPLETECHECKINRESPONSE']._serialized_end=2250
+  _globals['_COMPLETECHECKINRESPONSE_OUTCOME']._serialized_start=2172
+  _globals['_COMPLETECHECKINRESPONSE_OUTCOME']._serialized_end=2250
+  _globals['_ANNULCHECKINREQUEST']._serialized_start=2253
+  _globals['_ANNULCHECKINREQUEST']._serialized_end=2396
+  _globals['_ANNULCHECKINRESPONSE']._serialized_start=2399
+  _globals['_ANNULCHECKINRESPONSE']._serialized_end=2609
+  _globals['_ANNULCHECKINRESPONSE_OUTCOME']._serialized_start=2532
+  _globals['_ANNULCHECKINRESPONSE_OUTCOME']._serialized_end=2609
+  _globals['_DEVICEHEALTH']._serialized_start=2611
+  _globals['_DEVICEHEALTH']._serialized_end=2703
+  _globals['_HEARTBEATREQUEST']._serialized_start=2706
+  _globals['_HEARTBEATREQUEST']._serialized_end=2936
+  _globals['_HEARTBEATRESPONSE']._serialized_start=2938
+  _globals['_HEARTBEATRESPONSE']._serialized_end=3025
+  _globals['_REPORTKIOSKEVENTREQUEST']._serialized_start=3028
+  _globals['_REPORTKIOSKEVENTREQUEST']._serialized_end=3217
+  _globals['_REPORTKIOSKEVENTRESPONSE']._serialized_start=3219
+  _globals['_REPORTKIOSKEVENTRESPONSE']._serialized_end=3245
+  _globals['_KIOSKSERVICE']._serialized_start=3731
+  _globals['_KIOSKSERVICE']._serialized_end=4342
 # @@protoc_insertion_point(module_scope)
