@@ -19,6 +19,8 @@ from personal_data import id_number
 from platform_server.db.models import Room, Wristband
 from platform_server.errors import ConfigError, ImportRefusedError, RowProblem
 from platform_server.face.api import FaceImageError
+from platform_server.face.defaults import DEFAULT_MAX_PIXELS
+from platform_server.face.reference_photos import ReferencePhotoError, normalise_reference, problem_words
 from platform_server.services import roster
 from platform_server.services.check_in import normalise_uid
 from platform_server.services.spreadsheets import (
@@ -40,7 +42,8 @@ if TYPE_CHECKING:
 ROOM_COLUMNS: dict[str, tuple[str, ...]] = {"room": ("房间号", "房间", "roomnumber", "number")}
 BAND_COLUMNS: dict[str, tuple[str, ...]] = {"rfid_uid": ("uid", "rfid"), "uwb_tag_id": ("tagid", "uwbtag", "tag")}
 TAG = re.compile(r"^[0-9A-F]{4}$")
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Names only pick the files to look at; the format is told by content (face/reference_photos.py).
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 
 
@@ -235,13 +238,18 @@ def _photo_files(source: Path) -> list[tuple[str, bytes]]:
 def import_photos(  # noqa: C901
     uow: UnitOfWork, ctx: ServiceContext, batch_code: str, source: Path, progress: Callable[[int], None] | None = None
 ) -> ImportReport:
-    """Reference photos named <ID number>.jpg/.png: encode each once, store encrypted; all or none."""
+    """Reference photos named <ID number>.jpg/.png/.webp/.heic: encode each once, store encrypted; all or none.
+
+    The format is told by content; WebP and HEIC are converted to JPEG once, here, and stored so.
+    """
     verifier = ctx.face_verifier
     if verifier is None:
         raise ConfigError('photo import needs a face verifier ([face] verifier = "dlib")')
     files = _photo_files(source)
     if not files:
-        raise ImportRefusedError(f"{source.name} 中没有 .jpg/.png 照片 / no .jpg or .png photos found")
+        raise ImportRefusedError(
+            f"{source.name} 中没有照片（.jpg/.png/.webp/.heic）/ no photos (.jpg, .png, .webp, .heic) found"
+        )
     problems: list[RowProblem] = []
     parsed: list[tuple[int, str, bytes]] = []
     for number, (name, data) in enumerate(files, start=1):
@@ -262,9 +270,15 @@ def import_photos(  # noqa: C901
             problems.append(RowProblem(number, f"{label}: 不在本批次名单中 / not invited to the batch"))
             continue
         try:
+            data = normalise_reference(  # noqa: PLW2901  (the photo as stored: converted once, here)
+                data, max_bytes=MAX_PHOTO_BYTES, max_pixels=DEFAULT_MAX_PIXELS
+            )
             encoding = verifier.encode_reference(data)
-        except FaceImageError as err:
+        except ReferencePhotoError as err:
             problems.append(RowProblem(number, f"{label}: {err}"))
+            continue
+        except FaceImageError as err:
+            problems.append(RowProblem(number, f"{label}: {problem_words(err)} ({err})"))
             continue
         encoded.append((expert_ids[id_hash], data, encoding))
         if progress:
