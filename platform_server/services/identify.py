@@ -23,7 +23,7 @@ from platform_server.db.unit_of_work import DriverTransaction, SqlTransaction, r
 from platform_server.errors import InvalidRequestError
 from platform_server.face.api import FaceImageError, FaceImageProblem, LivenessEvidence, LivenessVerdict
 from platform_server.log_masking import mask_sensitive
-from platform_server.services import audit, events, idempotency, identification_token
+from platform_server.services import audit, events, idempotency, identification_token, reference_set
 from platform_server.services.refusals import Reason, Refusal
 from platform_server.services.spreadsheets import valid_id_number
 from platform_server.services.views import CheckInView, check_in_view
@@ -326,7 +326,9 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
             sa.select(ReferencePhoto.encoding_encrypted).where(ReferencePhoto.id == found.photo_id)
         ).scalar_one()
         pending["found"] = found
-        pending["encoding"] = decrypt(ctx.data_key, encoding_blob, associated=b"face-encoding")
+        # The first reference, then the expert's further ones (ID_2.jpg, ...): the verifier takes them all.
+        extra = reference_set.extra_encodings(u, ctx, found.expert_id) if found.expert_id is not None else b""
+        pending["encoding"] = decrypt(ctx.data_key, encoding_blob, associated=b"face-encoding") + extra
         return None
 
     result = run_transaction(uow, first_pass)
