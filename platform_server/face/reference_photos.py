@@ -33,6 +33,9 @@ PROBLEM_WORDS: Final = {
 }
 
 
+NOT_AN_IMAGE: Final = "不是图片文件 / not an image file"
+
+
 class ReferencePhotoError(ValueError):
     """A reference photo that cannot be used, with the reason in the organiser's words."""
 
@@ -66,7 +69,7 @@ def normalise_reference(data: bytes, *, max_bytes: int, max_pixels: int) -> byte
         raise ReferencePhotoError(f"照片过大（{len(data)} 字节，上限 {max_bytes}）/ the photo is too large")
     kind = sniff_format(data)
     if kind is None:
-        raise ReferencePhotoError("不是图片文件 / not an image file")
+        raise ReferencePhotoError(NOT_AN_IMAGE)
     if kind not in {"JPEG", "PNG", "WEBP", "HEIF"}:
         raise ReferencePhotoError(
             f"不支持的格式（{kind}），请用 JPEG、PNG、WebP 或 HEIC / "

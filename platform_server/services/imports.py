@@ -18,9 +18,15 @@ import sqlalchemy as sa
 from personal_data import id_number
 from platform_server.db.models import Room, Wristband
 from platform_server.errors import ConfigError, ImportRefusedError, RowProblem
-from platform_server.face.api import FaceImageError
+from platform_server.face.api import FaceImageError, FaceImageProblem
 from platform_server.face.defaults import DEFAULT_MAX_PIXELS
-from platform_server.face.reference_photos import ReferencePhotoError, normalise_reference, problem_words
+from platform_server.face.reference_photos import (
+    NOT_AN_IMAGE,
+    ReferencePhotoError,
+    normalise_reference,
+    problem_words,
+    sniff_format,
+)
 from platform_server.services import reference_set, roster
 from platform_server.services.check_in import normalise_uid
 from platform_server.services.spreadsheets import (
@@ -290,16 +296,19 @@ def import_photos(  # noqa: C901, PLR0912, PLR0915  (one pass over the files, al
         if id_hash not in invited:
             problems.append(RowProblem(number, f"{label}: 不在本批次名单中 / not invited to the batch"))
             continue
+        kind = sniff_format(data)
         try:
-            data = normalise_reference(  # noqa: PLW2901  (the photo as stored: converted once, here)
-                data, max_bytes=MAX_PHOTO_BYTES, max_pixels=DEFAULT_MAX_PIXELS
-            )
+            if kind is not None:  # unknown content goes to the verifier, which has the last word
+                data = normalise_reference(  # noqa: PLW2901  (the photo as stored: converted once, here)
+                    data, max_bytes=MAX_PHOTO_BYTES, max_pixels=DEFAULT_MAX_PIXELS
+                )
             encoding = verifier.encode_reference(data)
         except ReferencePhotoError as err:
             problems.append(RowProblem(number, f"{label}: {err}"))
             continue
         except FaceImageError as err:
-            problems.append(RowProblem(number, f"{label}: {problem_words(err)} ({err})"))
+            words = NOT_AN_IMAGE if kind is None and err.problem is FaceImageProblem.UNDECODABLE else problem_words(err)
+            problems.append(RowProblem(number, f"{label}: {words} ({err})"))
             continue
         encoded.append((expert_ids[id_hash], positions[number], data, encoding))
         if progress:
