@@ -108,10 +108,14 @@ def report(root: Path, limit: int) -> None:  # noqa: C901, PLR0912, PLR0915
     skipped: list[str] = []
     started = time.perf_counter()
 
-    def judge(kind: str, evidence: api.LivenessEvidence, captures: list[bytes]) -> None:
+    passed_attacks: list[str] = []
+
+    def judge(kind: str, evidence: api.LivenessEvidence, captures: list[bytes], what: str = "") -> None:
         verdict = checker.check(evidence, captures)
         presented[kind] += 1
         accepted[kind] += verdict.passed
+        if verdict.passed and kind != "bona fide":
+            passed_attacks.append(f"{kind}: {what} {verdict.measures}")
         reasons.setdefault(kind, Counter())[verdict.reason] += 1
 
     chosen = photos(root, limit)
@@ -138,14 +142,19 @@ def report(root: Path, limit: int) -> None:  # noqa: C901, PLR0912, PLR0915
             capture = [_jpeg(still_images[20])]
             for challenge in LivenessChallenge:
                 held = [(_jpeg(still_images[i]), round(i * FRAME_MS)) for i in STILL_FRAMES]
-                judge("print held still", _evidence(challenge, held), capture)
+                judge("print held still", _evidence(challenge, held), capture, f"{label} {challenge.value}")
                 waved = [(_jpeg(_jitter(still_images[i], rng)), round(i * FRAME_MS)) for i in STILL_FRAMES]
-                judge("still with motion", _evidence(challenge, waved), capture)
+                judge("still with motion", _evidence(challenge, waved), capture, f"{label} {challenge.value}")
             for recorded, result in recordings.items():
                 frames = [(f.jpeg, f.at_ms) for f in result.challenge_frames]
                 for asked in LivenessChallenge:
                     if asked is not recorded:
-                        judge("replayed recording", _evidence(asked, frames), list(result.jpeg_frames))
+                        judge(
+                            "replayed recording",
+                            _evidence(asked, frames),
+                            list(result.jpeg_frames),
+                            f"{label} {recorded.value} sent as {asked.value}",
+                        )
     print(
         f"liveness set from {root}: {len(chosen)} photos, {len(skipped)} skipped; {time.perf_counter() - started:.1f} s"
     )
@@ -153,6 +162,8 @@ def report(root: Path, limit: int) -> None:  # noqa: C901, PLR0912, PLR0915
         print(f"  skipped: {line}")
     for line in kiosk_incomplete:
         print(f"  kiosk did not complete the challenge on the synthetic clip: {line}")
+    for line in passed_attacks:
+        print(f"  attack accepted: {line}")
     for kind in ("bona fide", "print held still", "still with motion", "replayed recording"):
         n, ok = presented[kind], accepted[kind]
         if kind == "bona fide":

@@ -52,7 +52,7 @@ CHALLENGE_HINTS = {
     LivenessChallenge.TURN_LEFT: GuidanceHint.TURN_LEFT_PLEASE,
     LivenessChallenge.TURN_RIGHT: GuidanceHint.TURN_RIGHT_PLEASE,
 }
-ACTION_FRAMES = 4  # at most this many frames of a turn are sent (with the two neutral ones: 6)
+ACTION_FRAMES = 4  # at most this many frames of the action are sent (with the two neutral ones: 6)
 # A turn to the person's own left points the nose to the (unmirrored) picture's right: yaw above 0.
 TURN_SIDES = {LivenessChallenge.TURN_LEFT: 1.0, LivenessChallenge.TURN_RIGHT: -1.0}
 
@@ -199,7 +199,7 @@ class FaceCheck:
         while self._recent and seen.timestamp - self._recent[0].timestamp > RECENT_S:
             self._recent.popleft()
 
-    def _find_evidence(self, *, blinked: bool, turned: float) -> tuple[_Seen, ...] | None:
+    def _find_evidence(self, *, blinked: bool, turned: float) -> tuple[_Seen, ...] | None:  # noqa: PLR0911
         """(neutral, action, neutral) frames once the asked action has just been completed, else None."""
         recent = list(self._recent)
         now = recent[-1]
@@ -212,7 +212,14 @@ class FaceCheck:
             shut = min(window, key=lambda f: f.openness or 0.0)
             reopened = self._settings.reopened_ratio
             before = [f for f in recent if f.timestamp < shut.timestamp and (f.openness or 0.0) >= reopened]
-            return (before[-1], shut, now) if before else None
+            if not before:
+                return None
+            # The most shut frames between the open ones (up to four, in time order), as for a turn.
+            between = [f for f in window if before[-1].timestamp < f.timestamp]
+            shut_most = sorted(
+                sorted(between, key=lambda f: f.openness or 0.0)[:ACTION_FRAMES], key=lambda f: f.timestamp
+            )
+            return (before[-1], *shut_most, now)
         side = TURN_SIDES[self._challenge]
         if turned != side:
             return None

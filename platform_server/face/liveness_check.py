@@ -69,8 +69,8 @@ class LivenessSettings:
     """Decision limits of the check, chosen on the bench's bona fide and attack clips (docs/face.md)."""
 
     closed_ratio: float = 0.6  # the shut frame's openness, as a share of the open frames', below this
-    open_agreement: float = 0.75  # each neutral frame's openness at least this share of their mean
-    neutral_yaw: float = 0.2  # the two neutral frames' yaws differ by at most this (yaw: -1..1, 0 frontal)
+    open_agreement: float = 0.65  # each neutral frame's openness at least this share of their mean
+    neutral_yaw: float = 0.35  # the two neutral frames' yaws differ by at most this (yaw: -1..1, 0 frontal)
     min_turn_yaw: float = 0.12  # the turned frame's yaw, toward the asked side, beyond the neutral frames'
 
     same_face_distance: float = 0.5  # descriptor distance: first to last (neutral) frame, and to the capture
@@ -192,12 +192,13 @@ class DlibLivenessChecker:
         # toward the picture's right: yaw above 0.
         side = 1.0 if challenge is LivenessChallenge.TURN_LEFT else -1.0
         ends, middle = (frames[0], frames[-1]), frames[1:-1]
-        # Relative to the neutral pose: a person may stand a little askew, and a photo may be.
+        # Relative to the neutral pose (a person may stand a little askew, and a photo may be): from the
+        # neutral frame turned the least toward the asked side, as landmarks jitter on some faces.
         neutral = abs(ends[0].yaw - ends[1].yaw)
-        rest = (ends[0].yaw + ends[1].yaw) / 2
+        rest = min(ends, key=lambda f: side * f.yaw).yaw
         peak = max(middle, key=lambda f: side * f.yaw)
         toward = side * (peak.yaw - rest)
-        away = max(-side * (f.yaw - rest) for f in middle)
+        away = max(-side * (f.yaw - max(ends, key=lambda f: side * f.yaw).yaw) for f in middle)
         measures = {"neutral_yaw": round(neutral, 3), "turn": round(toward, 3)}
         if neutral > s.neutral_yaw:
             raise _Refused("not_facing", **measures)
