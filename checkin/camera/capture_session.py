@@ -52,6 +52,8 @@ CHALLENGE_HINTS = {
     LivenessChallenge.TURN_LEFT: GuidanceHint.TURN_LEFT_PLEASE,
     LivenessChallenge.TURN_RIGHT: GuidanceHint.TURN_RIGHT_PLEASE,
 }
+# A blink is taken with the head still: yaw within this of the open frame before (the platform allows 0.2).
+BLINK_HEAD_STILL = 0.15
 ACTION_FRAMES = 4  # at most this many frames of the action are sent (with the two neutral ones: 6)
 # A turn to the person's own left points the nose to the (unmirrored) picture's right: yaw above 0.
 TURN_SIDES = {LivenessChallenge.TURN_LEFT: 1.0, LivenessChallenge.TURN_RIGHT: -1.0}
@@ -159,7 +161,7 @@ class FaceCheck:
         self._shown_hint = None
         self._pending_hint = None
 
-    def process(self, frame: Frame) -> CaptureStatus:
+    def process(self, frame: Frame) -> CaptureStatus:  # noqa: C901 (gates, liveness and frames, in order)
         """Analyse one frame and return what the face screen should show."""
         if self._result is not None:
             return CaptureStatus(self._shown_hint or GuidanceHint.NO_FACE, self._result.liveness, None, done=True)
@@ -171,8 +173,10 @@ class FaceCheck:
         blinked, turned = False, 0.0
         if trackable and face is not None:
             self._last_seen = now
-            blinked = self._blink.observe(now, face.eye_aspect_ratio, face.eye_darkness)
             turned = self._turn.observe(now, face.yaw)
+            if self._turn.facing:
+                # Eyes are measured on a frontal face only: a turned head narrows them in the picture.
+                blinked = self._blink.observe(now, face.eye_aspect_ratio, face.eye_darkness)
         elif self._last_seen is not None and now - self._last_seen > self._settings.lost_face_s:
             # The face left (or a second one came): whatever follows may be another face or a photo,
             # so the blink and the frames must all come again from one continuous view.
@@ -216,6 +220,8 @@ class FaceCheck:
                 return None
             # The most shut frames between the open ones (up to four, in time order), as for a turn.
             between = [f for f in window if before[-1].timestamp < f.timestamp]
+            if any(abs(f.yaw - before[-1].yaw) > BLINK_HEAD_STILL for f in (*between, now)):
+                return None  # the head turned meanwhile (narrowing the eyes in the picture): not a blink
             shut_most = sorted(
                 sorted(between, key=lambda f: f.openness or 0.0)[:ACTION_FRAMES], key=lambda f: f.timestamp
             )

@@ -137,10 +137,10 @@ class TurnDetector:
 
     @property
     def facing(self) -> bool:
-        """True when the last sample was in the neutral pose (frames sent for verification are frontal)."""
+        """True when the last sample was not turned from the neutral pose (eyes are measured, frames sent)."""
         rest = self.neutral_yaw
         return self._turned_side == 0.0 and (
-            rest is None or self._last_yaw is None or abs(self._last_yaw - rest) <= self._turn_yaw / 2
+            rest is None or self._last_yaw is None or abs(self._last_yaw - rest) < self._turn_yaw
         )
 
     @property

@@ -32,14 +32,15 @@ FACE_SHARE: Final = 0.4  # face width / frame width in a framed clip: comfortabl
 BLINK_PROFILE: Final = (0.5, 1.0, 1.0, 1.0, 0.5)  # eyelid closure per frame: about 330 ms at 15 fps
 FIRST_BLINK_S: Final = 1.2  # after the open-eye level is known
 BLINK_EVERY_S: Final = 2.0
-# Head turns (clips with turns=True), so a clip does whichever challenge the kiosk asks: in every
-# 4 s (60 frames at 15 fps, the scenario clips' loop) a turn to the person's left at 1.7 s and to their
-# right at 2.4 s, between the blinks at 1.2 and 3.2 s, each a ramp up, a hold and a ramp down (about
-# 470 ms at 15 fps) with a few neutral frames between actions, so a kiosk that drops frames under load
-# still sees the head come back.
-TURN_PROFILE: Final = (0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5)
+# Head turns (clips with turns=True), so a clip does whichever challenge the kiosk asks, twice in
+# every 4 s (60 frames at 15 fps, the scenario clips' loop): to the person's left at 0.45 and 2.25 s,
+# to their right at 1.65 and 2.75 s, around the blinks at 1.2 and 3.2 s. Each is a ramp up, a hold and
+# a ramp down (about 330 ms at 15 fps), with at least two neutral frames between actions, so a kiosk
+# that drops frames under load still sees the head come back, and has a second chance in its deadline.
+TURN_PROFILE: Final = (0.5, 1.0, 1.0, 1.0, 0.5)
 TURN_PERIOD_S: Final = 4.0
-TURNS: Final = ((1.7, 1.0), (2.4, -1.0))  # (start in the period, side: +1 the person's left)
+# (start in the period, side: +1 the person's left)
+TURNS: Final = ((0.45, 1.0), (1.65, -1.0), (2.25, 1.0), (2.75, -1.0))
 # How far a full turn shifts the nose sideways, in jaw widths (the jaw's ends stay):
 # the landmarks' yaw cue moves by 0.2-0.35 (about 0.3 for a real head turned some 25 degrees).
 TURN_SHIFT: Final = 0.22
@@ -61,9 +62,9 @@ def make_clip(
 
     One face in the photo: the frame is centred on it (face 40% of the width). blink=True makes the
     eyes close and reopen at 1.2 s and every 2 s after; turns (default: as blink) adds a head turn to
-    the person's left at 1.7 s and one to the right at 2.4 s, every 4 s; blink=False is a still photo. Every frame gets
-    a little sensor noise and hand shake, as a photo held up to a camera would. A photo with no face
-    or several faces is shown whole (blink must then be False).
+    the person's left at 0.45 and 2.25 s and to the right at 1.65 and 2.75 s, every 4 s; blink=False
+    is a still photo. Every frame gets a little sensor noise and hand shake, as a photo held up to a
+    camera would. A photo with no face or several faces is shown whole (blink must then be False).
 
     Raises:
         SyntheticClipError: unreadable image, blink asked for without exactly one face, bad out.

@@ -31,7 +31,7 @@ from platform_server.face.dlib_verifier import face_recognition_models  # type: 
 from platform_server.face.image_decoding import decode_image
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     import numpy.typing as npt
 
@@ -68,11 +68,13 @@ MIN_OPEN_DARKNESS: Final = 0.05
 class LivenessSettings:
     """Decision limits of the check, chosen on the bench's bona fide and attack clips (docs/face.md)."""
 
-    closed_ratio: float = 0.6  # the shut frame's openness, as a share of the open frames', below this
+    closed_ratio: float = 0.7  # the shut frame's openness, as a share of the open frames', below this
     open_agreement: float = 0.65  # each neutral frame's openness at least this share of their mean
-    neutral_yaw: float = 0.35  # the two neutral frames' yaws differ by at most this (yaw: -1..1, 0 frontal)
+    neutral_yaw: float = 0.4  # the two neutral frames' yaws differ by at most this (yaw: -1..1, 0 frontal)
     min_turn_yaw: float = 0.12  # the turned frame's yaw, toward the asked side, beyond the neutral frames'
 
+    blink_head_still: float = 0.2  # during a blink the head's yaw stays within this of the open frames'
+    turn_eyes_open: float = 0.35  # during a turn the eyes stay open: openness of the turned frame at least this
     same_face_distance: float = 0.5  # descriptor distance: first to last (neutral) frame, and to the capture
     action_face_distance: float = 0.7  # first frame to the action's frame (shut eyes, a turned head)
 
@@ -166,16 +168,7 @@ class DlibLivenessChecker:
     def _blink(self, frames: list[_Measured]) -> tuple[_Measured, dict[str, float]]:
         s = self._settings
         ends, middle = (frames[0], frames[-1]), frames[1:-1]
-        open_ear = (ends[0].ear + ends[1].ear) / 2
-        open_dark = (ends[0].darkness + ends[1].darkness) / 2
-        use_ear, use_dark = open_ear >= MIN_OPEN_EAR, open_dark >= MIN_OPEN_DARKNESS
-        if not (use_ear or use_dark):
-            raise _Refused("eyes_not_measurable", open_ear=open_ear, open_dark=open_dark)
-
-        def openness(f: _Measured) -> float:
-            ratios = ([f.ear / open_ear] if use_ear else []) + ([f.darkness / open_dark] if use_dark else [])
-            return min(ratios)
-
+        openness = _openness(ends)
         ends_open = min(openness(f) for f in ends)
         peak = min(middle, key=openness)
         closed = openness(peak)
@@ -183,6 +176,11 @@ class DlibLivenessChecker:
         if ends_open < s.open_agreement:
             raise _Refused("eyes_not_open", **measures)
         if closed >= s.closed_ratio:
+            raise _Refused("no_blink", **measures)
+        # A turned head also narrows the eyes in the picture: a recorded turn is not a blink.
+        rest = (ends[0].yaw + ends[1].yaw) / 2
+        measures["head_moved"] = round(max(abs(f.yaw - rest) for f in middle), 3)
+        if measures["head_moved"] > s.blink_head_still:
             raise _Refused("no_blink", **measures)
         return peak, measures
 
@@ -204,6 +202,10 @@ class DlibLivenessChecker:
             raise _Refused("not_facing", **measures)
         if toward < s.min_turn_yaw:
             raise _Refused("wrong_turn" if away >= s.min_turn_yaw else "no_turn", **measures)
+        # Eyes open while turning: a recorded blink is not a turn.
+        measures["eyes_open"] = round(_openness(ends)(peak), 3)
+        if measures["eyes_open"] < s.turn_eyes_open:
+            raise _Refused("no_turn", **measures)
         return peak, measures
 
     def _same_face(
@@ -242,6 +244,21 @@ class DlibLivenessChecker:
         with self._lock:
             descriptor = self._encoder.compute_face_descriptor(frame.rgb, frame.shape, 1)
         return np.asarray(descriptor, dtype=np.float64)
+
+
+def _openness(ends: tuple[_Measured, _Measured]) -> Callable[[_Measured], float]:
+    """Eye openness of a frame as a share of the two neutral frames' (the lower of the two cues)."""
+    open_ear = (ends[0].ear + ends[1].ear) / 2
+    open_dark = (ends[0].darkness + ends[1].darkness) / 2
+    use_ear, use_dark = open_ear >= MIN_OPEN_EAR, open_dark >= MIN_OPEN_DARKNESS
+    if not (use_ear or use_dark):
+        raise _Refused("eyes_not_measurable", open_ear=open_ear, open_dark=open_dark)
+
+    def openness(f: _Measured) -> float:
+        ratios = ([f.ear / open_ear] if use_ear else []) + ([f.darkness / open_dark] if use_dark else [])
+        return min(ratios)
+
+    return openness
 
 
 def _check_times(times: list[int], max_span_ms: int) -> None:
