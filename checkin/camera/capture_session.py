@@ -170,11 +170,12 @@ class FaceCheck:
         gate = self._gate(analysis, now)
         face = analysis.face
         trackable = face is not None and gate not in (GuidanceHint.TOO_FAR, GuidanceHint.NO_FACE)
-        blinked, turned = False, 0.0
+        blinked, turned, eyes_measured = False, 0.0, False
         if trackable and face is not None:
             self._last_seen = now
             turned = self._turn.observe(now, face.yaw)
-            if self._turn.facing:
+            eyes_measured = self._turn.facing
+            if eyes_measured:
                 # Eyes are measured on a frontal face only: a turned head narrows them in the picture.
                 blinked = self._blink.observe(now, face.eye_aspect_ratio, face.eye_darkness)
         elif self._last_seen is not None and now - self._last_seen > self._settings.lost_face_s:
@@ -188,7 +189,8 @@ class FaceCheck:
             if self._blink.eyes_open and self._turn.facing:
                 self._offer(frame.image, face.box, face.sharpness)
         if self._state is LivenessState.CHALLENGE and trackable and face is not None:
-            self._keep_recent(_Seen(now, frame.image, face.box, self._blink.last_openness, face.yaw))
+            openness = self._blink.last_openness if eyes_measured else None
+            self._keep_recent(_Seen(now, frame.image, face.box, openness, face.yaw))
             if self._evidence is None:
                 self._evidence = self._find_evidence(blinked=blinked, turned=turned)
         self._advance_liveness(now)
@@ -220,11 +222,11 @@ class FaceCheck:
                 return None
             # The most shut frames between the open ones (up to four, in time order), as for a turn.
             between = [f for f in window if before[-1].timestamp < f.timestamp]
-            if any(abs(f.yaw - before[-1].yaw) > BLINK_HEAD_STILL for f in (*between, now)):
-                return None  # the head turned meanwhile (narrowing the eyes in the picture): not a blink
             shut_most = sorted(
                 sorted(between, key=lambda f: f.openness or 0.0)[:ACTION_FRAMES], key=lambda f: f.timestamp
             )
+            if any(abs(f.yaw - before[-1].yaw) > BLINK_HEAD_STILL for f in (*shut_most, now)):
+                return None  # the head turned (narrowing the eyes in the picture): not a blink
             return (before[-1], *shut_most, now)
         side = TURN_SIDES[self._challenge]
         if turned != side:
