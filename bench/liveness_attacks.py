@@ -109,9 +109,13 @@ def report(root: Path, limit: int) -> None:  # noqa: C901, PLR0912, PLR0915
     started = time.perf_counter()
 
     passed_attacks: list[str] = []
+    margins: dict[tuple[str, str], list[float]] = {}
 
     def judge(kind: str, evidence: api.LivenessEvidence, captures: list[bytes], what: str = "") -> None:
         verdict = checker.check(evidence, captures)
+        for measure in ("closed", "turn"):
+            if measure in verdict.measures:
+                margins.setdefault((kind, measure), []).append(verdict.measures[measure])
         presented[kind] += 1
         accepted[kind] += verdict.passed
         if verdict.passed and kind != "bona fide":
@@ -162,6 +166,9 @@ def report(root: Path, limit: int) -> None:  # noqa: C901, PLR0912, PLR0915
         print(f"  skipped: {line}")
     for line in kiosk_incomplete:
         print(f"  kiosk did not complete the challenge on the synthetic clip: {line}")
+    for (kind, measure), values in sorted(margins.items()):
+        ordered = sorted(values)
+        print(f"  {kind:<19} {measure:<6} n={len(ordered)} lowest {ordered[:3]} highest {ordered[-3:]}")
     for line in passed_attacks:
         print(f"  attack accepted: {line}")
     for kind in ("bona fide", "print held still", "still with motion", "replayed recording"):

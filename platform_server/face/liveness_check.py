@@ -68,7 +68,7 @@ MIN_OPEN_DARKNESS: Final = 0.05
 class LivenessSettings:
     """Decision limits of the check, chosen on the bench's bona fide and attack clips (docs/face.md)."""
 
-    closed_ratio: float = 0.7  # the shut frame's openness, as a share of the open frames', below this
+    closed_ratio: float = 0.6  # the shut frame's openness, as a share of the open frames', below this
     open_agreement: float = 0.65  # each neutral frame's openness at least this share of their mean
     neutral_yaw: float = 0.4  # the two neutral frames' yaws differ by at most this (yaw: -1..1, 0 frontal)
     min_turn_yaw: float = 0.12  # the turned frame's yaw, toward the asked side, beyond the neutral frames'
