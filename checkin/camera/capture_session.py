@@ -54,6 +54,9 @@ CHALLENGE_HINTS = {
 }
 # A blink is taken with the head still: yaw within this of the open frame before (the platform allows 0.2).
 BLINK_HEAD_STILL = 0.15
+# The blink sent has a frame at most this open against its two open frames (the platform wants < 0.6).
+BLINK_SHUT = 0.55
+BLINK_SPAN_S = 0.8  # open frame before to open frame after, at most (a blink lasts 100-400 ms)
 ACTION_FRAMES = 4  # at most this many frames of the action are sent (with the two neutral ones: 6)
 # A turn to the person's own left points the nose to the (unmirrored) picture's right: yaw above 0.
 TURN_SIDES = {LivenessChallenge.TURN_LEFT: 1.0, LivenessChallenge.TURN_RIGHT: -1.0}
@@ -99,6 +102,22 @@ class _Seen:
     box: FaceBox
     openness: float | None
     yaw: float
+    eyes: tuple[float, float] = (0.0, 0.0)  # (eye aspect ratio, eye darkness) as measured
+
+
+def _clearly_shut(before: _Seen, shut: list[_Seen], after: _Seen) -> bool:
+    """The blink as the platform will judge it: a frame well under the two open frames' mean openness.
+
+    The platform measures the open level on the frames sent, not on the last seconds as the kiosk's
+    detector does; judging the same way here (with a margin) keeps a shallow dip from being sent.
+    """
+    open_ear = (before.eyes[0] + after.eyes[0]) / 2
+    open_dark = (before.eyes[1] + after.eyes[1]) / 2
+    cues = [i for i, level in enumerate((open_ear, open_dark)) if level > 0.05]
+    if not cues:
+        return False
+    levels = (open_ear, open_dark)
+    return min(min(f.eyes[i] / levels[i] for i in cues) for f in shut) <= BLINK_SHUT
 
 
 class FaceCheck:
@@ -190,7 +209,8 @@ class FaceCheck:
                 self._offer(frame.image, face.box, face.sharpness)
         if self._state is LivenessState.CHALLENGE and trackable and face is not None:
             openness = self._blink.last_openness if eyes_measured else None
-            self._keep_recent(_Seen(now, frame.image, face.box, openness, face.yaw))
+            eyes = (face.eye_aspect_ratio, face.eye_darkness)
+            self._keep_recent(_Seen(now, frame.image, face.box, openness, face.yaw, eyes))
             if self._evidence is None:
                 self._evidence = self._find_evidence(blinked=blinked, turned=turned)
         self._advance_liveness(now)
@@ -227,6 +247,10 @@ class FaceCheck:
             )
             if any(abs(f.yaw - before[-1].yaw) > BLINK_HEAD_STILL for f in (*shut_most, now)):
                 return None  # the head turned (narrowing the eyes in the picture): not a blink
+            if now.timestamp - before[-1].timestamp > BLINK_SPAN_S:
+                return None  # a slow reopening (the head may have moved meanwhile): wait for a crisp blink
+            if not _clearly_shut(before[-1], shut_most, now):
+                return None  # a shallow dip against these open frames: wait for a clear blink
             return (before[-1], *shut_most, now)
         side = TURN_SIDES[self._challenge]
         if turned != side:
