@@ -56,7 +56,7 @@ CHALLENGE_HINTS = {
 BLINK_HEAD_STILL = 0.15
 # The blink sent has a frame at most this open against its two open frames (the platform wants < 0.6).
 BLINK_SHUT = 0.55
-BLINK_SPAN_S = 0.8  # open frame before to open frame after, at most (a blink lasts 100-400 ms)
+BLINK_SPAN_S = 1.2  # open frame before to open frame after, at most (a blink lasts 100-400 ms)
 ACTION_FRAMES = 4  # at most this many frames of the action are sent (with the two neutral ones: 6)
 # A turn to the person's own left points the nose to the (unmirrored) picture's right: yaw above 0.
 TURN_SIDES = {LivenessChallenge.TURN_LEFT: 1.0, LivenessChallenge.TURN_RIGHT: -1.0}

@@ -73,7 +73,7 @@ class LivenessSettings:
     neutral_yaw: float = 0.4  # the two neutral frames' yaws differ by at most this (yaw: -1..1, 0 frontal)
     min_turn_yaw: float = 0.12  # the turned frame's yaw, toward the asked side, beyond the neutral frames'
 
-    blink_head_still: float = 0.2  # during a blink the head's yaw stays within this of the open frames'
+    blink_head_still: float = 0.35  # during a blink the head's yaw stays within this of the open frames'
     turn_eyes_open: float = 0.35  # during a turn the eyes stay open: openness of the turned frame at least this
     same_face_distance: float = 0.5  # descriptor distance: first to last (neutral) frame, and to the capture
     action_face_distance: float = 0.7  # first frame to the action's frame (shut eyes, a turned head)
