@@ -170,8 +170,12 @@ class DlibLivenessChecker:
         ends, middle = (frames[0], frames[-1]), frames[1:-1]
         openness = _openness(ends)
         ends_open = min(openness(f) for f in ends)
-        peak = min(middle, key=openness)
-        closed = openness(peak)
+        # Shut is judged on the dark iris band when it can be measured: it vanishes under a lid, while
+        # a turned head (a recorded turn sent as a blink) narrows the landmarks' eye but keeps the iris.
+        open_dark = (ends[0].darkness + ends[1].darkness) / 2
+        shut = (lambda f: f.darkness / open_dark) if open_dark >= MIN_OPEN_DARKNESS else openness
+        peak = min(middle, key=shut)
+        closed = shut(peak)
         measures = {"ends_open": round(ends_open, 3), "closed": round(closed, 3)}
         if ends_open < s.open_agreement:
             raise _Refused("eyes_not_open", **measures)
