@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import face_references
+import liveness_attacks
 import numpy as np
 import typer
 
@@ -250,8 +252,16 @@ def run_pairs(verifier: DlibFaceVerifier, rows: list[Pair]) -> list[Outcome]:
     return outcomes
 
 
-def main(
-    pairs: Annotated[Path, typer.Option(help="CSV with header image_a,image_b,same")],
+def main(  # noqa: C901, PLR0917  (typer options)
+    pairs: Annotated[Path | None, typer.Option(help="CSV with header image_a,image_b,same")] = None,
+    folder: Annotated[
+        Path | None, typer.Option(help="labelled folder (one sub-folder per person): k-reference protocol")
+    ] = None,
+    liveness: Annotated[
+        Path | None,
+        typer.Option(help="folder of face photos (or labelled folder): liveness APCER/BPCER on the attack set"),
+    ] = None,
+    liveness_people: Annotated[int, typer.Option(help="at most this many photos for the liveness set")] = 12,
     threshold: Annotated[
         float, typer.Option(help="threshold to report last (default: the platform's)")
     ] = DEFAULT_THRESHOLD,
@@ -260,9 +270,18 @@ def main(
     ] = False,
 ) -> None:
     """Print TAR/FAR over thresholds, margins, the combination study, and the configured-threshold line."""
+    if pairs is None and folder is None and liveness is None:
+        print("error: give --pairs, --folder and/or --liveness", file=sys.stderr)
+        raise typer.Exit(2)
     try:
-        rows = read_pairs(pairs)
         verifier = DlibFaceVerifier(threshold=threshold)
+        if folder is not None:
+            face_references.report(verifier, folder)
+        if liveness is not None:
+            liveness_attacks.report(liveness, liveness_people)
+        if pairs is None:
+            return
+        rows = read_pairs(pairs)
     except (PairsFileError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise typer.Exit(2) from err

@@ -114,14 +114,16 @@ def seed(url: str, key_text: str, *, experts: int, kiosks: int, faces: bool) -> 
     from platform_server.config import RulesSection  # noqa: PLC0415
     from platform_server.db.engine import make_engine, make_session_factory, upgrade  # noqa: PLC0415
     from platform_server.db.unit_of_work import UnitOfWork  # noqa: PLC0415
-    from platform_server.services import batches, roster  # noqa: PLC0415
+    from platform_server.services import batches, keyring, roster  # noqa: PLC0415
     from platform_server.services.context import ServiceContext, utc_now  # noqa: PLC0415
     from tests.unit.platform_server.support import band, many_ids  # noqa: PLC0415
 
     engine = make_engine(url)
     upgrade(engine)
+    data_key = DataKey.from_text(key_text)
+    keyring.open_keys(engine, data_key)  # the key's fingerprint and the audit chain's key, as serve does
     uow = UnitOfWork(make_session_factory(engine))
-    ctx = ServiceContext(data_key=DataKey.from_text(key_text), rules=RulesSection(), face_verifier=None)
+    ctx = ServiceContext(data_key=data_key, rules=RulesSection(), face_verifier=None)
     now = utc_now()
     code = "LOAD"
     batches.create_batch(

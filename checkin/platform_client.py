@@ -252,6 +252,16 @@ class PlatformClient:
             liveness_passed=request.liveness_passed,
             face_attempt=request.face_attempt,
         )
+        if request.challenge:
+            message.liveness.CopyFrom(
+                kiosk_pb2.LivenessEvidence(
+                    challenge=f"LIVENESS_CHALLENGE_{request.challenge.upper()}",
+                    challenge_id=request.challenge_id,
+                    frames=[
+                        kiosk_pb2.ChallengeFrame(image=img, captured_at_ms=ms) for img, ms in request.challenge_frames
+                    ],
+                )
+            )
         reply = self._call("IdentifyExpert", self._stub.IdentifyExpert, message, self._settings.identify_timeout_s)
         if reply.outcome == kiosk_pb2.IdentifyExpertResponse.OUTCOME_VERIFIED:
             on_file = None

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -405,7 +406,14 @@ class FaceCaptureAdapter:
                 raise NothingPresentedError("no usable face before the capture's deadline")
             if result.liveness is LivenessState.PASSED and result.jpeg_frames:
                 # Every quality gate passed for each frame sent: the session has no finer score.
-                return FaceFrames(images_jpeg=result.jpeg_frames, quality=1.0, liveness_passed=True)
+                return FaceFrames(
+                    images_jpeg=result.jpeg_frames,
+                    quality=1.0,
+                    liveness_passed=True,
+                    challenge=result.challenge.value if result.challenge else "",
+                    challenge_id=uuid.uuid4().hex,
+                    challenge_frames=tuple((f.jpeg, f.at_ms) for f in result.challenge_frames),
+                )
             # No blink before the deadline. The flow drops these frames at once (never sent); it
             # needs one to tell "not live" from "nobody there".
             last = feed.last

@@ -75,6 +75,8 @@ TEXTS: Mapping[str, tuple[str, str]] = {
     "hint.hold_still": ("请保持不动", "Hold still"),
     "hint.too_dark": ("光线不足", "Too dark"),
     "hint.blink_please": ("请眨眨眼", "Please blink"),
+    "hint.turn_left_please": ("请向左转头，再转回来", "Please turn your head to your left, then back"),
+    "hint.turn_right_please": ("请向右转头，再转回来", "Please turn your head to your right, then back"),
     "hint.ok": ("很好，请保持", "Good, hold still"),
     # Step 2: bank card
     "card_on_file.title": ("请确认劳务费收款银行卡", "Confirm the card for your evaluation fee"),

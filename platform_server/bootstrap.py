@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import sqlalchemy.orm as so
 
     from platform_server.config import PlatformConfig
-    from platform_server.face.api import FaceVerifier
+    from platform_server.face.api import FaceVerifier, LivenessChecker
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,20 @@ def face_verifier_from(config: PlatformConfig, *, worker_processes: bool = False
     )
 
 
+def liveness_checker_from(config: PlatformConfig) -> LivenessChecker | None:
+    """The platform's own liveness check of the kiosk's challenge frames, with the dlib verifier."""
+    if config.face.verifier == "none":
+        return None
+    from platform_server.face.liveness_check import DlibLivenessChecker  # noqa: PLC0415  (loads dlib models)
+
+    return DlibLivenessChecker()
+
+
 def build(
     config: PlatformConfig,
     *,
     face_verifier: FaceVerifier | str | None = "from-config",
+    liveness_checker: LivenessChecker | str | None = "from-config",
     clock: Callable[[], dt.datetime] = utc_now,
     migrate: bool = True,
     start_uwb_worker: bool = True,
@@ -113,6 +123,8 @@ def build(
 
     `rotating` lets `keys rotate` open a database whose rotation was interrupted (nothing else may).
     `face_workers`: verify faces in worker processes ([face] processes); the server asks for it.
+    The liveness checker comes from the config only with the configured verifier: a test that passes
+    its own verifier gets none (the kiosk's flag is trusted) unless it passes a checker too.
     """
     engine = make_engine(config.database.url, pool_size=config.database.pool_size)
     if migrate:
@@ -129,7 +141,13 @@ def build(
     verifier = (
         face_verifier_from(config, worker_processes=face_workers) if isinstance(face_verifier, str) else face_verifier
     )
-    ctx = ServiceContext(data_key=data_key, rules=config.rules, face_verifier=verifier, clock=clock)
+    if isinstance(liveness_checker, str):
+        liveness = liveness_checker_from(config) if isinstance(face_verifier, str) else None
+    else:
+        liveness = liveness_checker
+    ctx = ServiceContext(
+        data_key=data_key, rules=config.rules, face_verifier=verifier, clock=clock, liveness_checker=liveness
+    )
     platform = Platform(config, engine, make_session_factory(engine), ctx)
     if start_uwb_worker and config.uwb.port:
         platform.uwb_worker = _start_uwb_worker(platform)

@@ -36,7 +36,7 @@ if python -c 'import cv2,sys; c=cv2.VideoCapture(0); ok=c.isOpened() and c.read(
 fi
 if [ -n "$webcam" ] && [ -n "${DISPLAY:-}" ] && [ -z "${DEMO_SCRIPTED:-}" ]; then
   # A person is here with a webcam and a screen: enrol them live and let them check in as themself.
-  echo "demo: webcam found: look at the camera and blink to be enrolled as the demo expert 演示专家"
+  echo "demo: webcam found: look at the camera and do what it asks (blink, or turn your head) to be enrolled as the demo expert 演示专家"
   echo "demo: then press 登记办理 on the kiosk; the window beside it plays the bank card and the wristband"
   echo "demo: (DEMO_SCRIPTED=1 make demo runs the scripted visitors instead)"
   exec checkin-kiosk demo-live --camera "$webcam" --work "$PWD/var/demo-live" --scenario scenarios/demo.toml

@@ -84,6 +84,7 @@ class FaceAnalyser:
             eye_darkness=eye_darkness(grey, points),
             sharpness=sharpness(grey, box),
             brightness=brightness(grey, box),
+            yaw=head_yaw(points),
         )
         return FrameAnalysis(frame_size=(width, height), face_boxes=boxes, face=face)
 
@@ -126,6 +127,18 @@ def eye_darkness(grey: npt.NDArray[np.uint8], points: npt.NDArray[np.float64]) -
         dark = window < 0.55 * float(np.median(cheek))
         values.append(float(np.percentile(dark.sum(axis=0), 75)) / eye_width)
     return float(np.mean(values))
+
+
+def head_yaw(points: npt.NDArray[np.float64]) -> float:
+    """Head yaw from the 68 landmarks, -1..1: the nose tip's place between the jaw's ends, 0 frontal.
+
+    Above 0 the nose points toward the picture's right (the person's left, the camera not mirrored).
+    The platform measures the same way (platform_server/face/liveness_check.py).
+    """
+    left, right = float(points[0][0]), float(points[16][0])
+    if right <= left:
+        return 0.0
+    return 2.0 * (float(points[30][0]) - left) / (right - left) - 1.0
 
 
 def _face_crop(grey: npt.NDArray[np.uint8], box: FaceBox) -> npt.NDArray[np.uint8]:

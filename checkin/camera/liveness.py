@@ -63,6 +63,11 @@ class BlinkDetector:
         """True when the last sample was at the open level (frames with closed eyes are not sent)."""
         return self._last_openness is not None and self._last_openness >= self._reopened_ratio
 
+    @property
+    def last_openness(self) -> float | None:
+        """Openness of the last sample as a share of the open level; None while unknown."""
+        return self._last_openness
+
     def reset(self) -> None:
         """Forget everything: a new face, or the face was lost."""
         self._samples.clear()
@@ -107,3 +112,72 @@ class BlinkDetector:
             self._phase = EyePhase.CLOSED
             self._closed_at = timestamp
         return False
+
+
+NEUTRAL_WINDOW_S: Final = 1.0
+
+
+class TurnDetector:
+    """Recognises a head turn and back in a stream of (time, yaw) samples: a pure state machine.
+
+    The neutral pose is the median yaw of the last second while the head is not turned, so a person
+    standing a little askew still turns from their own pose. A turn is: yaw `turn_yaw` or more away from
+    the neutral pose, then back within half of that, all within `max_turn_s`.
+    """
+
+    def __init__(self, turn_yaw: float = 0.15, max_turn_s: float = 3.0) -> None:
+        if not 0.0 < turn_yaw < 1.0:
+            raise ValueError(f"turn_yaw must be between 0 and 1, got {turn_yaw}")
+        self._turn_yaw = turn_yaw
+        self._max_turn_s = max_turn_s
+        self._neutral: collections.deque[tuple[float, float]] = collections.deque()
+        self._turned_side = 0.0
+        self._turned_at = 0.0
+        self._last_yaw: float | None = None
+
+    @property
+    def facing(self) -> bool:
+        """True when the last sample was not turned from the neutral pose (eyes are measured, frames sent)."""
+        rest = self.neutral_yaw
+        return self._turned_side == 0.0 and (
+            rest is None or self._last_yaw is None or abs(self._last_yaw - rest) < self._turn_yaw
+        )
+
+    @property
+    def neutral_yaw(self) -> float | None:
+        """The neutral pose's yaw, or None before there are samples."""
+        if len(self._neutral) < MIN_BASELINE_SAMPLES:
+            return None
+        return float(np.median([y for _t, y in self._neutral]))
+
+    @property
+    def turned_at(self) -> float:
+        """When the current or last turn began."""
+        return self._turned_at
+
+    def reset(self) -> None:
+        """Forget everything: a new face, or the face was lost."""
+        self._neutral.clear()
+        self._turned_side = 0.0
+        self._last_yaw = None
+
+    def observe(self, timestamp: float, yaw: float) -> float:
+        """Take one sample; the side of a turn it completes (+1 nose to the picture's right, -1 left) or 0."""
+        self._last_yaw = yaw
+        rest = self.neutral_yaw
+        if self._turned_side != 0.0:
+            if timestamp - self._turned_at > self._max_turn_s:
+                self._turned_side = 0.0  # held too long: not a turn and back; wait for the next one
+                self._neutral.clear()
+            elif rest is not None and abs(yaw - rest) <= self._turn_yaw / 2:
+                side, self._turned_side = self._turned_side, 0.0
+                return side
+            return 0.0
+        if rest is not None and abs(yaw - rest) >= self._turn_yaw:
+            self._turned_side = 1.0 if yaw > rest else -1.0
+            self._turned_at = timestamp
+            return 0.0
+        self._neutral.append((timestamp, yaw))
+        while self._neutral and timestamp - self._neutral[0][0] > NEUTRAL_WINDOW_S:
+            self._neutral.popleft()
+        return 0.0

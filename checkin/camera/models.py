@@ -61,7 +61,17 @@ class GuidanceHint(StrEnum):
     BLURRY = "hold_still"  # alias of HOLD_STILL: a blurred face is nearly always a moving face
     TOO_DARK = "too_dark"  # 光线不足
     BLINK_PLEASE = "blink_please"  # 请眨眨眼
+    TURN_LEFT_PLEASE = "turn_left_please"  # 请向左转头，再转回来
+    TURN_RIGHT_PLEASE = "turn_right_please"  # 请向右转头，再转回来
     OK = "ok"  # 很好，请保持
+
+
+class LivenessChallenge(StrEnum):
+    """What the expert is asked to do to show a live face; picked at random for each capture."""
+
+    BLINK = "blink"
+    TURN_LEFT = "turn_left"  # to the expert's own left, and back
+    TURN_RIGHT = "turn_right"
 
 
 class LivenessState(StrEnum):
@@ -107,6 +117,7 @@ class FaceMeasurement:
     eye_darkness: float  # height of the dark iris/pupil band over the eye width: gone when closed
     sharpness: float  # variance of the Laplacian of the face, scaled to 128×128
     brightness: float  # mean grey level of the face, 0-255
+    yaw: float = 0.0  # head turn from the landmarks, -1..1; above 0 the nose points to the picture's right
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +140,25 @@ class CaptureStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ChallengeFrame:
+    """A frame of the liveness challenge for the platform to check: JPEG crop, ms since the challenge began."""
+
+    jpeg: bytes = field(repr=False)
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class CaptureResult:
-    """The end of a face capture: the liveness verdict and, if passed, the best 1-3 frames as JPEG."""
+    """The end of a face capture: the liveness verdict and, if passed, the best 1-3 frames as JPEG.
+
+    With a pass come the challenge that was run and its frames (neutral, the action, neutral again),
+    which the platform checks itself.
+    """
 
     liveness: LivenessState
     jpeg_frames: tuple[bytes, ...] = field(repr=False, default=())
+    challenge: LivenessChallenge | None = None
+    challenge_frames: tuple[ChallengeFrame, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -156,6 +181,8 @@ class CaptureSettings:
     closed_ratio: float = 0.6  # eyes count as closed below this share of their open baseline
     reopened_ratio: float = 0.85  # and as open again above this share
     max_closed_s: float = 1.0  # a closure longer than this is not a blink (eyes shut, a hand)
+    turn_yaw: float = 0.15  # a head turn: yaw this far toward the asked side from the neutral pose
+    max_turn_s: float = 3.0  # a turn and back within this
     lost_face_s: float = 0.6  # a face missing this long starts the challenge again (no photo swap)
     hint_hold_s: float = 0.4  # a new hint must hold this long before it is shown or spoken
     best_frames: int = 3  # frames sent to the platform
@@ -176,6 +203,8 @@ class CaptureSettings:
             "closed_ratio": (0.05, 0.95),
             "reopened_ratio": (0.1, 1.0),
             "max_closed_s": (0.1, 5.0),
+            "turn_yaw": (0.05, 0.8),
+            "max_turn_s": (0.3, 10.0),
             "lost_face_s": (0.0, 10.0),
             "hint_hold_s": (0.0, 5.0),
             "best_frames": (1, 3),

@@ -32,6 +32,18 @@ FACE_SHARE: Final = 0.4  # face width / frame width in a framed clip: comfortabl
 BLINK_PROFILE: Final = (0.5, 1.0, 1.0, 1.0, 0.5)  # eyelid closure per frame: about 330 ms at 15 fps
 FIRST_BLINK_S: Final = 1.2  # after the open-eye level is known
 BLINK_EVERY_S: Final = 2.0
+# Head turns (clips with turns=True), so a clip does whichever challenge the kiosk asks, twice in
+# every 4 s (60 frames at 15 fps, the scenario clips' loop): to the person's left at 0.45 and 2.25 s,
+# to their right at 1.65 and 2.75 s, around the blinks at 1.2 and 3.2 s. Each is a ramp up, a hold and
+# a ramp down (about 330 ms at 15 fps), with at least two neutral frames between actions, so a kiosk
+# that drops frames under load still sees the head come back, and has a second chance in its deadline.
+TURN_PROFILE: Final = (0.5, 1.0, 1.0, 1.0, 0.5)
+TURN_PERIOD_S: Final = 4.0
+# (start in the period, side: +1 the person's left)
+TURNS: Final = ((0.45, 1.0), (1.65, -1.0), (2.25, 1.0), (2.75, -1.0))
+# How far a full turn shifts the nose sideways, in jaw widths (the jaw's ends stay):
+# the landmarks' yaw cue moves by 0.2-0.35 (about 0.3 for a real head turned some 25 degrees).
+TURN_SHIFT: Final = 0.22
 
 
 def make_clip(
@@ -40,6 +52,7 @@ def make_clip(
     blink: bool = True,
     frames: int = 60,
     *,
+    turns: bool | None = None,
     fps: float = 15.0,
     size: tuple[int, int] = (640, 480),
     seed: int = 0,
@@ -48,9 +61,10 @@ def make_clip(
     """Write a camera clip of a photo to out (a folder, or a .avi/.mp4 file) and return its path.
 
     One face in the photo: the frame is centred on it (face 40% of the width). blink=True makes the
-    eyes close and reopen at 1.2 s and every 2 s after; blink=False is a still photo. Every frame gets
-    a little sensor noise and hand shake, as a photo held up to a camera would. A photo with no face
-    or several faces is shown whole (blink must then be False).
+    eyes close and reopen at 1.2 s and every 2 s after; turns (default: as blink) adds a head turn to
+    the person's left at 0.45 and 2.25 s and to the right at 1.65 and 2.75 s, every 4 s; blink=False
+    is a still photo. Every frame gets a little sensor noise and hand shake, as a photo held up to a
+    camera would. A photo with no face or several faces is shown whole (blink must then be False).
 
     Raises:
         SyntheticClipError: unreadable image, blink asked for without exactly one face, bad out.
@@ -74,9 +88,59 @@ def make_clip(
         scene = _frame_around(np.asarray(image, dtype=np.uint8), None, None, size)
     closed = _closed_eyes(scene, analyser) if blink else scene
     closure = _closure_schedule(frames, fps) if blink else [0.0] * frames
+    turning = _turn_schedule(frames, fps) if (blink if turns is None else turns) else [0.0] * frames
+    face_box = _scene_face(scene, analyser) if any(turning) else None
     rng = np.random.default_rng(seed)
-    rendered = (_camera_noise(_blend(scene, closed, amount), rng) for amount in closure)
+    rendered = (
+        _camera_noise(_turn_head(_blend(scene, closed, amount), face_box, turn), rng)
+        for amount, turn in zip(closure, turning, strict=True)
+    )
     return _write(rendered, Path(out), fps, size)
+
+
+def turn_head(image: BgrImage, amount: float, analyser: FaceAnalyser | None = None) -> BgrImage:
+    """The image with its one face turned: amount > 0 to the person's left (the picture's right), 1 full."""
+    return _turn_head(image, _scene_face(image, analyser or FaceAnalyser()), amount)
+
+
+_Head = tuple[float, float, float, float, float]  # jaw's left end x, nose x, jaw's right end x, top, bottom
+
+
+def _scene_face(scene: BgrImage, analyser: FaceAnalyser) -> _Head:
+    grey = np.asarray(cv2.cvtColor(scene, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+    boxes = analyser.find_faces(grey)
+    if len(boxes) != 1:
+        raise SyntheticClipError(f"the framed clip shows {len(boxes)} faces; a turning clip needs exactly one")
+    points = analyser.landmarks(grey, boxes[0])
+    return (float(points[0][0]), float(points[30][0]), float(points[16][0]), boxes[0].top, boxes[0].bottom)
+
+
+def _turn_head(image: BgrImage, head: _Head | None, amount: float) -> BgrImage:
+    """A 2-D stand-in for a head turn: the nose slides toward one jaw end while the jaw's ends stay.
+
+    Each row of the head's region is resampled with a sideways shift that is largest at the nose and
+    zero at the jaw's ends, feathered above and below: what the landmarks see of a real turn (the
+    nose moves toward one end of the jaw), not a 3-D rotation; see docs/face.md.
+    """
+    if head is None or amount == 0.0:
+        return image
+    jaw_left, nose, jaw_right, top, bottom = head
+    height, width = image.shape[:2]
+    span = max(jaw_right - jaw_left, 1.0)
+    # Toward the picture's right for amount > 0; never more than 60% of the way to that jaw end.
+    room = (jaw_right - nose) if amount > 0 else (nose - jaw_left)
+    shift_at_nose = amount * min(TURN_SHIFT * span, 0.6 * max(room, 0.0))
+    xs = np.arange(width, dtype=np.float32)
+    rising = np.clip((xs - jaw_left) / max(nose - jaw_left, 1.0), 0.0, 1.0)
+    falling = np.clip((jaw_right - xs) / max(jaw_right - nose, 1.0), 0.0, 1.0)
+    bump = np.sin(0.5 * np.pi * np.where(xs <= nose, rising, falling)).astype(np.float32)
+    ys = np.arange(height, dtype=np.float32)
+    centre_y, half = (top + bottom) / 2, 1.1 * (bottom - top)
+    rows = np.clip(1.5 - np.abs(ys - centre_y) / half * 1.5, 0.0, 1.0).astype(np.float32)
+    shift = shift_at_nose * rows[:, None] * bump[None, :]
+    map_x = (xs[None, :] - shift).astype(np.float32)
+    map_y = np.repeat(ys[:, None], width, axis=1).astype(np.float32)
+    return np.asarray(cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT), dtype=np.uint8)
 
 
 def make_no_face_clip(
@@ -135,6 +199,19 @@ def _closure_schedule(frames: int, fps: float) -> list[float]:
                 closure[first + offset] = amount
         start += BLINK_EVERY_S
     return closure
+
+
+def _turn_schedule(frames: int, fps: float) -> list[float]:
+    turn = [0.0] * frames
+    period = 0.0
+    while round(period * fps) < frames:
+        for start, side in TURNS:
+            first = round((period + start) * fps)
+            for offset, amount in enumerate(TURN_PROFILE):
+                if 0 <= first + offset < frames:
+                    turn[first + offset] = side * amount
+        period += TURN_PERIOD_S
+    return turn
 
 
 def _frame_around(

@@ -187,7 +187,9 @@ TRANSITIONS: list[dict[str, Any]] = [
 ]
 
 # Platform refusals after which the face step may be tried again.
-_FACE_RETRY_CODES = frozenset({RefusalCode.FACE_NOT_USABLE, RefusalCode.IMAGE_TOO_LARGE, RefusalCode.IMAGE_UNDECODABLE})
+_FACE_RETRY_CODES = frozenset(
+    {RefusalCode.FACE_NOT_USABLE, RefusalCode.IMAGE_TOO_LARGE, RefusalCode.IMAGE_UNDECODABLE, RefusalCode.NOT_LIVE}
+)
 # Binding refusals about one particular band: another band may succeed.
 _BAND_REFUSALS = frozenset({RefusalCode.BAND_UNKNOWN, RefusalCode.BAND_NOT_AVAILABLE})
 
@@ -914,6 +916,9 @@ class CheckInFlow:
             face_quality=result.quality,
             liveness_passed=result.liveness_passed,
             face_attempt=s.face_attempt,
+            challenge=result.challenge,
+            challenge_id=result.challenge_id,
+            challenge_frames=result.challenge_frames,
         )
         self.faces_ready()
 

@@ -100,6 +100,9 @@ class FaceFrames:
     images_jpeg: tuple[bytes, ...] = field(repr=False)
     quality: float
     liveness_passed: bool
+    challenge: str = ""  # blink / turn_left / turn_right: the challenge the capture ran
+    challenge_id: str = ""
+    challenge_frames: tuple[tuple[bytes, int], ...] = field(repr=False, default=())  # (JPEG, ms since shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,9 @@ class IdentifyRequest:
     face_quality: float
     liveness_passed: bool
     face_attempt: int
+    challenge: str = ""
+    challenge_id: str = ""
+    challenge_frames: tuple[tuple[bytes, int], ...] = field(repr=False, default=())
 
 
 @dataclass(frozen=True, slots=True)

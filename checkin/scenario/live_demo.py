@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 #: The expert whose reference photo is taken live (a valid GB 11643 number, made up for the demo).
 LIVE_EXPERT: Final = Expert(key="live", id_number="110108199003070024", name="演示专家", photo="(taken live)")
-#: Longest the enrolment waits for a usable, blinking face in front of the camera.
+#: Longest the enrolment waits for a usable, live face (the challenge done) in front of the camera.
 ENROL_TIMEOUT_S: Final = 60.0
 
 
@@ -94,7 +94,9 @@ class LiveDemo:
                 f"no usable face from camera {self.camera} within {ENROL_TIMEOUT_S:.0f} s: {err}"
             ) from err
         if not frames.liveness_passed or not frames.images_jpeg:
-            raise LiveDemoError(f"camera {self.camera}: no blink seen, so no live reference photo was taken")
+            raise LiveDemoError(
+                f"camera {self.camera}: the liveness challenge was not done, so no live reference photo was taken"
+            )
         photo = frames.images_jpeg[0]  # the sharpest frame with open eyes, cropped to the face
         # The import reads a folder of <ID number>.jpg files. The face stays in clear on disk only for
         # the import: the platform stores it encrypted, and the file is deleted whatever happens.

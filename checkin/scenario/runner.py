@@ -73,7 +73,7 @@ _FACE_VERIFY_LOG: Final = re.compile(
 )
 CASE_TIMEOUT_S: Final = 60.0
 SETTLE_TIMEOUT_S: Final = 60.0
-CLIP_FRAMES: Final = 60  # 4 s at 15 fps: the synthetic blink comes at 1.2 s, then every 2 s (looped)
+CLIP_FRAMES: Final = 60  # 4 s at 15 fps (looped): blinks at 1.2 and 3.2 s, each head turn twice (synthetic.TURNS)
 
 
 class RunnerError(RuntimeError):

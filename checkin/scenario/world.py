@@ -495,7 +495,7 @@ camera = "{camera if camera is not None else self.camera_link}"
 arm_port = "{self.arm.url}"
 pickup_timeout_s = 5.0
 face_timeout_s = 15.0
-blink_deadline_s = 3.0
+blink_deadline_s = 6.0
 printer = "{self.printer.url if self.printer is not None else ""}"
 """,
             encoding="utf-8",

@@ -139,6 +139,26 @@ class ReferencePhoto(Base):
     updated_at: so.Mapped[dt.datetime]
 
 
+class ExtraReferencePhoto(Base):
+    """An expert's further reference photos (2nd, 3rd, ...) and their encodings, both encrypted.
+
+    The first photo stays in reference_photos; identify compares the captures with all of them.
+    """
+
+    __tablename__ = "extra_reference_photos"
+    __table_args__ = (
+        sa.UniqueConstraint("expert_id", "position", name="uq_extra_reference_photos_expert_id_position"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    expert_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("experts.id"), index=True)
+    position: so.Mapped[int]  # 2, 3, ...: the n of ID_n.jpg
+    image_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    encoding_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    image_sha256: so.Mapped[str] = so.mapped_column(sa.String(64))
+    updated_at: so.Mapped[dt.datetime]
+
+
 class Room(Base):
     """A hotel room in a batch's pool, optionally pre-assigned to one invitation."""
 

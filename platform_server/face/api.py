@@ -56,3 +56,45 @@ class FaceVerifier(Protocol):
     def verify(self, reference_encoding: bytes, captures: Sequence[bytes]) -> FaceVerdict:
         """Compare 1..n capture images with a stored reference encoding; raise FaceImageError."""
         ...
+
+
+class LivenessChallenge(StrEnum):
+    """What the kiosk asked the expert to do; chosen at random for each capture."""
+
+    BLINK = "blink"  # eyes open, closed, open
+    TURN_LEFT = "turn_left"  # the expert turns the head to their own left and back
+    TURN_RIGHT = "turn_right"  # to their own right and back
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeFrame:
+    """One frame of the challenge as the kiosk captured it (JPEG/PNG) and when, in ms since it was shown."""
+
+    image: bytes
+    captured_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessEvidence:
+    """The challenge the kiosk ran and its frames in capture order: neutral, the action, neutral again."""
+
+    challenge: LivenessChallenge | None
+    challenge_id: str
+    frames: tuple[ChallengeFrame, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessVerdict:
+    """The platform's own liveness decision, its reason code (for the audit) and the measures behind it."""
+
+    passed: bool
+    reason: str  # "passed", or why not: "no_evidence", "no_blink", "wrong_turn", "face_changed", ...
+    measures: dict[str, float]
+
+
+class LivenessChecker(Protocol):
+    """Checks the kiosk's challenge frames itself, whatever the kiosk claims about liveness."""
+
+    def check(self, evidence: LivenessEvidence, captures: Sequence[bytes]) -> LivenessVerdict:
+        """Decide whether the frames show the asked action by one live face, the face of the captures."""
+        ...

@@ -104,6 +104,25 @@ def sequential_distance(distances: Iterable[float], threshold: float, band: floa
     return math.fsum(taken) / len(taken), len(taken)
 
 
+# How one capture is compared with an expert's several reference photos (bench/face_accuracy.py --folder):
+# "min" the closest reference, "mean" the mean distance, "centroid" the distance to the references'
+# mean descriptor. The default is chosen by measurement: see docs/face.md.
+REFERENCE_RULES: Final = ("min", "mean", "centroid")
+DEFAULT_REFERENCE_RULE: Final = "centroid"
+MAX_REFERENCES: Final = 5
+
+
+def reference_distance(references: npt.NDArray[np.float64], descriptor: npt.NDArray[np.float64], rule: str) -> float:
+    """Distance of one capture's descriptor to k reference descriptors (k×128) under a decision rule."""
+    if rule == "min":
+        return float(np.min(np.linalg.norm(references - descriptor, axis=1)))
+    if rule == "mean":
+        return float(np.mean(np.linalg.norm(references - descriptor, axis=1)))
+    if rule == "centroid":
+        return float(np.linalg.norm(references.mean(axis=0) - descriptor))
+    raise ValueError(f"reference rule must be one of {', '.join(REFERENCE_RULES)}, got {rule!r}")
+
+
 class ReferenceEncodingError(ValueError):
     """A stored reference encoding that is not 128 finite little-endian float64 values."""
 
@@ -114,6 +133,25 @@ def encoding_to_bytes(encoding: npt.ArrayLike) -> bytes:
     if array.shape != (ENCODING_SIZE,):
         raise ReferenceEncodingError(f"a face encoding has {ENCODING_SIZE} values, got shape {array.shape}")
     return array.tobytes()
+
+
+def encodings_to_bytes(encodings: Sequence[bytes]) -> bytes:
+    """Several stored encodings (one per reference photo) as the one blob verify takes: concatenated."""
+    if not 1 <= len(encodings) <= MAX_REFERENCES:
+        raise ReferenceEncodingError(f"an expert has 1 to {MAX_REFERENCES} reference encodings, got {len(encodings)}")
+    for one in encodings:
+        encoding_from_bytes(one)
+    return b"".join(encodings)
+
+
+def encodings_from_bytes(data: bytes) -> npt.NDArray[np.float64]:
+    """Parse 1..MAX_REFERENCES concatenated stored encodings into a k×128 array."""
+    count, rest = divmod(len(data), ENCODING_BYTES)
+    if rest or not 1 <= count <= MAX_REFERENCES:
+        raise ReferenceEncodingError(
+            f"reference encodings are 1 to {MAX_REFERENCES} times {ENCODING_BYTES} bytes, got {len(data)}"
+        )
+    return np.stack([encoding_from_bytes(data[i : i + ENCODING_BYTES]) for i in range(0, len(data), ENCODING_BYTES)])
 
 
 def encoding_from_bytes(data: bytes) -> npt.NDArray[np.float64]:
@@ -144,6 +182,7 @@ class DlibFaceVerifier:
         *,
         max_captures: int = DEFAULT_MAX_CAPTURES,
         ambiguity_band: float = DEFAULT_AMBIGUITY_BAND,
+        reference_rule: str = DEFAULT_REFERENCE_RULE,
     ) -> None:
         if not (isinstance(threshold, int | float) and 0.0 < threshold < MAX_THRESHOLD):
             raise ValueError(f"face threshold must be a number above 0 and below {MAX_THRESHOLD}, got {threshold!r}")
@@ -162,6 +201,9 @@ class DlibFaceVerifier:
                 f"face ambiguity_band must be a number from 0 (the first usable capture always decides) to "
                 f"{MAX_THRESHOLD} (every capture is always encoded), got {ambiguity_band!r}"
             )
+        if reference_rule not in REFERENCE_RULES:
+            raise ValueError(f"face reference_rule must be one of {', '.join(REFERENCE_RULES)}, got {reference_rule!r}")
+        self._reference_rule = reference_rule
         self._ambiguity_band = float(ambiguity_band)
         self._threshold = float(threshold)
         self._max_image_bytes = max_image_bytes
@@ -203,7 +245,11 @@ class DlibFaceVerifier:
         return self._ambiguity_band
 
     def verify(self, reference_encoding: bytes, captures: Sequence[bytes]) -> FaceVerdict:
-        """Compare 1..max_captures capture images (best first) with a stored reference encoding.
+        """Compare 1..max_captures capture images (best first) with an expert's stored reference encodings.
+
+        `reference_encoding` is one stored encoding, or several concatenated (one per reference
+        photo, `encodings_to_bytes`); each capture's distance to them follows the reference rule
+        (default: to the references' mean descriptor, chosen on bench/face_accuracy.py --folder).
 
         Every capture is decoded and searched for exactly one face (cheap: a few ms each), so a
         malformed image or a second person in any frame still fails the call. The descriptor, the
@@ -219,12 +265,13 @@ class DlibFaceVerifier:
                 several faces (checked for every capture), or no capture with a usable face.
 
         """
-        reference = encoding_from_bytes(reference_encoding)
+        references = encodings_from_bytes(reference_encoding)
+        rule = self._reference_rule
         started = time.perf_counter()
         usable = self._usable_faces(captures)
         checked = time.perf_counter()
         # A generator: a descriptor is computed only when sequential_distance asks for the next frame.
-        lazy = (float(np.linalg.norm(self._describe(rgb, box, 1) - reference)) for rgb, box in usable)
+        lazy = (reference_distance(references, self._describe(rgb, box, 1), rule) for rgb, box in usable)
         distance, encoded = sequential_distance(lazy, self._threshold, self._ambiguity_band)
         done = time.perf_counter()
         # Counts and times only: distances and images stay out of the log.

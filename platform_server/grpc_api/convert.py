@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, cast
 from expertcheckin.v1 import common_pb2, kiosk_pb2, organiser_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from platform_server.face.api import ChallengeFrame, LivenessChallenge, LivenessEvidence
+
 if TYPE_CHECKING:
     from platform_server.services.batches import BatchView
     from platform_server.services.cases import CaseView
@@ -157,4 +159,18 @@ def needs_staff_case(view: CaseView) -> organiser_pb2.NeedsStaffCase:
         check_in_id=view.check_in_id or "",
         detail=view.detail,
         created_at=timestamp(view.created_at),
+    )
+
+
+def liveness_evidence(message: kiosk_pb2.LivenessEvidence) -> LivenessEvidence:
+    """The kiosk's challenge and its frames, as the liveness checker takes them."""
+    known = {f"LIVENESS_CHALLENGE_{c.name}": c for c in LivenessChallenge}
+    try:
+        challenge = known.get(kiosk_pb2.LivenessChallenge.Name(message.challenge))
+    except ValueError:  # a number this platform does not know: no challenge it can check
+        challenge = None
+    return LivenessEvidence(
+        challenge=challenge,
+        challenge_id=message.challenge_id,
+        frames=tuple(ChallengeFrame(f.image, f.captured_at_ms) for f in message.frames),
     )

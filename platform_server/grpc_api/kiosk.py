@@ -95,6 +95,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
                 faces=tuple(f.image_jpeg for f in request.faces),
                 liveness_passed=request.liveness_passed,
                 face_attempt=request.face_attempt,
+                liveness=convert.liveness_evidence(request.liveness) if request.HasField("liveness") else None,
             ),
         )
         if not result.replayed:

@@ -92,6 +92,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "id_card": Limit(note="IdCardData"),
         "faces": Limit(3, note="FaceCapture items; empty only for ID-only batches"),
         "liveness_passed": _FLAG,
+        "liveness": Limit(note="LivenessEvidence; checked by the platform: NOT_LIVE refusal when it fails"),
         "face_attempt": Limit(minimum=0, maximum=10),
     },
     "expertcheckin.v1.IdCardData": {
@@ -106,6 +107,16 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "issuing_authority": _text(64),
         "valid_from": _DATE,
         "valid_to": _shape(r"[0-9]{8}|长期", "YYYYMMDD or 长期", 8),
+    },
+    "expertcheckin.v1.LivenessEvidence": {
+        "challenge": _ENUM,
+        "challenge_id": _shape(r"[A-Za-z0-9_.:-]+", "ASCII letters, digits, '.', '_', ':', '-'", 64),
+        # More frames than the check reads are refused here; fewer are the checker's NOT_LIVE.
+        "frames": Limit(6, note="ChallengeFrame items; 3 to 6 for a checkable challenge"),
+    },
+    "expertcheckin.v1.ChallengeFrame": {
+        "image": Limit(512 * 1024, note="JPEG or PNG"),
+        "captured_at_ms": Limit(minimum=0, maximum=120_000, note="ms since the challenge was shown"),
     },
     "expertcheckin.v1.FaceCapture": {
         "image_jpeg": Limit(

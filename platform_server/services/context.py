@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from personal_data.crypto import DataKey
     from platform_server.config import RulesSection
-    from platform_server.face.api import FaceVerifier
+    from platform_server.face.api import FaceVerifier, LivenessChecker
 
 
 def utc_now() -> dt.datetime:
@@ -58,3 +58,6 @@ class ServiceContext:
     face_verifier: FaceVerifier | None
     clock: Callable[[], dt.datetime] = utc_now
     bell: EventBell = field(default_factory=EventBell)
+    # Checks the kiosk's liveness challenge frames; None trusts the kiosk's flag (tests with fakes only:
+    # bootstrap builds one whenever it builds the dlib verifier).
+    liveness_checker: LivenessChecker | None = None

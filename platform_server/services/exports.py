@@ -133,8 +133,6 @@ def fee_rows(
     return out
 
 
-
-
 def _xlsx_cell(sheet: Any, value: Any) -> Any:
     """A text cell written as an explicit string, marked quote-prefixed as Excel marks text typed after '."""
     from openpyxl.cell import WriteOnlyCell  # noqa: PLC0415

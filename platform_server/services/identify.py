@@ -21,9 +21,9 @@ from personal_data.crypto import decrypt, decrypt_text, encrypt_text, lookup_has
 from platform_server.db.models import Invitation, ReferencePhoto
 from platform_server.db.unit_of_work import DriverTransaction, SqlTransaction, run_driver_transaction, run_transaction
 from platform_server.errors import InvalidRequestError
-from platform_server.face.api import FaceImageError, FaceImageProblem
+from platform_server.face.api import FaceImageError, FaceImageProblem, LivenessEvidence, LivenessVerdict
 from platform_server.log_masking import mask_sensitive
-from platform_server.services import audit, audit_chain, events, idempotency, identification_token
+from platform_server.services import audit, audit_chain, events, idempotency, identification_token, reference_set
 from platform_server.services.refusals import Reason, Refusal
 from platform_server.services.spreadsheets import valid_id_number
 from platform_server.services.views import CheckInView, check_in_view
@@ -51,6 +51,7 @@ class IdentifyCommand:
     faces: tuple[bytes, ...] = ()
     liveness_passed: bool = False
     face_attempt: int = 0
+    liveness: LivenessEvidence | None = None  # the challenge's frames; the platform checks them itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +270,7 @@ def _replay(ctx: ServiceContext, cmd: IdentifyCommand, content: str, stored: tup
     return IdentifyResult.from_dict(answer, replayed=True)
 
 
-def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> IdentifyResult:  # noqa: C901
+def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> IdentifyResult:  # noqa: C901, PLR0915
     """Decide whether this ID card (and face) may check in to the batch; record the step either way."""
     idempotency.check_request_id(cmd.request_id)
     if len(cmd.faces) > MAX_FACES:
@@ -287,6 +288,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
         cmd.valid_to,
         [hashlib.sha256(face).hexdigest() for face in cmd.faces],
         cmd.liveness_passed,
+        *_evidence_digest(cmd.liveness),
     )
 
     def quick(d: DriverTransaction) -> IdentifyResult | None:
@@ -320,14 +322,22 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
             sa.select(ReferencePhoto.encoding_encrypted).where(ReferencePhoto.id == found.photo_id)
         ).scalar_one()
         pending["found"] = found
-        pending["encoding"] = decrypt(ctx.data_key, encoding_blob, associated=b"face-encoding")
+        # The first reference, then the expert's further ones (ID_2.jpg, ...): the verifier takes them all.
+        extra = reference_set.extra_encodings(u, ctx, found.expert_id) if found.expert_id is not None else b""
+        pending["encoding"] = decrypt(ctx.data_key, encoding_blob, associated=b"face-encoding") + extra
         return None
 
     result = run_transaction(uow, first_pass)
     if result is not None:
         return result
     found: _Found = pending["found"]
-    face, face_refusal = _compare_faces(ctx, pending["encoding"], cmd.faces)
+    # The platform's own liveness check first (outside any transaction, like the comparison): a face
+    # that is not shown live is not compared, and does not use up one of the expert's tries.
+    live = _check_liveness(ctx, cmd)
+    face: FaceResult | None = None
+    face_refusal: Refusal | None = Refusal(Reason.NOT_LIVE)
+    if live is None or live.passed:
+        face, face_refusal = _compare_faces(ctx, pending["encoding"], cmd.faces)
 
     def second_pass(u: UnitOfWork) -> IdentifyResult:
         now = ctx.clock()
@@ -346,7 +356,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
             ).scalar_one()
             found.face_failures = int(failures)
             refusal = _mismatch_refusal(u, ctx, found, cmd.kiosk_id, now)
-        return _finish(d, u, ctx, cmd, found, refusal, face, id_hash, id_masked, content, now)
+        return _finish(d, u, ctx, cmd, found, refusal, face, id_hash, id_masked, content, now, live)
 
     return run_transaction(uow, second_pass)
 
@@ -366,6 +376,24 @@ def _mismatch_refusal(u: UnitOfWork, ctx: ServiceContext, found: _Found, kiosk_i
         .values(face_locked_by=kiosk_id[:64], face_locked_at=now)
     )
     return Refusal(Reason.FACE_ATTEMPTS_EXHAUSTED)
+
+
+def _evidence_digest(evidence: LivenessEvidence | None) -> list[str]:
+    """What of the challenge evidence a retried request must repeat (for the idempotency check)."""
+    if evidence is None:
+        return []
+    challenge = evidence.challenge.value if evidence.challenge else ""
+    frames = [f"{hashlib.sha256(f.image).hexdigest()}@{f.captured_at_ms}" for f in evidence.frames]
+    return [challenge, evidence.challenge_id, *frames]
+
+
+def _check_liveness(ctx: ServiceContext, cmd: IdentifyCommand) -> LivenessVerdict | None:
+    """The platform's verdict on the challenge frames; None when no checker is configured (test fakes)."""
+    checker = ctx.liveness_checker
+    if checker is None:
+        return None
+    evidence = cmd.liveness or LivenessEvidence(challenge=None, challenge_id="", frames=())
+    return checker.check(evidence, cmd.faces)
 
 
 def _refusal_before_face(  # noqa: C901, PLR0911  (the rules, in the order the expert hears them)
@@ -444,6 +472,7 @@ def _finish(  # noqa: PLR0917
     id_masked: str,
     content: str,
     now: dt.datetime,
+    live: LivenessVerdict | None = None,
 ) -> IdentifyResult:
     """Sign the token (if verified); write the audit row, a refusal event and the stored answer; commit.
 
@@ -491,12 +520,18 @@ def _finish(  # noqa: PLR0917
         face_attempts_left=max(0, ctx.rules.face_max_attempts - found.face_failures),
     )
     # Every outcome is audited in the same commit; the row is audit.record()'s, written directly.
-    detail = {
+    detail: dict[str, Any] = {
         "faces": len(cmd.faces),
         "liveness": cmd.liveness_passed,
         "distance": round(face.distance, 4) if face else None,
         "attempt": cmd.face_attempt,
     }
+    if live is not None:
+        # The platform's own liveness result and why, with the challenge the kiosk says it ran.
+        evidence = cmd.liveness
+        detail["liveness_check"] = live.reason
+        detail["challenge"] = evidence.challenge.value if evidence and evidence.challenge else None
+        detail["challenge_id"] = evidence.challenge_id[:64] if evidence else None
     stamp = d.timestamp(now)
     entry = {
         "occurred_at": now,

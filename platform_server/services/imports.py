@@ -18,8 +18,16 @@ import sqlalchemy as sa
 from personal_data import id_number
 from platform_server.db.models import Room, Wristband
 from platform_server.errors import ConfigError, ImportRefusedError, RowProblem
-from platform_server.face.api import FaceImageError
-from platform_server.services import file_limits, roster
+from platform_server.face.api import FaceImageError, FaceImageProblem
+from platform_server.face.defaults import DEFAULT_MAX_PIXELS
+from platform_server.face.reference_photos import (
+    NOT_AN_IMAGE,
+    ReferencePhotoError,
+    normalise_reference,
+    problem_words,
+    sniff_format,
+)
+from platform_server.services import file_limits, reference_set, roster
 from platform_server.services.check_in import normalise_uid
 from platform_server.services.spreadsheets import (
     ROOM,
@@ -40,7 +48,8 @@ if TYPE_CHECKING:
 ROOM_COLUMNS: dict[str, tuple[str, ...]] = {"room": ("房间号", "房间", "roomnumber", "number")}
 BAND_COLUMNS: dict[str, tuple[str, ...]] = {"rfid_uid": ("uid", "rfid"), "uwb_tag_id": ("tagid", "uwbtag", "tag")}
 TAG = re.compile(r"^[0-9A-F]{4}$")
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Names only pick the files to look at; the format is told by content (face/reference_photos.py).
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 
 
@@ -251,7 +260,7 @@ def _photo_files(source: Path) -> list[tuple[str, bytes]]:
     raise ImportRefusedError(f"{source} 应为文件夹或 .zip / photos come from a folder or a .zip file")
 
 
-def import_photos(  # noqa: C901
+def import_photos(  # noqa: C901, PLR0912, PLR0915  (one pass over the files, all or none)
     uow: UnitOfWork,
     ctx: ServiceContext,
     batch_code: str,
@@ -260,38 +269,73 @@ def import_photos(  # noqa: C901
     *,
     actor: str = "cli",
 ) -> ImportReport:
-    """Reference photos named <ID number>.jpg/.png: encode each once, store encrypted; all or none."""
+    """Reference photos named <ID number>.jpg/.png/.webp/.heic: encode each once, store encrypted; all or none.
+
+    Several photos of one expert are named <ID number>_1.jpg, <ID number>_2.jpg, ... (at most 5); an
+    expert's photos in an import replace all of their earlier ones.
+
+    The format is told by content; WebP and HEIC are converted to JPEG once, here, and stored so.
+    """
     verifier = ctx.face_verifier
     if verifier is None:
         raise ConfigError('photo import needs a face verifier ([face] verifier = "dlib")')
     files = _photo_files(source)
     if not files:
-        raise ImportRefusedError(f"{source.name} 中没有 .jpg/.png 照片 / no .jpg or .png photos found")
+        raise ImportRefusedError(
+            f"{source.name} 中没有照片（.jpg/.png/.webp/.heic）/ no photos (.jpg, .png, .webp, .heic) found"
+        )
     problems: list[RowProblem] = []
     parsed: list[tuple[int, str, bytes]] = []
+    positions: dict[int, int] = {}  # file number -> its place in the expert's set (ID_2.jpg: 2)
+    seen: dict[tuple[str, int], str] = {}
     for number, (name, data) in enumerate(files, start=1):
         stem = name.rsplit(".", 1)[0]
         try:
-            parsed.append((number, id_number.validate(stem), data))
-        except id_number.InvalidIdNumberError:
-            problems.append(RowProblem(number, f"{name}: 文件名应为身份证号 / the file name must be the ID number"))
+            id_text, position = reference_set.parse_photo_name(stem)
+            id_value = id_number.validate(id_text)
+        except ValueError as err:
+            why = str(err) if not isinstance(err, id_number.InvalidIdNumberError) else ""
+            problems.append(
+                RowProblem(
+                    number,
+                    why or f"{name}: 文件名应为身份证号（或 身份证号_序号）/ the file name must be the ID number",
+                )
+            )
+            continue
+        if (id_value, position) in seen:
+            problems.append(
+                RowProblem(number, f"{name}: 与 {seen[id_value, position]} 重复 / the same photo number twice")
+            )
+            continue
+        seen[id_value, position] = name
+        positions[number] = position
+        parsed.append((number, id_value, data))
     hashes = roster.hashes_of(ctx.data_key, [p[1] for p in parsed])
     with uow:
         batch_id, _hotel = roster.batch_id_for(uow, batch_code)
         invited = roster.invited_hashes(uow, batch_id)
         expert_ids = roster.expert_ids_by_hash(uow, hashes)
-    encoded: list[tuple[int, bytes, bytes]] = []
+    encoded: list[tuple[int, int, bytes, bytes]] = []
     for (number, id_value, data), id_hash in zip(parsed, hashes, strict=True):
         label = id_number.mask(id_value)
         if id_hash not in invited:
             problems.append(RowProblem(number, f"{label}: 不在本批次名单中 / not invited to the batch"))
             continue
+        kind = sniff_format(data)
         try:
+            if kind is not None:  # unknown content goes to the verifier, which has the last word
+                data = normalise_reference(  # noqa: PLW2901  (the photo as stored: converted once, here)
+                    data, max_bytes=MAX_PHOTO_BYTES, max_pixels=DEFAULT_MAX_PIXELS
+                )
             encoding = verifier.encode_reference(data)
-        except FaceImageError as err:
+        except ReferencePhotoError as err:
             problems.append(RowProblem(number, f"{label}: {err}"))
             continue
-        encoded.append((expert_ids[id_hash], data, encoding))
+        except FaceImageError as err:
+            words = NOT_AN_IMAGE if kind is None and err.problem is FaceImageProblem.UNDECODABLE else problem_words(err)
+            problems.append(RowProblem(number, f"{label}: {words} ({err})"))
+            continue
+        encoded.append((expert_ids[id_hash], positions[number], data, encoding))
         if progress:
             progress(1)
     if problems:
@@ -300,9 +344,14 @@ def import_photos(  # noqa: C901
             f"{len(problems)} bad photos (numbered in name order), nothing imported",
             problems,
         )
+    sets: dict[int, list[tuple[int, bytes, bytes]]] = {}
+    for expert_id, position, data, encoding in encoded:
+        sets.setdefault(expert_id, []).append((position, data, encoding))
     with uow:
-        for expert_id, data, encoding in encoded:
-            roster.write_reference_photo(uow, ctx, expert_id, data, encoding, actor=actor)
+        for expert_id, photos in sets.items():
+            # The whole set replaces the earlier one, in photo-number order (ID.jpg / ID_1.jpg first).
+            ordered = [(data, encoding) for _position, data, encoding in sorted(photos, key=lambda p: p[0])]
+            reference_set.write_reference_set(uow, ctx, expert_id, ordered, actor)
         uow.commit()
     return ImportReport(len(encoded))
 

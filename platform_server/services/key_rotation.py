@@ -30,6 +30,7 @@ from personal_data.crypto import DataKey, DecryptionError, decrypt, encrypt, loo
 from platform_server.db.models import (
     CheckIn,
     Expert,
+    ExtraReferencePhoto,
     Invitation,
     Kiosk,
     KioskRequest,
@@ -271,17 +272,22 @@ def _new_hash(
     return old_hash, {}  # moved already (blob and hash change in one transaction)
 
 
-def _simple(
-    uow: UnitOfWork, old: DataKey, new: DataKey, report: RotationReport, tick: Callable[[str, int], None]
+def _photos(  # noqa: PLR0917
+    uow: UnitOfWork,
+    old: DataKey,
+    new: DataKey,
+    table: type[ReferencePhoto | ExtraReferencePhoto],
+    report: RotationReport,
+    tick: Callable[[str, int], None],
 ) -> None:
-    """Photos, face encodings and stored kiosk answers: fixed bindings, chunk by chunk."""
+    """One table of reference photos and their encodings, moved to the new key chunk by chunk."""
     last = 0
     while True:
         with uow:
             rows = uow.execute(
-                sa.select(ReferencePhoto.id, ReferencePhoto.image_encrypted, ReferencePhoto.encoding_encrypted)
-                .where(ReferencePhoto.id > last)
-                .order_by(ReferencePhoto.id)
+                sa.select(table.id, table.image_encrypted, table.encoding_encrypted)
+                .where(table.id > last)
+                .order_by(table.id)
                 .limit(CHUNK // 4)
             ).all()
             if not rows:
@@ -291,14 +297,22 @@ def _simple(
                 new_encoding = _rekey(old, new, encoding, b"face-encoding", b"face-encoding")
                 if new_image or new_encoding:
                     uow.execute(
-                        sa.update(ReferencePhoto)
-                        .where(ReferencePhoto.id == photo_id)
+                        sa.update(table)
+                        .where(table.id == photo_id)
                         .values(image_encrypted=new_image or image, encoding_encrypted=new_encoding or encoding)
                     )
                     report.photos += 1
             uow.commit()
         last = rows[-1][0]
         tick("photos", len(rows))
+
+
+def _simple(
+    uow: UnitOfWork, old: DataKey, new: DataKey, report: RotationReport, tick: Callable[[str, int], None]
+) -> None:
+    """Photos (first and further ones), face encodings and stored kiosk answers: fixed bindings, chunk by chunk."""
+    for table in (ReferencePhoto, ExtraReferencePhoto):
+        _photos(uow, old, new, table, report, tick)
     after: tuple[str, str] = ("", "")
     while True:
         with uow:

@@ -30,6 +30,7 @@ class Reason(StrEnum):
     CHECK_IN_NOT_FOUND = "CHECK_IN_NOT_FOUND"
     KIOSK_NOT_REGISTERED = "KIOSK_NOT_REGISTERED"
     FACE_ATTEMPTS_EXHAUSTED = "FACE_ATTEMPTS_EXHAUSTED"
+    NOT_LIVE = "NOT_LIVE"
 
 
 # Simplified Chinese first, English second; {placeholders} are filled from the refusal's params.
@@ -87,6 +88,10 @@ MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.FACE_ATTEMPTS_EXHAUSTED: (
         "身份核验未通过，请联系现场工作人员",
         "We could not confirm your identity. Please ask a member of staff",
+    ),
+    Reason.NOT_LIVE: (
+        "未检测到真人，请本人正对摄像头并按提示动作",
+        "We could not see a live person. Please face the camera yourself and follow the prompt",
     ),
 }
 

@@ -14,6 +14,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # face_recognition_models imports the deprecated pkg_resources
     from checkin.camera.face_analysis import FaceAnalyser
     from platform_server.face.dlib_verifier import DlibFaceVerifier
+    from platform_server.face.liveness_check import DlibLivenessChecker
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,3 +56,8 @@ def no_face_jpeg() -> bytes:
     wall = np.tile(np.linspace(150, 200, 640), (480, 1))
     wall[120:, 210:320] = 95
     return jpeg(np.dstack([wall, wall, wall]))
+
+
+@pytest.fixture(scope="session")
+def liveness_checker() -> DlibLivenessChecker:
+    return DlibLivenessChecker()

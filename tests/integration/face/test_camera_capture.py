@@ -12,7 +12,14 @@ import pytest
 from checkin.camera.capture_session import FaceCaptureSession, FaceCheck
 from checkin.camera.driver import CaptureWorker, OpenCvCamera
 from checkin.camera.errors import CameraStreamEndedError, SyntheticClipError
-from checkin.camera.models import CaptureResult, CaptureSettings, CaptureStatus, GuidanceHint, LivenessState
+from checkin.camera.models import (
+    CaptureResult,
+    CaptureSettings,
+    CaptureStatus,
+    GuidanceHint,
+    LivenessChallenge,
+    LivenessState,
+)
 from checkin.camera.synthetic import make_clip, make_no_face_clip
 
 if TYPE_CHECKING:
@@ -27,12 +34,15 @@ QUICK = CaptureSettings(blink_deadline_s=3.0)
 
 
 def run_check(
-    source: Path | str, analyser: FaceAnalyser, settings: CaptureSettings = QUICK
+    source: Path | str,
+    analyser: FaceAnalyser,
+    settings: CaptureSettings = QUICK,
+    challenge: LivenessChallenge = LivenessChallenge.BLINK,
 ) -> tuple[list[CaptureStatus], CaptureResult | None]:
     """Feed every frame of a clip, in order and unpaced, to a FaceCheck until it is done or the clip ends."""
     camera = OpenCvCamera(str(source), paced=False)
     camera.open()
-    check = FaceCheck(analyser, settings)
+    check = FaceCheck(analyser, settings, challenges=(challenge,))
     statuses: list[CaptureStatus] = []
     try:
         while True:

@@ -147,7 +147,9 @@ def face_platform(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> 
             data_key=DATA_KEY_TEXT, organiser_token="organiser-face-test-0123456789", insecure_kiosks=True
         ),
     )
-    platform = build(config, start_uwb_worker=False)
+    # These tests are about verification: the platform's liveness check is off here (the kiosk's flag
+    # is trusted) and is tested over gRPC in test_liveness_identify.py.
+    platform = build(config, start_uwb_worker=False, liveness_checker=None)
     server, port = create_server(config, platform, listen="127.0.0.1:0")
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield FacePlatform(

@@ -16,6 +16,7 @@ from checkin.camera.models import (
     Frame,
     FrameAnalysis,
     GuidanceHint,
+    LivenessChallenge,
     LivenessState,
 )
 
@@ -48,7 +49,11 @@ TWO = FrameAnalysis(frame_size=SIZE, face_boxes=(CENTRED, FaceBox(0, 0, 100, 100
 def run(
     analyses: list[FrameAnalysis], settings: CaptureSettings | None = None
 ) -> tuple[FaceCheck, list[CaptureStatus]]:
-    check = FaceCheck(ScriptedAnalyser(analyses), settings or CaptureSettings(hint_hold_s=0.0))
+    check = FaceCheck(
+        ScriptedAnalyser(analyses),
+        settings or CaptureSettings(hint_hold_s=0.0),
+        challenges=(LivenessChallenge.BLINK,),
+    )
     statuses = [check.process(Frame(i, i / FPS, PIXELS)) for i in range(len(analyses))]
     return check, statuses
 
@@ -125,3 +130,56 @@ def test_hints_are_debounced() -> None:
     hints = [s.hint for s in statuses]
     assert hints[:9] == [GuidanceHint.BLINK_PLEASE] * 9
     assert hints[-1] is GuidanceHint.TOO_DARK
+
+
+def turned(yaw: float) -> FaceMeasurement:
+    return replace(GOOD, yaw=yaw)
+
+
+def run_challenge(analyses: list[FrameAnalysis], challenge: LivenessChallenge) -> FaceCheck:
+    check = FaceCheck(
+        ScriptedAnalyser(analyses), CaptureSettings(hint_hold_s=0.0, blink_deadline_s=3.0), challenges=(challenge,)
+    )
+    for i in range(len(analyses)):
+        if check.process(Frame(i, i / FPS, PIXELS)).done:
+            break
+    return check
+
+
+# Neutral, then a turn toward the picture's right (the person's own left) and back.
+TURN_TO_PERSONS_LEFT = [one(turned(0.0))] * 8 + [one(turned(0.3))] * 4 + [one(turned(0.0))] * 20
+
+
+def test_a_turn_to_the_left_answers_turn_left_with_its_frames() -> None:
+    check = run_challenge(TURN_TO_PERSONS_LEFT, LivenessChallenge.TURN_LEFT)
+    result = check.result
+    assert result is not None
+    assert result.passed
+    assert result.challenge is LivenessChallenge.TURN_LEFT
+    # The neutral frame before, the turned frames (at most four), the neutral frame after.
+    assert 3 <= len(result.challenge_frames) <= 6
+    times = [f.at_ms for f in result.challenge_frames]
+    assert times == sorted(times)
+    assert times[0] >= 0
+
+
+def test_a_turn_to_the_left_does_not_answer_turn_right_or_blink() -> None:
+    for challenge in (LivenessChallenge.TURN_RIGHT, LivenessChallenge.BLINK):
+        check = run_challenge(TURN_TO_PERSONS_LEFT + [one(GOOD)] * 40, challenge)
+        assert check.result is not None
+        assert check.result.liveness is LivenessState.REFUSED, challenge
+
+
+def test_the_challenge_is_asked_for_in_the_hint() -> None:
+    check = FaceCheck(
+        ScriptedAnalyser([one(GOOD)] * 3), CaptureSettings(hint_hold_s=0.0), challenges=(LivenessChallenge.TURN_RIGHT,)
+    )
+    statuses = [check.process(Frame(i, i / FPS, PIXELS)) for i in range(3)]
+    assert statuses[-1].hint is GuidanceHint.TURN_RIGHT_PLEASE
+
+
+def test_the_challenge_is_drawn_from_the_allowed_ones() -> None:
+    import random  # noqa: PLC0415
+
+    drawn = {FaceCheck(ScriptedAnalyser([]), rng=random.Random(seed)).challenge for seed in range(30)}
+    assert drawn == set(LivenessChallenge)

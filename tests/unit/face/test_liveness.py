@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,3 +96,19 @@ def test_settings_are_checked() -> None:
         BlinkDetector(closed_ratio=0.9, reopened_ratio=0.8)
     with pytest.raises(ValueError, match="max_closed_s"):
         BlinkDetector(max_closed_s=0)
+
+
+def test_turn_detector_sees_a_turn_and_back_and_not_jitter() -> None:
+    from checkin.camera.liveness import TurnDetector  # noqa: PLC0415
+
+    rng = np.random.default_rng(3)
+    still = TurnDetector()
+    assert not any(still.observe(i / 15, float(rng.uniform(-0.05, 0.05))) for i in range(150))
+    turn = TurnDetector()
+    yaws = [0.0] * 10 + [0.1, 0.25, 0.3, 0.25, 0.1] + [0.0] * 5
+    sides = [turn.observe(i / 15, y) for i, y in enumerate(yaws)]
+    assert [s for s in sides if s] == [1.0]  # toward the picture's right: the person's own left
+    assert turn.facing
+    held = TurnDetector(max_turn_s=1.0)
+    yaws = [0.0] * 10 + [-0.3] * 30 + [0.0] * 5  # turned for 2 s: not a turn and back
+    assert not any(held.observe(i / 15, y) for i, y in enumerate(yaws))

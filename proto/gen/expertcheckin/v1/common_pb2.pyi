@@ -35,6 +35,7 @@ class RefusalReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REFUSAL_REASON_CHECK_IN_NOT_FOUND: _ClassVar[RefusalReason]
     REFUSAL_REASON_KIOSK_NOT_REGISTERED: _ClassVar[RefusalReason]
     REFUSAL_REASON_FACE_ATTEMPTS_EXHAUSTED: _ClassVar[RefusalReason]
+    REFUSAL_REASON_NOT_LIVE: _ClassVar[RefusalReason]
 
 class CardSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -74,6 +75,7 @@ REFUSAL_REASON_ANNUL_NOT_ALLOWED: RefusalReason
 REFUSAL_REASON_CHECK_IN_NOT_FOUND: RefusalReason
 REFUSAL_REASON_KIOSK_NOT_REGISTERED: RefusalReason
 REFUSAL_REASON_FACE_ATTEMPTS_EXHAUSTED: RefusalReason
+REFUSAL_REASON_NOT_LIVE: RefusalReason
 CARD_SOURCE_UNSPECIFIED: CardSource
 CARD_SOURCE_CHIP: CardSource
 CARD_SOURCE_CONTACTLESS: CardSource

@@ -12,6 +12,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class LivenessChallenge(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LIVENESS_CHALLENGE_UNSPECIFIED: _ClassVar[LivenessChallenge]
+    LIVENESS_CHALLENGE_BLINK: _ClassVar[LivenessChallenge]
+    LIVENESS_CHALLENGE_TURN_LEFT: _ClassVar[LivenessChallenge]
+    LIVENESS_CHALLENGE_TURN_RIGHT: _ClassVar[LivenessChallenge]
+
 class DispenseState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DISPENSE_STATE_UNSPECIFIED: _ClassVar[DispenseState]
@@ -40,6 +47,10 @@ class PrinterPaper(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRINTER_PAPER_OK: _ClassVar[PrinterPaper]
     PRINTER_PAPER_NEAR_END: _ClassVar[PrinterPaper]
     PRINTER_PAPER_OUT: _ClassVar[PrinterPaper]
+LIVENESS_CHALLENGE_UNSPECIFIED: LivenessChallenge
+LIVENESS_CHALLENGE_BLINK: LivenessChallenge
+LIVENESS_CHALLENGE_TURN_LEFT: LivenessChallenge
+LIVENESS_CHALLENGE_TURN_RIGHT: LivenessChallenge
 DISPENSE_STATE_UNSPECIFIED: DispenseState
 DISPENSE_STATE_HANDED_OUT: DispenseState
 DISPENSE_STATE_UNKNOWN: DispenseState
@@ -103,7 +114,7 @@ class FaceCapture(_message.Message):
     def __init__(self, image_jpeg: _Optional[bytes] = ..., quality: _Optional[float] = ...) -> None: ...
 
 class IdentifyExpertRequest(_message.Message):
-    __slots__ = ("request_id", "kiosk_id", "batch_code", "id_card", "faces", "liveness_passed", "face_attempt")
+    __slots__ = ("request_id", "kiosk_id", "batch_code", "id_card", "faces", "liveness_passed", "face_attempt", "liveness")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     KIOSK_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +122,7 @@ class IdentifyExpertRequest(_message.Message):
     FACES_FIELD_NUMBER: _ClassVar[int]
     LIVENESS_PASSED_FIELD_NUMBER: _ClassVar[int]
     FACE_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     kiosk_id: str
     batch_code: str
@@ -118,7 +130,26 @@ class IdentifyExpertRequest(_message.Message):
     faces: _containers.RepeatedCompositeFieldContainer[FaceCapture]
     liveness_passed: bool
     face_attempt: int
-    def __init__(self, request_id: _Optional[str] = ..., kiosk_id: _Optional[str] = ..., batch_code: _Optional[str] = ..., id_card: _Optional[_Union[IdCardData, _Mapping]] = ..., faces: _Optional[_Iterable[_Union[FaceCapture, _Mapping]]] = ..., liveness_passed: _Optional[bool] = ..., face_attempt: _Optional[int] = ...) -> None: ...
+    liveness: LivenessEvidence
+    def __init__(self, request_id: _Optional[str] = ..., kiosk_id: _Optional[str] = ..., batch_code: _Optional[str] = ..., id_card: _Optional[_Union[IdCardData, _Mapping]] = ..., faces: _Optional[_Iterable[_Union[FaceCapture, _Mapping]]] = ..., liveness_passed: _Optional[bool] = ..., face_attempt: _Optional[int] = ..., liveness: _Optional[_Union[LivenessEvidence, _Mapping]] = ...) -> None: ...
+
+class ChallengeFrame(_message.Message):
+    __slots__ = ("image", "captured_at_ms")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CAPTURED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    captured_at_ms: int
+    def __init__(self, image: _Optional[bytes] = ..., captured_at_ms: _Optional[int] = ...) -> None: ...
+
+class LivenessEvidence(_message.Message):
+    __slots__ = ("challenge", "challenge_id", "frames")
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    challenge: LivenessChallenge
+    challenge_id: str
+    frames: _containers.RepeatedCompositeFieldContainer[ChallengeFrame]
+    def __init__(self, challenge: _Optional[_Union[LivenessChallenge, str]] = ..., challenge_id: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[ChallengeFrame, _Mapping]]] = ...) -> None: ...
 
 class FaceMatch(_message.Message):
     __slots__ = ("distance", "threshold", "matched")
