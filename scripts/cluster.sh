@@ -54,7 +54,9 @@ data_key() {
 start_replica() {  # $1: replica number (1-based)
   local n=$1 port; port=$(echo "$REPLICA_PORTS" | cut -d' ' -f"$n")
   [ -f "$CLUSTER_DIR/replica-$n.pid" ] && kill -0 "$(cat "$CLUSTER_DIR/replica-$n.pid")" 2>/dev/null && return
-  PLATFORM_DB_URL="$DB_URL" PLATFORM_DATA_KEY="$(data_key)" \
+  # One machine, plaintext kiosks on loopback (development switch, logged loudly at start);
+  # docs/deploy.md gives the TLS set-up of a real deployment.
+  PLATFORM_DB_URL="$DB_URL" PLATFORM_DATA_KEY="$(data_key)" PLATFORM_SECURITY_INSECURE_KIOSKS="${INSECURE_KIOSKS:-1}" \
     PLATFORM_SERVER_HEALTH_LISTEN="127.0.0.1:$(health_port "$port")" PLATFORM_SERVER_DRAIN_S="${DRAIN_S:-3}" \
     PLATFORM_SERVER_MAX_WORKERS="${MAX_WORKERS:-64}" PLATFORM_DATABASE_POOL_SIZE="${POOL_SIZE:-20}" \
     PLATFORM_FACE_PROCESSES="$FACE_PROCESSES" PLATFORM_UWB_PORT="${UWB_PORT:-}" \

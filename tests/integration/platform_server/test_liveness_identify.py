@@ -61,7 +61,7 @@ def served(
     seeded.uow._session_factory.kw["bind"].dispose()
     config = PlatformConfig(
         database=DatabaseSection(url=url),
-        security=SecuritySection(data_key=DATA_KEY_TEXT, organiser_token="organiser-liveness-test-0123456789"),
+        security=SecuritySection(data_key=DATA_KEY_TEXT, insecure_kiosks=True),
     )
     platform = build(config, start_uwb_worker=False)  # verifier and liveness checker from [face]
     server, port = create_server(config, platform, listen="127.0.0.1:0")
