@@ -35,6 +35,8 @@ from platform_server.services import (
     accounts,
     alerts,
     batches,
+    case_actions,
+    cases,
     events,
     exports,
     face_attempts,
@@ -104,6 +106,7 @@ class Console:
         )
         self.templates.filters["cst"] = china_time
         self.templates.globals["refusal_text"] = refusal_text
+        self.templates.globals["case_kind_text"] = case_kind_text
         self._stop = threading.Event()
         self.metrics = metrics.ConsoleMetrics(platform, self.settings)
 
@@ -126,6 +129,10 @@ class Console:
             "annul": self.annul,
             "face_reset": self.face_reset,
             "needs_staff": self.needs_staff,
+            "needs_staff_panel": self.needs_staff_panel,
+            "case_resolve": self.case_resolve,
+            "case_annul": self.case_annul,
+            "case_face_reset": self.case_face_reset,
             "fleet": self.fleet,
             "fleet_panel": self.fleet_panel,
             "export_check_ins": self.export_check_ins,
@@ -389,13 +396,56 @@ class Console:
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         )
 
-    def needs_staff(self, call: Call) -> Response:
-        """>>> Needs-staff queue goes here <<< once the cases service lands (cases table/service).
+    def needs_staff(self, call: Call, *, message: str = "", status: int = 200) -> Response:
+        """The open needs-staff cases of the batch with their actions; the panel refreshes itself."""
+        values = self._needs_staff_values(call.params["code"])
+        return self.page("needs_staff.html", call.person, call.session_token, message=message, status=status, **values)
 
-        Until then the page shows the check-ins flagged needs_staff from the board's counts.
-        """
-        stats = statistics.batch_statistics(self.platform.new_uow(), call.params["code"])
-        return self.page("needs_staff.html", call.person, call.session_token, stats=stats)
+    def needs_staff_panel(self, call: Call) -> Response:
+        """The needs-staff page's live part."""
+        values = self._needs_staff_values(call.params["code"])
+        return self.page("needs_staff_panel.html", call.person, call.session_token, **values)
+
+    def _needs_staff_values(self, code: str) -> dict[str, Any]:
+        batch = batches.get_batch(self.platform.new_uow(), code)
+        now = self.platform.ctx.clock()
+        rows = cases.list_cases(self.platform.new_uow(), batch_code=code)
+        return {
+            "batch": batch,
+            "cases": [(case, age_text(now - as_utc(case.created_at))) for case in rows],
+            "outcomes": case_actions.OUTCOME_TEXT,
+        }
+
+    def _case_action(self, call: Call, action: Callable[..., cases.CaseView], **extra: str) -> Response:
+        code = call.params["code"]
+        try:
+            done = action(
+                self.platform.new_uow(),
+                self.platform.ctx,
+                batch_code=code,
+                case_id=call.params["case_id"],
+                reason=str(call.form.get("reason", "")),
+                actor=call.actor,
+                **extra,
+            )
+        except NotFoundError:
+            raise
+        except PlatformError as err:
+            return self.needs_staff(call, message=str(err), status=400)
+        log.info(f"console case {done.case_id} resolved by {call.actor}")
+        return RedirectResponse(f"/batches/{code}/needs-staff", status_code=303)
+
+    def case_resolve(self, call: Call) -> Response:
+        """Resolve a case: handled, band handed over at the desk, or band returned (reason required)."""
+        return self._case_action(call, case_actions.resolve, outcome=str(call.form.get("outcome", "resolved")))
+
+    def case_annul(self, call: Call) -> Response:
+        """Annul the case's check-in with a reason and resolve the case."""
+        return self._case_action(call, case_actions.annul_check_in)
+
+    def case_face_reset(self, call: Call) -> Response:
+        """Reset the case's expert's face attempts with a reason and resolve the case."""
+        return self._case_action(call, case_actions.reset_face_attempts)
 
     # ---- uploads ----------------------------------------------------------------------------------
     def upload_form(self, call: Call) -> Response:
@@ -625,6 +675,37 @@ def csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> Res
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )
+
+
+CASE_KIND_TEXT = {
+    cases.CaseKind.QUEUED_CHECK_IN_REFUSED: "手环已发出但签到被拒 / band out, queued check-in refused",
+    cases.CaseKind.DISPENSE_OUTCOME_UNKNOWN: "出手环结果未知 / dispense outcome unknown",
+    cases.CaseKind.ANNUL_REFUSED: "撤销未成功 / annulment refused",
+    cases.CaseKind.KIOSK_REFUSAL_STREAK: "连续拒绝 / refusals in a row",
+    cases.CaseKind.UWB_DELIVERY_FAILED: "手环写入失败 / UWB delivery failed",
+    cases.CaseKind.KIOSK_SIGNAL: "终端求助 / kiosk asks for staff",
+}
+
+
+def case_kind_text(kind: str) -> str:
+    """A case kind in words, Chinese first."""
+    try:
+        return CASE_KIND_TEXT[cases.CaseKind(kind)]
+    except ValueError:
+        return kind
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """A stored time as aware UTC (SQLite gives naive UTC back)."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def age_text(age: dt.timedelta) -> str:
+    """How long a case has waited, the way a desk reads it: 5 分 min, 2 时 h 10 分 min."""
+    minutes = max(0, int(age.total_seconds() // 60))
+    if minutes < 60:
+        return f"{minutes} 分 min"
+    return f"{minutes // 60} 时 h {minutes % 60} 分 min"
 
 
 def refusal_text(reason: str | None) -> str:

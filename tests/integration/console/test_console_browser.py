@@ -21,8 +21,8 @@ from expertcheckin.v1 import kiosk_pb2
 from selenium.webdriver.common.by import By
 
 from platform_server.console.app import ConsoleSettings
-from platform_server.db.models import AuditEntry
-from platform_server.services import accounts, alerts
+from platform_server.db.models import AuditEntry, CheckIn
+from platform_server.services import accounts, alerts, cases
 from tests.integration.console.browser import chromium, screenshot, wait_for
 from tests.integration.console.support import PASSWORD, add_person, start_console
 from tests.integration.platform_server.conftest import Running, start, stop
@@ -37,6 +37,29 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 OFFLINE_AFTER_S = 30.0
 SHOTS = Path(os.environ["CONSOLE_SCREENSHOTS"]) if os.environ.get("CONSOLE_SCREENSHOTS") else None
+
+
+def open_uwb_case(running: Running, n: int) -> str:
+    """Check expert n in at K1, then give up its UWB write as the delivery worker would: the case's id."""
+    s = running.seeded
+    token = running.kiosk.IdentifyExpert(identify_request("K1", s.batch_code, s.ids[n])).identification_token
+    public_id = running.kiosk.CompleteCheckIn(complete_request("K1", token, s.bands[n][0])).check_in.check_in_id
+    with running.platform.engine.connect() as c:
+        row = c.execute(
+            sa.select(CheckIn.id, CheckIn.invitation_id, CheckIn.batch_id).where(CheckIn.public_id == public_id)
+        ).one()
+    return cases.open_case_now(
+        running.platform.new_uow(),
+        running.platform.ctx,
+        kind=cases.CaseKind.UWB_DELIVERY_FAILED,
+        created_by="uwb",
+        kiosk_id="K1",
+        batch_id=int(row.batch_id),
+        invitation_id=int(row.invitation_id),
+        check_in_pk=int(row.id),
+        band_uid=s.bands[n][0],
+        reason="uwb_assign_failed",
+    )
 
 
 class Receiver:
@@ -201,8 +224,22 @@ def test_console_in_a_real_browser(
     assert s.ids[1] not in hits
     assert s.ids[1][-4:] in hits
     screenshot(browser, SHOTS, "05-experts")
+    # The needs-staff queue shows a case as it opens (no reload); staff hand the band over and say so.
     browser.get(f"{console.url}/batches/{s.batch_code}/needs-staff")
+    browser.execute_script("window.notReloaded = true;")
+    case_id = open_uwb_case(running, 1)
+    row = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f'#cases tr[data-case="{case_id}"]'), message="case")[
+        0
+    ]
+    assert browser.execute_script("return window.notReloaded === true;")
+    assert s.ids[1] not in row.text
+    assert s.ids[1][-4:] in row.text
     screenshot(browser, SHOTS, "06-needs-staff")
+    row.find_element(By.NAME, "reason").send_keys("前台人工写入房间号并交付手环")
+    row.find_element(By.CSS_SELECTOR, 'select[name="outcome"] option[value="handed_over"]').click()
+    row.find_element(By.CSS_SELECTOR, "button:not([formaction])").click()
+    wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, f'#cases tr[data-case="{case_id}"]'), message="gone")
+    assert ("needs_staff_resolve", "uwb_delivery_failed") in audited(running, "person:li.organiser")
 
     # A kiosk stops sending heartbeats: the alert opens in the console and at the webhook, then resolves.
     heartbeat(running, "K1")

@@ -1,0 +1,156 @@
+"""The needs-staff queue: open cases listed masked, each staff action ends its case and is audited with the person."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+
+from platform_server.db.models import AuditEntry, CheckIn, Invitation, NeedsStaffCase
+from platform_server.services import accounts, cases
+from tests.integration.console.support import Browserless, ConsoleServer, add_person, start_console
+from tests.integration.platform_server.conftest import Running, start, stop
+from tests.integration.platform_server.rpc_helpers import complete_request, identify_request
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+B = "/batches/B2025"
+
+
+@pytest.fixture
+def served(tmp_path: pytest.TempPathFactory) -> Iterator[tuple[Running, ConsoleServer]]:
+    running = start(f"sqlite:///{tmp_path}/platform.db")
+    for role in accounts.Role:
+        add_person(running.platform, f"{role.value}.person", role)
+    console = start_console(running.platform)
+    yield running, console
+    console.stop()
+    stop(running)
+
+
+def check_in(running: Running, n: int) -> tuple[int, int, str]:
+    """A check-in of expert n at K1: its row id, its invitation's row id and its public id."""
+    s = running.seeded
+    token = running.kiosk.IdentifyExpert(identify_request("K1", s.batch_code, s.ids[n])).identification_token
+    public_id = running.kiosk.CompleteCheckIn(complete_request("K1", token, s.bands[n][0])).check_in.check_in_id
+    with running.platform.engine.connect() as c:
+        row = c.execute(sa.select(CheckIn.id, CheckIn.invitation_id).where(CheckIn.public_id == public_id)).one()
+    return int(row.id), int(row.invitation_id), public_id
+
+
+def open_case(running: Running, kind: cases.CaseKind, check_in_pk: int, invitation_pk: int) -> str:
+    with running.platform.engine.connect() as c:
+        batch_id = c.execute(sa.text("SELECT id FROM batches WHERE code = 'B2025'")).scalar_one()
+    return cases.open_case_now(
+        running.platform.new_uow(),
+        running.platform.ctx,
+        kind=kind,
+        created_by="uwb",
+        kiosk_id="K1",
+        batch_id=int(batch_id),
+        invitation_id=invitation_pk,
+        check_in_pk=check_in_pk,
+        band_uid=running.seeded.bands[0][0],
+        reason="uwb_assign_failed",
+    )
+
+
+def audit_of(running: Running, actor: str, action: str) -> list[str]:
+    query = sa.select(AuditEntry.detail).where(AuditEntry.actor == actor, AuditEntry.action == action)
+    with running.platform.engine.connect() as c:
+        return list(c.execute(query).scalars())
+
+
+def state_of(running: Running, case_id: str) -> tuple[str, str | None]:
+    query = sa.select(NeedsStaffCase.state, NeedsStaffCase.resolution).where(NeedsStaffCase.public_id == case_id)
+    with running.platform.engine.connect() as c:
+        row = c.execute(query).one()
+    return str(row.state), row.resolution
+
+
+def test_queue_lists_open_cases_masked_and_viewer_gets_no_actions(served: tuple[Running, ConsoleServer]) -> None:
+    running, console = served
+    pk, invitation, _ = check_in(running, 0)
+    case_id = open_case(running, cases.CaseKind.UWB_DELIVERY_FAILED, pk, invitation)
+    viewer = Browserless(console.url)
+    viewer.login("viewer.person")
+    page = viewer.request("GET", f"{B}/needs-staff").text
+    full_id = running.seeded.ids[0]
+    assert case_id in page
+    assert "手环写入失败" in page
+    assert full_id not in page
+    assert full_id[:4] + "*" * 10 + full_id[-4:] in page
+    assert "/resolve" not in page
+    panel = viewer.request("GET", f"{B}/needs-staff/panel").text
+    assert case_id in panel
+    assert viewer.post(f"{B}/cases/{case_id}/resolve", {"reason": "x", "outcome": "resolved"}).status == 403
+    assert state_of(running, case_id) == ("open", None)
+
+
+def test_hand_over_at_the_desk_resolves_with_the_reason_and_the_person(served: tuple[Running, ConsoleServer]) -> None:
+    running, console = served
+    pk, invitation, _ = check_in(running, 0)
+    case_id = open_case(running, cases.CaseKind.UWB_DELIVERY_FAILED, pk, invitation)
+    organiser = Browserless(console.url)
+    organiser.login("organiser.person")
+    assert organiser.request("GET", f"{B}/needs-staff").text.count("/resolve") == 1
+    empty = organiser.post(f"{B}/cases/{case_id}/resolve", {"reason": "  ", "outcome": "handed_over"})
+    assert empty.status == 400
+    assert "reason" in empty.text
+    assert state_of(running, case_id) == ("open", None)
+    wrong = organiser.post(f"{B}/cases/{case_id}/resolve", {"reason": "x", "outcome": "lost"})
+    assert wrong.status == 400
+    done = organiser.post(f"{B}/cases/{case_id}/resolve", {"reason": "房卡交给专家本人", "outcome": "handed_over"})
+    assert done.status == 303
+    state, resolution = state_of(running, case_id)
+    assert state == "resolved"
+    assert resolution == "服务台交付手环 / band handed over at the desk: 房卡交给专家本人"
+    assert any(case_id in d for d in audit_of(running, "person:organiser.person", "needs_staff_resolve"))
+    assert case_id not in organiser.request("GET", f"{B}/needs-staff/panel").text
+    again = organiser.post(f"{B}/cases/{case_id}/resolve", {"reason": "again", "outcome": "resolved"})
+    assert again.status == 400
+    assert "already resolved" in again.text
+
+
+def admin_board(console: ConsoleServer) -> str:
+    admin = Browserless(console.url)
+    admin.login("admin.person")
+    return admin.request("GET", B).text
+
+
+def test_annul_from_a_case_annuls_the_check_in_then_resolves(served: tuple[Running, ConsoleServer]) -> None:
+    running, console = served
+    pk, invitation, public_id = check_in(running, 1)
+    assert public_id in admin_board(console)
+    case_id = open_case(running, cases.CaseKind.QUEUED_CHECK_IN_REFUSED, pk, invitation)
+    admin = Browserless(console.url)
+    admin.login("admin.person")
+    assert admin.post(f"{B}/cases/{case_id}/annul", {"reason": "手环已归还，签到作废"}).status == 303
+    with running.platform.engine.connect() as c:
+        annulled = c.execute(sa.select(CheckIn.annulled_at).where(CheckIn.id == pk)).scalar_one()
+    assert annulled is not None
+    assert state_of(running, case_id)[0] == "resolved"
+    assert any("手环已归还" in d for d in audit_of(running, "person:admin.person", "annul_check_in"))
+    assert any(case_id in d for d in audit_of(running, "person:admin.person", "needs_staff_resolve"))
+    assert case_id not in admin.request("GET", f"{B}/needs-staff").text
+
+
+def test_face_reset_from_a_case(served: tuple[Running, ConsoleServer]) -> None:
+    running, console = served
+    pk, invitation, _ = check_in(running, 2)
+    case_id = open_case(running, cases.CaseKind.KIOSK_SIGNAL, pk, invitation)
+    organiser = Browserless(console.url)
+    organiser.login("organiser.person")
+    nothing = organiser.post(f"{B}/cases/{case_id}/face-reset", {"reason": "本人到服务台"})
+    assert nothing.status == 400  # no failed attempts: nothing to reset, the case stays open
+    assert state_of(running, case_id)[0] == "open"
+    with running.platform.engine.begin() as c:
+        c.execute(sa.update(Invitation).where(Invitation.id == invitation).values(face_failures=3))
+    assert organiser.post(f"{B}/cases/{case_id}/face-reset", {"reason": "本人到服务台"}).status == 303
+    with running.platform.engine.connect() as c:
+        failures = c.execute(sa.select(Invitation.face_failures).where(Invitation.id == invitation)).scalar_one()
+    assert failures == 0
+    assert state_of(running, case_id)[0] == "resolved"
+    assert audit_of(running, "person:organiser.person", "face_attempts_reset")
