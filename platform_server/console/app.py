@@ -44,6 +44,7 @@ from platform_server.services import (
     refusals,
     staff,
     statistics,
+    step_timings,
 )
 from platform_server.services.formula_cells import neutralised
 
@@ -122,6 +123,7 @@ class Console:
             "batch_create": self.batch_create,
             "batch_close": self.batch_close,
             "board": self.board,
+            "steps_panel": self.steps_panel,
             "upload_form": self.upload_form,
             "upload": self.upload,
             "template": self.template,
@@ -342,7 +344,13 @@ class Console:
             stats=stats,
             events=[event_json(e) for e in reversed(recent)],
             last_event=last,
+            steps=step_timings.step_timings(self.platform.new_uow(), code),
         )
+
+    def steps_panel(self, call: Call) -> Response:
+        """The board's "where experts give up" table (refreshed by the page every 15 s)."""
+        steps = step_timings.step_timings(self.platform.new_uow(), call.params["code"])
+        return self.page("steps_panel.html", call.person, call.session_token, steps=steps)
 
     async def board_stream(self, call: Call) -> Response:  # noqa: C901  (the stream's loop is the handler)
         """Server-sent events: each new event of the batch, and the counts whenever they may have changed."""

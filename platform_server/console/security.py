@@ -49,6 +49,7 @@ ROUTES: dict[str, RouteRule] = {
     "batch_close": RouteRule("/batches/{code}/close", "POST", Permission.MANAGE_BATCHES),
     "board": RouteRule("/batches/{code}", "GET", Permission.VIEW_STATISTICS),
     "board_stream": RouteRule("/batches/{code}/stream", "GET", Permission.STREAM_EVENTS),
+    "steps_panel": RouteRule("/batches/{code}/steps", "GET", Permission.VIEW_STATISTICS),
     "upload_form": RouteRule("/batches/{code}/upload", "GET", Permission.MANAGE_BATCHES),
     "upload": RouteRule("/batches/{code}/upload", "POST", Permission.MANAGE_BATCHES),
     "template": RouteRule("/template/invitations.xlsx", "GET", Permission.VIEW_BATCHES),

@@ -102,7 +102,7 @@ function startPanel(panel) {
       if (answer.ok) panel.innerHTML = await answer.text();
     } catch (err) { /* offline for a moment: try again next round */ }
   };
-  setInterval(refresh, 2000);
+  setInterval(refresh, Number(panel.dataset.every || 2000));
 }
 
 // Forms that undo something ask first (a script, not an inline handler: the page's CSP forbids those).
@@ -112,7 +112,7 @@ for (const form of document.querySelectorAll("form[data-confirm]")) {
 
 const feed = document.getElementById("feed");
 if (feed) startBoard(feed);
-for (const id of ["fleet-panel", "needs-staff-panel"]) {
+for (const id of ["fleet-panel", "needs-staff-panel", "steps-panel"]) {
   const panel = document.getElementById(id);
   if (panel) startPanel(panel);
 }

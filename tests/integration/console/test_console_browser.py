@@ -62,6 +62,20 @@ def open_uwb_case(running: Running, n: int) -> str:
     )
 
 
+STEP_REPORTS = [
+    ("reading_id", 4200, "next"),
+    ("reading_id", 3100, "next"),
+    ("reading_id", 2800, "next"),
+    ("reading_id", 75000, "timeout"),
+    ("capturing_face", 6100, "next"),
+    ("capturing_face", 21000, "cancelled"),
+    ("capturing_face", 75000, "timeout"),
+    ("card_insert", 9800, "next"),
+    ("signature", 12500, "next"),
+    ("dispensing", 7400, "next"),
+]
+
+
 class Receiver:
     """A local webhook receiver: every JSON body POSTed to it."""
 
@@ -179,8 +193,17 @@ def test_console_in_a_real_browser(
     assert "1" in message.text
     assert not browser.find_elements(By.ID, "problems")
 
+    # Kiosks report how long each screen took; the board shows where experts give up.
+    for step, ms, end in STEP_REPORTS:
+        running.kiosk.ReportKioskEvent(
+            kiosk_pb2.ReportKioskEventRequest(
+                request_id=f"step-{step}-{ms}", kiosk_id="K2", event="step", outcome=step, detail=f"ms={ms} end={end}"
+            )
+        )
     # The live board counts a check-in made by a kiosk over gRPC, without reloading the page.
     browser.get(f"{console.url}/batches/{s.batch_code}")
+    face = browser.find_element(By.CSS_SELECTOR, '#steps tr[data-step="capturing_face"]').text
+    assert "3 1 1" in face, face
     wait_for(lambda: browser.find_element(By.ID, "live").get_attribute("data-state") == "live", message="stream")
     browser.execute_script("window.notReloaded = true;")
     arrived = count(browser, "arrived")

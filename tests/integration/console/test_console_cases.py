@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+from expertcheckin.v1 import kiosk_pb2
 
 from platform_server.db.models import AuditEntry, CheckIn, Invitation, NeedsStaffCase
 from platform_server.services import accounts, cases
@@ -154,3 +156,25 @@ def test_face_reset_from_a_case(served: tuple[Running, ConsoleServer]) -> None:
     assert failures == 0
     assert state_of(running, case_id)[0] == "resolved"
     assert audit_of(running, "person:organiser.person", "face_attempts_reset")
+
+
+def test_board_shows_where_experts_give_up_from_the_kiosks_step_events(served: tuple[Running, ConsoleServer]) -> None:
+    running, console = served
+    viewer = Browserless(console.url)
+    viewer.login("viewer.person")
+    assert "No step timings" in viewer.request("GET", f"{B}/steps").text
+    for ms, end in ((4000, "next"), (6000, "next"), (30000, "cancelled")):
+        running.kiosk.ReportKioskEvent(
+            kiosk_pb2.ReportKioskEventRequest(
+                request_id=str(uuid.uuid4()),
+                kiosk_id="K1",
+                event="step",
+                outcome="capturing_face",
+                detail=f"ms={ms} end={end}",
+            )
+        )
+    panel = viewer.request("GET", f"{B}/steps").text
+    row = panel[panel.index('data-step="capturing_face"') :].split("</tr>")[0]
+    cells = [c.split("<")[0].strip() for c in row.split('class="n')[1:]]
+    assert [c.split(">", 1)[1] for c in cells] == ["3", "1", "0", "6.0 s", "30.0 s"]
+    assert 'id="steps-panel"' in viewer.request("GET", B).text
