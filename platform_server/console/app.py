@@ -41,10 +41,13 @@ from platform_server.services import (
     exports,
     face_attempts,
     imports,
+    kiosk_access,
+    kiosk_states,
     refusals,
     staff,
     statistics,
     step_timings,
+    stock_forecast,
 )
 from platform_server.services.formula_cells import neutralised
 
@@ -137,6 +140,9 @@ class Console:
             "case_face_reset": self.case_face_reset,
             "fleet": self.fleet,
             "fleet_panel": self.fleet_panel,
+            "alert_ack": self.alert_ack,
+            "kiosk_disable": self.kiosk_disable,
+            "kiosk_enable": self.kiosk_enable,
             "export_check_ins": self.export_check_ins,
             "export_fees": self.export_fees,
             "export_fees_full": self.export_fees_full,
@@ -596,9 +602,11 @@ class Console:
         )
 
     # ---- fleet and alerts -------------------------------------------------------------------------
-    def fleet(self, call: Call) -> Response:
+    def fleet(self, call: Call, *, message: str = "", status: int = 200) -> Response:
         """Kiosks and alerts (the panel refreshes itself)."""
-        return self.page("fleet.html", call.person, call.session_token, **self._fleet_values())
+        return self.page(
+            "fleet.html", call.person, call.session_token, message=message, status=status, **self._fleet_values()
+        )
 
     def fleet_panel(self, call: Call) -> Response:
         """The fleet page's live part."""
@@ -608,7 +616,52 @@ class Console:
         kiosks = staff.fleet(
             self.platform.new_uow(), self.platform.ctx, offline_after_s=self.settings.alert_settings.offline_after_s
         )
-        return {"kiosks": kiosks, "alerts": alerts.list_alerts(self.platform.new_uow())}
+        forecasts = stock_forecast.uow_forecast(
+            self.platform.new_uow(), self.platform.ctx.clock(), window_s=self.settings.alert_settings.rate_window_s
+        )
+        return {
+            "kiosks": kiosks,
+            "alerts": alerts.list_alerts(self.platform.new_uow()),
+            "forecasts": forecasts,
+            "disabled": kiosk_states.disabled_kiosks(self.platform.new_uow()),
+        }
+
+    def alert_ack(self, call: Call) -> Response:
+        """Acknowledge an open alert: someone is on it (audited with the person; sent to the webhook)."""
+        try:
+            alert_id = int(call.params["alert_id"])
+        except ValueError:
+            raise NotFoundError(f"告警 {call.params['alert_id'][:20]} 不存在 / no such alert") from None
+        try:
+            done = alerts.acknowledge(self.platform.new_uow(), self.platform.ctx, alert_id, actor=call.actor)
+        except NotFoundError:
+            raise
+        except PlatformError as err:
+            return self.fleet(call, message=str(err), status=400)
+        if self.settings.webhook_url:
+            alerts.notify(self.settings.webhook_url, "acknowledged", done)
+        return RedirectResponse("/fleet", status_code=303)
+
+    def kiosk_disable(self, call: Call) -> Response:
+        """Take a kiosk out of service remotely: the platform refuses its calls, so it shows out of service."""
+        try:
+            kiosk_access.disable(
+                self.platform.new_uow(),
+                self.platform.ctx,
+                call.params["kiosk_id"],
+                reason=str(call.form.get("reason", "")).strip(),
+                actor=call.actor,
+            )
+        except NotFoundError:
+            raise
+        except PlatformError as err:
+            return self.fleet(call, message=str(err), status=400)
+        return RedirectResponse("/fleet", status_code=303)
+
+    def kiosk_enable(self, call: Call) -> Response:
+        """Back in service: the kiosk's next heartbeat is accepted and it serves again."""
+        kiosk_access.enable(self.platform.new_uow(), self.platform.ctx, call.params["kiosk_id"], actor=call.actor)
+        return RedirectResponse("/fleet", status_code=303)
 
     # ---- exports and metrics ----------------------------------------------------------------------
     def export_check_ins(self, call: Call) -> Response:

@@ -272,11 +272,16 @@ def test_console_in_a_real_browser(
     selector = '#alerts tr[data-rule="kiosk_offline"][data-subject="K1"][data-state="open"]'
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, selector), message="offline alert shown")
     screenshot(browser, SHOTS, "07-fleet-alert")
+    # Someone is on it: acknowledged (still open until K1 comes back).
+    browser.find_element(By.CSS_SELECTOR, f"{selector} form.ack button").click()
+    acknowledged = '#alerts tr[data-rule="kiosk_offline"][data-subject="K1"][data-state="acknowledged"]'
+    row = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, acknowledged), message="acknowledged")[0]
+    assert "li.organiser" in row.text
     heartbeat(running, "K1")
     resolved = '#alerts tr[data-rule="kiosk_offline"][data-subject="K1"][data-state="resolved"]'
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, resolved), message="offline alert resolved")
     assert not browser.find_elements(By.CSS_SELECTOR, selector)
-    wait_for(lambda: len([b for b in receiver.bodies if b["rule"] == "kiosk_offline"]) >= 2, message="webhook")
+    wait_for(lambda: len([b for b in receiver.bodies if b["rule"] == "kiosk_offline"]) >= 3, message="webhook")
     sent = [(b["state"], b["subject"]) for b in receiver.bodies if b["rule"] == "kiosk_offline"]
-    assert sent == [("open", "K1"), ("resolved", "K1")]
+    assert sent == [("open", "K1"), ("acknowledged", "K1"), ("resolved", "K1")]
     screenshot(browser, SHOTS, "08-fleet-resolved")

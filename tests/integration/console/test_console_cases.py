@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+import grpc
 import pytest
 import sqlalchemy as sa
 from expertcheckin.v1 import kiosk_pb2
 
+from platform_server.console import serve
 from platform_server.db.models import AuditEntry, CheckIn, Invitation, NeedsStaffCase
-from platform_server.services import accounts, cases
+from platform_server.errors import ConfigError
+from platform_server.services import accounts, alerts, cases
 from tests.integration.console.support import Browserless, ConsoleServer, add_person, start_console
 from tests.integration.platform_server.conftest import Running, start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request
@@ -178,3 +181,48 @@ def test_board_shows_where_experts_give_up_from_the_kiosks_step_events(served: t
     cells = [c.split("<")[0].strip() for c in row.split('class="n')[1:]]
     assert [c.split(">", 1)[1] for c in cells] == ["3", "1", "0", "6.0 s", "30.0 s"]
     assert 'id="steps-panel"' in viewer.request("GET", B).text
+
+
+def test_fleet_acknowledge_an_alert_and_take_a_kiosk_out_of_service_and_back(
+    served: tuple[Running, ConsoleServer],
+) -> None:
+    running, console = served
+    running.kiosk.Heartbeat(kiosk_pb2.HeartbeatRequest(kiosk_id="K1", band_stock=3))
+    console.console.check_alerts()  # (the console's own loop may have opened it already)
+    (alert,) = [a for a in alerts.list_alerts(running.platform.new_uow()) if a.state == "open"]
+    assert (alert.rule, alert.subject) == ("stock_low", "K1")
+    organiser = Browserless(console.url)
+    organiser.login("organiser.person")
+    assert f'action="/fleet/alerts/{alert.alert_id}/acknowledge"' in organiser.request("GET", "/fleet/panel").text
+    assert organiser.post(f"/fleet/alerts/{alert.alert_id}/acknowledge").status == 303
+    panel = organiser.request("GET", "/fleet/panel").text
+    assert f'data-alert="{alert.alert_id}" data-rule="stock_low" data-subject="K1" data-state="acknowledged"' in panel
+    again = organiser.post(f"/fleet/alerts/{alert.alert_id}/acknowledge")
+    assert again.status == 400
+    assert "already acknowledged" in again.text
+    assert audit_of(running, "person:organiser.person", "alert_acknowledged")
+
+    # Out of service remotely: the platform refuses the kiosk's calls (the kiosk shows out of service).
+    assert organiser.post("/fleet/kiosks/K1/disable", {"reason": " "}).status == 400
+    assert organiser.post("/fleet/kiosks/K1/disable", {"reason": "更换读卡器"}).status == 303
+    assert 'data-kiosk="K1" data-online="1" data-disabled="1"' in organiser.request("GET", "/fleet/panel").text
+    with pytest.raises(grpc.RpcError) as refused:
+        running.kiosk.Heartbeat(kiosk_pb2.HeartbeatRequest(kiosk_id="K1", band_stock=40))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert organiser.post("/fleet/kiosks/K1/enable").status == 303
+    running.kiosk.Heartbeat(kiosk_pb2.HeartbeatRequest(kiosk_id="K1", band_stock=40))
+    assert 'data-kiosk="K1" data-online="1" data-disabled="0"' in organiser.request("GET", "/fleet/panel").text
+    actions = [a for a in ("kiosk_disable", "kiosk_enable") if audit_of(running, "person:organiser.person", a)]
+    assert actions == ["kiosk_disable", "kiosk_enable"]
+
+
+def test_alert_thresholds_and_durations_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = alerts.AlertSettings()
+    monkeypatch.setenv("PLATFORM_CONSOLE_ALERT_QUEUE_STUCK_FOR_S", "600")
+    monkeypatch.setenv("PLATFORM_CONSOLE_ALERT_UWB_FAILED_MIN", "3")
+    changed = serve.alert_settings_from_env(base)
+    assert (changed.queue_stuck_for_s, changed.uwb_failed_min) == (600.0, 3)
+    assert changed.device_fault_for_s == base.device_fault_for_s
+    monkeypatch.setenv("PLATFORM_CONSOLE_ALERT_UWB_FAILED_MIN", "three")
+    with pytest.raises(ConfigError, match="PLATFORM_CONSOLE_ALERT_UWB_FAILED_MIN"):
+        serve.alert_settings_from_env(base)
