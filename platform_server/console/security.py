@@ -68,5 +68,6 @@ ROUTES: dict[str, RouteRule] = {
     "kiosk_enable": RouteRule("/fleet/kiosks/{kiosk_id}/enable", "POST", Permission.MANAGE_BATCHES),
     "export_check_ins": RouteRule("/batches/{code}/export/check-ins.csv", "GET", Permission.EXPORT_CHECK_INS),
     "export_fees": RouteRule("/batches/{code}/export/fees.csv", "GET", Permission.EXPORT_FEES),
+    "audit_export": RouteRule("/audit/export.csv", "GET", Permission.READ_AUDIT),
     "export_fees_full": RouteRule("/batches/{code}/export/fees-full.csv", "GET", Permission.SEE_FULL_NUMBERS),
 }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import uuid
 from typing import TYPE_CHECKING
 
@@ -226,3 +229,31 @@ def test_alert_thresholds_and_durations_from_the_environment(monkeypatch: pytest
     monkeypatch.setenv("PLATFORM_CONSOLE_ALERT_UWB_FAILED_MIN", "three")
     with pytest.raises(ConfigError, match="PLATFORM_CONSOLE_ALERT_UWB_FAILED_MIN"):
         serve.alert_settings_from_env(base)
+
+
+def test_admin_exports_the_audit_for_a_date_range(served: tuple[Running, ConsoleServer]) -> None:
+    running, console = served
+    check_in(running, 0)  # 2025-06-01 08:30 China time (the test clock)
+    admin = Browserless(console.url)
+    admin.login("admin.person")
+    assert 'action="/audit/export.csv"' in admin.request("GET", "/").text
+    answer = admin.request("GET", "/audit/export.csv?since=2025-06-01&until=2025-06-01")
+    assert answer.status == 200
+    rows = list(csv.DictReader(io.StringIO(answer.text.lstrip("\ufeff"))))
+    assert "complete_check_in" in {r["action"] for r in rows}
+    # China's 2025-06-01 is 2025-05-31 16:00 .. 2025-06-01 16:00 UTC.
+    times = [dt.datetime.fromisoformat(r["occurred_at"]).replace(tzinfo=dt.UTC) for r in rows]
+    start, end = dt.datetime(2025, 5, 31, 16, tzinfo=dt.UTC), dt.datetime(2025, 6, 1, 16, tzinfo=dt.UTC)
+    assert all(start <= t < end for t in times), times
+    assert running.seeded.ids[0] not in answer.text  # masked only
+    seqs = [int(r["seq"]) for r in rows]
+    assert seqs == sorted(seqs)
+    assert seqs
+    empty = admin.request("GET", "/audit/export.csv?since=2025-06-02&until=2025-06-03")
+    assert len(list(csv.DictReader(io.StringIO(empty.text.lstrip("\ufeff"))))) == 0
+    for bad in ("since=2025-06-02&until=2025-06-01", "since=x&until=2025-06-01", "since=2020-01-01&until=2025-06-01"):
+        assert admin.request("GET", f"/audit/export.csv?{bad}").status == 400
+    assert len(audit_of(running, "person:admin.person", "audit_export")) == 2
+    organiser = Browserless(console.url)
+    organiser.login("organiser.person")
+    assert 'action="/audit/export.csv"' not in organiser.request("GET", "/").text

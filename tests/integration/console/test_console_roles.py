@@ -43,6 +43,7 @@ TABLE: list[tuple[str, str, dict[str, str], dict[accounts.Role, int]]] = [
     ("GET", f"{B}/export/check-ins.csv", {}, {VW: 403, OR: 200, FI: 403, AD: 200}),
     ("GET", f"{B}/export/fees.csv", {}, {VW: 403, OR: 403, FI: 200, AD: 200}),
     ("GET", f"{B}/export/fees-full.csv", {}, {VW: 403, OR: 403, FI: 200, AD: 200}),
+    ("GET", "/audit/export.csv?since=2025-06-01&until=2025-06-01", {}, {VW: 403, OR: 403, FI: 403, AD: 200}),
     ("POST", "/batches", {"code": "NEW-{role}", "name": "新批次"}, {VW: 403, OR: 303, FI: 403, AD: 303}),
     ("POST", f"{B}/annul", {"check_in_id": "nope", "reason": "测试"}, {VW: 403, OR: 404, FI: 403, AD: 404}),
     ("POST", f"{B}/face-reset", {"id_number": "x", "reason": "r"}, {VW: 403, OR: 400, FI: 403, AD: 400}),
