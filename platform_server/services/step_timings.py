@@ -127,3 +127,20 @@ def step_timings(uow: UnitOfWork, batch_code: str) -> list[StepFigures]:
             )
         )
     return table
+
+
+def recent_durations(uow: UnitOfWork, *, limit: int = 10_000) -> dict[str, list[float]]:
+    """Seconds per screen over the newest `limit` step reports of every kiosk (for /metrics)."""
+    with uow:
+        rows = uow.execute(
+            sa.select(AuditEntry.outcome, AuditEntry.detail)
+            .where(AuditEntry.action == ACTION)
+            .order_by(AuditEntry.id.desc())
+            .limit(limit)
+        ).all()
+    out: dict[str, list[float]] = {}
+    for step, detail in rows:
+        match = _DETAIL.match(detail or "")
+        if match is not None:
+            out.setdefault(step, []).append(int(match.group(1)) / 1000)
+    return out

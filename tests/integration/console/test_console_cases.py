@@ -257,3 +257,23 @@ def test_admin_exports_the_audit_for_a_date_range(served: tuple[Running, Console
     organiser = Browserless(console.url)
     organiser.login("organiser.person")
     assert 'action="/audit/export.csv"' not in organiser.request("GET", "/").text
+
+
+def test_metrics_carry_the_kiosk_screen_times_as_a_histogram(served: tuple[Running, ConsoleServer]) -> None:
+    running, console = served
+    for ms in (800, 1500, 4000):
+        running.kiosk.ReportKioskEvent(
+            kiosk_pb2.ReportKioskEventRequest(
+                request_id=str(uuid.uuid4()),
+                kiosk_id="K1",
+                event="step",
+                outcome="verifying",
+                detail=f"ms={ms} end=next",
+            )
+        )
+    text = Browserless(console.url).request("GET", "/metrics").text
+    assert "# TYPE checkin_kiosk_step_seconds histogram" in text  # a gauge histogram in the text format
+    assert 'checkin_kiosk_step_seconds_bucket{le="1.0",step="verifying"} 1.0' in text
+    assert 'checkin_kiosk_step_seconds_bucket{le="2.0",step="verifying"} 2.0' in text
+    assert 'checkin_kiosk_step_seconds_bucket{le="+Inf",step="verifying"} 3.0' in text
+    assert 'checkin_kiosk_step_seconds_gsum{step="verifying"} 6.3' in text
