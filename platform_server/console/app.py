@@ -140,6 +140,7 @@ class Console:
             "case_resolve": self.case_resolve,
             "case_annul": self.case_annul,
             "case_face_reset": self.case_face_reset,
+            "case_resend": self.case_resend,
             "fleet": self.fleet,
             "fleet_panel": self.fleet_panel,
             "alert_ack": self.alert_ack,
@@ -459,6 +460,10 @@ class Console:
     def case_annul(self, call: Call) -> Response:
         """Annul the case's check-in with a reason and resolve the case."""
         return self._case_action(call, case_actions.annul_check_in)
+
+    def case_resend(self, call: Call) -> Response:
+        """Queue the given-up band write once more with a reason and resolve the case."""
+        return self._case_action(call, case_actions.resend_to_band)
 
     def case_face_reset(self, call: Call) -> Response:
         """Reset the case's expert's face attempts with a reason and resolve the case."""

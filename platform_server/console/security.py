@@ -60,6 +60,7 @@ ROUTES: dict[str, RouteRule] = {
     "needs_staff_panel": RouteRule("/batches/{code}/needs-staff/panel", "GET", Permission.VIEW_STATISTICS),
     "case_resolve": RouteRule("/batches/{code}/cases/{case_id}/resolve", "POST", Permission.MANAGE_BATCHES),
     "case_annul": RouteRule("/batches/{code}/cases/{case_id}/annul", "POST", Permission.MANAGE_BATCHES),
+    "case_resend": RouteRule("/batches/{code}/cases/{case_id}/resend", "POST", Permission.MANAGE_BATCHES),
     "case_face_reset": RouteRule("/batches/{code}/cases/{case_id}/face-reset", "POST", Permission.RESET_FACE_ATTEMPTS),
     "fleet": RouteRule("/fleet", "GET", Permission.VIEW_STATISTICS),
     "fleet_panel": RouteRule("/fleet/panel", "GET", Permission.VIEW_STATISTICS),

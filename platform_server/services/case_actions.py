@@ -1,10 +1,10 @@
 """What staff do about a needs-staff case from the console: each action ends the case with its reason.
 
 A case names an invitation and often a check-in, never a full ID number, so the actions here work from
-the case: annul its check-in, give its expert new face attempts, record the band handed over at the
-desk or returned. Every action is audited with the person (by the services it calls, and by the
-resolution); the case is resolved only after the action itself succeeded, so a refused action leaves
-the case open for another try.
+the case: annul its check-in, give its expert new face attempts, queue a given-up band write once
+more, record the band handed over at the desk or returned. Every action is audited with the person
+(by the services it calls, and by the resolution); the case is resolved only after the action itself
+succeeded, so a refused action leaves the case open for another try.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from platform_server.db.models import Batch, Expert, Invitation, NeedsStaffCase
+from platform_server.db.models import Batch, CheckIn, Expert, Invitation, NeedsStaffCase, UwbDelivery
+from platform_server.db.unit_of_work import run_transaction
 from platform_server.errors import InvalidRequestError
 from platform_server.services import audit, cases, staff
 
@@ -88,6 +89,63 @@ def annul_check_in(
         raise InvalidRequestError(f"case {case_id} names no check-in: nothing to annul")
     staff.annul_by_staff(uow, ctx, case.check_in_id, text, actor=actor)
     return cases.resolve_case(uow, ctx, case_id, reason=f"撤销签到 / check-in annulled: {text}", actor=actor)
+
+
+def resend_to_band(
+    uow: UnitOfWork, ctx: ServiceContext, *, batch_code: str, case_id: str, reason: str, actor: str
+) -> cases.CaseView:
+    """Queue the room write the UWB worker gave up on once more (a new outbox row), then resolve the case.
+
+    A new row, not the failed one revived: if this write fails too, its own case opens (the failed
+    row's case is deduplicated by the row's id).
+    """
+    text = _reason(reason)
+    case = _open_case(uow, case_id, batch_code)
+    if case.kind != cases.CaseKind.UWB_DELIVERY_FAILED.value or not case.check_in_id:
+        raise InvalidRequestError(f"case {case_id} is not a failed band write: nothing to re-send")
+
+    def work(u: UnitOfWork) -> None:
+        now = ctx.clock()
+        row = u.execute(
+            sa.select(UwbDelivery, CheckIn.annulled_at)
+            .join(CheckIn, CheckIn.id == UwbDelivery.check_in_id)
+            .where(CheckIn.public_id == case.check_in_id)
+            .order_by(UwbDelivery.id.desc())
+            .limit(1)
+        ).first()
+        if row is None or row[0].state != "failed" or row[0].kind != "assign":
+            raise InvalidRequestError("the band's newest write is not a failed room assignment: nothing to re-send")
+        if row[1] is not None:
+            raise InvalidRequestError("the check-in is annulled: its room must not be written to the band")
+        failed: UwbDelivery = row[0]
+        u.execute(
+            sa.insert(UwbDelivery).values(
+                check_in_id=failed.check_in_id,
+                tag_id=failed.tag_id,
+                kind="assign",
+                batch_code=failed.batch_code,
+                hotel_code=failed.hotel_code,
+                room_number=failed.room_number,
+                state="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        audit.record(
+            u,
+            at=now,
+            actor=actor,
+            action="uwb_resend",
+            outcome="queued",
+            batch_code=batch_code,
+            check_in_public_id=case.check_in_id,
+            detail={"case": case_id, "reason": text, "tag": failed.tag_id, "room": failed.room_number},
+        )
+        u.commit()
+
+    run_transaction(uow, work)
+    return cases.resolve_case(uow, ctx, case_id, reason=f"重新写入手环 / re-sent to the band: {text}", actor=actor)
 
 
 def reset_face_attempts(

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from expertcheckin.v1 import kiosk_pb2
 
 from platform_server.console import serve
-from platform_server.db.models import AuditEntry, CheckIn, Invitation, NeedsStaffCase
+from platform_server.db.models import AuditEntry, CheckIn, Invitation, NeedsStaffCase, UwbDelivery
 from platform_server.errors import ConfigError
-from platform_server.services import accounts, alerts, cases
+from platform_server.services import accounts, alerts, cases, uwb
 from tests.integration.console.support import Browserless, ConsoleServer, add_person, start_console
 from tests.integration.platform_server.conftest import Running, start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request
@@ -277,3 +277,39 @@ def test_metrics_carry_the_kiosk_screen_times_as_a_histogram(served: tuple[Runni
     assert 'checkin_kiosk_step_seconds_bucket{le="2.0",step="verifying"} 2.0' in text
     assert 'checkin_kiosk_step_seconds_bucket{le="+Inf",step="verifying"} 3.0' in text
     assert 'checkin_kiosk_step_seconds_gsum{step="verifying"} 6.3' in text
+
+
+def test_resend_to_the_band_queues_a_new_write_and_resolves(served: tuple[Running, ConsoleServer]) -> None:
+    running, console = served
+    pk, _, public_id = check_in(running, 3)
+    platform = running.platform
+    # The delivery worker gives the room write up (the real path: it opens the case).
+    with platform.engine.connect() as c:
+        delivery = c.execute(sa.select(UwbDelivery.id).where(UwbDelivery.check_in_id == pk)).scalar_one()
+    given_up = uwb.mark_failed_attempt(
+        platform.new_uow(), platform.ctx, delivery, "gateway timeout", max_attempts=1, retry_after=dt.timedelta(1)
+    )
+    assert given_up
+    (case,) = [c for c in cases.list_cases(platform.new_uow(), batch_code="B2025") if c.check_in_id == public_id]
+    assert case.kind == "uwb_delivery_failed"
+    organiser = Browserless(console.url)
+    organiser.login("organiser.person")
+    assert f"/cases/{case.case_id}/resend" in organiser.request("GET", f"{B}/needs-staff").text
+    assert organiser.post(f"{B}/cases/{case.case_id}/resend", {"reason": ""}).status == 400
+    done = organiser.post(f"{B}/cases/{case.case_id}/resend", {"reason": "网关已恢复"})
+    assert done.status == 303
+    with platform.engine.connect() as c:
+        rows = c.execute(
+            sa.select(UwbDelivery.state, UwbDelivery.attempts)
+            .where(UwbDelivery.check_in_id == pk)
+            .order_by(UwbDelivery.id)
+        ).all()
+    assert [tuple(r) for r in rows] == [("failed", 1), ("pending", 0)]
+    assert [d.check_in_id for d in uwb.claim_due(platform.new_uow(), platform.ctx.clock())] == [pk]
+    assert state_of(running, case.case_id)[0] == "resolved"
+    assert audit_of(running, "person:organiser.person", "uwb_resend")
+    # Another kind of case has nothing to re-send.
+    other = open_case(running, cases.CaseKind.KIOSK_SIGNAL, pk, 1)
+    refused = organiser.post(f"{B}/cases/{other}/resend", {"reason": "x"})
+    assert refused.status == 400
+    assert "nothing to re-send" in refused.text

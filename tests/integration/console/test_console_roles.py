@@ -32,6 +32,7 @@ TABLE: list[tuple[str, str, dict[str, str], dict[accounts.Role, int]]] = [
     ("GET", f"{B}/steps", {}, {VW: 200, OR: 200, FI: 200, AD: 200}),
     ("GET", f"{B}/needs-staff/panel", {}, {VW: 200, OR: 200, FI: 200, AD: 200}),
     ("POST", f"{B}/cases/nope/resolve", {"reason": "r", "outcome": "resolved"}, {VW: 403, OR: 404, FI: 403, AD: 404}),
+    ("POST", f"{B}/cases/nope/resend", {"reason": "r"}, {VW: 403, OR: 404, FI: 403, AD: 404}),
     ("POST", f"{B}/cases/nope/annul", {"reason": "r"}, {VW: 403, OR: 404, FI: 403, AD: 404}),
     ("POST", f"{B}/cases/nope/face-reset", {"reason": "r"}, {VW: 403, OR: 404, FI: 403, AD: 404}),
     ("POST", "/fleet/alerts/999/acknowledge", {}, {VW: 403, OR: 404, FI: 403, AD: 404}),
