@@ -133,6 +133,8 @@ class Step(Enum):
 
 
 # Named state groups (predicates below test membership).
+# Not a step of an expert's session: no step timing is reported for these.
+STEPLESS_STATES = frozenset({Step.HOME, Step.OUT_OF_SERVICE, Step.STAFF_PIN, Step.STAFF_MENU})
 CARD_STATES = frozenset({Step.CARD_ON_FILE, Step.CARD_INSERT, Step.CARD_SWIPE, Step.CARD_TYPE, Step.CARD_CONFIRM})
 # States where the kiosk waits on a device or the platform, not on the expert: no inactivity timer.
 BUSY_STATES = frozenset({Step.VERIFYING, Step.DISPENSING})
@@ -331,6 +333,8 @@ class CheckInFlow:
         self._error: str | None = None
         self._error_params: dict[str, str] = {}
         self._end_reason = "finished"
+        self._step_entered: dt.datetime | None = None  # when the expert's current step began (step timings)
+        self._step_leaving: tuple[Step, str] | None = None
         self._pin_failures = 0
         self._pin_locked_until: dt.datetime | None = None
         self._self_test: tuple[SelfTestLine, ...] = ()
@@ -832,11 +836,29 @@ class CheckInFlow:
         self._error = None
         self._error_params = {}
         self._countdown = None
+        self._step_leaving = (self.state, self._end_reason)
 
     def _after_state_change(self) -> None:
-        """Every transition: re-arm the timers and publish the new view."""
+        """Every transition: report the step just left (timings), re-arm the timers and publish the new view."""
+        self._report_step()
         self._arm_timers()
         self._publish()
+
+    def _report_step(self) -> None:
+        """A `step` event per screen of a session left: which, how long, and how it ended (next/cancelled/timeout).
+
+        The console's "where experts give up" table is computed from these on the platform.
+        """
+        now = self._ports.scheduler.now()
+        leaving, self._step_leaving = self._step_leaving, None
+        if leaving is not None and leaving[0] is self.state:
+            return  # a step re-entered (a retry on the same screen): its time runs on
+        entered, self._step_entered = self._step_entered, (None if self.state in STEPLESS_STATES else now)
+        if leaving is None or entered is None or leaving[0] in STEPLESS_STATES:
+            return
+        end = leaving[1] if self.state in {Step.HOME, Step.OUT_OF_SERVICE} else "next"
+        ms = max(0, int((now - entered).total_seconds() * 1000))
+        self._record("step", leaving[0].value, detail=f"ms={ms} end={end}")
 
     # ---- device and platform results ---------------------------------------------------------------
 

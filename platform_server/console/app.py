@@ -34,19 +34,27 @@ from platform_server.errors import ImportRefusedError, NotFoundError, Permission
 from platform_server.services import (
     accounts,
     alerts,
+    audit,
+    audit_chain,
     batches,
+    case_actions,
+    cases,
     events,
     exports,
     face_attempts,
     imports,
+    kiosk_access,
+    kiosk_states,
     refusals,
     staff,
     statistics,
+    step_timings,
+    stock_forecast,
 )
 from platform_server.services.formula_cells import neutralised
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Iterator
 
     from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -104,6 +112,7 @@ class Console:
         )
         self.templates.filters["cst"] = china_time
         self.templates.globals["refusal_text"] = refusal_text
+        self.templates.globals["case_kind_text"] = case_kind_text
         self._stop = threading.Event()
         self.metrics = metrics.ConsoleMetrics(platform, self.settings)
 
@@ -119,6 +128,7 @@ class Console:
             "batch_create": self.batch_create,
             "batch_close": self.batch_close,
             "board": self.board,
+            "steps_panel": self.steps_panel,
             "upload_form": self.upload_form,
             "upload": self.upload,
             "template": self.template,
@@ -126,11 +136,20 @@ class Console:
             "annul": self.annul,
             "face_reset": self.face_reset,
             "needs_staff": self.needs_staff,
+            "needs_staff_panel": self.needs_staff_panel,
+            "case_resolve": self.case_resolve,
+            "case_annul": self.case_annul,
+            "case_face_reset": self.case_face_reset,
+            "case_resend": self.case_resend,
             "fleet": self.fleet,
             "fleet_panel": self.fleet_panel,
+            "alert_ack": self.alert_ack,
+            "kiosk_disable": self.kiosk_disable,
+            "kiosk_enable": self.kiosk_enable,
             "export_check_ins": self.export_check_ins,
             "export_fees": self.export_fees,
             "export_fees_full": self.export_fees_full,
+            "audit_export": self.audit_export,
         }
         routes: list[Route | Mount] = []
         for name, rule in ROUTES.items():
@@ -335,7 +354,13 @@ class Console:
             stats=stats,
             events=[event_json(e) for e in reversed(recent)],
             last_event=last,
+            steps=step_timings.step_timings(self.platform.new_uow(), code),
         )
+
+    def steps_panel(self, call: Call) -> Response:
+        """The board's "where experts give up" table (refreshed by the page every 15 s)."""
+        steps = step_timings.step_timings(self.platform.new_uow(), call.params["code"])
+        return self.page("steps_panel.html", call.person, call.session_token, steps=steps)
 
     async def board_stream(self, call: Call) -> Response:  # noqa: C901  (the stream's loop is the handler)
         """Server-sent events: each new event of the batch, and the counts whenever they may have changed."""
@@ -389,13 +414,60 @@ class Console:
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         )
 
-    def needs_staff(self, call: Call) -> Response:
-        """>>> Needs-staff queue goes here <<< once the cases service lands (cases table/service).
+    def needs_staff(self, call: Call, *, message: str = "", status: int = 200) -> Response:
+        """The open needs-staff cases of the batch with their actions; the panel refreshes itself."""
+        values = self._needs_staff_values(call.params["code"])
+        return self.page("needs_staff.html", call.person, call.session_token, message=message, status=status, **values)
 
-        Until then the page shows the check-ins flagged needs_staff from the board's counts.
-        """
-        stats = statistics.batch_statistics(self.platform.new_uow(), call.params["code"])
-        return self.page("needs_staff.html", call.person, call.session_token, stats=stats)
+    def needs_staff_panel(self, call: Call) -> Response:
+        """The needs-staff page's live part."""
+        values = self._needs_staff_values(call.params["code"])
+        return self.page("needs_staff_panel.html", call.person, call.session_token, **values)
+
+    def _needs_staff_values(self, code: str) -> dict[str, Any]:
+        batch = batches.get_batch(self.platform.new_uow(), code)
+        now = self.platform.ctx.clock()
+        rows = cases.list_cases(self.platform.new_uow(), batch_code=code)
+        return {
+            "batch": batch,
+            "cases": [(case, age_text(now - as_utc(case.created_at))) for case in rows],
+            "outcomes": case_actions.OUTCOME_TEXT,
+        }
+
+    def _case_action(self, call: Call, action: Callable[..., cases.CaseView], **extra: str) -> Response:
+        code = call.params["code"]
+        try:
+            done = action(
+                self.platform.new_uow(),
+                self.platform.ctx,
+                batch_code=code,
+                case_id=call.params["case_id"],
+                reason=str(call.form.get("reason", "")),
+                actor=call.actor,
+                **extra,
+            )
+        except NotFoundError:
+            raise
+        except PlatformError as err:
+            return self.needs_staff(call, message=str(err), status=400)
+        log.info(f"console case {done.case_id} resolved by {call.actor}")
+        return RedirectResponse(f"/batches/{code}/needs-staff", status_code=303)
+
+    def case_resolve(self, call: Call) -> Response:
+        """Resolve a case: handled, band handed over at the desk, or band returned (reason required)."""
+        return self._case_action(call, case_actions.resolve, outcome=str(call.form.get("outcome", "resolved")))
+
+    def case_annul(self, call: Call) -> Response:
+        """Annul the case's check-in with a reason and resolve the case."""
+        return self._case_action(call, case_actions.annul_check_in)
+
+    def case_resend(self, call: Call) -> Response:
+        """Queue the given-up band write once more with a reason and resolve the case."""
+        return self._case_action(call, case_actions.resend_to_band)
+
+    def case_face_reset(self, call: Call) -> Response:
+        """Reset the case's expert's face attempts with a reason and resolve the case."""
+        return self._case_action(call, case_actions.reset_face_attempts)
 
     # ---- uploads ----------------------------------------------------------------------------------
     def upload_form(self, call: Call) -> Response:
@@ -538,9 +610,11 @@ class Console:
         )
 
     # ---- fleet and alerts -------------------------------------------------------------------------
-    def fleet(self, call: Call) -> Response:
+    def fleet(self, call: Call, *, message: str = "", status: int = 200) -> Response:
         """Kiosks and alerts (the panel refreshes itself)."""
-        return self.page("fleet.html", call.person, call.session_token, **self._fleet_values())
+        return self.page(
+            "fleet.html", call.person, call.session_token, message=message, status=status, **self._fleet_values()
+        )
 
     def fleet_panel(self, call: Call) -> Response:
         """The fleet page's live part."""
@@ -550,7 +624,52 @@ class Console:
         kiosks = staff.fleet(
             self.platform.new_uow(), self.platform.ctx, offline_after_s=self.settings.alert_settings.offline_after_s
         )
-        return {"kiosks": kiosks, "alerts": alerts.list_alerts(self.platform.new_uow())}
+        forecasts = stock_forecast.uow_forecast(
+            self.platform.new_uow(), self.platform.ctx.clock(), window_s=self.settings.alert_settings.rate_window_s
+        )
+        return {
+            "kiosks": kiosks,
+            "alerts": alerts.list_alerts(self.platform.new_uow()),
+            "forecasts": forecasts,
+            "disabled": kiosk_states.disabled_kiosks(self.platform.new_uow()),
+        }
+
+    def alert_ack(self, call: Call) -> Response:
+        """Acknowledge an open alert: someone is on it (audited with the person; sent to the webhook)."""
+        try:
+            alert_id = int(call.params["alert_id"])
+        except ValueError:
+            raise NotFoundError(f"告警 {call.params['alert_id'][:20]} 不存在 / no such alert") from None
+        try:
+            done = alerts.acknowledge(self.platform.new_uow(), self.platform.ctx, alert_id, actor=call.actor)
+        except NotFoundError:
+            raise
+        except PlatformError as err:
+            return self.fleet(call, message=str(err), status=400)
+        if self.settings.webhook_url:
+            alerts.notify(self.settings.webhook_url, "acknowledged", done)
+        return RedirectResponse("/fleet", status_code=303)
+
+    def kiosk_disable(self, call: Call) -> Response:
+        """Take a kiosk out of service remotely: the platform refuses its calls, so it shows out of service."""
+        try:
+            kiosk_access.disable(
+                self.platform.new_uow(),
+                self.platform.ctx,
+                call.params["kiosk_id"],
+                reason=str(call.form.get("reason", "")).strip(),
+                actor=call.actor,
+            )
+        except NotFoundError:
+            raise
+        except PlatformError as err:
+            return self.fleet(call, message=str(err), status=400)
+        return RedirectResponse("/fleet", status_code=303)
+
+    def kiosk_enable(self, call: Call) -> Response:
+        """Back in service: the kiosk's next heartbeat is accepted and it serves again."""
+        kiosk_access.enable(self.platform.new_uow(), self.platform.ctx, call.params["kiosk_id"], actor=call.actor)
+        return RedirectResponse("/fleet", status_code=303)
 
     # ---- exports and metrics ----------------------------------------------------------------------
     def export_check_ins(self, call: Call) -> Response:
@@ -578,6 +697,50 @@ class Console:
         code = call.params["code"]
         rows = exports.fee_rows(self.platform.new_uow(), self.platform.ctx, code, full_numbers=True, actor=call.actor)
         return csv_response(f"fees-full-{code}.csv", exports.FEE_HEADER, rows)
+
+    def audit_export(self, call: Call) -> Response:
+        """The audit chain's entries between two dates (China days, both included) as CSV: admin only, audited.
+
+        Streamed from one consistent snapshot (audit_chain.export_rows), so a long range does not sit in memory.
+        """
+        try:
+            since, until = audit_range(
+                call.request.query_params.get("since", ""), call.request.query_params.get("until", "")
+            )
+        except ValueError as err:
+            return self.batches_page(call, message=f"审计导出 / audit export: {err}", status=400)
+        uow = self.platform.new_uow()
+        with uow:
+            audit.record(
+                uow,
+                at=self.platform.ctx.clock(),
+                actor=call.actor,
+                action="audit_export",
+                outcome="csv",
+                detail={"since": since.isoformat(), "until": until.isoformat()},
+            )
+            uow.commit()
+        rows = audit_chain.export_rows(self.platform.engine, since, until)
+        name = f"audit-{call.request.query_params['since']}-{call.request.query_params['until']}.csv"
+
+        def body() -> Iterator[bytes]:
+            out = io.StringIO()
+            writer = csv.writer(out)
+            out.write("\ufeff")
+            writer.writerow(audit_chain.EXPORT_FIELDS)
+            for n, row in enumerate(rows, 1):
+                writer.writerow([neutralised(row[f]) for f in audit_chain.EXPORT_FIELDS])
+                if n % 500 == 0:
+                    yield out.getvalue().encode("utf-8")
+                    out.seek(0)
+                    out.truncate()
+            yield out.getvalue().encode("utf-8")
+
+        return StreamingResponse(
+            body(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+        )
 
     def metrics_page(self, _call: Call) -> Response:
         """Prometheus text format."""
@@ -612,6 +775,25 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+MAX_AUDIT_DAYS = 366
+
+
+def audit_range(since: str, until: str) -> tuple[dt.datetime, dt.datetime]:
+    """Two dates YYYY-MM-DD (China days, both included) as a UTC range [start of since, end of until)."""
+    try:
+        first = dt.date.fromisoformat(since.strip())
+        last = dt.date.fromisoformat(until.strip())
+    except ValueError:
+        raise ValueError("请填写起止日期 YYYY-MM-DD / give both dates as YYYY-MM-DD") from None
+    if last < first:
+        raise ValueError("结束日期早于开始日期 / the end date is before the start date")
+    if (last - first).days >= MAX_AUDIT_DAYS:
+        raise ValueError(f"最多 {MAX_AUDIT_DAYS} 天 / at most {MAX_AUDIT_DAYS} days at a time")
+    start = dt.datetime.combine(first, dt.time(), CHINA).astimezone(dt.UTC)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), CHINA).astimezone(dt.UTC)
+    return start, end
+
+
 def csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> Response:
     """A UTF-8 CSV with BOM (Excel opens it as UTF-8); cells that look like formulas are quoted inert."""
     out = io.StringIO()
@@ -625,6 +807,37 @@ def csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> Res
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )
+
+
+CASE_KIND_TEXT = {
+    cases.CaseKind.QUEUED_CHECK_IN_REFUSED: "手环已发出但签到被拒 / band out, queued check-in refused",
+    cases.CaseKind.DISPENSE_OUTCOME_UNKNOWN: "出手环结果未知 / dispense outcome unknown",
+    cases.CaseKind.ANNUL_REFUSED: "撤销未成功 / annulment refused",
+    cases.CaseKind.KIOSK_REFUSAL_STREAK: "连续拒绝 / refusals in a row",
+    cases.CaseKind.UWB_DELIVERY_FAILED: "手环写入失败 / UWB delivery failed",
+    cases.CaseKind.KIOSK_SIGNAL: "终端求助 / kiosk asks for staff",
+}
+
+
+def case_kind_text(kind: str) -> str:
+    """A case kind in words, Chinese first."""
+    try:
+        return CASE_KIND_TEXT[cases.CaseKind(kind)]
+    except ValueError:
+        return kind
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """A stored time as aware UTC (SQLite gives naive UTC back)."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def age_text(age: dt.timedelta) -> str:
+    """How long a case has waited, the way a desk reads it: 5 分 min, 2 时 h 10 分 min."""
+    minutes = max(0, int(age.total_seconds() // 60))
+    if minutes < 60:
+        return f"{minutes} 分 min"
+    return f"{minutes // 60} 时 h {minutes % 60} 分 min"
 
 
 def refusal_text(reason: str | None) -> str:

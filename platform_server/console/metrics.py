@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from platform_server.db.models import Alert, Batch, CheckIn, CheckInEvent, Kiosk
+from platform_server.services import step_timings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -65,6 +66,25 @@ class _DatabaseCollector(Collector):
         for rule, count in open_alerts:
             alert_family.add_metric([rule], count)
         yield alert_family
+        yield _step_histogram(step_timings.recent_durations(self.platform.new_uow()))
+
+
+STEP_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+
+
+def _step_histogram(durations: dict[str, list[float]]) -> Metric:
+    """Time on each kiosk screen as the expert saw it (the `verifying` screen is the face check's round trip).
+
+    A gauge histogram over the newest step reports, not a counter: the figures come from the database.
+    """
+    family = GaugeHistogramMetricFamily(
+        "checkin_kiosk_step_seconds", "Seconds spent on each kiosk screen (newest step reports)", labels=["step"]
+    )
+    for step, values in sorted(durations.items()):
+        buckets = [(str(bound), float(sum(1 for v in values if v <= bound))) for bound in STEP_BUCKETS]
+        buckets.append(("+Inf", float(len(values))))
+        family.add_metric([step], buckets, gsum_value=sum(values))
+    return family
 
 
 class ConsoleMetrics:

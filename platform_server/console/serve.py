@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -38,9 +39,30 @@ def settings_from_env(config: PlatformConfig) -> ConsoleSettings:
     return ConsoleSettings(
         secure_cookies=config.production or os.environ.get("PLATFORM_CONSOLE_SECURE_COOKIES", "") == "1",
         alert_interval_s=interval,
-        alert_settings=alerts.AlertSettings(offline_after_s=offline, stock_low=config.rules.band_stock_low),
+        alert_settings=alert_settings_from_env(
+            alerts.AlertSettings(offline_after_s=offline, stock_low=config.rules.band_stock_low)
+        ),
         webhook_url=webhook,
     )
+
+
+def alert_settings_from_env(base: alerts.AlertSettings) -> alerts.AlertSettings:
+    """Each rule's threshold and duration from PLATFORM_CONSOLE_ALERT_<FIELD> (e.g. ..._QUEUE_STUCK_FOR_S=600)."""
+    changes: dict[str, float | int] = {}
+    for item in dataclasses.fields(base):
+        name = f"PLATFORM_CONSOLE_ALERT_{item.name.upper()}"
+        raw = os.environ.get(name)
+        if raw is None:
+            continue
+        kind = type(getattr(base, item.name))
+        try:
+            value = kind(raw)
+        except ValueError as err:
+            raise ConfigError(f"{name}: a {kind.__name__} is needed, got {raw[:40]!r}") from err
+        if not 0 <= value <= 1_000_000:
+            raise ConfigError(f"{name}: must be 0..1000000, got {value}")
+        changes[item.name] = value
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 def serve_console(config: PlatformConfig, listen: str) -> None:

@@ -466,3 +466,18 @@ class Alert(Base):
     detail: so.Mapped[str] = so.mapped_column(sa.String(500), default="")
     opened_at: so.Mapped[dt.datetime]
     resolved_at: so.Mapped[dt.datetime | None]
+    acknowledged_at: so.Mapped[dt.datetime | None]
+    acknowledged_by: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+
+
+class AlertCause(Base):
+    """A rule's cause seen but not yet held for the rule's duration: when it was first seen.
+
+    Deleted when the cause goes away; the alert opens once `first_seen_at` is old enough. In the
+    database (not in a console's memory) so replicas and restarts agree on how long a cause has lasted.
+    """
+
+    __tablename__ = "alert_causes"
+
+    open_key: so.Mapped[str] = so.mapped_column(sa.String(100), primary_key=True)
+    first_seen_at: so.Mapped[dt.datetime]

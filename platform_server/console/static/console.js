@@ -94,12 +94,15 @@ function startBoard(feed) {
 
 function startPanel(panel) {
   const refresh = async () => {
+    // Someone is filling in a form in the panel: replacing it now would throw their typing away.
+    if (panel.contains(document.activeElement) && document.activeElement !== document.body) return;
+    for (const input of panel.querySelectorAll("input:not([type=hidden])")) if (input.value) return;
     try {
       const answer = await fetch(panel.dataset.refresh, { credentials: "same-origin", cache: "no-store" });
       if (answer.ok) panel.innerHTML = await answer.text();
     } catch (err) { /* offline for a moment: try again next round */ }
   };
-  setInterval(refresh, 2000);
+  setInterval(refresh, Number(panel.dataset.every || 2000));
 }
 
 // Forms that undo something ask first (a script, not an inline handler: the page's CSP forbids those).
@@ -109,5 +112,7 @@ for (const form of document.querySelectorAll("form[data-confirm]")) {
 
 const feed = document.getElementById("feed");
 if (feed) startBoard(feed);
-const panel = document.getElementById("fleet-panel");
-if (panel) startPanel(panel);
+for (const id of ["fleet-panel", "needs-staff-panel", "steps-panel"]) {
+  const panel = document.getElementById(id);
+  if (panel) startPanel(panel);
+}

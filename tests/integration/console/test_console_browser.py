@@ -21,8 +21,8 @@ from expertcheckin.v1 import kiosk_pb2
 from selenium.webdriver.common.by import By
 
 from platform_server.console.app import ConsoleSettings
-from platform_server.db.models import AuditEntry
-from platform_server.services import accounts, alerts
+from platform_server.db.models import AuditEntry, CheckIn
+from platform_server.services import accounts, alerts, cases
 from tests.integration.console.browser import chromium, screenshot, wait_for
 from tests.integration.console.support import PASSWORD, add_person, start_console
 from tests.integration.platform_server.conftest import Running, start, stop
@@ -37,6 +37,43 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 OFFLINE_AFTER_S = 30.0
 SHOTS = Path(os.environ["CONSOLE_SCREENSHOTS"]) if os.environ.get("CONSOLE_SCREENSHOTS") else None
+
+
+def open_uwb_case(running: Running, n: int) -> str:
+    """Check expert n in at K1, then give up its UWB write as the delivery worker would: the case's id."""
+    s = running.seeded
+    token = running.kiosk.IdentifyExpert(identify_request("K1", s.batch_code, s.ids[n])).identification_token
+    public_id = running.kiosk.CompleteCheckIn(complete_request("K1", token, s.bands[n][0])).check_in.check_in_id
+    with running.platform.engine.connect() as c:
+        row = c.execute(
+            sa.select(CheckIn.id, CheckIn.invitation_id, CheckIn.batch_id).where(CheckIn.public_id == public_id)
+        ).one()
+    return cases.open_case_now(
+        running.platform.new_uow(),
+        running.platform.ctx,
+        kind=cases.CaseKind.UWB_DELIVERY_FAILED,
+        created_by="uwb",
+        kiosk_id="K1",
+        batch_id=int(row.batch_id),
+        invitation_id=int(row.invitation_id),
+        check_in_pk=int(row.id),
+        band_uid=s.bands[n][0],
+        reason="uwb_assign_failed",
+    )
+
+
+STEP_REPORTS = [
+    ("reading_id", 4200, "next"),
+    ("reading_id", 3100, "next"),
+    ("reading_id", 2800, "next"),
+    ("reading_id", 75000, "timeout"),
+    ("capturing_face", 6100, "next"),
+    ("capturing_face", 21000, "cancelled"),
+    ("capturing_face", 75000, "timeout"),
+    ("card_insert", 9800, "next"),
+    ("signature", 12500, "next"),
+    ("dispensing", 7400, "next"),
+]
 
 
 class Receiver:
@@ -156,8 +193,17 @@ def test_console_in_a_real_browser(
     assert "1" in message.text
     assert not browser.find_elements(By.ID, "problems")
 
+    # Kiosks report how long each screen took; the board shows where experts give up.
+    for step, ms, end in STEP_REPORTS:
+        running.kiosk.ReportKioskEvent(
+            kiosk_pb2.ReportKioskEventRequest(
+                request_id=f"step-{step}-{ms}", kiosk_id="K2", event="step", outcome=step, detail=f"ms={ms} end={end}"
+            )
+        )
     # The live board counts a check-in made by a kiosk over gRPC, without reloading the page.
     browser.get(f"{console.url}/batches/{s.batch_code}")
+    face = browser.find_element(By.CSS_SELECTOR, '#steps tr[data-step="capturing_face"]').text
+    assert "3 1 1" in face, face
     wait_for(lambda: browser.find_element(By.ID, "live").get_attribute("data-state") == "live", message="stream")
     browser.execute_script("window.notReloaded = true;")
     arrived = count(browser, "arrived")
@@ -201,8 +247,22 @@ def test_console_in_a_real_browser(
     assert s.ids[1] not in hits
     assert s.ids[1][-4:] in hits
     screenshot(browser, SHOTS, "05-experts")
+    # The needs-staff queue shows a case as it opens (no reload); staff hand the band over and say so.
     browser.get(f"{console.url}/batches/{s.batch_code}/needs-staff")
+    browser.execute_script("window.notReloaded = true;")
+    case_id = open_uwb_case(running, 1)
+    row = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f'#cases tr[data-case="{case_id}"]'), message="case")[
+        0
+    ]
+    assert browser.execute_script("return window.notReloaded === true;")
+    assert s.ids[1] not in row.text
+    assert s.ids[1][-4:] in row.text
     screenshot(browser, SHOTS, "06-needs-staff")
+    row.find_element(By.NAME, "reason").send_keys("前台人工写入房间号并交付手环")
+    row.find_element(By.CSS_SELECTOR, 'select[name="outcome"] option[value="handed_over"]').click()
+    row.find_element(By.CSS_SELECTOR, "button:not([formaction])").click()
+    wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, f'#cases tr[data-case="{case_id}"]'), message="gone")
+    assert ("needs_staff_resolve", "uwb_delivery_failed") in audited(running, "person:li.organiser")
 
     # A kiosk stops sending heartbeats: the alert opens in the console and at the webhook, then resolves.
     heartbeat(running, "K1")
@@ -212,11 +272,16 @@ def test_console_in_a_real_browser(
     selector = '#alerts tr[data-rule="kiosk_offline"][data-subject="K1"][data-state="open"]'
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, selector), message="offline alert shown")
     screenshot(browser, SHOTS, "07-fleet-alert")
+    # Someone is on it: acknowledged (still open until K1 comes back).
+    browser.find_element(By.CSS_SELECTOR, f"{selector} form.ack button").click()
+    acknowledged = '#alerts tr[data-rule="kiosk_offline"][data-subject="K1"][data-state="acknowledged"]'
+    row = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, acknowledged), message="acknowledged")[0]
+    assert "li.organiser" in row.text
     heartbeat(running, "K1")
     resolved = '#alerts tr[data-rule="kiosk_offline"][data-subject="K1"][data-state="resolved"]'
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, resolved), message="offline alert resolved")
     assert not browser.find_elements(By.CSS_SELECTOR, selector)
-    wait_for(lambda: len([b for b in receiver.bodies if b["rule"] == "kiosk_offline"]) >= 2, message="webhook")
+    wait_for(lambda: len([b for b in receiver.bodies if b["rule"] == "kiosk_offline"]) >= 3, message="webhook")
     sent = [(b["state"], b["subject"]) for b in receiver.bodies if b["rule"] == "kiosk_offline"]
-    assert sent == [("open", "K1"), ("resolved", "K1")]
+    assert sent == [("open", "K1"), ("acknowledged", "K1"), ("resolved", "K1")]
     screenshot(browser, SHOTS, "08-fleet-resolved")
