@@ -17,7 +17,7 @@ from alembic import op
 from platform_server.db.models import UtcDateTime
 
 revision = '0080'
-down_revision = '0070'
+down_revision = '0075'
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """extra reference photos per expert
 
-Revision ID: 0050
+Revision ID: 0075
 Revises: 0004
 Create Date: 2026-12-04
 
@@ -15,7 +15,7 @@ from alembic import op
 
 from platform_server.db.models import UtcDateTime
 
-revision = '0050'
+revision = '0075'
 down_revision = '0070'
 branch_labels = None
 depends_on = None
