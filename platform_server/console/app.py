@@ -116,6 +116,10 @@ class Console:
         self._stop = threading.Event()
         self.metrics = metrics.ConsoleMetrics(platform, self.settings)
 
+    def close(self) -> None:
+        """Stop the alert loop and end the live streams, so the web server can stop without waiting on them."""
+        self._stop.set()
+
     # ---- plumbing ---------------------------------------------------------------------------------
     def app(self) -> Starlette:
         """The ASGI app with every route of security.ROUTES and the static files."""

@@ -36,8 +36,12 @@ class ConsoleServer:
     url: str
 
     def stop(self) -> None:
+        # Streams and the alert loop end first: an open event stream would hold uvicorn's shutdown, and an
+        # alert loop outliving the test would log failures against a closed database into later tests.
+        self.console.close()
         self.server.should_exit = True
         self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "console did not stop"
 
 
 def start_console(platform: Platform, settings: ConsoleSettings | None = None) -> ConsoleServer:

@@ -88,10 +88,7 @@ def test_a_corrupt_queue_file_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.fixture
 def replay(fake_platform: FakePlatformServer, queue_path: Path) -> tuple[PendingQueue, QueueReplayer, PlatformClient]:
     q = PendingQueue(queue_path, KEY)
-    # A short deadline per attempt: one call stalled on a loaded machine (seen once in CI: an attempt that
-    # waited out a 10 s deadline while the replayer had nothing else to do) is cut short and retried,
-    # which is the behaviour under test; the deadlines that wait for the outcome stay generous.
-    client = PlatformClient(settings_for(fake_platform.port, max_attempts=2, call_timeout_s=2.0), "K1")
+    client = PlatformClient(settings_for(fake_platform.port, max_attempts=2), "K1")
     return q, QueueReplayer(q, client, backoff_initial_s=0.02, backoff_max_s=0.1), client
 
 
@@ -177,7 +174,13 @@ def test_a_replay_the_platform_refuses_is_kept_for_staff_and_not_retried(
 def test_background_replayer_delivers_once_the_platform_comes_back(
     replay: tuple[PendingQueue, QueueReplayer, PlatformClient], fake_platform: FakePlatformServer
 ) -> None:
-    q, replayer, client = replay
+    q, _, fixture_client = replay
+    fixture_client.close()
+    # A short deadline per attempt: one call stalled on a loaded machine (seen once in CI: an attempt that
+    # waited out a 10 s deadline while the replayer had nothing else to do) is cut short and retried by
+    # the background loop, which is the behaviour under test; the wait for the outcome stays generous.
+    client = PlatformClient(settings_for(fake_platform.port, max_attempts=2, call_timeout_s=2.0), "K1")
+    replayer = QueueReplayer(q, client, backoff_initial_s=0.02, backoff_max_s=0.1)
     fake_platform.servicer.down = True
     q.write_ahead(request("a"))
     q.write_ahead(request("b"))
