@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from checkin.scenario.faces import faces_dir
+from sim_world.faces import faces_dir
 
 REPO = Path(__file__).resolve().parents[2]
 KIOSK = Path(sys.executable).with_name("checkin-kiosk")
