@@ -21,8 +21,8 @@ from personal_data import crypto
 from platform_server.db.models import AuditEntry, CheckIn, CheckInEvent, NeedsStaffCase, UwbDelivery
 from platform_server.services import batches, cases, events, kiosks
 from tests.integration.kiosk.fake_platform import settings_for
-from tests.integration.platform_server.conftest import Running, start, stop
 from tests.integration.platform_server.rpc_helpers import SIGNATURE, complete_request, identify_request
+from tests.support.platform import Running, start, stop
 from tests.unit.platform_server.support import luhn_pan
 
 if TYPE_CHECKING:

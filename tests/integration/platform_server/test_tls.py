@@ -41,8 +41,8 @@ from platform_server.errors import ConfigError
 from platform_server.server import create_server
 from platform_server.services import accounts, kiosk_access
 from tests.integration.kiosk.fake_platform import settings_for
-from tests.integration.platform_server.conftest import add_person_with_token
 from tests.integration.platform_server.rpc_helpers import SIGNATURE, complete_request, identify_request, rid
+from tests.support.platform import add_person_with_token
 from tests.unit.platform_server.support import Clock, Seeded, luhn_pan, seed
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ from platform_server.config import UwbSection
 from platform_server.services import events, statistics
 from platform_server.services.views import UwbState
 from platform_server.uwb_delivery import UwbDeliveryWorker
-from tests.integration.uwb.conftest import wait_until
 from tests.integration.uwb.platform_support import (
     annul,
     check_in,
@@ -21,6 +20,7 @@ from tests.integration.uwb.platform_support import (
     set_room_number,
     states,
 )
+from tests.support.waiting import wait_until
 from tests.unit.platform_server.support import Clock, Seeded, seed
 from uwb import payload
 from uwb.driver import UwbGateway

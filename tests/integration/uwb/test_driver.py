@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.integration.uwb.conftest import wait_until
+from tests.support.waiting import wait_until
 from uwb import payload, protocol
 from uwb.driver import UwbGateway
 from uwb.errors import (
