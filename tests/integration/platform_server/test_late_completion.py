@@ -53,7 +53,7 @@ class Kiosk:
         seeded = self.running.seeded
         answer = self.running.kiosk.IdentifyExpert(identify_request("K1", seeded.batch_code, seeded.ids[expert]))
         assert answer.outcome == kiosk_pb2.IdentifyExpertResponse.OUTCOME_VERIFIED, answer.refusal
-        return answer.identification_token
+        return str(answer.identification_token)
 
     def band_left_the_arm_unconfirmed(self, request_id: str, token: str, band: int) -> None:
         """The dispense step: written ahead, no answer (platform down), band handed out."""
@@ -81,7 +81,7 @@ def kiosk(running: Running, tmp_path: Path) -> Iterator[Kiosk]:
     k.close()
 
 
-def count(running: Running, statement: sa.Select[tuple[int]]) -> int:
+def count(running: Running, statement: sa.Select[int]) -> int:
     with running.platform.engine.connect() as connection:
         return int(connection.execute(statement).scalar_one())
 
