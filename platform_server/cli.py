@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -296,8 +297,6 @@ def batch_close(code: Annotated[str, typer.Argument(help="批次编号 / batch c
         _print(f"已关闭 / closed {code}")
 
     def remote(r: Remote) -> None:
-        import uuid  # noqa: PLC0415
-
         from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
 
         r.call(r.stub.CloseBatch, organiser_pb2.CloseBatchRequest(request_id=uuid.uuid4().hex, code=code))

@@ -8,8 +8,10 @@ never imports.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -76,8 +78,6 @@ def run_scenario(  # noqa: PLR0917 - Typer maps options to parameters
         unknown = set(only) - {c.name for c in scenario.checkins}
         if unknown:
             raise _fail(f"--only: no check-in named {', '.join(sorted(unknown))} in {file}", EXIT_CONFIG)
-        from dataclasses import replace  # noqa: PLC0415
-
         scenario = replace(scenario, checkins=tuple(c for c in scenario.checkins if c.name in only))
     try:
         if ui:
@@ -118,8 +118,6 @@ def demo_live(
 
     Needs a display. Ctrl-C or closing the window stops the kiosk and the simulated world.
     """
-    import os  # noqa: PLC0415
-
     _quiet_pkg_resources()
     from sim_world.live_demo import LiveDemo, LiveDemoError, control_panel  # noqa: PLC0415
     from sim_world.model import ScenarioError, load_scenario  # noqa: PLC0415

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import warnings
+from importlib.metadata import entry_points
 from pathlib import Path  # noqa: TC003 - Typer reads the annotations at run time
 from typing import TYPE_CHECKING, Annotated
 
@@ -167,6 +168,4 @@ def plugin_commands() -> list[tuple[str, Callable[..., None]]]:
     The scenario runner and the live demo (package `sim_world`) run the platform beside the kiosk;
     the kiosk's code never imports them (nor the platform), it only lists what is installed.
     """
-    from importlib.metadata import entry_points  # noqa: PLC0415
-
     return [(point.name, point.load()) for point in sorted(entry_points(group="checkin_kiosk.commands"), key=str)]
