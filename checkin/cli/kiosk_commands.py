@@ -158,6 +158,10 @@ def _report_no_display(err: Exception) -> int:
 def register(app: typer.Typer) -> None:
     """Add the kiosk's own commands to the top-level app."""
     app.command("run")(run)
+
+
+def register_plugins(app: typer.Typer) -> None:
+    """Add the commands other packages plug in (called by main(), after every module has loaded)."""
     for name, command in plugin_commands():
         app.command(name)(command)
 
