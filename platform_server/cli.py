@@ -6,26 +6,20 @@ bad rows, and exit non-zero; no tracebacks.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
 import sys
+import time
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
-from platform_server.services.reader_process import EarlyReader
+import typer
 
-# `platform-server invitations import FILE`: fork the reader before Typer (~0.15 s) and the database
-# code (~0.7 s) are loaded, so the workbook is being parsed on the second core meanwhile.
-_EARLY_READER = EarlyReader.start(sys.argv[1:]) if Path(sys.argv[0]).name == "platform-server" else None
-
-import contextlib  # noqa: E402
-import dataclasses  # noqa: E402
-import datetime as dt  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-from typing import TYPE_CHECKING, Annotated, Any  # noqa: E402
-
-import typer  # noqa: E402
-
-from platform_server.errors import (  # noqa: E402
+from platform_server.errors import (
     AlreadyExistsError,
     ConfigError,
     ImportRefusedError,
@@ -41,6 +35,7 @@ if TYPE_CHECKING:
     from platform_server.bootstrap import Platform
     from platform_server.config import PlatformConfig
     from platform_server.remote import Remote
+    from platform_server.services.reader_process import EarlyReader
 
 app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False, help="评标专家签到平台 / Expert check-in platform"
@@ -88,13 +83,13 @@ class _State:
     db_url: str | None = None
     platform: Platform | None = None
     early_reader: EarlyReader | None = None
-    exit_fast: bool = False  # skip the interpreter's teardown (see main())
+    exit_fast: bool = False  # skip the interpreter's teardown (see platform_server.launcher)
     platform_address: str | None = None  # remote mode (platform_server.remote)
     platform_ca: Path | None = None
     token_file: Path | None = None
 
 
-_state = _State(early_reader=_EARLY_READER)
+_state = _State()
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", envvar="PLATFORM_CONFIG", help="TOML configuration file", exists=False)
@@ -302,8 +297,6 @@ def batch_close(code: Annotated[str, typer.Argument(help="批次编号 / batch c
         _print(f"已关闭 / closed {code}")
 
     def remote(r: Remote) -> None:
-        import uuid  # noqa: PLC0415
-
         from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
 
         r.call(r.stub.CloseBatch, organiser_pb2.CloseBatchRequest(request_id=uuid.uuid4().hex, code=code))
@@ -818,28 +811,16 @@ from platform_server import cli_people  # noqa: E402  (its commands use this mod
 cli_people.register(app)
 
 
-def main() -> None:
-    """Console-script entry point.
-
-    After `invitations import` the process leaves with os._exit once its output is flushed and the
-    database closed: the interpreter's teardown of everything loaded (~0.3-0.5 s) would otherwise be
-    a fifth of the import's time. Other commands exit normally.
-    """
-    code: int | str | None = 0
+def main(early_reader: EarlyReader | None = None) -> None:
+    """Run the command line (the console script, platform_server.launcher, passes the reader it forked)."""
+    _state.early_reader = early_reader
     try:
         app()
-    except SystemExit as done:
-        if not _state.exit_fast:
-            raise
-        code = done.code
     finally:
         if _state.early_reader is not None:  # forked for a command line Typer then refused
             _state.early_reader.close()
-    if _state.exit_fast:
-        if isinstance(code, str):
-            sys.stderr.write(f"{code}\n")
-        if "logging" in sys.modules:
-            sys.modules["logging"].shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+def wants_fast_exit() -> bool:
+    """True once `invitations import` ran: the launcher may then skip the interpreter's teardown."""
+    return _state.exit_fast

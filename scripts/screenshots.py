@@ -258,7 +258,7 @@ def shoot(out: Path, width: int, height: int, names: set[str] | None, suffix: st
     saved: list[Path] = []
     with xvfb(width, height) as display:
         os.environ["DISPLAY"] = display
-        window = KioskWindow(NoActions(), width=width, height=height, fullscreen=False, frame_source=synthetic_frame)  # type: ignore[arg-type]
+        window = KioskWindow(NoActions(), width=width, height=height, fullscreen=False, frame_source=synthetic_frame)
         for name, view in sample_views():
             if names is not None and name not in names:
                 continue

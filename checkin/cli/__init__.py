@@ -22,5 +22,6 @@ kiosk_commands.register(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: the kiosk's commands plus those other packages plug in."""
+    kiosk_commands.register_plugins(app)
     app()

@@ -1,14 +1,14 @@
-"""`checkin-kiosk run` (the kiosk with its touch UI) and `checkin-kiosk run-scenario FILE` (headless check-ins)."""
+"""`checkin-kiosk run` (the kiosk with its touch UI), and the commands other packages plug in (plugin_commands)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import signal
 import sys
 import warnings
-from pathlib import Path
+from importlib.metadata import entry_points
+from pathlib import Path  # noqa: TC003 - Typer reads the annotations at run time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -51,79 +51,6 @@ def _logging(verbose: bool, log_file: Path | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, handlers=handlers, format="%(asctime)s %(threadName)s %(name)s %(message)s", force=True
     )
-
-
-def run_scenario(  # noqa: PLR0917 - Typer maps options to parameters
-    file: Annotated[Path, typer.Argument(help="Scenario file (TOML, docs/scenario-format.md).")],
-    work: Annotated[
-        Path | None, typer.Option("--work", help="Folder for the world's files (default: a temporary one).")
-    ] = None,
-    only: Annotated[list[str] | None, typer.Option("--only", help="Run only the check-ins with this name.")] = None,
-    ui: Annotated[bool, typer.Option("--ui", help="Show the kiosk UI while the scenario runs.")] = False,
-    screenshots: Annotated[
-        Path | None, typer.Option("--screenshots", help="With --ui: save a PNG of every new screen here.")
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log to stderr.")] = False,
-    printer: Annotated[
-        bool, typer.Option("--printer/--no-printer", help="With the receipt printer simulator (default) or none.")
-    ] = True,
-) -> None:
-    """运行场景 / Run a scenario's check-ins through the real flow, drivers, simulators and platform.
-
-    Prints one JSON line per check-in; exits 1 when any check-in did not end as expected.
-    """
-    _quiet_pkg_resources()
-    from checkin.scenario.model import ScenarioError, load_scenario  # noqa: PLC0415
-    from checkin.scenario.runner import RunnerError  # noqa: PLC0415
-    from checkin.scenario.world import WorldError  # noqa: PLC0415
-
-    _logging(verbose, (work / "runner.log") if work is not None else None)
-    # SIGTERM (and Ctrl-C) unwind through the runner's clean-up, which stops the platform and pcscd.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGINT, _exit_on_signal)
-    try:
-        scenario = load_scenario(file)
-    except ScenarioError as err:
-        raise _fail(str(err), EXIT_CONFIG) from None
-    if only:
-        unknown = set(only) - {c.name for c in scenario.checkins}
-        if unknown:
-            raise _fail(f"--only: no check-in named {', '.join(sorted(unknown))} in {file}", EXIT_CONFIG)
-        from dataclasses import replace  # noqa: PLC0415
-
-        scenario = replace(scenario, checkins=tuple(c for c in scenario.checkins if c.name in only))
-    try:
-        if ui:
-            from checkin.scenario.ui_mode import run_with_ui  # noqa: PLC0415
-
-            failures = run_with_ui(scenario, work=work, screenshots=screenshots, emit=_emit)
-        else:
-            failures = _run_headless(scenario, work, printer=printer)
-    except (WorldError, RunnerError) as err:
-        raise _fail(str(err), EXIT_WORLD) from None
-    if failures:
-        raise typer.Exit(EXIT_FAILED_EXPECTATION)
-
-
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    typer.echo(f"停止 / stopping (signal {signum})", err=True)
-    raise SystemExit(128 + signum)
-
-
-def _emit(line: dict[str, object]) -> None:
-    typer.echo(json.dumps(line, ensure_ascii=False))
-    sys.stdout.flush()
-
-
-def _run_headless(scenario: object, work: Path | None, *, printer: bool = True) -> int:
-    from checkin.scenario.runner import ScenarioRunner  # noqa: PLC0415
-
-    failures = 0
-    with ScenarioRunner(scenario, work=work, printer=printer) as runner:  # type: ignore[arg-type]
-        for result in runner.run():
-            _emit(result.as_json())
-            failures += not result.ok
-    return failures
 
 
 def run(
@@ -223,56 +150,6 @@ def run_kiosk_ui(cfg: KioskConfig, *, on_started: Callable[[Kiosk, KioskWindow],
         log.info("kiosk stopped (signal %d)", stopping[0])
 
 
-def demo_live(
-    camera: Annotated[
-        str, typer.Option("--camera", help="The webcam (device index) or, for tests, a video file or image folder.")
-    ] = "0",
-    scenario_file: Annotated[
-        Path, typer.Option("--scenario", help="Batch and other experts of the demo (TOML).")
-    ] = Path("scenarios/demo.toml"),
-    work: Annotated[Path, typer.Option("--work", help="Folder for the world's files.")] = Path("var/demo-live"),
-    panel: Annotated[bool, typer.Option("--panel/--no-panel", help="Show the simulated devices' controls.")] = True,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log to stderr.")] = False,
-) -> None:
-    """现场演示 / Live demo: enrol the person at the webcam as a demo expert, then run the kiosk UI on it.
-
-    Needs a display. Ctrl-C or closing the window stops the kiosk and the simulated world.
-    """
-    import os  # noqa: PLC0415
-
-    _quiet_pkg_resources()
-    from checkin.scenario.live_demo import LiveDemo, LiveDemoError, control_panel  # noqa: PLC0415
-    from checkin.scenario.model import ScenarioError, load_scenario  # noqa: PLC0415
-    from checkin.scenario.world import WorldError  # noqa: PLC0415
-
-    _logging(verbose, work / "demo-live.log")
-    if not os.environ.get("DISPLAY"):
-        raise _fail("the live demo needs a display (set DISPLAY); without one run `make demo` for screenshots", 2)
-    try:
-        scenario = load_scenario(scenario_file)
-    except ScenarioError as err:
-        raise _fail(str(err), EXIT_CONFIG) from None
-    demo = LiveDemo(scenario, work.resolve(), camera)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    try:
-        typer.echo("演示：请正视摄像头并眨眨眼，正在采集参考照片 / demo: look at the camera and blink for your photo")
-        config = demo.start(on_hint=lambda hint: typer.echo(f"  {hint}"))
-        typer.echo(
-            f"演示：已登记为 {demo.scenario.experts['live'].name} / demo: you are enrolled; press 登记办理 to check in"
-        )
-
-        def started(kiosk: Kiosk, window: KioskWindow) -> None:
-            kiosk.flow.add_listener(demo)
-            if panel:
-                control_panel(window.root, demo, x=config.screen_width + 10)
-
-        run_kiosk_ui(config, on_started=started)
-    except (WorldError, LiveDemoError) as err:
-        raise _fail(str(err), EXIT_WORLD) from None
-    finally:
-        demo.stop()
-
-
 def _report_no_display(err: Exception) -> int:
     typer.echo(f"错误 / error: no display for the kiosk UI ({err}); set DISPLAY or run under Xvfb", err=True)
     return EXIT_CONFIG
@@ -281,5 +158,18 @@ def _report_no_display(err: Exception) -> int:
 def register(app: typer.Typer) -> None:
     """Add the kiosk's own commands to the top-level app."""
     app.command("run")(run)
-    app.command("run-scenario")(run_scenario)
-    app.command("demo-live")(demo_live)
+
+
+def register_plugins(app: typer.Typer) -> None:
+    """Add the commands other packages plug in (called by main(), after every module has loaded)."""
+    for name, command in plugin_commands():
+        app.command(name)(command)
+
+
+def plugin_commands() -> list[tuple[str, Callable[..., None]]]:
+    """Commands other packages add to `checkin-kiosk` (entry-point group `checkin_kiosk.commands`).
+
+    The scenario runner and the live demo (package `sim_world`) run the platform beside the kiosk;
+    the kiosk's code never imports them (nor the platform), it only lists what is installed.
+    """
+    return [(point.name, point.load()) for point in sorted(entry_points(group="checkin_kiosk.commands"), key=str)]

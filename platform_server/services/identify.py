@@ -25,7 +25,6 @@ from platform_server.face.api import FaceImageError, FaceImageProblem, LivenessE
 from platform_server.log_masking import mask_sensitive
 from platform_server.services import audit, audit_chain, events, idempotency, identification_token, reference_set
 from platform_server.services.refusals import Reason, Refusal
-from platform_server.services.spreadsheets import valid_id_number
 from platform_server.services.views import CheckInView, check_in_view
 
 if TYPE_CHECKING:
@@ -276,7 +275,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
     if len(cmd.faces) > MAX_FACES:
         raise InvalidRequestError(f"at most {MAX_FACES} face captures per identify call")
     try:
-        id_value = valid_id_number(cmd.id_number)
+        id_value = id_number.validate(cmd.id_number)
     except id_number.InvalidIdNumberError:
         id_value = ""
     id_hash = lookup_hash(ctx.data_key, id_value) if id_value else None

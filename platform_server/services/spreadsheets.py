@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime as dt
 import io
 import itertools
 import operator
@@ -159,20 +158,6 @@ _NUMERIC_ID = (
     "身份证号被Excel存成了数字，末几位已丢失；请将该列设为文本后重新录入 / "
     "the ID number was stored as a number and lost digits; format the column as text"
 )
-_ID_LEN = 18
-_ASCII_ID = re.compile(r"[0-9]{17}[0-9X]\Z")
-_ASCII_IDS = re.compile(r"(?:[0-9]{17}[0-9X])*")  # many ID numbers written one after the other
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-# The check sum over the ASCII codes of the 17 digits, minus what the '0' offset (48) adds to it.
-_ID_OFFSET = 48 * sum(_ID_WEIGHTS)
-_CHECK_CHARS = "10X98765432"
-# Check digits of a whole column at once: position k's digit d becomes the byte (w_k * d) mod 11, so
-# the 17 positions of one ID number add up to at most 170 and a big integer adds one byte per row
-# for all rows together without carries; the sum mod 11 then names the check character.
-_WEIGHTED_DIGIT = tuple(bytes.maketrans(b"0123456789", bytes(w * d % 11 for d in range(10))) for w in _ID_WEIGHTS)
-_SUM_TO_CHECK = bytes(ord(_CHECK_CHARS[total % 11]) for total in range(256))
-_MASK_MIDDLE = "*" * 10
-
 # (sheet row number, normalised ID number, name, phone, organisation, specialty, room)
 CheckedRow = tuple[int, str, str, str, str, str, str]
 
@@ -184,43 +169,7 @@ def _text(value: Any) -> str:
     return cell_text(value)
 
 
-class _BirthDates:
-    """Memo of YYYYMMDD strings that are real dates (100 000 experts share a few thousand birthdays)."""
-
-    def __init__(self) -> None:
-        self._known: dict[str, bool] = {}
-
-    def __call__(self, text: str) -> bool:
-        known = self._known.get(text)
-        if known is None:
-            try:
-                dt.date(int(text[0:4]), int(text[4:6]), int(text[6:8]))
-                known = True
-            except ValueError:
-                known = False
-            self._known[text] = known
-        return known
-
-
-def _fast_id(value: str, birth_ok: _BirthDates) -> bool:
-    """True when an already-normalised ASCII ID number passes GB 11643 (shape, birth date, check digit)."""
-    if not _ASCII_ID.match(value):
-        return False
-    total = sum(map(operator.mul, value.encode("ascii")[:17], _ID_WEIGHTS)) - _ID_OFFSET
-    return value[17] == _CHECK_CHARS[total % 11] and birth_ok(value[6:14])
-
-
-_SHARED_BIRTH_DATES = _BirthDates()
-
-
-def valid_id_number(text: str) -> str:
-    """personal_data.id_number.validate() with a fast path for an already-normalised ASCII number."""
-    if _fast_id(text, _SHARED_BIRTH_DATES):
-        return text
-    return id_number.validate(text)
-
-
-def _id_problem(cell: Any, birth_ok: _BirthDates) -> tuple[str, str]:
+def _id_problem(cell: Any, birth_ok: id_number.BirthDates) -> tuple[str, str]:
     """(normalised ID number, "") or ("", the reason), the same rules as personal_data.id_number."""
     if isinstance(cell, (int, float)) and not isinstance(cell, bool):
         return "", _NUMERIC_ID
@@ -228,29 +177,12 @@ def _id_problem(cell: Any, birth_ok: _BirthDates) -> tuple[str, str]:
     if not text:
         return "", "缺少身份证号 / ID number missing"
     value = text.replace(" ", "").upper() if (" " in text or text[-1] == "x") else text
-    if _fast_id(value, birth_ok):
+    if id_number.is_valid_normalised(value, birth_ok):
         return value, ""
     try:  # the slow path only for rows that fail (or use non-ASCII digits): its message names the rule
         return id_number.validate(text), ""
     except id_number.InvalidIdNumberError as err:
         return "", str(err)
-
-
-def _ids_pass(joined: str, count: int, birth_ok: _BirthDates) -> bool:
-    """True when `joined` is `count` normalised ASCII ID numbers back to back and every one is valid.
-
-    Shape by one regex over the whole string, birth dates once per distinct date, check digits for
-    all rows at once (see _WEIGHTED_DIGIT): a few milliseconds for 100 000 ID numbers.
-    """
-    if len(joined) != _ID_LEN * count or not joined.isascii() or _ASCII_IDS.fullmatch(joined) is None:
-        return False
-    if not all(map(birth_ok, {joined[i : i + 8] for i in range(6, len(joined), _ID_LEN)})):
-        return False
-    data = joined.encode("ascii")
-    total = 0
-    for position, table in enumerate(_WEIGHTED_DIGIT):
-        total += int.from_bytes(data[position::_ID_LEN].translate(table), "big")
-    return total.to_bytes(count, "big").translate(_SUM_TO_CHECK) == data[17::_ID_LEN]
 
 
 def _other_problems(name: str, phone: str, organisation: str, specialty: str, room: str) -> list[str]:
@@ -362,7 +294,7 @@ class InvitationChecker:
         self._width = width
         self._columns = tuple(index.get(n) for n in _FIELDS)
         self._pick = operator.itemgetter(*(index.get(n, width) for n in _FIELDS))
-        self._birth_ok = _BirthDates()
+        self._birth_ok = id_number.BirthDates()
         self._id_seen: dict[str, int] = {}
         self._room_seen: dict[str, int] = {}
         self.problems: list[RowProblem] = []
@@ -404,12 +336,16 @@ class InvitationChecker:
             joined = "".join(cells)
         except TypeError:  # a number (Excel ate the digits) or an empty cell
             return None
-        if set(map(len, cells)) != {_ID_LEN}:
+        if set(map(len, cells)) != {id_number.LENGTH}:
             return None
         upper = joined.upper()  # a trailing lower-case x is written X
-        if not _ids_pass(upper, len(cells), self._birth_ok):
+        if not id_number.all_valid_normalised(upper, len(cells), self._birth_ok):
             return None
-        ids = cells if upper == joined else [upper[i : i + _ID_LEN] for i in range(0, len(upper), _ID_LEN)]
+        ids = (
+            cells
+            if upper == joined
+            else [upper[i : i + id_number.LENGTH] for i in range(0, len(upper), id_number.LENGTH)]
+        )
         if len(set(ids)) != len(ids) or not self._id_seen.keys().isdisjoint(ids):
             return None
         return ids
@@ -520,11 +456,6 @@ class PreparedChunk:
             database.close()
 
 
-def mask_id(value: str) -> str:
-    """personal_data.id_number.mask() for an already-normalised 18-character ID number."""
-    return value[:4] + _MASK_MIDDLE + value[-4:]
-
-
 def prepare_chunk(key: DataKey, checked: CheckedRows) -> PreparedChunk:
     """Hash, mask and page-seal checked rows (one SM4-GCM call per PAGE_SLOTS experts); stage them."""
     count = len(checked)
@@ -548,7 +479,7 @@ def prepare_chunk(key: DataKey, checked: CheckedRows) -> PreparedChunk:
                 rank,
                 checked.numbers,
                 hashes,
-                map(mask_id, ids),
+                map(id_number.mask_normalised, ids),
                 page_of,
                 slot_of,
                 checked.names,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from checkin.scenario.faces import faces_dir
+from sim_world.faces import faces_dir
 
 REPO = Path(__file__).resolve().parents[2]
 KIOSK = Path(sys.executable).with_name("checkin-kiosk")
@@ -88,8 +88,13 @@ def test_machine_time_is_broken_down_into_the_kiosk_steps(lines: dict[str, dict[
     for key in ("id_card_read", "face_capture_overhead", "identify_rpc", "bank_card_read", "dispense"):
         assert steps[key] > 0, key
     # The simulated readers' detection is measured, reported apart and taken out of the second figure.
-    assert line["card_detect_s"] == steps["bank_card_detect_vpcd"] >= 0
-    assert line["band_detect_s"] == steps["dispense.band_detect_vpcd"] >= 0
+    # Both are measured (a number, not None) and bounded: pcscd polls each vpcd slot every 0.4-0.5 s
+    # (pcsc/vpcd.py), so a figure of seconds means detection (or its measurement) broke. A card that
+    # lands just before a poll may round to 0.000.
+    assert isinstance(line["card_detect_s"], float)
+    assert isinstance(line["band_detect_s"], float)
+    assert 0 <= line["card_detect_s"] == steps["bank_card_detect_vpcd"] < 2.0
+    assert 0 <= line["band_detect_s"] == steps["dispense.band_detect_vpcd"] < 2.0
     assert line["machine_time_excl_vpcd_s"] == pytest.approx(
         line["machine_time_s"] - line["card_detect_s"] - line["band_detect_s"], abs=0.002
     )

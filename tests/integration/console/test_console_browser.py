@@ -25,8 +25,8 @@ from platform_server.db.models import AuditEntry, CheckIn
 from platform_server.services import accounts, alerts, cases
 from tests.integration.console.browser import chromium, screenshot, wait_for
 from tests.integration.console.support import PASSWORD, add_person, start_console
-from tests.integration.platform_server.conftest import Running, start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request
+from tests.support.platform import Running, start, stop
 from tests.unit.platform_server.support import make_id
 
 if TYPE_CHECKING:

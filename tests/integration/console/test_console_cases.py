@@ -18,8 +18,8 @@ from platform_server.db.models import AuditEntry, CheckIn, Invitation, NeedsStaf
 from platform_server.errors import ConfigError
 from platform_server.services import accounts, alerts, cases, uwb
 from tests.integration.console.support import Browserless, ConsoleServer, add_person, start_console
-from tests.integration.platform_server.conftest import Running, start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request
+from tests.support.platform import Running, start, stop
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from platform_server.db.models import AuditEntry
 from platform_server.services import accounts
 from tests.integration.console.support import Browserless, ConsoleServer, add_person, start_console
-from tests.integration.platform_server.conftest import Running, start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request
+from tests.support.platform import Running, start, stop
 from tests.unit.platform_server.support import luhn_pan
 
 if TYPE_CHECKING:

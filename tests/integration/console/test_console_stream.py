@@ -25,15 +25,15 @@ from platform_server.db.engine import make_engine, make_session_factory
 from platform_server.services import accounts, keyring, statistics
 from platform_server.services.context import ServiceContext
 from tests.integration.console.support import Browserless, add_person, start_console, stream_lines
-from tests.integration.platform_server.conftest import start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request
+from tests.support.platform import start, stop
 from tests.unit.platform_server.support import TEST_KEY, make_id
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from tests.integration.console.support import ConsoleServer
-    from tests.integration.platform_server.conftest import Running
+    from tests.support.platform import Running
 
 CLI = Path(sys.executable).with_name("platform-server")
 

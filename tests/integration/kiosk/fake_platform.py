@@ -15,7 +15,7 @@ from checkin.config import PlatformSettings
 
 
 @dataclass
-class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
+class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc]  # generated base is untyped
     """Answers like the platform (idempotent by request id) and fails on demand."""
 
     calls: list[tuple[str, Any]] = field(default_factory=list)
@@ -24,7 +24,7 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):
     hang_next: dict[str, int] = field(default_factory=dict)  # method -> hold past the client's deadline
     status_next: dict[str, grpc.StatusCode] = field(default_factory=dict)
     identify_reply: kiosk_pb2.IdentifyExpertResponse | None = None
-    complete_refusal: int | None = None
+    complete_refusal: common_pb2.RefusalReason | None = None
     answered: dict[str, kiosk_pb2.CompleteCheckInResponse] = field(default_factory=dict)
     annulled: list[kiosk_pb2.AnnulCheckInRequest] = field(default_factory=list)
     events: list[kiosk_pb2.ReportKioskEventRequest] = field(default_factory=list)

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 import pytest
+from expertcheckin.v1 import organiser_pb2
 
 from checkin.flow.models import (
     Annulled,
@@ -29,7 +30,7 @@ from checkin.pending_queue import PendingQueue, QueueReplayer
 from checkin.platform_client import PlatformClient
 from personal_data import crypto
 from tests.integration.kiosk.fake_platform import settings_for
-from tests.integration.platform_server.conftest import Running, start, stop
+from tests.support.platform import Running, start, stop
 from tests.unit.platform_server.support import luhn_pan, signature_png
 
 if TYPE_CHECKING:
@@ -96,9 +97,9 @@ def test_not_invited_is_a_refusal_with_its_code(client: PlatformClient, platform
     assert result.refusal.code is RefusalCode.NOT_INVITED
 
 
-def test_heartbeat_and_event_are_accepted(client: PlatformClient) -> None:
+def test_heartbeat_and_event_are_accepted(client: PlatformClient, platform: Running) -> None:
     now = dt.datetime.now(dt.UTC)
-    client.heartbeat(
+    ack = client.heartbeat(
         HeartbeatReport(
             devices=(DeviceHealth("arm", DeviceState.OK),),
             band_stock=40,
@@ -109,6 +110,14 @@ def test_heartbeat_and_event_are_accepted(client: PlatformClient) -> None:
         )
     )
     client.report_event(KioskEvent(request_id="ev-1", event="cancelled", outcome="home", occurred_at=now))
+    # The platform stored what the kiosk reported: its organiser statistics show this kiosk's stock.
+    assert not ack.stock_low  # 40 bands is above the low-stock mark
+    stats = platform.organiser.GetBatchStatistics(
+        organiser_pb2.GetBatchStatisticsRequest(code=platform.seeded.batch_code), metadata=platform.auth
+    )
+    kiosk = next(k for k in stats.kiosks if k.kiosk_id == "K1")
+    assert kiosk.band_stock == 40
+    assert kiosk.last_heartbeat.seconds > 0
 
 
 def test_the_queue_delivers_a_lost_completion_to_the_real_platform(

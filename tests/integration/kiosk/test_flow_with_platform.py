@@ -15,6 +15,7 @@ import pytest
 from checkin.flow.machine import CheckInFlow, FlowPorts, FlowSettings
 from checkin.flow.ports import NothingPresentedError
 from checkin.flow.runtime import BackgroundEventReporter, HeartbeatSender
+from checkin.flow.views import HomeView, OutOfServiceView
 from checkin.flow_thread import FlowThread
 from checkin.pending_queue import PendingQueue, QueueReplayer, RecordState
 from checkin.platform_client import PlatformClient
@@ -130,10 +131,14 @@ def test_heartbeats_take_the_kiosk_out_of_service_and_back(rig: Rig, fake_platfo
     assert rig.screen() == "out_of_service"  # no heartbeat yet
     rig.heartbeat.start()
     wait_for(lambda: rig.screen() == "home")
-    assert rig.flow.view.batch_name == "2026年第1批次"
+    home = rig.flow.view
+    assert isinstance(home, HomeView)
+    assert home.batch_name == "2026年第1批次"
     fake_platform.servicer.down = True
     wait_for(lambda: rig.screen() == "out_of_service")
-    assert rig.flow.view.problems == ("platform_unreachable",)
+    out = rig.flow.view
+    assert isinstance(out, OutOfServiceView)
+    assert out.problems == ("platform_unreachable",)
     fake_platform.servicer.down = False
     wait_for(lambda: rig.screen() == "home")
     beat = fake_platform.servicer.heartbeats[-1]

@@ -246,9 +246,9 @@ def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
     running = start_fake_platform(credentials)
     try:
         files = {}
-        for name, obj in {"ca.pem": ca, "kiosk.pem": kiosk_cert, "kiosk.key": kiosk_key}.items():
+        for name, pem in {"ca.pem": _pem(ca), "kiosk.pem": _pem(kiosk_cert), "kiosk.key": _pem(kiosk_key)}.items():
             files[name] = tmp_path / name
-            files[name].write_bytes(_pem(obj))
+            files[name].write_bytes(pem)
         settings = settings_for(
             running.port,
             ca_cert=files["ca.pem"],

@@ -16,7 +16,7 @@ from checkin.platform_client import PlatformClient
 from checkin.slip_printer import ReceiptPrinterAdapter
 from receipt_printer.simulator import PrinterSimulator
 from tests.integration.kiosk.fake_platform import settings_for
-from tests.integration.platform_server.conftest import Running, start, stop
+from tests.support.platform import Running, start, stop
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -1,7 +1,7 @@
 """`checkin-kiosk run --config FILE`, the real kiosk process, on a private Xvfb, driven through its window.
 
 The simulated world (SAM simulator, private pcscd with vpcd, arm and UWB simulators, a platform
-process) comes from checkin.scenario.world; the kiosk is a real subprocess reading the TOML the
+process) comes from sim_world.world; the kiosk is a real subprocess reading the TOML the
 world writes. The test presses 登记办理 and 确认 with xdotool clicks found on screenshots, signs on the
 pad with a mouse drag, and plays the person's devices (ID card, camera clip, bank card, taking the
 band) on the simulators. It waits on the kiosk's own log (`kiosk screen: <key>`) with deadlines,
@@ -30,11 +30,11 @@ import pytest
 
 from bank_card_reader.simulator import UnionPayDebitCard
 from checkin.camera.synthetic import make_clip
-from checkin.scenario.faces import resolve_face
-from checkin.scenario.model import load_scenario
-from checkin.scenario.ui_mode import private_xvfb
-from checkin.scenario.world import World, identity_for
 from checkin.ui import theme
+from sim_world.faces import resolve_face
+from sim_world.model import load_scenario
+from sim_world.ui_mode import private_xvfb
+from sim_world.world import World, identity_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -81,7 +81,7 @@ class Served:
         answer = self.stub(kiosk_id).IdentifyExpert(identify_request(kiosk_id, self.seeded.batch_code, id_number))
         assert answer.outcome == kiosk_pb2.IdentifyExpertResponse.OUTCOME_VERIFIED, answer.refusal
         if batch_id is None:
-            return answer.identification_token
+            return str(answer.identification_token)
         claims = identification_token.verify(self.seeded.ctx.data_key, answer.identification_token)
         assert claims is not None
         forged = identification_token.Identification(

@@ -21,8 +21,8 @@ from grpc_status import rpc_status
 
 from platform_server.db.models import Base
 from platform_server.grpc_api import limits
-from tests.integration.platform_server.conftest import Running, start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request, rid
+from tests.support.platform import Running, start, stop
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

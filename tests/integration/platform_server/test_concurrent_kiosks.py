@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from expertcheckin.v1 import common_pb2, kiosk_pb2, organiser_pb2
 
-from tests.integration.platform_server.conftest import start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request
+from tests.support.platform import start, stop
 
 KIOSKS = 8
 PER_KIOSK = 6

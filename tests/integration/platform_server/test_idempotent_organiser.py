@@ -20,7 +20,7 @@ from platform_server.services.idempotency import ORGANISER_CALLER
 from tests.integration.platform_server.rpc_helpers import rid
 
 if TYPE_CHECKING:
-    from tests.integration.platform_server.conftest import Running
+    from tests.support.platform import Running
 
 
 def count(running: Running, statement: sa.Select[Any]) -> int:

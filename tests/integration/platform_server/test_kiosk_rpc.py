@@ -9,8 +9,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from platform_server.services import roster
-from tests.integration.platform_server.conftest import Running, start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request, rid
+from tests.support.platform import Running, start, stop
 from tests.unit.platform_server.support import face_image, many_ids
 
 Identify = kiosk_pb2.IdentifyExpertResponse

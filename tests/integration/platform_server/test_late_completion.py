@@ -21,8 +21,8 @@ from personal_data import crypto
 from platform_server.db.models import AuditEntry, CheckIn, CheckInEvent, NeedsStaffCase, UwbDelivery
 from platform_server.services import batches, cases, events, kiosks
 from tests.integration.kiosk.fake_platform import settings_for
-from tests.integration.platform_server.conftest import Running, start, stop
 from tests.integration.platform_server.rpc_helpers import SIGNATURE, complete_request, identify_request
+from tests.support.platform import Running, start, stop
 from tests.unit.platform_server.support import luhn_pan
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class Kiosk:
         seeded = self.running.seeded
         answer = self.running.kiosk.IdentifyExpert(identify_request("K1", seeded.batch_code, seeded.ids[expert]))
         assert answer.outcome == kiosk_pb2.IdentifyExpertResponse.OUTCOME_VERIFIED, answer.refusal
-        return answer.identification_token
+        return str(answer.identification_token)
 
     def band_left_the_arm_unconfirmed(self, request_id: str, token: str, band: int) -> None:
         """The dispense step: written ahead, no answer (platform down), band handed out."""
@@ -81,7 +81,7 @@ def kiosk(running: Running, tmp_path: Path) -> Iterator[Kiosk]:
     k.close()
 
 
-def count(running: Running, statement: sa.Select[tuple[int]]) -> int:
+def count(running: Running, statement: sa.Select[int]) -> int:
     with running.platform.engine.connect() as connection:
         return int(connection.execute(statement).scalar_one())
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from expertcheckin.v1 import kiosk_pb2
 
 from platform_server.log_masking import configure_logging
-from tests.integration.platform_server.conftest import start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request, rid
+from tests.support.platform import start, stop
 from tests.unit.platform_server.support import luhn_pan
 
 if TYPE_CHECKING:

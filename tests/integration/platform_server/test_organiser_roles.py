@@ -21,7 +21,7 @@ from tests.unit.platform_server.support import face_image, luhn_pan
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tests.integration.platform_server.conftest import Running
+    from tests.support.platform import Running
 
 PAN = luhn_pan(n=424242)
 

@@ -16,13 +16,13 @@ from expertcheckin.v1 import kiosk_pb2, organiser_pb2
 from platform_server.db.models import AuditEntry
 from platform_server.errors import InvalidRequestError, NotFoundError
 from platform_server.services import slips
-from tests.integration.platform_server.conftest import start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request, rid
+from tests.support.platform import start, stop
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from tests.integration.platform_server.conftest import Running
+    from tests.support.platform import Running
 
 Complete = kiosk_pb2.CompleteCheckInResponse
 

@@ -41,12 +41,12 @@ from platform_server.errors import ConfigError
 from platform_server.server import create_server
 from platform_server.services import accounts, kiosk_access
 from tests.integration.kiosk.fake_platform import settings_for
-from tests.integration.platform_server.conftest import add_person_with_token
 from tests.integration.platform_server.rpc_helpers import SIGNATURE, complete_request, identify_request, rid
+from tests.support.platform import add_person_with_token
 from tests.unit.platform_server.support import Clock, Seeded, luhn_pan, seed
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 TOKEN = "eco_organiser-tls-test-token-0123456789"  # an admin's token, stored hashed by serve_tls
@@ -302,7 +302,7 @@ def test_organiser_calls_need_a_persons_token_even_with_a_kiosk_certificate(
     stub = organiser_pb2_grpc.OrganiserServiceStub(channel)
     batches_before = tls.count(sa.select(sa.func.count()).select_from(AuditEntry))
     try:
-        calls = [
+        calls: list[Callable[[], object]] = [
             lambda: stub.ListBatches(organiser_pb2.ListBatchesRequest(), metadata=metadata, timeout=5),
             lambda: stub.CloseBatch(
                 organiser_pb2.CloseBatchRequest(request_id=rid(), code=tls.seeded.batch_code),

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.integration.platform_server.conftest import pg_schema_url
+from tests.support.platform import pg_schema_url
 
 __all__ = ["pg_schema_url"]

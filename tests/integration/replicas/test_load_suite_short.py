@@ -29,7 +29,8 @@ def run_suite(*args: str) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 1, done.stdout
-    return rows[0]
+    row: dict[str, Any] = rows[0]
+    return row
 
 
 def assert_nothing_lost(row: dict[str, Any]) -> None:

@@ -18,8 +18,7 @@ from robot_arm.protocol import Station
 if TYPE_CHECKING:
     from robot_arm.driver import ArmDriver
     from robot_arm.simulator import ArmSimulator
-
-    from .conftest import FakeBandReader, FakePlatform
+    from tests.support.arm import FakeBandReader, FakePlatform
 
 
 def test_hands_out_a_bound_band_and_reports_progress(

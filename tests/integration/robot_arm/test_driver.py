@@ -21,6 +21,8 @@ from robot_arm.errors import (
 from robot_arm.protocol import Command, ErrorCode, Event, EventName, Station
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from robot_arm.simulator import ArmSimulator
 
 
@@ -57,7 +59,12 @@ def test_motions_move_the_simulated_mechanism(arm: ArmDriver, sim: ArmSimulator)
 def test_immediate_refusals_have_numbered_codes(
     arm: ArmDriver, sim: ArmSimulator, prepare: list[str], command: str, code: ErrorCode
 ) -> None:
-    actions = {"home": arm.home, "pick": arm.pick, "release": arm.release, "reader": lambda: arm.move(Station.READER)}
+    actions: dict[str, Callable[[], object]] = {
+        "home": arm.home,
+        "pick": arm.pick,
+        "release": arm.release,
+        "reader": lambda: arm.move(Station.READER),
+    }
     for step in prepare:
         actions[step]()
     before = dict(sim.motions_run)

@@ -12,8 +12,7 @@ from robot_arm.protocol import ErrorCode
 if TYPE_CHECKING:
     from robot_arm.dispenser import WristbandDispenser
     from robot_arm.simulator import ArmSimulator
-
-    from .conftest import FakeBandReader, FakePlatform
+    from tests.support.arm import FakeBandReader, FakePlatform
 
 
 def _accounted(sim: ArmSimulator, total: int = 12) -> None:

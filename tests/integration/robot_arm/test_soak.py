@@ -22,8 +22,7 @@ from robot_arm.dispenser import WristbandDispenser
 from robot_arm.driver import ArmDriver
 from robot_arm.models import BandLocation, BindDecision, DispenseOutcome, DispenseResult
 from robot_arm.simulator import MECHANICAL_FAULTS, TRANSPORT_FAULTS, ArmSimulator, SimSettings, default_bands
-
-from .conftest import FakeBandReader, FakePlatform
+from tests.support.arm import FakeBandReader, FakePlatform
 
 if TYPE_CHECKING:
     from collections.abc import Callable

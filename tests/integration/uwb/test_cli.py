@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 from typer.testing import CliRunner
 
-from tests.integration.uwb.conftest import wait_until
+from tests.support.waiting import wait_until
 from uwb import cli, payload
 from uwb.models import BandCleared, RoomAssignment
 

@@ -11,7 +11,6 @@ from platform_server.config import UwbSection
 from platform_server.services import events, statistics
 from platform_server.services.views import UwbState
 from platform_server.uwb_delivery import UwbDeliveryWorker
-from tests.integration.uwb.conftest import wait_until
 from tests.integration.uwb.platform_support import (
     annul,
     check_in,
@@ -21,6 +20,7 @@ from tests.integration.uwb.platform_support import (
     set_room_number,
     states,
 )
+from tests.support.waiting import wait_until
 from tests.unit.platform_server.support import Clock, Seeded, seed
 from uwb import payload
 from uwb.driver import UwbGateway
@@ -76,7 +76,9 @@ def held(sim: GatewaySimulator, tag_id: int) -> object:
     return payload.decode(data) if data else None
 
 
-def test_every_check_in_reaches_its_band_and_is_visible(seeded: Seeded, sim: GatewaySimulator, worker) -> None:
+def test_every_check_in_reaches_its_band_and_is_visible(
+    seeded: Seeded, sim: GatewaySimulator, worker: UwbDeliveryWorker
+) -> None:
     made = [check_in(seeded, i, i) for i in range(3)]
     worker.start()
     wait_until(lambda: states(seeded) == ["delivered"] * 3, what="three deliveries")
@@ -92,7 +94,7 @@ def test_every_check_in_reaches_its_band_and_is_visible(seeded: Seeded, sim: Gat
 
 
 def test_gateway_offline_for_a_while_then_every_pending_assignment_is_delivered(
-    seeded: Seeded, sim: GatewaySimulator, worker
+    seeded: Seeded, sim: GatewaySimulator, worker: UwbDeliveryWorker
 ) -> None:
     sim.set_offline(True)
     worker.start()
@@ -141,7 +143,7 @@ def test_out_of_range_tag_backs_off_then_fails_and_flags_staff(
         w.stop()
 
 
-def test_annulled_check_in_clears_the_band(seeded: Seeded, sim: GatewaySimulator, worker) -> None:
+def test_annulled_check_in_clears_the_band(seeded: Seeded, sim: GatewaySimulator, worker: UwbDeliveryWorker) -> None:
     m = check_in(seeded, 0, 0)
     worker.start()
     wait_until(lambda: states(seeded) == ["delivered"], what="assignment delivered")
@@ -150,7 +152,9 @@ def test_annulled_check_in_clears_the_band(seeded: Seeded, sim: GatewaySimulator
     assert held(sim, m.tag_id) == BandCleared(m.tag_id)
 
 
-def test_a_reissued_band_carries_only_the_new_experts_room(seeded: Seeded, sim: GatewaySimulator, worker) -> None:
+def test_a_reissued_band_carries_only_the_new_experts_room(
+    seeded: Seeded, sim: GatewaySimulator, worker: UwbDeliveryWorker
+) -> None:
     first = check_in(seeded, 0, 0)
     annul(seeded, first)  # band 0 back in stock; its assign is superseded and a clear is queued
     second = check_in(seeded, 1, 0)  # the same band handed to another expert
@@ -165,7 +169,7 @@ def test_a_reissued_band_carries_only_the_new_experts_room(seeded: Seeded, sim: 
 
 def test_a_room_that_does_not_fit_fails_at_once_with_the_reason(seeded: Seeded, sim: GatewaySimulator) -> None:
     m = check_in(seeded, 0, 0)
-    set_room_number(seeded, int(deliveries(seeded)[0]["id"]), "Tower-A-12345")
+    set_room_number(seeded, int(str(deliveries(seeded)[0]["id"])), "Tower-A-12345")
     w = make_worker(seeded, sim)
     try:
         w.run_once()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.integration.uwb.conftest import wait_until
+from tests.support.waiting import wait_until
 from uwb import payload, protocol
 from uwb.driver import UwbGateway
 from uwb.errors import (
@@ -25,7 +25,7 @@ from uwb.errors import (
 from uwb.models import BandCleared, DownlinkState, RoomAssignment
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from uwb.simulator import GatewaySimulator
 
@@ -198,7 +198,7 @@ def test_superseded_while_waiting(sim: GatewaySimulator) -> None:
 class ScriptedGateway:
     """A TCP peer that answers each request frame with bytes computed by a script (for wire faults)."""
 
-    def __init__(self, script) -> None:
+    def __init__(self, script: Callable[[int, protocol.Envelope], bytes]) -> None:
         self.script = script
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"socket://127.0.0.1:{self.server.getsockname()[1]}"
@@ -232,7 +232,9 @@ NODE_ID_OK = protocol.response(
 )
 
 
-def test_a_late_answer_to_an_earlier_request_is_never_taken_for_the_current_one(scripted) -> None:
+def test_a_late_answer_to_an_earlier_request_is_never_taken_for_the_current_one(
+    scripted: list[ScriptedGateway],
+) -> None:
     stale = protocol.response(
         protocol.ReturnValue.OK, protocol.Tlv(protocol.TlvType.NODE_ID, (666).to_bytes(8, "little"))
     )
@@ -251,7 +253,7 @@ def test_a_late_answer_to_an_earlier_request_is_never_taken_for_the_current_one(
         assert gw.node_id() == 7
 
 
-def test_silence_is_retried_with_the_same_sequence_number(scripted) -> None:
+def test_silence_is_retried_with_the_same_sequence_number(scripted: list[ScriptedGateway]) -> None:
     peer = ScriptedGateway(lambda n, frame: b"" if n < 3 else protocol.encode_envelope(frame.seq, NODE_ID_OK))
     scripted.append(peer)
     with UwbGateway.open(peer.url, timeout=0.1, retries=3) as gw:
@@ -260,14 +262,14 @@ def test_silence_is_retried_with_the_same_sequence_number(scripted) -> None:
     assert len(peer.requests) == 3
 
 
-def test_noise_and_a_false_sync_before_the_answer(scripted) -> None:
+def test_noise_and_a_false_sync_before_the_answer(scripted: list[ScriptedGateway]) -> None:
     peer = ScriptedGateway(lambda n, frame: b"\x00\xff\x55\x40" + protocol.encode_envelope(frame.seq, NODE_ID_OK))
     scripted.append(peer)
     with UwbGateway.open(peer.url, timeout=0.1, retries=3) as gw:
         assert gw.node_id() == 7
 
 
-def test_an_ack_for_other_data_is_not_a_delivery(scripted) -> None:
+def test_an_ack_for_other_data_is_not_a_delivery(scripted: list[ScriptedGateway]) -> None:
     data = payload.encode(A)
 
     def script(n: int, frame: protocol.Envelope) -> bytes:
@@ -293,6 +295,6 @@ def test_unopenable_port_is_gateway_offline() -> None:
 
 
 @pytest.mark.parametrize("option", [{"timeout": 0}, {"retries": 0}, {"ack_timeout": -1}])
-def test_bad_options_are_refused(option) -> None:
+def test_bad_options_are_refused(option: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be"):
         UwbGateway.open("loop://", **option)

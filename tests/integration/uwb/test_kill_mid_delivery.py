@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.integration.uwb.conftest import wait_until
 from tests.integration.uwb.platform_support import annul, check_in, deliveries
+from tests.support.waiting import wait_until
 from tests.unit.platform_server.support import Clock, seed
 from uwb import payload
 from uwb.models import BandCleared, RoomAssignment

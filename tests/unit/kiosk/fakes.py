@@ -1,4 +1,10 @@
-"""Fakes for every port of the check-in flow: in-memory, scriptable, and recording what they were asked."""
+"""Fakes for every port of the check-in flow: in-memory, scriptable, and recording what they were asked.
+
+Each fake names the typing.Protocol port it stands for as its base class, so mypy checks every
+method's signature against the port and a fake that drifts from its port fails type checking. The
+two data records (a read ID card, a read bank card) are dataclasses, checked structurally by
+_records_match_their_protocols below.
+"""
 
 from __future__ import annotations
 
@@ -27,15 +33,29 @@ from checkin.flow.models import (
     ServiceHealth,
 )
 from checkin.flow.ports import (
+    AuditPort,
+    BankCardData,
+    BankCardPort,
     BindDecision,
+    Cancellable,
     DeviceFaultError,
     DispenseOutcome,
     DispensePhase,
     DispenseReport,
+    DispenserPort,
+    FaceCapturePort,
+    IdCardPort,
+    IdentityCard,
     InvalidEntryError,
     NothingPresentedError,
+    PendingStore,
+    PlatformPort,
     PlatformUnavailableError,
+    Scheduler,
+    SelfTestPort,
+    StockPort,
     UnreadableError,
+    Worker,
 )
 from personal_data import bank_card
 
@@ -58,7 +78,7 @@ def pin_hash() -> str:
     return _pin_hash_cache[0]
 
 
-class FakeScheduler:
+class FakeScheduler(Scheduler):
     """Manual clock: advance() runs due callbacks in time order, including ones they schedule."""
 
     def __init__(self) -> None:
@@ -89,7 +109,7 @@ class FakeScheduler:
 
 
 @dataclass
-class _Timer:
+class _Timer(Cancellable):
     callback: Callable[[], None]
     cancelled: bool = False
 
@@ -97,7 +117,7 @@ class _Timer:
         self.cancelled = True
 
 
-class FakeWorker:
+class FakeWorker(Worker):
     """Runs submitted jobs only when the test says so, in order, on the test's thread."""
 
     def __init__(self) -> None:
@@ -170,7 +190,7 @@ class FakeIdentity:
         return self.valid_to is not None and self.valid_to < today
 
 
-class FakeIdCardReader:
+class FakeIdCardReader(IdCardPort):
     def __init__(self) -> None:
         self.script: deque[Any] = deque()
 
@@ -191,7 +211,7 @@ class FakeCardData:
     holder_name: str | None = None
 
 
-class FakeBankCardReader:
+class FakeBankCardReader(BankCardPort):
     def __init__(self) -> None:
         self.script: deque[Any] = deque()
         self.reads = 0
@@ -219,7 +239,7 @@ def good_faces() -> FaceFrames:
     return FaceFrames(images_jpeg=(b"\xff\xd8jpeg-1", b"\xff\xd8jpeg-2"), quality=0.9, liveness_passed=True)
 
 
-class FakeFaceCapture:
+class FakeFaceCapture(FaceCapturePort):
     def __init__(self) -> None:
         self.script: deque[Any] = deque()
         self.hints: list[str] = ["too_far", "blink_please", "ok"]
@@ -244,7 +264,7 @@ class FakeFaceCapture:
 
 
 @dataclass
-class FakeDispenser:
+class FakeDispenser(DispenserPort):
     """Plays the arm: 'take' hands out, 'leave' is not taken, 'unreadable' rejects before binding, 'raise'."""
 
     uids: deque[str] = field(default_factory=lambda: deque(["04A1B2C3D4E5F0", "04A1B2C3D4E5F1", "04A1B2C3D4E5F2"]))
@@ -298,7 +318,7 @@ def refused(code: RefusalCode, **params: str) -> Refused:
     return Refused(Refusal(code, params=params, message_zh="平台说明", message_en="platform says"))
 
 
-class FakePlatform:
+class FakePlatform(PlatformPort):
     def __init__(self) -> None:
         self.identify_script: deque[Any] = deque()
         self.complete_script: deque[Any] = deque()
@@ -322,7 +342,7 @@ class FakePlatform:
         return item
 
 
-class FakePending:
+class FakePending(PendingStore):
     def __init__(self, log: list[str]) -> None:
         self.records: dict[str, str] = {}
         self.log = log
@@ -357,7 +377,7 @@ class FakePending:
         return True
 
 
-class FakeAudit:
+class FakeAudit(AuditPort):
     def __init__(self) -> None:
         self.events: list[KioskEvent] = []
 
@@ -368,7 +388,7 @@ class FakeAudit:
         return [e.event for e in self.events]
 
 
-class FakeStock:
+class FakeStock(StockPort):
     def __init__(self, level: int = 50) -> None:
         self.value = level
 
@@ -381,7 +401,7 @@ class FakeStock:
 
 
 @dataclass
-class FakeDevice:
+class FakeDevice(SelfTestPort):
     name: str
     ok: bool = True
 
@@ -405,6 +425,11 @@ BATCH = BatchInfo(
 
 def healthy() -> ServiceHealth:
     return ServiceHealth(platform_reachable=True, batch=BATCH, band_stock=50)
+
+
+def _records_match_their_protocols(identity: FakeIdentity, card: FakeCardData) -> tuple[IdentityCard, BankCardData]:
+    """Never called: mypy checks here that the fake records have every member of their protocols."""
+    return identity, card
 
 
 @dataclass

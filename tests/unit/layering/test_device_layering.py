@@ -53,7 +53,7 @@ FORBIDDEN_IN_DEVICES = frozenset(
 FORBIDDEN_IN_PROTOCOL = frozenset({"serial", "socket", "threading", "time", "smartcard", "subprocess", "select"})
 
 #: Modules that may load a simulator: simulators themselves, the tools that run them, the simulated
-#: PC/SC world (pcscd with vpcd) and the scenario runner.
+#: PC/SC world (pcscd with vpcd); the simulated world (sim_world) is outside these rules.
 MAY_LOAD_SIMULATORS = ("simulator.py", "cli.py", "__main__.py", "daemon.py", "vpcd.py")
 
 
@@ -96,11 +96,7 @@ def test_protocol_modules_are_pure(path: Path) -> None:
 def _production_sources() -> list[Path]:
     paths = _sources(*DEVICE_PACKAGES, "checkin")
     return [
-        p
-        for p in paths
-        if p.name not in MAY_LOAD_SIMULATORS
-        and "scenario" not in p.relative_to(ROOT).parts
-        and p.relative_to(ROOT).parts[:2] != ("checkin", "cli")
+        p for p in paths if p.name not in MAY_LOAD_SIMULATORS and p.relative_to(ROOT).parts[:2] != ("checkin", "cli")
     ]
 
 
@@ -108,6 +104,17 @@ def _production_sources() -> list[Path]:
 def test_production_code_never_loads_a_simulator(path: Path) -> None:
     bad = sorted(m for m in imported_modules(path) if _is_simulator(m))
     assert not bad, f"{path.relative_to(ROOT)} loads simulator code {bad}"
+
+
+#: The kiosk app runs beside the platform, never inside it: it reaches it over gRPC only. The simulated
+#: world (sim_world), which seeds the platform, plugs its commands in through an entry point.
+FORBIDDEN_IN_KIOSK = frozenset({"platform_server", "sim_world"})
+
+
+@pytest.mark.parametrize("path", _sources("checkin"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_kiosk_never_imports_the_platform_or_the_simulated_world(path: Path) -> None:
+    bad = sorted(m for m in imported_modules(path) if m.split(".")[0] in FORBIDDEN_IN_KIOSK)
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
 def test_every_device_package_has_the_same_shape() -> None:
@@ -130,3 +137,6 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     assert {"serial", "checkin.texts", "uwb.simulator"} <= found
     assert any(_is_simulator(m) for m in found)
     assert any(m.split(".")[0] in FORBIDDEN_IN_DEVICES for m in found)
+    kiosk_module = tmp_path / "flow.py"
+    kiosk_module.write_text("def f():\n    from platform_server.services import roster\n", encoding="utf-8")
+    assert any(m.split(".")[0] in FORBIDDEN_IN_KIOSK for m in imported_modules(kiosk_module))

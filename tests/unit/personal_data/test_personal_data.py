@@ -1,7 +1,8 @@
 import contextlib
+import datetime as dt
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from personal_data import bank_card, crypto, id_number
@@ -87,3 +88,37 @@ def test_sealed_records_round_trip_and_refuse_tampering_or_another_label() -> No
         crypto.open_records(key, blob[:20] + bytes([blob[20] ^ 1]) + blob[21:], b"page")
     with pytest.raises(ValueError, match="separator"):
         crypto.seal_records(key, [b"a\x1eb"], b"page")
+
+
+def _slow_rule(value: str) -> bool:
+    """GB 11643 written out plainly: the reference the fast paths are checked against."""
+    if len(value) != 18 or not value[:17].isascii() or not value[:17].isdigit() or value[17] not in "0123456789X":
+        return False
+    try:
+        dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
+        return False
+    return value[17] == id_number.check_digit(value[:17])
+
+
+def _with_check_digit(region: int, birth: dt.date, sequence: int) -> str:
+    first17 = f"{region:06d}{birth:%Y%m%d}{sequence:03d}"
+    return first17 + id_number.check_digit(first17)
+
+
+_VALID_IDS = st.builds(
+    _with_check_digit,
+    st.integers(100000, 999999),
+    st.dates(dt.date(1900, 1, 1), dt.date(2030, 12, 31)),
+    st.integers(0, 999),
+)
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet="0123456789X", min_size=18, max_size=18) | _VALID_IDS)
+def test_the_fast_id_check_agrees_with_the_plain_rule(value: str) -> None:
+    assert id_number.is_valid_normalised(value) == _slow_rule(value)
+    assert id_number.is_valid(value) == _slow_rule(value)
+    if _slow_rule(value):
+        assert id_number.validate(value) == value
+        assert id_number.mask_normalised(value) == id_number.mask(value) == value[:4] + "*" * 10 + value[-4:]

@@ -75,17 +75,17 @@ def test_column_check_agrees_with_the_row_by_row_check(rows: list[tuple[Any, ...
 @given(st.text(alphabet="0123456789Xx ", min_size=17, max_size=19))
 def test_whole_column_id_check_agrees_with_the_reference(text: str) -> None:
     joined = text * 3  # the same number three times: three rows of one column
-    accepted = spreadsheets._ids_pass(joined, 3, spreadsheets._BirthDates())
+    accepted = id_number.all_valid_normalised(joined, 3, id_number.BirthDates())
     assert accepted == (len(text) == 18 and text == text.upper() and id_number.is_valid(text))
 
 
 def test_each_bad_position_is_found_among_many_rows() -> None:
     ids = many_ids(500, seed=32)
-    assert spreadsheets._ids_pass("".join(ids), len(ids), spreadsheets._BirthDates())
+    assert id_number.all_valid_normalised("".join(ids), len(ids), id_number.BirthDates())
     for row in (0, 123, 499):
         bad = list(ids)
         bad[row] = bad[row][:-1] + ("0" if bad[row][-1] != "0" else "1")
-        assert not spreadsheets._ids_pass("".join(bad), len(bad), spreadsheets._BirthDates())
+        assert not id_number.all_valid_normalised("".join(bad), len(bad), id_number.BirthDates())
 
 
 def test_repeats_across_slices_fall_back_and_are_named() -> None:

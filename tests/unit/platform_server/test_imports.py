@@ -291,7 +291,7 @@ def test_rooms_a_band_cannot_carry_and_reserved_tag_ids_are_refused(seeded: Seed
     )
 )
 def test_fast_id_check_agrees_with_the_reference_validator(text: str) -> None:
-    value, reason = spreadsheets._id_problem(text, spreadsheets._BirthDates())
+    value, reason = spreadsheets._id_problem(text, id_number.BirthDates())
     expected = _reference(text)
     if not text.strip():
         assert value == ""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -7,6 +9,10 @@ from hypothesis import strategies as st
 from uwb import payload
 from uwb.errors import PayloadError
 from uwb.models import BandCleared, RoomAssignment, format_tag_id, parse_tag_id
+from uwb.protocol import crc16_ccitt
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CODE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 tag_ids = st.integers(1, 0xFFFE)
@@ -104,7 +110,7 @@ def test_reserved_or_out_of_range_tag_ids_are_refused(tag_id: int) -> None:
         (lambda d: d[:-2] + b"\x00\x00", "check value"),
     ],
 )
-def test_decode_errors_say_what_is_wrong(mutate, message: str) -> None:
+def test_decode_errors_say_what_is_wrong(mutate: Callable[[bytes], bytes], message: str) -> None:
     data = payload.encode(RoomAssignment(0x204C, "ZB1", "HX01", "1208"))
     with pytest.raises(PayloadError, match=message):
         payload.decode(mutate(data))
@@ -112,7 +118,7 @@ def test_decode_errors_say_what_is_wrong(mutate, message: str) -> None:
 
 def test_unknown_version_is_refused_even_with_a_good_check_value() -> None:
     body = bytes.fromhex("21 20 4c")
-    sealed = body + payload.crc16_ccitt(body).to_bytes(2, "big")
+    sealed = body + crc16_ccitt(body).to_bytes(2, "big")
     with pytest.raises(PayloadError, match="version 2 is not supported"):
         payload.decode(sealed)
 

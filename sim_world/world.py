@@ -31,17 +31,17 @@ import grpc
 from band_reader.simulator import MifareBand
 from checkin.camera.synthetic import make_no_face_clip
 from checkin.config import KioskConfig, hash_pin, load_config
-from checkin.scenario.faces import resolve_face
 from id_card_reader.models import IdentityCard
 from id_card_reader.simulator import SamReaderEmulator, SamReaderSimulator, placeholder_wlt
 from pcsc import PcscDaemon
 from receipt_printer.simulator import PrinterSimulator
 from robot_arm.simulator import ArmSimulator, SimSettings, default_bands
+from sim_world.faces import resolve_face
 from uwb.simulator import GatewaySimulator
 
 if TYPE_CHECKING:
-    from checkin.scenario.model import Expert, Scenario
     from pcsc import VirtualCard, VirtualCardSlot
+    from sim_world.model import Expert, Scenario
 
 log = logging.getLogger(__name__)
 

@@ -25,16 +25,16 @@ from checkin.app import face_analyser_factory
 from checkin.camera.models import CaptureSettings
 from checkin.flow.views import Screen
 from checkin.port_adapters import FaceCaptureAdapter
-from checkin.scenario.model import SAMPLE_PAN, Expert
-from checkin.scenario.world import PLATFORM_SERVER, World, identity_for
 from checkin.texts import Language, text
+from sim_world.model import SAMPLE_PAN, Expert
+from sim_world.world import PLATFORM_SERVER, World, identity_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from checkin.config import KioskConfig
     from checkin.flow.views import View
-    from checkin.scenario.model import Scenario
+    from sim_world.model import Scenario
 
 log = logging.getLogger(__name__)
 

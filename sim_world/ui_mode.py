@@ -17,14 +17,14 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 from checkin.flow.machine import FlowListenerBase
-from checkin.scenario.runner import ScenarioRunner, run_in_thread
+from sim_world.runner import ScenarioRunner, run_in_thread
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from checkin.flow.views import View
-    from checkin.scenario.model import Scenario
+    from sim_world.model import Scenario
 
 log = logging.getLogger(__name__)
 _PUMP_MS = 30

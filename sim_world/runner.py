@@ -41,13 +41,13 @@ from checkin.flow.views import (
     View,
 )
 from checkin.flow_thread import FlowThread
-from checkin.scenario.faces import resolve_face
-from checkin.scenario.model import SAMPLE_PAN, CardKind, FaultWhen, Liveness
-from checkin.scenario.world import World
 from checkin.signature import Signature
 from checkin.texts import Language, text
 from robot_arm.protocol import Command
 from robot_arm.simulator import GRIP_TIME, HOME_TIME, RELEASE_TIME, RETRACT_TIME, TRAVEL_TIME
+from sim_world.faces import resolve_face
+from sim_world.model import SAMPLE_PAN, CardKind, FaultWhen, Liveness
+from sim_world.world import World
 from uwb import payload
 from uwb.models import BandCleared
 
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from checkin.port_adapters import StepSpan
-    from checkin.scenario.model import CheckInCase, Fault, Scenario
+    from sim_world.model import CheckInCase, Fault, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -651,7 +651,7 @@ class ScenarioRunner:
 
 
 def _identity(expert: Any) -> Any:
-    from checkin.scenario.world import identity_for  # noqa: PLC0415
+    from sim_world.world import identity_for  # noqa: PLC0415
 
     return identity_for(expert)
 
