@@ -79,6 +79,7 @@ if TYPE_CHECKING:
 
     from checkin.flow.ports import (
         AuditPort,
+        BandFetchPort,
         BankCardData,
         BankCardPort,
         Cancellable,
@@ -208,6 +209,10 @@ class FlowSettings:
     max_band_attempts: int = 2
     max_refill: int = 500
     timezone: str = "Asia/Shanghai"
+    #: An ID card placed on the reader at the home screen starts the check-in (登记办理 still works).
+    start_on_id_card: bool = False
+    #: How long one ID-card poll at the home screen blocks the worker.
+    home_poll_s: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +232,8 @@ class FlowPorts:
     devices: Mapping[str, SelfTestPort] = field(default_factory=dict)
     #: The receipt printer for the check-in slip (checkin.flow.printing); NoPrinter when there is none.
     printer: SlipPrinterPort = field(default_factory=NoPrinter)
+    #: Fetches the band while the expert signs (the dispenser adapter); None: the dispense picks it.
+    band_fetch: BandFetchPort | None = None
 
 
 class FlowListener(Protocol):
@@ -334,6 +341,10 @@ class CheckInFlow:
         self._self_test: tuple[SelfTestLine, ...] = ()
         self._self_test_running = False
         self._test_print = ""
+        self._id_read_pending = False  # one ID-card read at a time, shared by HOME and READING_ID
+        self._home_armed = False  # the reader was seen empty since HOME: a card placed now is new
+        self._card_at_home: IdentityCard | None = None
+        self._band_fetched = False  # a band was fetched for this expert and not dispensed yet
         self.view: View = OutOfServiceView(problems=("starting",))
         initial = Step.HOME if self.can_serve() else Step.OUT_OF_SERVICE
         self.machine = Machine(
@@ -349,6 +360,8 @@ class CheckInFlow:
             after_state_change="_after_state_change",
         )
         self._publish()
+        if initial is Step.HOME and settings.start_on_id_card:
+            self._read_id_card(settings.home_poll_s)
 
     # ---- triggers (typed stubs; model_override=True makes transitions bind these names) -------------
 
@@ -752,14 +765,31 @@ class CheckInFlow:
             self._record(self._end_reason, "home")
         self._wipe()
         self._end_reason = "finished"
+        self._put_away_fetched_band()
         if not self.can_serve():
             self.suspend()
+            return
+        self._home_armed = False
+        if self._settings.start_on_id_card:
+            self._read_id_card(self._settings.home_poll_s)
 
     def on_enter_READING_ID(self) -> None:  # noqa: N802
         """Start a fresh session and wait for the ID card."""
         self._session = _Session()
         self._record("session_started", "ok")
-        self._read_id_card()
+        card, self._card_at_home = self._card_at_home, None
+        if card is not None:
+            self._id_card_done(card)  # placed on the reader at the home screen: already read
+        else:
+            self._read_id_card()
+
+    def on_enter_SIGNATURE(self) -> None:  # noqa: N802
+        """Fetch the band while the expert signs: the arm brings it to the reader and its UID is read."""
+        fetch = self._ports.band_fetch
+        if fetch is None or self._band_fetched:
+            return
+        self._band_fetched = True
+        self._ports.worker.submit(fetch.fetch_band, self._band_fetch_done)
 
     def on_enter_CAPTURING_FACE(self) -> None:  # noqa: N802
         """Run the camera's capture session on the worker."""
@@ -802,6 +832,7 @@ class CheckInFlow:
         if identified is None or png is None:  # pragma: no cover - guarded by the transitions
             raise RuntimeError("DISPENSING without identification or signature")
         card = None if s.use_card_on_file else s.new_card
+        self._band_fetched = False  # the dispense takes the band fetched ahead, if any
         gen = self._generation
         ledgers: list[_BindLedger] = []
         job = self._dispense_job(identified.identification_token, card, png, gen, ledgers)
@@ -838,15 +869,65 @@ class CheckInFlow:
 
     # ---- device and platform results ---------------------------------------------------------------
 
-    def _read_id_card(self) -> None:
-        gen = self._generation
+    def _read_id_card(self, timeout: float | None = None) -> None:
+        if self._id_read_pending:
+            return  # its result goes to whichever of HOME and READING_ID is current when it comes
+        self._id_read_pending = True
         reader = self._ports.id_card
-        poll = self._settings.device_poll_s
-        self._ports.worker.submit(lambda: reader.read_identity(poll), lambda r: self._id_card_done(gen, r))
+        poll = self._settings.device_poll_s if timeout is None else timeout
+        self._ports.worker.submit(lambda: reader.read_identity(poll), self._id_read_done)
 
-    def _id_card_done(self, gen: int, result: IdentityCard | Exception) -> None:
-        if gen != self._generation or self.state is not Step.READING_ID:
+    def _id_read_done(self, result: IdentityCard | Exception) -> None:
+        self._id_read_pending = False
+        if self.state is Step.HOME:
+            self._id_card_at_home(result)
+        elif self.state is Step.READING_ID:
+            self._id_card_done(result)
+
+    def _id_card_at_home(self, result: IdentityCard | Exception) -> None:
+        """A card placed at the home screen starts the check-in, once the reader was seen empty there.
+
+        A card left on the reader by the previous expert (or lying there when the kiosk came back)
+        does not start anything until it is lifted and placed again.
+        """
+        if not self._settings.start_on_id_card or not self.can_serve():
             return
+        if isinstance(result, NothingPresentedError):
+            self._home_armed = True
+        elif isinstance(result, Exception):
+            # Unreadable or a reader fault: nothing for the home screen to say (the heartbeat reports
+            # faults); look again after a poll interval rather than spinning on a dead reader.
+            self._ports.scheduler.call_later(self._settings.device_poll_s, self._poll_at_home)
+            return
+        elif self._home_armed:
+            self._record("id_card_at_home", "start")
+            self._card_at_home = result
+            self.start()
+            return
+        self._poll_at_home()
+
+    def _poll_at_home(self) -> None:
+        if self.state is Step.HOME and self._settings.start_on_id_card:
+            self._read_id_card(self._settings.home_poll_s)
+
+    def _band_fetch_done(self, result: str | Exception | None) -> None:
+        if isinstance(result, Exception) or result is None:
+            _LOG.warning("fetching the band ahead failed (%s); the dispense picks one", _kind(result))
+            self._record("band_fetch", "failed", detail=_kind(result))
+
+    def _put_away_fetched_band(self) -> None:
+        """Rule: a band fetched for an expert who left before signing goes to the reject bin (never bound)."""
+        fetch = self._ports.band_fetch
+        if fetch is None or not self._band_fetched:
+            return
+        self._band_fetched = False
+
+        def done(result: bool | Exception) -> None:
+            self._record("band_put_away", "reject_bin" if result is True else _kind(result))
+
+        self._ports.worker.submit(fetch.put_away_band, done)
+
+    def _id_card_done(self, result: IdentityCard | Exception) -> None:
         s = self._require_session()
         if isinstance(result, NothingPresentedError):
             self._read_id_card()
@@ -1410,6 +1491,10 @@ class CheckInFlow:
         if s.use_card_on_file and s.identified is not None and s.identified.card_on_file is not None:
             return s.identified.card_on_file.pan_masked
         return s.new_card.masked if s.new_card is not None else ""
+
+
+def _kind(result: object) -> str:
+    return type(result).__name__ if isinstance(result, Exception) else "none"
 
 
 def _id_card_fields(card: IdentityCard) -> IdCardFields:
