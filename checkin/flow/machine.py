@@ -20,12 +20,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from transitions import Machine
 
 from checkin.config import verify_pin
+from checkin.flow.dispense import DispenseJobResult, DispenseTransaction, Verdict
 from checkin.flow.models import (
-    AnnulReason,
     CardSource,
     CheckInInfo,
-    Completed,
-    CompleteRequest,
     FaceFrames,
     IdCardFields,
     Identified,
@@ -38,11 +36,8 @@ from checkin.flow.models import (
     ServiceHealth,
 )
 from checkin.flow.ports import (
-    BindDecision,
     DeviceFaultError,
-    DispenseOutcome,
     DispensePhase,
-    DispenseReport,
     InvalidEntryError,
     NothingPresentedError,
     PlatformUnavailableError,
@@ -75,7 +70,7 @@ from checkin.texts import DEFAULT_LANGUAGE, Language, has_text
 from personal_data import bank_card, id_number
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
     from checkin.flow.ports import (
         AuditPort,
@@ -189,8 +184,6 @@ TRANSITIONS: list[dict[str, Any]] = [
 
 # Platform refusals after which the face step may be tried again.
 _FACE_RETRY_CODES = frozenset({RefusalCode.FACE_NOT_USABLE, RefusalCode.IMAGE_TOO_LARGE, RefusalCode.IMAGE_UNDECODABLE})
-# Binding refusals about one particular band: another band may succeed.
-_BAND_REFUSALS = frozenset({RefusalCode.BAND_UNKNOWN, RefusalCode.BAND_NOT_AVAILABLE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,30 +267,6 @@ class _Session:
     band_not_taken: bool = False
     #: The check-in slip: "" (not started), printing, printed, failed.
     slip: str = ""
-
-
-class _BindStatus(Enum):
-    NOT_CALLED = "not_called"
-    ACKNOWLEDGED = "acknowledged"  # the platform completed the check-in
-    UNCONFIRMED = "unconfirmed"  # no answer: the band goes out, the queue delivers the check-in
-    REFUSED = "refused"
-    ERROR = "error"  # an unexpected failure: do not hand out, annul in the background
-
-
-@dataclass
-class _BindLedger:
-    """What happened inside bind(uid), written on the worker thread and read after the job."""
-
-    status: _BindStatus = _BindStatus.NOT_CALLED
-    request_id: str | None = None
-    check_in: CheckInInfo | None = None
-    refusal: Refusal | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _DispenseJobResult:
-    report: DispenseReport
-    ledger: _BindLedger
 
 
 def _unbound() -> RuntimeError:
@@ -834,9 +803,19 @@ class CheckInFlow:
         card = None if s.use_card_on_file else s.new_card
         self._band_fetched = False  # the dispense takes the band fetched ahead, if any
         gen = self._generation
-        ledgers: list[_BindLedger] = []
-        job = self._dispense_job(identified.identification_token, card, png, gen, ledgers)
-        self._ports.worker.submit(job, lambda r: self._dispense_done(gen, r, ledgers))
+        worker = self._ports.worker
+        transaction = DispenseTransaction(
+            dispenser=self._ports.dispenser,
+            platform=self._ports.platform,
+            pending=self._ports.pending,
+            token=identified.identification_token,
+            card=card,
+            signature_png=png,
+            max_band_attempts=self._settings.max_band_attempts,
+            on_progress=lambda phase: worker.post(lambda: self._dispense_progress(gen, phase)),
+            on_completed=lambda info: worker.post(lambda: self._slip_ready(gen, info)),
+        )
+        worker.submit(transaction.run, lambda r: self._dispense_done(gen, transaction, r))
 
     def on_enter_DONE(self) -> None:  # noqa: N802
         """签到成功."""
@@ -1106,123 +1085,30 @@ class CheckInFlow:
         s.use_card_on_file = False
         self.card_captured()
 
-    def _dispense_job(
-        self, token: str, card: NewCard | None, png: bytes, gen: int, ledgers: list[_BindLedger]
-    ) -> Callable[[], _DispenseJobResult]:
-        """The worker-side dispense: bind(uid) writes ahead to the durable queue, then completes."""
-        pending = self._ports.pending
-        platform = self._ports.platform
-        dispenser = self._ports.dispenser
-        worker = self._ports.worker
-        attempts = self._settings.max_band_attempts
-
-        def progress(phase: DispensePhase) -> None:  # worker thread
-            worker.post(lambda: self._dispense_progress(gen, phase))
-
-        def one_band() -> _DispenseJobResult:
-            ledger = _BindLedger()
-            ledgers.append(ledger)  # read on the flow's thread if dispense() raises
-
-            def bind(uid: str) -> BindDecision:
-                request = CompleteRequest(
-                    request_id=str(uuid.uuid4()),
-                    identification_token=token,
-                    new_card=card,
-                    signature_png=png,
-                    band_uid=uid,
-                )
-                ledger.request_id = request.request_id
-                # Durable BEFORE the first send: from here on, whatever happens to this process, the
-                # queue knows a band may be bound and replays or annuls it.
-                pending.write_ahead(request)
-                try:
-                    result = platform.complete_check_in(request)
-                except PlatformUnavailableError:
-                    ledger.status = _BindStatus.UNCONFIRMED
-                    return BindDecision(bound=True, reason="unconfirmed")
-                except Exception as err:
-                    _LOG.error("complete_check_in failed unexpectedly: %s", type(err).__name__)
-                    ledger.status = _BindStatus.ERROR
-                    return BindDecision(bound=False, reason=type(err).__name__)
-                if isinstance(result, Completed):
-                    pending.acknowledged(request.request_id, result.check_in.check_in_id)
-                    ledger.status = _BindStatus.ACKNOWLEDGED
-                    ledger.check_in = completed = result.check_in
-                    # The slip starts printing now, while the arm hands the band out (no time added).
-                    worker.post(lambda: self._slip_ready(gen, completed))
-                    return BindDecision(bound=True)
-                pending.forget(request.request_id)
-                ledger.status = _BindStatus.REFUSED
-                ledger.refusal = result.refusal
-                return BindDecision(bound=False, reason=result.refusal.code.value)
-
-            report = dispenser.dispense(bind, progress)
-            return _DispenseJobResult(report, ledger)
-
-        def job() -> _DispenseJobResult:
-            outcome = one_band()
-            for _ in range(attempts - 1):
-                refusal = outcome.ledger.refusal
-                band_refused = refusal is not None and refusal.code in _BAND_REFUSALS
-                if outcome.report.outcome is not DispenseOutcome.REJECTED or not band_refused:
-                    break
-                _LOG.warning("band %s refused by the platform; trying another band", outcome.report.uid)
-                outcome = one_band()
-            return outcome
-
-        return job
-
     def _dispense_progress(self, gen: int, phase: DispensePhase) -> None:
         if gen != self._generation or self.state is not Step.DISPENSING or self._session is None:
             return
         self._session.dispense_phase = phase
         self._publish()
 
-    def _dispense_done(self, gen: int, result: _DispenseJobResult | Exception, ledgers: list[_BindLedger]) -> None:  # noqa: C901 - one branch per dispense outcome
+    def _dispense_done(self, gen: int, transaction: DispenseTransaction, result: DispenseJobResult | Exception) -> None:
         if gen != self._generation or self.state is not Step.DISPENSING:  # pragma: no cover - not cancellable
             return
         s = self._require_session()
-        pending = self._ports.pending
-        if isinstance(result, Exception):
-            # The dispenser raised instead of reporting: where the band is, is unknown. If bind ran,
-            # the durable record is still in flight; hand it to the background to annul.
-            _LOG.error("dispense raised %s", type(result).__name__)
-            self._record("dispense", "error", detail=type(result).__name__)
-            last = ledgers[-1] if ledgers else None
-            unsettled = {_BindStatus.ACKNOWLEDGED, _BindStatus.UNCONFIRMED, _BindStatus.ERROR}
-            if last is not None and last.request_id is not None and last.status in unsettled:
-                pending.annul_later(last.request_id, AnnulReason.DISPENSE_FAILED, type(result).__name__)
-            self.band_failed()
-            return
-        report, ledger = result.report, result.ledger
-        rid = ledger.request_id
-        if report.needs_staff:
-            self._record("dispense", "needs_staff", detail=report.reason)
-        if report.outcome is DispenseOutcome.HANDED_OUT:
-            if ledger.status is _BindStatus.ACKNOWLEDGED and ledger.check_in is not None and rid is not None:
-                pending.forget(rid)
-                s.check_in = ledger.check_in
-                self.handed_out()
-                return
-            if rid is not None:
-                pending.deliver_later(rid)
+        settlement = transaction.settle(result)
+        for event, outcome, detail in settlement.audit:
+            self._record(event, outcome, detail=detail)
+        s.band_not_taken = settlement.band_not_taken
+        verdict = settlement.verdict
+        if verdict is Verdict.DONE:
+            s.check_in = settlement.check_in
+            self.handed_out()
+        elif verdict is Verdict.ROOM_PENDING:
             self.handed_out_unconfirmed()
-            return
-        if ledger.status is _BindStatus.REFUSED and ledger.refusal is not None:
-            if ledger.refusal.code in _BAND_REFUSALS:
-                self.band_failed()
-            else:
-                self._refuse(ledger.refusal, step=4)
-            return
-        if rid is not None and ledger.status is not _BindStatus.NOT_CALLED:
-            reason = (
-                AnnulReason.BAND_NOT_TAKEN
-                if report.outcome is DispenseOutcome.NOT_TAKEN
-                else (AnnulReason.BAND_UNREADABLE if report.reason == "UNREADABLE_UID" else AnnulReason.DISPENSE_FAILED)
-            )
-            pending.annul_later(rid, reason, report.reason)
-        s.band_not_taken = report.outcome is DispenseOutcome.NOT_TAKEN
-        self.band_failed()
+        elif verdict is Verdict.REFUSED and settlement.refusal is not None:
+            self._refuse(settlement.refusal, step=4)
+        else:
+            self.band_failed()
 
     # ---- the check-in slip --------------------------------------------------------------------------
 
