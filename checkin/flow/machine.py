@@ -9,7 +9,6 @@ entry wipes the expert's data.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
 import zoneinfo
@@ -19,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from transitions import Machine
 
-from checkin.config import verify_pin
 from checkin.flow.dispense import DispenseJobResult, DispenseTransaction, Verdict
 from checkin.flow.models import (
     CardSource,
@@ -44,6 +42,7 @@ from checkin.flow.ports import (
     UnreadableError,
 )
 from checkin.flow.printing import NoPrinter, SlipFacts, SlipOutcome
+from checkin.flow.staff import StaffMode, StaffSettings, StaffState
 from checkin.flow.views import (
     BandProblemView,
     CardConfirmView,
@@ -59,10 +58,7 @@ from checkin.flow.views import (
     OutOfServiceView,
     RefusalView,
     RoomPendingView,
-    SelfTestLine,
     SignatureView,
-    StaffMenuView,
-    StaffPinView,
     VerifyingView,
     View,
 )
@@ -70,6 +66,7 @@ from checkin.texts import DEFAULT_LANGUAGE, Language, has_text
 from personal_data import bank_card, id_number
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Mapping
 
     from checkin.flow.ports import (
@@ -269,6 +266,36 @@ class _Session:
     slip: str = ""
 
 
+class _StaffHost:
+    """StaffHost over the flow: staff mode reaches the flow only through these."""
+
+    def __init__(self, flow: CheckInFlow) -> None:
+        self._flow = flow
+
+    def staff_state(self) -> StaffState | None:
+        return {Step.STAFF_PIN: StaffState.PIN, Step.STAFF_MENU: StaffState.MENU}.get(self._flow.state)
+
+    def staff_ports(self) -> FlowPorts:
+        return self._flow._ports  # noqa: SLF001 - the flow's own helper
+
+    def record(self, event: str, outcome: str, *, detail: str = "") -> None:
+        self._flow._record(event, outcome, detail=detail)  # noqa: SLF001
+
+    def publish(self) -> None:
+        self._flow._publish()  # noqa: SLF001
+
+    def set_error(self, key: str, **params: str) -> None:
+        self._flow._error = key  # noqa: SLF001
+        self._flow._error_params = dict(params)  # noqa: SLF001
+        self._flow._publish()  # noqa: SLF001
+
+    def pin_accepted(self) -> bool:
+        return self._flow.pin_accepted()
+
+    def stock_refilled(self, level: int) -> None:
+        self._flow._stock_refilled(level)  # noqa: SLF001
+
+
 def _unbound() -> RuntimeError:
     return RuntimeError("trigger stub: transitions binds the real method")
 
@@ -292,7 +319,15 @@ class CheckInFlow:
         self._tz = zoneinfo.ZoneInfo(settings.timezone)
         # No health report yet means we do not know whether we can serve: start out of service.
         self._health = health
-        self._forced_out_of_service = False
+        self._staff = StaffMode(
+            _StaffHost(self),
+            StaffSettings(
+                staff_pin_hash=settings.staff_pin_hash,
+                max_pin_failures=settings.max_pin_failures,
+                pin_lockout_s=settings.pin_lockout_s,
+                max_refill=settings.max_refill,
+            ),
+        )
         self._default_language = default_language
         self.language = default_language
         self.speech_on = speech_on
@@ -305,11 +340,6 @@ class CheckInFlow:
         self._error: str | None = None
         self._error_params: dict[str, str] = {}
         self._end_reason = "finished"
-        self._pin_failures = 0
-        self._pin_locked_until: dt.datetime | None = None
-        self._self_test: tuple[SelfTestLine, ...] = ()
-        self._self_test_running = False
-        self._test_print = ""
         self._id_read_pending = False  # one ID-card read at a time, shared by HOME and READING_ID
         self._home_armed = False  # the reader was seen empty since HOME: a card placed now is new
         self._card_at_home: IdentityCard | None = None
@@ -434,7 +464,7 @@ class CheckInFlow:
 
     def can_serve(self) -> bool:
         """True when the platform answers, the devices work, a batch is open and bands are in stock."""
-        return not self._forced_out_of_service and self._health is not None and not self._health.problems()
+        return not self._staff.forced_out_of_service and self._health is not None and not self._health.problems()
 
     def has_card_on_file(self) -> bool:
         """True when the platform returned a bank card on file for this expert."""
@@ -587,68 +617,33 @@ class CheckInFlow:
 
     def submit_pin(self, pin: str) -> None:
         """Check the staff PIN; too many failures lock the PIN pad for a while."""
-        if self.state is not Step.STAFF_PIN:
-            return
-        now = self._ports.scheduler.now()
-        if self._pin_locked_until is not None and now < self._pin_locked_until:
-            self._publish()
-            return
-        if verify_pin(pin, self._settings.staff_pin_hash):
-            self._pin_failures = 0
-            self._pin_locked_until = None
-            self._record("staff_login", "ok")
-            self.pin_accepted()
-            return
-        self._pin_failures += 1
-        self._record("staff_login", "wrong_pin")
-        if self._pin_failures >= self._settings.max_pin_failures:
-            self._pin_failures = 0
-            self._pin_locked_until = now + dt.timedelta(seconds=self._settings.pin_lockout_s)
-        self._set_error("error.pin_wrong")
+        self._staff.submit_pin(pin)
 
     def staff_self_test(self) -> None:
         """Run every device's self-test on the worker and show the results."""
-        if self.state is not Step.STAFF_MENU or self._self_test_running:
-            return
-        devices = dict(self._ports.devices)
-        self._self_test_running = True
-        self._self_test = ()
-
-        def job() -> tuple[SelfTestLine, ...]:
-            lines = []
-            for name, device in devices.items():
-                try:
-                    health = device.self_test()
-                except Exception as err:  # a self-test that blows up is a failed self-test
-                    _LOG.warning("self-test of %s raised %s", name, type(err).__name__)
-                    lines.append(SelfTestLine(device=name, ok=False, detail=type(err).__name__))
-                else:
-                    lines.append(SelfTestLine(device=name, ok=health.usable, detail=health.detail))
-            return tuple(lines)
-
-        def done(result: tuple[SelfTestLine, ...] | Exception) -> None:
-            self._self_test_running = False
-            if isinstance(result, Exception):
-                result = (SelfTestLine(device="kiosk", ok=False, detail=type(result).__name__),)
-            self._self_test = result
-            self._publish()
-
-        self._ports.worker.submit(job, done)
-        self._publish()
+        self._staff.self_test()
 
     def staff_refill(self, added: str) -> None:
         """Record bands put into the magazine."""
-        if self.state is not Step.STAFF_MENU:
-            return
-        try:
-            count = int(added.strip())
-        except ValueError:
-            count = 0
-        if not 1 <= count <= self._settings.max_refill:
-            self._set_error("error.refill_count_invalid", max=str(self._settings.max_refill))
-            return
-        level = self._ports.stock.refill(count)
-        self._record("stock_refill", "ok", detail=f"added={count} level={level}")
+        self._staff.refill(added)
+
+    def staff_test_print(self) -> None:
+        """Print the test page (on the printer's thread) and show how it went."""
+        self._staff.test_print()
+
+    def staff_paper_refilled(self) -> None:
+        """Staff put in a new roll: record it and ask the printer again (the heartbeat then clears the alert)."""
+        self._staff.paper_refilled()
+
+    def staff_toggle_out_of_service(self) -> None:
+        """Take the kiosk out of service (or back) until staff say otherwise."""
+        self._staff.toggle_out_of_service()
+
+    def staff_clear_queued(self, request_id: str) -> None:
+        """Staff handled a refused queued check-in (the platform's case says how): clear it here."""
+        self._staff.clear_queued(request_id)
+
+    def _stock_refilled(self, level: int) -> None:
         if self._health is not None:
             self._health = ServiceHealth(
                 platform_reachable=self._health.platform_reachable,
@@ -657,54 +652,6 @@ class CheckInFlow:
                 band_stock=level,
             )
         self._error = None
-        self._publish()
-
-    def staff_test_print(self) -> None:
-        """Print the test page (on the printer's thread) and show how it went."""
-        printer = self._ports.printer
-        if self.state is not Step.STAFF_MENU or not printer.installed or self._test_print == "printing":
-            return
-        self._test_print = "printing"
-        worker = self._ports.worker
-        printer.test_print(lambda outcome: worker.post(lambda: self._test_print_done(outcome)))
-        self._publish()
-
-    def _test_print_done(self, outcome: SlipOutcome) -> None:
-        self._test_print = outcome.value
-        self._record("printer_test", outcome.value)
-        self._publish()
-
-    def staff_paper_refilled(self) -> None:
-        """Staff put in a new roll: record it and ask the printer again (the heartbeat then clears the alert)."""
-        printer = self._ports.printer
-        if self.state is not Step.STAFF_MENU or not printer.installed:
-            return
-        worker = self._ports.worker
-
-        def job() -> str:
-            return printer.refresh().value
-
-        def done(result: str | Exception) -> None:
-            paper = result if isinstance(result, str) else ""
-            self._record("printer_paper_refilled", paper or "unknown")
-            self._publish()
-
-        worker.submit(job, done)
-
-    def staff_toggle_out_of_service(self) -> None:
-        """Take the kiosk out of service (or back) until staff say otherwise."""
-        if self.state is not Step.STAFF_MENU:
-            return
-        self._forced_out_of_service = not self._forced_out_of_service
-        self._record("out_of_service", "forced" if self._forced_out_of_service else "released")
-        self._publish()
-
-    def staff_clear_queued(self, request_id: str) -> None:
-        """Staff handled a refused queued check-in (the platform's case says how): clear it here."""
-        if self.state is not Step.STAFF_MENU:
-            return
-        if self._ports.pending.staff_clear(request_id):
-            self._record("queue_record_cleared", "ok", detail=f"request_id={request_id}")
         self._publish()
 
     def staff_exit(self) -> None:
@@ -832,8 +779,7 @@ class CheckInFlow:
 
     def on_enter_STAFF_MENU(self) -> None:  # noqa: N802
         """Forget any earlier self-test and test print."""
-        self._self_test = ()
-        self._test_print = ""
+        self._staff.menu_opened()
 
     def _before_state_change(self) -> None:
         """Leaving a step: its error and any countdown go with it (the next step may set its own)."""
@@ -1270,7 +1216,7 @@ class CheckInFlow:
         s = self._session
         if state is None or state is Step.OUT_OF_SERVICE:
             problems = self._health.problems() if self._health is not None else ("starting",)
-            if self._forced_out_of_service:
+            if self._staff.forced_out_of_service:
                 problems = ("staff", *problems)
             return OutOfServiceView(problems=problems, **c)
         if state is Step.HOME:
@@ -1281,25 +1227,9 @@ class CheckInFlow:
                 **c,
             )
         if state is Step.STAFF_PIN:
-            locked = 0
-            if self._pin_locked_until is not None:
-                left = (self._pin_locked_until - self._ports.scheduler.now()).total_seconds()
-                locked = max(0, int(left + 0.999))
-            return StaffPinView(locked_seconds=locked, **c)
+            return self._staff.pin_view(c)
         if state is Step.STAFF_MENU:
-            return StaffMenuView(
-                band_stock=self._ports.stock.level(),
-                pending_check_ins=self._ports.pending.depth(),
-                queued=self._ports.pending.staff_list(),
-                forced_out_of_service=self._forced_out_of_service,
-                self_test_running=self._self_test_running,
-                self_test=self._self_test,
-                max_refill=self._settings.max_refill,
-                printer_installed=self._ports.printer.installed,
-                printer_paper=self._ports.printer.paper().value,
-                test_print=self._test_print,
-                **c,
-            )
+            return self._staff.menu_view(c)
         if s is None:  # pragma: no cover - session states always have a session
             raise RuntimeError(f"state {state} without a session")
         return self._session_view(state, s, c)
