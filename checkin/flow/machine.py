@@ -13,8 +13,7 @@ import logging
 import uuid
 import zoneinfo
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from transitions import Machine
 
@@ -58,6 +57,7 @@ from checkin.flow.views import (
     OutOfServiceView,
     RefusalView,
     RoomPendingView,
+    Screen,
     SignatureView,
     VerifyingView,
     View,
@@ -102,27 +102,9 @@ class _SkipBindingNoise(logging.Filter):
 logging.getLogger("transitions.core").addFilter(_SkipBindingNoise())
 
 
-class Step(Enum):
-    """The flow's states."""
-
-    OUT_OF_SERVICE = "out_of_service"
-    HOME = "home"
-    READING_ID = "reading_id"
-    CAPTURING_FACE = "capturing_face"
-    VERIFYING = "verifying"
-    REFUSED = "refused"
-    CARD_ON_FILE = "card_on_file"
-    CARD_INSERT = "card_insert"
-    CARD_SWIPE = "card_swipe"
-    CARD_TYPE = "card_type"
-    CARD_CONFIRM = "card_confirm"
-    SIGNATURE = "signature"
-    DISPENSING = "dispensing"
-    DONE = "done"
-    ROOM_PENDING = "room_pending"
-    BAND_PROBLEM = "band_problem"
-    STAFF_PIN = "staff_pin"
-    STAFF_MENU = "staff_menu"
+#: The flow's states are its screens: one enum (READING_ID, CAPTURING_FACE and REFUSED are the
+#: machine's names for ID_CARD, FACE and REFUSAL). transitions binds on_enter_<canonical name>.
+Step: TypeAlias = Screen
 
 
 # Named state groups (predicates below test membership).
@@ -781,6 +763,10 @@ class CheckInFlow:
         """Forget any earlier self-test and test print."""
         self._staff.menu_opened()
 
+    # transitions binds on_enter_<canonical member name>: Step.READING_ID is Screen.ID_CARD, and so on.
+    on_enter_ID_CARD = on_enter_READING_ID  # noqa: N815
+    on_enter_FACE = on_enter_CAPTURING_FACE  # noqa: N815
+
     def _before_state_change(self) -> None:
         """Leaving a step: its error and any countdown go with it (the next step may set its own)."""
         self._error = None
@@ -879,7 +865,7 @@ class CheckInFlow:
         self.id_accepted()
 
     def _face_hint(self, gen: int, key: str) -> None:
-        if gen != self._generation or self.state is not Step.CAPTURING_FACE or self._session is None:
+        if self._stale(gen, Step.CAPTURING_FACE) or self._session is None:
             return
         key = key.strip().lower()
         if key != self._session.hint:
@@ -889,7 +875,7 @@ class CheckInFlow:
             self._publish()
 
     def _face_done(self, gen: int, result: FaceFrames | Exception) -> None:
-        if gen != self._generation or self.state is not Step.CAPTURING_FACE:
+        if self._stale(gen, Step.CAPTURING_FACE):
             if isinstance(result, FaceFrames):
                 self._ports.face.clear()
             return
@@ -924,7 +910,7 @@ class CheckInFlow:
         self.faces_ready()
 
     def _identify_done(self, gen: int, result: Identified | Refused | Exception) -> None:
-        if gen != self._generation or self.state is not Step.VERIFYING:
+        if self._stale(gen, Step.VERIFYING):
             return
         s = self._require_session()
         if isinstance(result, Identified):
@@ -993,7 +979,7 @@ class CheckInFlow:
         self._ports.worker.submit(lambda: reader.read_card(poll), lambda r: self._bank_card_done(gen, r))
 
     def _bank_card_done(self, gen: int, result: BankCardData | Exception) -> None:
-        if gen != self._generation or self.state is not Step.CARD_INSERT:
+        if self._stale(gen, Step.CARD_INSERT):
             return  # the expert went on to swipe or type: a late chip read is dropped
         s = self._require_session()
         if isinstance(result, NothingPresentedError):
@@ -1032,13 +1018,13 @@ class CheckInFlow:
         self.card_captured()
 
     def _dispense_progress(self, gen: int, phase: DispensePhase) -> None:
-        if gen != self._generation or self.state is not Step.DISPENSING or self._session is None:
+        if self._stale(gen, Step.DISPENSING) or self._session is None:
             return
         self._session.dispense_phase = phase
         self._publish()
 
     def _dispense_done(self, gen: int, transaction: DispenseTransaction, result: DispenseJobResult | Exception) -> None:
-        if gen != self._generation or self.state is not Step.DISPENSING:  # pragma: no cover - not cancellable
+        if self._stale(gen, Step.DISPENSING):  # pragma: no cover - not cancellable
             return
         s = self._require_session()
         settlement = transaction.settle(result)
@@ -1062,7 +1048,7 @@ class CheckInFlow:
         """The platform completed the check-in: print its slip on the printer's own thread."""
         printer = self._ports.printer
         s = self._session
-        if gen != self._generation or s is None or not printer.installed or s.slip:
+        if self._stale(gen) or s is None or not printer.installed or s.slip:
             return
         facts = self._slip_facts(s, check_in)
         s.slip = "printing"
@@ -1071,7 +1057,7 @@ class CheckInFlow:
 
     def _slip_done(self, gen: int, outcome: SlipOutcome) -> None:
         self._record("slip", outcome.value)
-        if gen != self._generation or self._session is None:
+        if self._stale(gen) or self._session is None:
             return  # the expert has gone; the audit event above tells the desk
         self._session.slip = "printed" if outcome.ok else "failed"
         if self.state is Step.DONE:
@@ -1118,6 +1104,10 @@ class CheckInFlow:
         self._error_params = dict(params)
         if publish:
             self._publish()
+
+    def _stale(self, gen: int, state: Step | None = None) -> bool:
+        """The generation guard: a result of an earlier expert's job (wiped since), or of a step left since."""
+        return gen != self._generation or (state is not None and self.state is not state)
 
     def _require_session(self) -> _Session:
         if self._session is None:  # pragma: no cover - the transitions guarantee a session here
