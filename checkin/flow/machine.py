@@ -42,27 +42,14 @@ from checkin.flow.ports import (
 )
 from checkin.flow.printing import NoPrinter, SlipFacts, SlipOutcome
 from checkin.flow.staff import StaffMode, StaffSettings, StaffState
+from checkin.flow.view_builder import card_masked, session_view
 from checkin.flow.views import (
-    BandProblemView,
-    CardConfirmView,
-    CardInsertView,
-    CardOnFileView,
-    CardSwipeView,
-    CardTypeView,
-    DispensingView,
-    DoneView,
-    FaceView,
     HomeView,
-    IdCardView,
     OutOfServiceView,
-    RefusalView,
-    RoomPendingView,
     Screen,
-    SignatureView,
-    VerifyingView,
     View,
 )
-from checkin.texts import DEFAULT_LANGUAGE, Language, has_text
+from checkin.texts import DEFAULT_LANGUAGE, Language
 from personal_data import bank_card, id_number
 
 if TYPE_CHECKING:
@@ -1079,7 +1066,7 @@ class CheckInFlow:
             evaluation_venue=info.evaluation_venue or (batch.venue if batch else ""),
             evaluation_start=self._format_time(info.evaluation_start or (batch.evaluation_start if batch else None)),
             band_tag_id=info.uwb_tag_id,
-            card_masked=self._card_masked(s),
+            card_masked=card_masked(s),
             slip_code=info.slip_code,
         )
 
@@ -1222,81 +1209,15 @@ class CheckInFlow:
             return self._staff.menu_view(c)
         if s is None:  # pragma: no cover - session states always have a session
             raise RuntimeError(f"state {state} without a session")
-        return self._session_view(state, s, c)
-
-    def _session_view(self, state: Step, s: _Session, c: dict[str, Any]) -> View:  # noqa: C901, PLR0911, PLR0912
-        if state is Step.READING_ID:
-            return IdCardView(**c)
-        if state is Step.CAPTURING_FACE:
-            return FaceView(hint=s.hint, attempt=s.face_attempt, max_attempts=self._settings.max_face_attempts, **c)
-        if state is Step.VERIFYING:
-            return VerifyingView(**c)
-        if state is Step.REFUSED:
-            refusal = s.refusal or Refusal(RefusalCode.UNSPECIFIED)
-            key = f"refusal.{refusal.code.value}"
-            if not has_text(key) or refusal.code is RefusalCode.UNSPECIFIED:
-                key = "refusal.unknown"
-            return RefusalView(
-                code=refusal.code,
-                text_key=key,
-                params=dict(refusal.params),
-                message_zh=refusal.message_zh,
-                message_en=refusal.message_en,
-                can_retry=s.retry_to is not None,
-                step_shown=s.refusal_step,
-                **c,
-            )
-        if state is Step.CARD_ON_FILE:
-            on_file = s.identified.card_on_file if s.identified else None
-            return CardOnFileView(
-                bank_name=on_file.bank_name if on_file else "", pan_masked=on_file.pan_masked if on_file else "", **c
-            )
-        if state is Step.CARD_INSERT:
-            return CardInsertView(reader_available=s.card_reader_available, **c)
-        if state is Step.CARD_SWIPE:
-            return CardSwipeView(**c)
-        if state is Step.CARD_TYPE:
-            return CardTypeView(**c)
-        if state is Step.CARD_CONFIRM:
-            card = s.new_card
-            return CardConfirmView(
-                pan_masked=card.masked if card else "", source=card.source if card else CardSource.TYPED, **c
-            )
-        if state is Step.SIGNATURE:
-            return SignatureView(
-                expert_name=s.identified.expert_name if s.identified else "",
-                id_number_masked=s.identified.id_number_masked if s.identified else "",
-                pan_masked=self._card_masked(s),
-                **c,
-            )
-        if state is Step.DISPENSING:
-            return DispensingView(phase=s.dispense_phase, **c)
-        if state is Step.DONE:
-            info = s.check_in or CheckInInfo(check_in_id="")
-            batch = self._health.batch if self._health is not None else None
-            venue = info.evaluation_venue or (batch.venue if batch else "")
-            start = info.evaluation_start or (batch.evaluation_start if batch else None)
-            return DoneView(
-                expert_name=s.identified.expert_name if s.identified else "",
-                hotel_name=info.hotel_name,
-                room_number=info.room_number,
-                evaluation_venue=venue,
-                evaluation_start=self._format_time(start),
-                seconds_left=self._seconds_left,
-                slip=s.slip,
-                **c,
-            )
-        if state is Step.ROOM_PENDING:
-            return RoomPendingView(seconds_left=self._seconds_left, **c)
-        if state is Step.BAND_PROBLEM:
-            return BandProblemView(not_taken=s.band_not_taken, **c)
-        raise RuntimeError(f"no view for state {state}")  # pragma: no cover
-
-    @staticmethod
-    def _card_masked(s: _Session) -> str:
-        if s.use_card_on_file and s.identified is not None and s.identified.card_on_file is not None:
-            return s.identified.card_on_file.pan_masked
-        return s.new_card.masked if s.new_card is not None else ""
+        return session_view(
+            state,
+            s,
+            c,
+            health=self._health,
+            max_face_attempts=self._settings.max_face_attempts,
+            seconds_left=self._seconds_left,
+            format_time=self._format_time,
+        )
 
 
 def _kind(result: object) -> str:
