@@ -153,7 +153,7 @@ def flow_settings(config: KioskConfig) -> FlowSettings:
         max_band_attempts=config.max_band_attempts,
         max_refill=config.max_refill,
         timezone=config.timezone,
-        start_on_id_card=True,
+        start_on_id_card=config.start_on_id_card,
         home_poll_s=min(0.5, config.device_poll_s),
     )
 

@@ -3,10 +3,17 @@ placed at the home screen starting the check-in."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from checkin.app import flow_settings
+from checkin.config import hash_pin, load_config
 from checkin.flow.machine import Step
 from checkin.flow.ports import DeviceFaultError
 from tests.unit.kiosk.fakes import FakeIdentity, Kiosk, completed, identified, make_kiosk, nothing
 from tests.unit.kiosk.test_flow import signed
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class FakeBandFetch:
@@ -172,3 +179,16 @@ def test_without_the_setting_nothing_is_read_at_home() -> None:
     k.id_card.script.append(FakeIdentity())
     k.settle()
     assert k.screen == "home"
+
+
+def test_the_kiosk_setting_is_off_by_default_and_reaches_the_flow(tmp_path: Path) -> None:
+    body = '[kiosk]\nid = "K1"\n[staff]\npin_hash = "{h}"\n[data]\nkey = "kiosk-test-secret-kiosk-test-secret"\n'
+    path = tmp_path / "kiosk.toml"
+    path.write_text(body.format(h=hash_pin("246810")), encoding="utf-8")
+    off = load_config(path, env={})
+    assert not off.start_on_id_card
+    assert not flow_settings(off).start_on_id_card
+    path.write_text(body.format(h=hash_pin("246810")) + "[flow]\nstart_on_id_card = true\n", encoding="utf-8")
+    on = load_config(path, env={})
+    assert flow_settings(on).start_on_id_card
+    assert flow_settings(on).home_poll_s == 0.5
