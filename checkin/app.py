@@ -153,6 +153,8 @@ def flow_settings(config: KioskConfig) -> FlowSettings:
         max_band_attempts=config.max_band_attempts,
         max_refill=config.max_refill,
         timezone=config.timezone,
+        start_on_id_card=config.start_on_id_card,
+        home_poll_s=min(0.5, config.device_poll_s),
     )
 
 
@@ -217,6 +219,7 @@ def build_kiosk(config: KioskConfig, *, scheduler: Scheduler, worker: Worker) ->
         worker=worker,
         devices=devices,
         printer=printer if printer is not None else NoPrinter(),
+        band_fetch=dispenser,
     )
     flow = CheckInFlow(
         ports,

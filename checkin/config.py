@@ -74,6 +74,7 @@ _SPEC: Mapping[str, Mapping[str, _Option]] = {
         "max_face_attempts": _Option(int, 3, 1, 5),
         "max_band_attempts": _Option(int, 2, 1, 5),
         "max_refill": _Option(int, 500, 1, 5000),
+        "start_on_id_card": _Option(bool, default=False),
     },
     "staff": {
         "pin_hash": _Option(str, ""),
@@ -179,6 +180,8 @@ class KioskConfig:
     screen_height: int
     fullscreen: bool
     devices: DeviceSettings = field(default_factory=DeviceSettings)
+    #: An ID card placed on the reader at the home screen starts the check-in.
+    start_on_id_card: bool = False
 
 
 def _coerce(section: str, name: str, option: _Option, raw: object) -> object:  # noqa: C901, PLR0912 - one branch per type
@@ -319,6 +322,7 @@ def _build(v: dict[str, dict[str, object]]) -> KioskConfig:
         max_face_attempts=int(str(f["max_face_attempts"])),
         max_band_attempts=int(str(f["max_band_attempts"])),
         max_refill=int(str(f["max_refill"])),
+        start_on_id_card=bool(f["start_on_id_card"]),
         staff_pin_hash=str(staff["pin_hash"]),
         max_pin_failures=int(str(staff["max_pin_failures"])),
         pin_lockout_s=int(str(staff["pin_lockout_s"])),

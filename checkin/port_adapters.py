@@ -536,6 +536,24 @@ class DispenserAdapter:
             outcome=_OUTCOMES[result.outcome], uid=result.uid, reason=reason, needs_staff=result.needs_staff
         )
 
+    def fetch_band(self) -> str | None:
+        """BandFetchPort: bring a band to the reader and read its UID ahead of the dispense."""
+        with self._lock, self._timings.span("arm.fetch_ahead"):
+            try:
+                return self._dispenser.fetch()
+            except ArmError as err:
+                log.warning("fetching a band ahead failed: %s", err)
+                return None
+
+    def put_away_band(self) -> bool:
+        """BandFetchPort: the band fetched ahead goes to the reject bin (the expert left)."""
+        with self._lock:
+            try:
+                return self._dispenser.put_away() is not None
+            except ArmError as err:
+                log.warning("putting away the band fetched ahead failed: %s", err)
+                return False
+
 
 class ArmHealth:
     """SelfTestPort of the arm: its status without moving it; self-test runs the start-up (homing)."""

@@ -93,12 +93,15 @@ class WristbandDispenser:
         self.poll_interval = poll_interval
         self.on_progress = on_progress
         self._lock = threading.Lock()
+        # A band fetched ahead (fetch()) and held at the reader with its UID read, for the next dispense.
+        self._held: _Attempt | None = None
 
     # -- start-up ------------------------------------------------------------------------------
 
     def start_up(self) -> StartUpReport:
         """Home; a band found in the gripper goes to the reject bin, one left in the pickup slot is withdrawn."""
         with self._lock:
+            self._held = None  # a band fetched ahead is in the gripper: start-up rejects it below
             problems: list[str] = []
             try:
                 status = self.arm.status()
@@ -160,26 +163,108 @@ class WristbandDispenser:
 
     # -- dispense ------------------------------------------------------------------------------
 
-    def dispense(self, bind: Callable[[str], BindDecision]) -> DispenseResult:
-        """Pick a band, read its UID, let `bind` bind it, and hand it out, or reject it with the reason."""
+    def fetch(self) -> str | None:
+        """Bring a band to the reader and read its UID ahead of the dispense (while the expert signs).
+
+        The band stays in the gripper at the reader, unbound; the next `dispense` binds and hands out
+        that band instead of picking one. A fetch that fails puts its band in the reject bin and
+        returns None (the dispense then picks a band as usual). Returns the UID held.
+        """
         with self._lock:
+            if self._held is not None:
+                return self._held.uid
             try:
                 status = self.arm.status()
             except ArmError as err:
-                return self._not_dispensed(DispenseReason.ARM_UNREACHABLE, None, f"arm unreachable: {err}")
-            if not status.ready:
-                return self._not_dispensed(DispenseReason.ARM_NOT_READY, status, _not_ready_detail(status))
-            if status.stock == 0:
-                return self._not_dispensed(DispenseReason.STOCK_EMPTY, status, "wristband stock empty")
+                log.warning("fetch ahead: arm unreachable: %s", err)
+                return None
+            if not status.ready or status.stock == 0:
+                return None
             attempt = _Attempt(reject_before=status.reject_count, boot_before=status.boot)
-            self._progress(DispenseStep.PREPARING)
             if not self._pick_and_read(attempt):
-                return self._reject(attempt)
-            assert attempt.uid is not None
-            self._progress(DispenseStep.BINDING, attempt.uid)
-            if not self._bind(attempt, bind):
-                return self._reject(attempt)
-            return self._present(attempt)
+                self._reject(attempt)
+                return None
+            self._held = attempt
+            return attempt.uid
+
+    def put_away(self) -> DispenseResult | None:
+        """The expert left before signing: the fetched band (never bound) goes to the reject bin.
+
+        Rule: a band fetched ahead is never handed to anyone but the expert it was fetched for; it
+        was not bound, so staff may return it from the reject bin to the magazine. None when no band
+        was held.
+        """
+        with self._lock:
+            attempt, self._held = self._held, None
+            if attempt is None:
+                return None
+            log.info("fetch ahead: band %s not needed; to the reject bin", attempt.uid)
+            return self._reject(attempt)
+
+    @property
+    def holding_fetched(self) -> str | None:
+        """The UID of the band fetched ahead and held at the reader, if any."""
+        return self._held.uid if self._held is not None else None
+
+    def dispense(self, bind: Callable[[str], BindDecision]) -> DispenseResult:
+        """Pick a band, read its UID, let `bind` bind it, and hand it out, or reject it with the reason.
+
+        A band fetched ahead by `fetch` is used as it is: the dispense starts at the binding.
+        """
+        with self._lock:
+            held, self._held = self._held, None
+            done = self._dispense_held(held, bind) if held is not None else None
+            return done if done is not None else self._dispense_fresh(bind)
+
+    def _dispense_fresh(self, bind: Callable[[str], BindDecision]) -> DispenseResult:
+        """The whole transaction from the stock (lock held)."""
+        try:
+            status = self.arm.status()
+        except ArmError as err:
+            return self._not_dispensed(DispenseReason.ARM_UNREACHABLE, None, f"arm unreachable: {err}")
+        if not status.ready:
+            return self._not_dispensed(DispenseReason.ARM_NOT_READY, status, _not_ready_detail(status))
+        if status.stock == 0:
+            return self._not_dispensed(DispenseReason.STOCK_EMPTY, status, "wristband stock empty")
+        attempt = _Attempt(reject_before=status.reject_count, boot_before=status.boot)
+        self._progress(DispenseStep.PREPARING)
+        if not self._pick_and_read(attempt):
+            return self._reject(attempt)
+        assert attempt.uid is not None
+        self._progress(DispenseStep.BINDING, attempt.uid)
+        if not self._bind(attempt, bind):
+            return self._reject(attempt)
+        return self._present(attempt)
+
+    def _dispense_held(self, held: _Attempt, bind: Callable[[str], BindDecision]) -> DispenseResult | None:
+        """Bind and hand out the band fetched ahead; None when it is no longer at the reader (then pick afresh)."""
+        self._progress(DispenseStep.PREPARING)
+        if not self._still_holding(held):
+            # A fault or a restart since the fetch: that band goes to the reject bin and a fresh one is
+            # picked; if it cannot go there, the result says where it is and that staff are needed.
+            rejected = self._reject(held)
+            return None if rejected.band_location is BandLocation.REJECT_BIN else rejected
+        assert held.uid is not None
+        self._progress(DispenseStep.BINDING, held.uid)
+        if not self._bind(held, bind):
+            return self._reject(held)
+        return self._present(held)
+
+    def _still_holding(self, held: _Attempt) -> bool:
+        """Whether the band fetched ahead is still in the gripper at the reader, with the arm ready to go on."""
+        try:
+            status = self.arm.status()
+        except ArmError as err:
+            self._note_arm_error(held, err)
+            return False
+        return (
+            status.holding
+            and status.position is Station.READER
+            and status.alarm is None
+            and not status.estop
+            and not status.door_open
+            and status.boot == held.boot_before
+        )
 
     def _pick_and_read(self, attempt: _Attempt) -> bool:
         try:

@@ -101,6 +101,8 @@ class Scenario:
     allow_id_only: bool = False
     #: The platform's [rules] identification_ttl_s (0: its default): short, to outlast it in an outage.
     identification_ttl_s: int = 0
+    #: How long the person takes to sign (person time; the kiosk fetches the band meanwhile).
+    sign_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -232,7 +234,10 @@ def parse_scenario(text: str, path: Path) -> Scenario:
     arm_speed = _take(world, "arm_speed", float, "world", default=50.0)
     allow_id_only = _take(world, "allow_id_only", bool, "world", default=False)
     identification_ttl_s = _take(world, "identification_ttl_s", int, "world", default=0)
+    sign_s = _take(world, "sign_s", float, "world", default=0.0)
     _no_leftovers(world, "world")
+    if not 0 <= sign_s <= 30:
+        raise ScenarioError("world.sign_s: must be 0..30 seconds")
     if arm_speed <= 0:
         raise ScenarioError("world.arm_speed: must be above 0")
     if identification_ttl_s and not 5 <= identification_ttl_s <= 3600:
@@ -255,6 +260,7 @@ def parse_scenario(text: str, path: Path) -> Scenario:
         checkins=cases,
         allow_id_only=allow_id_only,
         identification_ttl_s=identification_ttl_s,
+        sign_s=sign_s,
     )
 
 

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
     from checkin.port_adapters import StepSpan
     from sim_world.model import CheckInCase, Fault, Scenario
+    from sim_world.world import StampedCard
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ class ScenarioRunner:
         self.world.start()
         self.world.on_band_at_reader.append(self._band_arrived)
         self._prepare_clips()
-        config = self.world.kiosk_config(done_return_s=60)
+        config = self.world.kiosk_config(done_return_s=60, start_on_id_card=True)
         self.thread = FlowThread()
         thread = self.thread
         self.kiosk = thread.call_and_wait(lambda: build_kiosk(config, scheduler=thread, worker=thread), timeout=120)
@@ -327,6 +328,10 @@ class ScenarioRunner:
         face_started: float | None = None
         taken = False
         ended: float | None = None
+        # When the signature was handed in and the arm's motion counts by then: the band fetched while
+        # the person signed moved inside person time, so only motion after this lies on the machine's path.
+        signed_at: float | None = None
+        motions_at_sign: dict[Command, int] | None = None
         while ended is None:
             seen, view = self._next_view(deadline, case.name)
             screen = view.screen
@@ -393,8 +398,14 @@ class ScenarioRunner:
                     if view.error:
                         result.message = text(view.error, Language.ZH)
                     pad = scribble()
+                    # The person's hand on the pad (person time): not waiting for the kiosk.
+                    time.sleep(self.scenario.sign_s)
+                    arm_now = self.world.arm
+                    assert arm_now is not None
+                    motions_at_sign = dict(arm_now.motions_run)
                     self._do(functools.partial(flow.submit_signature, pad))
-                    person += time.monotonic() - seen
+                    signed_at = time.monotonic()
+                    person += signed_at - seen
             elif screen is Screen.DISPENSING and isinstance(view, DispensingView):
                 if view.phase is DispensePhase.AT_PICKUP and case.take_band and not taken:
                     taken = True
@@ -416,9 +427,9 @@ class ScenarioRunner:
         arm = self.world.arm
         assert arm is not None
         speed = self.scenario.arm_speed
+        since = motions_at_sign if motions_at_sign is not None else motions_before
         arm_motion = sum(
-            MOTION_SECONDS.get(cmd, 0.0) * (count - motions_before.get(cmd, 0)) / speed
-            for cmd, count in arm.motions_run.items()
+            MOTION_SECONDS.get(cmd, 0.0) * (count - since.get(cmd, 0)) / speed for cmd, count in arm.motions_run.items()
         )
         wall = ended - started
         result.wall_time_s = wall
@@ -428,7 +439,7 @@ class ScenarioRunner:
         result.machine_time_s = wall - person - arm_motion
         result.band_uid = self._band_at_reader[-1] if self._band_at_reader else None
         band = self.world.last_band if self._band_at_reader else None
-        result.band_detect_s = band.detect_s if band is not None else None
+        result.band_detect_s = _detect_on_path(band, signed_at)
         result.machine_time_excl_vpcd_s = (
             result.machine_time_s - (result.card_detect_s or 0.0) - (result.band_detect_s or 0.0)
         )
@@ -648,6 +659,14 @@ class ScenarioRunner:
             return latest is not None and latest.screen in screens
 
         _wait_until(there, timeout, what)
+
+
+def _detect_on_path(band: StampedCard | None, signed_at: float | None) -> float | None:
+    """The part of pcscd noticing the band that the machine time holds: none of it if that happened while signing."""
+    if band is None or band.seen is None:
+        return None
+    start = band.inserted if signed_at is None else max(band.inserted, signed_at)
+    return max(0.0, band.seen - start)
 
 
 def _identity(expert: Any) -> Any:

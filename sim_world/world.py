@@ -451,7 +451,9 @@ level = "INFO"
 
     # ---- the kiosk's configuration -------------------------------------------------------------
 
-    def kiosk_config(self, *, done_return_s: int = 20, camera: str | None = None) -> KioskConfig:
+    def kiosk_config(
+        self, *, done_return_s: int = 20, camera: str | None = None, start_on_id_card: bool = False
+    ) -> KioskConfig:
         """The kiosk's configuration: every device URL and reader name pointing into this world.
 
         `camera` replaces the world's camera (the image-folder link) with another source: a webcam index.
@@ -474,6 +476,8 @@ backoff_max_s = 0.2
 [timeouts]
 device_poll_s = 1.0
 done_return_s = {done_return_s}
+[flow]
+start_on_id_card = {"true" if start_on_id_card else "false"}
 [staff]
 pin_hash = "{hash_pin(STAFF_PIN)}"
 [data]

@@ -9,23 +9,18 @@ entry wipes the expert's data.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
 import zoneinfo
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from transitions import Machine
 
-from checkin.config import verify_pin
+from checkin.flow.dispense import DispenseJobResult, DispenseTransaction, Verdict
 from checkin.flow.models import (
-    AnnulReason,
     CardSource,
     CheckInInfo,
-    Completed,
-    CompleteRequest,
     FaceFrames,
     IdCardFields,
     Identified,
@@ -38,47 +33,32 @@ from checkin.flow.models import (
     ServiceHealth,
 )
 from checkin.flow.ports import (
-    BindDecision,
     DeviceFaultError,
-    DispenseOutcome,
     DispensePhase,
-    DispenseReport,
     InvalidEntryError,
     NothingPresentedError,
     PlatformUnavailableError,
     UnreadableError,
 )
 from checkin.flow.printing import NoPrinter, SlipFacts, SlipOutcome
+from checkin.flow.staff import StaffMode, StaffSettings, StaffState
+from checkin.flow.view_builder import card_masked, session_view
 from checkin.flow.views import (
-    BandProblemView,
-    CardConfirmView,
-    CardInsertView,
-    CardOnFileView,
-    CardSwipeView,
-    CardTypeView,
-    DispensingView,
-    DoneView,
-    FaceView,
     HomeView,
-    IdCardView,
     OutOfServiceView,
-    RefusalView,
-    RoomPendingView,
-    SelfTestLine,
-    SignatureView,
-    StaffMenuView,
-    StaffPinView,
-    VerifyingView,
+    Screen,
     View,
 )
-from checkin.texts import DEFAULT_LANGUAGE, Language, has_text
+from checkin.texts import DEFAULT_LANGUAGE, Language
 from personal_data import bank_card, id_number
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    import datetime as dt
+    from collections.abc import Mapping
 
     from checkin.flow.ports import (
         AuditPort,
+        BandFetchPort,
         BankCardData,
         BankCardPort,
         Cancellable,
@@ -109,27 +89,9 @@ class _SkipBindingNoise(logging.Filter):
 logging.getLogger("transitions.core").addFilter(_SkipBindingNoise())
 
 
-class Step(Enum):
-    """The flow's states."""
-
-    OUT_OF_SERVICE = "out_of_service"
-    HOME = "home"
-    READING_ID = "reading_id"
-    CAPTURING_FACE = "capturing_face"
-    VERIFYING = "verifying"
-    REFUSED = "refused"
-    CARD_ON_FILE = "card_on_file"
-    CARD_INSERT = "card_insert"
-    CARD_SWIPE = "card_swipe"
-    CARD_TYPE = "card_type"
-    CARD_CONFIRM = "card_confirm"
-    SIGNATURE = "signature"
-    DISPENSING = "dispensing"
-    DONE = "done"
-    ROOM_PENDING = "room_pending"
-    BAND_PROBLEM = "band_problem"
-    STAFF_PIN = "staff_pin"
-    STAFF_MENU = "staff_menu"
+#: The flow's states are its screens: one enum (READING_ID, CAPTURING_FACE and REFUSED are the
+#: machine's names for ID_CARD, FACE and REFUSAL). transitions binds on_enter_<canonical name>.
+Step: TypeAlias = Screen
 
 
 # Named state groups (predicates below test membership).
@@ -192,8 +154,6 @@ TRANSITIONS: list[dict[str, Any]] = [
 _FACE_RETRY_CODES = frozenset(
     {RefusalCode.FACE_NOT_USABLE, RefusalCode.IMAGE_TOO_LARGE, RefusalCode.IMAGE_UNDECODABLE, RefusalCode.NOT_LIVE}
 )
-# Binding refusals about one particular band: another band may succeed.
-_BAND_REFUSALS = frozenset({RefusalCode.BAND_UNKNOWN, RefusalCode.BAND_NOT_AVAILABLE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +172,10 @@ class FlowSettings:
     max_band_attempts: int = 2
     max_refill: int = 500
     timezone: str = "Asia/Shanghai"
+    #: An ID card placed on the reader at the home screen starts the check-in (登记办理 still works).
+    start_on_id_card: bool = False
+    #: How long one ID-card poll at the home screen blocks the worker.
+    home_poll_s: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +195,8 @@ class FlowPorts:
     devices: Mapping[str, SelfTestPort] = field(default_factory=dict)
     #: The receipt printer for the check-in slip (checkin.flow.printing); NoPrinter when there is none.
     printer: SlipPrinterPort = field(default_factory=NoPrinter)
+    #: Fetches the band while the expert signs (the dispenser adapter); None: the dispense picks it.
+    band_fetch: BandFetchPort | None = None
 
 
 class FlowListener(Protocol):
@@ -273,28 +239,34 @@ class _Session:
     slip: str = ""
 
 
-class _BindStatus(Enum):
-    NOT_CALLED = "not_called"
-    ACKNOWLEDGED = "acknowledged"  # the platform completed the check-in
-    UNCONFIRMED = "unconfirmed"  # no answer: the band goes out, the queue delivers the check-in
-    REFUSED = "refused"
-    ERROR = "error"  # an unexpected failure: do not hand out, annul in the background
+class _StaffHost:
+    """StaffHost over the flow: staff mode reaches the flow only through these."""
 
+    def __init__(self, flow: CheckInFlow) -> None:
+        self._flow = flow
 
-@dataclass
-class _BindLedger:
-    """What happened inside bind(uid), written on the worker thread and read after the job."""
+    def staff_state(self) -> StaffState | None:
+        return {Step.STAFF_PIN: StaffState.PIN, Step.STAFF_MENU: StaffState.MENU}.get(self._flow.state)
 
-    status: _BindStatus = _BindStatus.NOT_CALLED
-    request_id: str | None = None
-    check_in: CheckInInfo | None = None
-    refusal: Refusal | None = None
+    def staff_ports(self) -> FlowPorts:
+        return self._flow._ports  # noqa: SLF001 - the flow's own helper
 
+    def record(self, event: str, outcome: str, *, detail: str = "") -> None:
+        self._flow._record(event, outcome, detail=detail)  # noqa: SLF001
 
-@dataclass(frozen=True, slots=True)
-class _DispenseJobResult:
-    report: DispenseReport
-    ledger: _BindLedger
+    def publish(self) -> None:
+        self._flow._publish()  # noqa: SLF001
+
+    def set_error(self, key: str, **params: str) -> None:
+        self._flow._error = key  # noqa: SLF001
+        self._flow._error_params = dict(params)  # noqa: SLF001
+        self._flow._publish()  # noqa: SLF001
+
+    def pin_accepted(self) -> bool:
+        return self._flow.pin_accepted()
+
+    def stock_refilled(self, level: int) -> None:
+        self._flow._stock_refilled(level)  # noqa: SLF001
 
 
 def _unbound() -> RuntimeError:
@@ -320,7 +292,15 @@ class CheckInFlow:
         self._tz = zoneinfo.ZoneInfo(settings.timezone)
         # No health report yet means we do not know whether we can serve: start out of service.
         self._health = health
-        self._forced_out_of_service = False
+        self._staff = StaffMode(
+            _StaffHost(self),
+            StaffSettings(
+                staff_pin_hash=settings.staff_pin_hash,
+                max_pin_failures=settings.max_pin_failures,
+                pin_lockout_s=settings.pin_lockout_s,
+                max_refill=settings.max_refill,
+            ),
+        )
         self._default_language = default_language
         self.language = default_language
         self.speech_on = speech_on
@@ -335,11 +315,10 @@ class CheckInFlow:
         self._end_reason = "finished"
         self._step_entered: dt.datetime | None = None  # when the expert's current step began (step timings)
         self._step_leaving: tuple[Step, str] | None = None
-        self._pin_failures = 0
-        self._pin_locked_until: dt.datetime | None = None
-        self._self_test: tuple[SelfTestLine, ...] = ()
-        self._self_test_running = False
-        self._test_print = ""
+        self._id_read_pending = False  # one ID-card read at a time, shared by HOME and READING_ID
+        self._home_armed = False  # the reader was seen empty since HOME: a card placed now is new
+        self._card_at_home: IdentityCard | None = None
+        self._band_fetched = False  # a band was fetched for this expert and not dispensed yet
         self.view: View = OutOfServiceView(problems=("starting",))
         initial = Step.HOME if self.can_serve() else Step.OUT_OF_SERVICE
         self.machine = Machine(
@@ -355,6 +334,8 @@ class CheckInFlow:
             after_state_change="_after_state_change",
         )
         self._publish()
+        if initial is Step.HOME and settings.start_on_id_card:
+            self._read_id_card(settings.home_poll_s)
 
     # ---- triggers (typed stubs; model_override=True makes transitions bind these names) -------------
 
@@ -458,7 +439,7 @@ class CheckInFlow:
 
     def can_serve(self) -> bool:
         """True when the platform answers, the devices work, a batch is open and bands are in stock."""
-        return not self._forced_out_of_service and self._health is not None and not self._health.problems()
+        return not self._staff.forced_out_of_service and self._health is not None and not self._health.problems()
 
     def has_card_on_file(self) -> bool:
         """True when the platform returned a bank card on file for this expert."""
@@ -611,68 +592,33 @@ class CheckInFlow:
 
     def submit_pin(self, pin: str) -> None:
         """Check the staff PIN; too many failures lock the PIN pad for a while."""
-        if self.state is not Step.STAFF_PIN:
-            return
-        now = self._ports.scheduler.now()
-        if self._pin_locked_until is not None and now < self._pin_locked_until:
-            self._publish()
-            return
-        if verify_pin(pin, self._settings.staff_pin_hash):
-            self._pin_failures = 0
-            self._pin_locked_until = None
-            self._record("staff_login", "ok")
-            self.pin_accepted()
-            return
-        self._pin_failures += 1
-        self._record("staff_login", "wrong_pin")
-        if self._pin_failures >= self._settings.max_pin_failures:
-            self._pin_failures = 0
-            self._pin_locked_until = now + dt.timedelta(seconds=self._settings.pin_lockout_s)
-        self._set_error("error.pin_wrong")
+        self._staff.submit_pin(pin)
 
     def staff_self_test(self) -> None:
         """Run every device's self-test on the worker and show the results."""
-        if self.state is not Step.STAFF_MENU or self._self_test_running:
-            return
-        devices = dict(self._ports.devices)
-        self._self_test_running = True
-        self._self_test = ()
-
-        def job() -> tuple[SelfTestLine, ...]:
-            lines = []
-            for name, device in devices.items():
-                try:
-                    health = device.self_test()
-                except Exception as err:  # a self-test that blows up is a failed self-test
-                    _LOG.warning("self-test of %s raised %s", name, type(err).__name__)
-                    lines.append(SelfTestLine(device=name, ok=False, detail=type(err).__name__))
-                else:
-                    lines.append(SelfTestLine(device=name, ok=health.usable, detail=health.detail))
-            return tuple(lines)
-
-        def done(result: tuple[SelfTestLine, ...] | Exception) -> None:
-            self._self_test_running = False
-            if isinstance(result, Exception):
-                result = (SelfTestLine(device="kiosk", ok=False, detail=type(result).__name__),)
-            self._self_test = result
-            self._publish()
-
-        self._ports.worker.submit(job, done)
-        self._publish()
+        self._staff.self_test()
 
     def staff_refill(self, added: str) -> None:
         """Record bands put into the magazine."""
-        if self.state is not Step.STAFF_MENU:
-            return
-        try:
-            count = int(added.strip())
-        except ValueError:
-            count = 0
-        if not 1 <= count <= self._settings.max_refill:
-            self._set_error("error.refill_count_invalid", max=str(self._settings.max_refill))
-            return
-        level = self._ports.stock.refill(count)
-        self._record("stock_refill", "ok", detail=f"added={count} level={level}")
+        self._staff.refill(added)
+
+    def staff_test_print(self) -> None:
+        """Print the test page (on the printer's thread) and show how it went."""
+        self._staff.test_print()
+
+    def staff_paper_refilled(self) -> None:
+        """Staff put in a new roll: record it and ask the printer again (the heartbeat then clears the alert)."""
+        self._staff.paper_refilled()
+
+    def staff_toggle_out_of_service(self) -> None:
+        """Take the kiosk out of service (or back) until staff say otherwise."""
+        self._staff.toggle_out_of_service()
+
+    def staff_clear_queued(self, request_id: str) -> None:
+        """Staff handled a refused queued check-in (the platform's case says how): clear it here."""
+        self._staff.clear_queued(request_id)
+
+    def _stock_refilled(self, level: int) -> None:
         if self._health is not None:
             self._health = ServiceHealth(
                 platform_reachable=self._health.platform_reachable,
@@ -681,54 +627,6 @@ class CheckInFlow:
                 band_stock=level,
             )
         self._error = None
-        self._publish()
-
-    def staff_test_print(self) -> None:
-        """Print the test page (on the printer's thread) and show how it went."""
-        printer = self._ports.printer
-        if self.state is not Step.STAFF_MENU or not printer.installed or self._test_print == "printing":
-            return
-        self._test_print = "printing"
-        worker = self._ports.worker
-        printer.test_print(lambda outcome: worker.post(lambda: self._test_print_done(outcome)))
-        self._publish()
-
-    def _test_print_done(self, outcome: SlipOutcome) -> None:
-        self._test_print = outcome.value
-        self._record("printer_test", outcome.value)
-        self._publish()
-
-    def staff_paper_refilled(self) -> None:
-        """Staff put in a new roll: record it and ask the printer again (the heartbeat then clears the alert)."""
-        printer = self._ports.printer
-        if self.state is not Step.STAFF_MENU or not printer.installed:
-            return
-        worker = self._ports.worker
-
-        def job() -> str:
-            return printer.refresh().value
-
-        def done(result: str | Exception) -> None:
-            paper = result if isinstance(result, str) else ""
-            self._record("printer_paper_refilled", paper or "unknown")
-            self._publish()
-
-        worker.submit(job, done)
-
-    def staff_toggle_out_of_service(self) -> None:
-        """Take the kiosk out of service (or back) until staff say otherwise."""
-        if self.state is not Step.STAFF_MENU:
-            return
-        self._forced_out_of_service = not self._forced_out_of_service
-        self._record("out_of_service", "forced" if self._forced_out_of_service else "released")
-        self._publish()
-
-    def staff_clear_queued(self, request_id: str) -> None:
-        """Staff handled a refused queued check-in (the platform's case says how): clear it here."""
-        if self.state is not Step.STAFF_MENU:
-            return
-        if self._ports.pending.staff_clear(request_id):
-            self._record("queue_record_cleared", "ok", detail=f"request_id={request_id}")
         self._publish()
 
     def staff_exit(self) -> None:
@@ -758,14 +656,31 @@ class CheckInFlow:
             self._record(self._end_reason, "home")
         self._wipe()
         self._end_reason = "finished"
+        self._put_away_fetched_band()
         if not self.can_serve():
             self.suspend()
+            return
+        self._home_armed = False
+        if self._settings.start_on_id_card:
+            self._read_id_card(self._settings.home_poll_s)
 
     def on_enter_READING_ID(self) -> None:  # noqa: N802
         """Start a fresh session and wait for the ID card."""
         self._session = _Session()
         self._record("session_started", "ok")
-        self._read_id_card()
+        card, self._card_at_home = self._card_at_home, None
+        if card is not None:
+            self._id_card_done(card)  # placed on the reader at the home screen: already read
+        else:
+            self._read_id_card()
+
+    def on_enter_SIGNATURE(self) -> None:  # noqa: N802
+        """Fetch the band while the expert signs: the arm brings it to the reader and its UID is read."""
+        fetch = self._ports.band_fetch
+        if fetch is None or self._band_fetched:
+            return
+        self._band_fetched = True
+        self._ports.worker.submit(fetch.fetch_band, self._band_fetch_done)
 
     def on_enter_CAPTURING_FACE(self) -> None:  # noqa: N802
         """Run the camera's capture session on the worker."""
@@ -808,10 +723,21 @@ class CheckInFlow:
         if identified is None or png is None:  # pragma: no cover - guarded by the transitions
             raise RuntimeError("DISPENSING without identification or signature")
         card = None if s.use_card_on_file else s.new_card
+        self._band_fetched = False  # the dispense takes the band fetched ahead, if any
         gen = self._generation
-        ledgers: list[_BindLedger] = []
-        job = self._dispense_job(identified.identification_token, card, png, gen, ledgers)
-        self._ports.worker.submit(job, lambda r: self._dispense_done(gen, r, ledgers))
+        worker = self._ports.worker
+        transaction = DispenseTransaction(
+            dispenser=self._ports.dispenser,
+            platform=self._ports.platform,
+            pending=self._ports.pending,
+            token=identified.identification_token,
+            card=card,
+            signature_png=png,
+            max_band_attempts=self._settings.max_band_attempts,
+            on_progress=lambda phase: worker.post(lambda: self._dispense_progress(gen, phase)),
+            on_completed=lambda info: worker.post(lambda: self._slip_ready(gen, info)),
+        )
+        worker.submit(transaction.run, lambda r: self._dispense_done(gen, transaction, r))
 
     def on_enter_DONE(self) -> None:  # noqa: N802
         """签到成功."""
@@ -828,8 +754,11 @@ class CheckInFlow:
 
     def on_enter_STAFF_MENU(self) -> None:  # noqa: N802
         """Forget any earlier self-test and test print."""
-        self._self_test = ()
-        self._test_print = ""
+        self._staff.menu_opened()
+
+    # transitions binds on_enter_<canonical member name>: Step.READING_ID is Screen.ID_CARD, and so on.
+    on_enter_ID_CARD = on_enter_READING_ID  # noqa: N815
+    on_enter_FACE = on_enter_CAPTURING_FACE  # noqa: N815
 
     def _before_state_change(self) -> None:
         """Leaving a step: its error and any countdown go with it (the next step may set its own)."""
@@ -862,15 +791,65 @@ class CheckInFlow:
 
     # ---- device and platform results ---------------------------------------------------------------
 
-    def _read_id_card(self) -> None:
-        gen = self._generation
+    def _read_id_card(self, timeout: float | None = None) -> None:
+        if self._id_read_pending:
+            return  # its result goes to whichever of HOME and READING_ID is current when it comes
+        self._id_read_pending = True
         reader = self._ports.id_card
-        poll = self._settings.device_poll_s
-        self._ports.worker.submit(lambda: reader.read_identity(poll), lambda r: self._id_card_done(gen, r))
+        poll = self._settings.device_poll_s if timeout is None else timeout
+        self._ports.worker.submit(lambda: reader.read_identity(poll), self._id_read_done)
 
-    def _id_card_done(self, gen: int, result: IdentityCard | Exception) -> None:
-        if gen != self._generation or self.state is not Step.READING_ID:
+    def _id_read_done(self, result: IdentityCard | Exception) -> None:
+        self._id_read_pending = False
+        if self.state is Step.HOME:
+            self._id_card_at_home(result)
+        elif self.state is Step.READING_ID:
+            self._id_card_done(result)
+
+    def _id_card_at_home(self, result: IdentityCard | Exception) -> None:
+        """A card placed at the home screen starts the check-in, once the reader was seen empty there.
+
+        A card left on the reader by the previous expert (or lying there when the kiosk came back)
+        does not start anything until it is lifted and placed again.
+        """
+        if not self._settings.start_on_id_card or not self.can_serve():
             return
+        if isinstance(result, NothingPresentedError):
+            self._home_armed = True
+        elif isinstance(result, Exception):
+            # Unreadable or a reader fault: nothing for the home screen to say (the heartbeat reports
+            # faults); look again after a poll interval rather than spinning on a dead reader.
+            self._ports.scheduler.call_later(self._settings.device_poll_s, self._poll_at_home)
+            return
+        elif self._home_armed:
+            self._record("id_card_at_home", "start")
+            self._card_at_home = result
+            self.start()
+            return
+        self._poll_at_home()
+
+    def _poll_at_home(self) -> None:
+        if self.state is Step.HOME and self._settings.start_on_id_card:
+            self._read_id_card(self._settings.home_poll_s)
+
+    def _band_fetch_done(self, result: str | Exception | None) -> None:
+        if isinstance(result, Exception) or result is None:
+            _LOG.warning("fetching the band ahead failed (%s); the dispense picks one", _kind(result))
+            self._record("band_fetch", "failed", detail=_kind(result))
+
+    def _put_away_fetched_band(self) -> None:
+        """Rule: a band fetched for an expert who left before signing goes to the reject bin (never bound)."""
+        fetch = self._ports.band_fetch
+        if fetch is None or not self._band_fetched:
+            return
+        self._band_fetched = False
+
+        def done(result: bool | Exception) -> None:
+            self._record("band_put_away", "reject_bin" if result is True else _kind(result))
+
+        self._ports.worker.submit(fetch.put_away_band, done)
+
+    def _id_card_done(self, result: IdentityCard | Exception) -> None:
         s = self._require_session()
         if isinstance(result, NothingPresentedError):
             self._read_id_card()
@@ -897,7 +876,7 @@ class CheckInFlow:
         self.id_accepted()
 
     def _face_hint(self, gen: int, key: str) -> None:
-        if gen != self._generation or self.state is not Step.CAPTURING_FACE or self._session is None:
+        if self._stale(gen, Step.CAPTURING_FACE) or self._session is None:
             return
         key = key.strip().lower()
         if key != self._session.hint:
@@ -907,7 +886,7 @@ class CheckInFlow:
             self._publish()
 
     def _face_done(self, gen: int, result: FaceFrames | Exception) -> None:
-        if gen != self._generation or self.state is not Step.CAPTURING_FACE:
+        if self._stale(gen, Step.CAPTURING_FACE):
             if isinstance(result, FaceFrames):
                 self._ports.face.clear()
             return
@@ -945,7 +924,7 @@ class CheckInFlow:
         self.faces_ready()
 
     def _identify_done(self, gen: int, result: Identified | Refused | Exception) -> None:
-        if gen != self._generation or self.state is not Step.VERIFYING:
+        if self._stale(gen, Step.VERIFYING):
             return
         s = self._require_session()
         if isinstance(result, Identified):
@@ -1014,7 +993,7 @@ class CheckInFlow:
         self._ports.worker.submit(lambda: reader.read_card(poll), lambda r: self._bank_card_done(gen, r))
 
     def _bank_card_done(self, gen: int, result: BankCardData | Exception) -> None:
-        if gen != self._generation or self.state is not Step.CARD_INSERT:
+        if self._stale(gen, Step.CARD_INSERT):
             return  # the expert went on to swipe or type: a late chip read is dropped
         s = self._require_session()
         if isinstance(result, NothingPresentedError):
@@ -1052,123 +1031,30 @@ class CheckInFlow:
         s.use_card_on_file = False
         self.card_captured()
 
-    def _dispense_job(
-        self, token: str, card: NewCard | None, png: bytes, gen: int, ledgers: list[_BindLedger]
-    ) -> Callable[[], _DispenseJobResult]:
-        """The worker-side dispense: bind(uid) writes ahead to the durable queue, then completes."""
-        pending = self._ports.pending
-        platform = self._ports.platform
-        dispenser = self._ports.dispenser
-        worker = self._ports.worker
-        attempts = self._settings.max_band_attempts
-
-        def progress(phase: DispensePhase) -> None:  # worker thread
-            worker.post(lambda: self._dispense_progress(gen, phase))
-
-        def one_band() -> _DispenseJobResult:
-            ledger = _BindLedger()
-            ledgers.append(ledger)  # read on the flow's thread if dispense() raises
-
-            def bind(uid: str) -> BindDecision:
-                request = CompleteRequest(
-                    request_id=str(uuid.uuid4()),
-                    identification_token=token,
-                    new_card=card,
-                    signature_png=png,
-                    band_uid=uid,
-                )
-                ledger.request_id = request.request_id
-                # Durable BEFORE the first send: from here on, whatever happens to this process, the
-                # queue knows a band may be bound and replays or annuls it.
-                pending.write_ahead(request)
-                try:
-                    result = platform.complete_check_in(request)
-                except PlatformUnavailableError:
-                    ledger.status = _BindStatus.UNCONFIRMED
-                    return BindDecision(bound=True, reason="unconfirmed")
-                except Exception as err:
-                    _LOG.error("complete_check_in failed unexpectedly: %s", type(err).__name__)
-                    ledger.status = _BindStatus.ERROR
-                    return BindDecision(bound=False, reason=type(err).__name__)
-                if isinstance(result, Completed):
-                    pending.acknowledged(request.request_id, result.check_in.check_in_id)
-                    ledger.status = _BindStatus.ACKNOWLEDGED
-                    ledger.check_in = completed = result.check_in
-                    # The slip starts printing now, while the arm hands the band out (no time added).
-                    worker.post(lambda: self._slip_ready(gen, completed))
-                    return BindDecision(bound=True)
-                pending.forget(request.request_id)
-                ledger.status = _BindStatus.REFUSED
-                ledger.refusal = result.refusal
-                return BindDecision(bound=False, reason=result.refusal.code.value)
-
-            report = dispenser.dispense(bind, progress)
-            return _DispenseJobResult(report, ledger)
-
-        def job() -> _DispenseJobResult:
-            outcome = one_band()
-            for _ in range(attempts - 1):
-                refusal = outcome.ledger.refusal
-                band_refused = refusal is not None and refusal.code in _BAND_REFUSALS
-                if outcome.report.outcome is not DispenseOutcome.REJECTED or not band_refused:
-                    break
-                _LOG.warning("band %s refused by the platform; trying another band", outcome.report.uid)
-                outcome = one_band()
-            return outcome
-
-        return job
-
     def _dispense_progress(self, gen: int, phase: DispensePhase) -> None:
-        if gen != self._generation or self.state is not Step.DISPENSING or self._session is None:
+        if self._stale(gen, Step.DISPENSING) or self._session is None:
             return
         self._session.dispense_phase = phase
         self._publish()
 
-    def _dispense_done(self, gen: int, result: _DispenseJobResult | Exception, ledgers: list[_BindLedger]) -> None:  # noqa: C901 - one branch per dispense outcome
-        if gen != self._generation or self.state is not Step.DISPENSING:  # pragma: no cover - not cancellable
+    def _dispense_done(self, gen: int, transaction: DispenseTransaction, result: DispenseJobResult | Exception) -> None:
+        if self._stale(gen, Step.DISPENSING):  # pragma: no cover - not cancellable
             return
         s = self._require_session()
-        pending = self._ports.pending
-        if isinstance(result, Exception):
-            # The dispenser raised instead of reporting: where the band is, is unknown. If bind ran,
-            # the durable record is still in flight; hand it to the background to annul.
-            _LOG.error("dispense raised %s", type(result).__name__)
-            self._record("dispense", "error", detail=type(result).__name__)
-            last = ledgers[-1] if ledgers else None
-            unsettled = {_BindStatus.ACKNOWLEDGED, _BindStatus.UNCONFIRMED, _BindStatus.ERROR}
-            if last is not None and last.request_id is not None and last.status in unsettled:
-                pending.annul_later(last.request_id, AnnulReason.DISPENSE_FAILED, type(result).__name__)
-            self.band_failed()
-            return
-        report, ledger = result.report, result.ledger
-        rid = ledger.request_id
-        if report.needs_staff:
-            self._record("dispense", "needs_staff", detail=report.reason)
-        if report.outcome is DispenseOutcome.HANDED_OUT:
-            if ledger.status is _BindStatus.ACKNOWLEDGED and ledger.check_in is not None and rid is not None:
-                pending.forget(rid)
-                s.check_in = ledger.check_in
-                self.handed_out()
-                return
-            if rid is not None:
-                pending.deliver_later(rid)
+        settlement = transaction.settle(result)
+        for event, outcome, detail in settlement.audit:
+            self._record(event, outcome, detail=detail)
+        s.band_not_taken = settlement.band_not_taken
+        verdict = settlement.verdict
+        if verdict is Verdict.DONE:
+            s.check_in = settlement.check_in
+            self.handed_out()
+        elif verdict is Verdict.ROOM_PENDING:
             self.handed_out_unconfirmed()
-            return
-        if ledger.status is _BindStatus.REFUSED and ledger.refusal is not None:
-            if ledger.refusal.code in _BAND_REFUSALS:
-                self.band_failed()
-            else:
-                self._refuse(ledger.refusal, step=4)
-            return
-        if rid is not None and ledger.status is not _BindStatus.NOT_CALLED:
-            reason = (
-                AnnulReason.BAND_NOT_TAKEN
-                if report.outcome is DispenseOutcome.NOT_TAKEN
-                else (AnnulReason.BAND_UNREADABLE if report.reason == "UNREADABLE_UID" else AnnulReason.DISPENSE_FAILED)
-            )
-            pending.annul_later(rid, reason, report.reason)
-        s.band_not_taken = report.outcome is DispenseOutcome.NOT_TAKEN
-        self.band_failed()
+        elif verdict is Verdict.REFUSED and settlement.refusal is not None:
+            self._refuse(settlement.refusal, step=4)
+        else:
+            self.band_failed()
 
     # ---- the check-in slip --------------------------------------------------------------------------
 
@@ -1176,7 +1062,7 @@ class CheckInFlow:
         """The platform completed the check-in: print its slip on the printer's own thread."""
         printer = self._ports.printer
         s = self._session
-        if gen != self._generation or s is None or not printer.installed or s.slip:
+        if self._stale(gen) or s is None or not printer.installed or s.slip:
             return
         facts = self._slip_facts(s, check_in)
         s.slip = "printing"
@@ -1185,7 +1071,7 @@ class CheckInFlow:
 
     def _slip_done(self, gen: int, outcome: SlipOutcome) -> None:
         self._record("slip", outcome.value)
-        if gen != self._generation or self._session is None:
+        if self._stale(gen) or self._session is None:
             return  # the expert has gone; the audit event above tells the desk
         self._session.slip = "printed" if outcome.ok else "failed"
         if self.state is Step.DONE:
@@ -1207,7 +1093,7 @@ class CheckInFlow:
             evaluation_venue=info.evaluation_venue or (batch.venue if batch else ""),
             evaluation_start=self._format_time(info.evaluation_start or (batch.evaluation_start if batch else None)),
             band_tag_id=info.uwb_tag_id,
-            card_masked=self._card_masked(s),
+            card_masked=card_masked(s),
             slip_code=info.slip_code,
         )
 
@@ -1232,6 +1118,10 @@ class CheckInFlow:
         self._error_params = dict(params)
         if publish:
             self._publish()
+
+    def _stale(self, gen: int, state: Step | None = None) -> bool:
+        """The generation guard: a result of an earlier expert's job (wiped since), or of a step left since."""
+        return gen != self._generation or (state is not None and self.state is not state)
 
     def _require_session(self) -> _Session:
         if self._session is None:  # pragma: no cover - the transitions guarantee a session here
@@ -1330,7 +1220,7 @@ class CheckInFlow:
         s = self._session
         if state is None or state is Step.OUT_OF_SERVICE:
             problems = self._health.problems() if self._health is not None else ("starting",)
-            if self._forced_out_of_service:
+            if self._staff.forced_out_of_service:
                 problems = ("staff", *problems)
             return OutOfServiceView(problems=problems, **c)
         if state is Step.HOME:
@@ -1341,102 +1231,24 @@ class CheckInFlow:
                 **c,
             )
         if state is Step.STAFF_PIN:
-            locked = 0
-            if self._pin_locked_until is not None:
-                left = (self._pin_locked_until - self._ports.scheduler.now()).total_seconds()
-                locked = max(0, int(left + 0.999))
-            return StaffPinView(locked_seconds=locked, **c)
+            return self._staff.pin_view(c)
         if state is Step.STAFF_MENU:
-            return StaffMenuView(
-                band_stock=self._ports.stock.level(),
-                pending_check_ins=self._ports.pending.depth(),
-                queued=self._ports.pending.staff_list(),
-                forced_out_of_service=self._forced_out_of_service,
-                self_test_running=self._self_test_running,
-                self_test=self._self_test,
-                max_refill=self._settings.max_refill,
-                printer_installed=self._ports.printer.installed,
-                printer_paper=self._ports.printer.paper().value,
-                test_print=self._test_print,
-                **c,
-            )
+            return self._staff.menu_view(c)
         if s is None:  # pragma: no cover - session states always have a session
             raise RuntimeError(f"state {state} without a session")
-        return self._session_view(state, s, c)
+        return session_view(
+            state,
+            s,
+            c,
+            health=self._health,
+            max_face_attempts=self._settings.max_face_attempts,
+            seconds_left=self._seconds_left,
+            format_time=self._format_time,
+        )
 
-    def _session_view(self, state: Step, s: _Session, c: dict[str, Any]) -> View:  # noqa: C901, PLR0911, PLR0912
-        if state is Step.READING_ID:
-            return IdCardView(**c)
-        if state is Step.CAPTURING_FACE:
-            return FaceView(hint=s.hint, attempt=s.face_attempt, max_attempts=self._settings.max_face_attempts, **c)
-        if state is Step.VERIFYING:
-            return VerifyingView(**c)
-        if state is Step.REFUSED:
-            refusal = s.refusal or Refusal(RefusalCode.UNSPECIFIED)
-            key = f"refusal.{refusal.code.value}"
-            if not has_text(key) or refusal.code is RefusalCode.UNSPECIFIED:
-                key = "refusal.unknown"
-            return RefusalView(
-                code=refusal.code,
-                text_key=key,
-                params=dict(refusal.params),
-                message_zh=refusal.message_zh,
-                message_en=refusal.message_en,
-                can_retry=s.retry_to is not None,
-                step_shown=s.refusal_step,
-                **c,
-            )
-        if state is Step.CARD_ON_FILE:
-            on_file = s.identified.card_on_file if s.identified else None
-            return CardOnFileView(
-                bank_name=on_file.bank_name if on_file else "", pan_masked=on_file.pan_masked if on_file else "", **c
-            )
-        if state is Step.CARD_INSERT:
-            return CardInsertView(reader_available=s.card_reader_available, **c)
-        if state is Step.CARD_SWIPE:
-            return CardSwipeView(**c)
-        if state is Step.CARD_TYPE:
-            return CardTypeView(**c)
-        if state is Step.CARD_CONFIRM:
-            card = s.new_card
-            return CardConfirmView(
-                pan_masked=card.masked if card else "", source=card.source if card else CardSource.TYPED, **c
-            )
-        if state is Step.SIGNATURE:
-            return SignatureView(
-                expert_name=s.identified.expert_name if s.identified else "",
-                id_number_masked=s.identified.id_number_masked if s.identified else "",
-                pan_masked=self._card_masked(s),
-                **c,
-            )
-        if state is Step.DISPENSING:
-            return DispensingView(phase=s.dispense_phase, **c)
-        if state is Step.DONE:
-            info = s.check_in or CheckInInfo(check_in_id="")
-            batch = self._health.batch if self._health is not None else None
-            venue = info.evaluation_venue or (batch.venue if batch else "")
-            start = info.evaluation_start or (batch.evaluation_start if batch else None)
-            return DoneView(
-                expert_name=s.identified.expert_name if s.identified else "",
-                hotel_name=info.hotel_name,
-                room_number=info.room_number,
-                evaluation_venue=venue,
-                evaluation_start=self._format_time(start),
-                seconds_left=self._seconds_left,
-                slip=s.slip,
-                **c,
-            )
-        if state is Step.ROOM_PENDING:
-            return RoomPendingView(seconds_left=self._seconds_left, **c)
-        if state is Step.BAND_PROBLEM:
-            return BandProblemView(not_taken=s.band_not_taken, **c)
-        raise RuntimeError(f"no view for state {state}")  # pragma: no cover
 
-    @staticmethod
-    def _card_masked(s: _Session) -> str:
-        if s.use_card_on_file and s.identified is not None and s.identified.card_on_file is not None:
-            return s.identified.card_on_file.pan_masked
-        return s.new_card.masked if s.new_card is not None else ""
+def _kind(result: object) -> str:
+    return type(result).__name__ if isinstance(result, Exception) else "none"
 
 
 def _id_card_fields(card: IdentityCard) -> IdCardFields:

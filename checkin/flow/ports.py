@@ -220,6 +220,22 @@ class DispenserPort(Protocol):
         ...
 
 
+class BandFetchPort(Protocol):
+    """Fetching a band ahead: the arm brings it to the reader and its UID is read while the expert signs.
+
+    The next `DispenserPort.dispense` binds and hands out the band held this way. Both calls block
+    (run them on the worker).
+    """
+
+    def fetch_band(self) -> str | None:
+        """Bring a band to the reader and read its UID; None when that failed (the dispense picks afresh)."""
+        ...
+
+    def put_away_band(self) -> bool:
+        """The expert left: the band held (never bound) goes to the reject bin. False when none was held."""
+        ...
+
+
 class SelfTestPort(Protocol):
     """One device's health check, for staff mode and heartbeats."""
 

@@ -42,6 +42,11 @@ class Screen(StrEnum):
     BAND_PROBLEM = "band_problem"
     STAFF_PIN = "staff_pin"
     STAFF_MENU = "staff_menu"
+    # The check-in machine's names for three of them (checkin.flow.machine.Step is this enum): aliases,
+    # one member each, so a state and its screen are the same value.
+    READING_ID = "id_card"
+    CAPTURING_FACE = "face"
+    REFUSED = "refusal"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from checkin.flow.models import AnnulReason, CompleteRequest, IdentifyRequest, KioskEvent
+    from checkin.flow.ports import BandFetchPort
 
 # A valid GB 11643 ID number (check digit computed) and a Luhn-valid UnionPay test PAN.
 ID_NUMBER = "11010519491231002X"
@@ -458,7 +459,9 @@ class Kiosk:
         self.worker.settle()
 
 
-def make_kiosk(*, health: ServiceHealth | None = None, **settings: Any) -> Kiosk:
+def make_kiosk(
+    *, health: ServiceHealth | None = None, band_fetch: BandFetchPort | None = None, **settings: Any
+) -> Kiosk:
     platform = FakePlatform()
     devices = {"arm": FakeDevice("arm"), "camera": FakeDevice("camera")}
     k = Kiosk(
@@ -488,6 +491,7 @@ def make_kiosk(*, health: ServiceHealth | None = None, **settings: Any) -> Kiosk
         scheduler=k.clock,
         worker=k.worker,
         devices=devices,
+        band_fetch=band_fetch,
     )
     flow_settings = FlowSettings(kiosk_id="K1", staff_pin_hash=pin_hash(), **settings)
     k.flow = CheckInFlow(ports, flow_settings, health=health if health is not None else healthy())
