@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
 
@@ -11,10 +12,11 @@ import grpc
 import pytest
 from expertcheckin.v1 import kiosk_pb2_grpc
 
+from platform_server import rpc_metrics
 from platform_server.face.api import LivenessVerdict
 from platform_server.health_http import HealthEndpoint
 from platform_server.rpc_metrics import RpcMetrics
-from platform_server.server import create_server
+from platform_server.server import _health_endpoint, create_server
 from platform_server.services import roster
 from tests.integration.platform_server.conftest import Running, start, stop
 from tests.integration.platform_server.rpc_helpers import identify_request
@@ -97,3 +99,18 @@ def test_calls_face_and_liveness_checks_move_the_histograms(
     assert after['platform_liveness_check_duration_seconds_count{outcome="passed"}'] == 3
     with urllib.request.urlopen(f"http://127.0.0.1:{health.port}/health", timeout=30) as answer:
         assert answer.status == 200  # the health check itself is unchanged
+
+
+def test_serves_health_port_carries_the_process_metrics() -> None:
+    """`serve` builds its health endpoint with the process's metrics, which create_server times by default."""
+    health = _health_endpoint("127.0.0.1:0")
+    assert health is not None
+    try:
+        rpc_metrics.DEFAULT.rpc_seconds.labels("/probe", "OK").observe(0.01)
+        samples = scrape(health)
+        assert samples['platform_rpc_duration_seconds_count{code="OK",method="/probe"}'] >= 1
+        with pytest.raises(urllib.error.HTTPError) as draining:  # not serving yet: /health says 503
+            urllib.request.urlopen(f"http://127.0.0.1:{health.port}/health", timeout=30)
+        assert draining.value.code == 503
+    finally:
+        health.close()
