@@ -1,7 +1,7 @@
 """The kiosk's receipt printer: the 签到凭证 layout and the adapter that prints it on its own thread.
 
-The layout's words come from checkin.texts (labels in Chinese then English); the printer is the
-receipt_printer driver at the configured URL. The adapter turns every printer failure into a
+The layout is receipt_printer.slip_layout's (the console's desk reprints the same slip); the printer
+is the receipt_printer driver at the configured URL. The adapter turns every printer failure into a
 SlipOutcome for the flow (a printer fault never blocks a check-in) and reports its health as at
 worst DEGRADED, so a printer without paper never takes the kiosk out of service; the heartbeat
 carries the paper state instead.
@@ -9,22 +9,19 @@ carries the paper state instead.
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import logging
 import queue
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING
-
-from PIL import Image, ImageDraw, ImageFont
 
 from checkin.flow.models import DeviceHealth, DeviceState
 from checkin.flow.printing import PaperState, SlipFacts, SlipOutcome
 from checkin.texts import Language, text
-from receipt_printer import protocol
 from receipt_printer.driver import ReceiptPrinter
 from receipt_printer.errors import CoverOpenError, PaperOutError, PrinterError, PrinterOfflineError
-from receipt_printer.models import Align, Feed, QrCode, Raster, Receipt, TextLine
+from receipt_printer.models import Align, Feed, QrCode, Receipt, TextLine
+from receipt_printer.slip_layout import SlipContent, build_slip
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,56 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Debian's fonts-noto-cjk (scripts/bootstrap.sh); the logo is left out if it is missing.
-LOGO_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc")
-_LOGO_FONT_INDEX = 2  # Noto Sans CJK SC
-_RULE = "-" * 48  # 48 half-width characters fill the 576-dot line
-
 
 def _label(key: str) -> str:
     return f"{text(key, Language.ZH)} {text(key, Language.EN)}"
-
-
-def build_slip(facts: SlipFacts) -> Receipt:
-    """The 签到凭证 for one check-in: masked ID and card, the room, the venue, and the code's QR."""
-    serial = f"{facts.kiosk_id}-{facts.slip_serial:06d}" if facts.slip_serial else facts.kiosk_id
-    code = f"{facts.slip_code[:4]}-{facts.slip_code[4:]}" if len(facts.slip_code) == 8 else facts.slip_code
-    fields = [
-        ("slip.batch", facts.batch_code),
-        ("slip.project", facts.batch_name),
-        ("slip.expert", facts.expert_name),
-        ("slip.id_number", facts.id_number_masked),
-        ("slip.kiosk", serial),
-        ("slip.time", facts.checked_in_at),
-        ("slip.hotel", facts.hotel_name),
-    ]
-    after_room = [
-        ("slip.venue", facts.evaluation_venue),
-        ("slip.start", facts.evaluation_start),
-        ("slip.band", facts.band_tag_id),
-        ("slip.card", facts.card_masked),
-    ]
-    items: list[TextLine | QrCode | Raster | Feed] = []
-    logo = slip_logo()
-    if logo is not None:
-        items.append(logo)
-    items += [
-        TextLine(text("slip.title", Language.ZH), Align.CENTER, bold=True, double=True),
-        TextLine(text("slip.title", Language.EN), Align.CENTER),
-        TextLine(_RULE),
-    ]
-    items += [TextLine(f"{_label(key)}: {value}") for key, value in fields if value]
-    items.append(TextLine(f"{_label('slip.room')}: {facts.room_number}", bold=True, double=True))
-    items += [TextLine(f"{_label(key)}: {value}") for key, value in after_room if value]
-    items.append(TextLine(_RULE))
-    if facts.slip_code:
-        items += [QrCode(facts.slip_code, module_dots=8), TextLine(f"{_label('slip.code')}: {code}", Align.CENTER)]
-    items += [
-        TextLine(text("slip.footer", Language.ZH), Align.CENTER),
-        TextLine(text("slip.footer", Language.EN), Align.CENTER),
-        Feed(1),
-    ]
-    return Receipt(tuple(items))
 
 
 def test_receipt(kiosk_id: str) -> Receipt:
@@ -96,21 +46,6 @@ def test_receipt(kiosk_id: str) -> Receipt:
             Feed(1),
         )
     )
-
-
-@functools.cache
-def slip_logo() -> Raster | None:
-    """A small printed mark: 评标专家签到 in a rounded frame (a raster image, GS v 0)."""
-    try:
-        font = ImageFont.truetype(str(LOGO_FONT), 40, index=_LOGO_FONT_INDEX)
-    except OSError:
-        log.warning("logo font %s missing: slips print without the logo", LOGO_FONT)
-        return None
-    image = Image.new("L", (336, 72), 255)
-    draw = ImageDraw.Draw(image)
-    draw.rounded_rectangle((2, 2, 333, 69), radius=14, outline=0, width=4)
-    draw.text((168, 36), "评标专家签到", font=font, fill=0, anchor="mm")
-    return protocol.raster_from_image(image)
 
 
 class ReceiptPrinterAdapter:
@@ -134,7 +69,7 @@ class ReceiptPrinterAdapter:
 
     def print_slip(self, facts: SlipFacts, done: Callable[[SlipOutcome], None]) -> None:
         """Queue the slip; the print thread prints it and calls ``done``."""
-        self._submit(lambda: done(self._print(build_slip(facts))))
+        self._submit(lambda: done(self._print(build_slip(SlipContent(**dataclasses.asdict(facts))))))
 
     def test_print(self, done: Callable[[SlipOutcome], None]) -> None:
         """Queue the test page."""

@@ -12,6 +12,8 @@ import string
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from receipt_printer.slip_layout import SLIP_TEXTS
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -123,26 +125,8 @@ TEXTS: Mapping[str, tuple[str, str]] = {
         "签到凭证未能打印，请到服务台领取",
         "Your check-in slip could not be printed. Please ask at the desk for it",
     ),
-    # The printed check-in slip (签到凭证): labels print in both languages, Chinese first
-    "slip.title": ("签到凭证", "Check-in slip"),
-    "slip.batch": ("批次", "Batch"),
-    "slip.project": ("项目", "Project"),
-    "slip.expert": ("专家", "Expert"),
-    "slip.id_number": ("证件号", "ID No."),
-    "slip.kiosk": ("终端/流水号", "Kiosk/No."),
-    "slip.time": ("签到时间", "Checked in"),
-    "slip.hotel": ("酒店", "Hotel"),
-    "slip.room": ("房间", "Room"),
-    "slip.venue": ("评标地点", "Venue"),
-    "slip.start": ("评标时间", "Starts"),
-    "slip.band": ("手环编号", "Band"),
-    "slip.card": ("劳务费收款卡", "Fee card"),
-    "slip.code": ("验证码", "Code"),
-    "slip.footer": (
-        "请妥善保管本凭证，服务台扫码可查验",
-        "Keep this slip: the desk can scan its QR code",
-    ),
-    "slip.test_title": ("打印测试", "Test print"),
+    # The printed check-in slip (签到凭证): its words live with the layout the desk reprints too
+    **SLIP_TEXTS,
     "room_pending.title": ("签到已提交，请取走手环", "Check-in sent. Please take your wristband"),
     "room_pending.body": (
         "网络暂时中断，房间号尚未确认。系统将自动补传，请到服务台由工作人员为您确认房间",

@@ -10,16 +10,25 @@ from __future__ import annotations
 import http.server
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 
 class HealthEndpoint:
-    """`GET /health` on its own port and thread: 200 "serving" while serving, else 503."""
+    """`GET /health` on its own port and thread: 200 "serving" while serving, else 503; `GET /metrics` too."""
 
-    def __init__(self, listen: str, *, serving: bool = True) -> None:
-        """Bind `host:port` (port 0: any free port, see .port); 503 until serving() unless `serving`."""
+    def __init__(
+        self, listen: str, *, serving: bool = True, metrics: Callable[[], tuple[bytes, str]] | None = None
+    ) -> None:
+        """Bind `host:port` (port 0: any free port, see .port); 503 until serving() unless `serving`.
+
+        With `metrics` (body and content type, e.g. rpc_metrics.RpcMetrics.render) `GET /metrics`
+        answers the Prometheus text, draining or not.
+        """
         host, _, port = listen.rpartition(":")
         self._serving = threading.Event()
         if serving:
@@ -28,6 +37,14 @@ class HealthEndpoint:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if metrics is not None and self.path.split("?")[0] == "/metrics":
+                    body, content_type = metrics()
+                    self.send_response(200)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 ok = state.is_set() and self.path.split("?")[0] == "/health"
                 body = b"serving\n" if ok else b"not serving\n"
                 self.send_response(200 if ok else 503)

@@ -25,6 +25,7 @@ from expertcheckin.v1 import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from platform_server import rpc_metrics
 from platform_server.config import check_for_serving, check_kiosk_identity_setting
 from platform_server.errors import ConfigError
 from platform_server.grpc_api.kiosk import KioskServicer
@@ -121,9 +122,16 @@ def server_credentials(config: PlatformConfig) -> grpc.ServerCredentials | None:
 
 
 def create_server(
-    config: PlatformConfig, platform: Platform | None = None, *, listen: str | None = None
+    config: PlatformConfig,
+    platform: Platform | None = None,
+    *,
+    listen: str | None = None,
+    metrics: rpc_metrics.RpcMetrics | None = None,
 ) -> tuple[grpc.Server, int]:
-    """Build and start a server for the platform (built from config unless given); return it and its port."""
+    """Build and start a server for the platform (built from config unless given); return it and its port.
+
+    Calls, face checks and liveness checks are timed into `metrics` (the process's by default).
+    """
     credentials = server_credentials(config)  # first: a TLS mistake fails before the database is touched
     check_kiosk_identity_setting(config)
     if not config.security.client_ca:
@@ -133,19 +141,24 @@ def create_server(
 
         platform = build(config)
     max_bytes = config.server.max_message_bytes
+    metrics = metrics or rpc_metrics.DEFAULT
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.server.max_workers, thread_name_prefix="rpc"),
         # Limits first: a malformed request is refused before anything is written, the audit of an
         # organiser's read included; the limits are public (docs/platform-limits.md), so checking them
         # before authentication tells a caller nothing.
         interceptors=[
+            rpc_metrics.RpcMetricsInterceptor(metrics),  # outermost: refused calls are timed too
             RequestLimitsInterceptor(configured(config)),
             OrganiserAuthInterceptor(platform.new_uow, platform.ctx.clock),
         ],
         options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)],
     )
     kiosk_pb2_grpc.add_KioskServiceServicer_to_server(
-        KioskServicer(platform.new_uow, platform.ctx, require_certificate=bool(config.security.client_ca)), server
+        KioskServicer(
+            platform.new_uow, metrics.instrument(platform.ctx), require_certificate=bool(config.security.client_ca)
+        ),
+        server,
     )
     organiser_pb2_grpc.add_OrganiserServiceServicer_to_server(
         OrganiserServicer(platform.new_uow, platform.ctx, platform.stopping), server
@@ -171,7 +184,9 @@ def _health_endpoint(listen: str) -> HealthEndpoint | None:
     if not listen:
         return None
     try:
-        return HealthEndpoint(listen, serving=False)  # 503 until the gRPC server takes calls
+        return HealthEndpoint(
+            listen, serving=False, metrics=rpc_metrics.DEFAULT.render
+        )  # 503 until the gRPC server takes calls
     except (OSError, ValueError) as err:
         raise ConfigError(f"Option 'health_listen' in section 'server': cannot listen on {listen}: {err}") from err
 

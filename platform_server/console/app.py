@@ -36,16 +36,20 @@ from platform_server.services import (
     alerts,
     audit,
     audit_chain,
+    batch_edit,
     batches,
     case_actions,
     cases,
+    desk_slips,
     events,
+    expert_page,
     exports,
     face_attempts,
     imports,
     kiosk_access,
     kiosk_states,
     refusals,
+    slips,
     staff,
     statistics,
     step_timings,
@@ -77,6 +81,8 @@ class ConsoleSettings:
     alert_interval_s: float = 5.0
     alert_settings: alerts.AlertSettings = field(default_factory=alerts.AlertSettings)
     webhook_url: str = ""
+    #: The desk's receipt printer for slip reprints (receipt_printer URL, e.g. socket://host:9100); "" for none.
+    desk_printer_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,14 @@ def china_time(value: dt.datetime | None) -> str:
     return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S") if value else "—"
 
 
+def china_input_time(value: dt.datetime | None) -> str:
+    """A time for an <input type="datetime-local"> in China time."""
+    if value is None:
+        return ""
+    aware = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+    return aware.astimezone(CHINA).strftime("%Y-%m-%dT%H:%M")
+
+
 class Console:
     """The console's handlers over one Platform; `app()` builds the Starlette app."""
 
@@ -111,6 +125,7 @@ class Console:
             autoescape=select_autoescape(["html"]),
         )
         self.templates.filters["cst"] = china_time
+        self.templates.filters["cst_input"] = china_input_time
         self.templates.globals["refusal_text"] = refusal_text
         self.templates.globals["case_kind_text"] = case_kind_text
         self._stop = threading.Event()
@@ -137,6 +152,12 @@ class Console:
             "upload": self.upload,
             "template": self.template,
             "experts": self.experts,
+            "expert_page": self.expert_page,
+            "expert_photo": self.expert_photo,
+            "slip_look_up": self.slip_look_up,
+            "slip_reprint": self.slip_reprint,
+            "batch_edit_form": self.batch_edit_form,
+            "batch_edit": self.batch_edit,
             "annul": self.annul,
             "face_reset": self.face_reset,
             "needs_staff": self.needs_staff,
@@ -332,6 +353,35 @@ class Console:
         except PlatformError as err:
             return self.batches_page(call, message=str(err), status=400)
         return RedirectResponse(f"/batches/{spec.code}", status_code=303)
+
+    def batch_edit_form(self, call: Call, *, message: str = "", status: int = 200) -> Response:
+        """The edit form of a batch (refused by the service once check-ins exist)."""
+        batch = batches.get_batch(self.platform.new_uow(), call.params["code"])
+        return self.page(
+            "batch_edit.html", call.person, call.session_token, batch=batch, message=message, status=status
+        )
+
+    def batch_edit(self, call: Call) -> Response:
+        """Change a batch's name, venue, times and hotel with the create checks (audited with the person)."""
+        code = call.params["code"]
+        try:
+            spec = batches.BatchSpec(
+                code=code,
+                name=str(call.form.get("name", "")).strip(),
+                venue=str(call.form.get("venue", "")).strip(),
+                hotel_code=str(call.form.get("hotel_code", "") or "H1").strip(),
+                hotel_name=str(call.form.get("hotel_name", "")).strip(),
+                hotel_address=str(call.form.get("hotel_address", "")).strip(),
+                evaluation_start=form_time(call.form, "evaluation_start"),
+                evaluation_end=form_time(call.form, "evaluation_end"),
+                check_in_opens=form_time(call.form, "check_in_opens"),
+            )
+            batch_edit.edit_batch(self.platform.new_uow(), self.platform.ctx, spec, actor=call.actor)
+        except NotFoundError:
+            raise
+        except (PlatformError, ValueError) as err:
+            return self.batch_edit_form(call, message=str(err), status=400)
+        return RedirectResponse(f"/batches/{code}", status_code=303)
 
     def batch_close(self, call: Call) -> Response:
         """Close a batch: kiosks stop checking in for it."""
@@ -586,6 +636,65 @@ class Console:
             status=status,
         )
 
+    def expert_page(self, call: Call) -> Response:
+        """One expert of the batch: invitation, check-ins, band, slip, open cases, audit trail, photos."""
+        page = expert_page.expert_page(
+            self.platform.new_uow(), self.platform.ctx, call.params["code"], call.params["invitation"]
+        )
+        return self.page("expert.html", call.person, call.session_token, expert=page)
+
+    def expert_photo(self, call: Call) -> Response:
+        """A reference photo's thumbnail; reading a face is audited with the person."""
+        body = expert_page.reference_thumbnail(
+            self.platform.new_uow(),
+            self.platform.ctx,
+            call.params["code"],
+            call.params["invitation"],
+            call.params["position"],
+            actor=call.actor,
+        )
+        return Response(body, media_type="image/jpeg", headers={"Cache-Control": "no-store, private"})
+
+    def slip_look_up(self, call: Call, *, message: str = "", status: int = 200) -> Response:
+        """Find a slip by its code (typed, or scanned from the QR code); the look-up is audited."""
+        code = call.request.query_params.get("code", "").strip()
+        found: slips.SlipView | None = None
+        if code:
+            try:
+                found = slips.look_up_slip(self.platform.new_uow(), self.platform.ctx, code, actor=call.actor)
+            except PlatformError as err:
+                message, status = message or str(err), 404 if isinstance(err, NotFoundError) else 400
+        return self.page(
+            "slips.html",
+            call.person,
+            call.session_token,
+            code=code,
+            slip=found,
+            display_code=slips.display_code(found.code) if found else "",
+            printer=bool(self.settings.desk_printer_url),
+            request_printed=found is not None and call.request.query_params.get("printed") == "1",
+            message=message,
+            status=status,
+        )
+
+    def slip_reprint(self, call: Call) -> Response:
+        """Reprint a slip at the desk printer (audited with the person, printed or not)."""
+        code = call.params["slip_code"]
+        try:
+            desk_slips.reprint(
+                self.platform.new_uow(),
+                self.platform.ctx,
+                self.settings.desk_printer_url,
+                code,
+                actor=call.actor,
+            )
+        except NotFoundError:
+            raise
+        except PlatformError as err:
+            status = 503 if isinstance(err, desk_slips.DeskPrinterError) else 400
+            return self.slip_look_up(call, message=str(err), status=status)
+        return RedirectResponse(f"/slips?code={slips.normalise_code(code)}&printed=1", status_code=303)
+
     def annul(self, call: Call) -> Response:
         """Annul a check-in with a reason (audited with the person)."""
         code = call.params["code"]
@@ -796,6 +905,18 @@ def audit_range(since: str, until: str) -> tuple[dt.datetime, dt.datetime]:
     start = dt.datetime.combine(first, dt.time(), CHINA).astimezone(dt.UTC)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), CHINA).astimezone(dt.UTC)
     return start, end
+
+
+def form_time(form: dict[str, Any], name: str) -> dt.datetime | None:
+    """A form's datetime-local field as China time (None when empty); ValueError names the field."""
+    raw = str(form.get(name, "")).strip()
+    if not raw:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{name}: 时间格式应为 YYYY-MM-DDTHH:MM / give the time as YYYY-MM-DDTHH:MM") from None
+    return value if value.tzinfo else value.replace(tzinfo=CHINA)
 
 
 def csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> Response:

@@ -54,6 +54,14 @@ ROUTES: dict[str, RouteRule] = {
     "upload": RouteRule("/batches/{code}/upload", "POST", Permission.MANAGE_BATCHES),
     "template": RouteRule("/template/invitations.xlsx", "GET", Permission.VIEW_BATCHES),
     "experts": RouteRule("/batches/{code}/experts", "GET", Permission.MANAGE_BATCHES),
+    "expert_page": RouteRule("/batches/{code}/experts/{invitation}", "GET", Permission.MANAGE_BATCHES),
+    "expert_photo": RouteRule(
+        "/batches/{code}/experts/{invitation}/photos/{position}.jpg", "GET", Permission.MANAGE_BATCHES
+    ),
+    "slip_look_up": RouteRule("/slips", "GET", Permission.MANAGE_BATCHES),
+    "slip_reprint": RouteRule("/slips/{slip_code}/reprint", "POST", Permission.MANAGE_BATCHES),
+    "batch_edit_form": RouteRule("/batches/{code}/edit", "GET", Permission.MANAGE_BATCHES),
+    "batch_edit": RouteRule("/batches/{code}/edit", "POST", Permission.MANAGE_BATCHES),
     "annul": RouteRule("/batches/{code}/annul", "POST", Permission.MANAGE_BATCHES),
     "face_reset": RouteRule("/batches/{code}/face-reset", "POST", Permission.RESET_FACE_ATTEMPTS),
     "needs_staff": RouteRule("/batches/{code}/needs-staff", "GET", Permission.VIEW_STATISTICS),

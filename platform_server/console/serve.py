@@ -25,7 +25,7 @@ SHUTDOWN_GRACE_S = 3
 
 
 def settings_from_env(config: PlatformConfig) -> ConsoleSettings:
-    """Console settings: PLATFORM_CONSOLE_WEBHOOK, PLATFORM_CONSOLE_OFFLINE_AFTER_S, ..._SECURE_COOKIES."""
+    """Console settings: PLATFORM_CONSOLE_WEBHOOK, _OFFLINE_AFTER_S, _SECURE_COOKIES, _DESK_PRINTER."""
     webhook = os.environ.get("PLATFORM_CONSOLE_WEBHOOK", "")
     if webhook and urlsplit(webhook).scheme not in {"http", "https"}:
         raise ConfigError(f"PLATFORM_CONSOLE_WEBHOOK must be an http(s) URL, got {webhook[:60]!r}")
@@ -34,6 +34,11 @@ def settings_from_env(config: PlatformConfig) -> ConsoleSettings:
         interval = float(os.environ.get("PLATFORM_CONSOLE_ALERT_INTERVAL_S", "5"))
     except ValueError as err:
         raise ConfigError(f"PLATFORM_CONSOLE_OFFLINE_AFTER_S / _ALERT_INTERVAL_S: {err}") from err
+    desk_printer = os.environ.get("PLATFORM_CONSOLE_DESK_PRINTER", "")
+    if desk_printer and not desk_printer.startswith(("socket://", "/dev/", "spy://")):
+        raise ConfigError(
+            f"PLATFORM_CONSOLE_DESK_PRINTER must be socket://host:port or a serial device, got {desk_printer[:60]!r}"
+        )
     if not 1 <= offline <= 86_400 or not 0.1 <= interval <= 3600:
         raise ConfigError("offline threshold must be 1..86400 s and the alert interval 0.1..3600 s")
     return ConsoleSettings(
@@ -43,6 +48,7 @@ def settings_from_env(config: PlatformConfig) -> ConsoleSettings:
             alerts.AlertSettings(offline_after_s=offline, stock_low=config.rules.band_stock_low)
         ),
         webhook_url=webhook,
+        desk_printer_url=desk_printer,
     )
 
 

@@ -127,6 +127,7 @@ class ExpertHit:
     kiosk_id: str
     room: str
     face_failures: int
+    invitation_id: int = 0  # the expert page's address: /batches/{code}/experts/{invitation_id}
 
 
 def search_experts(uow: UnitOfWork, batch_code: str, query: str, *, limit: int = 50) -> list[ExpertHit]:
@@ -152,6 +153,7 @@ def search_experts(uow: UnitOfWork, batch_code: str, query: str, *, limit: int =
                 CheckIn.kiosk_id,
                 Room.number,
                 Invitation.face_failures,
+                Invitation.id,
             )
             .join(Invitation, Invitation.expert_id == Expert.id)
             .join(Batch, Batch.id == Invitation.batch_id)
@@ -161,7 +163,10 @@ def search_experts(uow: UnitOfWork, batch_code: str, query: str, *, limit: int =
             .order_by(Expert.name)
             .limit(limit)
         ).all()
-    return [ExpertHit(r[0], r[1], r[2], r[3] is not None, r[3] or "", r[4] or "", r[5] or "", int(r[6])) for r in rows]
+    return [
+        ExpertHit(r[0], r[1], r[2], r[3] is not None, r[3] or "", r[4] or "", r[5] or "", int(r[6]), int(r[7]))
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ saves a screenshot of each page there (docs/screens/console/ holds the ones in t
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import threading
@@ -18,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 from expertcheckin.v1 import kiosk_pb2
+from PIL import Image, ImageDraw
 from selenium.webdriver.common.by import By
 
 from platform_server.console.app import ConsoleSettings
-from platform_server.db.models import AuditEntry, CheckIn
-from platform_server.services import accounts, alerts, cases
+from platform_server.db.models import AuditEntry, CheckIn, Expert
+from platform_server.services import accounts, alerts, cases, reference_set
+from receipt_printer.simulator import PrinterSimulator
 from tests.integration.console.browser import chromium, screenshot, wait_for
 from tests.integration.console.support import PASSWORD, add_person, start_console
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request
@@ -285,3 +288,72 @@ def test_console_in_a_real_browser(
     sent = [(b["state"], b["subject"]) for b in receiver.bodies if b["rule"] == "kiosk_offline"]
     assert sent == [("open", "K1"), ("acknowledged", "K1"), ("resolved", "K1")]
     screenshot(browser, SHOTS, "08-fleet-resolved")
+
+
+def portrait(colour: tuple[int, int, int]) -> bytes:
+    """A made-up reference photo (a drawn head, no real face)."""
+    image = Image.new("RGB", (480, 640), (235, 235, 240))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((140, 120, 340, 380), fill=colour)
+    draw.rectangle((90, 420, 390, 640), fill=(60, 80, 120))
+    out = io.BytesIO()
+    image.save(out, format="JPEG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[tuple[Running, Any, PrinterSimulator]]:
+    running = start(f"sqlite:///{tmp_path / 'platform.db'}")
+    add_person(running.platform, "li.organiser", accounts.Role.ORGANISER)
+    with PrinterSimulator() as printer:
+        console = start_console(running.platform, ConsoleSettings(desk_printer_url=printer.url))
+        yield running, console, printer
+        console.stop()
+    stop(running)
+
+
+def test_expert_page_and_slip_reprint_in_a_real_browser(
+    desk: tuple[Running, Any, PrinterSimulator], browser: webdriver.Chrome
+) -> None:
+    running, console, printer = desk
+    s = running.seeded
+    token = running.kiosk.IdentifyExpert(identify_request("K2", s.batch_code, s.ids[2])).identification_token
+    done = running.kiosk.CompleteCheckIn(complete_request("K2", token, s.bands[1][0]))
+    code = done.check_in.slip_code
+    uow = running.platform.new_uow()
+    with uow:
+        expert_id = uow.execute(sa.select(Expert.id).where(Expert.id_masked.endswith(s.ids[2][-4:]))).scalar_one()
+        photos = [(portrait((225, 190, 160)), b"enc-one!"), (portrait((200, 160, 130)), b"enc-two!")]
+        reference_set.write_reference_set(uow, running.platform.ctx, expert_id, photos, actor="os:test")
+        uow.commit()
+    sign_in(browser, console.url, "li.organiser")
+    browser.get(f"{console.url}/batches/{s.batch_code}/experts?q={s.ids[2][-4:]}")
+    browser.find_element(By.CSS_SELECTOR, "a.expert-link").click()
+    wait_for(lambda: browser.find_elements(By.ID, "photos"), message="expert page")
+    thumbs = browser.find_elements(By.CSS_SELECTOR, "#photos img.thumb")
+    assert len(thumbs) == 2
+    wait_for(
+        lambda: all(
+            browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", t) for t in thumbs
+        ),
+        message="thumbnails",
+    )
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert s.ids[2] not in page
+    assert f"{code[:4]}-{code[4:]}" in page
+    size = browser.get_window_size()
+    browser.set_window_size(size["width"], 1500)  # the whole page: photos, check-ins, cases, audit trail
+    screenshot(browser, SHOTS, "10-expert")
+    browser.set_window_size(size["width"], size["height"])
+    assert {a for a, _ in audited(running, "person:li.organiser")} >= {"reference_photo_read"}
+    browser.find_element(By.CSS_SELECTOR, "a.slip-code").click()
+    wait_for(lambda: browser.find_elements(By.ID, "slip"), message="slip page")
+    assert "有效 Valid" in browser.find_element(By.ID, "slip-state").text
+    browser.find_element(By.ID, "reprint").click()
+    wait_for(lambda: browser.find_elements(By.ID, "printed"), message="reprinted")
+    slip = printer.wait_for_slips(1, timeout=30)[0]
+    assert "补打 Reprint" in slip.text
+    assert f"{code[:4]}-{code[4:]}" in slip.text
+    screenshot(browser, SHOTS, "11-slip")
+    if SHOTS is not None:
+        slip.save(SHOTS / "11-slip-reprinted.png")

@@ -41,6 +41,13 @@ TABLE: list[tuple[str, str, dict[str, str], dict[accounts.Role, int]]] = [
     ("GET", "/template/invitations.xlsx", {}, {VW: 200, OR: 200, FI: 200, AD: 200}),
     ("GET", f"{B}/upload", {}, {VW: 403, OR: 200, FI: 403, AD: 200}),
     ("GET", f"{B}/experts?q=1", {}, {VW: 403, OR: 200, FI: 403, AD: 200}),
+    ("GET", f"{B}/experts/999999", {}, {VW: 403, OR: 404, FI: 403, AD: 404}),
+    ("GET", f"{B}/experts/999999/photos/1.jpg", {}, {VW: 403, OR: 404, FI: 403, AD: 404}),
+    ("GET", "/slips", {}, {VW: 403, OR: 200, FI: 403, AD: 200}),
+    ("GET", "/slips?code=ABCD-EFGH", {}, {VW: 403, OR: 404, FI: 403, AD: 404}),
+    ("POST", "/slips/ABCDEFGH/reprint", {}, {VW: 403, OR: 503, FI: 403, AD: 503}),  # no desk printer here
+    ("GET", f"{B}/edit", {}, {VW: 403, OR: 200, FI: 403, AD: 200}),
+    ("POST", f"{B}/edit", {"name": "改名"}, {VW: 403, OR: 400, FI: 403, AD: 400}),  # it has a check-in
     ("GET", f"{B}/export/check-ins.csv", {}, {VW: 403, OR: 200, FI: 403, AD: 200}),
     ("GET", f"{B}/export/fees.csv", {}, {VW: 403, OR: 403, FI: 200, AD: 200}),
     ("GET", f"{B}/export/fees-full.csv", {}, {VW: 403, OR: 403, FI: 200, AD: 200}),
