@@ -15,8 +15,8 @@ from platform_server.db.models import AuditEntry, Batch, Expert, Invitation
 from platform_server.services import accounts, batches, reference_set, slips
 from receipt_printer.simulator import PrinterSimulator
 from tests.integration.console.support import Browserless, ConsoleServer, add_person, start_console
-from tests.integration.platform_server.conftest import Running, start, stop
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request
+from tests.support.platform import Running, start, stop
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

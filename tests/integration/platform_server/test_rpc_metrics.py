@@ -18,8 +18,8 @@ from platform_server.health_http import HealthEndpoint
 from platform_server.rpc_metrics import RpcMetrics
 from platform_server.server import _health_endpoint, create_server
 from platform_server.services import roster
-from tests.integration.platform_server.conftest import Running, start, stop
 from tests.integration.platform_server.rpc_helpers import identify_request
+from tests.support.platform import Running, start, stop
 from tests.unit.platform_server.support import face_image
 
 if TYPE_CHECKING:
