@@ -9,7 +9,6 @@ carries the paper state instead.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
@@ -21,7 +20,7 @@ from checkin.texts import Language, text
 from receipt_printer.driver import ReceiptPrinter
 from receipt_printer.errors import CoverOpenError, PaperOutError, PrinterError, PrinterOfflineError
 from receipt_printer.models import Align, Feed, QrCode, Receipt, TextLine
-from receipt_printer.slip_layout import SlipContent, build_slip
+from receipt_printer.slip_layout import build_slip
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -69,7 +68,7 @@ class ReceiptPrinterAdapter:
 
     def print_slip(self, facts: SlipFacts, done: Callable[[SlipOutcome], None]) -> None:
         """Queue the slip; the print thread prints it and calls ``done``."""
-        self._submit(lambda: done(self._print(build_slip(SlipContent(**dataclasses.asdict(facts))))))
+        self._submit(lambda: done(self._print(build_slip(facts))))
 
     def test_print(self, done: Callable[[SlipOutcome], None]) -> None:
         """Queue the test page."""

@@ -8,9 +8,10 @@ kiosk without a printer uses NoPrinter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
+
+from receipt_printer.slip_layout import SlipContent
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,27 +41,9 @@ class PaperState(StrEnum):
     OUT = "out"
 
 
-@dataclass(frozen=True, slots=True)
-class SlipFacts:
-    """Everything printed on a 签到凭证, already masked (no full ID or card number ever reaches it).
-
-    The slip's labels are in both languages (Chinese first), whichever language the screen was in.
-    """
-
-    batch_code: str
-    batch_name: str
-    expert_name: str
-    id_number_masked: str
-    kiosk_id: str
-    slip_serial: int
-    checked_in_at: str
-    hotel_name: str
-    room_number: str
-    evaluation_venue: str
-    evaluation_start: str
-    band_tag_id: str
-    card_masked: str
-    slip_code: str
+#: Everything printed on a 签到凭证, already masked (no full ID or card number ever reaches it): the
+#: receipt printer's own slip content, so the flow, the kiosk's printer and the desk reprint share one shape.
+SlipFacts: TypeAlias = SlipContent
 
 
 class SlipPrinterPort(Protocol):

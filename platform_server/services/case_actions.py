@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from platform_server.db.models import Batch, CheckIn, Expert, Invitation, NeedsStaffCase, UwbDelivery
 from platform_server.db.unit_of_work import run_transaction
 from platform_server.errors import InvalidRequestError
-from platform_server.services import audit, cases, staff
+from platform_server.services import audit, cases, face_attempts, staff
 
 if TYPE_CHECKING:
     from platform_server.db.unit_of_work import UnitOfWork
@@ -168,20 +168,14 @@ def reset_face_attempts(
             raise InvalidRequestError(f"case {case_id} names no expert: no face attempts to reset")
         if row.face_failures == 0:
             raise InvalidRequestError(f"{row.id_masked} has no failed face attempts: nothing to reset")
-        uow.execute(
-            sa.update(Invitation)
-            .where(Invitation.id == row.id)
-            .values(face_failures=0, face_locked_by=None, face_locked_at=None)
-        )
-        audit.record(
+        face_attempts.clear_attempts(
             uow,
-            at=ctx.clock(),
-            actor=actor,
-            action="face_attempts_reset",
-            outcome="reset",
+            ctx,
+            row.id,
             batch_code=batch_code,
             id_hash=row.id_hash,
             id_masked=row.id_masked,
+            actor=actor,
             detail={"reason": text, "previous_failures": row.face_failures, "locked_by": row.face_locked_by},
         )
         uow.commit()

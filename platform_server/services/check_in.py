@@ -550,32 +550,7 @@ def _annul(
         # Another annulment of the same check-in committed first; the rerun sees it as already annulled.
         raise RetryTransactionError("check-in annulled by a concurrent call")
     # The band went to the reject bin; staff return it to the stack, so it counts as stock again.
-    u.execute(
-        sa.update(Wristband)
-        .where(Wristband.id == band.id)
-        .values(state="in_stock", updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    u.execute(
-        sa.update(UwbDelivery)
-        .where(UwbDelivery.check_in_id == check_in.id, UwbDelivery.state == "pending")
-        .values(state="superseded")
-        .execution_options(synchronize_session=False)
-    )
-    u.execute(
-        sa.insert(UwbDelivery).values(
-            check_in_id=check_in.id,
-            tag_id=band.uwb_tag_id,
-            kind="clear",
-            batch_code=row[1],
-            hotel_code=row[6],
-            room_number=row[5],
-            state="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-    )
+    release_band_and_clear_it(u, check_in.id, band, batch_code=row[1], hotel_code=row[6], room_number=row[5], now=now)
     audit.record(
         u,
         **base,
@@ -594,3 +569,42 @@ def _annul(
         detail={"band_uid": band.rfid_uid},
     )
     return None, check_in.batch_id, check_in.id
+
+
+def release_band_and_clear_it(
+    u: UnitOfWork,
+    check_in_id: int,
+    band: Wristband,
+    *,
+    batch_code: str,
+    hotel_code: str,
+    room_number: str,
+    now: dt.datetime,
+) -> None:
+    """After an annulment: the band counts as stock again, pending writes to it are superseded, a clear is queued."""
+    u.execute(
+        sa.update(Wristband)
+        .where(Wristband.id == band.id)
+        .values(state="in_stock", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    u.execute(
+        sa.update(UwbDelivery)
+        .where(UwbDelivery.check_in_id == check_in_id, UwbDelivery.state == "pending")
+        .values(state="superseded")
+        .execution_options(synchronize_session=False)
+    )
+    u.execute(
+        sa.insert(UwbDelivery).values(
+            check_in_id=check_in_id,
+            tag_id=band.uwb_tag_id,
+            kind="clear",
+            batch_code=batch_code,
+            hotel_code=hotel_code,
+            room_number=room_number,
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )

@@ -75,20 +75,14 @@ def reset_face_attempts(
             raise NotFoundError(f"no invitation of {masked} in batch {batch_code!r}")
         if row.face_failures == 0:
             raise InvalidRequestError(f"{masked} has no failed face attempts in batch {batch_code}: nothing to reset")
-        uow.execute(
-            sa.update(Invitation)
-            .where(Invitation.id == row.id)
-            .values(face_failures=0, face_locked_by=None, face_locked_at=None)
-        )
-        audit.record(
+        clear_attempts(
             uow,
-            at=ctx.clock(),
-            actor=actor,
-            action="face_attempts_reset",
-            outcome="reset",
+            ctx,
+            row.id,
             batch_code=batch_code,
             id_hash=id_hash,
             id_masked=masked,
+            actor=actor,
             detail={
                 "reason": reason,
                 "previous_failures": row.face_failures,
@@ -98,3 +92,33 @@ def reset_face_attempts(
         )
         uow.commit()
     return FaceReset(int(row.face_failures), row.face_locked_by, row.face_locked_at, masked, str(row.name))
+
+
+def clear_attempts(
+    uow: UnitOfWork,
+    ctx: ServiceContext,
+    invitation_id: int,
+    *,
+    batch_code: str,
+    id_hash: str,
+    id_masked: str,
+    actor: str,
+    detail: dict[str, object],
+) -> None:
+    """Give the invitation its face attempts back and audit who did it and why (inside the caller's transaction)."""
+    uow.execute(
+        sa.update(Invitation)
+        .where(Invitation.id == invitation_id)
+        .values(face_failures=0, face_locked_by=None, face_locked_at=None)
+    )
+    audit.record(
+        uow,
+        at=ctx.clock(),
+        actor=actor,
+        action="face_attempts_reset",
+        outcome="reset",
+        batch_code=batch_code,
+        id_hash=id_hash,
+        id_masked=id_masked,
+        detail=detail,
+    )

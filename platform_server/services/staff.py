@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from platform_server.db.models import Batch, CheckIn, Expert, Hotel, Invitation, Kiosk, Room, UwbDelivery, Wristband
+from platform_server.db.models import Batch, CheckIn, Expert, Hotel, Invitation, Kiosk, Room, Wristband
 from platform_server.db.unit_of_work import run_transaction
 from platform_server.errors import InvalidRequestError, NotFoundError
 from platform_server.services import audit, events
+from platform_server.services import check_in as check_in_service
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -62,31 +63,8 @@ def annul_by_staff(uow: UnitOfWork, ctx: ServiceContext, check_in_id: str, reaso
             .values(annulled_at=now, annul_reason="staff")
             .execution_options(synchronize_session=False)
         )
-        u.execute(
-            sa.update(Wristband)
-            .where(Wristband.id == band.id)
-            .values(state="in_stock", updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        u.execute(
-            sa.update(UwbDelivery)
-            .where(UwbDelivery.check_in_id == check_in.id, UwbDelivery.state == "pending")
-            .values(state="superseded")
-            .execution_options(synchronize_session=False)
-        )
-        u.execute(
-            sa.insert(UwbDelivery).values(
-                check_in_id=check_in.id,
-                tag_id=band.uwb_tag_id,
-                kind="clear",
-                batch_code=row[1],
-                hotel_code=row[6],
-                room_number=row[5],
-                state="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+        check_in_service.release_band_and_clear_it(
+            u, check_in.id, band, batch_code=row[1], hotel_code=row[6], room_number=row[5], now=now
         )
         audit.record(
             u,

@@ -26,10 +26,10 @@ ACTION = "kiosk:step"
 MAX_ROWS = 100_000  # the newest rows only: a busy batch has a few thousand sessions of ~8 steps
 # The flow's screens in the order an expert meets them (unknown ones follow, by name).
 STEP_ORDER = (
-    "reading_id",
-    "capturing_face",
+    "id_card",
+    "face",
     "verifying",
-    "refused",
+    "refusal",
     "card_on_file",
     "card_insert",
     "card_swipe",
@@ -42,10 +42,10 @@ STEP_ORDER = (
     "band_problem",
 )
 STEP_TEXT = {
-    "reading_id": "读身份证 / reading the ID card",
-    "capturing_face": "拍照 / face capture",
+    "id_card": "读身份证 / reading the ID card",
+    "face": "拍照 / face capture",
     "verifying": "核验中 / verifying",
-    "refused": "拒绝页 / refusal screen",
+    "refusal": "拒绝页 / refusal screen",
     "card_on_file": "已登记银行卡 / card on file",
     "card_insert": "插银行卡 / insert bank card",
     "card_swipe": "刷银行卡 / swipe bank card",

@@ -66,13 +66,13 @@ def open_uwb_case(running: Running, n: int) -> str:
 
 
 STEP_REPORTS = [
-    ("reading_id", 4200, "next"),
-    ("reading_id", 3100, "next"),
-    ("reading_id", 2800, "next"),
-    ("reading_id", 75000, "timeout"),
-    ("capturing_face", 6100, "next"),
-    ("capturing_face", 21000, "cancelled"),
-    ("capturing_face", 75000, "timeout"),
+    ("id_card", 4200, "next"),
+    ("id_card", 3100, "next"),
+    ("id_card", 2800, "next"),
+    ("id_card", 75000, "timeout"),
+    ("face", 6100, "next"),
+    ("face", 21000, "cancelled"),
+    ("face", 75000, "timeout"),
     ("card_insert", 9800, "next"),
     ("signature", 12500, "next"),
     ("dispensing", 7400, "next"),
@@ -205,7 +205,7 @@ def test_console_in_a_real_browser(
         )
     # The live board counts a check-in made by a kiosk over gRPC, without reloading the page.
     browser.get(f"{console.url}/batches/{s.batch_code}")
-    face = browser.find_element(By.CSS_SELECTOR, '#steps tr[data-step="capturing_face"]').text
+    face = browser.find_element(By.CSS_SELECTOR, '#steps tr[data-step="face"]').text
     assert "3 1 1" in face, face
     wait_for(lambda: browser.find_element(By.ID, "live").get_attribute("data-state") == "live", message="stream")
     browser.execute_script("window.notReloaded = true;")

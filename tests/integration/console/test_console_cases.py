@@ -175,12 +175,12 @@ def test_board_shows_where_experts_give_up_from_the_kiosks_step_events(served: t
                 request_id=str(uuid.uuid4()),
                 kiosk_id="K1",
                 event="step",
-                outcome="capturing_face",
+                outcome="face",
                 detail=f"ms={ms} end={end}",
             )
         )
     panel = viewer.request("GET", f"{B}/steps").text
-    row = panel[panel.index('data-step="capturing_face"') :].split("</tr>")[0]
+    row = panel[panel.index('data-step="face"') :].split("</tr>")[0]
     cells = [c.split("<")[0].strip() for c in row.split('class="n')[1:]]
     assert [c.split(">", 1)[1] for c in cells] == ["3", "1", "0", "6.0 s", "30.0 s"]
     assert 'id="steps-panel"' in viewer.request("GET", B).text

@@ -24,7 +24,7 @@ def test_cancel_on_the_face_screen_reports_both_steps_with_their_time() -> None:
     k.flow.press_cancel()
     k.settle()
     assert k.screen == "home"
-    assert steps(k) == [("reading_id", "ms=3000 end=next"), ("capturing_face", "ms=7000 end=cancelled")]
+    assert steps(k) == [("id_card", "ms=3000 end=next"), ("face", "ms=7000 end=cancelled")]
 
 
 def test_a_step_left_to_the_inactivity_timeout_says_so() -> None:
@@ -32,7 +32,7 @@ def test_a_step_left_to_the_inactivity_timeout_says_so() -> None:
     k.flow.press_start()
     k.clock.advance(60 + 15)
     assert k.screen == "home"
-    assert steps(k) == [("reading_id", "ms=75000 end=timeout")]
+    assert steps(k) == [("id_card", "ms=75000 end=timeout")]
 
 
 def test_staff_screens_report_no_steps() -> None:
@@ -46,4 +46,4 @@ def test_staff_screens_report_no_steps() -> None:
     k.flow.press_start()
     k.clock.advance(2)
     k.flow.press_cancel()
-    assert steps(k) == [("reading_id", "ms=2000 end=cancelled")]
+    assert steps(k) == [("id_card", "ms=2000 end=cancelled")]

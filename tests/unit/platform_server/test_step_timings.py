@@ -38,16 +38,16 @@ def report(s: Seeded, kiosk_id: str, step: str, detail: str) -> None:
 def test_reached_abandoned_timed_out_median_and_p90(tmp_path: Path) -> None:
     s = seed(f"sqlite:///{tmp_path}/p.db")
     for seconds in range(1, 11):  # 1..10 s on the face screen: median 5 s, p90 9 s (nearest rank)
-        report(s, "K1", "capturing_face", f"ms={seconds * 1000} end=next")
-    report(s, "K2", "capturing_face", "ms=40000 end=cancelled")
-    report(s, "K2", "reading_id", "ms=75000 end=timeout")
-    report(s, "K1", "reading_id", "ms=2500 end=next")
+        report(s, "K1", "face", f"ms={seconds * 1000} end=next")
+    report(s, "K2", "face", "ms=40000 end=cancelled")
+    report(s, "K2", "id_card", "ms=75000 end=timeout")
+    report(s, "K1", "id_card", "ms=2500 end=next")
     report(s, "K1", "signature", "garbled")  # an unreadable detail is skipped, not guessed
     kiosks.report_event(  # other kiosk events do not count
         s.new_uow(), s.ctx, kiosk_id="K1", event="cancelled", outcome="home", detail="", id_hint="", kiosk_time=None
     )
     table = step_timings.step_timings(s.new_uow(), "B2025")
-    assert [row.step for row in table] == ["reading_id", "capturing_face"]
+    assert [row.step for row in table] == ["id_card", "face"]
     reading, face = table
     assert (reading.reached, reading.abandoned, reading.timed_out) == (2, 0, 1)
     assert (reading.median_s, reading.p90_s) == (2.5, 75.0)
@@ -58,8 +58,8 @@ def test_reached_abandoned_timed_out_median_and_p90(tmp_path: Path) -> None:
 
 def test_only_kiosks_serving_the_batch_count(tmp_path: Path) -> None:
     s = seed(f"sqlite:///{tmp_path}/p.db")
-    report(s, "K1", "reading_id", "ms=1000 end=next")
-    report(s, "K2", "reading_id", "ms=1000 end=next")
+    report(s, "K1", "id_card", "ms=1000 end=next")
+    report(s, "K2", "id_card", "ms=1000 end=next")
     batches.create_batch(s.new_uow(), s.ctx, batches.BatchSpec(code="B2026", name="另一批"), actor="os:test")
     with s.uow.engine.begin() as c:  # K2 now serves the other batch
         other = c.execute(sa.select(Batch.id).where(Batch.code == "B2026")).scalar_one()
