@@ -17,7 +17,7 @@ from typing import Final
 import cv2
 import numpy as np
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 FACES_ENV: Final = "CHECKIN_FACES_DIR"
 
 
