@@ -499,7 +499,8 @@ camera = "{camera if camera is not None else self.camera_link}"
 arm_port = "{self.arm.url}"
 pickup_timeout_s = 5.0
 face_timeout_s = 15.0
-blink_deadline_s = 6.0
+# The simulated clip repeats its actions every 4 s: 12 s gives a loaded machine three chances to see one.
+blink_deadline_s = 12.0
 printer = "{self.printer.url if self.printer is not None else ""}"
 """,
             encoding="utf-8",
