@@ -13,7 +13,7 @@ when it is clear of the threshold, the mean otherwise, as verify does), and last
     configured threshold=<t> TAR=<x> FAR=<y> pairs=<n>
 
 With --kiosk-frames it also checks the sequential decision on kiosk-like captures: every capture
-image becomes a camera clip (checkin.camera.synthetic: framed at 640x480, sensor noise, shake), three
+image becomes a camera clip (camera.simulator: framed at 640x480, sensor noise, shake), three
 of its frames are sent for each pair as the kiosk sends them, and the decision on the first frame
 (when clear) is compared with the mean of all three, pair by pair:
 
@@ -183,7 +183,7 @@ KIOSK_FRAMES = (3, 8, 13)  # three frames of a 15-frame clip, a third of a secon
 
 def kiosk_frame_study(verifier: DlibFaceVerifier, rows: list[Pair], work: Path) -> None:
     """Sequential decision vs mean of three frames on kiosk-like captures of every pair's capture image."""
-    from checkin.camera.synthetic import make_clip  # noqa: PLC0415 - the kiosk's clip maker, only for this study
+    from camera.simulator import make_clip  # noqa: PLC0415 - the kiosk's clip maker, only for this study
 
     encodings: dict[Path, list[npt.NDArray[np.float64]] | None] = {}
     for capture in sorted({pair.capture for pair in rows}):

@@ -2,7 +2,7 @@
 
 From each photo (one per person of a labelled folder, or each photo of a flat folder):
 
-- bona fide: a synthetic live clip (checkin.camera.synthetic: blinks with a feathered eyelid patch,
+- bona fide: a synthetic live clip (camera.simulator: blinks with a feathered eyelid patch,
   head turns as a 2-D warp that slides the nose toward one jaw end, sensor noise and shake) is run
   through the kiosk's own FaceCheck for each challenge (blink, turn left, turn right); the frames the
   kiosk would send go to the platform's check. A clip on which the kiosk itself never completes the
@@ -28,17 +28,17 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from checkin.camera.capture_session import FaceCheck
-from checkin.camera.driver import OpenCvCamera
-from checkin.camera.errors import CameraStreamEndedError, SyntheticClipError
-from checkin.camera.face_analysis import FaceAnalyser
-from checkin.camera.models import CaptureResult, LivenessChallenge
-from checkin.camera.synthetic import make_clip
+from camera.driver import OpenCvCamera
+from camera.errors import CameraStreamEndedError, SyntheticClipError
+from camera.simulator import make_clip
+from checkin.face.capture_session import FaceCheck
+from checkin.face.face_analysis import FaceAnalyser
+from checkin.face.models import CaptureResult, LivenessChallenge
 from platform_server.face import api
 from platform_server.face.liveness_check import DlibLivenessChecker
 
 if TYPE_CHECKING:
-    from checkin.camera.models import BgrImage
+    from camera.models import BgrImage
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 STILL_FRAMES = (0, 7, 14)  # 15 fps: 0, 467 and 933 ms
@@ -128,8 +128,8 @@ def report(root: Path, limit: int) -> None:  # noqa: C901, PLR0912, PLR0915
         for index, photo in enumerate(chosen):
             label = f"{photo.parent.name}/{photo.name}"
             try:
-                live = make_clip(photo, work / f"{index}-live", blink=True, frames=60, analyser=analyser)
-                still = make_clip(photo, work / f"{index}-still", blink=False, frames=21, analyser=analyser)
+                live = make_clip(photo, work / f"{index}-live", blink=True, frames=60, finder=analyser)
+                still = make_clip(photo, work / f"{index}-still", blink=False, frames=21, finder=analyser)
             except SyntheticClipError as err:
                 skipped.append(f"{label}: {err}")
                 continue

@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from checkin.camera.models import CaptureSettings
+from checkin.face.models import CaptureSettings
 from checkin.flow.machine import CheckInFlow, FlowPorts, FlowSettings
 from checkin.flow.printing import NoPrinter
 from checkin.flow.runtime import BackgroundEventReporter, HeartbeatSender
@@ -44,8 +44,8 @@ from robot_arm.driver import ArmDriver
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from checkin.camera.face_analysis import FaceAnalyser
     from checkin.config import KioskConfig
+    from checkin.face.face_analysis import FaceAnalyser
     from checkin.flow.models import ServiceHealth
     from checkin.flow.ports import Scheduler, SelfTestPort, Worker
 
@@ -60,7 +60,7 @@ def face_analyser_factory(detect_width: int) -> Callable[[], FaceAnalyser]:
             # face_recognition_models finds its files with the deprecated pkg_resources, which warns on
             # stderr at every kiosk start: not news for a technician.
             warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-            from checkin.camera.face_analysis import FaceAnalyser  # noqa: PLC0415 - loads dlib's models (~1 s)
+            from checkin.face.face_analysis import FaceAnalyser  # noqa: PLC0415 - loads dlib's models (~1 s)
 
         return FaceAnalyser(detect_width=detect_width)
 

@@ -30,11 +30,11 @@ from bank_card_reader import (
     ReaderUnavailableError,
     parse_swipe,
 )
-from checkin.camera.capture_session import FaceCaptureSession
-from checkin.camera.driver import CaptureWorker, OpenCvCamera
-from checkin.camera.errors import CameraError
-from checkin.camera.models import CaptureSettings, Frame, LivenessState
-from checkin.camera.protocol import parse_source
+from camera.driver import CaptureWorker, OpenCvCamera
+from camera.errors import CameraError
+from camera.protocol import parse_source
+from checkin.face.capture_session import FaceCaptureSession
+from checkin.face.models import CaptureSettings, LivenessState
 from checkin.flow.models import DeviceHealth, DeviceState, FaceFrames
 from checkin.flow.ports import (
     BindDecision,
@@ -57,7 +57,8 @@ if TYPE_CHECKING:
 
     from PIL import Image
 
-    from checkin.camera.face_analysis import FaceAnalyser
+    from camera.models import Frame
+    from checkin.face.face_analysis import FaceAnalyser
     from checkin.flow.models import CompleteRequest, CompleteResult, IdentifyRequest, IdentifyResult
     from checkin.flow.ports import IdentityCard, PlatformPort
     from robot_arm.dispenser import WristbandDispenser
@@ -329,7 +330,7 @@ class FaceCaptureAdapter:
 
     The camera is opened for each capture and released after it: its light is on only while the face
     screen shows, and a camera unplugged between experts is found at the next capture. The source is
-    a device index or a video file/image folder (a simulator is just a file): checkin.camera.protocol.
+    a device index or a video file/image folder (a simulator is just a file): camera.protocol.
     """
 
     #: How long after the last frame a finished session may still be waited for.

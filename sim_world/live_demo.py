@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from bank_card_reader.simulator import UnionPayDebitCard
 from checkin.app import face_analyser_factory
-from checkin.camera.models import CaptureSettings
+from checkin.face.models import CaptureSettings
 from checkin.flow.views import Screen
 from checkin.port_adapters import FaceCaptureAdapter
 from checkin.texts import Language, text

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from bank_card_reader.simulator import DeadCard, UnionPayDebitCard
+from camera.simulator import make_clip, make_no_face_clip
 from checkin.app import Kiosk, build_kiosk
-from checkin.camera.synthetic import make_clip, make_no_face_clip
 from checkin.flow.machine import FlowListenerBase
 from checkin.flow.ports import DispensePhase
 from checkin.flow.views import (

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 import grpc
 
 from band_reader.simulator import MifareBand
-from checkin.camera.synthetic import make_no_face_clip
+from camera.simulator import make_no_face_clip
 from checkin.config import KioskConfig, hash_pin, load_config
 from id_card_reader.models import IdentityCard
 from id_card_reader.simulator import SamReaderEmulator, SamReaderSimulator, placeholder_wlt

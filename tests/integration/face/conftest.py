@@ -12,7 +12,7 @@ from PIL import Image
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # face_recognition_models imports the deprecated pkg_resources
-    from checkin.camera.face_analysis import FaceAnalyser
+    from checkin.face.face_analysis import FaceAnalyser
     from platform_server.face.dlib_verifier import DlibFaceVerifier
     from platform_server.face.liveness_check import DlibLivenessChecker
 

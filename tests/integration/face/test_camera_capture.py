@@ -9,10 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from checkin.camera.capture_session import FaceCaptureSession, FaceCheck
-from checkin.camera.driver import CaptureWorker, OpenCvCamera
-from checkin.camera.errors import CameraStreamEndedError, SyntheticClipError
-from checkin.camera.models import (
+from camera.driver import CaptureWorker, OpenCvCamera
+from camera.errors import CameraStreamEndedError, SyntheticClipError
+from camera.simulator import make_clip, make_no_face_clip
+from checkin.face.capture_session import FaceCaptureSession, FaceCheck
+from checkin.face.models import (
     CaptureResult,
     CaptureSettings,
     CaptureStatus,
@@ -20,13 +21,12 @@ from checkin.camera.models import (
     LivenessChallenge,
     LivenessState,
 )
-from checkin.camera.synthetic import make_clip, make_no_face_clip
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from checkin.camera.face_analysis import FaceAnalyser
+    from checkin.face.face_analysis import FaceAnalyser
     from platform_server.face.dlib_verifier import DlibFaceVerifier
 
 # A shorter challenge than the kiosk's 8 s keeps the still-photo tests quick; the logic is the same.
@@ -65,7 +65,7 @@ def test_live_blink_passes_and_the_frames_verify_on_the_platform(
     verifier: DlibFaceVerifier,
     reference: Callable[[str], bytes],
 ) -> None:
-    clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "live", blink=True, frames=45, analyser=analyser)
+    clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "live", blink=True, frames=45, finder=analyser)
     statuses, result = run_check(clip, analyser)
     assert result is not None
     assert result.passed
@@ -79,7 +79,7 @@ def test_live_blink_passes_and_the_frames_verify_on_the_platform(
 
 @pytest.mark.parametrize("name", ["obama_1.jpg", "biden_2.jpg", "rose_leslie_2.jpg"])
 def test_still_photo_is_refused_by_liveness(tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser, name: str) -> None:
-    clip = make_clip(faces_dir / name, tmp_path / "still", blink=False, frames=60, analyser=analyser)
+    clip = make_clip(faces_dir / name, tmp_path / "still", blink=False, frames=60, finder=analyser)
     statuses, result = run_check(clip, analyser)
     assert result is not None
     assert result.liveness is LivenessState.REFUSED
@@ -105,7 +105,7 @@ def test_two_faces(tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser) -> N
 
 def test_blink_clip_needs_exactly_one_face(tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser) -> None:
     with pytest.raises(SyntheticClipError, match="2 faces"):
-        make_clip(faces_dir / "multi" / "two_people.jpg", tmp_path / "x", blink=True, analyser=analyser)
+        make_clip(faces_dir / "multi" / "two_people.jpg", tmp_path / "x", blink=True, finder=analyser)
 
 
 def test_shared_video_with_several_people_never_passes(faces_dir: Path, analyser: FaceAnalyser) -> None:
@@ -116,7 +116,7 @@ def test_shared_video_with_several_people_never_passes(faces_dir: Path, analyser
 
 
 def test_clip_as_video_file_plays_through_the_camera(tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser) -> None:
-    clip = make_clip(faces_dir / "obama_1.jpg", tmp_path / "live.avi", blink=True, frames=12, analyser=analyser)
+    clip = make_clip(faces_dir / "obama_1.jpg", tmp_path / "live.avi", blink=True, frames=12, finder=analyser)
     camera = OpenCvCamera(str(clip), paced=False)
     camera.open()
     frames = [camera.read() for _ in range(12)]
@@ -131,7 +131,7 @@ def test_clip_as_video_file_plays_through_the_camera(tmp_path: Path, faces_dir: 
 def test_threaded_capture_keeps_the_preview_smooth_and_clear_drops_frames(
     tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser
 ) -> None:
-    clip = make_clip(faces_dir / "obama_1.jpg", tmp_path / "live", blink=True, frames=75, fps=25.0, analyser=analyser)
+    clip = make_clip(faces_dir / "obama_1.jpg", tmp_path / "live", blink=True, frames=75, fps=25.0, finder=analyser)
     camera = OpenCvCamera(str(clip), loop=True, fps=25.0)  # paced like a real 25 fps camera
     worker = CaptureWorker(camera)
     seen: list[CaptureStatus] = []
@@ -164,7 +164,7 @@ def test_threaded_capture_keeps_the_preview_smooth_and_clear_drops_frames(
 
 
 def test_crops_hold_only_the_face_region(tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser) -> None:
-    clip = make_clip(faces_dir / "biden_1.jpg", tmp_path / "live", blink=True, frames=45, analyser=analyser)
+    clip = make_clip(faces_dir / "biden_1.jpg", tmp_path / "live", blink=True, frames=45, finder=analyser)
     _, result = run_check(clip, analyser)
     assert result is not None
     assert result.passed

@@ -6,16 +6,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from checkin.camera.models import LivenessChallenge
-from checkin.camera.synthetic import make_clip
+from camera.simulator import make_clip
+from checkin.face.models import LivenessChallenge
 from platform_server.face import api
 from tests.integration.face.test_camera_capture import run_check
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from checkin.camera.face_analysis import FaceAnalyser
-    from checkin.camera.models import CaptureResult
+    from checkin.face.face_analysis import FaceAnalyser
+    from checkin.face.models import CaptureResult
     from platform_server.face.liveness_check import DlibLivenessChecker
 
 
@@ -39,7 +39,7 @@ def test_each_challenge_done_live_passes_the_platform_and_fails_as_another(
     challenge: LivenessChallenge,
 ) -> None:
     # obama_1 faces the camera; a photo already turned far (obama_2) cannot be turned further in 2-D.
-    clip = make_clip(faces_dir / "obama_1.jpg", tmp_path / "live", blink=True, frames=45, analyser=analyser)
+    clip = make_clip(faces_dir / "obama_1.jpg", tmp_path / "live", blink=True, frames=45, finder=analyser)
     _statuses, result = run_check(clip, analyser, challenge=challenge)
     assert result is not None
     assert result.passed
@@ -59,7 +59,7 @@ def test_each_challenge_done_live_passes_the_platform_and_fails_as_another(
 def test_frames_of_a_still_photo_are_refused(
     tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser, liveness_checker: DlibLivenessChecker
 ) -> None:
-    clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "still", blink=False, frames=10, analyser=analyser)
+    clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "still", blink=False, frames=10, finder=analyser)
     frames = sorted(clip.iterdir())
     still = tuple(api.ChallengeFrame(frames[i].read_bytes(), 100 * i) for i in (0, 4, 8))
     for challenge in api.LivenessChallenge:
@@ -71,7 +71,7 @@ def test_frames_of_a_still_photo_are_refused(
 def test_missing_or_malformed_evidence_is_refused_with_its_reason(
     tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser, liveness_checker: DlibLivenessChecker
 ) -> None:
-    clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "live", blink=True, frames=45, analyser=analyser)
+    clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "live", blink=True, frames=45, finder=analyser)
     _statuses, result = run_check(clip, analyser)
     assert result is not None
     good = evidence(result)
@@ -89,6 +89,6 @@ def test_missing_or_malformed_evidence_is_refused_with_its_reason(
     )
     assert liveness_checker.check(api.LivenessEvidence(good.challenge, "", broken), captures).reason == "frame_unusable"
     # The challenge done by one person, the captures of another.
-    other = make_clip(faces_dir / "biden_1.jpg", tmp_path / "other", blink=False, frames=3, analyser=analyser)
+    other = make_clip(faces_dir / "biden_1.jpg", tmp_path / "other", blink=False, frames=3, finder=analyser)
     someone_else = [sorted(other.iterdir())[1].read_bytes()]
     assert liveness_checker.check(good, someone_else).reason == "not_capture_face"

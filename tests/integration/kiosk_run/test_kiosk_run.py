@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from bank_card_reader.simulator import UnionPayDebitCard
-from checkin.camera.synthetic import make_clip
+from camera.simulator import make_clip
 from checkin.ui import theme
 from sim_world.faces import resolve_face
 from sim_world.model import load_scenario

@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 from expertcheckin.v1 import common_pb2, kiosk_pb2, kiosk_pb2_grpc
 
-from checkin.camera.face_analysis import FaceAnalyser
-from checkin.camera.models import LivenessChallenge
-from checkin.camera.synthetic import make_clip
+from camera.simulator import make_clip
+from checkin.face.face_analysis import FaceAnalyser
+from checkin.face.models import LivenessChallenge
 from platform_server.bootstrap import build
 from platform_server.config import DatabaseSection, PlatformConfig, SecuritySection
 from platform_server.face.dlib_verifier import DlibFaceVerifier
@@ -101,7 +101,7 @@ def test_a_still_photo_flagged_live_is_refused_not_live(
     analyser: FaceAnalyser,
 ) -> None:
     stub, batch, expert, engine = served
-    still = make_clip(faces_dir / "obama_2.jpg", tmp_path / "still", blink=False, frames=12, analyser=analyser)
+    still = make_clip(faces_dir / "obama_2.jpg", tmp_path / "still", blink=False, frames=12, finder=analyser)
     frames = [p.read_bytes() for p in sorted(still.iterdir())]
     # The expert's own face, flagged live, but no challenge frames at all.
     bare = stub.IdentifyExpert(identify_request("K1", batch, expert, frames[:1]), timeout=60)
@@ -133,7 +133,7 @@ def test_the_kiosks_live_challenge_passes_and_the_expert_is_verified(
     analyser: FaceAnalyser,
 ) -> None:
     stub, batch, expert, engine = served
-    clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "live", blink=True, frames=45, analyser=analyser)
+    clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "live", blink=True, frames=45, finder=analyser)
     _statuses, result = run_check(clip, analyser, challenge=LivenessChallenge.BLINK)
     assert result is not None
     assert result.passed

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from checkin.camera.driver import CaptureWorker, OpenCvCamera
-from checkin.camera.errors import CameraOpenError, CameraReadError, CameraSourceError, CameraStreamEndedError
-from checkin.camera.models import CameraSource, CaptureSettings, Frame, SourceKind
-from checkin.camera.protocol import parse_source
+from camera.driver import CaptureWorker, OpenCvCamera
+from camera.errors import CameraOpenError, CameraReadError, CameraSourceError, CameraStreamEndedError
+from camera.models import CameraSource, Frame, SourceKind
+from camera.protocol import parse_source
+from checkin.face.models import CaptureSettings
 
 if TYPE_CHECKING:
     from pathlib import Path

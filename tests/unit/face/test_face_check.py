@@ -7,13 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from checkin.camera.capture_session import FaceCheck
-from checkin.camera.models import (
+from camera.models import FaceBox, Frame
+from checkin.face.capture_session import FaceCheck
+from checkin.face.models import (
     CaptureSettings,
     CaptureStatus,
-    FaceBox,
     FaceMeasurement,
-    Frame,
     FrameAnalysis,
     GuidanceHint,
     LivenessChallenge,

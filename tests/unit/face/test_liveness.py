@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkin.camera.liveness import BlinkDetector, EyePhase
+from checkin.face.liveness import BlinkDetector, EyePhase
 
 FPS = 15.0
 
@@ -99,7 +99,7 @@ def test_settings_are_checked() -> None:
 
 
 def test_turn_detector_sees_a_turn_and_back_and_not_jitter() -> None:
-    from checkin.camera.liveness import TurnDetector  # noqa: PLC0415
+    from checkin.face.liveness import TurnDetector  # noqa: PLC0415
 
     rng = np.random.default_rng(3)
     still = TurnDetector()

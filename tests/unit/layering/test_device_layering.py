@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[3]
 DEVICE_PACKAGES = (
     "band_reader",
     "bank_card_reader",
+    "camera",
     "device_kit",
     "id_card_reader",
     "pcsc",

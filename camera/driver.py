@@ -15,20 +15,20 @@ from typing import TYPE_CHECKING, Final
 import cv2
 import numpy as np
 
-from checkin.camera.errors import (
+from camera.errors import (
     CameraError,
     CameraOpenError,
     CameraReadError,
     CameraStreamEndedError,
 )
-from checkin.camera.models import CameraSource, Frame, SourceKind
-from checkin.camera.protocol import IMAGE_SUFFIXES, parse_source
+from camera.models import CameraSource, Frame, SourceKind
+from camera.protocol import IMAGE_SUFFIXES, parse_source
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from checkin.camera.models import BgrImage
-    from checkin.camera.protocol import Camera
+    from camera.models import BgrImage
+    from camera.protocol import Camera
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Synthetic camera sources for demos, tests and the kiosk's scenario runner.
+"""The camera simulator: synthetic camera clips for demos, tests and the scenario runner.
 
 `make_clip` turns one photo into what a kiosk camera would see: a live person who blinks, a still
 photo held up to the camera (no blink), or a scene without a face. The result is an image folder or
@@ -18,13 +18,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from checkin.camera.errors import SyntheticClipError
-from checkin.camera.face_analysis import LEFT_EYE, RIGHT_EYE, FaceAnalyser
+from camera.errors import SyntheticClipError
+from camera.face_finder import FaceFinder
+from camera.landmarks import JAW_LEFT_END, JAW_RIGHT_END, LEFT_EYE, NOSE_TIP, RIGHT_EYE
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from checkin.camera.models import BgrImage
+    from camera.models import BgrImage
 
 VIDEO_CODECS: Final = {".avi": "MJPG", ".mp4": "mp4v"}
 OTHER_VIDEO_SUFFIXES: Final = frozenset({".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
@@ -56,7 +57,7 @@ def make_clip(
     fps: float = 15.0,
     size: tuple[int, int] = (640, 480),
     seed: int = 0,
-    analyser: FaceAnalyser | None = None,
+    finder: FaceFinder | None = None,
 ) -> Path:
     """Write a camera clip of a photo to out (a folder, or a .avi/.mp4 file) and return its path.
 
@@ -76,9 +77,9 @@ def make_clip(
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise SyntheticClipError(f"cannot read the image {path}")
-    analyser = analyser or FaceAnalyser()
+    finder = finder or FaceFinder()
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    boxes = analyser.find_faces(np.asarray(grey, dtype=np.uint8))
+    boxes = finder.find_faces(np.asarray(grey, dtype=np.uint8))
     if len(boxes) == 1:
         box = boxes[0]
         scene = _frame_around(np.asarray(image, dtype=np.uint8), box.centre, box.width / FACE_SHARE, size)
@@ -86,10 +87,10 @@ def make_clip(
         if blink:
             raise SyntheticClipError(f"{path.name} shows {len(boxes)} faces; a blinking clip needs exactly one")
         scene = _frame_around(np.asarray(image, dtype=np.uint8), None, None, size)
-    closed = _closed_eyes(scene, analyser) if blink else scene
+    closed = _closed_eyes(scene, finder) if blink else scene
     closure = _closure_schedule(frames, fps) if blink else [0.0] * frames
     turning = _turn_schedule(frames, fps) if (blink if turns is None else turns) else [0.0] * frames
-    face_box = _scene_face(scene, analyser) if any(turning) else None
+    face_box = _scene_face(scene, finder) if any(turning) else None
     rng = np.random.default_rng(seed)
     rendered = (
         _camera_noise(_turn_head(_blend(scene, closed, amount), face_box, turn), rng)
@@ -98,21 +99,27 @@ def make_clip(
     return _write(rendered, Path(out), fps, size)
 
 
-def turn_head(image: BgrImage, amount: float, analyser: FaceAnalyser | None = None) -> BgrImage:
+def turn_head(image: BgrImage, amount: float, finder: FaceFinder | None = None) -> BgrImage:
     """The image with its one face turned: amount > 0 to the person's left (the picture's right), 1 full."""
-    return _turn_head(image, _scene_face(image, analyser or FaceAnalyser()), amount)
+    return _turn_head(image, _scene_face(image, finder or FaceFinder()), amount)
 
 
 _Head = tuple[float, float, float, float, float]  # jaw's left end x, nose x, jaw's right end x, top, bottom
 
 
-def _scene_face(scene: BgrImage, analyser: FaceAnalyser) -> _Head:
+def _scene_face(scene: BgrImage, finder: FaceFinder) -> _Head:
     grey = np.asarray(cv2.cvtColor(scene, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
-    boxes = analyser.find_faces(grey)
+    boxes = finder.find_faces(grey)
     if len(boxes) != 1:
         raise SyntheticClipError(f"the framed clip shows {len(boxes)} faces; a turning clip needs exactly one")
-    points = analyser.landmarks(grey, boxes[0])
-    return (float(points[0][0]), float(points[30][0]), float(points[16][0]), boxes[0].top, boxes[0].bottom)
+    points = finder.landmarks(grey, boxes[0])
+    return (
+        float(points[JAW_RIGHT_END][0]),
+        float(points[NOSE_TIP][0]),
+        float(points[JAW_LEFT_END][0]),
+        boxes[0].top,
+        boxes[0].bottom,
+    )
 
 
 def _turn_head(image: BgrImage, head: _Head | None, amount: float) -> BgrImage:
@@ -182,12 +189,12 @@ def close_eyes(image: BgrImage, points: npt.NDArray[np.float64]) -> BgrImage:
     return np.asarray(np.clip(out, 0, 255), dtype=np.uint8)
 
 
-def _closed_eyes(scene: BgrImage, analyser: FaceAnalyser) -> BgrImage:
+def _closed_eyes(scene: BgrImage, finder: FaceFinder) -> BgrImage:
     grey = np.asarray(cv2.cvtColor(scene, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
-    boxes = analyser.find_faces(grey)
+    boxes = finder.find_faces(grey)
     if len(boxes) != 1:
         raise SyntheticClipError(f"the framed clip shows {len(boxes)} faces; a blinking clip needs exactly one")
-    return close_eyes(scene, analyser.landmarks(grey, boxes[0]))
+    return close_eyes(scene, finder.landmarks(grey, boxes[0]))
 
 
 def _closure_schedule(frames: int, fps: float) -> list[float]:

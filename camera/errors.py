@@ -1,4 +1,4 @@
-"""Errors of the kiosk camera: one root, a leaf for each way a camera or a capture can fail.
+"""Errors of the camera: one root, a leaf for each way a camera or a capture can fail.
 
 Each error carries a stable `key` the kiosk translates (user-facing failures are data) and whether
 trying again may help.
@@ -10,7 +10,7 @@ from typing import ClassVar
 
 
 class CameraError(Exception):
-    """Root of every error raised by checkin.camera."""
+    """Root of every error raised by the camera package."""
 
     key: ClassVar[str] = "camera_error"
     #: True when trying the same step again may succeed (a dropped USB frame, a busy device).

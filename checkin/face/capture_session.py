@@ -20,14 +20,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import cv2
 
-from checkin.camera.liveness import BlinkDetector, TurnDetector
-from checkin.camera.models import (
+from checkin.face.liveness import BlinkDetector, TurnDetector
+from checkin.face.models import (
     CaptureResult,
     CaptureSettings,
     CaptureStatus,
     ChallengeFrame,
-    FaceBox,
-    Frame,
     FrameAnalysis,
     GuidanceHint,
     LivenessChallenge,
@@ -37,7 +35,7 @@ from checkin.camera.models import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from checkin.camera.models import BgrImage
+    from camera.models import BgrImage, FaceBox, Frame
 
 logger = logging.getLogger(__name__)
 

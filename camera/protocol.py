@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final, Protocol
 
-from checkin.camera.errors import CameraSourceError
-from checkin.camera.models import CameraSource, Frame, SourceKind
+from camera.errors import CameraSourceError
+from camera.models import CameraSource, Frame, SourceKind
 
 IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 MAX_DEVICE_INDEX: Final = 63
