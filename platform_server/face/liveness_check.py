@@ -3,7 +3,8 @@
 The kiosk runs a random challenge (blink, turn left, turn right) and sends, besides its best captures,
 the frames of the challenge with their capture times: neutral, the action, neutral again. This module
 measures each frame itself (68 dlib landmarks: eye aspect ratio and the dark iris band for the eyes,
-the nose's place between the jaw ends for the head's yaw), checks the times are those of a person,
+the nose's place between the jaw ends for the head's yaw; the geometry is camera.landmarks, the
+kiosk's own), checks the times are those of a person,
 and that one face, the face of the captures, is there throughout. `liveness_passed` from the kiosk is
 not trusted: a client that speaks the protocol can set it. See docs/face.md for what this stops and
 what it does not.
@@ -21,6 +22,7 @@ import cv2
 import dlib
 import numpy as np
 
+from camera.landmarks import eye_aspect_ratio, eye_darkness, head_yaw
 from platform_server.face.api import (
     FaceImageError,
     LivenessChallenge,
@@ -53,12 +55,6 @@ MAX_SPAN_MS: Final = {  # first to last challenge frame
 MIN_SPAN_MS: Final = 60
 MAX_START_MS: Final = 30_000  # the first frame comes within the kiosk's challenge deadline
 
-# dlib's 68-point layout (iBUG 300-W).
-RIGHT_EYE: Final = slice(36, 42)
-LEFT_EYE: Final = slice(42, 48)
-NOSE_TIP: Final = 30
-JAW_RIGHT_END: Final = 0  # the face's right side: the image's left
-JAW_LEFT_END: Final = 16
 # Below these open levels a cue cannot tell open from closed (sunglasses, deep shadow).
 MIN_OPEN_EAR: Final = 0.12
 MIN_OPEN_DARKNESS: Final = 0.05
@@ -163,7 +159,7 @@ class DlibLivenessChecker:
                 raise _Refused("no_single_face", faces=float(len(boxes)))
             shape = self._landmarks(grey, boxes[0])
         points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
-        return _Measured(rgb, shape, eye_aspect_ratio(points), eye_darkness(grey, points), yaw(points), at_ms)
+        return _Measured(rgb, shape, eye_aspect_ratio(points), eye_darkness(grey, points), head_yaw(points), at_ms)
 
     def _blink(self, frames: list[_Measured]) -> tuple[_Measured, dict[str, float]]:
         s = self._settings
@@ -273,53 +269,3 @@ def _check_times(times: list[int], max_span_ms: int) -> None:
         raise _Refused("timing", span_ms=span, min_gap_ms=float(min(gaps)))
     if not MIN_SPAN_MS <= span <= max_span_ms:
         raise _Refused("timing", span_ms=span)
-
-
-def eye_aspect_ratio(points: npt.NDArray[np.float64]) -> float:
-    """Mean eye aspect ratio of both eyes (Soukupová & Čech 2016): lid gaps over eye width."""
-
-    def one(eye: npt.NDArray[np.float64]) -> float:
-        width = float(np.linalg.norm(eye[0] - eye[3]))
-        if width == 0.0:
-            return 0.0
-        return float(np.linalg.norm(eye[1] - eye[5]) + np.linalg.norm(eye[2] - eye[4])) / (2.0 * width)
-
-    return (one(points[RIGHT_EYE]) + one(points[LEFT_EYE])) / 2.0
-
-
-def eye_darkness(grey: npt.NDArray[np.uint8], points: npt.NDArray[np.float64]) -> float:
-    """Height of the dark iris/pupil band over the eye width, mean of both eyes: near 0 when closed.
-
-    The same measure as the kiosk's (checkin/camera/face_analysis.py), kept here because the platform
-    does not import kiosk code: dlib's landmarks often keep an open-eye shape on a shut eye, the dark
-    band does not.
-    """
-    height, width = grey.shape[:2]
-    values: list[float] = []
-    for eye in (points[RIGHT_EYE], points[LEFT_EYE]):
-        x0, x1 = float(eye[:, 0].min()), float(eye[:, 0].max())
-        eye_width = max(x1 - x0, 1.0)
-        cy = float(eye[:, 1].mean())
-        xa, xb = int(max(0, x0 + 0.2 * eye_width)), int(min(width, x1 - 0.2 * eye_width))
-        ya, yb = int(max(0, cy - 0.25 * eye_width)), int(min(height, cy + 0.25 * eye_width))
-        sa, sb = int(max(0, cy + 0.45 * eye_width)), int(min(height, cy + 0.75 * eye_width))
-        window = grey[ya:yb, xa:xb]
-        cheek = grey[sa:sb, int(max(0, x0)) : int(min(width, x1))]
-        if window.size == 0 or cheek.size == 0:
-            values.append(0.0)
-            continue
-        dark = window < 0.55 * float(np.median(cheek))
-        values.append(float(np.percentile(dark.sum(axis=0), 75)) / eye_width)
-    return float(np.mean(values))
-
-
-def yaw(points: npt.NDArray[np.float64]) -> float:
-    """Head yaw from the 68 landmarks, -1..1: the nose tip's place between the jaw ends, 0 when frontal.
-
-    Above 0 the nose points toward the picture's right. Not an angle: about 0.3 at 25 degrees.
-    """
-    left, right = points[JAW_RIGHT_END][0], points[JAW_LEFT_END][0]
-    width = right - left
-    if width <= 0:
-        return 0.0
-    return float(2.0 * (points[NOSE_TIP][0] - left) / width - 1.0)
