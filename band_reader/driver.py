@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Final
 
 from band_reader.errors import (
-    BandReaderError,
     BandReaderUnavailableError,
     BandUnreadableError,
     NoBandError,
 )
 from band_reader.protocol import GET_UID, parse_uid_response
-from pcsc.client import PcscContext
-from pcsc.errors import (
-    CardAbsentError,
-    CardWaitTimeoutError,
-    PcscError,
-    PcscServiceUnavailableError,
-    ReaderNotFoundError,
-    WaitCancelledError,
-)
+from pcsc.session import CancellableContext, pcsc_errors_as
 
 if TYPE_CHECKING:
     from band_reader.models import BandUid
+    from pcsc.client import PcscContext
 
 log = logging.getLogger("band_reader")
 
 #: A tag held at the edge of the field answers 63 00 now and then; read it again this many times.
 READ_ATTEMPTS: Final = 3
+
+NO_BAND: Final = "未检测到手环 / no wristband at the reader"
+BAND_STAYED: Final = "手环未离开读卡器 / the band did not leave the reader"
 
 
 class BandUidReader:
@@ -40,44 +34,30 @@ class BandUidReader:
             raise ValueError(f"BandUidReader attempts must be at least 1, got {attempts}")
         self.reader = reader
         self.attempts = attempts
-        self._context: PcscContext | None = None
-        self._lock = threading.Lock()
+        self._session = CancellableContext()
 
     def cancel(self) -> None:
         """Abort a wait in another thread (it raises NoBandError)."""
-        with self._lock:
-            if self._context is not None:
-                self._context.cancel()
+        self._session.cancel()
 
     def _run(self, timeout: float, *, want_uid: bool) -> BandUid:
-        try:
-            with PcscContext() as context:
-                with self._lock:
-                    self._context = context
-                try:
-                    if not want_uid:
-                        context.wait_for_removal(context.resolve(self.reader), timeout)
-                        return ""
-                    reader, _atr = context.wait_for_card(self.reader, timeout)
-                    return self._read(context, reader)
-                finally:
-                    with self._lock:
-                        self._context = None
-        except BandReaderError:
-            raise
-        except (CardWaitTimeoutError, WaitCancelledError) as err:
-            what = (
-                "未检测到手环 / no wristband at the reader"
-                if want_uid
-                else "手环未离开读卡器 / the band did not leave the reader"
-            )
-            raise NoBandError(f"{what} within {timeout:.1f} s") from err
-        except (PcscServiceUnavailableError, ReaderNotFoundError) as err:
-            raise BandReaderUnavailableError(f"手环读卡器不可用 / band reader unavailable: {err}") from err
-        except CardAbsentError as err:
-            raise NoBandError("手环在读取前离开 / the band left the reader before it was read") from err
-        except PcscError as err:
-            raise BandUnreadableError(f"读取手环失败 / could not read the band: {err}") from err
+        what = NO_BAND if want_uid else BAND_STAYED
+        with (
+            pcsc_errors_as(
+                no_card=lambda _err: NoBandError(f"{what} within {timeout:.1f} s"),
+                unavailable=lambda err: BandReaderUnavailableError(
+                    f"手环读卡器不可用 / band reader unavailable: {err}"
+                ),
+                removed=lambda _err: NoBandError("手环在读取前离开 / the band left the reader before it was read"),
+                failed=lambda err: BandUnreadableError(f"读取手环失败 / could not read the band: {err}"),
+            ),
+            self._session.open() as context,
+        ):
+            if not want_uid:
+                context.wait_for_removal(context.resolve(self.reader), timeout)
+                return ""
+            reader, _atr = context.wait_for_card(self.reader, timeout)
+            return self._read(context, reader)
 
     def _read(self, context: PcscContext, reader: str) -> BandUid:
         last: BandUnreadableError | None = None

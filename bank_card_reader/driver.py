@@ -5,11 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import threading
 from typing import TYPE_CHECKING, Final, Protocol
 
 from bank_card_reader.errors import (
-    BankCardError,
     CardDataError,
     CardRemovedError,
     CardUnreadableError,
@@ -35,22 +33,13 @@ from bank_card_reader.protocol import (
     select_apdu,
     terminal_values,
 )
-from pcsc.client import PcscContext, ResponseApdu
-from pcsc.errors import (
-    CardAbsentError,
-    CardTransmitError,
-    CardUnresponsiveError,
-    CardWaitTimeoutError,
-    PcscError,
-    PcscServiceUnavailableError,
-    ReaderNotFoundError,
-    WaitCancelledError,
-)
+from pcsc.session import CancellableContext, pcsc_errors_as
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from bank_card_reader.models import BankCardData, CardSource
+    from pcsc.client import ResponseApdu
 
 log = logging.getLogger("bank_card_reader")
 
@@ -171,39 +160,25 @@ class BankCardReader:
     ) -> None:
         self.reader = reader
         self._today = today
-        self._context: PcscContext | None = None
-        self._lock = threading.Lock()
+        self._session = CancellableContext()
 
     def cancel(self) -> None:
         """Abort a read_card() waiting in another thread (it raises NoCardPresentError)."""
-        with self._lock:
-            if self._context is not None:
-                self._context.cancel()
+        self._session.cancel()
 
     def read_card(self, timeout: float) -> BankCardData:
         """Wait up to `timeout` s for a card, then read its number (Luhn-checked)."""
-        try:
-            with PcscContext() as context:
-                with self._lock:
-                    self._context = context
-                try:
-                    reader, atr = context.wait_for_card(self.reader, timeout)
-                    with context.connect(reader) as channel:
-                        data = read_emv_card(channel, atr=atr, today=self._today())
-                finally:
-                    with self._lock:
-                        self._context = None
-        except BankCardError:
-            raise
-        except (CardWaitTimeoutError, WaitCancelledError) as err:
-            raise NoCardPresentError(f"未检测到银行卡 / no bank card within {timeout:.1f} s") from err
-        except (PcscServiceUnavailableError, ReaderNotFoundError) as err:
-            raise ReaderUnavailableError(f"银行卡读卡器不可用 / card reader unavailable: {err}") from err
-        except CardAbsentError as err:
-            raise CardRemovedError("银行卡在读取过程中被取出 / the card was removed while reading") from err
-        except (CardUnresponsiveError, CardTransmitError) as err:
-            raise CardUnreadableError(f"无法读取银行卡 / the card could not be read: {err}") from err
-        except PcscError as err:
-            raise CardUnreadableError(f"无法读取银行卡 / the card could not be read: {err}") from err
+        with (
+            pcsc_errors_as(
+                no_card=lambda _err: NoCardPresentError(f"未检测到银行卡 / no bank card within {timeout:.1f} s"),
+                unavailable=lambda err: ReaderUnavailableError(f"银行卡读卡器不可用 / card reader unavailable: {err}"),
+                removed=lambda _err: CardRemovedError("银行卡在读取过程中被取出 / the card was removed while reading"),
+                failed=lambda err: CardUnreadableError(f"无法读取银行卡 / the card could not be read: {err}"),
+            ),
+            self._session.open() as context,
+        ):
+            reader, atr = context.wait_for_card(self.reader, timeout)
+            with context.connect(reader) as channel:
+                data = read_emv_card(channel, atr=atr, today=self._today())
         log.info("read bank card %s (%s, AID %s)", data.masked, data.source, data.aid)
         return data

@@ -132,7 +132,7 @@ def test_cancel_from_another_thread(bank_slot: VirtualCardSlot, bank_reader_name
     thread = threading.Thread(target=wait)
     thread.start()
     deadline = time.monotonic() + 5
-    while reader._context is None and time.monotonic() < deadline:
+    while not reader._session.is_open and time.monotonic() < deadline:
         time.sleep(0.01)
     reader.cancel()
     thread.join(timeout=5)
