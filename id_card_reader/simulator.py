@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
+from device_kit.clock import Clock, SystemClock
 from device_kit.control import ControlClient, ControlError
 from device_kit.faults import FaultSet
 from device_kit.faults import FaultSpec as KitFaultSpec
@@ -495,9 +496,12 @@ class SamReaderSimulator(SimulatorServer):
         port: int = 0,
         pty: bool = False,
         control_port: int | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(FaultSet(KIT_FAULTS), host, port, control_port=control_port)
         self.emulator = emulator
+        #: A slow reader's replies wait on this clock (a ManualClock in tests).
+        self.clock: Clock = clock or SystemClock()
         self._use_pty = pty
         self._pty_master: int | None = None
         self._pty_slave: int | None = None
@@ -623,7 +627,7 @@ class SamReaderSimulator(SimulatorServer):
                 if isinstance(item, SamFrame):
                     wire_log.debug(">>> %s", item.body[:2].hex(" ").upper())
                 for output in self.emulator.handle(item):
-                    if output.delay and self._stopped.wait(output.delay):
+                    if output.delay and self.clock.sleep(output.delay, stop=self._stopped):
                         return
                     try:
                         send(output.data)

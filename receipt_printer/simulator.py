@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import qrcode
 from PIL import Image, ImageDraw, ImageFont
 
+from device_kit.clock import Clock, SystemClock
 from device_kit.faults import FaultSet, FaultSpec
 from device_kit.server import SimulatorServer
 from receipt_printer import protocol
@@ -172,8 +173,11 @@ class PrinterSimulator(SimulatorServer):
         control_port: int | None = None,
         output_dir: Path | None = None,
         render_on_cut: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(FaultSet(FAULTS), host, port, control_port=control_port)
+        #: A slow printer's lines take their time on this clock (a ManualClock in tests).
+        self.clock: Clock = clock or SystemClock()
         self.output_dir = output_dir
         #: Write each slip's PNG at its cut; False leaves it to ``save_pngs()`` (a simulator in the timed process).
         self.render_on_cut = render_on_cut
@@ -334,7 +338,7 @@ class PrinterSimulator(SimulatorServer):
                 self._finish(page, complete=False)
             return
         if self.faults_set.active("slow"):
-            self._stopping.wait(float(self.faults_set.param("slow", "line_s")))
+            self.clock.sleep(float(self.faults_set.param("slow", "line_s")), stop=self._stopping)
         page.items.append(item)
         if self._lines_left is not None:
             self._lines_left = max(0, self._lines_left - 1)

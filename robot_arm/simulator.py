@@ -19,11 +19,11 @@ import logging
 import random
 import socket
 import threading
-import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Self
 
+from device_kit.clock import Clock, SystemClock
 from device_kit.faults import FaultSet, FaultSpec
 from device_kit.server import SimulatorServer
 from robot_arm.errors import ArmConfigError, ArmProtocolError
@@ -229,9 +229,12 @@ class ArmSimulator(SimulatorServer):
         on_band_at_reader: Callable[[str], None] | None = None,
         on_band_left_reader: Callable[[], None] | None = None,
         control_port: int | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(FaultSet(KIT_FAULTS), host, port, control_port=control_port)
         self.settings = settings or SimSettings()
+        #: Motion, boot and pickup times pass on this clock (a ManualClock in tests).
+        self.clock: Clock = clock or SystemClock()
         self.on_band_at_reader = on_band_at_reader
         self.on_band_left_reader = on_band_left_reader
         self._rng = random.Random(self.settings.seed)
@@ -747,7 +750,7 @@ class ArmSimulator(SimulatorServer):
     def _worker_loop(self) -> None:
         with self._cond:
             while not self._stopping:
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 if self._booting_until is not None and now >= self._booting_until:
                     self._finish_boot()
                 if self._slot_take_at is not None and now >= self._slot_take_at:
@@ -761,19 +764,19 @@ class ArmSimulator(SimulatorServer):
                         self._job = None
                     continue
                 deadlines = [t for t in (self._booting_until, self._slot_take_at) if t is not None]
-                timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-                self._cond.wait(timeout)
+                timeout = max(0.0, min(deadlines) - self.clock.monotonic()) if deadlines else None
+                self.clock.wait(self._cond, timeout)
 
     def _pause(self, job: _Job, seconds: float) -> None:
         """Let `seconds` of arm time pass (scaled), raising _MotionStoppedError if the motion is stopped."""
-        deadline = time.monotonic() + self._scaled(seconds)
+        deadline = self.clock.monotonic() + self._scaled(seconds)
         while True:
             if self._job is not job or self._stopping:
                 raise _MotionStoppedError
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 return
-            self._cond.wait(remaining)
+            self.clock.wait(self._cond, remaining)
 
     def _unlocked(self, hook: Callable[[], None]) -> None:
         """Call a physics hook without holding the lock (it may do I/O, e.g. to the virtual reader)."""
@@ -896,7 +899,7 @@ class ArmSimulator(SimulatorServer):
             self._held = None
         # A worm-geared gripper keeps its grip without power, so a kept band is still held.
         self._gripper_closed = self._held is not None
-        self._booting_until = time.monotonic() + self._scaled(self.settings.reboot_time)
+        self._booting_until = self.clock.monotonic() + self._scaled(self.settings.reboot_time)
         self._cond.notify_all()
 
     def _finish_boot(self) -> None:
@@ -938,5 +941,5 @@ class ArmSimulator(SimulatorServer):
             if "pickup_not_taken" in self._faults:
                 self._fire("pickup_not_taken")
             elif self.settings.pickup_take_after is not None:
-                self._slot_take_at = time.monotonic() + self._scaled(self.settings.pickup_take_after)
+                self._slot_take_at = self.clock.monotonic() + self._scaled(self.settings.pickup_take_after)
         self._done(job)

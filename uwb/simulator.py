@@ -16,11 +16,11 @@ import os
 import struct
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
+from device_kit.clock import Clock, SystemClock
 from device_kit.faults import FaultSet, FaultSpec
 from device_kit.server import SimulatorServer
 from uwb import payload
@@ -131,8 +131,11 @@ class GatewaySimulator(SimulatorServer):
         queue_limit: int = 64,
         dump_path: Path | None = None,
         control_port: int | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(FaultSet(FAULTS), host, port, control_port=control_port)
+        #: Tag latency, retries and the delivery window pass on this clock (a ManualClock in tests).
+        self.clock: Clock = clock or SystemClock()
         self.node_id = node_id
         self.delivery_window_s = delivery_window_s
         self.retry_interval_s = retry_interval_s
@@ -428,7 +431,7 @@ class GatewaySimulator(SimulatorServer):
             self._finish(old, DownlinkState.SUPERSEDED)
             self._c["superseded"] += 1
         msg_id = self._allocate_msg_id()
-        now = time.monotonic()
+        now = self.clock.monotonic()
         tag = self._tags.get(tag_id)
         if tag is not None:
             tag.downlinks += 1
@@ -468,7 +471,7 @@ class GatewaySimulator(SimulatorServer):
             with self._lock:
                 if not self.running:
                     return
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 next_due = now + 1.0
                 if not self._offline:
                     for downlink in list(self._downlinks.values()):
@@ -479,7 +482,7 @@ class GatewaySimulator(SimulatorServer):
                         if downlink.state not in TERMINAL_DOWNLINK_STATES:
                             next_due = min(next_due, downlink.next_try_at)
                 if not changed:
-                    self._wake.wait(timeout=max(0.0, next_due - time.monotonic()))
+                    self.clock.wait(self._wake, max(0.0, next_due - self.clock.monotonic()))
             if changed:
                 self._write_dump()
 

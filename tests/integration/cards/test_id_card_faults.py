@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
+from device_kit.clock import ManualClock
 from id_card_reader import (
     CardRemovedError,
     IdCardConnectionError,
@@ -61,14 +63,22 @@ def test_sam_self_test_failure(sam_emulator: SamReaderEmulator, sam_simulator: S
             reader.read_identity(timeout=1)
 
 
-def test_slow_reader_within_the_timeout_still_reads(
-    sam_emulator: SamReaderEmulator, sam_simulator: SamReaderSimulator
-) -> None:
+def test_slow_reader_within_the_timeout_still_reads(sam_emulator: SamReaderEmulator) -> None:
+    """Each of the three replies (find, select, read) waits 0.2 s on the simulator's clock, moved by hand."""
+    clock = ManualClock()
     sam_emulator.inject("slow_reader:0.2")
-    started = time.monotonic()
-    card, _ = read(sam_simulator.url)
-    assert card == sam_emulator.identities[0]
-    assert time.monotonic() - started >= 0.6  # find, select, read: three slow replies
+    results: list[tuple[object, int]] = []
+    with SamReaderSimulator(sam_emulator, clock=clock) as simulator:
+        thread = threading.Thread(target=lambda: results.append(read(simulator.url)), daemon=True)
+        thread.start()
+        for _reply in ("find", "select", "read"):
+            clock.wait_for_sleepers(1)  # the reply is held until the clock moves
+            assert not results
+            clock.advance(0.2)
+        thread.join(10)
+    assert results
+    assert results[0][0] == sam_emulator.identities[0]
+    assert clock.monotonic() == pytest.approx(0.6)
 
 
 def test_slow_reader_beyond_the_timeout_times_out(

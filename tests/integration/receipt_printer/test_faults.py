@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import TYPE_CHECKING
 
 import pytest
 
+from device_kit.clock import ManualClock
 from device_kit.faults import FaultError
 from receipt_printer.driver import ReceiptPrinter
 from receipt_printer.errors import CoverOpenError, PaperOutError, PrinterOfflineError
@@ -96,20 +96,19 @@ def test_a_malformed_stream_is_logged_and_the_rest_still_prints(sim: PrinterSimu
 def test_stop_interrupts_a_slow_print() -> None:
     from receipt_printer.simulator import PrinterSimulator  # noqa: PLC0415
 
-    sim = PrinterSimulator().start()
+    clock = ManualClock()  # never advanced: a line takes 30 s that never pass
+    sim = PrinterSimulator(clock=clock).start()
     sim.inject("slow", line_s=30.0)
     printer = ReceiptPrinter.open(sim.url, timeout=0.3, print_timeout=60)
     errors: list[BaseException] = []
     thread = threading.Thread(target=lambda: _print_catching(printer, errors))
     thread.start()
-    started = time.monotonic()
-    while sim.status_queries < 4 and time.monotonic() - started < 10:
-        time.sleep(0.01)
+    clock.wait_for_sleepers(1)  # the printer is in its first slow line
     sim.stop()
     thread.join(10)
     printer.close()
     assert not thread.is_alive()
-    assert time.monotonic() - started < 20
+    assert clock.monotonic() == 0.0
     assert isinstance(errors[0], PrinterOfflineError)
 
 

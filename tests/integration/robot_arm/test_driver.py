@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from typing import TYPE_CHECKING
 
 import pytest
 
+from device_kit.clock import ManualClock
 from robot_arm.driver import ArmDriver
 from robot_arm.errors import (
     ArmConfigError,
@@ -19,11 +19,10 @@ from robot_arm.errors import (
     ArmTimeoutError,
 )
 from robot_arm.protocol import Command, ErrorCode, Event, EventName, Station
+from robot_arm.simulator import ArmSimulator, SimSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from robot_arm.simulator import ArmSimulator
 
 
 def test_status_and_info_after_open(arm: ArmDriver, sim: ArmSimulator) -> None:
@@ -236,13 +235,40 @@ def test_timeout_error_type_is_distinct(arm: ArmDriver) -> None:
     assert not issubclass(ArmTimeoutError, ArmConnectionError)
 
 
-def test_slow_home_takes_longer_once(arm: ArmDriver, sim: ArmSimulator) -> None:
-    sim.inject("slow_home", factor=100)  # 3 s x 100 at speed 1000: at least 0.3 s
-    started = time.monotonic()
-    arm.home()
-    assert time.monotonic() - started >= 0.3
-    assert sim.faults_fired["slow_home"] == 1
-    assert "slow_home" not in sim.pending_faults()
-    arm.home()
-    assert sim.faults_fired["slow_home"] == 1
-    assert arm.status().homed
+def test_slow_home_takes_longer_once(sim_settings: SimSettings) -> None:
+    """On the simulator's clock, moved by hand: HOME x100 is two halves of 0.15 s at speed 1000, then 3 ms."""
+    clock = ManualClock()
+    with (
+        ArmSimulator(sim_settings, clock=clock) as sim,
+        ArmDriver.open(sim.url, command_timeout=0.25, motion_timeout=10.0, backoff=0.02) as arm,
+    ):
+        sim.inject("slow_home", factor=100)
+        homed = _in_thread(arm.home)
+        for _half in range(2):
+            clock.wait_for_sleepers(1)
+            clock.advance(0.14)
+            clock.wait_for_sleepers(1)  # not there yet: 0.14 of the half's 0.15 s
+            assert not homed.is_set()
+            clock.advance(0.02)
+        assert homed.wait(10)
+        assert sim.faults_fired["slow_home"] == 1
+        assert "slow_home" not in sim.pending_faults()
+        homed = _in_thread(arm.home)
+        for _half in range(2):
+            clock.wait_for_sleepers(1)
+            clock.advance(0.002)  # the normal 1.5 ms half
+        assert homed.wait(10)
+        assert sim.faults_fired["slow_home"] == 1
+        assert arm.status().homed
+
+
+def _in_thread(call: Callable[[], None]) -> threading.Event:
+    """Run `call` on a thread; the event is set when it returns."""
+    done = threading.Event()
+
+    def run() -> None:
+        call()
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done

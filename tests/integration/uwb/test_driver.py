@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from device_kit.clock import ManualClock
 from tests.support.waiting import wait_until
 from uwb import payload, protocol
 from uwb.driver import UwbGateway
@@ -23,11 +24,11 @@ from uwb.errors import (
     TagOutOfRangeError,
 )
 from uwb.models import BandCleared, DownlinkState, RoomAssignment
+from uwb.simulator import GatewaySimulator
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from uwb.simulator import GatewaySimulator
 
 A = RoomAssignment(0x204C, "ZB2024-0318", "HX01", "1208")
 
@@ -56,15 +57,36 @@ def test_clear_overwrites_an_assignment(sim: GatewaySimulator, gateway: UwbGatew
     assert payload.decode(sim.tag(0x204C).held) == BandCleared(0x204C)
 
 
-def test_out_of_range_tag(sim: GatewaySimulator, gateway: UwbGateway) -> None:
-    sim.inject("out_of_range", tag="0F07")
-    with pytest.raises(TagOutOfRangeError, match="0F07") as info:
+def test_out_of_range_tag() -> None:
+    """Refused only when the delivery window (3 s on the gateway's clock, moved by hand) closes."""
+    clock = ManualClock()
+    with (
+        GatewaySimulator(tags=(0x0F07,), delivery_window_s=3.0, retry_interval_s=0.5, clock=clock) as sim,
+        UwbGateway.open(sim.url, timeout=0.15, retries=2, poll_interval=0.01, ack_timeout=10.0) as gateway,
+    ):
+        sim.inject("out_of_range", tag="0F07")
+        errors: list[TagOutOfRangeError] = []
+
+        def send() -> None:
+            try:
+                gateway.send_to_tag(0x0F07, payload.encode(BandCleared(0x0F07)))
+            except TagOutOfRangeError as err:
+                errors.append(err)
+
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        wait_until(lambda: sim.counters().downlinks_queued == 1, what="the downlink to be queued")
+        clock.advance(2.9)
+        clock.wait_for_sleepers(1)  # the gateway has looked at the clock and tries again at 3.4 s
+        assert thread.is_alive()
+        clock.advance(1.0)
+        thread.join(10)
+        assert len(errors) == 1
+        assert errors[0].tag_id == 0x0F07
+        assert sim.tag(0x0F07).held == b""
+        sim.clear("out_of_range")
         gateway.send_to_tag(0x0F07, payload.encode(BandCleared(0x0F07)))
-    assert info.value.tag_id == 0x0F07
-    assert sim.tag(0x0F07).held == b""
-    sim.clear("out_of_range")
-    gateway.send_to_tag(0x0F07, payload.encode(BandCleared(0x0F07)))
-    assert sim.tag(0x0F07).held != b""
+        assert sim.tag(0x0F07).held != b""
 
 
 def test_tag_faults_name_a_known_tag(sim: GatewaySimulator) -> None:
