@@ -197,25 +197,6 @@ def _work(  # noqa: PLR0917
             "now": stamp,
         },
     )
-    audit.record_sql(
-        d,
-        at=now,
-        actor=cmd.kiosk_id,
-        action="complete_check_in",
-        outcome="completed",
-        batch_code=batch_code,
-        id_hash=id_hash,
-        id_masked=id_masked,
-        check_in_public_id=public_id,
-        detail={
-            "room": room_number,
-            "band_uid": band_uid,
-            "uwb_tag_id": tag_id,
-            "card": card_masked,
-            "card_source": source,
-            "face_distance": claims.face_distance,
-        },
-    )
     # What check_in_view() would read back: the row just written, its assign write pending.
     view = CheckInView(
         check_in_id=public_id,
@@ -248,7 +229,7 @@ def _work(  # noqa: PLR0917
         answer={"refusal": None, "check_in": view.to_dict()},  # CompleteResult(None, view).to_dict()
         at=now,
     )
-    events.append_sql(  # the last write before commit (PostgreSQL: the event-order lock)
+    events.append_sql(  # PostgreSQL: holds the shared event-order lock from here to the commit
         d,
         ctx,
         batch_id=batch_id,
@@ -256,6 +237,26 @@ def _work(  # noqa: PLR0917
         at=now,
         kiosk_id=cmd.kiosk_id,
         check_in_pk=check_in_pk,
+    )
+    # The audit chain's tip last: on PostgreSQL its row lock orders every writer until commit.
+    audit.record_sql(
+        d,
+        at=now,
+        actor=cmd.kiosk_id,
+        action="complete_check_in",
+        outcome="completed",
+        batch_code=batch_code,
+        id_hash=id_hash,
+        id_masked=id_masked,
+        check_in_public_id=public_id,
+        detail={
+            "room": room_number,
+            "band_uid": band_uid,
+            "uwb_tag_id": tag_id,
+            "card": card_masked,
+            "card_source": source,
+            "face_distance": claims.face_distance,
+        },
     )
     d.commit()
     return view

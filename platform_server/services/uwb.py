@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -95,8 +95,11 @@ def mark_delivered_many(uow: UnitOfWork, ctx: ServiceContext, delivery_ids: list
 
     def work(u: UnitOfWork) -> None:
         now = ctx.clock()
-        for delivery_id in delivery_ids:
-            _mark_delivered_in(u, ctx, delivery_id, now)
+        entries = [_mark_delivered_in(u, ctx, delivery_id, now) for delivery_id in delivery_ids]
+        # The audit rows last: on PostgreSQL the chain tip's row lock orders every writer until commit.
+        for entry in entries:
+            if entry is not None:
+                audit.record(u, **entry)
         u.commit()
 
     run_transaction(uow, work)
@@ -113,24 +116,14 @@ _SET_DELIVERED = sa.text(
 ).bindparams(sa.bindparam("now", type_=UwbDelivery.__table__.c.delivered_at.type))
 
 
-def _mark_delivered_in(u: UnitOfWork, ctx: ServiceContext, delivery_id: int, now: dt.datetime) -> None:
-    """One acknowledged row: delivered, audited, KIND_UWB_DELIVERED (in the caller's transaction)."""
+def _mark_delivered_in(u: UnitOfWork, ctx: ServiceContext, delivery_id: int, now: dt.datetime) -> dict[str, Any] | None:
+    """One acknowledged row: delivered, KIND_UWB_DELIVERED (in the caller's transaction); its audit entry to record."""
     row = u.execute(_LOAD_DELIVERY, {"id": delivery_id}).first()
     if row is None:
         raise NotFoundError(f"UWB delivery {delivery_id} does not exist")
     if u.execute(_SET_DELIVERED, {"now": now, "id": delivery_id}).rowcount != 1:  # type: ignore[attr-defined]
-        return  # superseded by an annulment meanwhile, or already marked: nothing to do
+        return None  # superseded by an annulment meanwhile, or already marked: nothing to do
     kind, batch_code, tag_id, room_number, attempts, public_id, batch_id, kiosk_id, check_in_pk = row
-    audit.record(
-        u,
-        at=now,
-        actor="uwb",
-        action=f"uwb_{kind}",
-        outcome="delivered",
-        batch_code=batch_code,
-        check_in_public_id=public_id,
-        detail={"tag": tag_id, "room": room_number, "attempts": int(attempts) + 1},
-    )
     events.append(
         u,
         ctx,
@@ -140,6 +133,15 @@ def _mark_delivered_in(u: UnitOfWork, ctx: ServiceContext, delivery_id: int, now
         kiosk_id=kiosk_id,
         check_in_pk=int(check_in_pk),
     )
+    return {
+        "at": now,
+        "actor": "uwb",
+        "action": f"uwb_{kind}",
+        "outcome": "delivered",
+        "batch_code": batch_code,
+        "check_in_public_id": public_id,
+        "detail": {"tag": tag_id, "room": room_number, "attempts": int(attempts) + 1},
+    }
 
 
 def mark_failed_attempt(
