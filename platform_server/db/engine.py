@@ -54,6 +54,11 @@ class WriteGate:
         """Let the next writer in."""
         self._lock.release()
 
+    @property
+    def held(self) -> bool:
+        """True while a writer of this process holds the gate."""
+        return self._lock.locked()
+
 
 _GATES: weakref.WeakKeyDictionary[sa.Dialect, WriteGate] = weakref.WeakKeyDictionary()
 
