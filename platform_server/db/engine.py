@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,45 @@ SQLITE_SYNCHRONOUS = "FULL"
 PG_LOCK_TIMEOUT_MS = 2_000
 # Key of the session advisory lock held while migrations run, so replicas starting together migrate once.
 MIGRATION_LOCK = 0x4D494752  # "MIGR"
+
+
+# record_info key: this pooled connection's transaction holds its process's WriteGate.
+_GATE_HELD = "write_gate_held"
+
+
+class WriteGate:
+    """SQLite writers of one process queue on a lock here, each woken the moment the one before finishes.
+
+    SQLite's busy handler polls with growing sleeps (1, 2, 5 ... 100 ms): with dozens of kiosks writing
+    at once the write lock sat free while its waiters slept, and an unlucky call waited seconds. Queued
+    here first, the BEGIN IMMEDIATE that follows finds the lock free (unless another process holds it:
+    then SQLite's busy timeout applies, as before). The wait is bounded: past the busy timeout a writer
+    goes on without the gate, to SQLite's own wait.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def enter(self) -> bool:
+        """Wait for the gate (bounded); True when this caller now holds it and must leave() it."""
+        return self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+
+    def leave(self) -> None:
+        """Let the next writer in."""
+        self._lock.release()
+
+    @property
+    def held(self) -> bool:
+        """True while a writer of this process holds the gate."""
+        return self._lock.locked()
+
+
+_GATES: weakref.WeakKeyDictionary[sa.Dialect, WriteGate] = weakref.WeakKeyDictionary()
+
+
+def write_gate(engine: sa.Engine) -> WriteGate | None:
+    """The write gate of a SQLite engine (and its execution_options() copies); None on PostgreSQL."""
+    return _GATES.get(engine.dialect)
 
 
 def is_sqlite(url: str | sa.URL) -> bool:
@@ -83,12 +124,42 @@ def make_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
             dbapi_connection.execute(f"DETACH DATABASE {IMPORT_STAGED_SCHEMA}")
             dbapi_connection.execute("PRAGMA main.cache_size = -2000")
 
+    _begin_behind_gate(engine)
+    return engine
+
+
+def _begin_behind_gate(engine: sa.Engine) -> None:
+    """BEGIN as the `sqlite_begin` option says (IMMEDIATE unless read-only), writers behind the WriteGate.
+
+    A writer holds the gate from its BEGIN until its connection goes back to the pool.
+    """
+    gate = _GATES.setdefault(engine.dialect, WriteGate())
+
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "IMMEDIATE":
+            connection.exec_driver_sql(f"BEGIN {mode}")
+            return
+        # Held until check-in, not commit: a Session may begin again on the same connection after one.
+        info = connection.connection.record_info
+        if info is None:  # a connection detached from the pool: no check-in to leave the gate at
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        if not info.get(_GATE_HELD):
+            info[_GATE_HELD] = gate.enter()
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if info.pop(_GATE_HELD, False):
+                gate.leave()
+            raise
 
-    return engine
+    @sa.event.listens_for(engine, "checkin")
+    def _release(_dbapi_connection: Any, record: Any) -> None:
+        # Back in the pool, committed or rolled back: its write transaction is over.
+        if record.record_info.pop(_GATE_HELD, False):
+            gate.leave()
 
 
 def read_only(engine: sa.Engine) -> sa.Engine:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 
+from platform_server.db.engine import WriteGate, write_gate
 from platform_server.errors import TransientError
 
 if TYPE_CHECKING:
@@ -202,29 +203,42 @@ class DriverTransaction:
         self._fairy: Any = None
         self.raw: Any = None
         self._after_commit: list[Callable[[], None]] = []
+        self._gate: WriteGate | None = None
 
     def __enter__(self) -> Self:
-        self._fairy = _IdleConnections.of(self._engine).take()
-        self.raw = self._fairy.driver_connection
-        self._after_commit = []
-        if not self.postgres and not self._read_only:
-            self.raw.execute("BEGIN IMMEDIATE")  # see db.engine: writers queue at BEGIN, not mid-way
+        gate = None if self.postgres or self._read_only else write_gate(self._engine)
+        # SQLite: queue behind this process's other writers first (db.engine.WriteGate), then BEGIN.
+        self._gate = gate if gate is not None and gate.enter() else None
+        try:
+            self._fairy = _IdleConnections.of(self._engine).take()
+            self.raw = self._fairy.driver_connection
+            self._after_commit = []
+            if not self.postgres and not self._read_only:
+                self.raw.execute("BEGIN IMMEDIATE")  # see db.engine: writers queue at BEGIN, not mid-way
+        except BaseException as err:
+            self.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         fairy, self._fairy = self._fairy, None
-        if fairy is None:
-            return
+        gate, self._gate = self._gate, None
         try:
-            self.raw.rollback()  # nothing to undo after a commit
-        except Exception:
-            fairy.invalidate()  # a connection that cannot even roll back is not reused
-            if exc is not None:
-                return  # the original error (e.g. the server went away) is the one to report
-            raise
-        _IdleConnections.of(self._engine).give(fairy)
+            if fairy is None:
+                return
+            try:
+                self.raw.rollback()  # nothing to undo after a commit
+            except Exception:
+                fairy.invalidate()  # a connection that cannot even roll back is not reused
+                if exc is not None:
+                    return  # the original error (e.g. the server went away) is the one to report
+                raise
+            _IdleConnections.of(self._engine).give(fairy)
+        finally:
+            if gate is not None:
+                gate.leave()
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """Run one statement in the transaction; the driver's cursor."""

@@ -32,7 +32,15 @@ from platform_server.db.models import (
 )
 from platform_server.db.unit_of_work import RetryTransactionError, run_transaction
 from platform_server.errors import InvalidRequestError
-from platform_server.services import audit, cases, events, idempotency, identification_token, slips
+from platform_server.services import (
+    audit,
+    cases,
+    complete_quick,
+    events,
+    idempotency,
+    identification_token,
+    slips,
+)
 from platform_server.services.bank_names import bank_name_for
 from platform_server.services.identify import batch_refusal, china_time
 from platform_server.services.refusals import Reason, Refusal
@@ -155,6 +163,12 @@ def complete_check_in(uow: UnitOfWork, ctx: ServiceContext, cmd: CompleteCommand
         cmd.band_uid,
     )
 
+    # The common case, Session-free; None (nothing written) when a rule refuses or it is a replay.
+    clean = card_refusal is None and signature_issue is None
+    view = _quick(uow, ctx, cmd, claims, pan, card_hash, uid, content) if clean else None
+    if view is not None:
+        return CompleteResult(None, view)
+
     def work(u: UnitOfWork) -> CompleteResult:
         now = ctx.clock()
         stored = idempotency.stored_answer(u, ctx.data_key, cmd.kiosk_id, cmd.request_id, COMPLETE, content)
@@ -197,6 +211,22 @@ def complete_check_in(uow: UnitOfWork, ctx: ServiceContext, cmd: CompleteCommand
         return result
 
     return run_transaction(uow, work)
+
+
+def _quick(  # noqa: PLR0917
+    uow: UnitOfWork,
+    ctx: ServiceContext,
+    cmd: CompleteCommand,
+    claims: identification_token.Identification | None,
+    pan: str,
+    card_hash: str,
+    uid: str | None,
+    content: str,
+) -> CheckInView | None:
+    """complete_quick for a live band with a token signed for this kiosk; None: take the full path."""
+    if cmd.dispense != "LIVE" or claims is None or claims.kiosk_id != cmd.kiosk_id or not uid:
+        return None
+    return complete_quick.try_complete(uow, ctx, cmd, claims, pan, card_hash, uid, content)
 
 
 def _replay_case(  # noqa: PLR0917

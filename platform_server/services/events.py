@@ -27,6 +27,15 @@ if TYPE_CHECKING:
 _EVENT_ORDER_LOCK = 0x45434B49  # "ECKI"
 
 
+# Prebuilt: every step that appends an event would otherwise build and cache-key an ORM insert per call.
+_LOCK_SHARED = sa.text("SELECT pg_advisory_xact_lock_shared(:lock)")
+_INSERT_EVENT_TEXT = sa.text(
+    "INSERT INTO check_in_events"
+    " (batch_id, kind, kiosk_id, check_in_id, refusal_reason, occurred_at, needs_staff_case_id)"
+    " VALUES (:batch_id, :kind, :kiosk_id, :check_in_id, :refusal_reason, :occurred_at, :needs_staff_case_id)"
+).bindparams(sa.bindparam("occurred_at", type_=CheckInEvent.__table__.c.occurred_at.type))
+
+
 class EventKind(StrEnum):
     """Kinds of events (mirrors StreamCheckInEventsResponse.Kind without the prefix)."""
 
@@ -67,17 +76,18 @@ def append(
     Call this as the last write before commit: on PostgreSQL it holds the shared event-order lock until then.
     """
     if uow.is_postgres:
-        uow.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(_EVENT_ORDER_LOCK)))
+        uow.execute(_LOCK_SHARED, {"lock": _EVENT_ORDER_LOCK})
     uow.execute(
-        sa.insert(CheckInEvent).values(
-            batch_id=batch_id,
-            kind=kind.value,
-            kiosk_id=kiosk_id,
-            check_in_id=check_in_pk,
-            refusal_reason=refusal_reason,
-            occurred_at=at,
-            needs_staff_case_id=needs_staff_case_pk,
-        )
+        _INSERT_EVENT_TEXT,
+        {
+            "batch_id": batch_id,
+            "kind": kind.value,
+            "kiosk_id": kiosk_id,
+            "check_in_id": check_in_pk,
+            "refusal_reason": refusal_reason,
+            "occurred_at": at,
+            "needs_staff_case_id": needs_staff_case_pk,
+        },
     )
     uow.after_commit(ctx.bell.ring)
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from personal_data.crypto import DataKey
-    from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.db.unit_of_work import SqlTransaction, UnitOfWork
     from platform_server.services.context import ServiceContext
 
 MAX_REQUEST_ID_CHARS = 64
@@ -99,6 +99,32 @@ def store_answer(
             "payload_hash": content,
             "response_encrypted": blob,
             "created_at": at,
+        },
+    )
+
+
+def store_answer_sql(
+    d: SqlTransaction,
+    key: DataKey,
+    *,
+    kiosk_id: str,
+    request_id: str,
+    method: str,
+    content: str,
+    answer: dict[str, Any],
+    at: dt.datetime,
+) -> None:
+    """store_answer() in a Session-free transaction (the kiosk's hot paths)."""
+    blob = encrypt_text(key, json.dumps(answer, ensure_ascii=False), associated=f"{kiosk_id}/{request_id}")
+    d.execute(
+        _INSERT_ANSWER.text,
+        {
+            "kiosk_id": kiosk_id,
+            "request_id": request_id,
+            "method": method,
+            "payload_hash": content,
+            "response_encrypted": blob,
+            "created_at": d.timestamp(at),
         },
     )
 

@@ -544,9 +544,6 @@ def _finish(  # noqa: PLR0917
         "check_in_public_id": None,
         "detail": mask_sensitive(json.dumps(detail, ensure_ascii=False, sort_keys=True))[: audit.MAX_DETAIL_CHARS],
     }
-    audit_chain.append(
-        d.execute, audit_chain.key_for(d.engine), entry, {**entry, "occurred_at": stamp}, postgres=d.postgres
-    )
     if found.kiosk_registered:
         d.execute(
             _INSERT_ANSWER,
@@ -573,5 +570,10 @@ def _finish(  # noqa: PLR0917
             kiosk_id=cmd.kiosk_id,
             refusal_reason=refusal.reason.value,
         )
+    # The audit chain's tip last: on PostgreSQL its row lock orders every writer until commit, so it is
+    # held for one more round trip and the commit, not for the writes above.
+    audit_chain.append(
+        d.execute, audit_chain.key_for(d.engine), entry, {**entry, "occurred_at": stamp}, postgres=d.postgres
+    )
     d.commit()
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -15,8 +16,6 @@ from platform_server.services import audit, cases, idempotency
 from platform_server.services.batches import BatchView, view_of
 
 if TYPE_CHECKING:
-    import datetime as dt
-
     from platform_server.db.unit_of_work import UnitOfWork
     from platform_server.services.context import ServiceContext
 
@@ -102,27 +101,34 @@ def kiosk_context(uow: UnitOfWork, ctx: ServiceContext, kiosk_id: str) -> tuple[
         return (view_of(open_batches[0]) if len(open_batches) == 1 else None), ctx.clock()
 
 
+_LAST_BEAT = (
+    "SELECT last_heartbeat_at, devices_json, band_stock, pending_check_ins, out_of_service, software_version,"
+    " printer_paper FROM kiosks WHERE kiosk_id = :kiosk_id"
+)
+
+
+def _utc(value: object) -> dt.datetime | None:
+    """A timestamp as either driver returns it (SQLite: naive UTC text), aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 def _unchanged_beat(uow: UnitOfWork, cmd: HeartbeatCommand, devices: str, now: dt.datetime) -> bool | None:
     """True when the stored state equals this beat and was written recently; None for an unknown kiosk.
 
     A read-only transaction: on SQLite it does not queue for the write lock.
     """
-    reader = uow.read_only()
-    with reader:
-        row = reader.execute(
-            sa.select(
-                Kiosk.last_heartbeat_at,
-                Kiosk.devices_json,
-                Kiosk.band_stock,
-                Kiosk.pending_check_ins,
-                Kiosk.out_of_service,
-                Kiosk.software_version,
-                Kiosk.printer_paper,
-            ).where(Kiosk.kiosk_id == cmd.kiosk_id)
-        ).first()
+    # One statement on a driver connection: no Session, no write lock (about 40 beats/s for 200 kiosks).
+    with uow.driver_transaction(read_only=True) as d:
+        row = d.execute(_LAST_BEAT, {"kiosk_id": cmd.kiosk_id}).fetchone()
     if row is None:
         return None
-    last, stored_devices, stock, pending, out_of_service, version, paper = row
+    stored_devices, stock, pending, version, paper = row[1], row[2], row[3], row[5], row[6]
+    last, out_of_service = _utc(row[0]), bool(row[4])
     return (
         last is not None
         and (now - last).total_seconds() < HEARTBEAT_REFRESH_S

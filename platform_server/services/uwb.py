@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -40,25 +40,30 @@ class Delivery:
     attempts: int
 
 
+# Prebuilt: the worker claims and checks a round of rows beside every check-in (see _LOAD_DELIVERY).
+_UTC = UwbDelivery.__table__.c.next_attempt_at.type
+_CLAIM_SQL = (
+    "SELECT id, check_in_id, tag_id, kind, batch_code, hotel_code, room_number, attempts FROM uwb_deliveries"
+    " WHERE state = 'pending' AND next_attempt_at <= :now ORDER BY next_attempt_at, id LIMIT :limit"
+)
+_CLAIM = sa.text(_CLAIM_SQL).bindparams(sa.bindparam("now", type_=_UTC))
+_CLAIM_PG = sa.text(_CLAIM_SQL + " FOR UPDATE SKIP LOCKED").bindparams(sa.bindparam("now", type_=_UTC))
+_LEASE = sa.text("UPDATE uwb_deliveries SET next_attempt_at = :until WHERE id IN :ids").bindparams(
+    sa.bindparam("until", type_=_UTC), sa.bindparam("ids", expanding=True)
+)
+
+
 def claim_due(uow: UnitOfWork, now: dt.datetime, limit: int = 10) -> list[Delivery]:
     """Pending rows due by `now`, oldest first, leased to the caller for CLAIM_LEASE."""
 
     def work(u: UnitOfWork) -> list[Delivery]:
-        query = (
-            sa.select(UwbDelivery)
-            .where(UwbDelivery.state == "pending", UwbDelivery.next_attempt_at <= now)
-            .order_by(UwbDelivery.next_attempt_at, UwbDelivery.id)
-            .limit(limit)
-        )
-        if u.is_postgres:
-            query = query.with_for_update(skip_locked=True)
-        rows = list(u.session.execute(query).scalars())
+        rows = u.execute(_CLAIM_PG if u.is_postgres else _CLAIM, {"now": now, "limit": limit}).all()
         claimed = [
-            Delivery(r.id, r.check_in_id, r.tag_id, r.kind, r.batch_code, r.hotel_code, r.room_number, r.attempts)
+            Delivery(int(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]), str(r[6]), int(r[7]))
             for r in rows
         ]
-        for row in rows:
-            row.next_attempt_at = now + CLAIM_LEASE
+        if claimed:
+            u.execute(_LEASE, {"until": now + CLAIM_LEASE, "ids": [d.delivery_id for d in claimed]})
         u.commit()
         return claimed
 
@@ -90,41 +95,53 @@ def mark_delivered_many(uow: UnitOfWork, ctx: ServiceContext, delivery_ids: list
 
     def work(u: UnitOfWork) -> None:
         now = ctx.clock()
-        for delivery_id in delivery_ids:
-            _mark_delivered_in(u, ctx, delivery_id, now)
+        entries = [_mark_delivered_in(u, ctx, delivery_id, now) for delivery_id in delivery_ids]
+        # The audit rows last: on PostgreSQL the chain tip's row lock orders every writer until commit.
+        for entry in entries:
+            if entry is not None:
+                audit.record(u, **entry)
         u.commit()
 
     run_transaction(uow, work)
 
 
-def _mark_delivered_in(u: UnitOfWork, ctx: ServiceContext, delivery_id: int, now: dt.datetime) -> None:
-    """One acknowledged row: delivered, audited, KIND_UWB_DELIVERED (in the caller's transaction)."""
-    delivery, check_in = _load(u, delivery_id)
-    if delivery.state != "pending":
-        return  # superseded by an annulment meanwhile, or already marked: nothing to do
-    delivery.state = "delivered"
-    delivery.delivered_at = now
-    delivery.attempts += 1
-    delivery.last_error = None
-    audit.record(
-        u,
-        at=now,
-        actor="uwb",
-        action=f"uwb_{delivery.kind}",
-        outcome="delivered",
-        batch_code=delivery.batch_code,
-        check_in_public_id=check_in.public_id,
-        detail={"tag": delivery.tag_id, "room": delivery.room_number, "attempts": delivery.attempts},
-    )
+# Prebuilt (one acknowledged band each, beside every check-in): no ORM objects to load and flush.
+_LOAD_DELIVERY = sa.text(
+    "SELECT d.kind, d.batch_code, d.tag_id, d.room_number, d.attempts, c.public_id, c.batch_id, c.kiosk_id, c.id"
+    " FROM uwb_deliveries d JOIN check_ins c ON c.id = d.check_in_id WHERE d.id = :id"
+)
+_SET_DELIVERED = sa.text(
+    "UPDATE uwb_deliveries SET state = 'delivered', delivered_at = :now, attempts = attempts + 1, last_error = NULL"
+    " WHERE id = :id AND state = 'pending'"
+).bindparams(sa.bindparam("now", type_=UwbDelivery.__table__.c.delivered_at.type))
+
+
+def _mark_delivered_in(u: UnitOfWork, ctx: ServiceContext, delivery_id: int, now: dt.datetime) -> dict[str, Any] | None:
+    """One acknowledged row: delivered, KIND_UWB_DELIVERED (in the caller's transaction); its audit entry to record."""
+    row = u.execute(_LOAD_DELIVERY, {"id": delivery_id}).first()
+    if row is None:
+        raise NotFoundError(f"UWB delivery {delivery_id} does not exist")
+    if u.execute(_SET_DELIVERED, {"now": now, "id": delivery_id}).rowcount != 1:  # type: ignore[attr-defined]
+        return None  # superseded by an annulment meanwhile, or already marked: nothing to do
+    kind, batch_code, tag_id, room_number, attempts, public_id, batch_id, kiosk_id, check_in_pk = row
     events.append(
         u,
         ctx,
-        batch_id=check_in.batch_id,
+        batch_id=int(batch_id),
         kind=events.EventKind.UWB_DELIVERED,
         at=now,
-        kiosk_id=check_in.kiosk_id,
-        check_in_pk=check_in.id,
+        kiosk_id=kiosk_id,
+        check_in_pk=int(check_in_pk),
     )
+    return {
+        "at": now,
+        "actor": "uwb",
+        "action": f"uwb_{kind}",
+        "outcome": "delivered",
+        "batch_code": batch_code,
+        "check_in_public_id": public_id,
+        "detail": {"tag": tag_id, "room": room_number, "attempts": int(attempts) + 1},
+    }
 
 
 def mark_failed_attempt(
@@ -206,17 +223,25 @@ def current_tags_for(uow: UnitOfWork, delivery_ids: list[int]) -> dict[int, str]
     """
     if not delivery_ids:
         return {}
-    d = so.aliased(UwbDelivery, name="d")
-    newer = sa.exists().where(UwbDelivery.tag_id == d.tag_id, UwbDelivery.id > d.id)
     reader = uow.read_only()
     with reader:
-        rows = reader.execute(
-            sa.select(d.id, d.tag_id)
-            .join(CheckIn, CheckIn.id == d.check_in_id)
-            .join(Wristband, Wristband.id == CheckIn.wristband_id)
-            .where(d.id.in_(delivery_ids), d.state == "pending", d.tag_id == Wristband.uwb_tag_id, ~newer)
-        ).all()
+        rows = reader.execute(_CURRENT_TAGS, {"ids": delivery_ids}).all()
     return {int(row[0]): str(row[1]) for row in rows}
+
+
+_d = so.aliased(UwbDelivery, name="d")
+# Built once (an expanding IN): the worker asks this for every round.
+_CURRENT_TAGS = (
+    sa.select(_d.id, _d.tag_id)
+    .join(CheckIn, CheckIn.id == _d.check_in_id)
+    .join(Wristband, Wristband.id == CheckIn.wristband_id)
+    .where(
+        _d.id.in_(sa.bindparam("ids", expanding=True)),
+        _d.state == "pending",
+        _d.tag_id == Wristband.uwb_tag_id,
+        ~sa.exists().where(UwbDelivery.tag_id == _d.tag_id, UwbDelivery.id > _d.id),
+    )
+)
 
 
 def current_tag_for(uow: UnitOfWork, delivery_id: int) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +71,7 @@ class CheckInView:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (datetimes as ISO 8601)."""
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}  # flat values: no deep copy needed
         for key in ("checked_in_at", "evaluation_start", "annul_until"):
             data[key] = _iso(data[key])
         data["uwb_state"] = self.uwb_state.value
