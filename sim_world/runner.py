@@ -47,7 +47,7 @@ from robot_arm.protocol import Command
 from robot_arm.simulator import GRIP_TIME, HOME_TIME, RELEASE_TIME, RETRACT_TIME, TRAVEL_TIME
 from sim_world.faces import resolve_face
 from sim_world.model import SAMPLE_PAN, CardKind, FaultWhen, Liveness
-from sim_world.world import World
+from sim_world.world import World, identity_for
 from uwb import payload
 from uwb.models import BandCleared
 
@@ -670,8 +670,6 @@ def _detect_on_path(band: StampedCard | None, signed_at: float | None) -> float 
 
 
 def _identity(expert: Any) -> Any:
-    from sim_world.world import identity_for  # noqa: PLC0415
-
     return identity_for(expert)
 
 

@@ -28,12 +28,18 @@ from typing import TYPE_CHECKING, Final
 
 import grpc
 
+# Lazy (lazy_imports): the platform's code runs only for seeding; the health messages when waiting for it.
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from band_reader.simulator import MifareBand
 from checkin.camera.synthetic import make_no_face_clip
 from checkin.config import KioskConfig, hash_pin, load_config
 from id_card_reader.models import IdentityCard
 from id_card_reader.simulator import SamReaderEmulator, SamReaderSimulator, placeholder_wlt
 from pcsc import PcscDaemon
+from platform_server import bootstrap
+from platform_server import config as platform_config
+from platform_server.services import accounts, batches, kiosks, roster
 from receipt_printer.simulator import PrinterSimulator
 from robot_arm.simulator import ArmSimulator, SimSettings, default_bands
 from sim_world.faces import resolve_face
@@ -298,12 +304,10 @@ level = "INFO"
 
     def _seed_platform(self) -> None:
         """Batch, rooms, bands, invitations, reference photos and this kiosk, through the platform's services."""
-        from platform_server.bootstrap import build  # noqa: PLC0415 - the platform's code only for seeding
-        from platform_server.config import load_config as load_platform_config  # noqa: PLC0415
-        from platform_server.services import accounts, batches, kiosks, roster  # noqa: PLC0415
-
         self._write_platform_config()
-        platform = build(load_platform_config(self.platform_config, environ={}), start_uwb_worker=False)
+        platform = bootstrap.build(
+            platform_config.load_config(self.platform_config, environ={}), start_uwb_worker=False
+        )
         try:
             ctx, uow = platform.ctx, platform.new_uow()
             now = ctx.clock()
@@ -398,8 +402,6 @@ level = "INFO"
         log_file.close()
 
     def _wait_platform_ready(self, timeout: float) -> None:
-        from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415
-
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(f"127.0.0.1:{self.platform_port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 
+from platform_server.db import engine, models  # lazy (lazy_imports): both import this module
 from platform_server.errors import TransientError
 
 if TYPE_CHECKING:
@@ -90,9 +91,7 @@ class UnitOfWork:
             return UnitOfWork(self._session_factory)
         factory = self._read_only_factories.get(bind)
         if factory is None:
-            from platform_server.db.engine import make_session_factory, read_only  # noqa: PLC0415
-
-            factory = self._read_only_factories.setdefault(bind, make_session_factory(read_only(bind)))
+            factory = self._read_only_factories.setdefault(bind, engine.make_session_factory(engine.read_only(bind)))
         return UnitOfWork(factory)
 
     def commit(self) -> None:
@@ -298,9 +297,7 @@ def _timestamp_binder(dialect: sa.Dialect) -> Callable[[dt.datetime], Any]:
     """The UTC column type's own bind processing (SQLite keeps a fixed text form; compare as stored)."""
     binder = _BINDERS.get(dialect.name)
     if binder is None:
-        from platform_server.db.models import UtcDateTime  # noqa: PLC0415  (models import this module's users)
-
-        processor = UtcDateTime().bind_processor(dialect)
+        processor = models.UtcDateTime().bind_processor(dialect)
         binder = _BINDERS.setdefault(dialect.name, processor if processor is not None else _unchanged)
     return binder
 
