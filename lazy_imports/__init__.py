@@ -20,15 +20,15 @@ imports out of the code, except the few it lists with their reason.
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import sys
 import threading
 import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from importlib.abc import Loader
 
 # Heavy to import and needed by only some commands: the database and service layer (SQLAlchemy),
 # the gRPC client and server, generated protobuf messages, spreadsheets, images, the Tk UI.
@@ -136,10 +136,10 @@ class _LazyModule(types.ModuleType):
 _MISSING = object()
 
 
-class _DeferringLoader(importlib.abc.Loader):
+class _DeferringLoader:  # a Loader (not subclassing importlib.abc: it costs ~10 ms to import)
     """Wraps a module's own loader: creating the module as usual, running its code on first use."""
 
-    def __init__(self, loader: importlib.abc.Loader) -> None:
+    def __init__(self, loader: importlib.machinery.SourceFileLoader) -> None:
         self.loader = loader
         self.lock = threading.RLock()
         self.running = False
@@ -178,7 +178,7 @@ def _make_plain(module: types.ModuleType) -> None:
     module.__class__ = types.ModuleType
 
 
-class _LazyFinder(importlib.abc.MetaPathFinder):
+class _LazyFinder:  # a MetaPathFinder
     """Finds the modules of `LAZY_MODULES` as the path finder would, with a loader that defers their code."""
 
     def __init__(self, names: frozenset[str]) -> None:
@@ -193,7 +193,7 @@ class _LazyFinder(importlib.abc.MetaPathFinder):
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         if spec is None or not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
             return spec  # extension modules and the like load at once, as usual
-        spec.loader = _DeferringLoader(spec.loader)
+        spec.loader = cast("Loader", _DeferringLoader(spec.loader))  # duck-typed: see the class
         return spec
 
 
