@@ -145,6 +145,7 @@ class World:
     speech: bool = False
     bands: list[Band] = field(default_factory=list)
     platform_port: int = 0
+    platform_metrics_port: int = 0  # the platform's health port: GET /metrics
     pcscd: PcscDaemon | None = None
     id_card: SamReaderEmulator | None = None
     id_card_server: SamReaderSimulator | None = None
@@ -204,6 +205,7 @@ class World:
         # Until the first expert steps up, the camera sees the empty lobby.
         self.show_camera(make_no_face_clip(self.work / "clips" / "lobby", frames=15))
         self.platform_port = _free_port()
+        self.platform_metrics_port = _free_port()
         self._seed_platform()
         self.start_platform()
         self.start_console(os.environ.get("SCENARIO_CONSOLE_LISTEN", ""))
@@ -274,12 +276,18 @@ class World:
         """The platform's TOML configuration."""
         return self.work / "platform.toml"
 
+    @property
+    def platform_metrics_url(self) -> str:
+        """The platform's Prometheus figures (its health port), read by the runner around each check-in."""
+        return f"http://127.0.0.1:{self.platform_metrics_port}/metrics"
+
     def _write_platform_config(self) -> None:
         assert self.uwb is not None
         self.platform_config.write_text(
             f"""# Written by the scenario runner for one simulated world.
 [server]
 listen = "127.0.0.1:{self.platform_port}"
+health_listen = "127.0.0.1:{self.platform_metrics_port}"
 [database]
 url = "sqlite:///{self.platform_db}"
 [security]
