@@ -93,6 +93,8 @@ LAZY_MODULES: frozenset[str] = frozenset(
         "id_card_reader.simulator",
         "pcsc",
         "pcsc.errors",
+        "serial",  # pyserial: the package too, so `serial.tools.list_ports` stays unloaded for --help
+        "serial.tools",
         "serial.tools.list_ports",
         "receipt_printer.simulator",
         # the simulated world's commands
@@ -110,6 +112,7 @@ LAZY_MODULES: frozenset[str] = frozenset(
         "alembic.config",
         "alembic.script",
         "openpyxl",
+        "personal_data.bank_card",
         "personal_data.crypto",
         "python_calamine",
         "rich.progress",
