@@ -291,7 +291,6 @@ def batch_list(
             )
 
     def remote(r: Remote) -> None:
-
         listed = r.call(r.stub.ListBatches, organiser_pb2.ListBatchesRequest(include_closed=include_closed))
         for b in listed.batches:
             start = identify.china_time(b.evaluation_start.ToDatetime(dt.UTC))
@@ -310,7 +309,6 @@ def batch_close(code: Annotated[str, typer.Argument(help="批次编号 / batch c
         _print(f"已关闭 / closed {code}")
 
     def remote(r: Remote) -> None:
-
         r.call(r.stub.CloseBatch, organiser_pb2.CloseBatchRequest(request_id=uuid.uuid4().hex, code=code))
         _print(f"已关闭 / closed {code}")
 
@@ -614,7 +612,6 @@ def status(batch: BatchOption, as_json: Annotated[bool, typer.Option("--json")] 
             _print(f"  {k.kiosk_id}: {k.check_ins} check-ins, bands {k.band_stock}, last heartbeat {seen}{oos}{paper}")
 
     def remote(r: Remote) -> None:
-
         stats = r.call(r.stub.GetBatchStatistics, organiser_pb2.GetBatchStatisticsRequest(code=batch))
         if as_json:
             _print(
@@ -702,7 +699,6 @@ def export_fees(
         _print(f"已导出 {len(rows)} 条 / exported {len(rows)} payees to {out}")
 
     def remote(r: Remote) -> None:
-
         answer = r.call(r.stub.ExportFees, organiser_pb2.ExportFeesRequest(batch_code=batch, full_numbers=full_numbers))
         rows: list[list[Any]] = [
             [x.name, x.id_number, x.organisation, x.bank, x.card_number, x.checked_in_at] for x in answer.rows
