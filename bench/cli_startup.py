@@ -8,13 +8,15 @@ baseline `python -c pass` so machine noise hits both alike. Prints each median a
 
 With `--baseline-tree`, each tool also runs from that source tree (put first on PYTHONPATH, so this
 venv's interpreter and dependencies load the other checkout's code), interleaved with this tree's
-runs, and `ratio_<tool>_vs_baseline=<x>` is printed: before/after figures from one run.
+runs, and `ratio_<tool>_vs_baseline=<x>` is printed (and `..._cpu`, on CPU time, steadier when
+the machine is shared): before/after figures from one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,11 +40,17 @@ def baseline_env(env: dict[str, str], tree: Path) -> dict[str, str]:
     return {**env, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "proto" / "gen")])}
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
-    """Seconds from spawn to exit of one run; a failing command stops the bench."""
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds from spawn to exit of one run, and its CPU seconds (user + system); a failure stops the bench.
+
+    The CPU time is the steadier figure on a shared machine: waiting for a core does not count.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, env=env, capture_output=True, check=True)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -62,12 +70,18 @@ def main() -> None:
         for command, command_env in runs.values():  # untimed: compile the bytecode, as a deployed install has it
             timed(command, command_env)
         times: dict[str, list[float]] = {name: [] for name in runs}
+        cpu: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(args.runs):
             for name, (command, command_env) in runs.items():
-                times[name].append(timed(command, command_env))
+                wall, used = timed(command, command_env)
+                times[name].append(wall)
+                cpu[name].append(used)
     base = statistics.median(times[PYTHON])
     for name, values in times.items():
-        print(f"{name:55s} median {statistics.median(values):.3f} s  best {min(values):.3f} s  of {len(values)}")
+        print(
+            f"{name:55s} median {statistics.median(values):.3f} s  best {min(values):.3f} s  of {len(values)}"
+            f"  (cpu median {statistics.median(cpu[name]):.3f} s)"
+        )
     for name, values in times.items():
         if name != PYTHON and not name.startswith(BASELINE):
             key = name.replace(" --help", "").replace(" ", "_").replace("-", "_")
@@ -75,6 +89,8 @@ def main() -> None:
             if f"{BASELINE}{name}" in times:
                 baseline = statistics.median(times[f"{BASELINE}{name}"])
                 print(f"ratio_{key}_vs_baseline={statistics.median(values) / baseline:.2f}")
+                baseline_cpu = statistics.median(cpu[f"{BASELINE}{name}"])
+                print(f"ratio_{key}_vs_baseline_cpu={statistics.median(cpu[name]) / baseline_cpu:.2f}")
 
 
 if __name__ == "__main__":
