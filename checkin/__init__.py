@@ -1,1 +1,5 @@
 """checkin package."""
+
+import lazy_imports
+
+lazy_imports.install()

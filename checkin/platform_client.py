@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from expertcheckin.v1 import common_pb2, kiosk_pb2, kiosk_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from checkin.flow.models import (
     Annulled,
@@ -40,8 +41,6 @@ from checkin.flow.ports import PlatformUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from google.protobuf.timestamp_pb2 import Timestamp
 
     from checkin.config import PlatformSettings
     from checkin.flow.models import (
@@ -158,8 +157,6 @@ def _fit(text: str, limit: int) -> str:
 
 
 def _timestamp(when: dt.datetime) -> Timestamp:
-    from google.protobuf.timestamp_pb2 import Timestamp  # noqa: PLC0415 - type-only import above
-
     ts = Timestamp()
     ts.FromDatetime(when.astimezone(dt.UTC))
     return ts

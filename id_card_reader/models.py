@@ -6,6 +6,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
+from id_card_reader.errors import PhotoDecoderUnavailableError
 from personal_data import id_number as id_rules
 
 if TYPE_CHECKING:
@@ -123,8 +124,6 @@ class UnavailablePhotoDecoder:
 
     def decode(self, wlt: bytes) -> bytes:
         """Always raise PhotoDecoderUnavailableError."""
-        from id_card_reader.errors import PhotoDecoderUnavailableError  # noqa: PLC0415 (models stay import-light)
-
         _ = wlt
         raise PhotoDecoderUnavailableError(
             "未安装身份证照片解码库 / no WLT photo decoder installed (plug the vendor's library in via PhotoDecoder)"

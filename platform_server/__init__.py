@@ -1,1 +1,5 @@
 """platform_server package."""
+
+import lazy_imports
+
+lazy_imports.install()

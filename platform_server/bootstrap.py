@@ -12,6 +12,7 @@ from personal_data.crypto import DataKey
 from platform_server.db.engine import is_up_to_date, make_engine, make_session_factory, upgrade
 from platform_server.db.unit_of_work import UnitOfWork
 from platform_server.errors import ConfigError
+from platform_server.face import dlib_verifier, liveness_check, pool  # lazy (lazy_imports): dlib loads on use
 from platform_server.services import keyring
 from platform_server.services.context import ServiceContext, utc_now
 
@@ -79,20 +80,16 @@ def face_verifier_from(config: PlatformConfig, *, worker_processes: bool = False
     if config.face.verifier == "none":
         return None
     if config.face.processes != 0 and worker_processes:
-        from platform_server.face.pool import ProcessFaceVerifier, worker_count  # noqa: PLC0415
-
-        return ProcessFaceVerifier(
+        return pool.ProcessFaceVerifier(
             functools.partial(face_verifier_from, config),
             threshold=config.face.threshold,
-            processes=worker_count(config.face.processes),
+            processes=pool.worker_count(config.face.processes),
             queue=config.face.queue,
             max_image_bytes=config.face.max_image_bytes,
             log_level=config.logging.level,
             log_file=config.logging.file or None,
         )
-    from platform_server.face.dlib_verifier import DlibFaceVerifier  # noqa: PLC0415  (loads dlib models)
-
-    return DlibFaceVerifier(
+    return dlib_verifier.DlibFaceVerifier(
         threshold=config.face.threshold,
         max_image_bytes=config.face.max_image_bytes,
         max_pixels=config.face.max_pixels,
@@ -103,9 +100,7 @@ def liveness_checker_from(config: PlatformConfig) -> LivenessChecker | None:
     """The platform's own liveness check of the kiosk's challenge frames, with the dlib verifier."""
     if config.face.verifier == "none":
         return None
-    from platform_server.face.liveness_check import DlibLivenessChecker  # noqa: PLC0415  (loads dlib models)
-
-    return DlibLivenessChecker()
+    return liveness_check.DlibLivenessChecker()
 
 
 def build(
@@ -161,7 +156,7 @@ def _start_uwb_worker(platform: Platform) -> Any:
     claim_due(uow, now, limit), mark_delivered(uow, ctx, id), mark_failed_attempt(uow, ctx, id, error, ...).
     """
     try:
-        from platform_server import uwb_delivery  # noqa: PLC0415
+        from platform_server import uwb_delivery  # noqa: PLC0415  (optional: a deployment may leave it out)
     except ImportError as err:
         raise ConfigError("[uwb] port is set but platform_server.uwb_delivery is not available") from err
     worker_class: Any = getattr(uwb_delivery, "UwbDeliveryWorker", None)

@@ -17,8 +17,17 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import rich.progress
 import typer
+from expertcheckin.v1 import organiser_pb2
+from google.protobuf import json_format
 
+import lazy_imports
+from personal_data import crypto
+from platform_server import bootstrap, dev_certs, log_masking, server
+from platform_server import config as platform_config
+from platform_server import remote as remote_api
+from platform_server.console import serve as console_serve
 from platform_server.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -28,6 +37,21 @@ from platform_server.errors import (
     PermissionDeniedError,
     PlatformError,
 )
+from platform_server.services import (
+    audit,
+    batches,
+    cases,
+    demo,
+    exports,
+    identify,
+    imports,
+    kiosk_access,
+    kiosks,
+    slips,
+    spreadsheets,
+    statistics,
+)
+from platform_server.services import timeline as timelines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -133,8 +157,6 @@ def direct_or_remote(direct: Callable[[], None], remote: Callable[[Remote], None
     if not _state.platform_address:
         direct()
         return
-    from platform_server.remote import Remote, RemoteSettings  # noqa: PLC0415
-
     token = (
         _state.token_file.read_text(encoding="utf-8").strip()
         if _state.token_file
@@ -145,8 +167,8 @@ def direct_or_remote(direct: Callable[[], None], remote: Callable[[Remote], None
         value = os.environ.get(name, "")
         return Path(value) if value else None
 
-    connection = Remote(
-        RemoteSettings(
+    connection = remote_api.Remote(
+        remote_api.RemoteSettings(
             _state.platform_address,
             token,
             _state.platform_ca,
@@ -161,9 +183,7 @@ def direct_or_remote(direct: Callable[[], None], remote: Callable[[Remote], None
 
 
 def _config() -> PlatformConfig:
-    from platform_server.config import load_config  # noqa: PLC0415
-
-    config = load_config(_state.config_path)
+    config = platform_config.load_config(_state.config_path)
     if _state.db_url:
         config = config.replace(database=dataclasses.replace(config.database, url=_state.db_url))
     return config
@@ -177,13 +197,10 @@ def _platform(*, face: bool = False) -> Platform:
             "status, export fees, faces reset, whoami); leave out --platform / PLATFORM_URL"
         )
     if _state.platform is None:
-        from platform_server.bootstrap import build  # noqa: PLC0415
-
-        _state.platform = build(_config(), face_verifier="from-config" if face else None, start_uwb_worker=False)
-        from platform_server.cli_people import host_actor  # noqa: PLC0415
-        from platform_server.services import audit  # noqa: PLC0415
-
-        audit.use_cli_actor(host_actor())  # direct mode: the audit names the OS account, not just "cli"
+        _state.platform = bootstrap.build(
+            _config(), face_verifier="from-config" if face else None, start_uwb_worker=False
+        )
+        audit.use_cli_actor(cli_people.host_actor())  # direct mode: the audit names the OS account, not just "cli"
     return _state.platform
 
 
@@ -239,8 +256,6 @@ def batch_create(  # noqa: PLR0917  (Typer maps each parameter to an option)
     allow_id_only: Annotated[bool, typer.Option("--allow-id-only", help="无照片可仅凭身份证 / ID card alone")] = False,
 ) -> None:
     """Create a batch (and its hotel)."""
-    from platform_server.services import batches  # noqa: PLC0415
-
     spec = batches.BatchSpec(
         code=code,
         name=name,
@@ -267,20 +282,18 @@ def batch_list(
     include_closed: Annotated[bool, typer.Option("--all", help="含已关闭 / include closed")] = False,
 ) -> None:
     """List batches."""
-    from platform_server.services import batches  # noqa: PLC0415
-    from platform_server.services.identify import china_time  # noqa: PLC0415
 
     def action() -> None:
         for b in batches.list_batches(_platform().new_uow(), include_closed=include_closed):
             state = "closed" if b.closed else "open"
-            _print(f"{b.code}\t{b.name}\t{china_time(b.evaluation_start)}\t{b.hotel_code} {b.hotel_name}\t{state}")
+            _print(
+                f"{b.code}\t{b.name}\t{identify.china_time(b.evaluation_start)}\t{b.hotel_code} {b.hotel_name}\t{state}"
+            )
 
     def remote(r: Remote) -> None:
-        from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
-
         listed = r.call(r.stub.ListBatches, organiser_pb2.ListBatchesRequest(include_closed=include_closed))
         for b in listed.batches:
-            start = china_time(b.evaluation_start.ToDatetime(dt.UTC))
+            start = identify.china_time(b.evaluation_start.ToDatetime(dt.UTC))
             _print(f"{b.code}\t{b.name}\t{start}\t{b.hotel_code} {b.hotel_name}\t{'closed' if b.closed else 'open'}")
 
     _run(lambda: direct_or_remote(action, remote))
@@ -289,7 +302,6 @@ def batch_list(
 @batch_app.command("close")
 def batch_close(code: Annotated[str, typer.Argument(help="批次编号 / batch code")]) -> None:
     """Close a batch: kiosks refuse further check-ins."""
-    from platform_server.services import batches  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -297,8 +309,6 @@ def batch_close(code: Annotated[str, typer.Argument(help="批次编号 / batch c
         _print(f"已关闭 / closed {code}")
 
     def remote(r: Remote) -> None:
-        from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
-
         r.call(r.stub.CloseBatch, organiser_pb2.CloseBatchRequest(request_id=uuid.uuid4().hex, code=code))
         _print(f"已关闭 / closed {code}")
 
@@ -306,9 +316,7 @@ def batch_close(code: Annotated[str, typer.Argument(help="批次编号 / batch c
 
 
 def _progress(total: int | None, label: str) -> Iterator[Callable[[int], None]]:
-    from rich.progress import Progress  # noqa: PLC0415
-
-    with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+    with rich.progress.Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
 
@@ -322,35 +330,29 @@ def invitations_import(
     ] = False,
 ) -> None:
     """Import invited experts: every row validated first, then all rows or none."""
-    from platform_server.services.spreadsheets import InvitationReader  # noqa: PLC0415  (light: no database code)
-    from platform_server.services.timeline import Timeline  # noqa: PLC0415
-
     started = time.perf_counter()
     _state.exit_fast = True
     early, _state.early_reader = _state.early_reader, None
     if early is not None and early.path == file:
         timeline = early.timeline
-        reader = InvitationReader(file, early.connection, early.process, timeline)
+        reader = spreadsheets.InvitationReader(file, early.connection, early.process, timeline)
     else:
         if early is not None:
             early.close()
-        timeline = Timeline.from_environment(verbose=verbose)
+        timeline = timelines.Timeline.from_environment(verbose=verbose)
         # Parse and check the file in a reader process while this one loads the database code and starts.
-        reader = InvitationReader.start(file, timeline)
+        reader = spreadsheets.InvitationReader.start(file, timeline)
     timeline.mark("command line parsed")
 
     def action() -> None:
         reader.refuse_early()  # an empty or broken file is refused before the database code loads
         config = _config()  # light; the platform is built from the same configuration
         if config.security.data_key:
-            from personal_data.crypto import DataKey  # noqa: PLC0415
-
             # The reader can seal slices while this process loads the database code; an unusable key
             # is reported by the platform's start-up below.
             with contextlib.suppress(ValueError):
-                reader.send_key(DataKey.from_text(config.security.data_key))
-        from platform_server import bootstrap  # noqa: PLC0415, F401  (timed on its own)
-        from platform_server.services import imports  # noqa: PLC0415
+                reader.send_key(crypto.DataKey.from_text(config.security.data_key))
+        lazy_imports.load(bootstrap, imports)  # the database code, timed on its own
 
         timeline.mark("database code imported")
         p = _platform()
@@ -377,8 +379,6 @@ def invitations_template(
     out: Annotated[Path, typer.Argument(help="输出文件 / output .xlsx")] = Path("invitations-template.xlsx"),
 ) -> None:
     """Write an empty invitations spreadsheet (ID column formatted as text)."""
-    from platform_server.services import imports  # noqa: PLC0415
-
     _run(lambda: imports.write_invitation_template(out))
     _print(f"已生成模板 / wrote {out}")
 
@@ -389,7 +389,6 @@ def photos_import(
     batch: BatchOption,
 ) -> None:
     """Import reference photos (each encoded once; all or none)."""
-    from platform_server.services import imports  # noqa: PLC0415
 
     def action() -> None:
         p = _platform(face=True)
@@ -405,7 +404,6 @@ def rooms_import(
     file: Annotated[Path, typer.Argument(help=".xlsx/.csv，列：房间号 / column room")], batch: BatchOption
 ) -> None:
     """Add rooms to the batch's pool."""
-    from platform_server.services import imports  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -418,7 +416,6 @@ def rooms_import(
 @bands_app.command("import")
 def bands_import(file: Annotated[Path, typer.Argument(help=".xlsx/.csv，列 rfid_uid, uwb_tag_id")]) -> None:
     """Add wristbands to the inventory."""
-    from platform_server.services import imports  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -439,7 +436,6 @@ def kiosks_add(
     ] = None,
 ) -> None:
     """Register a kiosk (with --cert: the one client certificate accepted for it)."""
-    from platform_server.services import kiosk_access, kiosks  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -467,7 +463,6 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="原因 / reason (au
 @kiosks_app.command("disable")
 def kiosks_disable(kiosk_id: KioskArgument, reason: ReasonOption) -> None:
     """Refuse every call of the kiosk from now on (e.g. stolen, broken, moved)."""
-    from platform_server.services import kiosk_access  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -480,7 +475,6 @@ def kiosks_disable(kiosk_id: KioskArgument, reason: ReasonOption) -> None:
 @kiosks_app.command("enable")
 def kiosks_enable(kiosk_id: KioskArgument) -> None:
     """Serve a disabled kiosk again."""
-    from platform_server.services import kiosk_access  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -493,7 +487,6 @@ def kiosks_enable(kiosk_id: KioskArgument) -> None:
 @kiosks_app.command("remove")
 def kiosks_remove(kiosk_id: KioskArgument) -> None:
     """Retire a kiosk for good (its id is not reused; its check-ins keep naming it)."""
-    from platform_server.services import kiosk_access  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -508,7 +501,6 @@ def kiosks_cert(
     kiosk_id: KioskArgument, cert: Annotated[Path, typer.Argument(help="终端证书(PEM) / client certificate, PEM")]
 ) -> None:
     """Register the one client certificate accepted for the kiosk (replaces the earlier one)."""
-    from platform_server.services import kiosk_access  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -523,7 +515,6 @@ def kiosks_cert(
 @kiosks_app.command("revoke-cert")
 def kiosks_revoke_cert(kiosk_id: KioskArgument) -> None:
     """Refuse the kiosk's certificate from the next call on, until a new one is registered."""
-    from platform_server.services import kiosk_access  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -534,19 +525,19 @@ def kiosks_revoke_cert(kiosk_id: KioskArgument) -> None:
 
 
 def _case_lines(view: Any) -> list[str]:
-    from platform_server.services.identify import china_time  # noqa: PLC0415
-
     who = f"{view.expert_name or ''} {view.id_number_masked or ''}".strip() or "-"
     lines = [
         f"{view.case_id}  [{view.state.value}]  {view.kind}",
         f"  批次 batch {view.batch_code or '-'}   终端 kiosk {view.kiosk_id or '-'}   手环 band {view.band_uid or '-'}",
         f"  专家 expert {who}   签到 check-in {view.check_in_id or '-'}",
-        f"  原因 reason {view.reason or '-'}   时间 opened {china_time(view.created_at)} by {view.created_by}",
+        f"  原因 reason {view.reason or '-'}   时间 opened {identify.china_time(view.created_at)} by {view.created_by}",
     ]
     if view.detail:
         lines.append(f"  详情 detail {view.detail}")
     if view.resolved_at is not None:
-        lines.append(f"  已处理 resolved {china_time(view.resolved_at)} by {view.resolved_by}: {view.resolution}")
+        lines.append(
+            f"  已处理 resolved {identify.china_time(view.resolved_at)} by {view.resolved_by}: {view.resolution}"
+        )
     return lines
 
 
@@ -558,7 +549,6 @@ def cases_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Open needs-staff cases, oldest first (--all: resolved too)."""
-    from platform_server.services import cases  # noqa: PLC0415
 
     def action() -> None:
         state = None if include_resolved else cases.CaseState.OPEN
@@ -578,7 +568,6 @@ def cases_list(
 @cases_app.command("show")
 def cases_show(case_id: Annotated[str, typer.Argument(help="工单编号 / case id")]) -> None:
     """One case with everything staff need."""
-    from platform_server.services import cases  # noqa: PLC0415
 
     def action() -> None:
         for line in _case_lines(cases.get_case(_platform().new_uow(), case_id)):
@@ -590,7 +579,6 @@ def cases_show(case_id: Annotated[str, typer.Argument(help="工单编号 / case 
 @cases_app.command("resolve")
 def cases_resolve(case_id: Annotated[str, typer.Argument(help="工单编号 / case id")], reason: ReasonOption) -> None:
     """Close a case, saying what was done (audited)."""
-    from platform_server.services import cases  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -603,7 +591,6 @@ def cases_resolve(case_id: Annotated[str, typer.Argument(help="工单编号 / ca
 @app.command("status")
 def status(batch: BatchOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Invited, arrived, missing, rooms and bands left, UWB delivery, open cases, kiosks."""
-    from platform_server.services import cases, statistics  # noqa: PLC0415
 
     def action() -> None:
         stats = statistics.batch_statistics(_platform().new_uow(), batch)
@@ -625,12 +612,13 @@ def status(batch: BatchOption, as_json: Annotated[bool, typer.Option("--json")] 
             _print(f"  {k.kiosk_id}: {k.check_ins} check-ins, bands {k.band_stock}, last heartbeat {seen}{oos}{paper}")
 
     def remote(r: Remote) -> None:
-        from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
-        from google.protobuf.json_format import MessageToDict  # noqa: PLC0415
-
         stats = r.call(r.stub.GetBatchStatistics, organiser_pb2.GetBatchStatisticsRequest(code=batch))
         if as_json:
-            _print(json.dumps(MessageToDict(stats, preserving_proto_field_name=True), ensure_ascii=False, indent=1))
+            _print(
+                json.dumps(
+                    json_format.MessageToDict(stats, preserving_proto_field_name=True), ensure_ascii=False, indent=1
+                )
+            )
             return
         _print(f"批次 / batch {stats.code}")
         _print(f"  邀请 invited {stats.invited}   已到 arrived {stats.arrived}   未到 missing {stats.missing}")
@@ -657,7 +645,6 @@ _PAPER_WORDS = {"near_end": "  打印纸将尽 PAPER NEAR END", "out": "  打印
 @slips_app.command("show")
 def slips_show(code: Annotated[str, typer.Argument(help="凭证验证码 / the code under the slip's QR code")]) -> None:
     """Look up a printed slip by its verification code (masked data; audited)."""
-    from platform_server.services import slips  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -681,7 +668,6 @@ def export_check_ins(
     batch: BatchOption, out: Annotated[Path, typer.Option("--out", "-o")], fmt: FormatOption = "xlsx"
 ) -> None:
     """All check-ins of a batch (masked), with UWB delivery state."""
-    from platform_server.services import exports  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -703,7 +689,6 @@ def export_fees(
     ] = False,
 ) -> None:
     """Fee-payment list for finance (masked unless --full-numbers; that export is audit-logged)."""
-    from platform_server.services import exports  # noqa: PLC0415
 
     def action() -> None:
         p = _platform()
@@ -714,8 +699,6 @@ def export_fees(
         _print(f"已导出 {len(rows)} 条 / exported {len(rows)} payees to {out}")
 
     def remote(r: Remote) -> None:
-        from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
-
         answer = r.call(r.stub.ExportFees, organiser_pb2.ExportFeesRequest(batch_code=batch, full_numbers=full_numbers))
         rows: list[list[Any]] = [
             [x.name, x.id_number, x.organisation, x.bank, x.card_number, x.checked_in_at] for x in answer.rows
@@ -736,23 +719,19 @@ def db_upgrade() -> None:
 @app.command("keygen")
 def keygen() -> None:
     """Print a fresh random data key for [security] data_key / PLATFORM_DATA_KEY."""
-    from personal_data.crypto import DataKey  # noqa: PLC0415
-
-    _print(DataKey.generate_text())
+    _print(crypto.DataKey.generate_text())
 
 
 @app.command("serve")
 def serve_command(listen: Annotated[str | None, typer.Option("--listen", help="host:port")] = None) -> None:
     """Run the gRPC server until SIGTERM/SIGINT, then stop gracefully."""
-    from platform_server.log_masking import configure_logging  # noqa: PLC0415
-    from platform_server.server import serve  # noqa: PLC0415
 
     def action() -> None:
         config = _config()
         if listen:
             config = config.replace(server=dataclasses.replace(config.server, listen=listen))
-        configure_logging(config.logging.level, config.logging.file or None)
-        serve(config)
+        log_masking.configure_logging(config.logging.level, config.logging.file or None)
+        server.serve(config)
 
     _run(action)
 
@@ -762,13 +741,11 @@ def console_command(
     listen: Annotated[str, typer.Option("--listen", help="host:port")] = "127.0.0.1:8080",
 ) -> None:
     """运营控制台 / Serve the operations console (web) beside the gRPC server, on the same database."""
-    from platform_server.console.serve import serve_console  # noqa: PLC0415  (web stack only when used)
-    from platform_server.log_masking import configure_logging  # noqa: PLC0415
 
     def action() -> None:
         config = _config()
-        configure_logging(config.logging.level, config.logging.file or None)
-        serve_console(config, listen)
+        log_masking.configure_logging(config.logging.level, config.logging.file or None)
+        console_serve.serve_console(config, listen)
 
     _run(action)
 
@@ -779,7 +756,6 @@ def demo_seed(
     batch: Annotated[str, typer.Option("--batch", "-b")] = "DEMO",
 ) -> None:
     """Create the demo batch (open now), rooms, bands, kiosks K1-K2 and invited experts."""
-    from platform_server.services import demo  # noqa: PLC0415
 
     def action() -> None:
         p = _platform(face=faces_dir is not None)
@@ -796,7 +772,6 @@ def certs_make_dev(
     host: Annotated[list[str] | None, typer.Option("--host", help="server DNS name or IP")] = None,
 ) -> None:
     """Development CA, server certificate and one client certificate per kiosk (CN = kiosk id)."""
-    from platform_server import dev_certs  # noqa: PLC0415
 
     def action() -> None:
         written = dev_certs.make_dev_certificates(out, kiosk, host or ["localhost", "127.0.0.1"])

@@ -15,8 +15,11 @@ from pathlib import Path  # noqa: TC003  (Typer reads the annotations at run tim
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from expertcheckin.v1 import organiser_pb2
 
-from platform_server import cli
+from personal_data import crypto
+from platform_server import bootstrap, cli
+from platform_server.services import accounts, audit, audit_chain, face_attempts, key_rotation, keyring
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,19 +46,15 @@ def register(app: typer.Typer) -> None:
 
 def host_actor() -> str:
     """The OS account and host of a direct-mode CLI user, as the audit names them."""
-    from platform_server.services.accounts import host_actor as name  # noqa: PLC0415
-
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = f"uid{os.getuid()}"
-    return name(user, socket.gethostname())
+    return accounts.host_actor(user, socket.gethostname())
 
 
 def record_read(p: Platform, action: str, batch: str, rows: int) -> None:
     """Audit a direct-mode read of personal data (masked exports) with the OS account."""
-    from platform_server.services import audit  # noqa: PLC0415
-
     uow = p.new_uow()
     with uow:
         audit.record(
@@ -75,12 +74,10 @@ def _now() -> dt.datetime:
 
 
 def _role(text: str) -> Role:
-    from platform_server.services.accounts import Role  # noqa: PLC0415
-
     try:
-        return Role(text)
+        return accounts.Role(text)
     except ValueError:
-        fail(f"--role: one of {', '.join(r.value for r in Role)}, not {text!r}", 3)
+        fail(f"--role: one of {', '.join(r.value for r in accounts.Role)}, not {text!r}", 3)
         raise
 
 
@@ -102,8 +99,6 @@ def accounts_add(
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
 ) -> None:
     """Add an organiser person (then `accounts token NAME` for an API token)."""
-    from platform_server.services import accounts  # noqa: PLC0415
-
     chosen = _role(role)
     secret = _read_password(from_stdin=password_stdin) if password or password_stdin else None
 
@@ -126,7 +121,6 @@ def accounts_add(
 @accounts_app.command("list")
 def accounts_list() -> None:
     """Every account: role, disabled, password set, live tokens."""
-    from platform_server.services import accounts  # noqa: PLC0415
 
     def action() -> None:
         for a in accounts.list_accounts(platform().new_uow(), at=_now()):
@@ -140,7 +134,6 @@ def accounts_list() -> None:
 @accounts_app.command("disable")
 def accounts_disable(username: Annotated[str, typer.Argument()]) -> None:
     """Disable a person at once: every token revoked, password refused."""
-    from platform_server.services import accounts  # noqa: PLC0415
 
     def action() -> None:
         accounts.set_disabled(platform().new_uow(), username, disabled=True, actor=host_actor(), at=_now())
@@ -152,7 +145,6 @@ def accounts_disable(username: Annotated[str, typer.Argument()]) -> None:
 @accounts_app.command("enable")
 def accounts_enable(username: Annotated[str, typer.Argument()]) -> None:
     """Enable a disabled person again (old tokens stay revoked: issue a new one)."""
-    from platform_server.services import accounts  # noqa: PLC0415
 
     def action() -> None:
         accounts.set_disabled(platform().new_uow(), username, disabled=False, actor=host_actor(), at=_now())
@@ -167,8 +159,6 @@ def accounts_set_password(
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
 ) -> None:
     """Set or replace a person's password (at least 12 characters)."""
-    from platform_server.services import accounts  # noqa: PLC0415
-
     secret = _read_password(from_stdin=password_stdin)
 
     def action() -> None:
@@ -186,7 +176,6 @@ def accounts_token(
     revoke: Annotated[bool, typer.Option("--revoke", help="撤销此人全部令牌 / revoke all of them")] = False,
 ) -> None:
     """Print a new API token for the person (shown once), or revoke all their tokens."""
-    from platform_server.services import accounts  # noqa: PLC0415
 
     def action() -> None:
         uow = platform().new_uow()
@@ -206,7 +195,6 @@ def accounts_token(
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the audit hash chain end to end; name every edited, deleted, inserted or cut-off stretch."""
-    from platform_server.services import audit_chain  # noqa: PLC0415
 
     def action() -> None:
         p = platform()
@@ -232,8 +220,6 @@ def audit_export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv | jsonl")] = "csv",
 ) -> None:
     """Audit entries of a period for inspectors: seq and mac kept, personal data masked."""
-    from platform_server.services import audit, audit_chain  # noqa: PLC0415
-
     start, end = cli._parse_time(since, "--from"), cli._parse_time(until, "--to")
 
     def action() -> None:
@@ -258,10 +244,7 @@ def audit_export(
 @keys_app.command("fingerprint")
 def keys_fingerprint() -> None:
     """The configured data key's fingerprint (the database refuses any other key)."""
-    from platform_server.bootstrap import data_key_from  # noqa: PLC0415
-    from platform_server.services import keyring  # noqa: PLC0415
-
-    run(lambda: say(keyring.fingerprint(data_key_from(cli._config()))))
+    run(lambda: say(keyring.fingerprint(bootstrap.data_key_from(cli._config()))))
 
 
 @keys_app.command("rotate")
@@ -278,10 +261,6 @@ def keys_rotate(
 
     Interrupted? Run it again with the same new key: it carries on. Then put the new key in the configuration.
     """
-    from personal_data.crypto import DataKey  # noqa: PLC0415
-    from platform_server.bootstrap import build  # noqa: PLC0415
-    from platform_server.services import key_rotation, keyring  # noqa: PLC0415
-
     text = (
         new_key_file.read_text(encoding="utf-8").strip()
         if new_key_file
@@ -293,8 +272,8 @@ def keys_rotate(
         fail("keys rotate needs the new key: --new-key-file FILE or PLATFORM_NEW_DATA_KEY (make one with keygen)", 3)
 
     def action() -> None:
-        new = DataKey.from_text(text)
-        p = build(cli._config(), face_verifier=None, start_uwb_worker=False, rotating=True)
+        new = crypto.DataKey.from_text(text)
+        p = bootstrap.build(cli._config(), face_verifier=None, start_uwb_worker=False, rotating=True)
         cli._state.platform = p
 
         def rotate(advance: Callable[[int], None]) -> key_rotation.RotationReport:
@@ -323,8 +302,6 @@ def faces_reset(
     """Give an expert whose face attempts are used up new attempts (organiser, admin); audited."""
 
     def direct() -> None:
-        from platform_server.services import face_attempts  # noqa: PLC0415
-
         p = platform()
         done = face_attempts.reset_face_attempts(
             p.new_uow(), p.ctx, batch_code=batch, id_value=id_number, reason=reason, actor=host_actor()
@@ -333,8 +310,6 @@ def faces_reset(
         say(f"已重置 / reset {done.id_masked} {done.expert_name}: {done.previous_failures} failed{by}")
 
     def remote(r: Remote) -> None:
-        from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
-
         done = r.call(
             r.stub.ResetFaceAttempts,
             organiser_pb2.ResetFaceAttemptsRequest(batch_code=batch, id_number=id_number, reason=reason),
@@ -352,8 +327,6 @@ def whoami() -> None:
         say(f"{host_actor()} (direct database mode on the platform's host)")
 
     def remote(r: Remote) -> None:
-        from expertcheckin.v1 import organiser_pb2  # noqa: PLC0415
-
         me = r.call(r.stub.WhoAmI, organiser_pb2.WhoAmIRequest())
         say(f"{me.username} ({me.role}): {', '.join(me.permissions)}")
 

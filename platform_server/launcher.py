@@ -15,14 +15,13 @@ from __future__ import annotations
 import os
 import sys
 
+from platform_server import cli  # lazy (lazy_imports): its code runs after the fork
 from platform_server.services.reader_process import EarlyReader
 
 
 def main() -> None:
     """Fork the reader for `invitations import FILE` (else nothing), then run the command line."""
     early = EarlyReader.start(sys.argv[1:])
-    from platform_server import cli  # noqa: PLC0415  (after the fork: see the module docstring)
-
     try:
         cli.main(early)
     except SystemExit as done:

@@ -1,5 +1,10 @@
 """The gRPC server's own Prometheus figures: RPC latency per method and code, face and liveness latency.
 
+Face verification is also split into its two parts, as the verifier measured them (in a worker
+process or not): `platform_face_checks_seconds` (decoding the captures, finding one face in each)
+and `platform_face_descriptors_seconds` (the descriptors); the scenario runner reads their _sum and
+_count around each check-in.
+
 A server interceptor times every call (unary and streaming) and reads the status code the handler
 set; the face verifier and the liveness checker are wrapped where the server is built, so the
 services stay unaware of metrics. The figures are this process's (each replica is scraped on its
@@ -47,6 +52,18 @@ class RpcMetrics:
             buckets=FACE_BUCKETS,
             registry=self.registry,
         )
+        self.face_checks_seconds = Histogram(
+            "platform_face_checks_seconds",
+            "Face verification: decoding the captures and finding their faces (as the verifier measured it)",
+            buckets=FACE_BUCKETS,
+            registry=self.registry,
+        )
+        self.face_descriptors_seconds = Histogram(
+            "platform_face_descriptors_seconds",
+            "Face verification: computing the captures' descriptors (as the verifier measured it)",
+            buckets=FACE_BUCKETS,
+            registry=self.registry,
+        )
         self.liveness_seconds = Histogram(
             "platform_liveness_check_duration_seconds",
             "Liveness check latency (the kiosk's challenge frames), by outcome",
@@ -84,6 +101,10 @@ class TimedFaceVerifier:
         try:
             verdict = self._inner.verify(reference_encoding, captures)
             outcome = "matched" if verdict.matched else "not_matched"
+            if verdict.checks_s is not None:
+                self._metrics.face_checks_seconds.observe(verdict.checks_s)
+            if verdict.descriptors_s is not None:
+                self._metrics.face_descriptors_seconds.observe(verdict.descriptors_s)
         except FaceImageError:
             raise
         except Exception:

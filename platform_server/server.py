@@ -25,7 +25,7 @@ from expertcheckin.v1 import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from platform_server import rpc_metrics
+from platform_server import bootstrap, rpc_metrics
 from platform_server.config import check_for_serving, check_kiosk_identity_setting
 from platform_server.errors import ConfigError
 from platform_server.grpc_api.kiosk import KioskServicer
@@ -137,9 +137,7 @@ def create_server(
     if not config.security.client_ca:
         log.warning(INSECURE_BANNER, "plaintext" if credentials is None else "TLS without client certificates")
     if platform is None:
-        from platform_server.bootstrap import build  # noqa: PLC0415
-
-        platform = build(config)
+        platform = bootstrap.build(config)
     max_bytes = config.server.max_message_bytes
     metrics = metrics or rpc_metrics.DEFAULT
     server = grpc.server(
@@ -201,8 +199,6 @@ def _transport_words(config: PlatformConfig) -> str:
 
 def serve(config: PlatformConfig) -> None:
     """Run until SIGTERM/SIGINT, then stop gracefully: NOT_SERVING, finish calls in flight, close."""
-    from platform_server.bootstrap import build  # noqa: PLC0415
-
     check_for_serving(config)
     if config.security.organiser_token:
         log.warning(
@@ -221,7 +217,7 @@ def serve(config: PlatformConfig) -> None:
     signal.signal(signal.SIGINT, on_signal)
     server_credentials(config)  # a TLS mistake is reported before the database is migrated
     health_http = _health_endpoint(config.server.health_listen)
-    platform = build(config, face_workers=True)
+    platform = bootstrap.build(config, face_workers=True)
     try:
         server, port = create_server(config, platform)
     except BaseException:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+import receipt_printer.simulator as printer_sim  # lazy (lazy_imports): technicians' commands never run it
 from device_kit.cli import (
     EXIT_INPUT,
     EXIT_NEEDS_PERSON,
@@ -163,8 +164,6 @@ def sim(
     out: Annotated[Path | None, typer.Option(help="小票图片目录 / directory for each slip's PNG")] = None,
 ) -> None:
     """运行打印机模拟器 / Run the printer simulator until Ctrl-C."""
-    from receipt_printer.simulator import PrinterSimulator  # noqa: PLC0415 - technicians' commands never load the simulator
-
     host, port = parse_host_port(listen, "--listen")
     control_port = None
     if control is not None:
@@ -173,7 +172,7 @@ def sim(
             fail(EXIT_INPUT, "--control 须与 --listen 同一主机 / --control must use the --listen host")
     if out is not None and not out.is_dir():
         fail(EXIT_INPUT, f"--out 目录不存在 / --out directory does not exist: {out}")
-    simulator = PrinterSimulator(host, port, control_port=control_port, output_dir=out)
+    simulator = printer_sim.PrinterSimulator(host, port, control_port=control_port, output_dir=out)
     try:
         simulator.start()
     except OSError as err:

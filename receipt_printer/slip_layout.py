@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from receipt_printer import protocol
 from receipt_printer.models import Align, Feed, QrCode, Raster, Receipt, TextLine
 
 if TYPE_CHECKING:
@@ -121,9 +122,7 @@ def build_slip(facts: SlipContent, *, reprint: bool = False) -> Receipt:
 @functools.cache
 def slip_logo() -> Raster | None:
     """A small printed mark: 评标专家签到 in a rounded frame (a raster image, GS v 0)."""
-    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415  (only when a slip is printed)
-
-    from receipt_printer import protocol  # noqa: PLC0415
+    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415  (Pillow only when a slip is printed)
 
     try:
         font = ImageFont.truetype(str(LOGO_FONT), 40, index=_LOGO_FONT_INDEX)

@@ -27,6 +27,9 @@ from checkin.cli.kiosk_commands import (
     run_kiosk_ui,
 )
 
+# Lazy (lazy_imports): the world, the runner and the platform load when a command runs.
+from sim_world import live_demo, model, runner, ui_mode, world
+
 if TYPE_CHECKING:
     from checkin.app import Kiosk
     from checkin.ui.window import KioskWindow
@@ -62,17 +65,13 @@ def run_scenario(  # noqa: PLR0917 - Typer maps options to parameters
     Prints one JSON line per check-in; exits 1 when any check-in did not end as expected.
     """
     _quiet_pkg_resources()
-    from sim_world.model import ScenarioError, load_scenario  # noqa: PLC0415
-    from sim_world.runner import RunnerError  # noqa: PLC0415
-    from sim_world.world import WorldError  # noqa: PLC0415
-
     _logging(verbose, (work / "runner.log") if work is not None else None)
     # SIGTERM (and Ctrl-C) unwind through the runner's clean-up, which stops the platform and pcscd.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     try:
-        scenario = load_scenario(file)
-    except ScenarioError as err:
+        scenario = model.load_scenario(file)
+    except model.ScenarioError as err:
         raise _fail(str(err), EXIT_CONFIG) from None
     if only:
         unknown = set(only) - {c.name for c in scenario.checkins}
@@ -81,23 +80,19 @@ def run_scenario(  # noqa: PLR0917 - Typer maps options to parameters
         scenario = replace(scenario, checkins=tuple(c for c in scenario.checkins if c.name in only))
     try:
         if ui:
-            from sim_world.ui_mode import run_with_ui  # noqa: PLC0415
-
-            failures = run_with_ui(scenario, work=work, screenshots=screenshots, emit=_emit)
+            failures = ui_mode.run_with_ui(scenario, work=work, screenshots=screenshots, emit=_emit)
         else:
             failures = _run_headless(scenario, work, printer=printer)
-    except (WorldError, RunnerError) as err:
+    except (world.WorldError, runner.RunnerError) as err:
         raise _fail(str(err), EXIT_WORLD) from None
     if failures:
         raise typer.Exit(EXIT_FAILED_EXPECTATION)
 
 
 def _run_headless(scenario: object, work: Path | None, *, printer: bool = True) -> int:
-    from sim_world.runner import ScenarioRunner  # noqa: PLC0415
-
     failures = 0
-    with ScenarioRunner(scenario, work=work, printer=printer) as runner:  # type: ignore[arg-type]
-        for result in runner.run():
+    with runner.ScenarioRunner(scenario, work=work, printer=printer) as scenario_runner:  # type: ignore[arg-type]
+        for result in scenario_runner.run():
             _emit(result.as_json())
             failures += not result.ok
     return failures
@@ -119,18 +114,14 @@ def demo_live(
     Needs a display. Ctrl-C or closing the window stops the kiosk and the simulated world.
     """
     _quiet_pkg_resources()
-    from sim_world.live_demo import LiveDemo, LiveDemoError, control_panel  # noqa: PLC0415
-    from sim_world.model import ScenarioError, load_scenario  # noqa: PLC0415
-    from sim_world.world import WorldError  # noqa: PLC0415
-
     _logging(verbose, work / "demo-live.log")
     if not os.environ.get("DISPLAY"):
         raise _fail("the live demo needs a display (set DISPLAY); without one run `make demo` for screenshots", 2)
     try:
-        scenario = load_scenario(scenario_file)
-    except ScenarioError as err:
+        scenario = model.load_scenario(scenario_file)
+    except model.ScenarioError as err:
         raise _fail(str(err), EXIT_CONFIG) from None
-    demo = LiveDemo(scenario, work.resolve(), camera)
+    demo = live_demo.LiveDemo(scenario, work.resolve(), camera)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         typer.echo("演示：请正视摄像头并眨眨眼，正在采集参考照片 / demo: look at the camera and blink for your photo")
@@ -142,10 +133,10 @@ def demo_live(
         def started(kiosk: Kiosk, window: KioskWindow) -> None:
             kiosk.flow.add_listener(demo)
             if panel:
-                control_panel(window.root, demo, x=config.screen_width + 10)
+                live_demo.control_panel(window.root, demo, x=config.screen_width + 10)
 
         run_kiosk_ui(config, on_started=started)
-    except (WorldError, LiveDemoError) as err:
+    except (world.WorldError, live_demo.LiveDemoError) as err:
         raise _fail(str(err), EXIT_WORLD) from None
     finally:
         demo.stop()

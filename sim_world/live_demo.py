@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import customtkinter as ctk  # lazy (lazy_imports): only the control panel needs it, with a display
+
 from bank_card_reader.simulator import UnionPayDebitCard
 from checkin.app import face_analyser_factory
 from checkin.face.models import CaptureSettings
@@ -176,8 +178,6 @@ class LiveDemo:
 
 def control_panel(root: Any, demo: LiveDemo, *, x: int) -> Any:
     """A small window beside the kiosk with one button per thing a person does to the simulated devices."""
-    import customtkinter as ctk  # noqa: PLC0415 - only with a display
-
     panel = ctk.CTkToplevel(root)
     panel.title("模拟设备 / Simulated devices")
     panel.geometry(f"400x540+{x}+0")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+import receipt_printer.simulator as printer_sim  # lazy (lazy_imports): only printer faults need it
 from personal_data import bank_card, id_number
 
 if TYPE_CHECKING:
@@ -147,9 +148,7 @@ def _parse_expert(raw: dict[str, Any], index: int) -> Expert:
 
 
 def _check_printer_fault(name: str, where: str) -> None:
-    from receipt_printer.simulator import FAULTS  # noqa: PLC0415 - only scenarios with a printer fault load it
-
-    names = tuple(spec.name for spec in FAULTS)
+    names = tuple(spec.name for spec in printer_sim.FAULTS)
     if name not in names:
         raise ScenarioError(f"{where}.name: expected one of {', '.join(names)}, got {name!r}")
 

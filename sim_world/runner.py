@@ -17,7 +17,6 @@ import contextlib
 import functools
 import logging
 import queue
-import re
 import sqlite3
 import tempfile
 import threading
@@ -46,8 +45,9 @@ from checkin.texts import Language, text
 from robot_arm.protocol import Command
 from robot_arm.simulator import GRIP_TIME, HOME_TIME, RELEASE_TIME, RETRACT_TIME, TRAVEL_TIME
 from sim_world.faces import resolve_face
+from sim_world.metrics_client import FaceTimes, MetricsError, PlatformMetrics
 from sim_world.model import SAMPLE_PAN, CardKind, FaultWhen, Liveness
-from sim_world.world import World
+from sim_world.world import World, identity_for
 from uwb import payload
 from uwb.models import BandCleared
 
@@ -68,10 +68,6 @@ MOTION_SECONDS: Final = {
     Command.RELEASE: RELEASE_TIME,
     Command.RETRACT: RETRACT_TIME,
 }
-#: The platform's per-verification line (platform_server.face.dlib_verifier): counts and times only.
-_FACE_VERIFY_LOG: Final = re.compile(
-    r"face verify: .*checks (?P<checks>[\d.]+) ms, descriptors (?P<descriptors>[\d.]+) ms"
-)
 CASE_TIMEOUT_S: Final = 60.0
 SETTLE_TIMEOUT_S: Final = 60.0
 CLIP_FRAMES: Final = 60  # 4 s at 15 fps (looped): blinks at 1.2 and 3.2 s, each head turn twice (synthetic.TURNS)
@@ -320,7 +316,7 @@ class ScenarioRunner:
         card_in = False
         typed_after_dead = False
         placed_at: float | None = None
-        platform_log_at = self._platform_log_size()
+        face_before = self._face_times()
         started = time.monotonic()
         self._do(flow.press_start)
         deadline = started + CASE_TIMEOUT_S
@@ -444,7 +440,7 @@ class ScenarioRunner:
             result.machine_time_s - (result.card_detect_s or 0.0) - (result.band_detect_s or 0.0)
         )
         result.breakdown = self._breakdown(
-            result, started=started, ended=ended, placed_at=placed_at, platform_log_at=platform_log_at
+            result, started=started, ended=ended, placed_at=placed_at, face_before=face_before
         )
         # The slip prints while the band is taken; the person takes it too (not part of the machine time).
         self._slip_checks(result, self._slips_before)
@@ -452,7 +448,13 @@ class ScenarioRunner:
         self._do(flow.press_home)
 
     def _breakdown(
-        self, result: CaseResult, *, started: float, ended: float, placed_at: float | None, platform_log_at: int
+        self,
+        result: CaseResult,
+        *,
+        started: float,
+        ended: float,
+        placed_at: float | None,
+        face_before: FaceTimes | None,
     ) -> dict[str, float]:
         """Split the machine time into the kiosk's timed steps; what no step covers is `flow_and_handoffs`.
 
@@ -473,7 +475,7 @@ class ScenarioRunner:
             # Camera opening, the analysis lag behind the last frame, the JPEG crops (not the person).
             out["face_capture_overhead"] = last["face.capture"].seconds - kiosk.face.last_media_s
         if "platform.identify" in last:
-            out |= self._identify_breakdown(last["platform.identify"], platform_log_at)
+            out |= self._identify_breakdown(last["platform.identify"], face_before)
         card = self.world.last_bank_card
         if result.card_detect_s is not None and card is not None and card.seen is not None:
             out["bank_card_detect_vpcd"] = result.card_detect_s
@@ -486,12 +488,12 @@ class ScenarioRunner:
             out["flow_and_handoffs"] = result.machine_time_s - covered
         return out
 
-    def _identify_breakdown(self, span: StepSpan, platform_log_at: int) -> dict[str, float]:
+    def _identify_breakdown(self, span: StepSpan, face_before: FaceTimes | None) -> dict[str, float]:
         out = {"identify_rpc": span.seconds}
-        checks, descriptors = self._platform_face_ms(platform_log_at)
-        if checks is not None and descriptors is not None:
-            out["identify_rpc.face_checks"] = checks / 1000
-            out["identify_rpc.face_descriptors"] = descriptors / 1000
+        face_after = self._face_times() if face_before is not None else None
+        spent = face_after.since(face_before) if face_after is not None and face_before is not None else None
+        if spent is not None:
+            out["identify_rpc.face_checks"], out["identify_rpc.face_descriptors"] = spent
         return out
 
     def _dispense_breakdown(self, result: CaseResult, last: dict[str, StepSpan]) -> dict[str, float]:
@@ -505,27 +507,13 @@ class ScenarioRunner:
             out["dispense.complete_rpc"] = last["platform.complete"].seconds
         return out
 
-    def _platform_log_size(self) -> int:
+    def _face_times(self) -> FaceTimes | None:
+        """The platform's face-verification totals from its /metrics (None, logged, if it cannot be read)."""
         try:
-            return (self.work / "platform.log").stat().st_size
-        except OSError:
-            return 0
-
-    def _platform_face_ms(self, since: int) -> tuple[float | None, float | None]:
-        """The platform's own face-check and descriptor times for this check-in, from its log."""
-        try:
-            with (self.work / "platform.log").open("rb") as log_file:
-                log_file.seek(since)
-                tail = log_file.read().decode("utf-8", "replace")
-        except OSError:
-            return None, None
-        checks = descriptors = 0.0
-        found = False
-        for match in _FACE_VERIFY_LOG.finditer(tail):
-            found = True
-            checks += float(match["checks"])
-            descriptors += float(match["descriptors"])
-        return (checks, descriptors) if found else (None, None)
+            return FaceTimes.of(PlatformMetrics(self.world.platform_metrics_url).scrape())
+        except MetricsError as err:
+            log.warning("platform metrics unavailable: %s", err)
+            return None
 
     def _after_checks(self, case: CheckInCase, result: CaseResult) -> None:  # noqa: C901 - one check per kind of band outcome
         """Wait for the kiosk's queue to settle, then read what the band holds over UWB (bounded waits)."""
@@ -670,8 +658,6 @@ def _detect_on_path(band: StampedCard | None, signed_at: float | None) -> float 
 
 
 def _identity(expert: Any) -> Any:
-    from sim_world.world import identity_for  # noqa: PLC0415
-
     return identity_for(expert)
 
 

@@ -16,6 +16,10 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from PIL import Image, ImageTk
+
+import checkin.ui.window as ui_window  # lazy (lazy_imports): runs once DISPLAY is set
 from checkin.flow.machine import FlowListenerBase
 from sim_world.runner import ScenarioRunner, run_in_thread
 
@@ -97,15 +101,12 @@ def _import_before_threads() -> None:
     numpy submodule on its first np.percentile deadlocked on the import locks. Importing both here,
     before any other thread runs, takes that race away.
     """
-    import numpy as np  # noqa: PLC0415
-    from PIL import Image, ImageTk  # noqa: PLC0415
-
     np.percentile(np.arange(4.0), 50)
     np.unique(np.arange(4))
     ImageTk.PhotoImage(Image.new("RGB", (2, 2)))
 
 
-def run_with_ui(  # noqa: C901, PLR0915 - the Tk loop, the person's thread and clean-up in one place
+def run_with_ui(  # noqa: C901 - the Tk loop, the person's thread and clean-up in one place
     scenario: Scenario,
     *,
     work: Path | None,
@@ -119,11 +120,9 @@ def run_with_ui(  # noqa: C901, PLR0915 - the Tk loop, the person's thread and c
     own_display = private_xvfb(width, height) if not display else contextlib.nullcontext(display)
     with own_display as shown_on:
         os.environ["DISPLAY"] = shown_on
-        from checkin.ui.window import KioskWindow  # noqa: PLC0415 - needs DISPLAY
-
         to_tk = _ToTk()
         runner = ScenarioRunner(scenario, work=work, listeners=[to_tk])
-        window = KioskWindow(
+        window = ui_window.KioskWindow(
             _FlowActions(runner),
             width=width,
             height=height,

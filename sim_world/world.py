@@ -28,12 +28,18 @@ from typing import TYPE_CHECKING, Final
 
 import grpc
 
+# Lazy (lazy_imports): the platform's code runs only for seeding; the health messages when waiting for it.
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from band_reader.simulator import MifareBand
 from camera.simulator import make_no_face_clip
 from checkin.config import KioskConfig, hash_pin, load_config
 from id_card_reader.models import IdentityCard
 from id_card_reader.simulator import SamReaderEmulator, SamReaderSimulator, placeholder_wlt
 from pcsc import PcscDaemon
+from platform_server import bootstrap
+from platform_server import config as platform_config
+from platform_server.services import accounts, batches, kiosks, roster
 from receipt_printer.simulator import PrinterSimulator
 from robot_arm.simulator import ArmSimulator, SimSettings, default_bands
 from sim_world.faces import resolve_face
@@ -139,6 +145,7 @@ class World:
     speech: bool = False
     bands: list[Band] = field(default_factory=list)
     platform_port: int = 0
+    platform_metrics_port: int = 0  # the platform's health port: GET /metrics
     pcscd: PcscDaemon | None = None
     id_card: SamReaderEmulator | None = None
     id_card_server: SamReaderSimulator | None = None
@@ -198,6 +205,7 @@ class World:
         # Until the first expert steps up, the camera sees the empty lobby.
         self.show_camera(make_no_face_clip(self.work / "clips" / "lobby", frames=15))
         self.platform_port = _free_port()
+        self.platform_metrics_port = _free_port()
         self._seed_platform()
         self.start_platform()
         self.start_console(os.environ.get("SCENARIO_CONSOLE_LISTEN", ""))
@@ -268,12 +276,18 @@ class World:
         """The platform's TOML configuration."""
         return self.work / "platform.toml"
 
+    @property
+    def platform_metrics_url(self) -> str:
+        """The platform's Prometheus figures (its health port), read by the runner around each check-in."""
+        return f"http://127.0.0.1:{self.platform_metrics_port}/metrics"
+
     def _write_platform_config(self) -> None:
         assert self.uwb is not None
         self.platform_config.write_text(
             f"""# Written by the scenario runner for one simulated world.
 [server]
 listen = "127.0.0.1:{self.platform_port}"
+health_listen = "127.0.0.1:{self.platform_metrics_port}"
 [database]
 url = "sqlite:///{self.platform_db}"
 [security]
@@ -298,12 +312,10 @@ level = "INFO"
 
     def _seed_platform(self) -> None:
         """Batch, rooms, bands, invitations, reference photos and this kiosk, through the platform's services."""
-        from platform_server.bootstrap import build  # noqa: PLC0415 - the platform's code only for seeding
-        from platform_server.config import load_config as load_platform_config  # noqa: PLC0415
-        from platform_server.services import accounts, batches, kiosks, roster  # noqa: PLC0415
-
         self._write_platform_config()
-        platform = build(load_platform_config(self.platform_config, environ={}), start_uwb_worker=False)
+        platform = bootstrap.build(
+            platform_config.load_config(self.platform_config, environ={}), start_uwb_worker=False
+        )
         try:
             ctx, uow = platform.ctx, platform.new_uow()
             now = ctx.clock()
@@ -398,8 +410,6 @@ level = "INFO"
         log_file.close()
 
     def _wait_platform_ready(self, timeout: float) -> None:
-        from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415
-
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(f"127.0.0.1:{self.platform_port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)

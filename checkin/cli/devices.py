@@ -7,6 +7,7 @@ Exit codes: 1 device error, 3 reader not reachable, 4 no card/band in time, 5 in
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
@@ -16,7 +17,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from serial.tools import list_ports
 
+# Lazy (lazy_imports): a device library loads when its command runs, not for --help.
+import band_reader
+import band_reader.errors as band_errors
+import bank_card_reader
+import bank_card_reader.errors as bank_errors
+import id_card_reader
+import id_card_reader.errors as id_card_errors
+import pcsc
+import pcsc.errors as pcsc_errors
 from device_kit.cli import EXIT_NEEDS_PERSON, EXIT_PROTOCOL, EXIT_UNREACHABLE
 
 if TYPE_CHECKING:
@@ -56,11 +67,7 @@ def mask_name(name: str | None) -> str | None:
 
 def _classify(err: Exception) -> Failure:
     """Map a device library's error to an exit code (the one place that does it)."""
-    from band_reader import errors as band  # noqa: PLC0415 - keep --help fast
-    from bank_card_reader import errors as bank  # noqa: PLC0415
-    from id_card_reader import errors as idc  # noqa: PLC0415
-    from pcsc import errors as pcsc  # noqa: PLC0415
-
+    band, bank, idc, pcsc = band_errors, bank_errors, id_card_errors, pcsc_errors
     unreachable = (
         idc.IdCardConnectionError,
         bank.ReaderUnavailableError,
@@ -88,12 +95,7 @@ def _classify(err: Exception) -> Failure:
 
 
 def _device_errors() -> tuple[type[Exception], ...]:
-    from band_reader.errors import BandReaderError  # noqa: PLC0415
-    from bank_card_reader.errors import BankCardError  # noqa: PLC0415
-    from id_card_reader.errors import IdCardError  # noqa: PLC0415
-    from pcsc.errors import PcscError  # noqa: PLC0415
-
-    return (IdCardError, BankCardError, BandReaderError, PcscError)
+    return (id_card_errors.IdCardError, bank_errors.BankCardError, band_errors.BandReaderError, pcsc_errors.PcscError)
 
 
 def _emit(result: dict[str, Any], *, as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
@@ -157,11 +159,10 @@ def read_id(
     verbose: VerboseOption = False,
 ) -> None:
     """读身份证 / Read the ID card on the SAM reader at PORT (status, SAM ID, identity)."""
-    import datetime as dt  # noqa: PLC0415
-
-    from id_card_reader import IdCardReader  # noqa: PLC0415
-
-    with _diagnostic("read-id", as_json=as_json, verbose=verbose) as result, IdCardReader.open(port) as reader:
+    with (
+        _diagnostic("read-id", as_json=as_json, verbose=verbose) as result,
+        id_card_reader.IdCardReader.open(port) as reader,
+    ):
         status = reader.status()
         sam_id = reader.sam_id()
         card = reader.read_identity(timeout)
@@ -198,10 +199,8 @@ def read_bank_card(
     verbose: VerboseOption = False,
 ) -> None:
     """读银行卡 / Read the bank card inserted or tapped on a PC/SC reader (number masked)."""
-    from bank_card_reader import BankCardReader  # noqa: PLC0415
-
     with _diagnostic("read-bank-card", as_json=as_json, verbose=verbose) as result:
-        data = BankCardReader(reader).read_card(timeout)
+        data = bank_card_reader.BankCardReader(reader).read_card(timeout)
         result.update(
             reader=reader,
             pan=data.masked,
@@ -228,10 +227,8 @@ def read_band(
     verbose: VerboseOption = False,
 ) -> None:
     """读手环UID / Read the UID of the wristband on a contactless PC/SC reader."""
-    from band_reader import BandUidReader  # noqa: PLC0415
-
     with _diagnostic("read-band", as_json=as_json, verbose=verbose) as result:
-        uid = BandUidReader(reader).read_uid(timeout)
+        uid = band_reader.BandUidReader(reader).read_uid(timeout)
         result.update(reader=reader, uid=uid)
     _emit(result, as_json=as_json, text=lambda r: f"手环 / band UID: {r['uid']}  ({r['elapsed_ms']} ms)")
 
@@ -239,16 +236,12 @@ def read_band(
 @app.command("list")
 def list_devices(as_json: JsonOption = False, verbose: VerboseOption = False) -> None:
     """列出设备 / List serial ports (ID card reader) and PC/SC readers (bank card, wristband)."""
-    from serial.tools import list_ports  # noqa: PLC0415
-
-    from pcsc import PcscContext  # noqa: PLC0415
-
     with _diagnostic("list", as_json=as_json, verbose=verbose) as result:
         result["serial_ports"] = [
             {"device": p.device, "description": p.description, "hwid": p.hwid} for p in sorted(list_ports.comports())
         ]
         readers = []
-        with PcscContext() as context:
+        with pcsc.PcscContext() as context:
             for name in context.reader_names():
                 present, atr = context.card_state(name)
                 atr_text = atr.hex(" ").upper() if present else None

@@ -6,12 +6,23 @@ import contextlib
 import logging
 import signal
 import sys
+import tkinter as tk
 import warnings
 from importlib.metadata import entry_points
 from pathlib import Path  # noqa: TC003 - Typer reads the annotations at run time
 from typing import TYPE_CHECKING, Annotated
 
+import customtkinter as ctk
 import typer
+
+import checkin.config as kiosk_config
+import checkin.ui.window as ui_window
+
+# Lazy (lazy_imports): the kiosk, its UI and Tk load when `run` runs, not for --help.
+from checkin import app as kiosk_app
+from checkin import speech
+from checkin.flow import runtime
+from checkin.ui import theme
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -60,16 +71,14 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log to stderr.")] = False,
 ) -> None:
     """运行终端 / Run the kiosk: devices from [devices], the platform from [platform], the touch UI."""
-    from checkin.config import ConfigError, load_config  # noqa: PLC0415
-
     _logging(verbose)
     try:
-        cfg = load_config(config)
-    except ConfigError as err:
+        cfg = kiosk_config.load_config(config)
+    except kiosk_config.ConfigError as err:
         raise _fail(str(err), EXIT_CONFIG) from None
     try:
         run_kiosk_ui(cfg)
-    except ConfigError as err:
+    except kiosk_config.ConfigError as err:
         raise _fail(str(err), EXIT_CONFIG) from None
 
 
@@ -93,24 +102,14 @@ def run_kiosk_ui(cfg: KioskConfig, *, on_started: Callable[[Kiosk, KioskWindow],
     last, around the root, with the flow as its actions (no late binding needed). `on_started` runs on
     the Tk thread once everything is up (the live demo adds its control panel there).
     """
-    import tkinter as tk  # noqa: PLC0415
-
-    import customtkinter as ctk  # noqa: PLC0415
-
-    from checkin.app import build_kiosk  # noqa: PLC0415
-    from checkin.flow.runtime import CallbackInbox, ThreadWorker  # noqa: PLC0415
-    from checkin.speech import PromptSpeaker, Speaker  # noqa: PLC0415
-    from checkin.ui import theme  # noqa: PLC0415
-    from checkin.ui.window import KioskWindow, TkScheduler  # noqa: PLC0415
-
     try:
         root = ctk.CTk(fg_color=theme.BACKGROUND)
     except tk.TclError as err:
         raise typer.Exit(_report_no_display(err)) from None
-    inbox = CallbackInbox()
-    worker = ThreadWorker(inbox)
-    kiosk = build_kiosk(cfg, scheduler=TkScheduler(root), worker=worker)
-    window = KioskWindow(
+    inbox = runtime.CallbackInbox()
+    worker = runtime.ThreadWorker(inbox)
+    kiosk = kiosk_app.build_kiosk(cfg, scheduler=ui_window.TkScheduler(root), worker=worker)
+    window = ui_window.KioskWindow(
         kiosk.flow,
         width=cfg.screen_width,
         height=cfg.screen_height,
@@ -126,11 +125,11 @@ def run_kiosk_ui(cfg: KioskConfig, *, on_started: Callable[[Kiosk, KioskWindow],
         root.after(0, root.quit)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    speaker = Speaker(enabled=cfg.speech_enabled, rate=cfg.speech_rate, zh_voice=cfg.speech_voice)
+    speaker = speech.Speaker(enabled=cfg.speech_enabled, rate=cfg.speech_rate, zh_voice=cfg.speech_voice)
     try:
         speaker.start()
         kiosk.flow.add_listener(window)
-        kiosk.flow.add_listener(PromptSpeaker(speaker))
+        kiosk.flow.add_listener(speech.PromptSpeaker(speaker))
         kiosk.flow.add_listener(ScreenLog())
         window.pump(inbox)
         kiosk.start()

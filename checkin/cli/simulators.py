@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+# Lazy (lazy_imports): a simulator loads when its command runs, not for --help.
+import band_reader.simulator as band_sim
+import bank_card_reader.simulator as bank_sim
+import id_card_reader.simulator as id_card_sim
+import pcsc
 from device_kit.cli import EXIT_INPUT, add_sim_ctl, fail, parse_control_port, parse_host_port, wait_for_signal
+from personal_data import bank_card as pan_rules
 
 if TYPE_CHECKING:
     from pcsc.vpcd import VirtualCard
@@ -60,26 +66,20 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
     verbose: VerboseOption = False,
 ) -> None:
     """模拟身份证阅读器 / Run the SAM ID card reader simulator."""
-    from id_card_reader.simulator import (  # noqa: PLC0415
-        SAMPLE_IDENTITIES,
-        SamReaderEmulator,
-        SamReaderSimulator,
-        SimulatorConfigError,
-        load_identities,
-    )
-
     _logging(verbose)
     host, port = parse_host_port(listen, "--listen")
     if present != "none" and not present.isdigit():
         raise typer.BadParameter(f"--present must be an identity index or 'none', got {present!r}")
     try:
-        cards = load_identities(identities or SAMPLE_IDENTITIES)
-        emulator = SamReaderEmulator(cards, present=None, faults=fault or ())
+        cards = id_card_sim.load_identities(identities or id_card_sim.SAMPLE_IDENTITIES)
+        emulator = id_card_sim.SamReaderEmulator(cards, present=None, faults=fault or ())
         if present != "none":
             emulator.place(int(present))
         control_port = parse_control_port(control, host)
-        simulator = SamReaderSimulator(emulator, host=host, port=port, pty=pty, control_port=control_port).start()
-    except SimulatorConfigError as err:
+        simulator = id_card_sim.SamReaderSimulator(
+            emulator, host=host, port=port, pty=pty, control_port=control_port
+        ).start()
+    except id_card_sim.SimulatorConfigError as err:
         _fail(str(err))
     except OSError as err:
         _fail(f"{listen}: {err.strerror or err}")
@@ -95,20 +95,16 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
 
 
 def _card_for(band: str | None, bank_card: str | None, kind: str, dead: bool, holder: str | None) -> VirtualCard:
-    from band_reader.simulator import MifareBand  # noqa: PLC0415
-    from bank_card_reader.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard  # noqa: PLC0415
-    from personal_data import bank_card as pan_rules  # noqa: PLC0415
-
     chosen = [x for x in (band, bank_card, dead or None) if x]
     if len(chosen) != 1:
         raise typer.BadParameter("give exactly one of --band UID, --bank-card PAN or --dead")
     if band is not None:
         try:
-            return MifareBand(band)
+            return band_sim.MifareBand(band)
         except ValueError as err:
             raise typer.BadParameter(f"--band: {err}") from None
     if dead:
-        return DeadCard()
+        return bank_sim.DeadCard()
     assert bank_card is not None
     try:
         pan = pan_rules.validate(bank_card)
@@ -116,13 +112,13 @@ def _card_for(band: str | None, bank_card: str | None, kind: str, dead: bool, ho
         raise typer.BadParameter(f"--bank-card: {err}") from None
     match kind:
         case "unionpay":
-            return UnionPayDebitCard(pan, holder_name=holder)
+            return bank_sim.UnionPayDebitCard(pan, holder_name=holder)
         case "contactless":
-            return UnionPayDebitCard(pan, holder_name=holder, contactless=True)
+            return bank_sim.UnionPayDebitCard(pan, holder_name=holder, contactless=True)
         case "other":
-            return OtherLayoutCard(pan)
+            return bank_sim.OtherLayoutCard(pan)
         case "chaining":
-            return ChainingCard(pan, holder_name=holder)
+            return bank_sim.ChainingCard(pan, holder_name=holder)
     raise typer.BadParameter(f"--kind must be unionpay, contactless, other or chaining, got {kind!r}")
 
 
@@ -144,14 +140,12 @@ def cards(  # noqa: PLR0917 - Typer maps options to parameters
     verbose: VerboseOption = False,
 ) -> None:
     """插入虚拟卡 / Keep one virtual card in a vpcd slot of a running pcscd until stopped."""
-    from pcsc import VirtualCardError, VirtualCardSlot  # noqa: PLC0415
-
     _logging(verbose)
     card = _card_for(band, bank_card, kind, dead, holder)
-    slot = VirtualCardSlot(vpcd_host, vpcd_port)
+    slot = pcsc.VirtualCardSlot(vpcd_host, vpcd_port)
     try:
         slot.insert(card, wait=True)
-    except VirtualCardError as err:
+    except pcsc.VirtualCardError as err:
         _fail(str(err))
     typer.echo(json.dumps({"vpcd": f"{vpcd_host}:{vpcd_port}", "card": type(card).__name__}))
     sys.stdout.flush()
@@ -173,19 +167,17 @@ def pcscd(  # noqa: PLR0917 - Typer maps options to parameters
     verbose: VerboseOption = False,
 ) -> None:
     """私有pcscd / Run a private pcscd with the vpcd driver (slot 0: band, slot 1: bank card)."""
-    from pcsc import PcscDaemon, PcscDaemonError, VirtualCardError  # noqa: PLC0415
-
     _logging(verbose)
     band_card = _card_for(band, None, kind, False, holder) if band else None  # noqa: FBT003
     bank = _card_for(None, bank_card, kind, False, holder) if bank_card else None  # noqa: FBT003
-    daemon = PcscDaemon(debug=debug)
+    daemon = pcsc.PcscDaemon(debug=debug)
     try:
         daemon.start()
         if band_card is not None:
             daemon.slot(0).insert(band_card, wait=True)
         if bank is not None:
             daemon.slot(1).insert(bank, wait=True)
-    except (PcscDaemonError, VirtualCardError) as err:
+    except (pcsc.PcscDaemonError, pcsc.VirtualCardError) as err:
         daemon.stop()
         _fail(str(err))
     info = {

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, TypeAlias
 
+from personal_data import bank_card
+
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Mapping
@@ -174,8 +176,6 @@ class NewCard:
     @property
     def masked(self) -> str:
         """First 6 / last 4, the most a screen may show."""
-        from personal_data import bank_card  # noqa: PLC0415 - keeps this module import-light
-
         return bank_card.mask(self.pan)
 
 

@@ -33,7 +33,7 @@ from checkin.flow.views import (
     StaffPinView,
     View,
 )
-from checkin.texts import Language, text
+from checkin.texts import TEXTS, Language, text
 from checkin.ui import theme as th
 from checkin.ui.widgets import CameraPreview, Keypad, SignaturePad, button, font, label
 from checkin.ui.wording import main_line
@@ -767,8 +767,6 @@ class StaffMenuRenderer(Renderer):
 
 
 def _device_keys() -> frozenset[str]:
-    from checkin.texts import TEXTS  # noqa: PLC0415
-
     return frozenset(k for k in TEXTS if k.startswith("device."))
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import customtkinter as ctk
 
 from checkin.flow.views import HomeView, RefusalView, Screen, View
-from checkin.texts import text
+from checkin.texts import Language, text
 from checkin.ui import theme as th
 from checkin.ui.screens import RENDERERS, FlowActions, Renderer, UiContext
 from checkin.ui.widgets import StepIndicator, button, font
@@ -234,7 +234,5 @@ class KioskWindow:
         self.root.mainloop()
 
 
-def _zh() -> Any:
-    from checkin.texts import Language  # noqa: PLC0415
-
+def _zh() -> Language:
     return Language.ZH

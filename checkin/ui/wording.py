@@ -12,7 +12,7 @@ from checkin.flow.views import (
     Screen,
     View,
 )
-from checkin.texts import Language, text
+from checkin.texts import TEXTS, Language, text
 
 _MAIN_KEYS: dict[Screen, str] = {
     Screen.HOME: "home.title",
@@ -72,6 +72,4 @@ def spoken_line(view: View) -> str:
 
 
 def _known_hints() -> frozenset[str]:
-    from checkin.texts import TEXTS  # noqa: PLC0415 - keeps the import graph flat
-
     return frozenset(k for k in TEXTS if k.startswith("hint."))

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 
-from platform_server.db.engine import WriteGate, write_gate
+from platform_server.db import engine as db_engine  # lazy (lazy_imports): both import this module
+from platform_server.db import models
 from platform_server.errors import TransientError
 
 if TYPE_CHECKING:
@@ -91,9 +92,9 @@ class UnitOfWork:
             return UnitOfWork(self._session_factory)
         factory = self._read_only_factories.get(bind)
         if factory is None:
-            from platform_server.db.engine import make_session_factory, read_only  # noqa: PLC0415
-
-            factory = self._read_only_factories.setdefault(bind, make_session_factory(read_only(bind)))
+            factory = self._read_only_factories.setdefault(
+                bind, db_engine.make_session_factory(db_engine.read_only(bind))
+            )
         return UnitOfWork(factory)
 
     def commit(self) -> None:
@@ -203,10 +204,10 @@ class DriverTransaction:
         self._fairy: Any = None
         self.raw: Any = None
         self._after_commit: list[Callable[[], None]] = []
-        self._gate: WriteGate | None = None
+        self._gate: db_engine.WriteGate | None = None
 
     def __enter__(self) -> Self:
-        gate = None if self.postgres or self._read_only else write_gate(self._engine)
+        gate = None if self.postgres or self._read_only else db_engine.write_gate(self._engine)
         # SQLite: queue behind this process's other writers first (db.engine.WriteGate), then BEGIN.
         self._gate = gate if gate is not None and gate.enter() else None
         try:
@@ -312,9 +313,7 @@ def _timestamp_binder(dialect: sa.Dialect) -> Callable[[dt.datetime], Any]:
     """The UTC column type's own bind processing (SQLite keeps a fixed text form; compare as stored)."""
     binder = _BINDERS.get(dialect.name)
     if binder is None:
-        from platform_server.db.models import UtcDateTime  # noqa: PLC0415  (models import this module's users)
-
-        processor = UtcDateTime().bind_processor(dialect)
+        processor = models.UtcDateTime().bind_processor(dialect)
         binder = _BINDERS.setdefault(dialect.name, processor if processor is not None else _unchanged)
     return binder
 

@@ -34,11 +34,18 @@ class FaceImageError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class FaceVerdict:
-    """Outcome of comparing captures with a reference: best distance, threshold used, decision."""
+    """Outcome of comparing captures with a reference: best distance, threshold used, decision.
+
+    `checks_s` and `descriptors_s`, where the verifier measures them, are the seconds spent decoding
+    the captures and finding their faces, then computing descriptors: they travel with the verdict
+    (from a worker process too) to the serving process's metrics (rpc_metrics).
+    """
 
     distance: float
     threshold: float
     matched: bool
+    checks_s: float | None = None
+    descriptors_s: float | None = None
 
 
 class FaceVerifier(Protocol):

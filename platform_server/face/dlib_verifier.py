@@ -283,7 +283,13 @@ class DlibFaceVerifier:
             (checked - started) * 1000,
             (done - checked) * 1000,
         )
-        return FaceVerdict(distance=distance, threshold=self._threshold, matched=distance <= self._threshold)
+        return FaceVerdict(
+            distance=distance,
+            threshold=self._threshold,
+            matched=distance <= self._threshold,
+            checks_s=checked - started,
+            descriptors_s=done - checked,
+        )
 
     def _usable_faces(self, captures: Sequence[bytes]) -> list[tuple[RgbImage, _FaceBox]]:
         """Check the captures' count and sizes, decode each and find its one face; skip frames without one."""

@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
+from platform_server import log_masking
 from platform_server.errors import OverloadedError, TransientError
 from platform_server.face.api import FaceImageError, FaceImageProblem
 
@@ -44,9 +45,7 @@ def _init_worker(factory: Callable[[], FaceVerifier | None], log_level: str | No
     """Log like the server (its stderr and file, masked), then build this process's verifier once."""
     global _verifier  # noqa: PLW0603  (one per worker process, by design)
     if log_level is not None:
-        from platform_server.log_masking import configure_logging  # noqa: PLC0415
-
-        configure_logging(log_level, log_file)
+        log_masking.configure_logging(log_level, log_file)
     _verifier = factory()
 
 

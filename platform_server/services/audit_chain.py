@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from platform_server.db import unit_of_work  # lazy (lazy_imports): the db layer imports models
 from platform_server.db.models import AuditChain, AuditEntry
 from platform_server.services.formula_cells import neutralised
 
@@ -138,10 +139,8 @@ def append_uow(uow: UnitOfWork, values: Mapping[str, Any]) -> None:
     SQLAlchemy's statement layer costs several times the database work of these three statements, and
     every step of every service writes an entry; the Session's transaction is the same either way.
     """
-    from platform_server.db.unit_of_work import DriverTransaction  # noqa: PLC0415  (the db layer imports models)
-
     connection = uow.session.connection()  # begins the transaction (BEGIN IMMEDIATE on SQLite)
-    driver = DriverTransaction(connection.engine)
+    driver = unit_of_work.DriverTransaction(connection.engine)
     driver.raw = connection.connection.driver_connection
     bound = {**values, "occurred_at": driver.timestamp(values["occurred_at"])}
     if values["kiosk_time"] is not None:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from platform_server.db.models import Batch, CheckIn, CheckInEvent, NeedsStaffCase
 from platform_server.errors import NotFoundError
+from platform_server.services import cases  # lazy (lazy_imports): cases appends events
 from platform_server.services.views import CheckInView, check_in_views
 
 if TYPE_CHECKING:
@@ -170,8 +171,6 @@ def read_after(uow: UnitOfWork, ctx: ServiceContext, batch_id: int, after_id: in
     case_pks = {row[6] for row in rows if row[6] is not None}
     case_views: dict[int, CaseView] = {}
     if case_pks:
-        from platform_server.services import cases  # noqa: PLC0415  (cases appends events: import at use)
-
         case_views = {
             row[0].id: cases.view_of_row(row)
             for row in uow.execute(cases.select_cases().where(NeedsStaffCase.id.in_(case_pks))).all()

@@ -12,6 +12,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+import openpyxl
 import sqlalchemy as sa
 
 from personal_data.crypto import decrypt_text
@@ -135,11 +136,9 @@ def fee_rows(
 
 def _xlsx_cell(sheet: Any, value: Any) -> Any:
     """A text cell written as an explicit string, marked quote-prefixed as Excel marks text typed after '."""
-    from openpyxl.cell import WriteOnlyCell  # noqa: PLC0415
-
     if not isinstance(value, str):
         return value
-    cell = WriteOnlyCell(sheet, value=value)
+    cell = openpyxl.cell.WriteOnlyCell(sheet, value=value)
     cell.data_type = "s"  # openpyxl would otherwise store a value starting with = as a formula
     if value.startswith(FORMULA_STARTS):
         cell.quotePrefix = True
@@ -160,9 +159,7 @@ def write_table(path: Path, fmt: str, header: list[str], rows: list[list[Any]], 
         writer.writerows([neutralised(c) for c in row] for row in rows)
         data = buffer.getvalue().encode("utf-8-sig")
     else:
-        from openpyxl import Workbook  # noqa: PLC0415
-
-        workbook = Workbook(write_only=True)
+        workbook = openpyxl.Workbook(write_only=True)
         sheet = workbook.create_sheet()
         sheet.append(header)
         for row in rows:

@@ -13,6 +13,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import openpyxl
 import sqlalchemy as sa
 
 from personal_data import id_number
@@ -358,9 +359,7 @@ def import_photos(  # noqa: C901, PLR0912, PLR0915  (one pass over the files, al
 
 def write_invitation_template(path: Path) -> None:
     """An empty invitations spreadsheet with the header and the ID column formatted as text."""
-    from openpyxl import Workbook  # noqa: PLC0415
-
-    workbook = Workbook()
+    workbook = openpyxl.Workbook()
     sheet = workbook.active
     sheet.title = "邀请专家"
     sheet.append(["身份证号", "姓名", "手机号", "工作单位", "专业", "房间号"])

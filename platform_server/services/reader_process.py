@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+# Lazy (lazy_imports): the spreadsheet code loads in the reader process, after the fork.
+from platform_server.services import spreadsheets
+from platform_server.services import timeline as timelines
+
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
@@ -42,9 +46,7 @@ def fork_reader(path: Path, timeline: Timeline) -> tuple[Connection, BaseProcess
 
 def _run(connection: Connection, path: Path, timeline: Timeline) -> None:
     """The reader process's body (imports the spreadsheet code in the child, not before the fork)."""
-    from platform_server.services.spreadsheets import reader_main  # noqa: PLC0415
-
-    reader_main(connection, path, timeline)
+    spreadsheets.reader_main(connection, path, timeline)
 
 
 def import_file_in(argv: list[str]) -> Path | None:
@@ -97,9 +99,7 @@ class EarlyReader:
         path = import_file_in(argv)
         if path is None or not can_fork():
             return None
-        from platform_server.services.timeline import Timeline  # noqa: PLC0415
-
-        timeline = Timeline.from_environment(verbose=bool({"-v", "--verbose"} & set(argv)))
+        timeline = timelines.Timeline.from_environment(verbose=bool({"-v", "--verbose"} & set(argv)))
         timeline.mark("interpreter started")
         connection, process = fork_reader(path, timeline)
         return cls(path, timeline, connection, process)

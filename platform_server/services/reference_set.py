@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 import sqlalchemy as sa
 
 from personal_data.crypto import decrypt, encrypt
-from platform_server.db.models import ExtraReferencePhoto
+from platform_server.db.models import ExtraReferencePhoto, ReferencePhoto
 from platform_server.services import audit, roster
 
 if TYPE_CHECKING:
@@ -89,8 +89,6 @@ def extra_encodings(uow: UnitOfWork, ctx: ServiceContext, expert_id: int) -> byt
 
 def photo_count(uow: UnitOfWork, expert_id: int) -> int:
     """How many reference photos the expert has (0 if none)."""
-    from platform_server.db.models import ReferencePhoto  # noqa: PLC0415
-
     first = uow.execute(sa.select(sa.func.count()).where(ReferencePhoto.expert_id == expert_id)).scalar_one()
     extra = uow.execute(sa.select(sa.func.count()).where(ExtraReferencePhoto.expert_id == expert_id)).scalar_one()
     return int(first) + int(extra)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from personal_data.crypto import DataKey, DecryptionError, decrypt, encrypt, lookup_hash, open_records, seal_records
 from platform_server.db.engine import IMPORT_STAGED_SCHEMA
 from platform_server.db.models import Batch, Expert, Invitation, ReferencePhoto, Room, UtcDateTime, Wristband
-from platform_server.errors import NotFoundError, RowProblem
+from platform_server.errors import ImportRefusedError, NotFoundError, RowProblem
 from platform_server.services import audit
 from platform_server.services.spreadsheets import (
     PII_PAGE_AAD,
@@ -414,8 +414,6 @@ def write_invitations(
     Rows already invited to the batch or naming unusable rooms raise ImportRefusedError (nothing written
     once the caller rolls back); services.imports checks them first and names every row.
     """
-    from platform_server.errors import ImportRefusedError  # noqa: PLC0415
-
     batch_id, _hotel = batch_id_for(uow, batch_code)
     chunks = [prepared] if isinstance(prepared, PreparedChunk) else list(prepared)
     writer = InvitationWriter(uow, ctx, batch_id)

@@ -19,11 +19,16 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import python_calamine
+
 from personal_data import id_number
 from personal_data.crypto import DataKey, lookup_hasher, seal_records
 from platform_server.errors import ImportRefusedError, RowProblem
+from platform_server.services import reader_process
 from platform_server.services.file_limits import check_csv_shape, check_workbook
 from platform_server.services.timeline import Timeline
+from uwb import errors as uwb_errors
+from uwb import payload
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -89,10 +94,9 @@ def _read_xlsx(path: Path) -> list[list[Any]]:
         if handle.read(4) != XLSX_MAGIC:
             raise ImportRefusedError(f"{path.name} 不是有效的 .xlsx 文件 / {path.name} is not an .xlsx workbook")
     check_workbook(path)  # sheet extent and zip sizes, before calamine allocates the sheet's whole range
-    from python_calamine import CalamineWorkbook  # noqa: PLC0415  (only the importing commands need it)
 
     try:
-        workbook = CalamineWorkbook.from_path(str(path))
+        workbook = python_calamine.CalamineWorkbook.from_path(str(path))
         rows: list[list[Any]] = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
     except Exception as err:  # calamine raises its own error types for every kind of broken workbook
         raise ImportRefusedError(f"{path.name} 无法解析 / {path.name} cannot be read as a workbook: {err}") from err
@@ -211,12 +215,9 @@ def _other_problems(name: str, phone: str, organisation: str, specialty: str, ro
 
 def room_payload_problem(room: str) -> str:
     """Why the wristband payload cannot carry this room number ("" if it can): refused at import, not at a band."""
-    from uwb import payload  # noqa: PLC0415  (only rows with a room need it)
-    from uwb.errors import PayloadError  # noqa: PLC0415
-
     try:
         payload.check_field("room_number", room, payload.MAX_ROOM_LEN)
-    except PayloadError as err:
+    except uwb_errors.PayloadError as err:
         return (
             f"房间号无法写入手环（最多{payload.MAX_ROOM_LEN}位字母、数字、-或_） / "
             f"room cannot be written to a wristband: {err}"
@@ -577,8 +578,6 @@ class InvitationReader:
     @classmethod
     def start(cls, path: Path, timeline: Timeline | None = None) -> InvitationReader:
         """Fork a reader process when that is safe (no other threads yet), else read in-process."""
-        from platform_server.services import reader_process  # noqa: PLC0415
-
         timeline = timeline or Timeline(enabled=False)
         if not reader_process.can_fork():
             return cls.in_process(path, timeline)  # forking a threaded process can deadlock the child

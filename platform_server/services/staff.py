@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from platform_server.db.models import Batch, CheckIn, Expert, Hotel, Invitation, Kiosk, Room, Wristband
+from platform_server.db.models import Batch, CheckIn, CheckInEvent, Expert, Hotel, Invitation, Kiosk, Room, Wristband
 from platform_server.db.unit_of_work import run_transaction
 from platform_server.errors import InvalidRequestError, NotFoundError
 from platform_server.services import audit, events
@@ -203,8 +203,6 @@ def fleet(uow: UnitOfWork, ctx: ServiceContext, *, offline_after_s: float) -> li
 
 def newest_event_id(uow: UnitOfWork, batch_id: int) -> int:
     """The id of the batch's newest event (0 if none): where a live view starts reading."""
-    from platform_server.db.models import CheckInEvent  # noqa: PLC0415
-
     with uow:
         return int(
             uow.execute(sa.select(sa.func.max(CheckInEvent.id)).where(CheckInEvent.batch_id == batch_id)).scalar() or 0

@@ -62,7 +62,8 @@ def test_a_band_dispensed_in_an_outage_longer_than_the_lifetime_gets_its_check_i
         ).fetchall()
         open_cases = db.execute("SELECT count(*) FROM needs_staff_cases").fetchone()[0]
     assert check_ins == [(None, 0)]
-    # The audit detail is masked text (long digit runs are starred), so it is read with a pattern.
+    # The audit detail is masked text, not JSON: the masking stars long digit runs, such as the digits of
+    # face_distance's float, which json.loads then refuses; so late_s is read with a pattern.
     detail = completed[0][0]
     assert '"dispense": "handed_out"' in detail
     late = re.search(r'"late_s": ([0-9.]+)', detail)

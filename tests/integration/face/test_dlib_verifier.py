@@ -39,6 +39,10 @@ def test_same_person_matches(verifier: DlibFaceVerifier, reference: Callable[[st
     verdict = verifier.verify(reference("obama_1.jpg"), [(faces_dir / "obama_2.jpg").read_bytes()])
     assert verdict.matched
     assert verdict.distance <= verdict.threshold == DEFAULT_THRESHOLD
+    assert verdict.checks_s is not None
+    assert verdict.checks_s > 0
+    assert verdict.descriptors_s is not None
+    assert verdict.descriptors_s > 0  # one descriptor at least: tens of ms
 
 
 def test_different_person_does_not_match(

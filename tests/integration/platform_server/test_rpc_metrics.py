@@ -20,7 +20,7 @@ from platform_server.server import _health_endpoint, create_server
 from platform_server.services import roster
 from tests.integration.platform_server.rpc_helpers import identify_request
 from tests.support.platform import Running, start, stop
-from tests.unit.platform_server.support import face_image
+from tests.unit.platform_server.support import FAKE_CHECKS_S, FAKE_DESCRIPTORS_S, face_image
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -97,6 +97,11 @@ def test_calls_face_and_liveness_checks_move_the_histograms(
     assert after['platform_face_verification_duration_seconds_count{outcome="matched"}'] == 2
     assert after['platform_face_verification_duration_seconds_count{outcome="not_matched"}'] == 1
     assert after['platform_liveness_check_duration_seconds_count{outcome="passed"}'] == 3
+    # The verifier's own split of each verification (one capture each), as it reported it.
+    assert after["platform_face_checks_seconds_count"] == 3
+    assert after["platform_face_checks_seconds_sum"] == pytest.approx(3 * FAKE_CHECKS_S)
+    assert after["platform_face_descriptors_seconds_count"] == 3
+    assert after["platform_face_descriptors_seconds_sum"] == pytest.approx(3 * FAKE_DESCRIPTORS_S)
     with urllib.request.urlopen(f"http://127.0.0.1:{health.port}/health", timeout=30) as answer:
         assert answer.status == 200  # the health check itself is unchanged
 

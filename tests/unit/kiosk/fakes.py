@@ -13,7 +13,7 @@ import heapq
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from checkin.config import hash_pin
 from checkin.flow.machine import CheckInFlow, FlowPorts, FlowSettings
@@ -57,6 +57,7 @@ from checkin.flow.ports import (
     UnreadableError,
     Worker,
 )
+from checkin.flow.views import View
 from personal_data import bank_card
 
 if TYPE_CHECKING:
@@ -433,6 +434,9 @@ def _records_match_their_protocols(identity: FakeIdentity, card: FakeCardData) -
     return identity, card
 
 
+V = TypeVar("V", bound=View)
+
+
 @dataclass
 class Kiosk:
     """A flow with all its fakes, and the views it published."""
@@ -454,6 +458,12 @@ class Kiosk:
     @property
     def screen(self) -> str:
         return self.flow.view.screen.value
+
+    def shown(self, kind: type[V]) -> V:
+        """The view on screen, checked to be a `kind` (so its own fields are read typed)."""
+        view = self.flow.view
+        assert isinstance(view, kind), f"{type(view).__name__} on screen, not {kind.__name__}"
+        return view
 
     def settle(self) -> None:
         self.worker.settle()

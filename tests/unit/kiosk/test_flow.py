@@ -20,7 +20,21 @@ from checkin.flow.models import (
     ServiceHealth,
 )
 from checkin.flow.ports import DeviceFaultError, DispensePhase, InvalidEntryError, UnreadableError
-from checkin.flow.views import Screen
+from checkin.flow.views import (
+    BandProblemView,
+    CardConfirmView,
+    CardInsertView,
+    CardOnFileView,
+    DoneView,
+    FaceView,
+    HomeView,
+    OutOfServiceView,
+    RefusalView,
+    Screen,
+    SignatureView,
+    StaffMenuView,
+    StaffPinView,
+)
 from checkin.signature import Signature
 from checkin.texts import Language, has_text
 from tests.unit.kiosk.fakes import (
@@ -82,13 +96,13 @@ def screens(k: Kiosk) -> list[str]:
 def test_starts_out_of_service_until_the_first_health_report_and_comes_back_by_itself() -> None:
     k = make_kiosk(health=ServiceHealth(platform_reachable=False))
     assert k.screen == "out_of_service"
-    assert k.flow.view.problems == ("platform_unreachable",)
+    assert k.shown(OutOfServiceView).problems == ("platform_unreachable",)
     k.flow.press_start()
     assert k.screen == "out_of_service"
     k.flow.health_changed(healthy())
     assert k.screen == "home"
-    assert k.flow.view.batch_name == BATCH.name
-    assert k.flow.view.evaluation_start == "2026-03-09 09:30"  # Beijing time
+    assert k.shown(HomeView).batch_name == BATCH.name
+    assert k.shown(HomeView).evaluation_start == "2026-03-09 09:30"  # Beijing time
 
 
 @pytest.mark.parametrize(
@@ -110,7 +124,7 @@ def test_goes_out_of_service_when_platform_device_batch_or_stock_fails(health: S
     assert k.screen == "home"
     k.flow.health_changed(health)
     assert k.screen == "out_of_service"
-    assert code in k.flow.view.problems
+    assert code in k.shown(OutOfServiceView).problems
     k.flow.health_changed(healthy())
     assert k.screen == "home"
 
@@ -139,18 +153,18 @@ def test_new_card_by_chip_all_the_way_to_done_and_back_home_after_20_s() -> None
     k.bank.script.append(FakeCardData(pan=PAN))
     k.settle()
     assert k.screen == "card_confirm"
-    assert k.flow.view.pan_masked == "621234******1232"
-    assert k.flow.view.source is CardSource.CHIP
+    assert k.shown(CardConfirmView).pan_masked == "621234******1232"
+    assert k.shown(CardConfirmView).source is CardSource.CHIP
     k.flow.press_confirm_card()
     assert k.screen == "signature"
-    assert k.flow.view.id_number_masked == "1101**********002X"
-    assert k.flow.view.pan_masked == "621234******1232"
+    assert k.shown(SignatureView).id_number_masked == "1101**********002X"
+    assert k.shown(SignatureView).pan_masked == "621234******1232"
     k.flow.submit_signature(signed())
     assert k.screen == "dispensing"
     assert k.flow.view.can_cancel is False
     k.settle()
     assert k.screen == "done"
-    view = k.flow.view
+    view = k.shown(DoneView)
     assert (view.hotel_name, view.room_number, view.step) == ("交易中心宾馆", "1208", 5)
     assert screens(k) == [
         "home",
@@ -176,7 +190,7 @@ def test_new_card_by_chip_all_the_way_to_done_and_back_home_after_20_s() -> None
     assert k.pending.records == {}  # acknowledged and handed out: nothing left to deliver
     k.clock.advance(19)
     assert k.screen == "done"
-    assert k.flow.view.seconds_left == 1
+    assert k.shown(DoneView).seconds_left == 1
     k.clock.advance(1)
     assert k.screen == "home"
     assert not k.flow.session_active
@@ -200,9 +214,12 @@ def test_card_on_file_confirmed_sends_use_card_on_file() -> None:
     k = make_kiosk()
     to_verified(k, card_on_file=True)
     assert k.screen == "card_on_file"
-    assert (k.flow.view.bank_name, k.flow.view.pan_masked) == ("中国农业银行", "622848******1234")
+    assert (k.shown(CardOnFileView).bank_name, k.shown(CardOnFileView).pan_masked) == (
+        "中国农业银行",
+        "622848******1234",
+    )
     k.flow.press_use_card_on_file()
-    assert k.flow.view.pan_masked == "622848******1234"
+    assert k.shown(SignatureView).pan_masked == "622848******1234"
     k.flow.submit_signature(signed())
     k.settle()
     assert k.screen == "done"
@@ -243,7 +260,11 @@ def test_expired_id_card_is_refused_without_asking_the_platform() -> None:
     k.flow.press_start()
     k.id_card.script.append(FakeIdentity(valid_to=dt.date(2025, 1, 1)))
     k.settle()
-    assert (k.screen, k.flow.view.text_key, k.flow.view.can_retry) == ("refusal", "refusal.id_card_expired", False)
+    assert (k.screen, k.shown(RefusalView).text_key, k.shown(RefusalView).can_retry) == (
+        "refusal",
+        "refusal.id_card_expired",
+        False,
+    )
     assert k.platform.identify_requests == []
 
 
@@ -252,7 +273,7 @@ def test_id_card_with_a_bad_check_digit_is_refused() -> None:
     k.flow.press_start()
     k.id_card.script.append(FakeIdentity(id_number="110105194912310021"))
     k.settle()
-    assert k.flow.view.text_key == "refusal.id_card_invalid"
+    assert k.shown(RefusalView).text_key == "refusal.id_card_invalid"
 
 
 def test_id_reader_fault_shows_device_unavailable() -> None:
@@ -260,7 +281,7 @@ def test_id_reader_fault_shows_device_unavailable() -> None:
     k.flow.press_start()
     k.id_card.script.append(DeviceFaultError("SAM self-test failed"))
     k.settle()
-    assert k.flow.view.text_key == "refusal.device_unavailable"
+    assert k.shown(RefusalView).text_key == "refusal.device_unavailable"
 
 
 # ---- face ----------------------------------------------------------------------------------------------
@@ -279,7 +300,7 @@ def test_face_mismatch_allows_two_retries_then_sends_to_staff() -> None:
     k.id_card.script.append(FakeIdentity())
     k.settle()
     for n in (1, 2):
-        view = k.flow.view
+        view = k.shown(RefusalView)
         assert (view.screen, view.text_key, view.params["n"], view.can_retry) == (
             Screen.REFUSAL,
             "refusal.face_mismatch",
@@ -288,9 +309,9 @@ def test_face_mismatch_allows_two_retries_then_sends_to_staff() -> None:
         )
         k.flow.press_retry()
         assert k.screen == "face"
-        assert k.flow.view.attempt == n + 1
+        assert k.shown(FaceView).attempt == n + 1
         k.settle()
-    assert (k.flow.view.text_key, k.flow.view.can_retry) == ("refusal.face_attempts_exhausted", False)
+    assert (k.shown(RefusalView).text_key, k.shown(RefusalView).can_retry) == ("refusal.face_attempts_exhausted", False)
     assert [r.face_attempt for r in k.platform.identify_requests] == [1, 2, 3]
     assert len({r.request_id for r in k.platform.identify_requests}) == 3
 
@@ -299,7 +320,7 @@ def test_platform_saying_attempts_exhausted_is_final() -> None:
     k = make_kiosk()
     k.platform.identify_script.append(refused(RefusalCode.FACE_ATTEMPTS_EXHAUSTED))
     to_face(k)
-    assert (k.flow.view.text_key, k.flow.view.can_retry) == ("refusal.face_attempts_exhausted", False)
+    assert (k.shown(RefusalView).text_key, k.shown(RefusalView).can_retry) == ("refusal.face_attempts_exhausted", False)
 
 
 def test_still_photo_refused_by_liveness_three_times_then_staff() -> None:
@@ -307,13 +328,13 @@ def test_still_photo_refused_by_liveness_three_times_then_staff() -> None:
     still = FaceFrames(images_jpeg=(b"x",), quality=0.8, liveness_passed=False)
     k.face.script.extend([still, still, still])
     to_face(k)
-    assert (k.flow.view.text_key, k.flow.view.can_retry) == ("refusal.not_live", True)
+    assert (k.shown(RefusalView).text_key, k.shown(RefusalView).can_retry) == ("refusal.not_live", True)
     k.flow.press_retry()
     k.settle()
-    assert k.flow.view.text_key == "refusal.not_live"
+    assert k.shown(RefusalView).text_key == "refusal.not_live"
     k.flow.press_retry()
     k.settle()
-    assert k.flow.view.text_key == "refusal.face_attempts_exhausted"
+    assert k.shown(RefusalView).text_key == "refusal.face_attempts_exhausted"
     assert k.platform.identify_requests == []  # a photo never reaches the platform
 
 
@@ -321,7 +342,7 @@ def test_no_usable_face_offers_a_retry_that_succeeds() -> None:
     k = make_kiosk()
     k.face.script.append(nothing())
     to_face(k)
-    assert (k.flow.view.text_key, k.flow.view.can_retry) == ("refusal.face_not_usable", True)
+    assert (k.shown(RefusalView).text_key, k.shown(RefusalView).can_retry) == ("refusal.face_not_usable", True)
     k.flow.press_retry()
     k.settle()
     assert k.screen == "card_insert"
@@ -331,14 +352,14 @@ def test_camera_fault_shows_device_unavailable() -> None:
     k = make_kiosk()
     k.face.script.append(DeviceFaultError("camera gone"))
     to_face(k)
-    assert k.flow.view.text_key == "refusal.device_unavailable"
+    assert k.shown(RefusalView).text_key == "refusal.device_unavailable"
 
 
 def test_platform_unavailable_on_identify_retries_the_same_request_id() -> None:
     k = make_kiosk()
     k.platform.identify_script.append(platform_down())
     to_face(k)
-    assert (k.flow.view.text_key, k.flow.view.can_retry) == ("refusal.platform_unavailable", True)
+    assert (k.shown(RefusalView).text_key, k.shown(RefusalView).can_retry) == ("refusal.platform_unavailable", True)
     k.flow.press_retry()
     assert k.screen == "verifying"
     k.settle()
@@ -363,7 +384,7 @@ def test_not_invited_is_shown_with_no_retry() -> None:
     k = make_kiosk()
     k.platform.identify_script.append(refused(RefusalCode.NOT_INVITED))
     to_face(k)
-    view = k.flow.view
+    view = k.shown(RefusalView)
     assert (view.screen, view.text_key, view.can_retry, view.can_cancel) == (
         Screen.REFUSAL,
         "refusal.not_invited",
@@ -380,15 +401,15 @@ def test_already_checked_in_shows_time_kiosk_and_room() -> None:
         refused(RefusalCode.ALREADY_CHECKED_IN, time="08:12", kiosk="K2 一楼大厅", room="1208")
     )
     to_face(k)
-    assert k.flow.view.text_key == "refusal.already_checked_in"
-    assert dict(k.flow.view.params) == {"time": "08:12", "kiosk": "K2 一楼大厅", "room": "1208"}
+    assert k.shown(RefusalView).text_key == "refusal.already_checked_in"
+    assert dict(k.shown(RefusalView).params) == {"time": "08:12", "kiosk": "K2 一楼大厅", "room": "1208"}
 
 
 def test_an_unknown_refusal_code_falls_back_to_the_platforms_words() -> None:
     k = make_kiosk()
     k.platform.identify_script.append(refused(RefusalCode.UNSPECIFIED))
     to_face(k)
-    view = k.flow.view
+    view = k.shown(RefusalView)
     assert (view.text_key, view.message_zh, view.message_en) == ("refusal.unknown", "平台说明", "platform says")
 
 
@@ -403,7 +424,7 @@ def test_chip_unreadable_then_read() -> None:
     assert (k.screen, k.flow.view.error) == ("card_insert", "error.card_unreadable")
     k.bank.script.append(FakeCardData(pan=PAN, source="contactless"))
     k.settle()
-    assert (k.screen, k.flow.view.source) == ("card_confirm", CardSource.CONTACTLESS)
+    assert (k.screen, k.shown(CardConfirmView).source) == ("card_confirm", CardSource.CONTACTLESS)
 
 
 def test_chip_card_failing_luhn_is_refused_with_card_number_invalid() -> None:
@@ -419,7 +440,7 @@ def test_reader_fault_leaves_swipe_and_typing() -> None:
     to_verified(k)
     k.bank.script.append(DeviceFaultError("no reader"))
     k.settle()
-    view = k.flow.view
+    view = k.shown(CardInsertView)
     assert (view.screen, view.error, view.reader_available) == (
         Screen.CARD_INSERT,
         "error.card_reader_unavailable",
@@ -461,7 +482,7 @@ def test_swipe_good_bad_and_unreadable() -> None:
     k.flow.submit_swipe(";6212345678901233=3012101?")
     assert k.flow.view.error == "error.card_number_invalid"
     k.flow.submit_swipe(f";{PAN}=3012101?")
-    assert (k.screen, k.flow.view.source) == ("card_confirm", CardSource.SWIPE)
+    assert (k.screen, k.shown(CardConfirmView).source) == ("card_confirm", CardSource.SWIPE)
 
 
 def test_invalid_entry_from_the_chip_reader_is_shown() -> None:
@@ -539,7 +560,7 @@ def test_band_not_taken_after_binding_annuls_through_the_queue() -> None:
     to_signature(k)
     k.flow.submit_signature(signed())
     k.settle()
-    assert (k.screen, k.flow.view.not_taken) == ("band_problem", True)
+    assert (k.screen, k.shown(BandProblemView).not_taken) == ("band_problem", True)
     rid = k.platform.complete_requests[0].request_id
     assert k.pending.records == {rid: "annul band_not_taken"}
     assert "band_problem" in k.audit.names()
@@ -551,7 +572,7 @@ def test_unreadable_band_is_rejected_before_binding_and_nothing_is_queued() -> N
     to_signature(k)
     k.flow.submit_signature(signed())
     k.settle()
-    assert (k.screen, k.flow.view.not_taken) == ("band_problem", False)
+    assert (k.screen, k.shown(BandProblemView).not_taken) == ("band_problem", False)
     assert k.platform.complete_requests == []
     assert k.pending.records == {}
 
@@ -572,7 +593,7 @@ def test_no_room_left_when_binding_shows_the_refusal_and_rejects_the_band() -> N
     to_signature(k)
     k.flow.submit_signature(signed())
     k.settle()
-    assert (k.screen, k.flow.view.text_key) == ("refusal", "refusal.no_room_left")
+    assert (k.screen, k.shown(RefusalView).text_key) == ("refusal", "refusal.no_room_left")
     assert k.dispenser.decisions[0][1].bound is False
     assert k.pending.records == {}
 
@@ -665,7 +686,7 @@ def _drive_to(k: Kiosk, step: Step) -> None:  # noqa: C901
     raise AssertionError(step)
 
 
-@pytest.mark.parametrize("step", sorted(CANCELLABLE_STATES, key=lambda s: s.value), ids=lambda s: s.value)
+@pytest.mark.parametrize("step", sorted(CANCELLABLE_STATES), ids=str)
 def test_cancel_at_every_step_goes_home_and_wipes_the_expert(step: Step) -> None:
     k = make_kiosk()
     _drive_to(k, step)
@@ -681,9 +702,7 @@ def test_cancel_at_every_step_goes_home_and_wipes_the_expert(step: Step) -> None
     assert k.screen == "home"
 
 
-@pytest.mark.parametrize(
-    "step", sorted(ATTENTION_STATES - {Step.STAFF_PIN, Step.STAFF_MENU}, key=lambda s: s.value), ids=lambda s: s.value
-)
+@pytest.mark.parametrize("step", sorted(ATTENTION_STATES - {Step.STAFF_PIN, Step.STAFF_MENU}), ids=str)
 def test_inactivity_shows_a_15_s_countdown_then_goes_home(step: Step) -> None:
     k = make_kiosk()
     _drive_to(k, step)
@@ -771,7 +790,7 @@ def test_language_toggle_lasts_for_the_session_and_resets_for_the_next_expert() 
     k.flow.press_start()
     assert k.flow.view.language is Language.EN
     k.flow.press_cancel()
-    assert k.flow.view.language is Language.ZH
+    assert k.shown(HomeView).language is Language.ZH  # a fresh read: the flow moved on
 
 
 def test_speech_toggle_is_in_every_view() -> None:
@@ -793,7 +812,7 @@ def test_staff_pin_wrong_then_locked_then_right() -> None:
     assert k.flow.view.error == "error.pin_wrong"
     for _ in range(4):
         k.flow.submit_pin("111111")
-    assert k.flow.view.locked_seconds == 60
+    assert k.shown(StaffPinView).locked_seconds == 60
     k.flow.submit_pin(PIN)  # locked: even the right PIN is not accepted
     assert k.screen == "staff_pin"
     k.clock.advance(59)  # (no touch: the 60 s inactivity timer would fire at 60)
@@ -808,23 +827,23 @@ def test_staff_menu_self_test_refill_and_out_of_service() -> None:
     k.devices["arm"].ok = False
     k.flow.staff_gesture()
     k.flow.submit_pin(PIN)
-    view = k.flow.view
+    view = k.shown(StaffMenuView)
     assert (view.band_stock, view.pending_check_ins, view.forced_out_of_service) == (50, 0, False)
     k.flow.staff_self_test()
-    assert k.flow.view.self_test_running is True
+    assert k.shown(StaffMenuView).self_test_running is True
     k.settle()
-    lines = {line.device: line.ok for line in k.flow.view.self_test}
+    lines = {line.device: line.ok for line in k.shown(StaffMenuView).self_test}
     assert lines == {"arm": False, "camera": True}
     k.flow.staff_refill("0")
     assert k.flow.view.error == "error.refill_count_invalid"
     k.flow.staff_refill("abc")
     assert k.flow.view.error == "error.refill_count_invalid"
     k.flow.staff_refill("30")
-    assert (k.flow.view.band_stock, k.flow.view.error) == (80, None)
+    assert (k.shown(StaffMenuView).band_stock, k.shown(StaffMenuView).error) == (80, None)
     k.flow.staff_toggle_out_of_service()
     k.flow.staff_exit()
     assert k.screen == "out_of_service"
-    assert "staff" in k.flow.view.problems
+    assert "staff" in k.shown(OutOfServiceView).problems
     k.flow.health_changed(healthy())
     assert k.screen == "out_of_service"  # staff said so: heartbeats do not override
     k.flow.staff_gesture()
@@ -839,14 +858,14 @@ def test_staff_mode_lists_queued_records_and_clears_only_refused_ones() -> None:
     k.pending.records.update({"rid-waiting": "deliver", "rid-refused": "refused"})
     k.flow.staff_gesture()
     k.flow.submit_pin(PIN)
-    assert [(r.request_id, r.state) for r in k.flow.view.queued] == [
+    assert [(r.request_id, r.state) for r in k.shown(StaffMenuView).queued] == [
         ("rid-waiting", "deliver"),
         ("rid-refused", "refused"),
     ]
     k.flow.staff_clear_queued("rid-waiting")  # still to be delivered: not staff's to drop
     k.flow.staff_clear_queued("rid-refused")
-    assert [r.request_id for r in k.flow.view.queued] == ["rid-waiting"]
-    assert k.flow.view.pending_check_ins == 1
+    assert [r.request_id for r in k.shown(StaffMenuView).queued] == ["rid-waiting"]
+    assert k.shown(StaffMenuView).pending_check_ins == 1
     assert "staff_clear rid-refused" in k.pending.log
 
 

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 TEST_KEY = DataKey.from_text("test-only data key, never used in production")
 
 
+#: What the fake verifier reports as its face-finding time per capture and its descriptor time.
+FAKE_CHECKS_S = 0.001
+FAKE_DESCRIPTORS_S = 0.002
+
+
 class FakeFaceVerifier:
     """A verifier whose 'encoding' is the image's first bytes: same prefix = same person.
 
@@ -51,7 +56,13 @@ class FakeFaceVerifier:
         for image in captures:
             self._check(image)
         distance = min(0.2 if c[:8] == reference_encoding else 0.9 for c in captures)
-        return FaceVerdict(distance=distance, threshold=self._threshold, matched=distance <= self._threshold)
+        return FaceVerdict(
+            distance=distance,
+            threshold=self._threshold,
+            matched=distance <= self._threshold,
+            checks_s=FAKE_CHECKS_S * len(captures),
+            descriptors_s=FAKE_DESCRIPTORS_S,
+        )
 
     @staticmethod
     def _check(image: bytes) -> None:
