@@ -89,6 +89,8 @@ def face_verifier_from(config: PlatformConfig, *, worker_processes: bool = False
             max_image_bytes=config.face.max_image_bytes,
             log_level=config.logging.level,
             log_file=config.logging.file or None,
+            # The liveness check's dlib work (about four descriptors per Identify) in the same workers.
+            liveness_factory=functools.partial(liveness_checker_from, config),
         )
     from platform_server.face.dlib_verifier import DlibFaceVerifier  # noqa: PLC0415  (loads dlib models)
 
@@ -99,10 +101,17 @@ def face_verifier_from(config: PlatformConfig, *, worker_processes: bool = False
     )
 
 
-def liveness_checker_from(config: PlatformConfig) -> LivenessChecker | None:
-    """The platform's own liveness check of the kiosk's challenge frames, with the dlib verifier."""
+def liveness_checker_from(config: PlatformConfig, verifier: object = None) -> LivenessChecker | None:
+    """The platform's own liveness check of the kiosk's challenge frames, with the dlib verifier.
+
+    With the verifier's worker processes (face/pool.py) the check runs in them too, not in the server.
+    """
     if config.face.verifier == "none":
         return None
+    from platform_server.face.pool import PooledLivenessChecker, ProcessFaceVerifier  # noqa: PLC0415
+
+    if isinstance(verifier, ProcessFaceVerifier):
+        return PooledLivenessChecker(verifier)
     from platform_server.face.liveness_check import DlibLivenessChecker  # noqa: PLC0415  (loads dlib models)
 
     return DlibLivenessChecker()
@@ -142,7 +151,7 @@ def build(
         face_verifier_from(config, worker_processes=face_workers) if isinstance(face_verifier, str) else face_verifier
     )
     if isinstance(liveness_checker, str):
-        liveness = liveness_checker_from(config) if isinstance(face_verifier, str) else None
+        liveness = liveness_checker_from(config, verifier) if isinstance(face_verifier, str) else None
     else:
         liveness = liveness_checker
     ctx = ServiceContext(
