@@ -221,7 +221,7 @@ def serve(config: PlatformConfig) -> None:
     signal.signal(signal.SIGINT, on_signal)
     server_credentials(config)  # a TLS mistake is reported before the database is migrated
     health_http = _health_endpoint(config.server.health_listen)
-    platform = build(config, face_workers=True)
+    platform = build(config, face_workers=True, uwb_worker_process=True)
     try:
         server, port = create_server(config, platform)
     except BaseException:

@@ -1,4 +1,4 @@
-"""The UWB delivery worker: drains the ``uwb_deliveries`` outbox to the gateway, one thread per process.
+"""The UWB delivery worker: drains the ``uwb_deliveries`` outbox to the gateway (serve: in its own process).
 
 Rules it keeps (docs/uwb-protocol.md, docs/technician-uwb.md):
 
@@ -47,8 +47,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Longest pause between probes of an unreachable gateway.
-GATEWAY_BACKOFF_MAX_S = 30.0
+#: Longest pause between probes of an unreachable gateway: a probe is one status request, and every
+#: second of pause after the gateway's return is a second more before the bands written meanwhile.
+GATEWAY_BACKOFF_MAX_S = 2.0
 
 
 @dataclass
@@ -93,7 +94,7 @@ class UwbDeliveryWorker:
         settings: UwbSection,
         *,
         open_gateway: Callable[[], TagDownlink] | None = None,
-        batch_size: int = 16,
+        batch_size: int = 32,  # downlinks per round: half the gateway's queue of 64
         ack_timeout_s: float = 10.0,
         poll_interval_s: float = 0.05,
         lease: Lease | None = None,
