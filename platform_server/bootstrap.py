@@ -127,14 +127,11 @@ def build(
     start_uwb_worker: bool = True,
     rotating: bool = False,
     face_workers: bool = False,
-    uwb_worker_process: bool = False,
 ) -> Platform:
     """Build the platform; tests pass their own face verifier (a fake) and clock.
 
     `rotating` lets `keys rotate` open a database whose rotation was interrupted (nothing else may).
     `face_workers`: verify faces in worker processes ([face] processes); the server asks for it.
-    `uwb_worker_process`: the UWB delivery worker in a supervised process of its own (uwb_process.py),
-    not a thread here; the server asks for it.
     The liveness checker comes from the config only with the configured verifier: a test that passes
     its own verifier gets none (the kiosk's flag is trusted) unless it passes a checker too.
     """
@@ -162,12 +159,7 @@ def build(
     )
     platform = Platform(config, engine, make_session_factory(engine), ctx)
     if start_uwb_worker and config.uwb.port:
-        if uwb_worker_process:
-            from platform_server.uwb_process import UwbWorkerProcess  # noqa: PLC0415
-
-            platform.uwb_worker = UwbWorkerProcess(config).start()
-        else:
-            platform.uwb_worker = _start_uwb_worker(platform)
+        platform.uwb_worker = _start_uwb_worker(platform)
     return platform
 
 

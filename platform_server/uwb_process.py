@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
+    from multiprocessing.synchronize import Event as EventType
 
     from platform_server.config import PlatformConfig
 
@@ -36,8 +37,12 @@ STEADY_S = 60.0  # a child that ran this long died of something new: restart aft
 PARENT_CHECK_S = 0.5
 
 
-def child_main(config: PlatformConfig, parent_pid: int) -> None:
-    """The child: the delivery worker over its own engine until SIGTERM or the serving process ends."""
+def child_main(config: PlatformConfig, parent_pid: int, go: EventType) -> None:
+    """The child: the delivery worker over its own engine until SIGTERM or the serving process ends.
+
+    It imports first and waits for `go` (the serving process has migrated and opened the keys), so a
+    platform started again after a crash has its worker ready about when it serves again.
+    """
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the serving process stops us
@@ -46,7 +51,10 @@ def child_main(config: PlatformConfig, parent_pid: int) -> None:
     from platform_server.uwb_delivery import build_worker  # noqa: PLC0415
 
     configure_logging(config.logging.level, config.logging.file or None)
-    # The serving process migrated (or refused) before starting us; no face models here.
+    while not go.wait(PARENT_CHECK_S):
+        if stopping.is_set() or os.getppid() != parent_pid:
+            return
+    # No face models here; the serving process migrated (or refused to start) before saying go.
     platform = build(config, face_verifier=None, liveness_checker=None, migrate=False, start_uwb_worker=False)
     worker = build_worker(platform)
     worker.start()
@@ -69,6 +77,7 @@ class UwbWorkerProcess:
         """The child will run with `config` (picklable: the whole configuration, overrides included)."""
         self._config = config
         self._context = multiprocessing.get_context("spawn")
+        self._go = self._context.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._child: BaseProcess | None = None
@@ -81,8 +90,13 @@ class UwbWorkerProcess:
         child = self._child
         return child.pid if child is not None else None
 
+    def go(self) -> UwbWorkerProcess:
+        """Let the child open the database and drive the gateway (after migration and the keys)."""
+        self._go.set()
+        return self
+
     def start(self) -> UwbWorkerProcess:
-        """Start the child and its supervising thread."""
+        """Start the child (it imports, then waits for `go`) and its supervising thread."""
         with self._lock:
             self._child = self._spawn()
         self._supervisor = threading.Thread(target=self._supervise, name="uwb-supervisor", daemon=True)
@@ -91,7 +105,7 @@ class UwbWorkerProcess:
 
     def _spawn(self) -> BaseProcess:
         child = self._context.Process(
-            target=child_main, args=(self._config, os.getpid()), name="platform-uwb-delivery", daemon=False
+            target=child_main, args=(self._config, os.getpid(), self._go), name="platform-uwb-delivery", daemon=False
         )
         child.start()
         return child

@@ -56,7 +56,7 @@ def test_the_worker_process_delivers_comes_back_when_killed_and_stops_on_request
     seeded: Seeded, sim: GatewaySimulator
 ) -> None:
     config = config_for(seeded, sim)
-    supervisor = UwbWorkerProcess(config).start()
+    supervisor = UwbWorkerProcess(config).start().go()
     try:
         check_in(seeded, 0, 0)
         wait_until(lambda: states(seeded) == ["delivered"], START_S, "the first band written by the child")
@@ -80,13 +80,29 @@ def test_the_worker_process_delivers_comes_back_when_killed_and_stops_on_request
     lease.release()
 
 
+def test_the_child_waits_for_go_and_stops_on_request_before_it(seeded: Seeded, sim: GatewaySimulator) -> None:
+    supervisor = UwbWorkerProcess(config_for(seeded, sim)).start()
+    check_in(seeded, 0, 0)
+    try:
+        # Not told to go: it never opens the gateway (no frame reaches the simulator).
+        with pytest.raises(pytest.fail.Exception):
+            wait_until(lambda: sim.counters().frames_in > 0, 3.0, "a frame before go")
+        assert states(seeded) == ["pending"]
+    finally:
+        supervisor.stop()
+    pid = supervisor.pid
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
 def test_two_supervisors_over_one_database_have_one_child_driving_the_gateway(
     seeded: Seeded, sim: GatewaySimulator
 ) -> None:
     config = config_for(seeded, sim)
     engine = sa.create_engine(seeded.url)
-    first = UwbWorkerProcess(config).start()
-    second = UwbWorkerProcess(config).start()
+    first = UwbWorkerProcess(config).start().go()
+    second = UwbWorkerProcess(config).start().go()
     try:
         check_in(seeded, 0, 0)
         wait_until(lambda: states(seeded) == ["delivered"], START_S, "a band written")
