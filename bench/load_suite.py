@@ -68,15 +68,58 @@ def pct(values: list[float], q: float) -> float:
 
 def face_people() -> list[tuple[bytes, bytes]]:
     """(reference photo, capture) per person in the shared faces folder: two photos when there are two."""
+    return [(ref.read_bytes(), cap.read_bytes()) for ref, cap in _face_paths()]
+
+
+def _face_paths() -> list[tuple[Path, Path]]:
     by_person: dict[str, list[Path]] = defaultdict(list)
     for path in sorted(FACES_DIR.glob("*")):
         if path.suffix.lower() in {".jpg", ".jpeg", ".png"} and "partial" not in path.name and "small" not in path.name:
             by_person[path.stem.rsplit("_", 1)[0]].append(path)
-    pairs = []
-    for photos in by_person.values():
-        capture = photos[1] if len(photos) > 1 else photos[0]
-        pairs.append((photos[0].read_bytes(), capture.read_bytes()))
-    return pairs
+    return [(photos[0], photos[1] if len(photos) > 1 else photos[0]) for photos in by_person.values()]
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveCapture:
+    """What a kiosk sends for one person: its best capture and the liveness challenge's frames."""
+
+    reference: bytes
+    capture: bytes
+    challenge: str  # kiosk_pb2.LivenessChallenge name
+    frames: tuple[tuple[bytes, int], ...]  # (JPEG, ms since the challenge was shown)
+
+
+def live_captures() -> list[LiveCapture]:
+    """Per person, the kiosk's own capture of a synthetic live clip of the capture photo (as in a check-in).
+
+    The clip (camera.simulator) goes through the kiosk's FaceCheck with a challenge that rotates
+    over blink, turn left and turn right; the platform checks those frames (its liveness check) and
+    compares the first capture with the reference. People whose clip the kiosk cannot complete are left out.
+    """
+    from camera.errors import SyntheticClipError  # noqa: PLC0415
+    from camera.simulator import make_clip  # noqa: PLC0415
+    from checkin.face.face_analysis import FaceAnalyser  # noqa: PLC0415
+    from checkin.face.models import LivenessChallenge  # noqa: PLC0415
+    from tests.integration.face.test_camera_capture import run_check  # noqa: PLC0415
+
+    analyser = FaceAnalyser()
+    challenges = list(LivenessChallenge)
+    out: list[LiveCapture] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (ref, cap) in enumerate(_face_paths()):
+            challenge = challenges[i % len(challenges)]
+            try:
+                clip = make_clip(cap, Path(tmp) / str(i), blink=True, frames=45, finder=analyser)
+            except SyntheticClipError:  # a photo the clip maker cannot animate: leave the person out
+                continue
+            _statuses, result = run_check(clip, analyser, challenge=challenge)
+            if result is None or not result.passed:
+                continue
+            frames = tuple((f.jpeg, f.at_ms) for f in result.challenge_frames)
+            out.append(
+                LiveCapture(ref.read_bytes(), result.jpeg_frames[0], f"LIVENESS_CHALLENGE_{challenge.name}", frames)
+            )
+    return out
 
 
 def encoding_floor(captures: list[bytes]) -> float:
@@ -96,6 +139,35 @@ def encoding_floor(captures: list[bytes]) -> float:
     return sum(bests) / len(bests)
 
 
+def identify_floor(people: list[LiveCapture]) -> float:
+    """Seconds of one Identify's face work in this process: the liveness check and the verification.
+
+    Best of three per person, mean over people: the face work each Identify with a face costs the
+    platform (the single-face floor above is the verification alone).
+    """
+    from platform_server.face import api  # noqa: PLC0415
+    from platform_server.face.dlib_verifier import DlibFaceVerifier  # noqa: PLC0415
+    from platform_server.face.liveness_check import DlibLivenessChecker  # noqa: PLC0415
+
+    verifier, checker = DlibFaceVerifier(), DlibLivenessChecker()
+    bests = []
+    for live in people:
+        reference = verifier.encode_reference(live.reference)
+        evidence = api.LivenessEvidence(
+            api.LivenessChallenge(live.challenge.removeprefix("LIVENESS_CHALLENGE_").lower()),
+            "floor",
+            tuple(api.ChallengeFrame(image, ms) for image, ms in live.frames),
+        )
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            checker.check(evidence, [live.capture])
+            verifier.verify(reference, [live.capture])
+            best = min(best, time.perf_counter() - t)
+        bests.append(best)
+    return sum(bests) / len(bests)
+
+
 # ---------------------------------------------------------------- seeding
 
 
@@ -106,6 +178,8 @@ class Seed:
     band_uids: list[str]
     band_tags: list[int]
     captures: list[bytes]  # per expert: the capture image (empty for ID-only)
+    liveness: list[tuple[str, tuple[tuple[bytes, int], ...]]]  # per expert: the challenge and its frames
+    people: list[LiveCapture]  # face runs: what each person's kiosk sends
 
 
 def seed(url: str, key_text: str, *, experts: int, kiosks: int, faces: bool) -> Seed:
@@ -158,21 +232,24 @@ def seed(url: str, key_text: str, *, experts: int, kiosks: int, faces: bool) -> 
             )
         uow.commit()
     captures: list[bytes] = []
+    liveness: list[tuple[str, tuple[tuple[bytes, int], ...]]] = []
     if faces:
         from platform_server.face.dlib_verifier import DlibFaceVerifier  # noqa: PLC0415
 
         verifier = DlibFaceVerifier()
-        people = [(ref, cap, verifier.encode_reference(ref)) for ref, cap in face_people()]
+        people = [(live, verifier.encode_reference(live.reference)) for live in live_captures()]
         with uow:
             expert_ids = roster.expert_ids_by_hash(uow, roster.hashes_of(ctx.data_key, ids))
             for i, id_value in enumerate(ids):
-                ref, cap, encoding = people[i % len(people)]
+                live, encoding = people[i % len(people)]
                 expert_id = expert_ids[roster.hashes_of(ctx.data_key, [id_value])[0]]
-                roster.write_reference_photo(uow, ctx, expert_id, ref, encoding, actor="load")
-                captures.append(cap)
+                roster.write_reference_photo(uow, ctx, expert_id, live.reference, encoding, actor="load")
+                captures.append(live.capture)
+                liveness.append((live.challenge, live.frames))
             uow.commit()
     engine.dispose()
-    return Seed(code, ids, [b[0] for b in bands], [int(b[1], 16) for b in bands], captures)
+    people_sent = [live for live, _ in people] if faces else []
+    return Seed(code, ids, [b[0] for b in bands], [int(b[1], 16) for b in bands], captures, liveness, people_sent)
 
 
 def sa_insert_kiosk() -> Any:
@@ -388,6 +465,7 @@ class Plan:
     ids: list[str]
     band_uids: list[str]
     captures: list[bytes]
+    liveness: list[tuple[str, tuple[tuple[bytes, int], ...]]]
 
 
 def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C901, PLR0915  (one kiosk's whole day)
@@ -453,10 +531,18 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
             if plan.mode == "pace":
                 call(echo.Echo, echo_request, "echo")
             faces = [plan.captures[n]] if plan.captures else None
-            try:
-                ident = call(
-                    stub.IdentifyExpert, identify_request(kiosk_id, plan.batch_code, plan.ids[n], faces), "identify"
+            request = identify_request(kiosk_id, plan.batch_code, plan.ids[n], faces)
+            if faces:
+                challenge, frames = plan.liveness[n]
+                request.liveness.CopyFrom(
+                    kiosk_pb2.LivenessEvidence(
+                        challenge=challenge,
+                        challenge_id=f"load-{n}",
+                        frames=[kiosk_pb2.ChallengeFrame(image=image, captured_at_ms=ms) for image, ms in frames],
+                    )
                 )
+            try:
+                ident = call(stub.IdentifyExpert, request, "identify")
                 if faces:
                     with lock:
                         counts["faces"] += 1
@@ -629,6 +715,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
             s.ids,
             s.band_uids,
             s.captures,
+            s.liveness,
         )
         echo_calls_per_s = float("nan")
         if args.mode == "flat":
@@ -662,7 +749,9 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         sim.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    floor = encoding_floor([c for _, c in face_people()]) if args.faces else float("nan")
+    # The floor on the very captures the kiosks sent (one per person).
+    floor = encoding_floor(list(dict.fromkeys(s.captures))) if args.faces else float("nan")
+    per_identify = identify_floor(s.people) if args.faces else float("nan")
     cores = len(os.sched_getaffinity(0))
     ok = counts.get("ok", 0)
     row = {
@@ -683,6 +772,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         "echo_calls_per_s": round(echo_calls_per_s, 0),
         "faces_per_s": round(counts.get("faces", 0) / secs, 2),
         "face_floor_ms": round(floor * 1000, 1),
+        "identify_face_floor_ms": round(per_identify * 1000, 1),
         "cores": cores,
         "failed_seen_by_kiosk": checkins - ok,
         **records,
@@ -696,11 +786,20 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         row["ratio_identify_p99_vs_echo_p99"] = round(row["identify_p99_ms"] / row["echo_p99_ms"], 2)
     if args.faces:
         row["ratio_faces_vs_cores_over_floor"] = round(row["faces_per_s"] / (cores / floor), 3)
+        # Against what the cores can do when every Identify also has its liveness checked.
+        row["ratio_faces_vs_cores_over_identify_floor"] = round(row["faces_per_s"] / (cores / per_identify), 3)
     return row
 
 
 def print_row(row: dict[str, Any]) -> None:
     ratio = row.get("ratio_vs_echo_bound", row.get("ratio_identify_p99_vs_echo_p99"))
+    if "ratio_faces_vs_cores_over_floor" in row:
+        ratio = (
+            f"{ratio}; faces {row['ratio_faces_vs_cores_over_floor']} of cores÷floor"
+            f" ({row['cores']} ÷ {row['face_floor_ms']} ms),"
+            f" {row['ratio_faces_vs_cores_over_identify_floor']} of cores÷identify floor"
+            f" ({row['cores']} ÷ {row['identify_face_floor_ms']} ms)"
+        )
     print(json.dumps(row, ensure_ascii=False), flush=True)
     print(
         f"| {row['target']} | {row['mode']} | {row['kiosks']} | {row['fault']} | {row['check_ins']}/{row['planned']} |"

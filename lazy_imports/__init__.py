@@ -50,6 +50,7 @@ LAZY_MODULES: frozenset[str] = frozenset(
         "platform_server.remote",
         "platform_server.server",
         "platform_server.uwb_delivery",
+        "platform_server.uwb_process",
         # platform services (each pulls SQLAlchemy and the models)
         "platform_server.services.accounts",
         "platform_server.services.audit",

@@ -88,6 +88,8 @@ def face_verifier_from(config: PlatformConfig, *, worker_processes: bool = False
             max_image_bytes=config.face.max_image_bytes,
             log_level=config.logging.level,
             log_file=config.logging.file or None,
+            # The liveness check's dlib work (about four descriptors per Identify) in the same workers.
+            liveness_factory=functools.partial(liveness_checker_from, config),
         )
     return dlib_verifier.DlibFaceVerifier(
         threshold=config.face.threshold,
@@ -96,10 +98,15 @@ def face_verifier_from(config: PlatformConfig, *, worker_processes: bool = False
     )
 
 
-def liveness_checker_from(config: PlatformConfig) -> LivenessChecker | None:
-    """The platform's own liveness check of the kiosk's challenge frames, with the dlib verifier."""
+def liveness_checker_from(config: PlatformConfig, verifier: object = None) -> LivenessChecker | None:
+    """The platform's own liveness check of the kiosk's challenge frames, with the dlib verifier.
+
+    With the verifier's worker processes (face/pool.py) the check runs in them too, not in the server.
+    """
     if config.face.verifier == "none":
         return None
+    if isinstance(verifier, pool.ProcessFaceVerifier):
+        return pool.PooledLivenessChecker(verifier)
     return liveness_check.DlibLivenessChecker()
 
 
@@ -137,7 +144,7 @@ def build(
         face_verifier_from(config, worker_processes=face_workers) if isinstance(face_verifier, str) else face_verifier
     )
     if isinstance(liveness_checker, str):
-        liveness = liveness_checker_from(config) if isinstance(face_verifier, str) else None
+        liveness = liveness_checker_from(config, verifier) if isinstance(face_verifier, str) else None
     else:
         liveness = liveness_checker
     ctx = ServiceContext(

@@ -25,7 +25,7 @@ from expertcheckin.v1 import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from platform_server import bootstrap, rpc_metrics
+from platform_server import bootstrap, rpc_metrics, uwb_process
 from platform_server.config import check_for_serving, check_kiosk_identity_setting
 from platform_server.errors import ConfigError
 from platform_server.grpc_api.kiosk import KioskServicer
@@ -37,6 +37,7 @@ from platform_server.health_http import HealthEndpoint
 if TYPE_CHECKING:
     from platform_server.bootstrap import Platform
     from platform_server.config import PlatformConfig, SecuritySection
+    from platform_server.uwb_process import UwbWorkerProcess
 
 log = logging.getLogger(__name__)
 SERVICE_NAMES = (
@@ -197,6 +198,26 @@ def _transport_words(config: PlatformConfig) -> str:
     return transport + ", INSECURE development switch: kiosk ids are not checked"
 
 
+def _build_serving(config: PlatformConfig) -> Platform:
+    """The platform for serving: face workers, and the UWB delivery process when [uwb] port is set.
+
+    The UWB process (platform_server/uwb_process.py) starts first: it imports while this process
+    migrates, and opens the database once told to, so after a crash it is ready about when calls are.
+    """
+    uwb: UwbWorkerProcess | None = None
+    if config.uwb.port:
+        uwb = uwb_process.UwbWorkerProcess(config).start()
+    try:
+        platform = bootstrap.build(config, face_workers=True, start_uwb_worker=False)
+    except BaseException:
+        if uwb is not None:
+            uwb.stop()
+        raise
+    if uwb is not None:
+        platform.uwb_worker = uwb.go()
+    return platform
+
+
 def serve(config: PlatformConfig) -> None:
     """Run until SIGTERM/SIGINT, then stop gracefully: NOT_SERVING, finish calls in flight, close."""
     check_for_serving(config)
@@ -217,7 +238,7 @@ def serve(config: PlatformConfig) -> None:
     signal.signal(signal.SIGINT, on_signal)
     server_credentials(config)  # a TLS mistake is reported before the database is migrated
     health_http = _health_endpoint(config.server.health_listen)
-    platform = bootstrap.build(config, face_workers=True)
+    platform = _build_serving(config)
     try:
         server, port = create_server(config, platform)
     except BaseException:

@@ -1,4 +1,4 @@
-"""The UWB delivery worker: drains the ``uwb_deliveries`` outbox to the gateway, one thread per process.
+"""The UWB delivery worker: drains the ``uwb_deliveries`` outbox to the gateway (serve: in its own process).
 
 Rules it keeps (docs/uwb-protocol.md, docs/technician-uwb.md):
 
@@ -47,8 +47,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Longest pause between probes of an unreachable gateway.
-GATEWAY_BACKOFF_MAX_S = 30.0
+#: Longest pause between probes of an unreachable gateway: a probe is one status request, and every
+#: second of pause after the gateway's return is a second more before the bands written meanwhile.
+GATEWAY_BACKOFF_MAX_S = 2.0
 
 
 @dataclass
@@ -93,7 +94,8 @@ class UwbDeliveryWorker:
         settings: UwbSection,
         *,
         open_gateway: Callable[[], TagDownlink] | None = None,
-        batch_size: int = 16,
+        batch_size: int = 32,  # downlinks in flight at once: half the gateway's queue of 64
+        waves: int = 8,  # batches per claim: one claim and one record transaction for up to 256 rows
         ack_timeout_s: float = 10.0,
         poll_interval_s: float = 0.05,
         lease: Lease | None = None,
@@ -103,6 +105,7 @@ class UwbDeliveryWorker:
         self._settings = settings
         self._open_gateway = open_gateway or (lambda: UwbGateway.open(settings.port))
         self._batch_size = batch_size
+        self._waves = waves
         self._ack_timeout_s = ack_timeout_s
         self._poll_interval_s = poll_interval_s
         self._gateway: TagDownlink | None = None
@@ -193,16 +196,26 @@ class UwbDeliveryWorker:
 
         """
         gateway = self._connected_gateway()
-        claimed = outbox.claim_due(self._new_uow(), self._ctx.clock(), self._batch_size)
+        # Under load every write transaction queues for the database's write lock beside the kiosks'
+        # (SQLite: one writer): a claim of several waves and one record of their acknowledgements keep
+        # the worker's pace up after a gateway outage, when the backlog is large.
+        claimed = outbox.claim_due(self._new_uow(), self._ctx.clock(), self._batch_size * self._waves)
         if not claimed:
             return 0
         unfinished = {d.delivery_id for d in claimed}
+        ordered = sorted(claimed, key=lambda d: d.delivery_id)
+        acked: list[_InFlight] = []
         try:
-            in_flight = self._send_all(gateway, sorted(claimed, key=lambda d: d.delivery_id), unfinished)
-            self._await_acks(gateway, in_flight, unfinished)
+            for start in range(0, len(ordered), self._batch_size):
+                if self._stopping.is_set():
+                    break
+                in_flight = self._send_all(gateway, ordered[start : start + self._batch_size], unfinished)
+                self._await_acks(gateway, in_flight, unfinished, acked)
         except UwbError as err:
+            self._record_acks(acked, unfinished)
             self._release(unfinished)
             raise _GatewayDownError(str(err)) from err
+        self._record_acks(acked, unfinished)
         if unfinished:  # only when stopping: leave them due for the next process
             self._release(unfinished)
         return len(claimed)
@@ -236,10 +249,12 @@ class UwbDeliveryWorker:
             )
         return in_flight
 
-    def _await_acks(self, gateway: TagDownlink, in_flight: list[_InFlight], unfinished: set[int]) -> None:
+    def _await_acks(
+        self, gateway: TagDownlink, in_flight: list[_InFlight], unfinished: set[int], acked: list[_InFlight]
+    ) -> None:
+        """Poll until every downlink is acknowledged (added to `acked`), refused or out of time."""
         deadline = time.monotonic() + self._ack_timeout_s
         while in_flight:
-            acked: list[_InFlight] = []
             for item in list(in_flight):
                 try:
                     receipt = gateway.poll_downlink(item.msg_id, item.tag_id, item.data)
@@ -251,7 +266,6 @@ class UwbDeliveryWorker:
                 if receipt is not None:
                     acked.append(item)
                     in_flight.remove(item)
-            self._record_acks(acked, unfinished)
             if not in_flight:
                 return
             if time.monotonic() >= deadline:
@@ -269,7 +283,7 @@ class UwbDeliveryWorker:
     # ------------------------------------------------------------ helpers
 
     def _record_acks(self, acked: list[_InFlight], unfinished: set[int]) -> None:
-        """Mark every acknowledgement of one poll delivered, in one transaction."""
+        """Mark every acknowledgement of one claim delivered, in one transaction."""
         if not acked:
             return
         outbox.mark_delivered_many(self._new_uow(), self._ctx, [item.delivery_id for item in acked])

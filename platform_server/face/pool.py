@@ -8,6 +8,9 @@ with a retry-after), so a burst never builds a backlog whose answers arrive afte
 
 It wraps the verifier interface (face/api.py) generically: each call names the method and its
 arguments, so the verifier behind it may grow methods without this module knowing their meaning.
+The platform's liveness check (face/liveness_check.py: detection, landmarks and about four
+descriptors per Identify) runs in the same workers (`PooledLivenessChecker`), under the same slots,
+so the serving process does no dlib work at all and never holds the GIL for it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from platform_server.face.api import FaceImageError, FaceImageProblem
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from platform_server.face.api import FaceVerdict, FaceVerifier
+    from platform_server.face.api import FaceVerdict, FaceVerifier, LivenessChecker, LivenessEvidence, LivenessVerdict
 
 log = logging.getLogger(__name__)
 
@@ -37,31 +40,77 @@ log = logging.getLogger(__name__)
 # do not come back (with their images) long before a slot can be free.
 RETRY_AFTER_S = 0.5
 MIN_RETRY_AFTER_S = 0.2
+# How long the verification that follows a passed liveness check may wait for a slot: it was admitted
+# with the check, and refusing it would make the kiosk send everything again and the check run twice.
+ADMITTED_WAIT_S = 20.0
 
-_verifier: Any = None  # the worker process's own verifier (set by _init_worker)
+# The worker process's own objects, built once by _init_worker: "verifier", and "liveness" when asked.
+_targets: dict[str, Any] = {}
 
 
-def _init_worker(factory: Callable[[], FaceVerifier | None], log_level: str | None, log_file: str | None) -> None:
-    """Log like the server (its stderr and file, masked), then build this process's verifier once."""
-    global _verifier  # noqa: PLW0603  (one per worker process, by design)
+def _init_worker(
+    factory: Callable[[], FaceVerifier | None],
+    log_level: str | None,
+    log_file: str | None,
+    liveness_factory: Callable[[], LivenessChecker | None] | None = None,
+) -> None:
+    """Log like the server (its stderr and file, masked), then build this process's verifier (and checker) once."""
     if log_level is not None:
         log_masking.configure_logging(log_level, log_file)
-    _verifier = factory()
+    _targets["verifier"] = factory()
+    if liveness_factory is not None:
+        _targets["liveness"] = liveness_factory()
 
 
-def _call(method: str, args: tuple[Any, ...]) -> tuple[str, Any]:
-    """Run one verifier method in the worker; an image problem comes back as data, not as an exception.
+def _call(method: str, args: tuple[Any, ...], target: str = "verifier") -> tuple[str, Any]:
+    """Run one method of a worker object; an image problem comes back as data, not as an exception.
 
     FaceImageError carries two constructor arguments, which exceptions do not survive pickling with.
     """
     try:
-        return "ok", getattr(_verifier, method)(*args)
+        return "ok", getattr(_targets[target], method)(*args)
     except FaceImageError as err:
         return "image", (err.problem.value, str(err))
 
 
 def _ready() -> int:
     return os.getpid()
+
+
+class _Slots:
+    """The pool's places (busy workers plus queue); calls already admitted wait for one before new calls get one."""
+
+    def __init__(self, places: int) -> None:
+        self._free = places
+        self._waiting = 0  # admitted calls waiting for a place
+        self._changed = threading.Condition()
+
+    def take(self, *, admitted: bool) -> bool:
+        """Take a place: at once or not at all for a new call; waiting (bounded) for an admitted one."""
+        with self._changed:
+            if not admitted:
+                if self._free - self._waiting <= 0:
+                    return False
+            else:
+                self._waiting += 1
+                try:
+                    if not self._changed.wait_for(lambda: self._free > 0, ADMITTED_WAIT_S):
+                        return False
+                finally:
+                    self._waiting -= 1
+            self._free -= 1
+            return True
+
+    @property
+    def free(self) -> int:
+        """Places free now."""
+        return self._free
+
+    def give_back(self) -> None:
+        """Free a place; an admitted call waiting for one gets it first."""
+        with self._changed:
+            self._free += 1
+            self._changed.notify()
 
 
 def worker_count(configured: int) -> int:
@@ -84,19 +133,23 @@ class ProcessFaceVerifier:
         max_image_bytes: int | None = None,
         log_level: str | None = None,
         log_file: str | None = None,
+        liveness_factory: Callable[[], LivenessChecker | None] | None = None,
     ) -> None:
         """Start `processes` workers, each building its verifier with `factory` (picklable).
 
         With `log_level` the workers log as the server does (the verifier's timings reach its log).
+        With `liveness_factory` (picklable) each worker builds a liveness checker too, for `check_liveness`.
         """
         self._factory = factory
+        self._liveness_factory = liveness_factory
         self._log = (log_level, log_file)
         self._threshold = threshold
         self.processes = processes
         self.max_image_bytes = max_image_bytes
-        self._slots = threading.BoundedSemaphore(processes + queue)
+        self._slots = _Slots(processes + queue)
         self._mean_call_s: float | None = None  # moving average of admitted calls' time
         self._lock = threading.Lock()
+        self._admitted = threading.local()  # .next: this thread's next call waits for a slot, not refused
         self._executor = self._new_executor()
         # Start every worker now (and wait for its models), not on the first expert's face.
         for future in [self._executor.submit(_ready) for _ in range(processes)]:
@@ -108,7 +161,7 @@ class ProcessFaceVerifier:
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self._factory, *self._log),
+            initargs=(self._factory, *self._log, self._liveness_factory),
         )
 
     @property
@@ -126,8 +179,22 @@ class ProcessFaceVerifier:
         result: FaceVerdict = self.call("verify", reference_encoding, tuple(captures))
         return result
 
+    def check_liveness(self, evidence: LivenessEvidence, captures: Sequence[bytes]) -> LivenessVerdict:
+        """Run the platform's liveness check in a worker (built with `liveness_factory`)."""
+        if self._liveness_factory is None:
+            raise RuntimeError("face workers were started without a liveness checker")
+        result: LivenessVerdict = self.call_on("liveness", "check", evidence, tuple(captures))
+        # The identify's verification comes next on this thread: it waits for a slot instead of being
+        # refused, so a check already done is not thrown away under load.
+        self._admitted.next = result.passed
+        return result
+
     def call(self, method: str, *args: Any) -> Any:
-        """Run `method(*args)` on a worker's verifier; OverloadedError when every slot is taken.
+        """Run `method(*args)` on a worker's verifier; see `call_on`."""
+        return self.call_on("verifier", method, *args)
+
+    def call_on(self, target: str, method: str, *args: Any) -> Any:
+        """Run `method(*args)` on a worker's `target` object; OverloadedError when every slot is taken.
 
         Raises:
             OverloadedError: all workers busy and the queue full (nothing was started).
@@ -135,13 +202,15 @@ class ProcessFaceVerifier:
             FaceImageError: the verifier refused an image.
 
         """
-        if not self._slots.acquire(blocking=False):
+        admitted = getattr(self._admitted, "next", False) and target == "verifier"
+        self._admitted.next = False
+        if not self._slots.take(admitted=admitted):
             raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
         try:
             executor = self._executor
             started = time.monotonic()
             try:
-                kind, value = executor.submit(_call, method, args).result()
+                kind, value = executor.submit(_call, method, args, target).result()
                 took = time.monotonic() - started
                 mean = self._mean_call_s
                 self._mean_call_s = took if mean is None else 0.9 * mean + 0.1 * took
@@ -149,11 +218,16 @@ class ProcessFaceVerifier:
                 self._replace_broken(executor)
                 raise TransientError("a face verification worker stopped; try again") from err
         finally:
-            self._slots.release()
+            self._slots.give_back()
         if kind == "image":
             problem, message = value
             raise FaceImageError(FaceImageProblem(problem), message)
         return value
+
+    @property
+    def free_places(self) -> int:
+        """Calls that could start or queue now without a refusal (for tests and figures)."""
+        return self._slots.free
 
     def retry_after_s(self) -> float:
         """Seconds a refused caller should wait: about the time for the calls admitted now to drain."""
@@ -174,3 +248,15 @@ class ProcessFaceVerifier:
     def close(self) -> None:
         """Stop the workers (calls in progress finish first)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class PooledLivenessChecker:
+    """A LivenessChecker whose checks run in the face workers (one pool task per check)."""
+
+    def __init__(self, pool: ProcessFaceVerifier) -> None:
+        """Check in `pool`'s workers (started with a `liveness_factory`)."""
+        self._pool = pool
+
+    def check(self, evidence: LivenessEvidence, captures: Sequence[bytes]) -> LivenessVerdict:
+        """Decide in a worker; OverloadedError or TransientError as for a verification."""
+        return self._pool.check_liveness(evidence, captures)

@@ -1,14 +1,16 @@
-"""A picklable verifier for the worker-process pool tests: slow on purpose, or refusing an image."""
+"""A picklable verifier and liveness checker for the pool tests: slow on purpose, or refusing an image."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
 
-from platform_server.face.api import FaceImageError, FaceImageProblem, FaceVerdict
+from platform_server.face.api import FaceImageError, FaceImageProblem, FaceVerdict, LivenessVerdict
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from platform_server.face.api import LivenessEvidence
 
 
 class SlowVerifier:
@@ -36,3 +38,20 @@ class SlowVerifier:
 def make_slow() -> SlowVerifier:
     """Factory for the pool (module level: the spawn start method pickles it by name)."""
     return SlowVerifier(0.6)
+
+
+class SlowLivenessChecker:
+    """check() takes `seconds` and passes when the challenge has frames."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def check(self, evidence: LivenessEvidence, captures: Sequence[bytes]) -> LivenessVerdict:
+        time.sleep(self.seconds)  # stands in for the check's detections and descriptors
+        passed = bool(evidence.frames) and bool(captures)
+        return LivenessVerdict(passed=passed, reason="passed" if passed else "no_evidence", measures={})
+
+
+def make_slow_liveness() -> SlowLivenessChecker:
+    """Liveness factory for the pool (module level, like make_slow)."""
+    return SlowLivenessChecker(0.2)

@@ -4,6 +4,7 @@ event order without a global lock, heartbeats without writes, faces in worker pr
 from __future__ import annotations
 
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
@@ -15,13 +16,20 @@ import sqlalchemy as sa
 from platform_server.db.engine import is_up_to_date, make_engine, upgrade
 from platform_server.db.models import Kiosk
 from platform_server.errors import OverloadedError
-from platform_server.face.api import FaceImageError, FaceImageProblem
+from platform_server.face.api import (
+    ChallengeFrame,
+    FaceImageError,
+    FaceImageProblem,
+    LivenessChallenge,
+    LivenessEvidence,
+)
 from platform_server.face.pool import ProcessFaceVerifier
 from platform_server.grpc_api.status_mapping import status_for
 from platform_server.health_http import HealthEndpoint
 from platform_server.services import events, kiosks
 from platform_server.worker_lease import FileLease, PostgresLease
-from tests.integration.replicas.slow_verifier import make_slow
+from tests.integration.replicas.slow_verifier import make_slow, make_slow_liveness
+from tests.support.waiting import wait_until
 from tests.unit.platform_server.support import Clock, seed
 
 if TYPE_CHECKING:
@@ -169,6 +177,42 @@ def test_face_workers_refuse_at_once_when_every_slot_is_taken() -> None:
             pool.verify(b"personAA", [b"bad image"])
         assert bad.value.problem is FaceImageProblem.NO_FACE
     finally:
+        pool.close()
+
+
+def test_the_verification_after_a_passed_liveness_check_waits_for_a_worker_instead_of_being_refused() -> None:
+    pool = ProcessFaceVerifier(make_slow, threshold=0.5, processes=1, queue=0, liveness_factory=make_slow_liveness)
+    stop = threading.Event()
+    refused: list[OverloadedError] = []
+
+    def other_kiosks() -> None:  # ask for the only place every 10 ms, and 100 ms after each answer
+        while not stop.is_set():
+            try:
+                pool.verify(b"personBB", [b"personBB-capture"])
+                stop.wait(0.1)
+            except OverloadedError as err:
+                refused.append(err)
+                stop.wait(0.01)
+
+    others = threading.Thread(target=other_kiosks)
+    evidence = LivenessEvidence(LivenessChallenge.BLINK, "c", (ChallengeFrame(b"frame", 0),))
+    try:
+        others.start()
+        while True:  # a new identify is refused while the place is taken, and retried, as kiosks do
+            try:
+                verdict = pool.check_liveness(evidence, [b"personAA-capture"])
+                break
+            except OverloadedError:
+                time.sleep(0.05)
+        assert verdict.passed
+        wait_until(lambda: pool.free_places == 0, what="another kiosk's call in the only place")
+        # Its verification is not refused: it waits for the place, though the other kiosks keep asking.
+        result = pool.verify(b"personAA", [b"personAA-capture"])
+        assert result.matched
+        assert refused  # the others were refused meanwhile
+    finally:
+        stop.set()
+        others.join(30)
         pool.close()
 
 

@@ -1,0 +1,61 @@
+"""The server's liveness check runs in the face worker processes, with the in-process check's verdicts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from camera.simulator import make_clip
+from platform_server.bootstrap import face_verifier_from, liveness_checker_from
+from platform_server.config import FaceSection, PlatformConfig
+from platform_server.face import api
+from platform_server.face.pool import PooledLivenessChecker, ProcessFaceVerifier
+from tests.integration.face.test_camera_capture import run_check
+from tests.integration.face.test_liveness_check import evidence
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from checkin.face.face_analysis import FaceAnalyser
+    from platform_server.face.liveness_check import DlibLivenessChecker
+
+pytestmark = pytest.mark.xdist_group("dlib")
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ProcessFaceVerifier]:
+    config = PlatformConfig(face=FaceSection(processes=1, queue=2))
+    verifier = face_verifier_from(config, worker_processes=True)
+    assert isinstance(verifier, ProcessFaceVerifier)
+    yield verifier
+    verifier.close()
+
+
+def test_the_server_checks_liveness_in_the_workers_with_the_same_verdicts(
+    tmp_path: Path,
+    faces_dir: Path,
+    analyser: FaceAnalyser,
+    liveness_checker: DlibLivenessChecker,
+    pool: ProcessFaceVerifier,
+) -> None:
+    checker = liveness_checker_from(PlatformConfig(), pool)
+    assert isinstance(checker, PooledLivenessChecker)  # no dlib model in the serving process
+    clip = make_clip(faces_dir / "obama_1.jpg", tmp_path / "live", blink=True, frames=45, finder=analyser)
+    _statuses, result = run_check(clip, analyser)
+    assert result is not None
+    assert result.passed
+    live = evidence(result)
+    in_worker = checker.check(live, result.jpeg_frames)
+    assert in_worker.passed, in_worker
+    assert in_worker == liveness_checker.check(live, result.jpeg_frames)
+    # A still photo's frames: refused in the worker for the same reason as in process.
+    still_clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "still", blink=False, frames=10, finder=analyser)
+    frames = sorted(still_clip.iterdir())
+    still = api.LivenessEvidence(
+        api.LivenessChallenge.BLINK, "x", tuple(api.ChallengeFrame(frames[i].read_bytes(), 100 * i) for i in (0, 4, 8))
+    )
+    refused = checker.check(still, [frames[9].read_bytes()])
+    assert not refused.passed
+    assert refused == liveness_checker.check(still, [frames[9].read_bytes()])
