@@ -85,19 +85,23 @@ class _Slots:
         self._waiting = 0  # admitted calls waiting for a place
         self._changed = threading.Condition()
 
-    def take(self, *, admitted: bool) -> bool:
-        """Take a place: at once or not at all for a new call; waiting (bounded) for an admitted one."""
+    def take(self, *, admitted: bool, places: int = 1) -> bool:
+        """Take a place: at once or not at all for a new call; waiting (bounded) for an admitted one.
+
+        `places` > 1 (new calls only): all of them at once or none, for calls that run side by side.
+        """
         with self._changed:
             if not admitted:
-                if self._free - self._waiting <= 0:
+                if self._free - self._waiting < places:
                     return False
-            else:
-                self._waiting += 1
-                try:
-                    if not self._changed.wait_for(lambda: self._free > 0, ADMITTED_WAIT_S):
-                        return False
-                finally:
-                    self._waiting -= 1
+                self._free -= places
+                return True
+            self._waiting += 1
+            try:
+                if not self._changed.wait_for(lambda: self._free > 0, ADMITTED_WAIT_S):
+                    return False
+            finally:
+                self._waiting -= 1
             self._free -= 1
             return True
 
@@ -106,11 +110,11 @@ class _Slots:
         """Places free now."""
         return self._free
 
-    def give_back(self) -> None:
-        """Free a place; an admitted call waiting for one gets it first."""
+    def give_back(self, places: int = 1) -> None:
+        """Free places; an admitted call waiting for one gets it first."""
         with self._changed:
-            self._free += 1
-            self._changed.notify()
+            self._free += places
+            self._changed.notify(places)
 
 
 def worker_count(configured: int) -> int:
@@ -189,6 +193,45 @@ class ProcessFaceVerifier:
         self._admitted.next = result.passed
         return result
 
+    def check_liveness_and_verify(
+        self, evidence: LivenessEvidence, captures: Sequence[bytes], reference_encoding: bytes
+    ) -> tuple[LivenessVerdict, FaceVerdict | FaceImageError]:
+        """The liveness check and the comparison side by side in two workers: the longer, not their sum.
+
+        Two places are taken together or not at all (OverloadedError), so under load neither half runs
+        without the other. The comparison's image problem comes back as a value: it matters only if the
+        check passed (a face not shown live is not compared, whatever its pictures).
+
+        Raises:
+            OverloadedError: fewer than two places free (nothing was started).
+            TransientError: a worker process died during the calls (the pool is rebuilt).
+
+        """
+        if self._liveness_factory is None:
+            raise RuntimeError("face workers were started without a liveness checker")
+        self._admitted.next = False
+        if not self._slots.take(admitted=False, places=2):
+            raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
+        try:
+            executor = self._executor
+            started = time.monotonic()
+            try:
+                live = executor.submit(_call, "check", (evidence, tuple(captures)), "liveness")
+                compared = executor.submit(_call, "verify", (reference_encoding, tuple(captures)), "verifier")
+                (_, verdict), (kind, value) = live.result(), compared.result()
+            except BrokenProcessPool as err:
+                self._replace_broken(executor)
+                raise TransientError("a face verification worker stopped; try again") from err
+            took = time.monotonic() - started
+            mean = self._mean_call_s
+            self._mean_call_s = took if mean is None else 0.9 * mean + 0.1 * took
+        finally:
+            self._slots.give_back(2)
+        if kind == "image":
+            problem, message = value
+            return verdict, FaceImageError(FaceImageProblem(problem), message)
+        return verdict, value
+
     def call(self, method: str, *args: Any) -> Any:
         """Run `method(*args)` on a worker's verifier; see `call_on`."""
         return self.call_on("verifier", method, *args)
@@ -260,3 +303,9 @@ class PooledLivenessChecker:
     def check(self, evidence: LivenessEvidence, captures: Sequence[bytes]) -> LivenessVerdict:
         """Decide in a worker; OverloadedError or TransientError as for a verification."""
         return self._pool.check_liveness(evidence, captures)
+
+    def check_and_verify(
+        self, evidence: LivenessEvidence, captures: Sequence[bytes], reference_encoding: bytes
+    ) -> tuple[LivenessVerdict, FaceVerdict | FaceImageError]:
+        """The check and the comparison at once, in two workers (see ProcessFaceVerifier)."""
+        return self._pool.check_liveness_and_verify(evidence, captures, reference_encoding)

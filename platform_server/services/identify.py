@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.face.api import FaceVerifier
     from platform_server.services.context import ServiceContext
 
 CHINA_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
@@ -269,7 +270,7 @@ def _replay(ctx: ServiceContext, cmd: IdentifyCommand, content: str, stored: tup
     return IdentifyResult.from_dict(answer, replayed=True)
 
 
-def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> IdentifyResult:  # noqa: C901, PLR0915
+def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> IdentifyResult:  # noqa: C901
     """Decide whether this ID card (and face) may check in to the batch; record the step either way."""
     idempotency.check_request_id(cmd.request_id)
     if len(cmd.faces) > MAX_FACES:
@@ -332,11 +333,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
     found: _Found = pending["found"]
     # The platform's own liveness check first (outside any transaction, like the comparison): a face
     # that is not shown live is not compared, and does not use up one of the expert's tries.
-    live = _check_liveness(ctx, cmd)
-    face: FaceResult | None = None
-    face_refusal: Refusal | None = Refusal(Reason.NOT_LIVE)
-    if live is None or live.passed:
-        face, face_refusal = _compare_faces(ctx, pending["encoding"], cmd.faces)
+    live, face, face_refusal = _check_face(ctx, cmd, pending["encoding"])
 
     def second_pass(u: UnitOfWork) -> IdentifyResult:
         now = ctx.clock()
@@ -384,6 +381,31 @@ def _evidence_digest(evidence: LivenessEvidence | None) -> list[str]:
     challenge = evidence.challenge.value if evidence.challenge else ""
     frames = [f"{hashlib.sha256(f.image).hexdigest()}@{f.captured_at_ms}" for f in evidence.frames]
     return [challenge, evidence.challenge_id, *frames]
+
+
+def _check_face(
+    ctx: ServiceContext, cmd: IdentifyCommand, encoding: bytes
+) -> tuple[LivenessVerdict | None, FaceResult | None, Refusal | None]:
+    """The liveness verdict, then the comparison (only for a face shown live) and its refusal.
+
+    With face worker processes both run at once (`check_and_verify`, face/pool.py): the comparison of
+    a face found not live is thrown away unread, so it uses up none of the expert's tries.
+    """
+    checker = ctx.liveness_checker
+    side_by_side = getattr(checker, "check_and_verify", None)
+    if checker is not None and side_by_side is not None and ctx.face_verifier is not None:
+        evidence = cmd.liveness or LivenessEvidence(challenge=None, challenge_id="", frames=())
+        live, compared = side_by_side(evidence, cmd.faces, encoding)
+        if not live.passed:
+            return live, None, Refusal(Reason.NOT_LIVE)
+        if isinstance(compared, FaceImageError):
+            return live, None, _image_refusal(ctx.face_verifier, compared)
+        return live, FaceResult(compared.distance, compared.threshold, compared.matched), None
+    live = _check_liveness(ctx, cmd)
+    if live is not None and not live.passed:
+        return live, None, Refusal(Reason.NOT_LIVE)
+    face, refusal = _compare_faces(ctx, encoding, cmd.faces)
+    return live, face, refusal
 
 
 def _check_liveness(ctx: ServiceContext, cmd: IdentifyCommand) -> LivenessVerdict | None:
@@ -451,12 +473,15 @@ def _compare_faces(
     try:
         verdict = verifier.verify(encoding, faces)
     except FaceImageError as err:
-        reason = _IMAGE_REFUSALS.get(err.problem, Reason.FACE_NOT_USABLE)
-        params = (
-            {"max_bytes": str(getattr(verifier, "max_image_bytes", ""))} if reason is Reason.IMAGE_TOO_LARGE else {}
-        )
-        return None, Refusal(reason, params)
+        return None, _image_refusal(verifier, err)
     return FaceResult(verdict.distance, verdict.threshold, verdict.matched), None
+
+
+def _image_refusal(verifier: FaceVerifier, err: FaceImageError) -> Refusal:
+    """An unusable capture's refusal (the size limit named when it was too large)."""
+    reason = _IMAGE_REFUSALS.get(err.problem, Reason.FACE_NOT_USABLE)
+    params = {"max_bytes": str(getattr(verifier, "max_image_bytes", ""))} if reason is Reason.IMAGE_TOO_LARGE else {}
+    return Refusal(reason, params)
 
 
 def _finish(  # noqa: PLR0917

@@ -59,3 +59,26 @@ def test_the_server_checks_liveness_in_the_workers_with_the_same_verdicts(
     refused = checker.check(still, [frames[9].read_bytes()])
     assert not refused.passed
     assert refused == liveness_checker.check(still, [frames[9].read_bytes()])
+
+
+def test_the_check_and_the_comparison_side_by_side_give_what_each_gives_alone(
+    tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser, pool: ProcessFaceVerifier
+) -> None:
+    checker = liveness_checker_from(PlatformConfig(), pool)
+    assert isinstance(checker, PooledLivenessChecker)
+    clip = make_clip(faces_dir / "obama_1.jpg", tmp_path / "live", blink=True, frames=45, finder=analyser)
+    _statuses, result = run_check(clip, analyser)
+    assert result is not None
+    live = evidence(result)
+    reference = pool.encode_reference((faces_dir / "obama_2.jpg").read_bytes())
+    free_before = pool.free_places
+    verdict, compared = checker.check_and_verify(live, result.jpeg_frames, reference)
+    assert pool.free_places == free_before  # both places given back
+    assert verdict == checker.check(live, result.jpeg_frames)
+    assert isinstance(compared, api.FaceVerdict)
+    alone = pool.verify(reference, result.jpeg_frames)
+    assert (compared.distance, compared.matched) == (alone.distance, alone.matched)
+    # An unusable capture comes back as the comparison's value, beside the check's own verdict.
+    verdict, compared = checker.check_and_verify(live, [b"not an image"], reference)
+    assert isinstance(compared, api.FaceImageError)
+    assert not verdict.passed  # the check could not find the live face in that capture either
