@@ -9,6 +9,7 @@ function, so the loser of a race simply sees the winner's commit and picks anoth
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import logging
 import random
 import re
@@ -25,7 +26,6 @@ from platform_server.db import models
 from platform_server.errors import TransientError
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Callable, Mapping, Sequence
     from types import TracebackType
 
@@ -320,6 +320,16 @@ def _timestamp_binder(dialect: sa.Dialect) -> Callable[[dt.datetime], Any]:
 
 def _unchanged(value: dt.datetime) -> Any:
     return value
+
+
+def utc_read(value: object) -> dt.datetime | None:
+    """A timestamp as a driver returns it (SQLite: naive UTC text; PostgreSQL: aware) as aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def run_driver_transaction(

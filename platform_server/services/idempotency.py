@@ -89,18 +89,7 @@ def store_answer(
     at: dt.datetime,
 ) -> None:
     """Store the answer in the call's own transaction (encrypted: it holds names and rooms)."""
-    blob = encrypt_text(key, json.dumps(answer, ensure_ascii=False), associated=f"{kiosk_id}/{request_id}")
-    uow.execute(
-        _INSERT_ANSWER,
-        {
-            "kiosk_id": kiosk_id,
-            "request_id": request_id,
-            "method": method,
-            "payload_hash": content,
-            "response_encrypted": blob,
-            "created_at": at,
-        },
-    )
+    uow.execute(_INSERT_ANSWER, _answer_row(key, kiosk_id, request_id, method, content, answer, at))
 
 
 def store_answer_sql(
@@ -115,18 +104,29 @@ def store_answer_sql(
     at: dt.datetime,
 ) -> None:
     """store_answer() in a Session-free transaction (the kiosk's hot paths)."""
+    row = _answer_row(key, kiosk_id, request_id, method, content, answer, at)
+    d.execute(_INSERT_ANSWER.text, {**row, "created_at": d.timestamp(at)})
+
+
+def _answer_row(  # noqa: PLR0917  (the stored answer's columns)
+    key: DataKey,
+    kiosk_id: str,
+    request_id: str,
+    method: str,
+    content: str,
+    answer: dict[str, Any],
+    at: dt.datetime,
+) -> dict[str, Any]:
+    """The stored answer's row: the answer encrypted, bound to its kiosk and request."""
     blob = encrypt_text(key, json.dumps(answer, ensure_ascii=False), associated=f"{kiosk_id}/{request_id}")
-    d.execute(
-        _INSERT_ANSWER.text,
-        {
-            "kiosk_id": kiosk_id,
-            "request_id": request_id,
-            "method": method,
-            "payload_hash": content,
-            "response_encrypted": blob,
-            "created_at": d.timestamp(at),
-        },
-    )
+    return {
+        "kiosk_id": kiosk_id,
+        "request_id": request_id,
+        "method": method,
+        "payload_hash": content,
+        "response_encrypted": blob,
+        "created_at": at,
+    }
 
 
 @dataclass(frozen=True, slots=True)

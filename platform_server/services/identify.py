@@ -19,7 +19,13 @@ import sqlalchemy as sa
 from personal_data import id_number
 from personal_data.crypto import decrypt, decrypt_text, encrypt_text, lookup_hash
 from platform_server.db.models import Invitation, ReferencePhoto
-from platform_server.db.unit_of_work import DriverTransaction, SqlTransaction, run_driver_transaction, run_transaction
+from platform_server.db.unit_of_work import (
+    DriverTransaction,
+    SqlTransaction,
+    run_driver_transaction,
+    run_transaction,
+    utc_read,
+)
 from platform_server.errors import InvalidRequestError
 from platform_server.face.api import FaceImageError, FaceImageProblem, LivenessEvidence, LivenessVerdict
 from platform_server.log_masking import mask_sensitive
@@ -217,16 +223,6 @@ class _SessionSql:
         self._u.after_commit(callback)
 
 
-def _utc(value: Any) -> dt.datetime | None:
-    """A timestamp read back from either driver as an aware UTC datetime."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    assert isinstance(value, dt.datetime)
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
 def _lookup(
     d: SqlTransaction, kiosk_id: str, request_id: str, batch_code: str, id_hash: str
 ) -> tuple[_Found, tuple[str, str, bytes] | None]:
@@ -241,8 +237,8 @@ def _lookup(
         _Found(
             batch_id=row[0],
             batch_closed=bool(row[1]),
-            check_in_opens=_utc(row[2]),
-            evaluation_end=_utc(row[3]),
+            check_in_opens=utc_read(row[2]),
+            evaluation_end=utc_read(row[3]),
             allow_id_only=bool(row[4]),
             kiosk_registered=row[5] is not None,
             invitation_id=row[6],

@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from platform_server.db.models import Kiosk, NeedsStaffCase
-from platform_server.db.unit_of_work import run_transaction
+from platform_server.db.unit_of_work import run_transaction, utc_read
 from platform_server.errors import (
     InvalidRequestError,
     KioskCertificateError,
@@ -56,16 +56,6 @@ _ADMIT = (
     " (SELECT count(*) FROM batches o WHERE k.batch_id IS NULL AND NOT o.closed)"
     " FROM kiosks k LEFT JOIN batches b ON b.id = k.batch_id WHERE k.kiosk_id = :kiosk_id"
 )
-
-
-def _utc(value: object) -> dt.datetime | None:
-    """A timestamp as either driver returns it (SQLite: naive UTC text), aware UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    assert isinstance(value, dt.datetime)
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +101,7 @@ def admit(
             raise KioskCertificateError(f"kiosk {kiosk_id} is not registered: no certificate is accepted for it")
         return Admission(registered=False)  # the services answer KIOSK_NOT_REGISTERED
     disabled_reason, registered_sha256, streak = row[1], row[3], row[4]
-    disabled_at, removed_at, throttled_until = _utc(row[0]), _utc(row[2]), _utc(row[5])
+    disabled_at, removed_at, throttled_until = utc_read(row[0]), utc_read(row[2]), utc_read(row[5])
     if removed_at is not None:
         raise KioskRemovedError(f"kiosk {kiosk_id} was removed on {removed_at:%Y-%m-%d %H:%M} UTC")
     if certificates_required and (registered_sha256 is None or registered_sha256 != presented_sha256):

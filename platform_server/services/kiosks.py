@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -11,11 +10,14 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from platform_server.db.models import Batch, Kiosk
+from platform_server.db.unit_of_work import utc_read
 from platform_server.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
 from platform_server.services import audit, cases, idempotency
 from platform_server.services.batches import BatchView, view_of
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from platform_server.db.unit_of_work import UnitOfWork
     from platform_server.services.context import ServiceContext
 
@@ -107,16 +109,6 @@ _LAST_BEAT = (
 )
 
 
-def _utc(value: object) -> dt.datetime | None:
-    """A timestamp as either driver returns it (SQLite: naive UTC text), aware UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    assert isinstance(value, dt.datetime)
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
 def _unchanged_beat(uow: UnitOfWork, cmd: HeartbeatCommand, devices: str, now: dt.datetime) -> bool | None:
     """True when the stored state equals this beat and was written recently; None for an unknown kiosk.
 
@@ -128,7 +120,7 @@ def _unchanged_beat(uow: UnitOfWork, cmd: HeartbeatCommand, devices: str, now: d
     if row is None:
         return None
     stored_devices, stock, pending, version, paper = row[1], row[2], row[3], row[5], row[6]
-    last, out_of_service = _utc(row[0]), bool(row[4])
+    last, out_of_service = utc_read(row[0]), bool(row[4])
     return (
         last is not None
         and (now - last).total_seconds() < HEARTBEAT_REFRESH_S
