@@ -15,7 +15,6 @@ calling Diagnostics.Echo flat out; a check-in is two calls) and the single-face 
 
     .venv/bin/python bench/load_suite.py --target sqlite --kiosks 200 --checkins 2000
     .venv/bin/python bench/load_suite.py --target cluster --fault rolling-restart
-    .venv/bin/python bench/load_suite.py --matrix            # every run of docs/performance.md
 """
 
 from __future__ import annotations
