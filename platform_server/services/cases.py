@@ -10,7 +10,6 @@ The CLI (`platform-server cases`) and, later, the web console read them through 
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ from platform_server.db.models import Batch, CheckIn, Expert, Invitation, Kiosk,
 from platform_server.db.unit_of_work import run_transaction
 from platform_server.errors import InvalidRequestError, NotFoundError
 from platform_server.log_masking import mask_sensitive
-from platform_server.services import audit, events
+from platform_server.services import audit, events, public_ids
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -100,7 +99,7 @@ def open_case(
         if existing is not None:
             return str(existing)
     text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False, sort_keys=True)
-    public_id = "case_" + secrets.token_hex(8)
+    public_id = public_ids.new_public_id("case_")
     case_pk = u.execute(
         sa.insert(NeedsStaffCase)
         .values(

@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import re
-import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ from platform_server.services import (
     events,
     idempotency,
     identification_token,
+    public_ids,
     slips,
 )
 from platform_server.services.bank_names import bank_name_for
@@ -414,7 +414,7 @@ def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the orde
         assert expert.bank_card_encrypted is not None
         assert expert.bank_card_masked is not None
         card_blob, card_masked, source = expert.bank_card_encrypted, expert.bank_card_masked, "ON_FILE"
-    public_id = "ci_" + secrets.token_hex(8)
+    public_id = public_ids.new_public_id("ci_")
     slip_code, slip_serial = slips.new_slip_code(), slips.next_serial(u, cmd.kiosk_id)
     check_in_pk = u.execute(
         sa.insert(CheckIn)

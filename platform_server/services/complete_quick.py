@@ -14,13 +14,12 @@ implementation, and this one only ever writes a completed check-in.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from typing import TYPE_CHECKING, Any
 
 from personal_data import bank_card
 from personal_data.crypto import encrypt, encrypt_text
 from platform_server.db.unit_of_work import RetryTransactionError, run_driver_transaction
-from platform_server.services import audit, events, idempotency, slips
+from platform_server.services import audit, events, idempotency, public_ids, slips
 from platform_server.services.bank_names import bank_name_for
 from platform_server.services.identify import batch_refusal
 from platform_server.services.views import CheckInView, UwbState
@@ -161,7 +160,7 @@ def _work(  # noqa: PLR0917
         source = cmd.card_source
     else:
         card_blob, card_masked, source = bytes(row[14]), str(row[15]), "ON_FILE"
-    public_id = "ci_" + secrets.token_hex(8)
+    public_id = public_ids.new_public_id("ci_")
     slip_code, slip_serial = slips.new_slip_code(), int(row[23] or 0) + 1
     check_in_pk = int(
         d.execute(
