@@ -212,6 +212,8 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
                 command.upgrade(alembic_config(engine), revision)
         finally:
             lock_connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+            # Back to the bounded wait every pooled connection has (a session setting outlives the commit).
+            lock_connection.exec_driver_sql(f"SET lock_timeout = {PG_LOCK_TIMEOUT_MS}")
             lock_connection.commit()
 
 

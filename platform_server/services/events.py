@@ -193,12 +193,18 @@ def _committed_horizon(uow: UnitOfWork) -> int:
     """The highest event id below which no event can still commit (PostgreSQL; see _EVENT_ORDER_LOCK).
 
     A session lock taken and released around one read, so writers pause only for that instant; on the
-    reader's own connection, so a reader that dies releases it with the connection.
+    reader's own connection, so a reader that dies releases it with the connection. If the read fails
+    (a lock timeout, a cancelled statement) the transaction is aborted and cannot run the unlock: the
+    connection is then closed, which ends its session and the lock with it. Handed back to the pool
+    still holding the lock, it would stop every writer of the database until it was recycled.
     """
+    connection = uow.session.connection()
     uow.execute(sa.select(sa.func.pg_advisory_lock(_EVENT_ORDER_LOCK)))
     try:
         # A statement after the lock is granted: under READ COMMITTED it sees every writer that held it.
         highest = uow.execute(sa.select(sa.func.coalesce(sa.func.max(CheckInEvent.id), 0))).scalar_one()
-    finally:
         uow.execute(sa.select(sa.func.pg_advisory_unlock(_EVENT_ORDER_LOCK)))
+    except BaseException:
+        connection.invalidate()
+        raise
     return int(highest)

@@ -238,3 +238,30 @@ def test_replicas_starting_together_migrate_once(pg_schema_url: str) -> None:
     finally:
         for engine in engines:
             engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_reader_whose_read_fails_leaves_no_lock_behind_for_the_writers(pg_schema_url: str) -> None:
+    seeded = seed(pg_schema_url)
+    with seeded.new_uow() as uow:
+        batch_id = events.batch_id_of(uow, seeded.batch_code)
+    engine = make_engine(pg_schema_url)
+    try:
+        with engine.connect() as blocker:
+            # The reader's read of the events now waits for this lock, and gives up at its lock timeout.
+            blocker.exec_driver_sql("LOCK TABLE check_in_events IN ACCESS EXCLUSIVE MODE")
+            reader = seeded.new_uow().read_only()
+            with pytest.raises(sa.exc.OperationalError), reader:
+                events.read_after(reader, seeded.ctx, batch_id, 0)
+            blocker.rollback()
+        with engine.connect() as writer:
+            # Taken at once: no connection still holds the readers' exclusive lock (a writer would wait).
+            assert writer.exec_driver_sql("SELECT pg_try_advisory_xact_lock_shared(x'45434B49'::int)").scalar()
+        now = seeded.ctx.clock()
+        with seeded.new_uow() as uow:
+            events.append(uow, seeded.ctx, batch_id=batch_id, kind=events.EventKind.CHECKED_IN, at=now, kiosk_id="K1")
+            uow.commit()
+        with seeded.new_uow().read_only() as uow:
+            assert len(events.read_after(uow, seeded.ctx, batch_id, 0)) == 1
+    finally:
+        engine.dispose()
