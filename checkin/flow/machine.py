@@ -173,7 +173,7 @@ class FlowSettings:
     max_refill: int = 500
     timezone: str = "Asia/Shanghai"
     #: An ID card placed on the reader at the home screen starts the check-in (登记办理 still works).
-    start_on_id_card: bool = True
+    start_on_id_card: bool = False
     #: How long one ID-card poll at the home screen blocks the worker.
     home_poll_s: float = 0.5
 

@@ -174,21 +174,21 @@ def test_a_reader_fault_at_home_is_polled_again_after_the_poll_interval_not_at_o
 
 
 def test_without_the_setting_nothing_is_read_at_home() -> None:
-    k = make_kiosk(start_on_id_card=False)
+    k = make_kiosk()
     assert not k.worker.queue
     k.id_card.script.append(FakeIdentity())
     k.settle()
     assert k.screen == "home"
 
 
-def test_the_kiosk_setting_is_on_by_default_and_reaches_the_flow(tmp_path: Path) -> None:
+def test_the_kiosk_setting_is_off_by_default_and_reaches_the_flow(tmp_path: Path) -> None:
     body = '[kiosk]\nid = "K1"\n[staff]\npin_hash = "{h}"\n[data]\nkey = "kiosk-test-secret-kiosk-test-secret"\n'
     path = tmp_path / "kiosk.toml"
     path.write_text(body.format(h=hash_pin("246810")), encoding="utf-8")
+    off = load_config(path, env={})
+    assert not off.start_on_id_card
+    assert not flow_settings(off).start_on_id_card
+    path.write_text(body.format(h=hash_pin("246810")) + "[flow]\nstart_on_id_card = true\n", encoding="utf-8")
     on = load_config(path, env={})
-    assert on.start_on_id_card
     assert flow_settings(on).start_on_id_card
     assert flow_settings(on).home_poll_s == 0.5
-    path.write_text(body.format(h=hash_pin("246810")) + "[flow]\nstart_on_id_card = false\n", encoding="utf-8")
-    off = load_config(path, env={})
-    assert not flow_settings(off).start_on_id_card
