@@ -41,6 +41,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "proto" / "gen")]
+from device_kit import ports  # noqa: E402 - after the path set-up above
+
 FACES_DIR = ROOT.parent / "shared" / "data" / "faces"
 RETRYABLE = {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNKNOWN", "INTERNAL"}
 CALL_TIMEOUT_S = 30.0
@@ -50,9 +52,7 @@ FAULTS = ("none", "kill-replica", "kill-platform", "restart-postgres", "rolling-
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return ports.free_port()  # below the ephemeral range: replicas are started (and restarted) on it later
 
 
 def pct(values: list[float], q: float) -> float:

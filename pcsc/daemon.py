@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Self
 
+from device_kit import ports
 from pcsc.errors import PcscDaemonError
 from pcsc.vpcd import VirtualCardSlot
 
@@ -63,19 +64,18 @@ def _port_pair_free(port: int) -> bool:
 
 
 def pick_port_pairs(count: int) -> list[int]:
-    """`count` base ports P with P and P+1 both free (vpcd's two slots), chosen by the kernel."""
+    """`count` base ports P with P and P+1 both free (vpcd's two slots), below the ephemeral range.
+
+    vpcd binds them when pcscd starts, later: a port-0 bind of another process is never handed them
+    meanwhile (device_kit/ports.py).
+    """
     bases: list[int] = []
     for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("0.0.0.0", 0))  # noqa: S104
-            base = probe.getsockname()[1]
-        if (
-            base < 65535
-            and base not in bases
-            and base + 1 not in bases
-            and base - 1 not in bases
-            and _port_pair_free(base)
-        ):
+        try:
+            base = ports.free_port("0.0.0.0", width=2)  # noqa: S104 - vpcd binds INADDR_ANY; probe the same
+        except OSError:
+            break
+        if base not in bases and base + 1 not in bases and base - 1 not in bases and _port_pair_free(base):
             bases.append(base)
             if len(bases) == count:
                 return bases

@@ -151,7 +151,14 @@ def create_server(
             RequestLimitsInterceptor(configured(config)),
             OrganiserAuthInterceptor(platform.new_uow, platform.ctx.clock),
         ],
-        options=[("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)],
+        options=[
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes),
+            # gRPC sets SO_REUSEPORT by default: a second server on a port already served would then
+            # start "fine" and the kernel would split the kiosks' connections between the two. Off, it
+            # fails to start with "cannot listen on ..." instead.
+            ("grpc.so_reuseport", 0),
+        ],
     )
     kiosk_pb2_grpc.add_KioskServiceServicer_to_server(
         KioskServicer(

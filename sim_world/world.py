@@ -17,7 +17,6 @@ import datetime as dt
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from band_reader.simulator import MifareBand
 from camera.simulator import make_no_face_clip
 from checkin.config import KioskConfig, hash_pin, load_config
+from device_kit import ports
 from id_card_reader.models import IdentityCard
 from id_card_reader.simulator import SamReaderEmulator, SamReaderSimulator, placeholder_wlt
 from pcsc import PcscDaemon
@@ -68,9 +68,9 @@ class WorldError(RuntimeError):
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    # Below the ephemeral range: the platform binds it later (again after a restart), and a port-0
+    # server of another process must not be handed the same port meanwhile (device_kit/ports.py).
+    return ports.free_port()
 
 
 def identity_for(expert: Expert) -> IdentityCard:

@@ -132,7 +132,8 @@ class FakePlatformServer:
 
 def start_fake_platform(credentials: grpc.ServerCredentials | None = None) -> FakePlatformServer:
     servicer = FakeKioskServicer()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    # Without SO_REUSEPORT (gRPC's default is on), as the platform: no other server can share its port.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)])
     kiosk_pb2_grpc.add_KioskServiceServicer_to_server(servicer, server)
     if credentials is None:
         port = server.add_insecure_port("127.0.0.1:0")

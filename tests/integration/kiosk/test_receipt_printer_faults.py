@@ -63,7 +63,9 @@ def sim(tmp_path: Path) -> Iterator[PrinterSimulator]:
 
 @pytest.fixture
 def printer(sim: PrinterSimulator) -> Iterator[ReceiptPrinterAdapter]:
-    adapter = ReceiptPrinterAdapter(sim.url, kiosk_id="K1", timeout_s=0.3, print_timeout_s=10)
+    # A generous status timeout: on a loaded CI machine an answer took over 0.3 s once, and the slip
+    # came out "offline" after the refill. Only the offline cases wait it out.
+    adapter = ReceiptPrinterAdapter(sim.url, kiosk_id="K1", timeout_s=2.0, print_timeout_s=10)
     yield adapter
     adapter.close()
 
