@@ -15,4 +15,4 @@ echo "== PostgreSQL"
 PLATFORM_TEST_PG_URL="$(scripts/postgres.sh start)"
 export PLATFORM_TEST_PG_URL
 echo "== pytest"
-python -m pytest -n 2 --dist loadgroup "$@"
+python -m pytest -n 2 --dist loadgroup --durations=25 "$@"

@@ -48,9 +48,19 @@ def lines(work: Path) -> dict[str, dict[str, Any]]:
     assert parsed, f"no result lines (exit {done.returncode}): {done.stderr[-2000:]}"
     by_name = {line["name"]: line for line in parsed}
     failed = [line for line in parsed if not line["ok"]]
-    assert not failed, json.dumps(failed, ensure_ascii=False, indent=1)
+    assert not failed, json.dumps(failed, ensure_ascii=False, indent=1) + _platform_refusals(work)
     assert done.returncode == 0, done.stderr[-2000:]
     return by_name
+
+
+def _platform_refusals(work: Path) -> str:
+    """The platform's own words on what it refused (a liveness reason and its measures), for a failed case."""
+    log = work / "platform.log"
+    if not log.exists():
+        return "\n(no platform log)"
+    text = log.read_text(encoding="utf-8", errors="replace")
+    said = [line for line in text.splitlines() if "refused" in line or "WARNING" in line or "ERROR" in line]
+    return "\nplatform log:\n" + "\n".join(said[-30:])
 
 
 def _case(lines: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
