@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 KIOSK = Path(sys.executable).with_name("checkin-kiosk")
 SCENARIO = REPO / "scenarios" / "long-outage.toml"
 
-pytestmark = [pytest.mark.slow, pytest.mark.pcsc, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.pcsc, pytest.mark.xdist_group("whole-system"), pytest.mark.timeout(300)]
 
 
 def test_a_band_dispensed_in_an_outage_longer_than_the_lifetime_gets_its_check_in_and_room(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 KIOSK = Path(sys.executable).with_name("checkin-kiosk")
 SCENARIO = REPO / "scenarios" / "e2e.toml"
 
-pytestmark = [pytest.mark.slow, pytest.mark.pcsc, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.pcsc, pytest.mark.xdist_group("whole-system"), pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

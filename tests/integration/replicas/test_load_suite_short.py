@@ -1,7 +1,9 @@
 """The short fault and load suite: real kiosks (gRPC clients) check experts in while a fault strikes,
 and the platform's own records must show nothing lost, duplicated or given twice.
 
-The full runs and their figures: bench/load_suite.py and docs/performance.md.
+The full runs and their figures: bench/load_suite.py and docs/performance.md. These runs load both
+cores; they share the xdist group "whole-system" with the e2e scenarios, so the two never run at the same
+time (a scenario's camera and timings suffer under that load).
 """
 
 from __future__ import annotations
@@ -42,13 +44,13 @@ def assert_nothing_lost(row: dict[str, Any]) -> None:
     assert row["uwb_late"] == 0, row
 
 
-@pytest.mark.xdist_group("load-suite")
+@pytest.mark.xdist_group("whole-system")
 def test_sqlite_platform_sigkilled_mid_run_loses_nothing() -> None:
     row = run_suite("--target", "sqlite", "--kiosks", "20", "--checkins", "400", "--fault", "kill-platform")
     assert_nothing_lost(row)
 
 
-@pytest.mark.xdist_group("load-suite")
+@pytest.mark.xdist_group("whole-system")
 def test_a_kiosk_network_cut_mid_check_in_loses_nothing() -> None:
     row = run_suite("--target", "sqlite", "--kiosks", "10", "--checkins", "300", "--fault", "net-cut")
     assert_nothing_lost(row)
@@ -56,7 +58,7 @@ def test_a_kiosk_network_cut_mid_check_in_loses_nothing() -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.xdist_group("load-suite")
+@pytest.mark.xdist_group("whole-system")
 def test_rolling_restart_of_the_replicas_fails_no_check_in(pg_url: str) -> None:
     if shutil.which("haproxy") is None:
         pytest.skip("haproxy is not installed (scripts/bootstrap.sh installs it)")
