@@ -26,15 +26,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from liveness_attacks import _evidence, kiosk_capture
+from liveness_attacks import _evidence, kiosk_capture  # noqa: E402
 
-from camera.simulator import make_clip
-from checkin.face.face_analysis import FaceAnalyser
-from checkin.face.models import LivenessChallenge
-from platform_server.bootstrap import face_verifier_from
-from platform_server.config import FaceSection, LoggingSection, PlatformConfig
-from platform_server.face import pool as face_pool
-from sim_world.faces import resolve_face
+from camera.simulator import make_clip  # noqa: E402
+from checkin.face.face_analysis import FaceAnalyser  # noqa: E402
+from checkin.face.models import LivenessChallenge  # noqa: E402
+from platform_server.bootstrap import face_verifier_from  # noqa: E402
+from platform_server.config import FaceSection, LoggingSection, PlatformConfig  # noqa: E402
+from platform_server.face import pool as face_pool  # noqa: E402
+from sim_world.faces import resolve_face  # noqa: E402
 
 
 def main() -> None:
