@@ -8,9 +8,11 @@ with a retry-after), so a burst never builds a backlog whose answers arrive afte
 
 It wraps the verifier interface (face/api.py) generically: each call names the method and its
 arguments, so the verifier behind it may grow methods without this module knowing their meaning.
-The platform's liveness check (face/liveness_check.py: detection, landmarks and about four
-descriptors per Identify) runs in the same workers (`PooledLivenessChecker`), under the same slots,
-so the serving process does no dlib work at all and never holds the GIL for it.
+The platform's liveness check (face/liveness_check.py: detection, landmarks and three descriptors
+per Identify, plus the compared capture's, which the comparison computes anyway) runs in the same
+workers (`PooledLivenessChecker`), under the same slots, so the serving process does no dlib work
+at all and never holds the GIL for it; an Identify splits the check and the comparison over two
+workers (`check_liveness_and_verify`).
 """
 
 from __future__ import annotations
