@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from platform_server import log_masking
 from platform_server.errors import OverloadedError, TransientError
 from platform_server.face.api import FaceImageError, FaceImageProblem
-from platform_server.face.liveness_check import decide
+from platform_server.face.liveness_decision import decide
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
         LivenessEvidence,
         LivenessVerdict,
     )
-    from platform_server.face.liveness_check import EndsPart, MotionPart
+    from platform_server.face.liveness_decision import EndsPart, MotionPart
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from checkin.face.models import CaptureSettings, LivenessChallenge
 from platform_server.bootstrap import face_verifier_from
 from platform_server.config import FaceSection, PlatformConfig
 from platform_server.face import api
-from platform_server.face.liveness_check import EndsPart, LivenessSettings, MotionPart, decide
+from platform_server.face.liveness_decision import EndsPart, LivenessSettings, MotionPart, decide
 from platform_server.face.pool import ProcessFaceVerifier
 from sim_world.faces import resolve_face
 from tests.integration.face.test_camera_capture import run_check
