@@ -113,7 +113,7 @@ def report(root: Path, limit: int) -> None:  # noqa: C901, PLR0912, PLR0915
 
     def judge(kind: str, evidence: api.LivenessEvidence, captures: list[bytes], what: str = "") -> None:
         verdict = checker.check(evidence, captures)
-        for measure in ("closed", "turn"):
+        for measure in ("closed", "turn", "to_capture"):
             if measure in verdict.measures:
                 margins.setdefault((kind, measure), []).append(verdict.measures[measure])
         presented[kind] += 1

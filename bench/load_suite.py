@@ -148,7 +148,8 @@ def identify_floor(people: list[LiveCapture]) -> float:
     from platform_server.face.dlib_verifier import DlibFaceVerifier  # noqa: PLC0415
     from platform_server.face.liveness_check import DlibLivenessChecker  # noqa: PLC0415
 
-    verifier, checker = DlibFaceVerifier(), DlibLivenessChecker()
+    verifier = DlibFaceVerifier()
+    checker = DlibLivenessChecker(verifier=verifier)  # the captures described as the comparison does
     bests = []
     for live in people:
         reference = verifier.encode_reference(live.reference)

@@ -107,7 +107,12 @@ def liveness_checker_from(config: PlatformConfig, verifier: object = None) -> Li
         return None
     if isinstance(verifier, pool.ProcessFaceVerifier):
         return pool.PooledLivenessChecker(verifier)
-    return liveness_check.DlibLivenessChecker()
+    # The captures are described as the comparison describes them: with its verifier (in process, or
+    # the face worker's own, built just before), else with one built from the same [face] settings.
+    if not isinstance(verifier, dlib_verifier.DlibFaceVerifier):
+        verifier = pool.worker_verifier() or face_verifier_from(config)
+    assert isinstance(verifier, dlib_verifier.DlibFaceVerifier)  # [face] verifier is "dlib" here
+    return liveness_check.DlibLivenessChecker(verifier=verifier)
 
 
 def build(

@@ -103,5 +103,8 @@ class LivenessChecker(Protocol):
     """Checks the kiosk's challenge frames itself, whatever the kiosk claims about liveness."""
 
     def check(self, evidence: LivenessEvidence, captures: Sequence[bytes]) -> LivenessVerdict:
-        """Decide whether the frames show the asked action by one live face, the face of the captures."""
+        """Decide whether the frames show the asked action by one live face, the face of the captures.
+
+        The dlib check compares with the capture the comparison encodes first (face/liveness_check.py).
+        """
         ...

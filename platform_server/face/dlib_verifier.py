@@ -245,7 +245,17 @@ class DlibFaceVerifier:
         return self._ambiguity_band
 
     def verify(self, reference_encoding: bytes, captures: Sequence[bytes]) -> FaceVerdict:
+        """Compare captures with a reference: see `verify_and_describe`, whose verdict this is."""
+        return self.verify_and_describe(reference_encoding, captures)[0]
+
+    def verify_and_describe(
+        self, reference_encoding: bytes, captures: Sequence[bytes]
+    ) -> tuple[FaceVerdict, npt.NDArray[np.float64]]:
         """Compare 1..max_captures capture images (best first) with an expert's stored reference encodings.
+
+        Returns the verdict and the descriptor of the capture encoded first (the compared capture's face):
+        the liveness check compares the challenge's face with it instead of describing a capture again
+        (face/liveness_check.py).
 
         `reference_encoding` is one stored encoding, or several concatenated (one per reference
         photo, `encodings_to_bytes`); each capture's distance to them follows the reference rule
@@ -271,7 +281,8 @@ class DlibFaceVerifier:
         usable = self._usable_faces(captures)
         checked = time.perf_counter()
         # A generator: a descriptor is computed only when sequential_distance asks for the next frame.
-        lazy = (reference_distance(references, self._describe(rgb, box, 1), rule) for rgb, box in usable)
+        described: list[npt.NDArray[np.float64]] = []
+        lazy = (reference_distance(references, self._describe_into(described, rgb, box), rule) for rgb, box in usable)
         distance, encoded = sequential_distance(lazy, self._threshold, self._ambiguity_band)
         done = time.perf_counter()
         # Counts and times only: distances and images stay out of the log.
@@ -283,13 +294,25 @@ class DlibFaceVerifier:
             (checked - started) * 1000,
             (done - checked) * 1000,
         )
-        return FaceVerdict(
+        verdict = FaceVerdict(
             distance=distance,
             threshold=self._threshold,
             matched=distance <= self._threshold,
             checks_s=checked - started,
             descriptors_s=done - checked,
         )
+        return verdict, described[0]
+
+    def describe_compared(self, captures: Sequence[bytes]) -> npt.NDArray[np.float64]:
+        """The descriptor `verify_and_describe` returns for these captures, without a reference.
+
+        Raises:
+            ValueError: no captures.
+            FaceImageError: as `verify` would for these captures.
+
+        """
+        rgb, box = self._usable_faces(captures)[0]
+        return self._describe(rgb, box, 1)
 
     def _usable_faces(self, captures: Sequence[bytes]) -> list[tuple[RgbImage, _FaceBox]]:
         """Check the captures' count and sizes, decode each and find its one face; skip frames without one."""
@@ -344,6 +367,13 @@ class DlibFaceVerifier:
         """Box (left, top, right, bottom) of the one face in an RGB image; raise FaceImageError."""
         box = self._find_one_face(rgb)
         return (box.left, box.top, box.right, box.bottom)
+
+    def _describe_into(
+        self, described: list[npt.NDArray[np.float64]], rgb: RgbImage, box: _FaceBox
+    ) -> npt.NDArray[np.float64]:
+        descriptor = self._describe(rgb, box, 1)
+        described.append(descriptor)
+        return descriptor
 
     def _describe(self, rgb: RgbImage, box: _FaceBox, num_jitters: int) -> npt.NDArray[np.float64]:
         with self._lock:

@@ -5,9 +5,16 @@ the frames of the challenge with their capture times: neutral, the action, neutr
 measures each frame itself (68 dlib landmarks: eye aspect ratio and the dark iris band for the eyes,
 the nose's place between the jaw ends for the head's yaw; the geometry is camera.landmarks, the
 kiosk's own), checks the times are those of a person,
-and that one face, the face of the captures, is there throughout. `liveness_passed` from the kiosk is
-not trusted: a client that speaks the protocol can set it. See docs/face.md for what this stops and
-what it does not.
+and that one face, the face of the compared capture, is there throughout. `liveness_passed` from the
+kiosk is not trusted: a client that speaks the protocol can set it. See docs/face.md for what this
+stops and what it does not.
+
+The compared capture is the one the comparison encodes first (the first capture with one usable
+face, dlib_verifier.verify_and_describe), described as the comparison describes it, so with face
+workers its descriptor is computed once for both (face/pool.py). The check is two parts and one
+decision: `motion_part` (every frame measured, the action judged, the first and peak frames
+described), `ends_part` (the last frame described, the compared capture's descriptor taken) and the
+pure `decide`; `DlibLivenessChecker.check` runs them in turn, the face workers side by side.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import TYPE_CHECKING, Final
 import cv2
 import dlib
 import numpy as np
+import numpy.typing as npt
 
 from camera.landmarks import eye_aspect_ratio, eye_darkness, head_yaw
 from platform_server.face.api import (
@@ -29,14 +37,14 @@ from platform_server.face.api import (
     LivenessEvidence,
     LivenessVerdict,
 )
-from platform_server.face.dlib_verifier import face_recognition_models  # type: ignore[attr-defined]
+from platform_server.face.dlib_verifier import DlibFaceVerifier, face_recognition_models  # type: ignore[attr-defined]
 from platform_server.face.image_decoding import decode_image
+from platform_server.face.liveness_decision import EndsPart, LivenessSettings, MotionPart, decide
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    import numpy.typing as npt
-
+    from platform_server.face.api import ChallengeFrame
     from platform_server.face.image_decoding import RgbImage
 
 log = logging.getLogger(__name__)
@@ -58,21 +66,6 @@ MAX_START_MS: Final = 30_000  # the first frame comes within the kiosk's challen
 # Below these open levels a cue cannot tell open from closed (sunglasses, deep shadow).
 MIN_OPEN_EAR: Final = 0.12
 MIN_OPEN_DARKNESS: Final = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class LivenessSettings:
-    """Decision limits of the check, chosen on the bench's bona fide and attack clips (docs/face.md)."""
-
-    closed_ratio: float = 0.6  # the shut frame's openness, as a share of the open frames', below this
-    open_agreement: float = 0.65  # each neutral frame's openness at least this share of their mean
-    neutral_yaw: float = 0.4  # the two neutral frames' yaws differ by at most this (yaw: -1..1, 0 frontal)
-    min_turn_yaw: float = 0.12  # the turned frame's yaw, toward the asked side, beyond the neutral frames'
-
-    blink_head_still: float = 0.35  # during a blink the head's yaw stays within this of the open frames'
-    turn_eyes_open: float = 0.35  # during a turn the eyes stay open: openness of the turned frame at least this
-    same_face_distance: float = 0.5  # descriptor distance: first to last (neutral) frame, and to the capture
-    action_face_distance: float = 0.7  # first frame to the action's frame (shut eyes, a turned head)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +91,18 @@ class DlibLivenessChecker:
     """LivenessChecker on dlib's HOG detector, 68-point landmarks and ResNet descriptor.
 
     Thread-safe (dlib calls under a lock). Costs, per check: a few ms per frame for detection and
-    landmarks, and three descriptors (~70 ms of a core each) for the same-face checks.
+    landmarks, and four descriptors (~55 ms of a core each): the first, peak and last frames', and
+    the compared capture's, described as the verifier describes it (`verifier`, which the comparison
+    shares: with face workers the comparison's own descriptor is used, see face/pool.py).
+
+    The check is made of two parts that can run in two processes, `motion_part` (all frames) and
+    `ends_part` (the last frame and the captures), and one pure `decide`: `check` runs them in turn.
     """
 
-    def __init__(self, settings: LivenessSettings | None = None) -> None:
+    def __init__(self, settings: LivenessSettings | None = None, *, verifier: DlibFaceVerifier | None = None) -> None:
+        """Build the models; `verifier` describes the captures (the comparison's own, where it is at hand)."""
         self._settings = settings or LivenessSettings()
+        self._verifier = verifier or DlibFaceVerifier()
         self._lock = threading.Lock()
         self._detector = dlib.get_frontal_face_detector()
         self._landmarks = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
@@ -114,20 +114,84 @@ class DlibLivenessChecker:
         return self._settings
 
     def check(self, evidence: LivenessEvidence, captures: Sequence[bytes]) -> LivenessVerdict:
-        """Decide whether the frames show the asked action by one live face, the face of the captures."""
+        """Decide whether the frames show the asked action by one live face, the face of the compared capture.
+
+        The compared capture is the one the verifier encodes first for these captures (the first with
+        one usable face); when the verifier refuses the captures, the first capture, described alone.
+        """
+        motion, last = self._motion_part(evidence)
+        ends = None
+        if motion.refusal is None:
+            # The last frame as measured for the motion: it is not measured twice in one process.
+            ends = self._ends(last, None, captures, self._describe_compared(captures))
+        verdict = decide(motion, ends)
+        if not verdict.passed:
+            log.info("liveness refused: %s", verdict.reason)
+        return verdict
+
+    def motion_part(self, evidence: LivenessEvidence) -> MotionPart:
+        """Measure every challenge frame, judge the asked action, describe the first and the peak frame."""
+        return self._motion_part(evidence)[0]
+
+    def ends_part(
+        self, last: ChallengeFrame | None, captures: Sequence[bytes], compared: npt.NDArray[np.float64] | None
+    ) -> EndsPart:
+        """Measure and describe the last challenge frame, and take the compared capture's descriptor.
+
+        `compared` is the descriptor of the capture the comparison encoded (`verify_and_describe`);
+        None when the comparison refused the captures: then the first capture is described alone, as
+        before the comparison's descriptor was shared, so a capture problem the comparison reports
+        (a second face in a later capture, say) still reaches the expert as that problem.
+        """
+        if last is None:
+            return self._ends(None, ("no_evidence", {}), captures, compared)
         try:
-            measures = self._check(evidence, captures)
+            measured = self._measure(last.image, last.captured_at_ms)
         except _Refused as refused:
-            log.info("liveness refused: %s", refused.reason)
-            return LivenessVerdict(passed=False, reason=refused.reason, measures=refused.measures)
-        return LivenessVerdict(passed=True, reason="passed", measures=measures)
+            return self._ends(None, (refused.reason, refused.measures), captures, compared)
+        return self._ends(measured, None, captures, compared)
+
+    def _motion_part(self, evidence: LivenessEvidence) -> tuple[MotionPart, _Measured | None]:
+        """The motion part, and the last frame as measured for it (None when refused)."""
+        try:
+            measured, peak, measures = self._motion(evidence)
+            first, peak_face = self._describe(measured[0]), self._describe(peak)
+        except _Refused as refused:
+            return MotionPart(self._settings, (refused.reason, refused.measures), {}), None
+        return MotionPart(self._settings, None, measures, first, peak_face), measured[-1]
+
+    def _ends(
+        self,
+        last: _Measured | None,
+        last_refusal: tuple[str, dict[str, float]] | None,
+        captures: Sequence[bytes],
+        compared: npt.NDArray[np.float64] | None,
+    ) -> EndsPart:
+        last_face = self._describe(last) if last is not None else None
+        if not captures:
+            return EndsPart(last_face, last_refusal, None, "no_capture")
+        if compared is None:
+            try:
+                compared = self._verifier.encode(captures[0])
+            except FaceImageError:
+                return EndsPart(last_face, last_refusal, None, "capture_unusable")
+        return EndsPart(last_face, last_refusal, compared, None)
 
     def measure_frame(self, image: bytes) -> tuple[float, float, float]:
         """(eye aspect ratio, eye darkness, yaw) of one frame's one face: for the bench and tests."""
         frame = self._measure(image, 0)
         return frame.ear, frame.darkness, frame.yaw
 
-    def _check(self, evidence: LivenessEvidence, captures: Sequence[bytes]) -> dict[str, float]:
+    def _describe_compared(self, captures: Sequence[bytes]) -> npt.NDArray[np.float64] | None:
+        """The descriptor the comparison would share for these captures; None where it refuses them."""
+        if not captures:
+            return None
+        try:
+            return self._verifier.describe_compared(captures)
+        except FaceImageError:
+            return None
+
+    def _motion(self, evidence: LivenessEvidence) -> tuple[list[_Measured], _Measured, dict[str, float]]:
         challenge = evidence.challenge
         frames = evidence.frames
         if challenge is None or not frames:
@@ -140,8 +204,7 @@ class DlibLivenessChecker:
             peak, measures = self._blink(measured)
         else:
             peak, measures = self._turn(measured, challenge)
-        self._same_face(measured[0], peak, measured[-1], captures, measures)
-        return measures
+        return measured, peak, measures
 
     def _measure(self, image: bytes, at_ms: int) -> _Measured:
         try:
@@ -207,38 +270,6 @@ class DlibLivenessChecker:
         if measures["eyes_open"] < s.turn_eyes_open:
             raise _Refused("no_turn", **measures)
         return peak, measures
-
-    def _same_face(
-        self,
-        first: _Measured,
-        peak: _Measured,
-        last: _Measured,
-        captures: Sequence[bytes],
-        measures: dict[str, float],
-    ) -> None:
-        """One face throughout the challenge, and the face of the first capture.
-
-        The action's frame is held to a looser limit: shut eyes and a turned head move the descriptor
-        (0.15-0.55 on the bench's bona fide clips), two people's faces are mostly beyond 0.6.
-        """
-        limit = self._settings.same_face_distance
-        base = self._describe(first)
-        action = float(np.linalg.norm(self._describe(peak) - base))
-        within = float(np.linalg.norm(self._describe(last) - base))
-        measures["action"] = round(action, 4)
-        measures["within"] = round(within, 4)
-        if within > limit or action > self._settings.action_face_distance:
-            raise _Refused("face_changed", **measures)
-        if not captures:
-            raise _Refused("no_capture", **measures)
-        try:
-            capture = self._measure(captures[0], 0)
-        except _Refused as err:
-            raise _Refused("capture_unusable", **measures) from err
-        to_capture = float(np.linalg.norm(self._describe(capture) - base))
-        measures["to_capture"] = round(to_capture, 4)
-        if to_capture > limit:
-            raise _Refused("not_capture_face", **measures)
 
     def _describe(self, frame: _Measured) -> npt.NDArray[np.float64]:
         with self._lock:

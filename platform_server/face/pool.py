@@ -8,9 +8,11 @@ with a retry-after), so a burst never builds a backlog whose answers arrive afte
 
 It wraps the verifier interface (face/api.py) generically: each call names the method and its
 arguments, so the verifier behind it may grow methods without this module knowing their meaning.
-The platform's liveness check (face/liveness_check.py: detection, landmarks and about four
-descriptors per Identify) runs in the same workers (`PooledLivenessChecker`), under the same slots,
-so the serving process does no dlib work at all and never holds the GIL for it.
+The platform's liveness check (face/liveness_check.py: detection, landmarks and three descriptors
+per Identify, plus the compared capture's, which the comparison computes anyway) runs in the same
+workers (`PooledLivenessChecker`), under the same slots, so the serving process does no dlib work
+at all and never holds the GIL for it; an Identify splits the check and the comparison over two
+workers (`check_liveness_and_verify`).
 """
 
 from __future__ import annotations
@@ -27,11 +29,20 @@ from typing import TYPE_CHECKING, Any
 from platform_server import log_masking
 from platform_server.errors import OverloadedError, TransientError
 from platform_server.face.api import FaceImageError, FaceImageProblem
+from platform_server.face.liveness_decision import decide
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from platform_server.face.api import FaceVerdict, FaceVerifier, LivenessChecker, LivenessEvidence, LivenessVerdict
+    from platform_server.face.api import (
+        ChallengeFrame,
+        FaceVerdict,
+        FaceVerifier,
+        LivenessChecker,
+        LivenessEvidence,
+        LivenessVerdict,
+    )
+    from platform_server.face.liveness_decision import EndsPart, MotionPart
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +73,11 @@ def _init_worker(
         _targets["liveness"] = liveness_factory()
 
 
+def worker_verifier() -> object:
+    """In a face worker, its verifier (built before its liveness checker, which may share it); else None."""
+    return _targets.get("verifier")
+
+
 def _call(method: str, args: tuple[Any, ...], target: str = "verifier") -> tuple[str, Any]:
     """Run one method of a worker object; an image problem comes back as data, not as an exception.
 
@@ -73,8 +89,33 @@ def _call(method: str, args: tuple[Any, ...], target: str = "verifier") -> tuple
         return "image", (err.problem.value, str(err))
 
 
+def _compare_and_ends(
+    reference_encoding: bytes, captures: tuple[bytes, ...], last: ChallengeFrame | None
+) -> tuple[tuple[str, Any], EndsPart]:
+    """The comparison, then the liveness check's ends part with the compared capture's descriptor (one task).
+
+    The comparison's result comes back as `_call`'s does; its descriptor of the capture it encoded
+    first is handed to the ends part, so that capture is described once for both.
+    """
+    compared = None
+    try:
+        verdict, compared = _targets["verifier"].verify_and_describe(reference_encoding, captures)
+        result: tuple[str, Any] = ("ok", verdict)
+    except FaceImageError as err:
+        result = ("image", (err.problem.value, str(err)))
+    return result, _targets["liveness"].ends_part(last, captures, compared)
+
+
 def _ready() -> int:
     return os.getpid()
+
+
+def _combine(motion: MotionPart, ends: EndsPart) -> LivenessVerdict:
+    """The liveness verdict from the two workers' parts, logged as the in-process check logs it."""
+    verdict = decide(motion, ends)
+    if not verdict.passed:
+        log.info("liveness refused: %s", verdict.reason)
+    return verdict
 
 
 class _Slots:
@@ -196,7 +237,15 @@ class ProcessFaceVerifier:
     def check_liveness_and_verify(
         self, evidence: LivenessEvidence, captures: Sequence[bytes], reference_encoding: bytes
     ) -> tuple[LivenessVerdict, FaceVerdict | FaceImageError]:
-        """The liveness check and the comparison side by side in two workers: the longer, not their sum.
+        """One identify's face work split over two workers: about half the check's time, not the sum.
+
+        One worker measures every challenge frame, judges the asked action and describes the first and
+        the peak frame (`motion_part`: it gets the evidence only); the other compares the captures with
+        the reference and describes the last challenge frame (`_compare_and_ends`: it gets the reference,
+        the captures and the last frame). The comparison's descriptor of the capture it encoded first is
+        the capture the liveness check compares the challenge's face with, so no capture is described
+        twice; this process combines the parts (liveness_check.decide), with the same limits and
+        reasons as `DlibLivenessChecker.check`, which takes the same compared capture.
 
         Two places are taken together or not at all (OverloadedError), so under load neither half runs
         without the other. The comparison's image problem comes back as a value: it matters only if the
@@ -216,9 +265,10 @@ class ProcessFaceVerifier:
             executor = self._executor
             started = time.monotonic()
             try:
-                live = executor.submit(_call, "check", (evidence, tuple(captures)), "liveness")
-                compared = executor.submit(_call, "verify", (reference_encoding, tuple(captures)), "verifier")
-                (_, verdict), (kind, value) = live.result(), compared.result()
+                last = evidence.frames[-1] if evidence.frames else None
+                motion_task = executor.submit(_call, "motion_part", (evidence,), "liveness")
+                ends_task = executor.submit(_compare_and_ends, reference_encoding, tuple(captures), last)
+                (_, motion), ((kind, value), ends) = motion_task.result(), ends_task.result()
             except BrokenProcessPool as err:
                 self._replace_broken(executor)
                 raise TransientError("a face verification worker stopped; try again") from err
@@ -227,6 +277,7 @@ class ProcessFaceVerifier:
             self._mean_call_s = took if mean is None else 0.9 * mean + 0.1 * took
         finally:
             self._slots.give_back(2)
+        verdict = _combine(motion, ends)
         if kind == "image":
             problem, message = value
             return verdict, FaceImageError(FaceImageProblem(problem), message)
