@@ -16,4 +16,3 @@ def test_a_pair_takes_two_places_or_none() -> None:
     slots.give_back(2)
     slots.give_back()
     assert slots.free == 3
-
