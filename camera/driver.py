@@ -214,12 +214,26 @@ class CaptureWorker:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop reading, release the camera and drop the last frame."""
+        self.request_stop()
+        self.join(timeout)
+
+    def request_stop(self) -> None:
+        """Stop reading without waiting: the thread ends after its current read and releases the camera.
+
+        The newest frame is dropped now and no later frame is kept. A read in progress lasts up to one
+        frame interval; `join` waits for it (before the camera is opened again).
+        """
         self._stopping.set()
         with self._condition:
             self._condition.notify_all()
+        self.clear()
+
+    def join(self, timeout: float = 2.0) -> bool:
+        """Wait until the reading thread has ended and released the camera; False if it is still running."""
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self.clear()
+        return not self._thread.is_alive()
 
     def clear(self) -> None:
         """Forget the newest frame (the check-in ended: no picture of the expert stays in memory)."""
@@ -299,6 +313,8 @@ class CaptureWorker:
                 self._open_with_retries()
                 continue
             failures = 0
+            if self._stopping.is_set():
+                return  # asked to stop during the read: this frame is never kept
             self._publish(frame)
 
     def _open_with_retries(self) -> None:

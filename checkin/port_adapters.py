@@ -145,6 +145,7 @@ class TimedPlatform:
 #: is about 20 bytes each way on the 115200-baud link (2 ms), so 20 a second is 4% of the link; the
 #: driver's 0.2 s default added 0.1 s on average (0.2 s at worst) between the card landing and the read.
 ID_CARD_POLL_S: Final = 0.05
+CAMERA_RELEASE_S: Final = 2.0  # how long a new capture waits for the last one's camera thread to let go
 
 
 class IdCardAdapter:
@@ -355,6 +356,9 @@ class FaceCaptureAdapter:
         self._analyser: FaceAnalyser | None = None
         self._lock = threading.Lock()
         self._worker: CaptureWorker | None = None
+        # The last capture's camera thread, told to stop but not waited for: the answer goes to the flow
+        # at once, and the next capture waits for it before opening the camera again.
+        self._stopping_worker: CaptureWorker | None = None
         self._session: FaceCaptureSession | None = None
         self._cancelled = threading.Event()
         #: Media seconds of camera input the last capture took (first to last frame analysed): the time
@@ -380,6 +384,7 @@ class FaceCaptureAdapter:
         analyser = self._analyser_once()
         self._cancelled.clear()
         self.last_media_s = 0.0
+        self._wait_for_previous_camera()
         try:
             camera = OpenCvCamera(self.source, loop=True)
         except (CameraError, ValueError) as err:
@@ -424,9 +429,19 @@ class FaceCaptureAdapter:
             return FaceFrames(images_jpeg=(evidence,), quality=0.0, liveness_passed=False)
         finally:
             session.clear()
-            worker.stop()
+            # Not waited for here: the read in progress would hold the answer up to a frame interval
+            # (about 50 ms of every check-in). Dropped frames and no later one are kept (request_stop).
+            worker.request_stop()
             with self._lock:
                 self._worker = self._session = None
+                self._stopping_worker = worker
+
+    def _wait_for_previous_camera(self) -> None:
+        """The previous capture's camera thread has released the device before it is opened again."""
+        with self._lock:
+            previous, self._stopping_worker = self._stopping_worker, None
+        if previous is not None and not previous.join(CAMERA_RELEASE_S):
+            log.warning("the previous capture's camera thread is still running after %.0f s", CAMERA_RELEASE_S)
 
     def cancel(self) -> None:
         """Make a running capture() return as soon as it can."""
@@ -464,6 +479,7 @@ class FaceCaptureAdapter:
 
     def self_test(self) -> DeviceHealth:
         """Open the camera and read one frame."""
+        self._wait_for_previous_camera()
         try:
             camera = OpenCvCamera(self.source, paced=False)
             camera.open()

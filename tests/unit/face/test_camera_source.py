@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -137,3 +139,43 @@ def test_worker_ends_cleanly_at_the_end_of_a_file() -> None:
     assert frame is not None
     assert frame.index == 3
     assert worker.wait_for_frame(3, timeout=0.01) is None
+
+
+class GatedCamera(FlakyCamera):
+    """A camera whose every read waits until the test lets one frame through (a read in progress)."""
+
+    def __init__(self) -> None:
+        super().__init__(good=10**6)
+        self.started = 0
+        self.in_second_read = threading.Event()
+        self.let_through = threading.Event()
+
+    def read(self) -> Frame:
+        self.started += 1
+        if self.started == 2:
+            self.in_second_read.set()
+        assert self.let_through.wait(30), "the test never let the frame through"
+        self.let_through.clear()
+        return super().read()
+
+
+def test_request_stop_answers_at_once_keeps_no_later_frame_and_join_waits_for_the_release() -> None:
+    camera = GatedCamera()
+    worker = CaptureWorker(camera)
+    worker.start()
+    camera.let_through.set()
+    assert worker.wait_for_frame(0, timeout=30) is not None
+    assert camera.in_second_read.wait(30)  # blocked in its second read, as a camera between two frames
+    worker.request_stop()  # returns although the read goes on
+    assert worker.latest() is None
+    assert camera.closed == 0
+    assert not worker.join(timeout=0.01)  # still in the read
+    camera.let_through.set()  # the frame that was being read arrives after the stop
+    deadline = time.monotonic() + 30
+    while not worker.finished:  # the thread's own end (join would also drop the frame)
+        assert time.monotonic() < deadline, "the camera thread did not end"
+        time.sleep(0.005)
+    assert worker.latest() is None  # it ended without handing the late frame over
+    assert worker.join(timeout=30)
+    assert camera.closed == 1  # released by its own thread
+    assert worker.latest() is None  # the late frame was never kept
