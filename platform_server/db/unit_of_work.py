@@ -333,10 +333,15 @@ def utc_read(value: object) -> dt.datetime | None:
 
 
 def run_driver_transaction(
-    uow: UnitOfWork, work: Callable[[DriverTransaction], T], *, attempts: int = MAX_ATTEMPTS
+    uow: UnitOfWork, work: Callable[[DriverTransaction], T], *, attempts: int = MAX_ATTEMPTS, read_only: bool = False
 ) -> T:
-    """run_transaction() for a DriverTransaction on the unit of work's engine."""
-    transaction = uow.driver_transaction()
+    """run_transaction() for a DriverTransaction on the unit of work's engine.
+
+    `read_only`: a read with no write lock (see DriverTransaction); a database that cannot be reached
+    (restarting, a dropped connection) is retried the same way and ends as TransientError, never as an
+    unexpected error.
+    """
+    transaction = uow.driver_transaction(read_only=read_only)
     deadline = time.monotonic() + LOCK_WAIT_BUDGET_S
     for attempt in range(1, attempts + 1):
         try:

@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from platform_server.db.models import Kiosk, NeedsStaffCase
-from platform_server.db.unit_of_work import run_transaction, utc_read
+from platform_server.db.unit_of_work import run_driver_transaction, run_transaction, utc_read
 from platform_server.errors import (
     InvalidRequestError,
     KioskCertificateError,
@@ -93,9 +93,9 @@ def admit(
     identify: bool = False,
 ) -> Admission:
     """Let the call through or raise the specific refusal; reads only, so a refused call writes nothing."""
-    # Every kiosk call passes here: one statement on a driver connection, no Session, no write lock.
-    with uow.driver_transaction(read_only=True) as d:
-        row = d.execute(_ADMIT, {"kiosk_id": kiosk_id}).fetchone()
+    # Every kiosk call passes here: one statement on a driver connection, no Session, no write lock;
+    # a database restarting under it is retried, then UNAVAILABLE (not an internal error).
+    row = run_driver_transaction(uow, lambda d: d.execute(_ADMIT, {"kiosk_id": kiosk_id}).fetchone(), read_only=True)
     if row is None:
         if certificates_required:
             raise KioskCertificateError(f"kiosk {kiosk_id} is not registered: no certificate is accepted for it")
