@@ -18,8 +18,7 @@ if TYPE_CHECKING:
 def fake_platform() -> Iterator[FakePlatformServer]:
     running = start_fake_platform()
     yield running
-    running.servicer.release.set()
-    running.server.stop(0).wait()
+    running.stop()
 
 
 @pytest.fixture

@@ -279,4 +279,4 @@ def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
             bad.get_context()
         bad.close()
     finally:
-        running.server.stop(0).wait()
+        running.stop()
