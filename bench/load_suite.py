@@ -51,10 +51,6 @@ UWB_LATE_S = 10.0
 FAULTS = ("none", "kill-replica", "kill-platform", "restart-postgres", "rolling-restart", "gateway-offline", "net-cut")
 
 
-def free_port() -> int:
-    return ports.free_port()  # below the ephemeral range: replicas are started (and restarted) on it later
-
-
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -314,7 +310,7 @@ class SqliteTarget(Target):
     def __init__(self, tmp: Path, key: str, uwb_url: str, faces_processes: int | None) -> None:
         self.url = f"sqlite:///{tmp / 'platform.db'}"
         self.key = key
-        self.port = free_port()
+        self.port = ports.free_port()  # below the ephemeral range: (re)started on it later
         self.address = f"127.0.0.1:{self.port}"
         self._env = _env(key, uwb_url, faces_processes) | {"PLATFORM_DB_URL": self.url}
         self._log = tmp / "platform.log"
@@ -352,8 +348,8 @@ class ClusterTarget(Target):
     def __init__(self, tmp: Path, key: str, uwb_url: str, faces_processes: int | None, replicas: int) -> None:
         self.name = "PostgreSQL, 1 platform" if replicas == 1 else f"cluster, {replicas} replicas + HAProxy"
         self.key = key
-        pg_port, lb_port = free_port(), free_port()
-        self.ports = [free_port() for _ in range(replicas)]
+        pg_port, lb_port = ports.free_port(), ports.free_port()
+        self.ports = [ports.free_port() for _ in range(replicas)]
         self.replicas = replicas
         self.env = _env(key, uwb_url, faces_processes) | {
             "CLUSTER_DIR": str(tmp / "cluster"),

@@ -223,16 +223,15 @@ class CaptureWorker:
         The newest frame is dropped now and no later frame is kept. A read in progress lasts up to one
         frame interval; `join` waits for it (before the camera is opened again).
         """
-        self._stopping.set()
-        with self._condition:
+        with self._condition:  # under the lock _publish checks the flag in: no frame is kept after this
+            self._stopping.set()
+            self._latest = None
             self._condition.notify_all()
-        self.clear()
 
     def join(self, timeout: float = 2.0) -> bool:
         """Wait until the reading thread has ended and released the camera; False if it is still running."""
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        self.clear()
         return not self._thread.is_alive()
 
     def clear(self) -> None:
@@ -268,6 +267,8 @@ class CaptureWorker:
     def _publish(self, frame: Frame) -> None:
         now = time.monotonic()
         with self._condition:
+            if self._stopping.is_set():
+                return  # read during a stop: never kept
             self._latest = frame
             self._delivery_times.append(now)
             while self._delivery_times and now - self._delivery_times[0] > FPS_WINDOW_S:
@@ -313,8 +314,6 @@ class CaptureWorker:
                 self._open_with_retries()
                 continue
             failures = 0
-            if self._stopping.is_set():
-                return  # asked to stop during the read: this frame is never kept
             self._publish(frame)
 
     def _open_with_retries(self) -> None:

@@ -53,16 +53,6 @@ class VpcdSlotInfo:
         return VirtualCardSlot(self.host, self.port)
 
 
-def _port_pair_free(port: int) -> bool:
-    for p in (port, port + 1):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("0.0.0.0", p))  # noqa: S104 - vpcd binds INADDR_ANY; probe the same
-            except OSError:
-                return False
-    return True
-
-
 def pick_port_pairs(count: int) -> list[int]:
     """`count` base ports P with P and P+1 both free (vpcd's two slots), below the ephemeral range.
 
@@ -75,7 +65,7 @@ def pick_port_pairs(count: int) -> list[int]:
             base = ports.free_port("0.0.0.0", width=2)  # noqa: S104 - vpcd binds INADDR_ANY; probe the same
         except OSError:
             break
-        if base not in bases and base + 1 not in bases and base - 1 not in bases and _port_pair_free(base):
+        if base not in bases and base + 1 not in bases and base - 1 not in bases:  # free_port probed both
             bases.append(base)
             if len(bases) == count:
                 return bases

@@ -67,12 +67,6 @@ class WorldError(RuntimeError):
     """The simulated world could not be set up (a simulator, pcscd or the platform would not start)."""
 
 
-def _free_port() -> int:
-    # Below the ephemeral range: the platform binds it later (again after a restart), and a port-0
-    # server of another process must not be handed the same port meanwhile (device_kit/ports.py).
-    return ports.free_port()
-
-
 def identity_for(expert: Expert) -> IdentityCard:
     """The ID card an expert of the scenario puts on the reader (birth date and sex from the number)."""
     number = expert.id_number.upper()
@@ -204,8 +198,10 @@ class World:
             self.printer = PrinterSimulator(output_dir=self.work / "slips", render_on_cut=False).start()
         # Until the first expert steps up, the camera sees the empty lobby.
         self.show_camera(make_no_face_clip(self.work / "clips" / "lobby", frames=15))
-        self.platform_port = _free_port()
-        self.platform_metrics_port = _free_port()
+        # Below the ephemeral range: the platform binds them later (again after a restart), and a port-0
+        # server of another process must not be handed the same port meanwhile (device_kit/ports.py).
+        self.platform_port = ports.free_port()
+        self.platform_metrics_port = ports.free_port()
         self._seed_platform()
         self.start_platform()
         self.start_console(os.environ.get("SCENARIO_CONSOLE_LISTEN", ""))
