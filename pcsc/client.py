@@ -34,6 +34,7 @@ log = logging.getLogger("pcsc")
 
 #: Longest T=0 GET RESPONSE chain we follow before calling the card broken.
 MAX_GET_RESPONSE: Final = 64
+CANCEL_SLICE_MS: Final = 500  # the longest a cancel racing the start of a wait goes unseen
 _UNSIGNED: Final = 0x1_0000_0000
 
 _SERVICE_DOWN: Final = frozenset({scard.SCARD_E_NO_SERVICE, scard.SCARD_E_SERVICE_STOPPED})
@@ -116,6 +117,9 @@ class PcscContext(Closing):
         self._context: Any = context
         self._closed = False
         self._lock = threading.Lock()
+        # SCardCancel reaches only a wait already in SCardGetStatusChange: a cancel just before it starts
+        # would be lost for the whole timeout. The flag catches it (see _wait).
+        self._cancelled = threading.Event()
 
     def close(self) -> None:
         """Release the context (idempotent)."""
@@ -125,7 +129,8 @@ class PcscContext(Closing):
                 scard.SCardReleaseContext(self._context)
 
     def cancel(self) -> None:
-        """Abort a wait_for_card()/wait_for_removal() running in another thread."""
+        """Abort a wait_for_card()/wait_for_removal() running (or about to run) in another thread."""
+        self._cancelled.set()
         with self._lock:
             if not self._closed:
                 scard.SCardCancel(self._context)
@@ -153,9 +158,14 @@ class PcscContext(Closing):
         deadline = time.monotonic() + timeout
         states = [(r, scard.SCARD_STATE_UNAWARE) for r in readers]
         while True:
+            if self._cancelled.is_set():
+                raise WaitCancelledError("the wait was cancelled", hresult=scard.SCARD_E_CANCELLED)
             remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            hresult, new_states = scard.SCardGetStatusChange(self._context, remaining_ms, states)
+            # In slices: a cancel that came between the check above and the call is seen within one.
+            hresult, new_states = scard.SCardGetStatusChange(self._context, min(remaining_ms, CANCEL_SLICE_MS), states)
             if _code(hresult) == scard.SCARD_E_TIMEOUT:
+                if time.monotonic() < deadline:
+                    continue
                 raise CardWaitTimeoutError(
                     f"no card {'arrived in' if present else 'left'} {', '.join(readers)} within {timeout:.1f} s"
                 )
@@ -170,10 +180,7 @@ class PcscContext(Closing):
                     return str(name), bytes(atr or b"")
                 if not present and not is_present:
                     return str(name), b""
-            if time.monotonic() >= deadline:
-                raise CardWaitTimeoutError(
-                    f"no card {'arrived in' if present else 'left'} {', '.join(readers)} within {timeout:.1f} s"
-                )
+            # Past the deadline the next call waits 0 ms and times out (above).
             states = [(name, event & ~scard.SCARD_STATE_CHANGED) for name, event, _atr in new_states]
 
     def wait_for_card(self, reader: str | None, timeout: float) -> tuple[str, bytes]:

@@ -19,6 +19,8 @@ from bank_card_reader import (
     ReaderUnavailableError,
 )
 from bank_card_reader.simulator import ChainingCard, DeadCard, OtherLayoutCard, UnionPayDebitCard
+from pcsc import PcscContext
+from pcsc.errors import WaitCancelledError
 from personal_data import bank_card as pan_rules
 
 if TYPE_CHECKING:
@@ -145,3 +147,18 @@ def test_cancel_from_another_thread(bank_slot: VirtualCardSlot, bank_reader_name
 def test_unknown_reader_name() -> None:
     with pytest.raises(ReaderUnavailableError, match="no reader named"):
         BankCardReader("No Such Reader").read_card(timeout=0.5)
+
+
+@pytest.mark.usefixtures("virtual")
+def test_a_cancel_that_comes_before_the_wait_starts_still_ends_it(
+    bank_slot: VirtualCardSlot, bank_reader_name: str
+) -> None:
+    # SCardCancel reaches only a wait already inside SCardGetStatusChange; a cancel racing its start
+    # (a clean-clone run lost one for the whole 30 s) must still end the wait.
+    _ = bank_slot
+    with PcscContext() as context:
+        context.cancel()
+        started = time.monotonic()
+        with pytest.raises(WaitCancelledError):
+            context.wait_for_card(bank_reader_name, timeout=30)
+        assert time.monotonic() - started < 10
