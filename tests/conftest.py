@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.support.paths import SHARED_FACES
+from tests.support.thread_stacks import thread_stacks
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
     from pathlib import Path
 
 
@@ -45,3 +47,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     printer.addoption(
         "--printer", default=None, help="URL of a real receipt printer (socket://HOST:9100, /dev/ttyUSB0)"
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A test that fails shows every thread's stack at that moment, so a rare failure on a loaded CI
+    machine (a server thread that answered nothing, a wait that never ended) says where things stood."""
+    del item, call
+    report = yield
+    if report.when == "call" and report.failed:
+        report.sections.append(("threads when the test failed", thread_stacks()))
+    return report

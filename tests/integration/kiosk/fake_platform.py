@@ -31,7 +31,7 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[mi
     annulled: list[kiosk_pb2.AnnulCheckInRequest] = field(default_factory=list)
     events: list[kiosk_pb2.ReportKioskEventRequest] = field(default_factory=list)
     heartbeats: list[kiosk_pb2.HeartbeatRequest] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
+    held: list[threading.Event] = field(default_factory=list)  # one per call held past its deadline
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _gate(self, method: str, request: Any, context: grpc.ServicerContext) -> None:
@@ -50,8 +50,19 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[mi
         if status is not None:
             context.abort(status, "refused by the test")
         if hang:
-            # Hold the call until the test ends (bounded): the client's deadline fires first.
-            self.release.wait(10)
+            # Hold the call until the client gives up on it (its deadline ends the RPC) or the test ends,
+            # so the held call does not keep a server thread from the retry.
+            ended = threading.Event()
+            with self.lock:
+                self.held.append(ended)
+            if context.add_callback(ended.set):
+                ended.wait(60)
+
+    def release_held_calls(self) -> None:
+        """End every call still held past its deadline."""
+        with self.lock:
+            for ended in self.held:
+                ended.set()
 
     def calls_to(self, method: str) -> list[Any]:
         with self.lock:
@@ -137,7 +148,7 @@ class FakePlatformServer:
         On a loaded CI machine an in-process server of this kind has, rarely, answered no call for
         tens of seconds and taken 88 s to stop; the stacks say where its threads were.
         """
-        self.servicer.release.set()
+        self.servicer.release_held_calls()
         stopped = self.server.stop(0)
         if not stopped.wait(10):
             print("the fake platform did not stop within 10 s; every thread's stack:", file=sys.stderr, flush=True)
@@ -166,7 +177,7 @@ def settings_for(port: int, **overrides: Any) -> PlatformSettings:
         "client_key": None,
         "server_name": "",
         # A generous bound: on a loaded 2-core CI machine an in-process answer has been seen to take
-        # seconds. Tests about deadlines set their own short timeout (e.g. call_timeout_s=0.3).
+        # seconds. A test about deadlines holds a call (hang_next) rather than relying on a short one.
         "call_timeout_s": 10.0,
         "identify_timeout_s": 10.0,
         "max_attempts": 4,

@@ -70,7 +70,7 @@ class Rig:
     def __init__(self, platform: FakePlatformServer, queue_path: Path) -> None:
         self.platform = platform
         self.thread = FlowThread()
-        self.client = PlatformClient(settings_for(platform.port, max_attempts=2, call_timeout_s=1.0), "K1")
+        self.client = PlatformClient(settings_for(platform.port, max_attempts=2, call_timeout_s=5.0), "K1")
         self.queue = PendingQueue(queue_path, KEY)
         self.replayer = QueueReplayer(self.queue, self.client, backoff_initial_s=0.02, backoff_max_s=0.1)
         self.audit = BackgroundEventReporter(self.client)
