@@ -53,7 +53,7 @@ def test_real_or_default_card_reads_a_luhn_valid_pan(request: pytest.FixtureRequ
 def test_unionpay_debit_card(bank_slot: VirtualCardSlot, bank_reader_name: str, contactless: bool) -> None:
     card = UnionPayDebitCard("6212345678901232", expiry_yymm="3012", holder_name="LI/XIUYING", contactless=contactless)
     bank_slot.insert(card, wait=True)
-    data = BankCardReader(bank_reader_name).read_card(timeout=3)
+    data = BankCardReader(bank_reader_name).read_card(timeout=10)
     assert (data.pan, data.expiry_yymm, data.holder_name) == ("6212345678901232", "3012", "LI/XIUYING")
     assert data.aid == "A000000333010101"
     assert data.source == ("contactless" if contactless else "chip")
@@ -65,7 +65,7 @@ def test_unionpay_debit_card(bank_slot: VirtualCardSlot, bank_reader_name: str, 
 def test_card_with_another_layout(bank_slot: VirtualCardSlot, bank_reader_name: str) -> None:
     card = OtherLayoutCard("4761739001010010", expiry_yymm="2912")
     bank_slot.insert(card, wait=True)
-    data = BankCardReader(bank_reader_name).read_card(timeout=3)
+    data = BankCardReader(bank_reader_name).read_card(timeout=10)
     assert (data.pan, data.expiry_yymm, data.holder_name, data.aid) == (
         "4761739001010010",
         "2912",
@@ -81,7 +81,7 @@ def test_card_with_another_layout(bank_slot: VirtualCardSlot, bank_reader_name: 
 def test_t0_card_with_61xx_chaining_and_6cxx(bank_slot: VirtualCardSlot, bank_reader_name: str) -> None:
     card = ChainingCard("6228480402564890018", chunk=16)
     bank_slot.insert(card, wait=True)
-    data = BankCardReader(bank_reader_name).read_card(timeout=3)
+    data = BankCardReader(bank_reader_name).read_card(timeout=10)
     assert data.pan == "6228480402564890018"
     assert card.get_responses >= 6
     assert card.wrong_le >= 3
@@ -92,7 +92,7 @@ def test_dead_card_is_unreadable(bank_slot: VirtualCardSlot, bank_reader_name: s
     card = DeadCard()
     bank_slot.insert(card, wait=True)
     with pytest.raises(CardUnreadableError, match="6F00"):
-        BankCardReader(bank_reader_name).read_card(timeout=3)
+        BankCardReader(bank_reader_name).read_card(timeout=10)
     assert card.commands > 2
 
 
@@ -102,7 +102,7 @@ def test_no_card_times_out(bank_slot: VirtualCardSlot, bank_reader_name: str) ->
     started = time.monotonic()
     with pytest.raises(NoCardPresentError):
         BankCardReader(bank_reader_name).read_card(timeout=0.5)
-    assert 0.4 <= time.monotonic() - started < 2
+    assert 0.4 <= time.monotonic() - started < 5  # waited the timeout, and not for ever (loose: CI is loaded)
 
 
 @pytest.mark.usefixtures("virtual")
@@ -116,7 +116,7 @@ def test_card_pulled_out_during_the_read(bank_slot: VirtualCardSlot, bank_reader
 
     bank_slot.insert(PulledCard(), wait=True)
     with pytest.raises(CardUnreadableError):
-        BankCardReader(bank_reader_name).read_card(timeout=3)
+        BankCardReader(bank_reader_name).read_card(timeout=10)
 
 
 @pytest.mark.usefixtures("virtual")
@@ -133,11 +133,11 @@ def test_cancel_from_another_thread(bank_slot: VirtualCardSlot, bank_reader_name
 
     thread = threading.Thread(target=wait)
     thread.start()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # generous: opening the PC/SC session can stall on a loaded machine
     while not reader._session.is_open and time.monotonic() < deadline:
         time.sleep(0.01)
     reader.cancel()
-    thread.join(timeout=5)
+    thread.join(timeout=30)
     assert not thread.is_alive()
     assert len(errors) == 1
     assert isinstance(errors[0], NoCardPresentError)

@@ -82,7 +82,7 @@ def test_no_card_raises_no_card_error_after_the_timeout(port_url: str, simulated
         with pytest.raises(NoCardError):
             reader.read_identity(timeout=0.5)
         elapsed = time.monotonic() - started
-    assert 0.5 <= elapsed < 2.0
+    assert 0.5 <= elapsed < 5.0  # waited the timeout, and not for ever (loose: CI machines are loaded)
 
 
 def test_card_placed_while_waiting_is_read(port_url: str, simulated: SamReaderEmulator) -> None:

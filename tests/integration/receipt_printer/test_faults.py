@@ -16,6 +16,12 @@ from receipt_printer.models import Receipt, TextLine
 if TYPE_CHECKING:
     from receipt_printer.simulator import PrinterSimulator
 
+ANSWERED_S = 5.0
+"""Status timeout where the simulator answers: generous, as a loaded CI machine can stall a thread.
+
+Only the offline test, where the printer is silent, waits with a short timeout.
+"""
+
 SLIP = Receipt(tuple(TextLine(f"第 {n} 行 line {n}") for n in range(1, 9)))
 
 
@@ -29,7 +35,7 @@ def test_the_simulator_names_its_faults(sim: PrinterSimulator) -> None:
 
 def test_paper_near_end_still_prints_and_says_so(sim: PrinterSimulator) -> None:
     sim.inject("paper_near_end")
-    with ReceiptPrinter.open(sim.url) as printer:
+    with ReceiptPrinter.open(sim.url, timeout=ANSWERED_S) as printer:
         report = printer.print_receipt(SLIP)
     assert report.after.paper_near_end
     assert report.after.ready
@@ -38,7 +44,10 @@ def test_paper_near_end_still_prints_and_says_so(sim: PrinterSimulator) -> None:
 
 def test_paper_out_before_the_slip_prints_nothing(sim: PrinterSimulator) -> None:
     sim.inject("paper_out")
-    with ReceiptPrinter.open(sim.url) as printer, pytest.raises(PaperOutError, match="before the slip") as caught:
+    with (
+        ReceiptPrinter.open(sim.url, timeout=ANSWERED_S) as printer,
+        pytest.raises(PaperOutError, match="before the slip") as caught,
+    ):
         printer.print_receipt(SLIP)
     assert not caught.value.mid_slip
     assert sim.slips == []
@@ -46,21 +55,24 @@ def test_paper_out_before_the_slip_prints_nothing(sim: PrinterSimulator) -> None
 
 def test_paper_running_out_mid_slip_is_reported_after_it(sim: PrinterSimulator) -> None:
     sim.inject("paper_out", after_lines=3)
-    with ReceiptPrinter.open(sim.url) as printer, pytest.raises(PaperOutError, match="after the slip") as caught:
+    with (
+        ReceiptPrinter.open(sim.url, timeout=ANSWERED_S) as printer,
+        pytest.raises(PaperOutError, match="after the slip") as caught,
+    ):
         printer.print_receipt(SLIP)
     assert caught.value.mid_slip
     slip = sim.wait_for_slips(1, timeout=10)[0]
     assert not slip.complete
     assert slip.lines == ["第 1 行 line 1", "第 2 行 line 2", "第 3 行 line 3"]
     sim.clear("paper_out")  # refilled
-    with ReceiptPrinter.open(sim.url) as printer:
+    with ReceiptPrinter.open(sim.url, timeout=ANSWERED_S) as printer:
         assert printer.print_receipt(SLIP).after.ready
     assert sim.wait_for_slips(2, timeout=10)[1].complete
 
 
 def test_cover_open_prints_nothing(sim: PrinterSimulator) -> None:
     sim.inject("cover_open")
-    with ReceiptPrinter.open(sim.url) as printer, pytest.raises(CoverOpenError):
+    with ReceiptPrinter.open(sim.url, timeout=ANSWERED_S) as printer, pytest.raises(CoverOpenError):
         printer.print_receipt(SLIP)
     assert sim.slips == []
 
@@ -86,7 +98,7 @@ def test_a_slow_printer_takes_its_time_and_the_answer_after_the_slip_waits_for_i
 
 
 def test_a_malformed_stream_is_logged_and_the_rest_still_prints(sim: PrinterSimulator) -> None:
-    with ReceiptPrinter.open(sim.url) as printer:
+    with ReceiptPrinter.open(sim.url, timeout=ANSWERED_S) as printer:
         printer.print_raw(b"\x1b@before\n\x1b\x7fafter\n\x1dV\x01")
     slip = sim.wait_for_slips(1, timeout=10)[0]
     assert slip.lines == ["before", "after"]
@@ -99,7 +111,7 @@ def test_stop_interrupts_a_slow_print() -> None:
     clock = ManualClock()  # never advanced: a line takes 30 s that never pass
     sim = PrinterSimulator(clock=clock).start()
     sim.inject("slow", line_s=30.0)
-    printer = ReceiptPrinter.open(sim.url, timeout=0.3, print_timeout=60)
+    printer = ReceiptPrinter.open(sim.url, timeout=ANSWERED_S, print_timeout=60)  # status queries answered
     errors: list[BaseException] = []
     thread = threading.Thread(target=lambda: _print_catching(printer, errors))
     thread.start()

@@ -52,7 +52,10 @@ def arm(sim: ArmSimulator) -> Iterator[ArmDriver]:
 
 @pytest.fixture
 def dispenser(arm: ArmDriver, band_reader: FakeBandReader) -> WristbandDispenser:
-    return WristbandDispenser(arm, band_reader.read_uid, pickup_timeout=0.4, read_timeout=0.3, poll_interval=0.05)
+    # Generous pickup and read timeouts: the simulated expert takes the band at once and the band reader
+    # sees it at once, and a loaded CI machine can stall a thread for hundreds of ms. Tests where the
+    # band must not be taken shorten pickup_timeout themselves.
+    return WristbandDispenser(arm, band_reader.read_uid, pickup_timeout=5.0, read_timeout=5.0, poll_interval=0.05)
 
 
 @pytest.fixture

@@ -21,11 +21,12 @@ if TYPE_CHECKING:
     from robot_arm.simulator import SimSettings
 
 runner = CliRunner()
-FAST = ["--command-timeout", "0.3", "--motion-timeout", "2"]
+# Every command here is answered (no transport faults): generous, so a loaded CI machine cannot fake a timeout.
+TIMEOUTS = ["--command-timeout", "2", "--motion-timeout", "5"]
 
 
 def test_status_json(sim: ArmSimulator) -> None:
-    result = runner.invoke(app, ["--port", sim.url, *FAST, "status", "--json"])
+    result = runner.invoke(app, ["--port", sim.url, *TIMEOUTS, "status", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert (data["stock"], data["homed"], data["ready"], data["alarm"], data["model"]) == (
@@ -38,15 +39,15 @@ def test_status_json(sim: ArmSimulator) -> None:
 
 
 def test_status_text_is_bilingual(sim: ArmSimulator) -> None:
-    result = runner.invoke(app, ["--port", sim.url, *FAST, "status"])
+    result = runner.invoke(app, ["--port", sim.url, *TIMEOUTS, "status"])
     assert result.exit_code == 0
     assert "库存 / stock:          12" in result.output
     assert "急停 / e-stop:         released" in result.output
 
 
 def test_home_then_self_test_passes_and_keeps_stock(sim: ArmSimulator) -> None:
-    assert runner.invoke(app, ["--port", sim.url, *FAST, "home"]).exit_code == 0
-    result = runner.invoke(app, ["--port", sim.url, *FAST, "self-test"])
+    assert runner.invoke(app, ["--port", sim.url, *TIMEOUTS, "home"]).exit_code == 0
+    result = runner.invoke(app, ["--port", sim.url, *TIMEOUTS, "self-test"])
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output
     assert len(sim.ledger().stock) == 12
@@ -54,15 +55,15 @@ def test_home_then_self_test_passes_and_keeps_stock(sim: ArmSimulator) -> None:
 
 def test_self_test_fails_on_gripper_fault(sim: ArmSimulator) -> None:
     sim.inject("gripper_fault")
-    result = runner.invoke(app, ["--port", sim.url, *FAST, "self-test"])
+    result = runner.invoke(app, ["--port", sim.url, *TIMEOUTS, "self-test"])
     assert result.exit_code == EXIT_FAILED
     assert "FAIL  取手环 / pick: arm answered E40 (GRIPPER_FAULT) to PICK" in result.output
     assert "Traceback" not in result.output
 
 
 def test_dispense_one_dry_run_rejects_the_band(sim: ArmSimulator) -> None:
-    runner.invoke(app, ["--port", sim.url, *FAST, "home"])
-    result = runner.invoke(app, ["--port", sim.url, *FAST, "dispense-one", "--pickup-timeout", "0.5"])
+    runner.invoke(app, ["--port", sim.url, *TIMEOUTS, "home"])
+    result = runner.invoke(app, ["--port", sim.url, *TIMEOUTS, "dispense-one", "--pickup-timeout", "0.5"])
     assert result.exit_code == 0, result.output
     assert "outcome=rejected" in result.output
     assert "band=reject_bin" in result.output
@@ -71,7 +72,7 @@ def test_dispense_one_dry_run_rejects_the_band(sim: ArmSimulator) -> None:
 
 def test_device_error_is_one_line_and_exit_code(sim: ArmSimulator) -> None:
     sim.press_estop()
-    result = runner.invoke(app, ["--port", sim.url, *FAST, "home"])
+    result = runner.invoke(app, ["--port", sim.url, *TIMEOUTS, "home"])
     assert result.exit_code == 4
     assert result.output.strip().splitlines() == [
         "错误 / error: arm error: arm answered E50 (EMERGENCY_STOP) to HOME: emergency stop"
@@ -127,9 +128,9 @@ def test_sim_process_serves_the_driver(tmp_path: Path) -> None:
         line = process.stdout.readline()  # blocks until the simulator says where it listens
         assert "listening on socket://127.0.0.1:" in line, line + (process.stderr.read() if process.stderr else "")
         url = line.split()[4]
-        status = runner.invoke(app, ["--port", url, *FAST, "status", "--json"])
+        status = runner.invoke(app, ["--port", url, *TIMEOUTS, "status", "--json"])
         assert json.loads(status.output)["stock"] == 2
-        home = runner.invoke(app, ["--port", url, *FAST, "home"])
+        home = runner.invoke(app, ["--port", url, *TIMEOUTS, "home"])
         assert home.exit_code == 4  # the --fault jam fired on the first motion
         assert "E42" in home.output
     finally:

@@ -26,7 +26,7 @@ def test_hands_out_a_bound_band_and_reports_progress(
 ) -> None:
     steps: list[DispenseProgress] = []
     dispenser = WristbandDispenser(
-        arm, band_reader.read_uid, pickup_timeout=0.5, read_timeout=0.3, poll_interval=0.05, on_progress=steps.append
+        arm, band_reader.read_uid, pickup_timeout=5.0, read_timeout=5.0, poll_interval=0.05, on_progress=steps.append
     )
     assert dispenser.start_up().ready
     result = dispenser.dispense(platform.bind)

@@ -131,6 +131,7 @@ def test_pickup_not_taken_is_withdrawn_and_reported(
     ready_dispenser: WristbandDispenser, sim: ArmSimulator, platform: FakePlatform
 ) -> None:
     sim.inject("pickup_not_taken")
+    ready_dispenser.pickup_timeout = 0.4  # nobody takes the band: this wait is meant to run out
     result = ready_dispenser.dispense(platform.bind)
     assert result.outcome is DispenseOutcome.NOT_TAKEN
     assert (result.reason, result.band_location, result.binding) == (

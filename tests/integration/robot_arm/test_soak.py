@@ -53,10 +53,15 @@ class Soak:
 
     def run(self) -> None:
         with self.sim:
-            arm = ArmDriver.open(self.sim.url, command_timeout=0.1, motion_timeout=0.15, backoff=0.01)
+            # Each motion and pickup wait runs out only on an injected fault (a lost event, a band nobody
+            # takes), each costing its timeout, so they stay short; but a stalled simulator thread on a
+            # loaded CI machine must not spoil a good dispense: 0.3 s (0.6 s for a motion the arm says
+            # is still running) instead of 0.08 / 0.15. A lost reply is retried 3 times, so 0.1 s per
+            # command is enough. The band reader answers at once, so its wait costs nothing.
+            arm = ArmDriver.open(self.sim.url, command_timeout=0.1, motion_timeout=0.3, backoff=0.01)
             try:
                 dispenser = WristbandDispenser(
-                    arm, self.reader.read_uid, pickup_timeout=0.08, read_timeout=0.2, poll_interval=0.02
+                    arm, self.reader.read_uid, pickup_timeout=0.3, read_timeout=5.0, poll_interval=0.02
                 )
                 self.staff(dispenser)
                 for _ in range(self.dispenses):

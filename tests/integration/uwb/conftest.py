@@ -24,6 +24,9 @@ def sim() -> Iterator[GatewaySimulator]:
 
 @pytest.fixture
 def gateway(sim: GatewaySimulator) -> Iterator[UwbGateway]:
-    gw = UwbGateway.open(sim.url, timeout=0.15, retries=2, busy_retries=1, poll_interval=0.01, ack_timeout=2.0)
+    # Generous link and acknowledgement timeouts: against the in-process simulator every request is
+    # expected to be answered, and on a loaded CI machine a thread can be descheduled for hundreds of
+    # ms. The one test that needs a silent gateway to time out shortens the link timeout itself.
+    gw = UwbGateway.open(sim.url, timeout=2.0, retries=2, busy_retries=1, poll_interval=0.01, ack_timeout=10.0)
     yield gw
     gw.close()

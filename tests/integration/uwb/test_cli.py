@@ -65,7 +65,10 @@ def test_failures_are_one_line_with_a_specific_exit_code(
         sim.set_tag(0x0F07, in_range=False)
     if fault == "offline":
         sim.set_offline(True)
-    code, out, err = run("--port", sim.url, "--timeout", "0.1", "--retries", "1", *args)
+    # A silent gateway must time out quickly; where it answers, a descheduled thread must not look
+    # like silence (one try each).
+    timeout = "0.1" if fault == "offline" else "5"
+    code, out, err = run("--port", sim.url, "--timeout", timeout, "--retries", "1", *args)
     assert code == exit_code
     assert out == ""
     assert err.count("\n") == 1
@@ -133,7 +136,7 @@ def test_simulator_process_with_dump_and_control_channel(tmp_path: Path) -> None
         assert "unknown fault 'gremlins'" in err
         code, out, _ = run("sim-ctl", "--control", control, "clear")
         assert (code, json.loads(out)["active"]) == (0, {})
-        assert run("--port", url, "--timeout", "0.1", "--retries", "1", "status")[0] == 0
+        assert run("--port", url, "--timeout", "5", "--retries", "1", "status")[0] == 0  # answered: generous
     finally:
         proc.terminate()
         proc.wait(10)

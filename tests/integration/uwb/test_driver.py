@@ -62,7 +62,7 @@ def test_out_of_range_tag() -> None:
     clock = ManualClock()
     with (
         GatewaySimulator(tags=(0x0F07,), delivery_window_s=3.0, retry_interval_s=0.5, clock=clock) as sim,
-        UwbGateway.open(sim.url, timeout=0.15, retries=2, poll_interval=0.01, ack_timeout=10.0) as gateway,
+        UwbGateway.open(sim.url, timeout=2.0, retries=2, poll_interval=0.01, ack_timeout=10.0) as gateway,
     ):
         sim.inject("out_of_range", tag="0F07")
         errors: list[TagOutOfRangeError] = []
@@ -97,14 +97,20 @@ def test_tag_faults_name_a_known_tag(sim: GatewaySimulator) -> None:
     assert sim.faults_set.snapshot() == {}
 
 
-def test_slow_tag_times_out_at_the_host_but_the_gateway_keeps_trying(
-    sim: GatewaySimulator, gateway: UwbGateway
-) -> None:
-    sim.inject("slow_tag", tag="204C", latency_s=0.3)
-    data = payload.encode(A)
-    with pytest.raises(DeliveryTimeoutError, match="QUEUED"):
-        gateway.send_to_tag(0x204C, data, ack_timeout=0.05)
-    wait_until(lambda: sim.tag(0x204C).held == data, what="slow tag to receive")
+def test_slow_tag_times_out_at_the_host_but_the_gateway_keeps_trying() -> None:
+    """The tag wakes on the gateway's clock, moved by hand: it cannot answer before the host gives up."""
+    clock = ManualClock()
+    with (
+        GatewaySimulator(tags=(0x204C,), retry_interval_s=0.01, clock=clock) as sim,
+        UwbGateway.open(sim.url, timeout=2.0, retries=2, poll_interval=0.01) as gateway,
+    ):
+        sim.inject("slow_tag", tag="204C", latency_s=0.3)
+        data = payload.encode(A)
+        with pytest.raises(DeliveryTimeoutError, match="QUEUED"):
+            gateway.send_to_tag(0x204C, data, ack_timeout=0.05)
+        assert sim.tag(0x204C).held == b""
+        clock.advance(0.3)
+        wait_until(lambda: sim.tag(0x204C).held == data, what="slow tag to receive")
 
 
 def test_a_few_lost_acks_are_absorbed_by_gateway_retransmission(sim: GatewaySimulator, gateway: UwbGateway) -> None:
@@ -124,10 +130,13 @@ def test_acks_lost_for_the_whole_window(sim: GatewaySimulator, gateway: UwbGatew
 
 def test_gateway_offline_then_back(sim: GatewaySimulator, gateway: UwbGateway) -> None:
     sim.set_offline(True)
+    generous = gateway.timeout
+    gateway.timeout = 0.15  # the silent gateway must time out: short for this part only
     started = time.monotonic()
     with pytest.raises(GatewayOfflineError, match="did not answer"):
         gateway.send_to_tag(0x204C, payload.encode(A))
-    assert time.monotonic() - started < 2.0  # bounded: retries x timeout, not forever
+    assert time.monotonic() - started < 5.0  # bounded: retries x timeout (0.3 s), not forever
+    gateway.timeout = generous  # the same driver, back to a timeout the answered path cannot miss
     sim.set_offline(False)
     gateway.send_to_tag(0x204C, payload.encode(A))
     assert payload.decode(sim.tag(0x204C).held) == A
@@ -141,10 +150,13 @@ def test_link_lost_is_reported_without_waiting_for_timeouts(sim: GatewaySimulato
 
 
 def test_overwrite_supersedes_an_undelivered_older_downlink(sim: GatewaySimulator, gateway: UwbGateway) -> None:
-    sim.set_tag(0x204C, latency_s=0.2)
+    # The old downlink waits for a tag that wakes late (5 s), so it is still undelivered however long
+    # the test is descheduled; the tag is awake again for the new one.
+    sim.set_tag(0x204C, latency_s=5.0)
     old = payload.encode(RoomAssignment(0x204C, "ZB1", "HX01", "0101"))
     new = payload.encode(RoomAssignment(0x204C, "ZB1", "HX01", "0202"))
     old_id = gateway.start_downlink(0x204C, old)
+    sim.set_tag(0x204C, latency_s=0.0)
     gateway.send_to_tag(0x204C, new)
     assert gateway.downlink_status(old_id).state == DownlinkState.SUPERSEDED
     assert sim.tag(0x204C).history == [new]
@@ -184,16 +196,17 @@ def test_send_reports_a_downlink_lost_by_a_gateway_restart(sim: GatewaySimulator
     thread = threading.Thread(target=restart_once_queued)
     thread.start()
     with pytest.raises(DeliveryLostError, match="unknown to the gateway"):
-        gateway.send_to_tag(0x204C, payload.encode(A), ack_timeout=3.0)
+        gateway.send_to_tag(0x204C, payload.encode(A), ack_timeout=30.0)
     thread.join()
 
 
 def test_superseded_while_waiting(sim: GatewaySimulator) -> None:
-    sim.set_tag(0x204C, latency_s=0.3)
+    # The first downlink waits for a tag that wakes late (5 s), so the second always finds it undelivered.
+    sim.set_tag(0x204C, latency_s=5.0)
     # Generous link timeouts: the test is about supersession, and a 0.2 s write timeout expired once
     # on a loaded CI machine (GatewayOfflineError instead of DeliverySupersededError).
-    first = UwbGateway.open(sim.url, timeout=2.0, poll_interval=0.01)
-    second = UwbGateway.open(sim.url, timeout=2.0, poll_interval=0.01)
+    first = UwbGateway.open(sim.url, timeout=2.0, poll_interval=0.01, ack_timeout=30.0)
+    second = UwbGateway.open(sim.url, timeout=2.0, poll_interval=0.01, ack_timeout=30.0)
     try:
         errors: list[Exception] = []
 
@@ -206,8 +219,9 @@ def test_superseded_while_waiting(sim: GatewaySimulator) -> None:
         thread = threading.Thread(target=send_old)
         thread.start()
         wait_until(lambda: sim.in_flight() == 1, what="first downlink queued")
+        sim.set_tag(0x204C, latency_s=0.0)
         second.send_to_tag(0x204C, payload.encode(A))
-        thread.join(5)
+        thread.join(30)
         assert len(errors) == 1
         assert isinstance(errors[0], DeliverySupersededError)
         assert payload.decode(sim.tag(0x204C).held) == A
@@ -273,14 +287,17 @@ def test_a_late_answer_to_an_earlier_request_is_never_taken_for_the_current_one(
     scripted.append(peer)
     with UwbGateway.open(peer.url, timeout=0.1, retries=1) as gw:
         with pytest.raises(GatewayOfflineError):
-            gw.node_id()
+            gw.node_id()  # the silent first request must time out: short timeout for it only
+        gw.timeout = 2.0  # the answered second request must not
         assert gw.node_id() == 7
 
 
 def test_silence_is_retried_with_the_same_sequence_number(scripted: list[ScriptedGateway]) -> None:
     peer = ScriptedGateway(lambda n, frame: b"" if n < 3 else protocol.encode_envelope(frame.seq, NODE_ID_OK))
     scripted.append(peer)
-    with UwbGateway.open(peer.url, timeout=0.1, retries=3) as gw:
+    # Two silences must time out and the third answer must arrive within the same per-try timeout:
+    # 0.5 s leaves room for a descheduled thread at a cost of 1 s of silence.
+    with UwbGateway.open(peer.url, timeout=0.5, retries=3) as gw:
         assert gw.node_id() == 7
     assert len({f.seq for f in peer.requests}) == 1
     assert len(peer.requests) == 3
@@ -289,6 +306,8 @@ def test_silence_is_retried_with_the_same_sequence_number(scripted: list[Scripte
 def test_noise_and_a_false_sync_before_the_answer(scripted: list[ScriptedGateway]) -> None:
     peer = ScriptedGateway(lambda n, frame: b"\x00\xff\x55\x40" + protocol.encode_envelope(frame.seq, NODE_ID_OK))
     scripted.append(peer)
+    # The false sync holds the answer until the link goes quiet for `timeout`; the driver then finds
+    # it in the bytes it dropped. That timeout is meant to fire, so it stays short.
     with UwbGateway.open(peer.url, timeout=0.1, retries=3) as gw:
         assert gw.node_id() == 7
 
@@ -309,7 +328,7 @@ def test_an_ack_for_other_data_is_not_a_delivery(scripted: list[ScriptedGateway]
 
     peer = ScriptedGateway(script)
     scripted.append(peer)
-    with UwbGateway.open(peer.url, timeout=0.1) as gw, pytest.raises(TagNackError, match="acknowledged data"):
+    with UwbGateway.open(peer.url, timeout=2.0) as gw, pytest.raises(TagNackError, match="acknowledged data"):
         gw.send_to_tag(0x204C, data)
 
 
