@@ -115,6 +115,11 @@ class _LinePacketizer(Packetizer):  # type: ignore[misc]
     def __init__(self, driver: ArmDriver) -> None:
         super().__init__()
         self._driver = driver
+        self._reader: object = None  # the reader thread of this packetizer's link
+
+    def connection_made(self, transport: object) -> None:
+        super().connection_made(transport)
+        self._reader = transport
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -130,7 +135,7 @@ class _LinePacketizer(Packetizer):  # type: ignore[misc]
         # Not calling super(): pyserial's base re-raises `exc` on the reader thread.
         self.transport = None
         del self.buffer[:]
-        self._driver._on_link_lost(exc)  # noqa: SLF001
+        self._driver._on_link_lost(self._reader, exc)  # noqa: SLF001
 
 
 class _Link:
@@ -407,10 +412,15 @@ class ArmDriver(Closing):
         self.transport_faults += 1
         log.warning("arm line too long, discarded (starts %r): wrong baud rate or line noise?", head)
 
-    def _on_link_lost(self, exc: BaseException | None) -> None:
+    def _on_link_lost(self, reader: object, exc: BaseException | None) -> None:
+        """The reader thread `reader` saw its link end.
+
+        Only the current link's reader counts: a replaced link's reader can report its end after the
+        reconnect has opened the next link, and must not take that one down.
+        """
         with self._cond:
             link = self._link
-            if link is not None and not self._closed.is_set():
+            if link is not None and link.reader is reader and not self._closed.is_set():
                 link.alive = False
                 self.transport_faults += 1
                 log.warning("arm link %s lost: %s", self.url, exc)

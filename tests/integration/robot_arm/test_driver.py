@@ -272,3 +272,24 @@ def _in_thread(call: Callable[[], None]) -> threading.Event:
 
     threading.Thread(target=run, daemon=True).start()
     return done
+
+
+def test_a_late_loss_report_from_a_replaced_link_leaves_the_new_link_alone(arm: ArmDriver) -> None:
+    """A closed link's reader can report its loss after the reconnect opened the next link (a loaded
+    machine, a slow close); that report is about the old link and must not take the new one down."""
+    old_link = arm._link
+    assert old_link is not None
+    old_protocol = old_link.reader.protocol
+    arm._drop_link()
+    arm.status()  # reconnects: a new link
+    new_link = arm._link
+    assert new_link is not None
+    assert new_link is not old_link
+    faults = arm.transport_faults
+    old_protocol.connection_made(old_link.reader)  # as it was while the old link was open
+    old_protocol.connection_lost(None)  # the old reader's report, arriving late
+    assert new_link.alive
+    assert arm._link is new_link
+    assert arm.transport_faults == faults
+    arm.status()
+    assert arm._link is new_link  # answered on the same link, no reconnect
