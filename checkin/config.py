@@ -74,7 +74,7 @@ _SPEC: Mapping[str, Mapping[str, _Option]] = {
         "max_face_attempts": _Option(int, 3, 1, 5),
         "max_band_attempts": _Option(int, 2, 1, 5),
         "max_refill": _Option(int, 500, 1, 5000),
-        "start_on_id_card": _Option(bool, default=False),
+        "start_on_id_card": _Option(bool, default=True),
     },
     "staff": {
         "pin_hash": _Option(str, ""),
@@ -181,7 +181,7 @@ class KioskConfig:
     fullscreen: bool
     devices: DeviceSettings = field(default_factory=DeviceSettings)
     #: An ID card placed on the reader at the home screen starts the check-in.
-    start_on_id_card: bool = False
+    start_on_id_card: bool = True
 
 
 def _coerce(section: str, name: str, option: _Option, raw: object) -> object:  # noqa: C901, PLR0912 - one branch per type

@@ -212,7 +212,7 @@ class ScenarioRunner:
         self.world.start()
         self.world.on_band_at_reader.append(self._band_arrived)
         self._prepare_clips()
-        config = self.world.kiosk_config(done_return_s=60, start_on_id_card=True)
+        config = self.world.kiosk_config(done_return_s=60)
         self.thread = FlowThread()
         thread = self.thread
         self.kiosk = thread.call_and_wait(lambda: build_kiosk(config, scheduler=thread, worker=thread), timeout=120)

@@ -458,7 +458,7 @@ level = "INFO"
     # ---- the kiosk's configuration -------------------------------------------------------------
 
     def kiosk_config(
-        self, *, done_return_s: int = 20, camera: str | None = None, start_on_id_card: bool = False
+        self, *, done_return_s: int = 20, camera: str | None = None, start_on_id_card: bool = True
     ) -> KioskConfig:
         """The kiosk's configuration: every device URL and reader name pointing into this world.
 

@@ -181,14 +181,15 @@ def test_without_the_setting_nothing_is_read_at_home() -> None:
     assert k.screen == "home"
 
 
-def test_the_kiosk_setting_is_off_by_default_and_reaches_the_flow(tmp_path: Path) -> None:
+def test_the_kiosk_setting_is_on_by_default_can_be_turned_off_and_reaches_the_flow(tmp_path: Path) -> None:
     body = '[kiosk]\nid = "K1"\n[staff]\npin_hash = "{h}"\n[data]\nkey = "kiosk-test-secret-kiosk-test-secret"\n'
     path = tmp_path / "kiosk.toml"
     path.write_text(body.format(h=hash_pin("246810")), encoding="utf-8")
+    on = load_config(path, env={})
+    assert on.start_on_id_card
+    assert flow_settings(on).start_on_id_card
+    assert flow_settings(on).home_poll_s == 0.5
+    path.write_text(body.format(h=hash_pin("246810")) + "[flow]\nstart_on_id_card = false\n", encoding="utf-8")
     off = load_config(path, env={})
     assert not off.start_on_id_card
     assert not flow_settings(off).start_on_id_card
-    path.write_text(body.format(h=hash_pin("246810")) + "[flow]\nstart_on_id_card = true\n", encoding="utf-8")
-    on = load_config(path, env={})
-    assert flow_settings(on).start_on_id_card
-    assert flow_settings(on).home_poll_s == 0.5
