@@ -145,8 +145,9 @@ class FakePlatformServer:
     def stop(self) -> None:
         """Stop at once; if the server does not stop within 10 s, print every thread's stack first.
 
-        On a loaded CI machine an in-process server of this kind has, rarely, answered no call for
-        tens of seconds and taken 88 s to stop; the stacks say where its threads were.
+        An in-process server of this kind once answered no call for tens of seconds and took 88 s to
+        stop: its thread was finalising Tk fonts another test had dropped (see test_gui.open_window).
+        If a stop is slow again, the stacks say where its threads were.
         """
         self.servicer.release_held_calls()
         stopped = self.server.stop(0)

@@ -65,12 +65,17 @@ def open_window(display: str) -> Iterator[Callable[[Any], KioskWindow]]:
     opened: list[KioskWindow] = []
 
     def open_one(actions: Any) -> KioskWindow:
-        window = KioskWindow(actions, width=1280, height=800, fullscreen=False, frame_source=synthetic_frame)
+        window = new_window(actions)
         opened.append(window)
         return window
 
     yield open_one
     close_windows(opened)
+
+
+def new_window(actions: Any) -> KioskWindow:
+    """A kiosk window the size of the screen, not full-screen, with a synthetic camera preview."""
+    return KioskWindow(actions, width=1280, height=800, fullscreen=False, frame_source=synthetic_frame)
 
 
 def close_windows(opened: list[KioskWindow]) -> None:
@@ -171,7 +176,7 @@ def _bar_button(window: KioskWindow, words: str) -> Any:
 
 def test_a_closed_window_is_never_finalised_by_another_threads_collection(display: str) -> None:
     del display
-    opened = [KioskWindow(NoActions(), width=1280, height=800, fullscreen=False, frame_source=synthetic_frame)]
+    opened = [new_window(NoActions())]
     opened[0].settle()
     freed_by: list[str] = []
     fonts = [o for o in gc.get_objects() if isinstance(o, tkinter.font.Font)]

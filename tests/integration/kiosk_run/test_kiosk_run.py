@@ -162,25 +162,24 @@ class KioskProcess:
                     tail = "".join(self.log[-15:])
                     pytest.fail(f"{name}: {err} (for {timeout:.0f} s; see {self.shots / name}.png):\n{tail}")
 
-    def xdotool(self, *args: str) -> None:
-        """Run xdotool on the kiosk's display."""
+    def xdotool(self, *args: str) -> str:
+        """Run xdotool on the kiosk's display; what it printed."""
         env = {**os.environ, "DISPLAY": self.display}
-        subprocess.run(["xdotool", *args], check=True, timeout=10, env=env)
+        return subprocess.run(
+            ["xdotool", *args], check=True, timeout=10, env=env, capture_output=True, text=True
+        ).stdout
 
     def pointer(self) -> tuple[int, int]:
         """Where the display's pointer is now."""
-        env = {**os.environ, "DISPLAY": self.display}
-        shell = subprocess.run(
-            ["xdotool", "getmouselocation", "--shell"], check=True, timeout=10, env=env, capture_output=True, text=True
-        ).stdout
+        shell = self.xdotool("getmouselocation", "--shell")
         fields = dict(line.split("=", 1) for line in shell.splitlines() if "=" in line)
         return int(fields["X"]), int(fields["Y"])
 
     def move(self, x: int, y: int) -> None:
         """Move the pointer to (x, y) and wait (bounded) until the display has it there.
 
-        Not `mousemove --sync`: that waits for the pointer to leave where it was, and has hung for
-        its whole 10 s on a loaded machine (a CI run) although the pointer was free to move.
+        Not `mousemove --sync`: when the pointer is already at (x, y), as on a second tap, it waits
+        for a move that never comes (a CI run's retap hung its whole 10 s on it).
         """
         self.xdotool("mousemove", str(x), str(y))
         deadline = time.monotonic() + 10
@@ -215,6 +214,11 @@ def whole_window(image: np.ndarray) -> np.ndarray:
     """
     assert image[HEIGHT - 1, WIDTH - 1].max() > 0, "the kiosk window has not reached its full size yet"
     return image
+
+
+def home_button_centre(image: np.ndarray) -> tuple[int, int]:
+    """登记办理 on the home screen, once the window has its size (see `whole_window`)."""
+    return primary_button_centre(whole_window(image))
 
 
 def primary_button_centre(image: np.ndarray) -> tuple[int, int]:
@@ -301,7 +305,7 @@ def test_kiosk_process_checks_in_an_expert_through_its_window(world: World, kios
 
     # Home: the kiosk is up once the platform answered its heartbeat and every device is healthy.
     kiosk.wait_screen("home")
-    _home, start = kiosk.screenshot_until("01-home", lambda image: primary_button_centre(whole_window(image)))
+    _home, start = kiosk.screenshot_until("01-home", home_button_centre)
     taps = kiosk.tap_for_screen(*start, "id_card")  # 登记办理
     if taps > 1:
         warnings.warn(f"登记办理 needed {taps} taps under Xvfb", stacklevel=1)
@@ -397,7 +401,7 @@ def test_live_demo_enrols_the_person_at_the_camera_and_checks_them_in(tmp_path: 
         try:
             kiosk.wait_log("demo expert enrolled live", timeout=120)
             kiosk.wait_screen("home")
-            _home, start = kiosk.screenshot_until("01-home", lambda image: primary_button_centre(whole_window(image)))
+            _home, start = kiosk.screenshot_until("01-home", home_button_centre)
             kiosk.click(*start)  # 登记办理: the demo puts the enrolled expert's ID card on the reader
             kiosk.wait_screen("id_card")
             kiosk.wait_screen("face")
