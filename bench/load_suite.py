@@ -10,8 +10,10 @@ completes, retrying a call that failed in transit with the same request id, as t
 Faults are injected during the run; afterwards the platform's own records are counted: check-ins a
 kiosk was told about but missing (lost), several active check-ins of one invitation (duplicated),
 rooms or bands in two active check-ins, bands not written within 10 s (of the check-in, or of the
-gateway's return). Baselines are measured in the same run: the Echo bound (the same N clients
-calling Diagnostics.Echo flat out; a check-in is two calls) and the single-face encoding floor.
+gateway's return), audit entries the platform left out of its chain and what `audit verify` finds
+(JSON only: audit_unplaced, audit_entries, audit_findings). Baselines are measured in the same run:
+the Echo bound (the same N clients calling Diagnostics.Echo flat out; a check-in is two calls) and
+the single-face encoding floor.
 
     .venv/bin/python bench/load_suite.py --target sqlite --kiosks 200 --checkins 2000
     .venv/bin/python bench/load_suite.py --target cluster --fault rolling-restart
@@ -612,6 +614,35 @@ def run_kiosks(plan: Plan, processes: int, on_progress: Any = None) -> tuple[dic
 # ---------------------------------------------------------------- counting from the platform's records
 
 
+def audit_records(url: str, key_text: str, timeout: float) -> dict[str, int]:
+    """The audit log once the platform placed what it sealed: entries left unplaced, and a full verify.
+
+    On PostgreSQL writers seal their entries and every serving process's chainer places them within a
+    fraction of a second (platform_server/audit_chainer.py): wait up to `timeout` for none to be left.
+    """
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    from personal_data.crypto import DataKey  # noqa: PLC0415
+    from platform_server.db.engine import make_engine  # noqa: PLC0415
+    from platform_server.services import audit_chain, keyring  # noqa: PLC0415
+
+    engine = make_engine(url)
+    try:
+        unplaced_sql = sa.text("SELECT count(*) FROM audit_log WHERE seq IS NULL")
+        deadline = time.monotonic() + timeout
+        while True:
+            with engine.connect() as c:
+                unplaced = int(c.execute(unplaced_sql).scalar_one())
+            if unplaced == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        key = keyring.open_keys(engine, DataKey.from_text(key_text))
+        report = audit_chain.verify(engine, key)  # on PostgreSQL this places anything still sealed first
+        return {"audit_unplaced": unplaced, "audit_entries": report.entries, "audit_findings": len(report.findings)}
+    finally:
+        engine.dispose()
+
+
 def count_records(url: str, seen: list[tuple[int, str, float]], gateway_back: float | None) -> dict[str, int]:
     import sqlalchemy as sa  # noqa: PLC0415
 
@@ -740,6 +771,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         out, counts, secs = run_kiosks(plan, args.client_processes, inject)
         wait_uwb(target.url, 60)
         records = count_records(target.url, out["seen"], gateway_back[0] if gateway_back else None)
+        records |= audit_records(target.url, key, 30)
     finally:
         target.stop()
         sim.stop()
