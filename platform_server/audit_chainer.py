@@ -44,6 +44,8 @@ class AuditChainer:
         try:
             while True:
                 placed = audit_chain.chain_pending(self._engine, self._key)
+                if placed is None:  # another replica's chainer is placing: its round covers ours
+                    return
                 self.placed += placed
                 if placed < audit_chain.CHAIN_BATCH:
                     return

@@ -69,7 +69,6 @@ INSERT_SEALED_SQL = (
 SEAL_MARK = "sealed"
 # One chainer at a time; another one finding the tip taken skips its round instead of queueing.
 TAKE_TIP_SQL = "SELECT seq, mac FROM audit_chain WHERE id = 1 FOR UPDATE SKIP LOCKED"
-WAIT_FOR_TIP_SQL = "SELECT seq, mac FROM audit_chain WHERE id = 1 FOR UPDATE"
 PLACE_SQL = "UPDATE audit_log SET seq = :seq, mac = :mac WHERE id = :id AND seq IS NULL"
 MOVE_TIP_SQL = "UPDATE audit_chain SET seq = :seq, mac = :mac, tip_mac = :tip_mac WHERE id = 1"
 CHAIN_BATCH = 2_000  # entries placed per chaining transaction
@@ -212,22 +211,22 @@ def _row_query() -> sa.Select[Any]:
     return sa.select(table.c.id, table.c.seq, table.c.mac, *(table.c[c] for c in COLUMNS))
 
 
-def chain_pending(engine: sa.Engine, key: bytes, *, wait: bool = False, limit: int = CHAIN_BATCH) -> int:
-    """Give the sealed entries committed so far their places in the chain (PostgreSQL); how many were placed.
+def chain_pending(engine: sa.Engine, key: bytes, *, limit: int = CHAIN_BATCH) -> int | None:
+    """Give the sealed entries committed so far their places in the chain (PostgreSQL): how many, or None.
 
     One transaction holds the tip row: the entries it sees (committed ones only) go in id order after
     the tip, each one's seal checked first. A row whose seal does not hold was not written by the
-    platform: it stays out of the chain (verify names it) and is logged once. Another chainer holding
-    the tip makes this round place nothing, unless `wait`. SQLite chains as it writes: nothing to do.
+    platform: it stays out of the chain (verify names it) and is logged once. None: another chainer
+    holds the tip, this round placed nothing. SQLite chains as it writes: nothing to do (0).
     """
     if engine.dialect.name != "postgresql":
         return 0
     refused = _REFUSED.setdefault(engine, set())
     table = AuditEntry.__table__
     with engine.begin() as connection:
-        tip = connection.exec_driver_sql(WAIT_FOR_TIP_SQL if wait else TAKE_TIP_SQL).first()
+        tip = connection.exec_driver_sql(TAKE_TIP_SQL).first()
         if tip is None:
-            return 0
+            return None
         query = _row_query().where(table.c.seq.is_(None)).order_by(table.c.id).limit(limit)
         if refused:
             query = query.where(table.c.id.not_in(sorted(refused)))
@@ -248,11 +247,19 @@ def chain_pending(engine: sa.Engine, key: bytes, *, wait: bool = False, limit: i
     return len(places)
 
 
-def chain_all_pending(engine: sa.Engine, key: bytes) -> int:
-    """chain_pending until nothing is left that was committed before; waits for a running chainer."""
-    total = 0
+def chain_all_pending(engine: sa.Engine, key: bytes, *, timeout_s: float = 60.0) -> int:
+    """chain_pending until everything committed before is placed, taking turns with running chainers.
+
+    Raises TimeoutError when other chainers kept the tip for `timeout_s` (they are placing, slowly).
+    """
+    total, deadline = 0, time.monotonic() + timeout_s
     while True:
-        placed = chain_pending(engine, key, wait=True)
+        placed = chain_pending(engine, key)
+        if placed is None:  # a replica's chainer is placing right now: its round is short, wait for it
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the audit chain's tip stayed taken for {timeout_s:.0f} s: try again")
+            time.sleep(0.05)
+            continue
         total += placed
         if placed < CHAIN_BATCH:  # a short round: everything committed before it is placed
             return total

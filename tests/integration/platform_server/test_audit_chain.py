@@ -236,12 +236,15 @@ def test_a_postgres_writer_does_not_wait_for_the_chain_tip(db_url: str) -> None:
     engine = s.uow.engine
     with engine.connect() as holder:
         holder.exec_driver_sql("BEGIN")
-        holder.exec_driver_sql(audit_chain.WAIT_FOR_TIP_SQL).one()
+        holder.exec_driver_sql("SELECT seq FROM audit_chain WHERE id = 1 FOR UPDATE").one()
         started = time.monotonic()
         write(s, 3, place=False)  # with the tip's row lock it would wait out lock_timeout (2 s) and fail
         took = time.monotonic() - started
         # Another chainer finds the tip taken and places nothing, without waiting.
-        assert audit_chain.chain_pending(engine, audit_chain.key_for(engine)) == 0
+        assert audit_chain.chain_pending(engine, audit_chain.key_for(engine)) is None
+        # verify and export wait their turn, bounded: a tip that stays taken is a clear error.
+        with pytest.raises(TimeoutError, match="stayed taken"):
+            audit_chain.chain_all_pending(engine, audit_chain.key_for(engine), timeout_s=0.3)
         holder.exec_driver_sql("ROLLBACK")
     assert took < 2.0, f"the writer waited {took:.2f} s: it took the chain tip's lock"
     report = verify(s)
