@@ -10,8 +10,10 @@ completes, retrying a call that failed in transit with the same request id, as t
 Faults are injected during the run; afterwards the platform's own records are counted: check-ins a
 kiosk was told about but missing (lost), several active check-ins of one invitation (duplicated),
 rooms or bands in two active check-ins, bands not written within 10 s (of the check-in, or of the
-gateway's return). Baselines are measured in the same run: the Echo bound (the same N clients
-calling Diagnostics.Echo flat out; a check-in is two calls) and the single-face encoding floor.
+gateway's return), audit entries the platform left out of its chain and what `audit verify` finds
+(JSON only: audit_unplaced, audit_entries, audit_findings). Baselines are measured in the same run:
+the Echo bound (the same N clients calling Diagnostics.Echo flat out; a check-in is two calls) and
+the single-face encoding floor.
 
     .venv/bin/python bench/load_suite.py --target sqlite --kiosks 200 --checkins 2000
     .venv/bin/python bench/load_suite.py --target cluster --fault rolling-restart
@@ -169,7 +171,7 @@ def identify_floor(people: list[LiveCapture]) -> float:
 
 @dataclasses.dataclass
 class Seed:
-    batch_code: str
+    batch_codes: list[str]  # batch b holds experts b, b + B, b + 2B ... and kiosks K(b+1), K(b+1+B) ...
     ids: list[str]
     band_uids: list[str]
     band_tags: list[int]
@@ -177,9 +179,18 @@ class Seed:
     liveness: list[tuple[str, tuple[tuple[bytes, int], ...]]]  # per expert: the challenge and its frames
     people: list[LiveCapture]  # face runs: what each person's kiosk sends
 
+    @property
+    def batch_code(self) -> str:
+        """The first batch's code (the only one unless seeded with several)."""
+        return self.batch_codes[0]
 
-def seed(url: str, key_text: str, *, experts: int, kiosks: int, faces: bool) -> Seed:
-    """Migrate and fill the database through the platform's own services."""
+
+def seed(url: str, key_text: str, *, experts: int, kiosks: int, faces: bool, batches_n: int = 1) -> Seed:
+    """Migrate and fill the database through the platform's own services.
+
+    With `batches_n` > 1 the experts (with their rooms) and the kiosks are dealt round-robin over that
+    many batches of one hotel, as a provincial peak spreads over many evaluations at once.
+    """
     from personal_data.crypto import DataKey  # noqa: PLC0415
     from platform_server.config import RulesSection  # noqa: PLC0415
     from platform_server.db.engine import make_engine, make_session_factory, upgrade  # noqa: PLC0415
@@ -188,6 +199,8 @@ def seed(url: str, key_text: str, *, experts: int, kiosks: int, faces: bool) -> 
     from platform_server.services.context import ServiceContext, utc_now  # noqa: PLC0415
     from tests.unit.platform_server.support import band, many_ids  # noqa: PLC0415
 
+    if not 1 <= batches_n <= kiosks:
+        raise ValueError(f"--batches must be between 1 and the number of kiosks ({kiosks}), not {batches_n}")
     engine = make_engine(url)
     upgrade(engine)
     data_key = DataKey.from_text(key_text)
@@ -195,36 +208,38 @@ def seed(url: str, key_text: str, *, experts: int, kiosks: int, faces: bool) -> 
     uow = UnitOfWork(make_session_factory(engine))
     ctx = ServiceContext(data_key=data_key, rules=RulesSection(), face_verifier=None)
     now = utc_now()
-    code = "LOAD"
-    batches.create_batch(
-        uow,
-        ctx,
-        batches.BatchSpec(
-            code=code,
-            name="负载测试批次 / load test",
-            hotel_code="HTL1",
-            hotel_name="国际饭店",
-            evaluation_start=now + dt.timedelta(hours=2),
-            evaluation_end=now + dt.timedelta(hours=10),
-            check_in_opens=now - dt.timedelta(hours=1),
-            allow_id_only=not faces,
-        ),
-    )
+    codes = ["LOAD"] if batches_n == 1 else [f"LOAD{b + 1}" for b in range(batches_n)]
+    for code in codes:
+        batches.create_batch(
+            uow,
+            ctx,
+            batches.BatchSpec(
+                code=code,
+                name="负载测试批次 / load test",
+                hotel_code="HTL1",
+                hotel_name="国际饭店",
+                evaluation_start=now + dt.timedelta(hours=2),
+                evaluation_end=now + dt.timedelta(hours=10),
+                check_in_opens=now - dt.timedelta(hours=1),
+                allow_id_only=not faces,
+            ),
+        )
     ids = many_ids(experts)
     bands = [band(i) for i in range(experts)]
     rows = [
         roster.InvitationRow(v, f"专家{i}", f"1380000{i % 10000:04d}", "某设计院", "给排水") for i, v in enumerate(ids)
     ]
     with uow:
-        roster.write_rooms(uow, ctx, code, [f"{1000 + i}" for i in range(experts)])
         roster.write_bands(uow, ctx, bands)
-        roster.write_invitations(uow, ctx, code, roster.prepare(ctx.data_key, rows))
+        for b, code in enumerate(codes):
+            roster.write_rooms(uow, ctx, code, [f"{1000 + i}" for i in range(b, experts, batches_n)])
+            roster.write_invitations(uow, ctx, code, roster.prepare(ctx.data_key, rows[b::batches_n]))
         uow.commit()
     with uow:
         for k in range(1, kiosks + 1):
             uow.execute(
                 sa_insert_kiosk(),
-                {"kiosk_id": f"K{k}", "name": f"K{k}", "location": "", "batch_code": code},
+                {"kiosk_id": f"K{k}", "name": f"K{k}", "location": "", "batch_code": codes[(k - 1) % batches_n]},
             )
         uow.commit()
     captures: list[bytes] = []
@@ -245,7 +260,7 @@ def seed(url: str, key_text: str, *, experts: int, kiosks: int, faces: bool) -> 
             uow.commit()
     engine.dispose()
     people_sent = [live for live, _ in people] if faces else []
-    return Seed(code, ids, [b[0] for b in bands], [int(b[1], 16) for b in bands], captures, liveness, people_sent)
+    return Seed(codes, ids, [b[0] for b in bands], [int(b[1], 16) for b in bands], captures, liveness, people_sent)
 
 
 def sa_insert_kiosk() -> Any:
@@ -452,7 +467,7 @@ class Plan:
     address: str
     cut_address: str  # kiosks whose network can be cut (the first few) connect here
     cut_kiosks: int
-    batch_code: str
+    batch_codes: list[str]  # kiosk k serves batch_codes[(k - 1) % len(batch_codes)]
     mode: str  # "flat" | "pace" | "echo"
     pace_s: float
     duration_s: float
@@ -509,6 +524,7 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
         echo = diagnostics_pb2_grpc.DiagnosticsServiceStub(channel)
         echo_request = diagnostics_pb2.EchoRequest(message="x" * 32)
         kiosk_id = f"K{k}"
+        batch_code = plan.batch_codes[(k - 1) % len(plan.batch_codes)]
         rng = random.Random(k)
         time.sleep(max(0.0, plan.start_at - time.time()))
         if plan.mode == "echo":
@@ -527,7 +543,7 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
             if plan.mode == "pace":
                 call(echo.Echo, echo_request, "echo")
             faces = [plan.captures[n]] if plan.captures else None
-            request = identify_request(kiosk_id, plan.batch_code, plan.ids[n], faces)
+            request = identify_request(kiosk_id, batch_code, plan.ids[n], faces)
             if faces:
                 challenge, frames = plan.liveness[n]
                 request.liveness.CopyFrom(
@@ -612,6 +628,35 @@ def run_kiosks(plan: Plan, processes: int, on_progress: Any = None) -> tuple[dic
 # ---------------------------------------------------------------- counting from the platform's records
 
 
+def audit_records(url: str, key_text: str, timeout: float) -> dict[str, int]:
+    """The audit log once the platform placed what it sealed: entries left unplaced, and a full verify.
+
+    On PostgreSQL writers seal their entries and every serving process's chainer places them within a
+    fraction of a second (platform_server/audit_chainer.py): wait up to `timeout` for none to be left.
+    """
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    from personal_data.crypto import DataKey  # noqa: PLC0415
+    from platform_server.db.engine import make_engine  # noqa: PLC0415
+    from platform_server.services import audit_chain, keyring  # noqa: PLC0415
+
+    engine = make_engine(url)
+    try:
+        unplaced_sql = sa.text("SELECT count(*) FROM audit_log WHERE seq IS NULL")
+        deadline = time.monotonic() + timeout
+        while True:
+            with engine.connect() as c:
+                unplaced = int(c.execute(unplaced_sql).scalar_one())
+            if unplaced == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        key = keyring.open_keys(engine, DataKey.from_text(key_text))
+        report = audit_chain.verify(engine, key)  # on PostgreSQL this places anything still sealed first
+        return {"audit_unplaced": unplaced, "audit_entries": report.entries, "audit_findings": len(report.findings)}
+    finally:
+        engine.dispose()
+
+
 def count_records(url: str, seen: list[tuple[int, str, float]], gateway_back: float | None) -> dict[str, int]:
     import sqlalchemy as sa  # noqa: PLC0415
 
@@ -689,20 +734,22 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
     else:
         target = ClusterTarget(tmp, key, sim.url, faces_processes, 1 if args.target == "postgres" else args.replicas)
         target.start_database()
-    s = seed(target.url, key, experts=checkins, kiosks=args.kiosks, faces=args.faces)
+    s = seed(target.url, key, experts=checkins, kiosks=args.kiosks, faces=args.faces, batches_n=args.batches)
     for tag in s.band_tags:
         sim.add_tag(tag)
     target.start()
     proxy = CuttableProxy(target.address)
     try:
         kiosks: dict[int, list[int]] = {k: [] for k in range(1, args.kiosks + 1)}
-        for n in range(checkins):
-            kiosks[n % args.kiosks + 1].append(n)
+        for n in range(checkins):  # expert n is in batch n % B, whose kiosks are K(b+1), K(b+1+B) ...
+            b = n % args.batches
+            batch_kiosks = range(b + 1, args.kiosks + 1, args.batches)
+            kiosks[batch_kiosks[(n // args.batches) % len(batch_kiosks)]].append(n)
         plan = Plan(
             target.address,
             proxy.address,
             5 if args.fault == "net-cut" else 0,
-            s.batch_code,
+            s.batch_codes,
             "echo",
             args.pace,
             args.echo_s,
@@ -740,6 +787,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         out, counts, secs = run_kiosks(plan, args.client_processes, inject)
         wait_uwb(target.url, 60)
         records = count_records(target.url, out["seen"], gateway_back[0] if gateway_back else None)
+        records |= audit_records(target.url, key, 30)
     finally:
         target.stop()
         sim.stop()
@@ -752,7 +800,8 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
     ok = counts.get("ok", 0)
     row = {
         "target": target.name,
-        "mode": f"{args.mode} {'faces' if args.faces else 'ID-only'}",
+        "mode": f"{args.mode} {'faces' if args.faces else 'ID-only'}"
+        + (f", {args.batches} batches" if args.batches > 1 else ""),
         "kiosks": args.kiosks,
         "fault": args.fault,
         "check_ins": ok,
@@ -813,6 +862,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=("flat", "pace"), default="flat")
     parser.add_argument("--kiosks", type=int, default=200)
     parser.add_argument("--replicas", type=int, default=3, help="cluster: platform replicas behind HAProxy")
+    parser.add_argument(
+        "--batches", type=int, default=1, help="experts, rooms and kiosks dealt over this many batches (1: one batch)"
+    )
     parser.add_argument("--checkins", type=int, default=2000, help="flat out: check-ins in the run")
     parser.add_argument("--pace", type=float, default=40.0, help="human pace: seconds between a kiosk's check-ins")
     parser.add_argument("--duration", type=float, default=80.0, help="human pace: seconds of the run")

@@ -42,6 +42,7 @@ class Platform:
     ctx: ServiceContext
     stopping: threading.Event = field(default_factory=threading.Event)
     uwb_worker: Any = None
+    audit_chainer: Any = None  # platform_server.audit_chainer.AuditChainer, serving on PostgreSQL
 
     def new_uow(self) -> UnitOfWork:
         """A fresh unit of work (one per call: units of work are not shared between threads)."""
@@ -52,6 +53,8 @@ class Platform:
         self.stopping.set()
         if self.uwb_worker is not None:
             self.uwb_worker.stop()
+        if self.audit_chainer is not None:
+            self.audit_chainer.stop()  # after the UWB worker: its last acknowledgements get their places
         close_verifier = getattr(self.ctx.face_verifier, "close", None)
         if close_verifier is not None:
             close_verifier()  # worker processes (face/pool.py)

@@ -201,6 +201,11 @@ def audit_verify() -> None:
         report = audit_chain.verify(p.engine, audit_chain.key_for(p.engine))
         if report.ok:
             say(f"审计链完整 / audit chain intact: {report.entries} entries verified in {report.seconds:.2f} s")
+            if report.pending:
+                say(
+                    f"另有 {report.pending} 条在核验期间写入,已封签,下一轮入链 / {report.pending} entries "
+                    "written during the walk: sealed, placed in the chain by the next round"
+                )
             return
         for finding in report.findings:
             typer.echo(f"{finding.kind}: {finding.message}", err=True)

@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from platform_server import bootstrap, rpc_metrics, uwb_process
+from platform_server.audit_chainer import AuditChainer
 from platform_server.config import check_for_serving, check_kiosk_identity_setting
 from platform_server.errors import ConfigError
 from platform_server.grpc_api.kiosk import KioskServicer
@@ -206,10 +207,12 @@ def _transport_words(config: PlatformConfig) -> str:
 
 
 def _build_serving(config: PlatformConfig) -> Platform:
-    """The platform for serving: face workers, and the UWB delivery process when [uwb] port is set.
+    """The platform for serving: face workers, the UWB process, on PostgreSQL the audit chainer.
 
-    The UWB process (platform_server/uwb_process.py) starts first: it imports while this process
-    migrates, and opens the database once told to, so after a crash it is ready about when calls are.
+    The UWB delivery process (platform_server/uwb_process.py) runs when [uwb] port is set. It starts
+    first: it imports while this process migrates, and opens the database once told to, so after a
+    crash it is ready about when calls are. The audit chainer (platform_server/audit_chainer.py) places
+    the audit entries that writers sealed.
     """
     uwb: UwbWorkerProcess | None = None
     if config.uwb.port:
@@ -222,6 +225,8 @@ def _build_serving(config: PlatformConfig) -> Platform:
         raise
     if uwb is not None:
         platform.uwb_worker = uwb.go()
+    if platform.engine.dialect.name == "postgresql":  # where writers seal their audit entries
+        platform.audit_chainer = AuditChainer(platform.engine).start()
     return platform
 
 

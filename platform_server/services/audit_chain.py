@@ -2,10 +2,14 @@
 
 The key is the platform's audit key (random, kept in `platform_keys` sealed under the data key; see
 services.keyring), so someone holding the database alone can edit, delete or insert rows but cannot
-make the chain verify again. Writers take the next place in the chain by updating the one-row
-`audit_chain` tip in their own transaction: on PostgreSQL that row lock orders concurrent writers
-until they commit, on SQLite the database's single write lock already does. `verify` walks the chain
-and names every stretch that was edited, deleted, inserted or cut off.
+make the chain verify again. On SQLite a writer takes the next place in its own transaction by updating
+the one-row `audit_chain` tip (the database's single write lock orders writers anyway). On PostgreSQL
+that row lock would order every auditing transaction of every replica until its commit (measured: 30
+kiosk calls queued on it, the database's CPU spent on the waiting), so there a writer only seals its
+entry (an HMAC over the entry alone, no place yet) and `chain_pending`, run by a chainer in every
+serving process (platform_server/audit_chainer.py), gives the sealed entries their places in the order
+it finds them committed, a fraction of a second later. `verify` walks the chain and names every stretch
+that was edited, deleted, inserted or cut off.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -54,10 +59,24 @@ INSERT_SQL = (
     f"INSERT INTO audit_log ({', '.join(COLUMNS)}, seq, mac) "  # noqa: S608  (fixed column names)
     f"VALUES ({', '.join(':' + c for c in COLUMNS)}, :seq, :mac)"
 )
-# PostgreSQL: the entry and the new tip in one round trip (a data-modifying WITH).
-INSERT_AND_SET_TIP_PG = f"WITH entry AS ({INSERT_SQL}) {SET_TIP_SQL}"
+
+# PostgreSQL: a sealed entry, its place still to come (seq NULL); chain_pending gives it one.
+INSERT_SEALED_SQL = (
+    f"INSERT INTO audit_log ({', '.join(COLUMNS)}, mac) "  # noqa: S608  (fixed column names)
+    f"VALUES ({', '.join(':' + c for c in COLUMNS)}, :mac)"
+)
+# The seal stands where the chain's previous mac will: no chain mac is ever this text.
+SEAL_MARK = "sealed"
+# One chainer at a time; another one finding the tip taken skips its round instead of queueing.
+TAKE_TIP_SQL = "SELECT seq, mac FROM audit_chain WHERE id = 1 FOR UPDATE SKIP LOCKED"
+PLACE_SQL = "UPDATE audit_log SET seq = :seq, mac = :mac WHERE id = :id AND seq IS NULL"
+MOVE_TIP_SQL = "UPDATE audit_chain SET seq = :seq, mac = :mac, tip_mac = :tip_mac WHERE id = 1"
+CHAIN_BATCH = 2_000  # entries placed per chaining transaction
 
 _KEYS: weakref.WeakKeyDictionary[sa.Engine, bytes] = weakref.WeakKeyDictionary()
+# Ids of sealed-looking rows whose seal is wrong, per engine: left out of the chain, logged once.
+_REFUSED: weakref.WeakKeyDictionary[sa.Engine, set[int]] = weakref.WeakKeyDictionary()
+log = logging.getLogger(__name__)
 
 
 class AuditKeyMissingError(RuntimeError):
@@ -104,6 +123,17 @@ def entry_mac(key: bytes, previous_mac: str, seq: int, values: Mapping[str, Any]
     return _mac(key, previous_mac, seq, values["occurred_at"], values["kiosk_time"], [values[c] for c in COLUMNS[2:]])
 
 
+def seal(key: bytes, values: Mapping[str, Any]) -> str:
+    """HMAC-SHA256 over the entry alone, as a PostgreSQL writer stores it until the entry has a place."""
+    return entry_mac(key, SEAL_MARK, 0, values)
+
+
+def _seal_holds(key: bytes, row: Any) -> bool:
+    """True when a row read as (id, seq, mac, *COLUMNS) carries the seal of its own content."""
+    expected = _mac(key, SEAL_MARK, 0, row[3], row[4], row[5:])
+    return row.mac is not None and hmac.compare_digest(str(row.mac), expected)
+
+
 def tip_mac(key: bytes, seq: int, mac: str) -> str:
     """HMAC of the tip, so it cannot be set back to an earlier entry copied from the log."""
     return hmac.new(key, f"audit tip\n{seq}\n{mac}".encode("ascii"), hashlib.sha256).hexdigest()
@@ -120,15 +150,15 @@ def append(
     """Write one chained entry through `run(sql, params)` (returns a cursor or result with fetchone).
 
     `values` are the entry's Python values (the mac is computed over them); `bound` the same with the
-    times as the column stores them.
+    times as the column stores them. On PostgreSQL the entry is sealed, and placed by chain_pending.
     """
+    if postgres:
+        run(INSERT_SEALED_SQL, {**bound, "mac": seal(key, values)})
+        return
     seq, previous = run(ADVANCE_SQL, {}).fetchone()
     seq = int(seq)
     mac = entry_mac(key, str(previous), seq, values)
     params = {**bound, "seq": seq, "mac": mac, "tip_mac": tip_mac(key, seq, mac)}
-    if postgres:
-        run(INSERT_AND_SET_TIP_PG, params)
-        return
     run(INSERT_SQL, params)
     run(SET_TIP_SQL, params)
 
@@ -175,6 +205,66 @@ def start_chain(connection: sa.Connection, key: bytes) -> int:
     return len(rows)
 
 
+def _row_query() -> sa.Select[Any]:
+    """id, seq, mac, then COLUMNS: the shape _mac, _seal_holds and verify read rows in."""
+    table: Any = AuditEntry.__table__
+    return sa.select(table.c.id, table.c.seq, table.c.mac, *(table.c[c] for c in COLUMNS))
+
+
+def chain_pending(engine: sa.Engine, key: bytes, *, limit: int = CHAIN_BATCH) -> int | None:
+    """Give the sealed entries committed so far their places in the chain (PostgreSQL): how many, or None.
+
+    One transaction holds the tip row: the entries it sees (committed ones only) go in id order after
+    the tip, each one's seal checked first. A row whose seal does not hold was not written by the
+    platform: it stays out of the chain (verify names it) and is logged once. None: another chainer
+    holds the tip, this round placed nothing. SQLite chains as it writes: nothing to do (0).
+    """
+    if engine.dialect.name != "postgresql":
+        return 0
+    refused = _REFUSED.setdefault(engine, set())
+    table = AuditEntry.__table__
+    with engine.begin() as connection:
+        tip = connection.exec_driver_sql(TAKE_TIP_SQL).first()
+        if tip is None:
+            return None
+        query = _row_query().where(table.c.seq.is_(None)).order_by(table.c.id).limit(limit)
+        if refused:
+            query = query.where(table.c.id.not_in(sorted(refused)))
+        seq, previous = int(tip.seq), str(tip.mac)
+        places: list[dict[str, Any]] = []
+        for row in connection.execute(query):
+            if not _seal_holds(key, row):
+                refused.add(row.id)
+                log.error("audit entry id %s has no valid seal: not the platform's, left out of the chain", row.id)
+                continue
+            seq += 1
+            previous = _mac(key, previous, seq, row[3], row[4], row[5:])
+            places.append({"id": row.id, "seq": seq, "mac": previous})
+        if places:
+            connection.execute(sa.text(PLACE_SQL), places)
+            new_tip = {"seq": seq, "mac": previous, "tip_mac": tip_mac(key, seq, previous)}
+            connection.execute(sa.text(MOVE_TIP_SQL), new_tip)
+    return len(places)
+
+
+def chain_all_pending(engine: sa.Engine, key: bytes, *, timeout_s: float = 60.0) -> int:
+    """chain_pending until everything committed before is placed, taking turns with running chainers.
+
+    Raises TimeoutError when other chainers kept the tip for `timeout_s` (they are placing, slowly).
+    """
+    total, deadline = 0, time.monotonic() + timeout_s
+    while True:
+        placed = chain_pending(engine, key)
+        if placed is None:  # a replica's chainer is placing right now: its round is short, wait for it
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the audit chain's tip stayed taken for {timeout_s:.0f} s: try again")
+            time.sleep(0.05)
+            continue
+        total += placed
+        if placed < CHAIN_BATCH:  # a short round: everything committed before it is placed
+            return total
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Finding:
     """One broken stretch of the chain: what, which entries (ids, seq) and when."""
@@ -191,6 +281,7 @@ class VerifyReport:
     tip_seq: int
     findings: list[Finding]
     seconds: float
+    pending: int = 0  # sealed entries written since the walk's chaining round: placed by the next one
 
     @property
     def ok(self) -> bool:
@@ -211,8 +302,12 @@ def _read_connection(engine: sa.Engine) -> sa.Connection:
 
 
 def verify(engine: sa.Engine, key: bytes) -> VerifyReport:
-    """Walk the whole chain in order and report every stretch that does not authenticate."""
+    """Walk the whole chain in order and report every stretch that does not authenticate.
+
+    On PostgreSQL the sealed entries are placed first, so the walk covers everything written before it.
+    """
     started = time.perf_counter()
+    chain_all_pending(engine, key)
     findings: list[Finding] = []
     table = AuditEntry.__table__
     with _read_connection(engine) as connection, connection.begin():
@@ -222,9 +317,7 @@ def verify(engine: sa.Engine, key: bytes) -> VerifyReport:
                 Finding("tip", f"the chain tip (seq {tip.seq}) does not authenticate: it was altered or set back")
             )
         rows = connection.execution_options(yield_per=5000).execute(
-            sa.select(table.c.id, table.c.seq, table.c.mac, *(table.c[c] for c in COLUMNS))
-            .where(table.c.seq.is_not(None))
-            .order_by(table.c.seq)
+            _row_query().where(table.c.seq.is_not(None)).order_by(table.c.seq)
         )
         expected, previous, last, count = 1, "", None, 0
         for row in rows:
@@ -264,13 +357,13 @@ def verify(engine: sa.Engine, key: bytes) -> VerifyReport:
             )
         elif last is not None and str(last.mac) != str(tip.mac):
             findings.append(Finding("edited", f"the last entry {_where(last)} is not the one the chain tip names"))
-        loose = connection.execute(
-            sa.select(table.c.id, table.c.occurred_at).where(table.c.seq.is_(None)).order_by(table.c.id).limit(20)
-        ).all()
-        if loose:
-            ids = ", ".join(f"id {r.id} ({_stamp(r.occurred_at)} UTC)" for r in loose)
-            findings.append(Finding("inserted", f"entries without a place in the chain: {ids}"))
-    return VerifyReport(count, int(tip.seq), findings, time.perf_counter() - started)
+        loose = connection.execute(_row_query().where(table.c.seq.is_(None)).order_by(table.c.id)).all()
+        foreign = [row for row in loose if not _seal_holds(key, row)]
+        if foreign:
+            ids = ", ".join(f"id {r.id} ({_stamp(r.occurred_at)} UTC)" for r in foreign[:20])
+            more = f" and {len(foreign) - 20} more" if len(foreign) > 20 else ""
+            findings.append(Finding("inserted", f"entries without a place in the chain: {ids}{more}"))
+    return VerifyReport(count, int(tip.seq), findings, time.perf_counter() - started, len(loose) - len(foreign))
 
 
 EXPORT_FIELDS = (
@@ -294,7 +387,9 @@ def export_rows(engine: sa.Engine, since: dt.datetime | None, until: dt.datetime
 
     Personal data stays masked: ID numbers only as stored (masked), the keyed ID hash left out (it links
     entries to a person for whoever holds the key), free text already masked when it was written.
+    Sealed entries are placed first (PostgreSQL), so the export has everything written before it.
     """
+    chain_all_pending(engine, key_for(engine))
     table = AuditEntry.__table__
     query = sa.select(*(table.c[f] for f in EXPORT_FIELDS)).where(table.c.seq.is_not(None)).order_by(table.c.seq)
     if since is not None:

@@ -237,7 +237,7 @@ def _work(  # noqa: PLR0917
         kiosk_id=cmd.kiosk_id,
         check_in_pk=check_in_pk,
     )
-    # The audit chain's tip last: on PostgreSQL its row lock orders every writer until commit.
+    # The audit entry last, as on every kiosk path (services.audit_chain).
     audit.record_sql(
         d,
         at=now,

@@ -591,8 +591,8 @@ def _finish(  # noqa: PLR0917
             kiosk_id=cmd.kiosk_id,
             refusal_reason=refusal.reason.value,
         )
-    # The audit chain's tip last: on PostgreSQL its row lock orders every writer until commit, so it is
-    # held for one more round trip and the commit, not for the writes above.
+    # The audit entry last, as on every kiosk path (on PostgreSQL it is sealed here and placed in the
+    # chain by the audit chainer: no writer waits for another's commit; see services.audit_chain).
     audit_chain.append(
         d.execute, audit_chain.key_for(d.engine), entry, {**entry, "occurred_at": stamp}, postgres=d.postgres
     )

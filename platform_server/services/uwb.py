@@ -96,7 +96,7 @@ def mark_delivered_many(uow: UnitOfWork, ctx: ServiceContext, delivery_ids: list
     def work(u: UnitOfWork) -> None:
         now = ctx.clock()
         entries = [_mark_delivered_in(u, ctx, delivery_id, now) for delivery_id in delivery_ids]
-        # The audit rows last: on PostgreSQL the chain tip's row lock orders every writer until commit.
+        # The audit rows last, as on the kiosk paths (services.audit_chain).
         for entry in entries:
             if entry is not None:
                 audit.record(u, **entry)

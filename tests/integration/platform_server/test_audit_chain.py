@@ -1,16 +1,21 @@
 """The audit hash chain on SQLite and PostgreSQL: an untouched log verifies; edits, deletions,
 insertions and truncation (done the way an attacker holding the database would: triggers off) are
 found and named; concurrent writers still make one valid chain; rows from before the chain are adopted.
+On PostgreSQL writers seal their entries and the chainer places them: a writer never waits for the tip,
+and a row sealed without the key stays out of the chain.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from typing import TYPE_CHECKING
 
+import pytest
 import sqlalchemy as sa
 
+from platform_server.audit_chainer import AuditChainer
 from platform_server.db.engine import make_engine, make_session_factory, upgrade
 from platform_server.db.unit_of_work import UnitOfWork, run_transaction
 from platform_server.services import audit, audit_chain, keyring
@@ -24,7 +29,8 @@ if TYPE_CHECKING:
 T0 = dt.datetime(2025, 6, 1, 1, 0, tzinfo=dt.UTC)
 
 
-def write(s: Seeded, count: int, actor: str = "person:alice") -> None:
+def write(s: Seeded, count: int, actor: str = "person:alice", *, place: bool = True) -> None:
+    """`count` entries in one transaction; placed in the chain at once unless `place` is False."""
     uow = s.new_uow()
     with uow:
         for i in range(count):
@@ -39,6 +45,8 @@ def write(s: Seeded, count: int, actor: str = "person:alice") -> None:
                 detail={"i": i, "名": "张三"},
             )
         uow.commit()
+    if place:
+        audit_chain.chain_all_pending(s.uow.engine, audit_chain.key_for(s.uow.engine))
 
 
 def tamper(engine: sa.Engine, *statements: str) -> None:
@@ -153,11 +161,15 @@ def test_concurrent_writers_make_one_valid_chain(db_url: str) -> None:
         except BaseException as err:
             errors.append(err)
 
+    # Two chainers, as two replicas run them, placing entries while the writers write.
+    chainers = [AuditChainer(s.uow.engine, interval_s=0.005).start() for _ in range(2)]
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
+    for chainer in chainers:
+        chainer.stop()
     assert not errors
     report = verify(s)
     assert report.ok, report.findings
@@ -191,3 +203,87 @@ def test_rows_from_before_the_chain_are_chained_at_first_start(tmp_path: Path) -
         except sa.exc.IntegrityError:
             changed = False
     assert not changed
+
+
+def _postgres_only(s: Seeded) -> None:
+    if s.uow.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite chains as it writes: its single write lock orders the writers anyway")
+
+
+def test_postgres_writers_seal_and_the_chainer_places(db_url: str) -> None:
+    s = seed(db_url)
+    _postgres_only(s)
+    engine = s.uow.engine
+    audit_chain.chain_all_pending(engine, audit_chain.key_for(engine))  # what seeding wrote
+    write(s, 6, place=False)
+    with engine.connect() as c:
+        tip_before = c.exec_driver_sql("SELECT seq FROM audit_chain").scalar_one()
+        sealed = c.exec_driver_sql("SELECT count(*) FROM audit_log WHERE seq IS NULL AND mac IS NOT NULL").scalar_one()
+    assert sealed == 6
+    assert audit_chain.chain_pending(engine, audit_chain.key_for(engine)) == 6
+    with engine.connect() as c:
+        assert c.exec_driver_sql("SELECT seq FROM audit_chain").scalar_one() == tip_before + 6
+        assert c.exec_driver_sql("SELECT count(*) FROM audit_log WHERE seq IS NULL").scalar_one() == 0
+    report = verify(s)
+    assert report.ok, report.findings
+    assert report.pending == 0
+
+
+def test_a_postgres_writer_does_not_wait_for_the_chain_tip(db_url: str) -> None:
+    """The tip held (a chainer's round, or a stuck one): kiosk steps still commit their audit entries."""
+    s = seed(db_url)
+    _postgres_only(s)
+    engine = s.uow.engine
+    with engine.connect() as holder:
+        holder.exec_driver_sql("BEGIN")
+        holder.exec_driver_sql("SELECT seq FROM audit_chain WHERE id = 1 FOR UPDATE").one()
+        started = time.monotonic()
+        write(s, 3, place=False)  # with the tip's row lock it would wait out lock_timeout (2 s) and fail
+        took = time.monotonic() - started
+        # Another chainer finds the tip taken and places nothing, without waiting.
+        assert audit_chain.chain_pending(engine, audit_chain.key_for(engine)) is None
+        # verify and export wait their turn, bounded: a tip that stays taken is a clear error.
+        with pytest.raises(TimeoutError, match="stayed taken"):
+            audit_chain.chain_all_pending(engine, audit_chain.key_for(engine), timeout_s=0.3)
+        holder.exec_driver_sql("ROLLBACK")
+    assert took < 2.0, f"the writer waited {took:.2f} s: it took the chain tip's lock"
+    report = verify(s)
+    assert report.ok, report.findings
+
+
+def test_a_row_sealed_without_the_key_stays_out_of_the_chain(db_url: str) -> None:
+    s = seed(db_url)
+    _postgres_only(s)
+    engine = s.uow.engine
+    write(s, 3, place=False)
+    values = audit_chain_values()
+    forged_mac = audit_chain.seal(b"k" * 32, values)  # sealed as the platform seals, with another key
+    with engine.begin() as c:
+        c.exec_driver_sql(
+            "INSERT INTO audit_log (occurred_at, actor, action, outcome, detail, mac) "
+            f"VALUES ('2025-06-01 02:00:00', 'K1', 'identify', 'verified', '', '{forged_mac}') RETURNING id"
+        )
+        forged = c.exec_driver_sql("SELECT max(id) FROM audit_log").scalar_one()
+    write(s, 2, place=False)
+    report = verify(s)  # places the five real entries around it, refuses the forged one
+    assert [f.kind for f in report.findings] == ["inserted"]
+    assert f"id {forged} " in report.findings[0].message
+    with engine.connect() as c:
+        assert c.exec_driver_sql(f"SELECT seq FROM audit_log WHERE id = {forged}").scalar_one() is None
+        assert c.exec_driver_sql("SELECT count(*) FROM audit_log WHERE seq IS NULL").scalar_one() == 1
+
+
+def audit_chain_values() -> dict[str, object]:
+    """The columns of the forged row above, as the platform would have sealed them."""
+    return {
+        "occurred_at": dt.datetime(2025, 6, 1, 2, 0, tzinfo=dt.UTC),
+        "kiosk_time": None,
+        "actor": "K1",
+        "action": "identify",
+        "outcome": "verified",
+        "batch_code": None,
+        "id_hash": None,
+        "id_masked": None,
+        "check_in_public_id": None,
+        "detail": "",
+    }

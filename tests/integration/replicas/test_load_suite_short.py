@@ -42,6 +42,9 @@ def assert_nothing_lost(row: dict[str, Any]) -> None:
     assert row["platform_check_ins"] == row["planned"], row
     assert (row["lost"], row["duplicated"], row["rooms_twice"], row["bands_twice"]) == (0, 0, 0, 0), row
     assert row["uwb_late"] == 0, row
+    # Every audit entry placed in the chain by the platform itself (PostgreSQL: its chainers), and whole.
+    assert (row["audit_unplaced"], row["audit_findings"]) == (0, 0), row
+    assert row["audit_entries"] >= 2 * row["planned"], row  # identify and complete of each check-in
 
 
 @pytest.mark.xdist_group("whole-system")
