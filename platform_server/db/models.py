@@ -25,6 +25,7 @@ NAMING_CONVENTION = {
 
 # Partial-index condition for "this check-in still holds its room and band".
 ACTIVE_CHECK_IN = sa.text("annulled_at IS NULL")
+ROOM_FREE = sa.text("occupied_by IS NULL")
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):
@@ -163,12 +164,26 @@ class Room(Base):
     """A hotel room in a batch's pool, optionally pre-assigned to one invitation."""
 
     __tablename__ = "rooms"
-    __table_args__ = (sa.UniqueConstraint("batch_id", "number", name="uq_rooms_batch_id_number"),)
+    __table_args__ = (
+        sa.UniqueConstraint("batch_id", "number", name="uq_rooms_batch_id_number"),
+        # The free rooms in assignment order (services.check_in._free_room): the lowest free is the first.
+        sa.Index(
+            "ix_rooms_free",
+            "batch_id",
+            sa.text("length(number)"),
+            "number",
+            sqlite_where=ROOM_FREE,
+            postgresql_where=ROOM_FREE,
+        ),
+    )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     batch_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("batches.id"))
     hotel_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("hotels.id"), index=True)
     number: so.Mapped[str] = so.mapped_column(sa.String(16))
+    # The active check-in holding the room (no foreign key: check_ins refers to rooms). Kept with every
+    # check-in and annulment for the index above; the unique index of active check-ins stays the rule.
+    occupied_by: so.Mapped[int | None]
 
 
 class Invitation(Base):

@@ -39,6 +39,7 @@ from platform_server.services import (
     idempotency,
     identification_token,
     public_ids,
+    room_choice,
     slips,
 )
 from platform_server.services.bank_names import bank_name_for
@@ -113,19 +114,14 @@ class CompleteResult:
 
 def _free_room(u: UnitOfWork, batch_id: int, invitation_id: int, preassigned: int | None) -> tuple[int, str] | None:
     """The pre-assigned room if free, else the lowest free pool room not reserved for someone else."""
-    occupied = sa.exists().where(CheckIn.room_id == Room.id, CheckIn.annulled_at.is_(None))
-    reserved_for_other = sa.exists().where(Invitation.room_id == Room.id, Invitation.id != invitation_id)
-    query = (
-        sa.select(Room.id, Room.number)
-        .where(Room.batch_id == batch_id, ~occupied, ~reserved_for_other)
-        .order_by(sa.case((Room.id == (preassigned or -1), 0), else_=1), sa.func.length(Room.number), Room.number)
-        .limit(1)
+    room = room_choice.free_room(
+        room_choice.through(u),
+        postgres=u.is_postgres,
+        batch_id=batch_id,
+        invitation_id=invitation_id,
+        preassigned=preassigned,
     )
-    if u.is_postgres:
-        # Skip rooms another kiosk is assigning right now instead of queueing behind it.
-        query = query.with_for_update(skip_locked=True, of=Room)
-    row = u.execute(query).first()
-    return (int(row[0]), str(row[1])) if row else None
+    return (room[0], room[1]) if room else None
 
 
 def complete_check_in(uow: UnitOfWork, ctx: ServiceContext, cmd: CompleteCommand) -> CompleteResult:
@@ -296,7 +292,7 @@ class _Outcome:
     check_in_pk: int | None = None
 
 
-def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the order the expert hears them)
+def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0915, PLR0917  (the rules, in the order the expert hears them)
     u: UnitOfWork,
     ctx: ServiceContext,
     cmd: CompleteCommand,
@@ -438,6 +434,7 @@ def _complete(  # noqa: C901, PLR0911, PLR0912, PLR0917  (the rules, in the orde
         )
         .returning(CheckIn.id)
     ).scalar_one()
+    room_choice.occupy(room_choice.through(u), room_id, check_in_pk)
     hotel_code = u.execute(sa.select(Hotel.code).where(Hotel.id == batch.hotel_id)).scalar_one()
     u.execute(
         sa.insert(UwbDelivery).values(
@@ -579,6 +576,7 @@ def _annul(
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         # Another annulment of the same check-in committed first; the rerun sees it as already annulled.
         raise RetryTransactionError("check-in annulled by a concurrent call")
+    room_choice.vacate(room_choice.through(u), check_in.room_id, check_in.id)
     # The band went to the reject bin; staff return it to the stack, so it counts as stock again.
     release_band_and_clear_it(u, check_in.id, band, batch_code=row[1], hotel_code=row[6], room_number=row[5], now=now)
     audit.record(

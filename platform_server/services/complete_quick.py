@@ -3,7 +3,7 @@
 The kiosk's busiest write: a live band, a token this platform signed for this kiosk, every rule passed.
 Built through SQLAlchemy's ORM it cost about 7 ms of CPU, most of it building, cache-keying and
 compiling statements and loading objects; here it is two reads (one joined read of everything the rules
-need, then the room) and the same writes as services.check_in, on a driver connection
+need, then the room: services.room_choice) and the same writes as services.check_in, on a driver connection
 (db.unit_of_work.DriverTransaction: BEGIN IMMEDIATE on SQLite, retried on conflicts alike).
 
 Anything else (a refusal, a replayed request id, a band that left the arm) returns None before anything
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from personal_data import bank_card
 from personal_data.crypto import encrypt, encrypt_text
 from platform_server.db.unit_of_work import RetryTransactionError, run_driver_transaction
-from platform_server.services import audit, events, idempotency, public_ids, slips
+from platform_server.services import audit, events, idempotency, public_ids, room_choice, slips
 from platform_server.services.bank_names import bank_name_for
 from platform_server.services.identify import batch_refusal
 from platform_server.services.views import CheckInView, UwbState
@@ -55,19 +55,6 @@ _LOOKUP = """
     LEFT JOIN wristbands w ON w.rfid_uid = :band_uid
     LEFT JOIN requests q ON q.kiosk_id = :kiosk_id AND q.request_id = :request_id
 """
-# services.check_in._free_room: the pre-assigned room if free, else the lowest free pool room not
-# reserved for someone else; with the room's hotel, which the check-in's view shows.
-_FREE_ROOM = """
-    SELECT r.id, r.number, h.name, h.address
-    FROM rooms r JOIN hotels h ON h.id = r.hotel_id
-    WHERE r.batch_id = :batch_id
-      AND NOT EXISTS (SELECT 1 FROM check_ins c WHERE c.room_id = r.id AND c.annulled_at IS NULL)
-      AND NOT EXISTS (SELECT 1 FROM invitations o WHERE o.room_id = r.id AND o.id != :invitation_id)
-    ORDER BY CASE WHEN r.id = :preassigned THEN 0 ELSE 1 END, length(r.number), r.number
-    LIMIT 1
-"""
-# PostgreSQL: skip rooms another kiosk is assigning right now instead of queueing behind it.
-_FREE_ROOM_PG = _FREE_ROOM + " FOR UPDATE OF r SKIP LOCKED"
 # Conditional: of two kiosks presenting the same band, exactly one sees a row change.
 _BIND_BAND = "UPDATE wristbands SET state = 'bound', updated_at = :now WHERE id = :id AND state = 'in_stock'"
 _STORE_CARD = (
@@ -140,10 +127,9 @@ def _work(  # noqa: PLR0917
     invitation_id, preassigned, batch_id, batch_code = row[1], row[2], row[3], row[4]
     expert_id, id_hash, id_masked, expert_name = row[10], row[11], row[12], row[13]
     band_id, band_uid, tag_id = row[19], row[21], row[22]
-    room = d.execute(
-        _FREE_ROOM_PG if d.postgres else _FREE_ROOM,
-        {"batch_id": batch_id, "invitation_id": invitation_id, "preassigned": preassigned or -1},
-    ).fetchone()
+    room = room_choice.free_room(
+        d.execute, postgres=d.postgres, batch_id=batch_id, invitation_id=invitation_id, preassigned=preassigned
+    )
     if room is None:
         return None  # NO_ROOM_LEFT: the full path refuses
     stamp = d.timestamp(now)
@@ -185,6 +171,7 @@ def _work(  # noqa: PLR0917
             },
         ).fetchone()[0]
     )
+    room_choice.occupy(d.execute, room_id, check_in_pk)
     d.execute(
         _INSERT_DELIVERY,
         {

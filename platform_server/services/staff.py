@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from platform_server.db.models import Batch, CheckIn, CheckInEvent, Expert, Hotel, Invitation, Kiosk, Room, Wristband
 from platform_server.db.unit_of_work import run_transaction
 from platform_server.errors import InvalidRequestError, NotFoundError
-from platform_server.services import audit, events
+from platform_server.services import audit, events, room_choice
 from platform_server.services import check_in as check_in_service
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ def annul_by_staff(uow: UnitOfWork, ctx: ServiceContext, check_in_id: str, reaso
             .values(annulled_at=now, annul_reason="staff")
             .execution_options(synchronize_session=False)
         )
+        room_choice.vacate(room_choice.through(u), check_in.room_id, check_in.id)
         check_in_service.release_band_and_clear_it(
             u, check_in.id, band, batch_code=row[1], hotel_code=row[6], room_number=row[5], now=now
         )

@@ -205,14 +205,9 @@ def test_rows_from_before_the_chain_are_chained_at_first_start(tmp_path: Path) -
     assert not changed
 
 
-def _postgres_only(s: Seeded) -> None:
-    if s.uow.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite chains as it writes: its single write lock orders the writers anyway")
-
-
-def test_postgres_writers_seal_and_the_chainer_places(db_url: str) -> None:
-    s = seed(db_url)
-    _postgres_only(s)
+@pytest.mark.postgres
+def test_postgres_writers_seal_and_the_chainer_places(pg_schema_url: str) -> None:
+    s = seed(pg_schema_url)  # SQLite chains as it writes: its single write lock orders writers anyway
     engine = s.uow.engine
     audit_chain.chain_all_pending(engine, audit_chain.key_for(engine))  # what seeding wrote
     write(s, 6, place=False)
@@ -229,10 +224,10 @@ def test_postgres_writers_seal_and_the_chainer_places(db_url: str) -> None:
     assert report.pending == 0
 
 
-def test_a_postgres_writer_does_not_wait_for_the_chain_tip(db_url: str) -> None:
+@pytest.mark.postgres
+def test_a_postgres_writer_does_not_wait_for_the_chain_tip(pg_schema_url: str) -> None:
     """The tip held (a chainer's round, or a stuck one): kiosk steps still commit their audit entries."""
-    s = seed(db_url)
-    _postgres_only(s)
+    s = seed(pg_schema_url)
     engine = s.uow.engine
     with engine.connect() as holder:
         holder.exec_driver_sql("BEGIN")
@@ -251,9 +246,9 @@ def test_a_postgres_writer_does_not_wait_for_the_chain_tip(db_url: str) -> None:
     assert report.ok, report.findings
 
 
-def test_a_row_sealed_without_the_key_stays_out_of_the_chain(db_url: str) -> None:
-    s = seed(db_url)
-    _postgres_only(s)
+@pytest.mark.postgres
+def test_a_row_sealed_without_the_key_stays_out_of_the_chain(pg_schema_url: str) -> None:
+    s = seed(pg_schema_url)
     engine = s.uow.engine
     write(s, 3, place=False)
     values = audit_chain_values()
