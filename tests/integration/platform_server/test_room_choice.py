@@ -13,13 +13,11 @@ import sqlalchemy as sa
 from alembic import command
 
 from platform_server.db.engine import alembic_config, upgrade
-from platform_server.services import check_in, identify, room_choice, staff
-from tests.unit.platform_server.support import Seeded, luhn_pan, seed, signature_png
+from platform_server.services import check_in, room_choice, staff
+from tests.unit.platform_server.support import Seeded, check_in_expert, seed
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-SIGNATURE = signature_png()
 
 
 @pytest.fixture
@@ -30,27 +28,7 @@ def seeded(db_url: str) -> Iterator[Seeded]:
 
 
 def complete(s: Seeded, n: int) -> check_in.CompleteResult:
-    token = identify.identify(
-        s.new_uow(),
-        s.ctx,
-        identify.IdentifyCommand(
-            request_id=uuid.uuid4().hex, kiosk_id="K1", batch_code=s.batch_code, id_number=s.ids[n], valid_to="长期"
-        ),
-    ).identification_token
-    result = check_in.complete_check_in(
-        s.new_uow(),
-        s.ctx,
-        check_in.CompleteCommand(
-            request_id=uuid.uuid4().hex,
-            kiosk_id="K1",
-            identification_token=token,
-            use_card_on_file=False,
-            new_card_pan=luhn_pan(n=n + 1),
-            card_source="CHIP",
-            signature_png=SIGNATURE,
-            band_uid=s.bands[n][0],
-        ),
-    )
+    result = check_in_expert(s, n)
     assert result.check_in is not None, result.refusal
     return result
 

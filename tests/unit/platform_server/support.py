@@ -17,7 +17,7 @@ from platform_server.config import RulesSection
 from platform_server.db.engine import make_engine, make_session_factory, upgrade
 from platform_server.db.unit_of_work import UnitOfWork
 from platform_server.face.api import FaceImageError, FaceImageProblem, FaceVerdict
-from platform_server.services import batches, keyring, kiosks, roster
+from platform_server.services import batches, check_in, identify, keyring, kiosks, roster
 from platform_server.services.context import ServiceContext
 
 if TYPE_CHECKING:
@@ -210,6 +210,32 @@ def seed(
     for kiosk_id in kiosk_ids:
         kiosks.register_kiosk(uow, ctx, kiosk_id, name=f"终端{kiosk_id}", location="大堂", batch_code=batch_code)
     return Seeded(url, uow, ctx, batch_code, ids, band_list, room_numbers, list(kiosk_ids))
+
+
+def check_in_expert(s: Seeded, n: int, *, kiosk: str = "K1") -> check_in.CompleteResult:
+    """Expert n identified (ID only) and checked in at `kiosk` with band n and a new card, through the services."""
+    found = identify.identify(
+        s.new_uow(),
+        s.ctx,
+        identify.IdentifyCommand(
+            request_id=f"identify-{n}-{kiosk}", kiosk_id=kiosk, batch_code=s.batch_code, id_number=s.ids[n]
+        ),
+    )
+    assert found.identification_token, found.refusal
+    return check_in.complete_check_in(
+        s.new_uow(),
+        s.ctx,
+        check_in.CompleteCommand(
+            request_id=f"complete-{n}-{kiosk}",
+            kiosk_id=kiosk,
+            identification_token=found.identification_token,
+            use_card_on_file=False,
+            new_card_pan=luhn_pan(n=n),
+            card_source="CHIP",
+            signature_png=signature_png(),
+            band_uid=s.bands[n][0],
+        ),
+    )
 
 
 def face_image(person: str) -> bytes:

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from platform_server.db.models import AuditEntry, Kiosk
 from platform_server.errors import InvalidRequestError, NotFoundError
-from platform_server.services import alerts, cases, check_in, identify, kiosks, stock_forecast
-from tests.unit.platform_server.support import Clock, Seeded, luhn_pan, seed, signature_png
+from platform_server.services import alerts, cases, kiosks, stock_forecast
+from tests.unit.platform_server.support import Clock, Seeded, check_in_expert, seed
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,29 +24,6 @@ SETTINGS = alerts.AlertSettings(
 def beat(s: Seeded, kiosk: str, *, arm: str = "ok", pending: int = 0, stock: int = 40) -> None:
     devices = (kiosks.DeviceHealth("arm", arm), kiosks.DeviceHealth("camera", "ok"))
     kiosks.heartbeat(s.new_uow(), s.ctx, kiosks.HeartbeatCommand(kiosk, devices, stock, pending, False, "1.0"))
-
-
-def _check_in(s: Seeded, n: int) -> None:
-    found = identify.identify(
-        s.new_uow(),
-        s.ctx,
-        identify.IdentifyCommand(request_id=f"i{n}", kiosk_id="K1", batch_code=s.batch_code, id_number=s.ids[n]),
-    )
-    done = check_in.complete_check_in(
-        s.new_uow(),
-        s.ctx,
-        check_in.CompleteCommand(
-            request_id=f"c{n}",
-            kiosk_id="K1",
-            identification_token=found.identification_token,
-            use_card_on_file=False,
-            new_card_pan=luhn_pan(n=n),
-            card_source="CHIP",
-            signature_png=signature_png(),
-            band_uid=s.bands[n][0],
-        ),
-    )
-    assert done.refusal is None
 
 
 def rules(views: list[alerts.AlertView]) -> list[tuple[str, str]]:
@@ -99,7 +76,7 @@ def test_stock_predicted_empty_from_the_check_in_pace(tmp_path: Path) -> None:
     clock = Clock()
     s = seed(f"sqlite:///{tmp_path / 'p.db'}", clock=clock, kiosk_ids=["K1"])
     for n in range(3):  # 3 check-ins in the last 30 min: 6 an hour
-        _check_in(s, n)
+        assert check_in_expert(s, n).refusal is None
         clock.advance(60)
     beat(s, "K1", stock=2)  # 2 bands at 6 an hour: 20 minutes
     f = stock_forecast.uow_forecast(s.new_uow(), clock(), window_s=1800)["K1"]
