@@ -241,14 +241,26 @@ class DriverTransaction:
             if gate is not None:
                 gate.leave()
 
+    def _driver_sql(self, sql: str) -> str:
+        """`:name` parameters as the driver wants them (psycopg: `%(name)s`), converted once per text."""
+        if not self.postgres:
+            return sql
+        text = self._pyformat_cache.get(sql)
+        if text is None:
+            text = self._pyformat_cache.setdefault(sql, self._PYFORMAT.sub(r"%(\1)s", sql))
+        return text
+
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """Run one statement in the transaction; the driver's cursor."""
+        return self.raw.execute(self._driver_sql(sql), params or {})
+
+    def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
+        """Run one statement for each parameter set in one driver call (psycopg pipelines them)."""
         if self.postgres:
-            text = self._pyformat_cache.get(sql)
-            if text is None:
-                text = self._pyformat_cache.setdefault(sql, self._PYFORMAT.sub(r"%(\1)s", sql))
-            return self.raw.execute(text, params or {})
-        return self.raw.execute(sql, params or {})
+            with self.raw.cursor() as cursor:
+                cursor.executemany(self._driver_sql(sql), params)
+            return
+        self.raw.executemany(sql, params)
 
     def commit(self) -> None:
         """Commit, then run the after-commit callbacks."""

@@ -10,6 +10,7 @@ from platform_server.services import audit_chain
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Mapping, Sequence
 
     from platform_server.db.unit_of_work import SqlTransaction, UnitOfWork
 
@@ -53,6 +54,11 @@ def record(
             kiosk_time=kiosk_time,
         ),
     )
+
+
+def record_many(uow: UnitOfWork, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Append several entries (each built by entry()) in the caller's transaction, in their order."""
+    audit_chain.append_many_uow(uow, entries)
 
 
 def record_sql(

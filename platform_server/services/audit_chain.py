@@ -169,13 +169,31 @@ def append_uow(uow: UnitOfWork, values: Mapping[str, Any]) -> None:
     SQLAlchemy's statement layer costs several times the database work of these three statements, and
     every step of every service writes an entry; the Session's transaction is the same either way.
     """
+    append_many_uow(uow, [values])
+
+
+def append_many_uow(uow: UnitOfWork, entries: Sequence[Mapping[str, Any]]) -> None:
+    """append() of several entries in a unit of work's transaction, in their order.
+
+    On PostgreSQL the sealed entries go in one driver call (the UWB worker records a whole claim's
+    acknowledgements at once); on SQLite each takes its place in turn.
+    """
     connection = uow.session.connection()  # begins the transaction (BEGIN IMMEDIATE on SQLite)
     driver = unit_of_work.DriverTransaction(connection.engine)
     driver.raw = connection.connection.driver_connection
-    bound = {**values, "occurred_at": driver.timestamp(values["occurred_at"])}
-    if values["kiosk_time"] is not None:
-        bound["kiosk_time"] = driver.timestamp(values["kiosk_time"])
-    append(driver.execute, key_for(connection.engine), values, bound, postgres=driver.postgres)
+    key = key_for(connection.engine)
+    bound_entries = []
+    for values in entries:
+        bound = {**values, "occurred_at": driver.timestamp(values["occurred_at"])}
+        if values["kiosk_time"] is not None:
+            bound["kiosk_time"] = driver.timestamp(values["kiosk_time"])
+        bound_entries.append(bound)
+    if driver.postgres and len(entries) > 1:
+        sealed = [{**bound, "mac": seal(key, values)} for values, bound in zip(entries, bound_entries, strict=True)]
+        driver.execute_many(INSERT_SEALED_SQL, sealed)
+        return
+    for values, bound in zip(entries, bound_entries, strict=True):
+        append(driver.execute, key, values, bound, postgres=driver.postgres)
 
 
 def start_chain(connection: sa.Connection, key: bytes) -> int:

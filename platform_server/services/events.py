@@ -15,6 +15,7 @@ from platform_server.services.views import CheckInView, check_in_views
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Sequence
 
     from platform_server.db.unit_of_work import SqlTransaction, UnitOfWork
     from platform_server.services.cases import CaseView
@@ -76,19 +77,54 @@ def append(
 
     Call this as the last write before commit: on PostgreSQL it holds the shared event-order lock until then.
     """
+    append_many(
+        uow,
+        ctx,
+        [
+            NewEvent(
+                batch_id=batch_id,
+                kind=kind,
+                at=at,
+                kiosk_id=kiosk_id,
+                check_in_pk=check_in_pk,
+                refusal_reason=refusal_reason,
+                needs_staff_case_pk=needs_staff_case_pk,
+            )
+        ],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One event to append (append_many)."""
+
+    batch_id: int
+    kind: EventKind
+    at: dt.datetime
+    kiosk_id: str = ""
+    check_in_pk: int | None = None
+    refusal_reason: str | None = None
+    needs_staff_case_pk: int | None = None
+
+
+def append_many(uow: UnitOfWork, ctx: ServiceContext, new: Sequence[NewEvent]) -> None:
+    """append() of several events in one statement call (the UWB worker's acknowledgements of a claim)."""
     if uow.is_postgres:
         uow.execute(_LOCK_SHARED, {"lock": _EVENT_ORDER_LOCK})
     uow.execute(
         _INSERT_EVENT_TEXT,
-        {
-            "batch_id": batch_id,
-            "kind": kind.value,
-            "kiosk_id": kiosk_id,
-            "check_in_id": check_in_pk,
-            "refusal_reason": refusal_reason,
-            "occurred_at": at,
-            "needs_staff_case_id": needs_staff_case_pk,
-        },
+        [
+            {
+                "batch_id": e.batch_id,
+                "kind": e.kind.value,
+                "kiosk_id": e.kiosk_id,
+                "check_in_id": e.check_in_pk,
+                "refusal_reason": e.refusal_reason,
+                "occurred_at": e.at,
+                "needs_staff_case_id": e.needs_staff_case_pk,
+            }
+            for e in new
+        ],
     )
     uow.after_commit(ctx.bell.ring)
 
