@@ -52,7 +52,7 @@ COLUMNS = (
 AUDIT_KEY_BYTES = 32
 RETENTION_YEARS = 3  # nothing in the audit log is deleted before this (and the platform deletes nothing)
 
-# Taking the next place: the row lock this UPDATE takes is held until the writer commits.
+# SQLite: the writer takes the next place in its own transaction (the write lock orders writers).
 ADVANCE_SQL = "UPDATE audit_chain SET seq = seq + 1 WHERE id = 1 RETURNING seq, mac"
 SET_TIP_SQL = "UPDATE audit_chain SET mac = :mac, tip_mac = :tip_mac WHERE id = 1"
 INSERT_SQL = (
@@ -188,7 +188,7 @@ def append_many_uow(uow: UnitOfWork, entries: Sequence[Mapping[str, Any]]) -> No
         if values["kiosk_time"] is not None:
             bound["kiosk_time"] = driver.timestamp(values["kiosk_time"])
         bound_entries.append(bound)
-    if driver.postgres and len(entries) > 1:
+    if driver.postgres:
         sealed = [{**bound, "mac": seal(key, values)} for values, bound in zip(entries, bound_entries, strict=True)]
         driver.execute_many(INSERT_SEALED_SQL, sealed)
         return

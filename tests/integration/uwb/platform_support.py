@@ -9,8 +9,7 @@ import sqlalchemy as sa
 
 from platform_server.db.models import CheckIn, Room, UwbDelivery, Wristband
 from platform_server.services import check_in as check_in_svc
-from platform_server.services import identify as identify_svc
-from tests.unit.platform_server.support import Seeded, luhn_pan, signature_png
+from tests.unit.platform_server.support import Seeded, check_in_expert
 
 
 @dataclass(frozen=True)
@@ -25,22 +24,10 @@ class Made:
 
 def check_in(seeded: Seeded, expert: int, band: int) -> Made:
     """Identify expert `expert` and complete the check-in with band `band` (ID-only batch)."""
-    ident = identify_svc.identify(
-        seeded.new_uow(),
-        seeded.ctx,
-        identify_svc.IdentifyCommand(uuid.uuid4().hex, "K1", seeded.batch_code, seeded.ids[expert]),
-    )
-    assert ident.refusal is None, ident.refusal
-    uid = seeded.bands[band][0]
-    done = check_in_svc.complete_check_in(
-        seeded.new_uow(),
-        seeded.ctx,
-        check_in_svc.CompleteCommand(
-            uuid.uuid4().hex, "K1", ident.identification_token, False, luhn_pan(n=expert), "CHIP", signature_png(), uid
-        ),
-    )
+    done = check_in_expert(seeded, expert, band=band)
     assert done.refusal is None, done.refusal
     assert done.check_in is not None
+    uid = seeded.bands[band][0]
     return Made(done.check_in.check_in_id, done.check_in.room_number, int(done.check_in.uwb_tag_id, 16), uid)
 
 

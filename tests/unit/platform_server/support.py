@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import io
 import random
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -212,13 +213,13 @@ def seed(
     return Seeded(url, uow, ctx, batch_code, ids, band_list, room_numbers, list(kiosk_ids))
 
 
-def check_in_expert(s: Seeded, n: int, *, kiosk: str = "K1") -> check_in.CompleteResult:
-    """Expert n identified (ID only) and checked in at `kiosk` with band n and a new card, through the services."""
+def check_in_expert(s: Seeded, n: int, *, band: int | None = None, kiosk: str = "K1") -> check_in.CompleteResult:
+    """Expert n identified (ID only) and checked in at `kiosk` with band `band` (default n) and a new card."""
     found = identify.identify(
         s.new_uow(),
         s.ctx,
         identify.IdentifyCommand(
-            request_id=f"identify-{n}-{kiosk}", kiosk_id=kiosk, batch_code=s.batch_code, id_number=s.ids[n]
+            request_id=uuid.uuid4().hex, kiosk_id=kiosk, batch_code=s.batch_code, id_number=s.ids[n]
         ),
     )
     assert found.identification_token, found.refusal
@@ -226,14 +227,14 @@ def check_in_expert(s: Seeded, n: int, *, kiosk: str = "K1") -> check_in.Complet
         s.new_uow(),
         s.ctx,
         check_in.CompleteCommand(
-            request_id=f"complete-{n}-{kiosk}",
+            request_id=uuid.uuid4().hex,
             kiosk_id=kiosk,
             identification_token=found.identification_token,
             use_card_on_file=False,
             new_card_pan=luhn_pan(n=n),
             card_source="CHIP",
             signature_png=signature_png(),
-            band_uid=s.bands[n][0],
+            band_uid=s.bands[n if band is None else band][0],
         ),
     )
 
