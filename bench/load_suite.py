@@ -29,6 +29,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -290,6 +292,10 @@ class Target:
     def fault(self, kind: str, log: list[str]) -> None:  # noqa: ARG002  (the targets' faults log)
         raise SystemExit(f"fault {kind} is not available on {self.name}")
 
+    def write_lock(self) -> dict[str, float] | None:
+        """The platform's SQLite write-lock counters from its /metrics (None: not SQLite, or unreachable)."""
+        return None
+
 
 def _env(key: str, uwb_url: str, faces_processes: int | None) -> dict[str, str]:
     """The platform's settings; an ID-only run (faces_processes None) loads no face models."""
@@ -327,7 +333,11 @@ class SqliteTarget(Target):
         self.key = key
         self.port = ports.free_port()  # below the ephemeral range: (re)started on it later
         self.address = f"127.0.0.1:{self.port}"
-        self._env = _env(key, uwb_url, faces_processes) | {"PLATFORM_DB_URL": self.url}
+        self.health_port = ports.free_port()
+        self._env = _env(key, uwb_url, faces_processes) | {
+            "PLATFORM_DB_URL": self.url,
+            "PLATFORM_SERVER_HEALTH_LISTEN": f"127.0.0.1:{self.health_port}",
+        }
         self._log = tmp / "platform.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -345,6 +355,15 @@ class SqliteTarget(Target):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(60)
+
+    def write_lock(self) -> dict[str, float] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/metrics", timeout=10) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return None
+        found = re.findall(r"^platform_sqlite_write_(\w+)_total (\S+)$", text, re.MULTILINE)
+        return {name: float(value) for name, value in found} or None
 
     def fault(self, kind: str, log: list[str]) -> None:
         if kind != "kill-platform":
@@ -784,7 +803,9 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
             else:
                 target.fault(args.fault, fault_log)
 
+        lock_before = target.write_lock()
         out, counts, secs = run_kiosks(plan, args.client_processes, inject)
+        lock_after = target.write_lock()
         wait_uwb(target.url, 60)
         records = count_records(target.url, out["seen"], gateway_back[0] if gateway_back else None)
         records |= audit_records(target.url, key, 30)
@@ -825,6 +846,13 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         "error_samples": out["error_samples"][:12],
         "fault_log": fault_log,
     }
+    if lock_before and lock_after and args.fault != "kill-platform":
+        # The serving process's SQLite write lock over the check-ins (not across a restart: counts start again).
+        txs = lock_after["transactions"] - lock_before["transactions"]
+        held = lock_after["lock_held_seconds"] - lock_before["lock_held_seconds"]
+        row["write_lock_busy"] = round(held / secs, 3)
+        row["write_lock_ms_per_transaction"] = round(held / txs * 1000, 3) if txs else float("nan")
+        row["write_transactions_per_check_in"] = round(txs / ok, 2) if ok else float("nan")
     if args.mode == "flat":
         row["ratio_vs_echo_bound"] = round(ok / secs / (echo_calls_per_s / 2), 3)
     else:

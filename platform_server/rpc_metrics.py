@@ -20,12 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 from platform_server.face.api import FaceImageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
+    from prometheus_client.metrics_core import Metric
+
+    from platform_server.db.engine import WriteGate
     from platform_server.face.api import FaceVerdict, FaceVerifier, LivenessChecker, LivenessEvidence, LivenessVerdict
     from platform_server.services.context import ServiceContext
 
@@ -72,6 +76,12 @@ class RpcMetrics:
             buckets=FACE_BUCKETS,
             registry=self.registry,
         )
+        self.write_gate: WriteGate | None = None  # the SQLite platform's, read at each scrape
+        self.registry.register(_WriteGateCollector(self))
+
+    def watch_write_gate(self, gate: WriteGate | None) -> None:
+        """Report this SQLite write gate's figures (None, as on PostgreSQL: none reported)."""
+        self.write_gate = gate
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text format and its content type."""
@@ -82,6 +92,35 @@ class RpcMetrics:
         verifier = TimedFaceVerifier(ctx.face_verifier, self) if ctx.face_verifier is not None else None
         checker = TimedLivenessChecker(ctx.liveness_checker, self) if ctx.liveness_checker is not None else None
         return dataclasses.replace(ctx, face_verifier=verifier, liveness_checker=checker)
+
+
+class _WriteGateCollector:
+    """The SQLite write lock's use as counters: rate(held seconds) near 1 means the platform is at its limit."""
+
+    def __init__(self, metrics: RpcMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        """Counters from the gate's figures now (nothing without a SQLite gate)."""
+        gate = self._metrics.write_gate
+        if gate is None:
+            return
+        f = gate.figures()
+        for name, text, value in (
+            ("platform_sqlite_write_transactions", "Write transactions of this process (SQLite)", f.transactions),
+            (
+                "platform_sqlite_write_lock_held_seconds",
+                "Time this process's writers held the SQLite write lock (as a rate: its busy share)",
+                f.held_s,
+            ),
+            ("platform_sqlite_write_lock_wait_seconds", "Time this process's writers queued for it", f.waited_s),
+            (
+                "platform_sqlite_write_lock_timeouts",
+                "Writers that stopped queueing after the busy timeout and went on to SQLite's own wait",
+                f.timeouts,
+            ),
+        ):
+            yield CounterMetricFamily(name, text, value=value)
 
 
 _SideBySide = tuple["LivenessVerdict", "FaceVerdict | FaceImageError"]

@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from platform_server import bootstrap, rpc_metrics, uwb_process
 from platform_server.audit_chainer import AuditChainer
 from platform_server.config import check_for_serving, check_kiosk_identity_setting
+from platform_server.db.engine import write_gate
 from platform_server.errors import ConfigError
 from platform_server.grpc_api.kiosk import KioskServicer
 from platform_server.grpc_api.limits import RequestLimitsInterceptor, configured
@@ -142,6 +143,7 @@ def create_server(
         platform = bootstrap.build(config)
     max_bytes = config.server.max_message_bytes
     metrics = metrics or rpc_metrics.DEFAULT
+    metrics.watch_write_gate(write_gate(platform.engine))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.server.max_workers, thread_name_prefix="rpc"),
         # Limits first: a malformed request is refused before anything is written, the audit of an

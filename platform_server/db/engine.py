@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,16 @@ MIGRATION_LOCK = 0x4D494752  # "MIGR"
 _GATE_HELD = "write_gate_held"
 
 
+@dataclass(frozen=True, slots=True)
+class WriteGateFigures:
+    """What a process's SQLite writers did at its WriteGate since it was made (for /metrics)."""
+
+    transactions: int  # write transactions that held the gate
+    held_s: float  # their time holding it: per second of wall time, how busy the one write lock was
+    waited_s: float  # time writers spent queueing for it
+    timeouts: int  # writers that gave up queueing after the busy timeout (then SQLite's own wait)
+
+
 class WriteGate:
     """SQLite writers of one process queue on a lock here, each woken the moment the one before finishes.
 
@@ -40,24 +52,45 @@ class WriteGate:
     at once the write lock sat free while its waiters slept, and an unlucky call waited seconds. Queued
     here first, the BEGIN IMMEDIATE that follows finds the lock free (unless another process holds it:
     then SQLite's busy timeout applies, as before). The wait is bounded: past the busy timeout a writer
-    goes on without the gate, to SQLite's own wait.
+    goes on without the gate, to SQLite's own wait. It also counts its use (figures()): the share of
+    time the lock is held is how near its limit a SQLite platform runs.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Updated by the holder only (after acquiring, before releasing): the lock orders the updates.
+        self._transactions = 0
+        self._held_s = 0.0
+        self._waited_s = 0.0
+        self._entered_at = 0.0
+        self._timeouts = 0
+        self._timeouts_lock = threading.Lock()  # a writer that gave up holds no gate to order its count
 
     def enter(self) -> bool:
         """Wait for the gate (bounded); True when this caller now holds it and must leave() it."""
-        return self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        asked = time.perf_counter()
+        if not self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            with self._timeouts_lock:
+                self._timeouts += 1
+            return False
+        self._entered_at = now = time.perf_counter()
+        self._waited_s += now - asked
+        return True
 
     def leave(self) -> None:
         """Let the next writer in."""
+        self._held_s += time.perf_counter() - self._entered_at
+        self._transactions += 1
         self._lock.release()
 
     @property
     def held(self) -> bool:
         """True while a writer of this process holds the gate."""
         return self._lock.locked()
+
+    def figures(self) -> WriteGateFigures:
+        """The counts so far (read without the lock: each figure may lag the others by one writer)."""
+        return WriteGateFigures(self._transactions, self._held_s, self._waited_s, self._timeouts)
 
 
 _GATES: weakref.WeakKeyDictionary[sa.Dialect, WriteGate] = weakref.WeakKeyDictionary()

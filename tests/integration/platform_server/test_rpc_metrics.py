@@ -119,3 +119,29 @@ def test_serves_health_port_carries_the_process_metrics() -> None:
         assert draining.value.code == 503
     finally:
         health.close()
+
+
+def test_the_sqlite_write_lock_counters_move_with_each_write(
+    served: tuple[Running, kiosk_pb2_grpc.KioskServiceStub, HealthEndpoint, RpcMetrics],
+) -> None:
+    """Each identify writes one transaction; its time holding the write lock is counted (the busy share)."""
+    running, kiosk, health, _metrics = served
+    s = running.seeded
+    before = scrape(health)
+    for n in range(3):
+        answer = kiosk.IdentifyExpert(identify_request("K1", s.batch_code, s.ids[n]))
+        assert answer.identification_token
+    after = scrape(health)
+    moved = {name: after[name] - before[name] for name in after if name.startswith("platform_sqlite_write")}
+    # Each identify writes once (its answer and audit entry); nothing else writes meanwhile.
+    assert moved["platform_sqlite_write_transactions_total"] == 3
+    assert moved["platform_sqlite_write_lock_held_seconds_total"] > 0
+    assert moved["platform_sqlite_write_lock_wait_seconds_total"] >= 0
+    assert after["platform_sqlite_write_lock_timeouts_total"] == 0
+
+
+def test_no_write_lock_counters_without_a_sqlite_gate() -> None:
+    """PostgreSQL has no write gate: the scrape then names none of its counters."""
+    metrics = RpcMetrics()
+    metrics.watch_write_gate(None)
+    assert b"platform_sqlite_write" not in metrics.render()[0]

@@ -7,6 +7,8 @@ a commit, a driver transaction, and reads that must not take it at all.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -108,3 +110,39 @@ def test_a_failed_begin_leaves_the_gate(engine: sa.Engine, tmp_path: Path) -> No
             assert not gate.held
     finally:
         other.dispose()
+
+
+def test_the_gate_counts_its_transactions_and_their_time_holding_it(engine: sa.Engine) -> None:
+    gate = _gate(engine)
+    before = gate.figures()
+    uow = UnitOfWork(make_session_factory(engine))
+    holding: list[float] = []
+
+    def write(d: DriverTransaction) -> None:
+        started = time.perf_counter()  # the gate is already held: the count covers at least this
+        d.execute("INSERT INTO t VALUES (1)")
+        d.commit()
+        holding.append(time.perf_counter() - started)
+
+    run_driver_transaction(uow, write)
+    with uow.driver_transaction(read_only=True) as d:
+        d.execute("SELECT count(*) FROM t").fetchone()  # a read: not counted
+    after = gate.figures()
+    assert after.transactions - before.transactions == 1
+    assert after.held_s - before.held_s >= holding[0]
+    assert after.waited_s >= before.waited_s
+    assert after.timeouts == before.timeouts == 0
+
+
+def test_a_writer_that_stops_queueing_is_counted(engine: sa.Engine) -> None:
+    gate = _gate(engine)
+    assert gate.enter()
+    try:
+        gave_up: list[bool] = []
+        other = threading.Thread(target=lambda: gave_up.append(gate.enter()))
+        other.start()
+        other.join(timeout=60)  # its own bound (the busy timeout, 2 s) ends the wait
+        assert gave_up == [False]
+        assert gate.figures().timeouts == 1
+    finally:
+        gate.leave()
