@@ -58,6 +58,10 @@ def test_a_kiosk_network_cut_mid_check_in_loses_nothing() -> None:
     row = run_suite("--target", "sqlite", "--kiosks", "10", "--checkins", "300", "--fault", "net-cut")
     assert_nothing_lost(row)
     assert row["counts"].get("retries_UNAVAILABLE", 0) > 0, "no call was cut"
+    # The serving process's write-lock counters, read from its /metrics around the check-ins: two
+    # write transactions per check-in (identify's record, the completion) and a busy share.
+    assert row["write_transactions_per_check_in"] >= 2.0, row
+    assert 0 < row["write_lock_busy"] <= 1.0, row
 
 
 @pytest.mark.postgres
