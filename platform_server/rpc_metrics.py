@@ -1,5 +1,7 @@
 """The gRPC server's own Prometheus figures: RPC latency per method and code, face and liveness latency.
 
+On SQLite also the one write lock's use (db.engine.WriteGate): transactions, time held and queued.
+
 Face verification is also split into its two parts, as the verifier measured them (in a worker
 process or not): `platform_face_checks_seconds` (decoding the captures, finding one face in each)
 and `platform_face_descriptors_seconds` (the descriptors); the scenario runner reads their _sum and
