@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import faulthandler
 import logging
 import signal
 import threading
@@ -250,6 +251,8 @@ def serve(config: PlatformConfig) -> None:
     # and the default action would kill it without the graceful stop.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # `kill -USR1 <pid>`: every thread's stack to stderr (the log), to see what a stuck stop waits for.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     server_credentials(config)  # a TLS mistake is reported before the database is migrated
     health_http = _health_endpoint(config.server.health_listen)
     platform = _build_serving(config)

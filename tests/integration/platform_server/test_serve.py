@@ -63,18 +63,38 @@ class ServerProcess:
 
     def wait_for(self, pattern: re.Pattern[str], deadline_s: float) -> re.Match[str]:
         """The first stderr line matching `pattern`, waiting at most `deadline_s` (no sleeping)."""
+        match = self._read_until(pattern, deadline_s)
+        if match is not None:
+            return match
+        if self.process.poll() is not None:
+            pytest.fail(f"serve exited with {self.process.wait()} before {pattern.pattern!r}:\n" + self.log)
+        pytest.fail(f"no {pattern.pattern!r} within {deadline_s} s:\n" + self.log)
+
+    def stopped(self, deadline_s: float) -> int:
+        """The exit code once the process ends; past the deadline, fail with its thread stacks and log."""
+        try:
+            return self.process.wait(timeout=deadline_s)  # waits on the process, no polling sleep
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # serve writes every thread's stack to stderr at once
+            self._read_until(re.compile(r"^(Current thread|Thread) 0x"), 10)  # begun: the rest is in the pipe
+            self.kill()
+            pytest.fail(f"serve did not stop within {deadline_s} s; its log and thread stacks:\n{self.rest_of_log()}")
+
+    def _read_until(self, pattern: re.Pattern[str], deadline_s: float) -> re.Match[str] | None:
+        """Stderr lines into the log until one matches `pattern`; None at the deadline or the end of output."""
         end = time.monotonic() + deadline_s
         while (left := end - time.monotonic()) > 0:
             try:
                 line = self.lines.get(timeout=left)
             except queue.Empty:
-                break
+                return None
             if line is None:
-                pytest.fail(f"serve exited with {self.process.wait()} before {pattern.pattern!r}:\n" + self.log)
+                self.lines.put(None)  # the end stays visible to rest_of_log and later reads
+                return None
             self.seen.append(line)
             if match := pattern.search(line):
                 return match
-        pytest.fail(f"no {pattern.pattern!r} within {deadline_s} s:\n" + self.log)
+        return None
 
     def rest_of_log(self) -> str:
         """Everything the process wrote after it ended."""
@@ -232,7 +252,7 @@ def test_serve_answers_health_then_stops_gracefully_on_sigterm_with_a_live_strea
 
     stopped_at = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
-    code = server.process.wait(timeout=GRACE_S + 10)  # waits on the process, no polling sleep
+    code = server.stopped(GRACE_S + 10)
     took = time.monotonic() - stopped_at
     log = server.rest_of_log()
     assert code == 0, log
@@ -243,6 +263,18 @@ def test_serve_answers_health_then_stops_gracefully_on_sigterm_with_a_live_strea
     assert "stopping gracefully" in log
     assert "platform stopped" in log
     assert "Traceback" not in log
+
+
+def test_sigusr1_writes_every_threads_stack_and_serving_goes_on(
+    served: tuple[ServerProcess, int, grpc.Channel],
+) -> None:
+    """What an operator (or the stop test above, on a timeout) sends to see where a process waits."""
+    server, _port, channel = served
+    server.process.send_signal(signal.SIGUSR1)
+    assert server._read_until(re.compile(r"^(Current thread|Thread) 0x"), 30) is not None, server.log
+    assert server._read_until(re.compile(r'File ".*platform_server/server\.py", line \d+ in serve'), 30), server.log
+    answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_production_without_data_key_refuses_to_start_in_one_line(tmp_path: Path) -> None:
