@@ -130,7 +130,7 @@ def test_the_gate_counts_its_transactions_and_their_time_holding_it(engine: sa.E
     after = gate.figures()
     assert after.transactions - before.transactions == 1
     assert after.held_s - before.held_s >= holding[0]
-    assert after.waited_s >= before.waited_s
+    assert after.waited_s > before.waited_s  # the turn was asked for and given: timed, however short
     assert after.timeouts == before.timeouts == 0
 
 
