@@ -33,6 +33,10 @@ MIGRATION_LOCK = 0x4D494752  # "MIGR"
 
 # record_info key: this pooled connection's transaction holds its process's WriteGate.
 _GATE_HELD = "write_gate_held"
+# PostgreSQL: a pooled connection idle at least this long is pinged before use (see _ping_when_idle).
+PG_PING_AFTER_IDLE_S = 0.5
+# ConnectionRecord.info key: when the connection went back to the pool (time.monotonic()).
+_IDLE_SINCE = "idle_since"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +110,17 @@ def is_sqlite(url: str | sa.URL) -> bool:
     return sa.make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
+def make_engine(url: str, *, pool_size: int = 10, ping_after_idle_s: float = PG_PING_AFTER_IDLE_S) -> sa.Engine:
     """Build an engine; on SQLite make every transaction BEGIN IMMEDIATE under WAL.
 
     SQLite's default deferred transactions take the write lock only at the first write, and a reader
     that then wants to write fails at once with SQLITE_BUSY whatever the busy timeout (its snapshot is
     stale). Taking the write lock at BEGIN makes writers queue on the busy timeout instead, so eight
-    kiosks completing at once all get answered.
+    kiosks completing at once all get answered. On PostgreSQL a pooled connection idle for
+    `ping_after_idle_s` is pinged before use (see _ping_when_idle).
     """
     if not is_sqlite(url):
-        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
         @sa.event.listens_for(engine, "connect")
         def _bound_lock_waits(dbapi_connection: Any, _record: Any) -> None:
@@ -124,6 +129,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
                 cursor.execute(f"SET lock_timeout = {PG_LOCK_TIMEOUT_MS}")
             dbapi_connection.commit()
 
+        _ping_when_idle(engine, ping_after_idle_s)
         return engine
     parsed = sa.make_url(url)
     if parsed.database and parsed.database != ":memory:":
@@ -159,6 +165,35 @@ def make_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
 
     _begin_behind_gate(engine)
     return engine
+
+
+def _ping_when_idle(engine: sa.Engine, after_idle_s: float) -> None:
+    """Check a PostgreSQL connection at check-out only when it sat idle in the pool for a while.
+
+    SQLAlchemy's pool_pre_ping pings at every check-out: a round trip for every transaction of a hot
+    path. A connection back from a call that finished moments ago is as alive as a ping would show,
+    so, like HikariCP's alive-bypass window, only one idle for `after_idle_s` (default
+    PG_PING_AFTER_IDLE_S) or more is pinged. One the server dropped within that window fails its
+    first statement, and the unit of work reruns the transaction on a new connection
+    (unit_of_work.is_retryable).
+    """
+
+    @sa.event.listens_for(engine, "checkin")
+    def _note_idle(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None or time.monotonic() - idle_since < after_idle_s:
+            return  # new, or in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as err:
+            # The pool drops this connection and checks out another (or connects anew).
+            raise sa.exc.DisconnectionError(
+                f"pooled connection found dead after {time.monotonic() - idle_since:.0f} s idle"
+            ) from err
 
 
 def _begin_behind_gate(engine: sa.Engine) -> None:

@@ -194,7 +194,8 @@ class DriverTransaction:
         """Bind to the engine's pool; the connection is taken on entering.
 
         `read_only`: one-statement reads (the kiosk gate) that need no write lock: on SQLite no
-        BEGIN IMMEDIATE, so they never queue behind writers.
+        BEGIN IMMEDIATE, so they never queue behind writers; on PostgreSQL in autocommit, each
+        statement its own transaction.
         """
         self._engine = engine
         self.engine = engine
@@ -216,6 +217,9 @@ class DriverTransaction:
             self._after_commit = []
             if not self.postgres and not self._read_only:
                 self.raw.execute("BEGIN IMMEDIATE")  # see db.engine: writers queue at BEGIN, not mid-way
+            elif self.postgres and self._read_only:
+                # A one-statement read is its own transaction: no BEGIN and ROLLBACK round trips.
+                self.raw.autocommit = True
         except BaseException as err:
             self.__exit__(type(err), err, err.__traceback__)
             raise
@@ -230,6 +234,8 @@ class DriverTransaction:
             if fairy is None:
                 return
             try:
+                if self.raw.autocommit:
+                    self.raw.autocommit = False  # as the pool hands connections out
                 self.raw.rollback()  # nothing to undo after a commit
             except Exception:
                 fairy.invalidate()  # a connection that cannot even roll back is not reused
@@ -279,7 +285,7 @@ class _IdleConnections:
 
     The pool's own check-out and check-in cost ~20 µs, a tenth of an identify. A SQLite connection is a
     local file handle that cannot go stale, and each one is rolled back before it is kept. PostgreSQL
-    connections always go back to the pool, whose pre-ping finds one the server has dropped.
+    connections always go back to the pool, which pings one that sat idle (db.engine._ping_when_idle).
     """
 
     KEEP = 4  # of the pool's 10 + 10: Sessions still find plenty
