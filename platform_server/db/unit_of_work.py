@@ -234,7 +234,7 @@ class DriverTransaction:
             if fairy is None:
                 return
             try:
-                if self.raw.autocommit:
+                if self.postgres and self._read_only:
                     self.raw.autocommit = False  # as the pool hands connections out
                 self.raw.rollback()  # nothing to undo after a commit
             except Exception:
