@@ -308,7 +308,6 @@ def _env(key: str, uwb_url: str, faces_processes: int | None) -> dict[str, str]:
         PLATFORM_UWB_RETRY_S="0.5",
         PLATFORM_FACE_PROCESSES=str(faces_processes or 0),
         PLATFORM_SERVER_MAX_WORKERS="64",
-        PLATFORM_DATABASE_POOL_SIZE="20",
         PLATFORM_LOGGING_LEVEL=os.environ.get("LOAD_LOG_LEVEL", "WARNING"),
         # Kiosks as plaintext clients on loopback: the load is the platform's, not TLS handshakes'.
         PLATFORM_SECURITY_INSECURE_KIOSKS="1",

@@ -136,7 +136,7 @@ def build(
     The liveness checker comes from the config only with the configured verifier: a test that passes
     its own verifier gets none (the kiosk's flag is trusted) unless it passes a checker too.
     """
-    engine = make_engine(config.database.url, pool_size=config.database.pool_size)
+    engine = make_engine(config.database.url, pool_size=config.pool_size)
     if migrate:
         upgrade(engine)
     elif not is_up_to_date(engine):

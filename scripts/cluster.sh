@@ -36,7 +36,7 @@ start_postgres() {
   fi
   if ! as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
     as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PGDATA_DIR -c max_connections=300" start >/dev/null
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PGDATA_DIR -c max_connections=500" start >/dev/null
   fi
   local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qtA)
   as_postgres "${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname='checkin'" | grep -q 1 \
@@ -58,7 +58,7 @@ start_replica() {  # $1: replica number (1-based)
   # docs/deploy.md gives the TLS set-up of a real deployment.
   PLATFORM_DB_URL="$DB_URL" PLATFORM_DATA_KEY="$(data_key)" PLATFORM_SECURITY_INSECURE_KIOSKS="${INSECURE_KIOSKS:-1}" \
     PLATFORM_SERVER_HEALTH_LISTEN="127.0.0.1:$(health_port "$port")" PLATFORM_SERVER_DRAIN_S="${DRAIN_S:-3}" \
-    PLATFORM_SERVER_MAX_WORKERS="${MAX_WORKERS:-64}" PLATFORM_DATABASE_POOL_SIZE="${POOL_SIZE:-20}" \
+    PLATFORM_SERVER_MAX_WORKERS="${MAX_WORKERS:-64}" PLATFORM_DATABASE_POOL_SIZE="${POOL_SIZE:-0}" \
     PLATFORM_FACE_PROCESSES="$FACE_PROCESSES" PLATFORM_UWB_PORT="${UWB_PORT:-}" \
     setsid "$ROOT/.venv/bin/platform-server" serve --listen "127.0.0.1:$port" \
     >>"$CLUSTER_DIR/replica-$n.log" 2>&1 </dev/null &
@@ -160,7 +160,7 @@ case "${1:-start}" in
   kill-replica) stop_pidfile "$CLUSTER_DIR/replica-$2.pid" KILL ;;
   start-replica) start_replica "$2"; wait_healthy "$2" ;;
   restart-postgres) as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w restart \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PGDATA_DIR -c max_connections=300" >/dev/null ;;
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PGDATA_DIR -c max_connections=500" >/dev/null ;;
   url) echo "$DB_URL" ;;
   *) echo "usage: $0 start|stop|status|start-postgres|restart-replica N|kill-replica N|start-replica N|restart-postgres|url" >&2; exit 2 ;;
 esac

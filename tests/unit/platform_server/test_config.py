@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from platform_server.bootstrap import build
-from platform_server.config import check_for_serving, load_config
+from platform_server.config import BACKGROUND_CONNECTIONS, check_for_serving, load_config
 from platform_server.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -69,3 +69,24 @@ def test_bootstrap_refuses_production_without_data_key(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="refusing to start"):
         build(config, face_verifier=None)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, 32 + BACKGROUND_CONNECTIONS),  # the defaults: one per request thread, and a few more
+        ({"PLATFORM_SERVER_MAX_WORKERS": "64"}, 64 + BACKGROUND_CONNECTIONS),
+        ({"PLATFORM_SERVER_MAX_WORKERS": "64", "PLATFORM_DATABASE_POOL_SIZE": "20"}, 20),  # as configured
+    ],
+)
+def test_the_pool_follows_the_request_threads_unless_its_size_is_set(environ: dict[str, str], expected: int) -> None:
+    assert load_config(None, environ=environ).pool_size == expected
+
+
+def test_the_engine_is_built_with_the_pool_the_configuration_gives(tmp_path: Path) -> None:
+    config = load_config(None, environ={"PLATFORM_DB_URL": f"sqlite:///{tmp_path / 'p.db'}"})
+    platform = build(config)
+    try:
+        assert platform.engine.pool.size() == config.pool_size  # type: ignore[attr-defined]
+    finally:
+        platform.close()
