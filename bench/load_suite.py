@@ -353,7 +353,17 @@ class SqliteTarget(Target):
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(60)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired as err:
+                # Not left running after a failed run: its stacks to its log (serve's SIGUSR1), then killed.
+                self.proc.send_signal(signal.SIGUSR1)
+                time.sleep(1)  # faulthandler writes from a signal handler: give it a moment before the kill
+                self.proc.kill()
+                self.proc.wait()
+                tail = "\n".join(self._log.read_text(errors="replace").splitlines()[-80:])
+                message = f"the platform did not stop within 60 s of SIGTERM (killed); its log ends:\n{tail}"
+                raise RuntimeError(message) from err
 
     def write_lock(self) -> dict[str, float] | None:
         try:
