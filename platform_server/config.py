@@ -56,7 +56,7 @@ class DatabaseSection:
 
     url: str = _opt(DEFAULT_DB_URL)
     # Connections kept open; 0: one per request thread ([server] max_workers) and BACKGROUND_CONNECTIONS
-    # more, so calls never open and close connections under load (see pool_size_for).
+    # more, so calls never open and close connections under load (PlatformConfig.pool_size).
     pool_size: int = _opt(0, 0, 1000)
 
 

@@ -288,7 +288,7 @@ class _IdleConnections:
     connections always go back to the pool, which pings one that sat idle (db.engine._ping_when_idle).
     """
 
-    KEEP = 4  # of the pool's 10 + 10: Sessions still find plenty
+    KEEP = 4  # of the pool's connections (one per request thread by default): Sessions still find plenty
     _by_engine: ClassVar[weakref.WeakKeyDictionary[sa.Engine, _IdleConnections]] = weakref.WeakKeyDictionary()
 
     def __init__(self, engine: sa.Engine) -> None:
