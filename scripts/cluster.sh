@@ -11,6 +11,9 @@
 #   REPLICA_PORTS ["50061 50062 50063"]   one gRPC port per replica; /health on port + 100
 #   FACE_PROCESSES [-1]    [face] processes per replica (-1: one per core)
 #   UWB_PORT []            the UWB gateway's port URL; every replica starts a worker, one drives it
+#   MAX_WORKERS [64 for one replica, 32 each for more]  request threads per replica: replicas that
+#                          share this machine's cores do better with fewer (docs/deploy.md)
+#   POOL_SIZE [0]          database connections per replica (0: one per request thread + 4)
 #   PLATFORM_DATA_KEY      the data key (a development key is made and kept in CLUSTER_DIR if unset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +29,10 @@ DB_URL="postgresql+psycopg://checkin:checkin@127.0.0.1:${PG_PORT}/checkin"
 
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 health_port() { echo $(($1 + 100)); }
+# Request threads per replica when MAX_WORKERS is unset. Measured here (load suite, 200 kiosks, ID-only):
+# one replica 349-360 check-ins/s with 64 against 207-236 with 32; three replicas 306-340 with 32 or 24
+# against 260-271 with 64 and 162-175 with 12 (docs/performance.md).
+default_max_workers() { if [ "$(n_replicas)" -gt 1 ]; then echo 32; else echo 64; fi; }
 
 start_postgres() {
   mkdir -p "$CLUSTER_DIR"; chmod 755 "$CLUSTER_DIR"
@@ -58,7 +65,7 @@ start_replica() {  # $1: replica number (1-based)
   # docs/deploy.md gives the TLS set-up of a real deployment.
   PLATFORM_DB_URL="$DB_URL" PLATFORM_DATA_KEY="$(data_key)" PLATFORM_SECURITY_INSECURE_KIOSKS="${INSECURE_KIOSKS:-1}" \
     PLATFORM_SERVER_HEALTH_LISTEN="127.0.0.1:$(health_port "$port")" PLATFORM_SERVER_DRAIN_S="${DRAIN_S:-3}" \
-    PLATFORM_SERVER_MAX_WORKERS="${MAX_WORKERS:-64}" PLATFORM_DATABASE_POOL_SIZE="${POOL_SIZE:-0}" \
+    PLATFORM_SERVER_MAX_WORKERS="${MAX_WORKERS:-$(default_max_workers)}" PLATFORM_DATABASE_POOL_SIZE="${POOL_SIZE:-0}" \
     PLATFORM_FACE_PROCESSES="$FACE_PROCESSES" PLATFORM_UWB_PORT="${UWB_PORT:-}" \
     setsid "$ROOT/.venv/bin/platform-server" serve --listen "127.0.0.1:$port" \
     >>"$CLUSTER_DIR/replica-$n.log" 2>&1 </dev/null &
