@@ -38,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -358,21 +357,35 @@ class SqliteTarget(Target):
             except subprocess.TimeoutExpired as err:
                 # Not left running after a failed run: its stacks to its log (serve's SIGUSR1), then killed.
                 self.proc.send_signal(signal.SIGUSR1)
-                time.sleep(1)  # faulthandler writes from a signal handler: give it a moment before the kill
+                self._await_stacks(10)
                 self.proc.kill()
                 self.proc.wait()
                 tail = "\n".join(self._log.read_text(errors="replace").splitlines()[-80:])
                 message = f"the platform did not stop within 60 s of SIGTERM (killed); its log ends:\n{tail}"
                 raise RuntimeError(message) from err
 
+    def _await_stacks(self, deadline_s: float) -> None:
+        """Poll the log (at most `deadline_s`) until faulthandler has begun writing the thread stacks."""
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if re.search(r"^(Current thread|Thread) 0x", self._log.read_text(errors="replace"), re.MULTILINE):
+                return
+            time.sleep(0.05)
+
     def write_lock(self) -> dict[str, float] | None:
+        from sim_world.metrics_client import MetricsError, PlatformMetrics  # noqa: PLC0415
+
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/metrics", timeout=10) as answer:
-                text = answer.read().decode()
-        except OSError:
+            samples = PlatformMetrics(f"http://127.0.0.1:{self.health_port}/metrics", timeout_s=10).scrape().samples
+        except MetricsError:
             return None
-        found = re.findall(r"^platform_sqlite_write_(\w+)_total (\S+)$", text, re.MULTILINE)
-        return {name: float(value) for name, value in found} or None
+        prefix, suffix = "platform_sqlite_write_", "_total"
+        found = {
+            name.removeprefix(prefix).removesuffix(suffix): value
+            for name, value in samples.items()
+            if name.startswith(prefix) and name.endswith(suffix)
+        }
+        return found or None
 
     def fault(self, kind: str, log: list[str]) -> None:
         if kind != "kill-platform":
