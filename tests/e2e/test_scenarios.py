@@ -201,7 +201,10 @@ def test_the_check_in_slip_is_printed_with_the_right_words_and_a_qr_code_the_pla
     assert "6212345678901232" not in text
     image = cv2.imread(slip["png"])
     assert image is not None, slip["png"]
-    decoded, _, _ = cv2.QRCodeDetector().detectAndDecode(image)
+    # OpenCV's classic QRCodeDetector misses about 1 in 100 of these slips (measured: 22 of 2 001 random
+    # codes; the same QR alone decodes) when the text lines around it confuse its finder-pattern search;
+    # the ArUco-based detector read all 2 001, as a handheld desk scanner does.
+    decoded, _, _ = cv2.QRCodeDetectorAruco().detectAndDecode(image)
     assert decoded == slip["code"]
     assert f"验证码 Code: {decoded[:4]}-{decoded[4:]}" in text
     shown = subprocess.run(
