@@ -10,34 +10,18 @@ import pytest
 from expertcheckin.v1 import organiser_pb2
 
 from checkin.flow.models import DeviceState, ServiceHealth
-from checkin.flow.printing import PaperState, SlipFacts, SlipOutcome
+from checkin.flow.printing import PaperState, SlipOutcome
 from checkin.flow.runtime import HeartbeatSender
 from checkin.platform_client import PlatformClient
 from checkin.slip_printer import ReceiptPrinterAdapter
 from receipt_printer.simulator import PrinterSimulator
 from tests.integration.kiosk.fake_platform import settings_for
 from tests.support.platform import Running, start, stop
+from tests.support.slips import EXAMPLE_SLIP
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
-
-FACTS = SlipFacts(
-    batch_code="B1",
-    batch_name="市政工程评标",
-    expert_name="张伟",
-    id_number_masked="1101**********0010",
-    kiosk_id="K1",
-    slip_serial=7,
-    checked_in_at="2026-03-09 08:15",
-    hotel_name="国际饭店",
-    room_number="1201",
-    evaluation_venue="第2评标室",
-    evaluation_start="2026-03-09 09:30",
-    band_tag_id="204C",
-    card_masked="621234******1232",
-    slip_code="K7M2P9QX",
-)
 
 
 class Stock:
@@ -78,7 +62,7 @@ def print_and_wait(printer: ReceiptPrinterAdapter) -> SlipOutcome:
         outcomes.append(outcome)
         finished.set()
 
-    printer.print_slip(FACTS, done)
+    printer.print_slip(EXAMPLE_SLIP, done)
     assert finished.wait(30), "the print job never ended"
     return outcomes[0]
 

@@ -6,35 +6,18 @@ The codes below are ones the classic ``cv2.QRCodeDetector`` misses on a full sli
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from receipt_printer.driver import ReceiptPrinter
-from receipt_printer.slip_layout import SlipContent, build_slip
+from receipt_printer.slip_layout import build_slip
+from tests.support.slips import EXAMPLE_SLIP
 
 if TYPE_CHECKING:
     from receipt_printer.simulator import PrinterSimulator
-
-
-def _facts(code: str) -> SlipContent:
-    return SlipContent(
-        batch_code="E2E-2026-001",
-        batch_name="市政道路工程评标",
-        expert_name="张伟",
-        id_number_masked="1101**********0010",
-        kiosk_id="K1",
-        slip_serial=12,
-        checked_in_at="2026-12-05 10:00",
-        hotel_name="国际饭店",
-        room_number="1201",
-        evaluation_venue="评标中心三楼301",
-        evaluation_start="2026-12-06 09:00",
-        band_tag_id="BAND-0001",
-        card_masked="621234******1232",
-        slip_code=code,
-    )
 
 
 @pytest.mark.parametrize("code", ["588YJEYG", "BHNNXR7E", "JHNR4EDT", "K7M2P9QX"])
@@ -42,7 +25,7 @@ def test_the_slips_qr_code_reads_back_from_the_whole_slip(sim: PrinterSimulator,
     import cv2  # noqa: PLC0415 - only the picture tests read images
 
     with ReceiptPrinter.open(sim.url, timeout=2.0) as printer:
-        printer.print_receipt(build_slip(_facts(code)))
+        printer.print_receipt(build_slip(dataclasses.replace(EXAMPLE_SLIP, slip_code=code)))
     slip = sim.wait_for_slips(1, timeout=10)[0]
     assert slip.complete
     assert slip.qr_payloads == [code]
