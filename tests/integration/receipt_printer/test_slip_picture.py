@@ -1,4 +1,4 @@
-"""The printed check-in slip's QR code reads back from the slip's picture, whatever the code.
+"""The printed check-in slip's QR code reads back from the whole slip's picture, with codes a weaker reader misses.
 
 A handheld desk scanner reads the whole slip, text and all; OpenCV's ArUco-based QR detector stands in for it.
 The codes below are ones the classic ``cv2.QRCodeDetector`` misses on a full slip (about 1 in 100 random codes).
