@@ -342,8 +342,10 @@ class ScenarioRunner:
             previous = screen
             if screen is Screen.ID_CARD and entered:
                 assert self.world.id_card is not None
-                self.world.id_card.place(_identity(expert))
+                # Timed before the card lands: the kiosk's poll may read it before place() returns (its
+                # log line takes the GIL), which would put the read's end before a time taken after.
                 placed_at = time.monotonic()
+                self.world.id_card.place(_identity(expert))
                 person += placed_at - seen
             elif screen is Screen.FACE and entered:
                 face_started = seen
