@@ -30,7 +30,7 @@ def kind_of(cmdline: str, parent_kind: str) -> str:
         return "serve"
     if "multiprocessing" in cmdline:  # spawned: face workers and UWB delivery by a serving process, kiosks by the suite
         return "children" if parent_kind == "serve" else "kiosks"
-    if cmdline.startswith("postgres"):
+    if Path(cmdline.split(" ", 1)[0]).name.startswith("postgres"):  # the postmaster by path, backends "postgres: ..."
         return "postgres"
     if "haproxy" in cmdline:
         return "haproxy"
