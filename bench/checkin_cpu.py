@@ -30,18 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "proto" / "gen"), str(ROOT / "bench")]
 
 import grpc  # noqa: E402
+from cpu_by_process import process_cpu_s  # noqa: E402
 from expertcheckin.v1 import diagnostics_pb2, diagnostics_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc  # noqa: E402
 from load_suite import SqliteTarget, seed  # noqa: E402
 
 from personal_data.crypto import DataKey  # noqa: E402
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request  # noqa: E402
 from uwb.simulator import GatewaySimulator  # noqa: E402
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, all its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spread(threads: int, items: list[Any], work: Any) -> None:

@@ -37,18 +37,35 @@ def kind_of(cmdline: str, parent_kind: str) -> str:
     return "other"
 
 
-def cpu_seconds(clock_ticks: int) -> dict[int, tuple[str, float]]:
+def stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ..., utime at 11, stime at 12)."""
+    # The command name may hold any bytes (a thread or process may name itself); the numbers are ASCII.
+    return Path(f"/proc/{pid}/stat").read_bytes().decode("ascii", errors="replace").rsplit(")", 1)[1].split()
+
+
+def cpu_s_of(fields: list[str]) -> float:
+    """User + system CPU seconds from a process's stat fields (all its threads)."""
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux /proc)."""
+    return cpu_s_of(stat_fields(pid))
+
+
+def cpu_seconds() -> dict[int, tuple[str, float]]:
     """Each live process's kind and CPU seconds (user + system) so far."""
     seen: dict[int, tuple[str, int, float]] = {}
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
+        pid = int(entry.name)
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(pid)
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:  # the process ended between the listing and the read
             continue
-        seen[int(entry.name)] = (cmdline, int(fields[1]), (int(fields[11]) + int(fields[12])) / clock_ticks)
+        seen[pid] = (cmdline, int(fields[1]), cpu_s_of(fields))
     parents = {pid: kind_of(cmdline, "") for pid, (cmdline, _, _) in seen.items()}
     return {pid: (kind_of(cmdline, parents.get(ppid, "")), seconds) for pid, (cmdline, ppid, seconds) in seen.items()}
 
@@ -58,13 +75,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=120.0, help="how long to sample")
     args = parser.parse_args()
-    clock_ticks = os.sysconf("SC_CLK_TCK")
     print("seconds " + " ".join(f"{k:>8}" for k in KINDS) + "    total", flush=True)
-    before, then = cpu_seconds(clock_ticks), time.monotonic()
+    before, then = cpu_seconds(), time.monotonic()
     start, rows = then, list[dict[str, float]]()
     while then - start < args.seconds:
         time.sleep(1.0)  # the sampling period, not a wait for something
-        now_cpu, now = cpu_seconds(clock_ticks), time.monotonic()
+        now_cpu, now = cpu_seconds(), time.monotonic()
         used = dict.fromkeys(KINDS, 0.0)  # CPU seconds by kind in this second
         for pid, (kind, seconds) in now_cpu.items():
             # A process born in this second counts from zero; one that ended is lost for its last second.
