@@ -155,6 +155,7 @@ def flow_settings(config: KioskConfig) -> FlowSettings:
         timezone=config.timezone,
         start_on_id_card=config.start_on_id_card,
         home_poll_s=min(0.5, config.device_poll_s),
+        platform_busy_wait_s=config.platform.busy_wait_s,
     )
 
 

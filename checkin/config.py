@@ -63,6 +63,7 @@ _SPEC: Mapping[str, Mapping[str, _Option]] = {
         "max_attempts": _Option(int, 4, 1, 10),
         "backoff_initial_s": _Option(float, 0.2, 0.0, 10.0),
         "backoff_max_s": _Option(float, 2.0, 0.0, 60.0),
+        "busy_wait_s": _Option(float, 60.0, 0.0, 600.0),
     },
     "timeouts": {
         "inactivity_s": _Option(float, 60.0, 5.0, 600.0),
@@ -131,6 +132,9 @@ class PlatformSettings:
     max_attempts: int
     backoff_initial_s: float
     backoff_max_s: float
+    #: How long the flow keeps resending an identify the platform answers "busy" (RESOURCE_EXHAUSTED
+    #: with retry-after-ms), each time after the advised wait.
+    busy_wait_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +318,7 @@ def _build(v: dict[str, dict[str, object]]) -> KioskConfig:
             max_attempts=int(str(platform["max_attempts"])),
             backoff_initial_s=float(str(platform["backoff_initial_s"])),
             backoff_max_s=float(str(platform["backoff_max_s"])),
+            busy_wait_s=float(str(platform["busy_wait_s"])),
         ),
         inactivity_s=float(str(t["inactivity_s"])),
         countdown_s=int(str(t["countdown_s"])),

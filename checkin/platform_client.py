@@ -6,6 +6,12 @@ backoff, and always with the request's own request_id, so the platform answers a
 first answer instead of making a second check-in. After the last attempt the caller gets
 PlatformUnavailableError: for a state-changing call that means "outcome unknown", which is what
 the durable queue exists for.
+
+A "busy" answer (RESOURCE_EXHAUSTED with the platform's advised wait in `retry-after-ms`: every face
+worker taken) is not retried here: it becomes PlatformBusyError at once, and the flow sends the same
+request again after the wait, on its own timer, so no worker thread sleeps through it and an expert
+who cancels stops the resending. RESOURCE_EXHAUSTED without that advice (a kiosk slowed down after
+many refusals) stays a PlatformCallError.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from checkin.flow.models import (
     RefusalCode,
     Refused,
 )
-from checkin.flow.ports import PlatformUnavailableError
+from checkin.flow.ports import PlatformBusyError, PlatformUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,6 +63,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# Trailing metadata of the platform's "busy" answer: the wait it advises, in milliseconds (the
+# platform's grpc_api.status_mapping.RETRY_AFTER_KEY; a contract test keeps the two the same).
+RETRY_AFTER_KEY = "retry-after-ms"
 R = TypeVar("R")
 
 
@@ -180,6 +189,21 @@ def build_channel(settings: PlatformSettings) -> grpc.Channel:
     return grpc.secure_channel(settings.address, credentials, options=options)
 
 
+def _advised_wait_s(err: grpc.RpcError) -> float | None:
+    """The wait a "busy" answer advises, in seconds; None when it advises none (or nothing readable)."""
+    trailing: tuple[tuple[str, str | bytes], ...] = (
+        err.trailing_metadata() if isinstance(err, grpc.Call) else None
+    ) or ()
+    for key, value in trailing:
+        if key == RETRY_AFTER_KEY:
+            try:
+                millis = int(value)
+            except (TypeError, ValueError):
+                return None
+            return millis / 1000 if millis >= 0 else None
+    return None
+
+
 class PlatformClient:
     """KioskService calls as plain functions returning domain values (thread-safe; one channel)."""
 
@@ -199,7 +223,10 @@ class PlatformClient:
     # ---- the retry loop ------------------------------------------------------------------------------
 
     def _call(self, method: str, call: Callable[..., R], request: Any, timeout: float) -> R:
-        """Call with a deadline per attempt; retry UNAVAILABLE/DEADLINE_EXCEEDED with the SAME request."""
+        """Call with a deadline per attempt; retry UNAVAILABLE/DEADLINE_EXCEEDED with the SAME request.
+
+        A "busy" answer with an advised wait raises PlatformBusyError at once (the caller resends).
+        """
         s = self._settings
         delay = s.backoff_initial_s
         last: grpc.RpcError | None = None
@@ -208,6 +235,9 @@ class PlatformClient:
                 return call(request, timeout=timeout)
             except grpc.RpcError as err:
                 code = err.code()
+                advised = _advised_wait_s(err) if code is grpc.StatusCode.RESOURCE_EXHAUSTED else None
+                if advised is not None:
+                    raise PlatformBusyError(f"{method}: {err.details() or 'busy'}", advised) from err
                 if code not in _RETRYABLE:
                     raise PlatformCallError(method, code, err.details() or "") from err
                 last = err

@@ -68,6 +68,10 @@ TEXTS: Mapping[str, tuple[str, str]] = {
     "face.attempt": ("第{n}次，共{max}次", "Try {n} of {max}"),
     "verifying.title": ("正在核验身份，请稍候", "Checking your identity…"),
     "verifying.detail": ("大约需要几秒钟", "This takes a few seconds"),
+    "verifying.busy": (
+        "办理人数较多，正在排队核验，请稍候",
+        "Many people are checking in. Your check is in the queue, please wait",
+    ),
     # Face guidance hints (keys from the camera's capture session)
     "hint.no_face": ("请正视摄像头", "Please look at the camera"),
     "hint.several_faces": ("请一位一位办理", "One person at a time, please"),
@@ -275,6 +279,10 @@ TEXTS: Mapping[str, tuple[str, str]] = {
     "refusal.platform_unavailable": (
         "系统连接中断，请稍后重试或联系现场工作人员",
         "We cannot reach the check-in system. Try again shortly or ask a member of staff",
+    ),
+    "refusal.platform_busy": (
+        "办理人数较多，请稍后重试或联系现场工作人员",
+        "Many people are checking in right now. Try again in a moment or ask a member of staff",
     ),
     "refusal.device_unavailable": (
         "设备暂时无法使用，请联系现场工作人员",

@@ -64,7 +64,12 @@ def sample_views() -> list[tuple[str, View]]:
         ("face", FaceView(hint="too_far", attempt=1)),
         ("face-retry", FaceView(hint="blink_please", attempt=2)),
         ("verifying", VerifyingView()),
+        ("verifying-busy", VerifyingView(busy=True)),
         ("refusal-not_invited", RefusalView(code=RefusalCode.NOT_INVITED, text_key="refusal.not_invited")),
+        (
+            "refusal-platform_busy",
+            RefusalView(code=RefusalCode.PLATFORM_BUSY, text_key="refusal.platform_busy", can_retry=True, step_shown=1),
+        ),
         (
             "refusal-face_mismatch",
             RefusalView(

@@ -10,6 +10,7 @@ entry wipes the expert's data.
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 import zoneinfo
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from checkin.flow.ports import (
     DispensePhase,
     InvalidEntryError,
     NothingPresentedError,
+    PlatformBusyError,
     PlatformUnavailableError,
     UnreadableError,
 )
@@ -77,6 +79,8 @@ if TYPE_CHECKING:
     from checkin.signature import Signature
 
 _LOG = logging.getLogger(__name__)
+# The shortest wait before resending an identify the platform answered "busy" (whatever it advised).
+MIN_BUSY_WAIT_S = 0.2
 
 
 class _SkipBindingNoise(logging.Filter):
@@ -176,6 +180,9 @@ class FlowSettings:
     start_on_id_card: bool = False
     #: How long one ID-card poll at the home screen blocks the worker.
     home_poll_s: float = 0.5
+    #: How long, in all, the kiosk keeps resending an identify the platform answers "busy" (its face
+    #: workers all taken), each time after the wait it advises; then the expert may try again.
+    platform_busy_wait_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +244,9 @@ class _Session:
     band_not_taken: bool = False
     #: The check-in slip: "" (not started), printing, printed, failed.
     slip: str = ""
+    #: The platform answered "busy" in this visit: the waits for it so far, and the screen says so.
+    busy_waited_s: float = 0.0
+    platform_busy: bool = False
 
 
 class _StaffHost:
@@ -699,12 +709,42 @@ class CheckInFlow:
     def on_enter_VERIFYING(self) -> None:  # noqa: N802
         """Send IdentifyExpert (the same request, with its request id, when retrying after no answer)."""
         s = self._require_session()
+        s.busy_waited_s, s.platform_busy = 0.0, False
+        self._send_identify()
+
+    def _send_identify(self) -> None:
+        s = self._require_session()
         request = s.identify_request
         if request is None:  # pragma: no cover - faces_ready always builds one
             raise RuntimeError("VERIFYING without an identify request")
         gen = self._generation
         platform = self._ports.platform
         self._ports.worker.submit(lambda: platform.identify(request), lambda r: self._identify_done(gen, r))
+
+    def _platform_busy(self, gen: int, busy: PlatformBusyError) -> None:
+        """Every face worker of the platform was taken: send the same request again after the advised wait.
+
+        The wait is stretched by up to a quarter at random, so kiosks turned away together do not all
+        come back together. After `platform_busy_wait_s` of waits the expert sees "busy" with 重试.
+        """
+        s = self._require_session()
+        wait = max(busy.retry_after_s, MIN_BUSY_WAIT_S) * random.uniform(1.0, 1.25)
+        if s.busy_waited_s + wait > self._settings.platform_busy_wait_s:
+            self._refuse(Refusal(RefusalCode.PLATFORM_BUSY), step=1, retry_to=Step.VERIFYING)
+            return
+        s.busy_waited_s += wait
+        if not s.platform_busy:
+            s.platform_busy = True
+            self._record("identify", "platform_busy", detail=f"waiting {wait:.1f} s")
+            self._publish()
+
+        def resend() -> None:
+            # While the timer runs no call is out, so VERIFYING is left only by a cancel (a new
+            # generation): a timer that finds this generation in VERIFYING is this wait's own.
+            if not self._stale(gen, Step.VERIFYING):
+                self._send_identify()
+
+        self._ports.scheduler.call_later(wait, resend)
 
     def on_enter_CARD_INSERT(self) -> None:  # noqa: N802
         """Wait for a card in the chip/contactless reader (unless it already failed)."""
@@ -935,6 +975,9 @@ class CheckInFlow:
             s.identified = result
             self._record("identified", "ok")
             self.identified()
+            return
+        if isinstance(result, PlatformBusyError):
+            self._platform_busy(gen, result)
             return
         if isinstance(result, PlatformUnavailableError):
             self._record("identify", "platform_unavailable")

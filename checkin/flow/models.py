@@ -45,6 +45,7 @@ class RefusalCode(StrEnum):
     # Kiosk-side reasons (no platform code)
     NOT_LIVE = "not_live"
     PLATFORM_UNAVAILABLE = "platform_unavailable"
+    PLATFORM_BUSY = "platform_busy"
     DEVICE_UNAVAILABLE = "device_unavailable"
 
 

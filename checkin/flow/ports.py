@@ -57,6 +57,17 @@ class PlatformUnavailableError(Exception):
     """The platform did not answer within the retries; for a state-changing call the outcome is unknown."""
 
 
+class PlatformBusyError(PlatformUnavailableError):
+    """The platform answered "busy, try again in `retry_after_s`" (its face workers were all taken).
+
+    Nothing was done with the request; the flow sends the same request again after the advised wait.
+    """
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 # ---- devices -------------------------------------------------------------------------------------
 
 

@@ -103,10 +103,11 @@ class FaceView(View):
 
 @dataclass(frozen=True, kw_only=True)
 class VerifyingView(View):
-    """Step 1: waiting for the platform."""
+    """Step 1: waiting for the platform; `busy` once it answered that every face worker is taken."""
 
     screen: ClassVar[Screen] = Screen.VERIFYING
     step: ClassVar[int | None] = 1
+    busy: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

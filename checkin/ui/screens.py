@@ -31,6 +31,7 @@ from checkin.flow.views import (
     SignatureView,
     StaffMenuView,
     StaffPinView,
+    VerifyingView,
     View,
 )
 from checkin.texts import TEXTS, Language, text
@@ -380,8 +381,9 @@ class VerifyingRenderer(Renderer):
 
     @override
     def build(self, view: View) -> None:
+        assert isinstance(view, VerifyingView)
         self.main(view, top=180)
-        self.body(text("verifying.detail", view.language), color=th.MUTED)
+        self.body(text("verifying.busy" if view.busy else "verifying.detail", view.language), color=th.MUTED)
 
 
 class RefusalRenderer(Renderer):

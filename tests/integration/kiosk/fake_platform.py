@@ -14,6 +14,8 @@ import grpc
 from expertcheckin.v1 import common_pb2, kiosk_pb2, kiosk_pb2_grpc
 
 from checkin.config import PlatformSettings
+from platform_server.errors import OverloadedError
+from platform_server.grpc_api.status_mapping import maps_errors
 
 
 @dataclass
@@ -25,6 +27,8 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[mi
     fail_next: dict[str, int] = field(default_factory=dict)  # method -> UNAVAILABLE this many times
     hang_next: dict[str, int] = field(default_factory=dict)  # method -> hold past the client's deadline
     status_next: dict[str, grpc.StatusCode] = field(default_factory=dict)
+    busy_next: int = 0  # IdentifyExpert: the platform's own "busy" answer this many times
+    busy_retry_after_s: float = 0.3
     identify_reply: kiosk_pb2.IdentifyExpertResponse | None = None
     complete_refusal: common_pb2.RefusalReason | None = None
     answered: dict[str, kiosk_pb2.CompleteCheckInResponse] = field(default_factory=dict)
@@ -77,8 +81,18 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[mi
         reply.server_time.GetCurrentTime()
         return reply
 
+    @maps_errors
+    def _overloaded(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """The answer of a platform whose face workers are all taken, through the platform's own mapping."""
+        raise OverloadedError("人脸比对繁忙 / face verification is busy", self.busy_retry_after_s)
+
     def IdentifyExpert(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         self._gate("IdentifyExpert", request, context)
+        with self.lock:
+            busy = self.busy_next > 0
+            self.busy_next -= int(busy)
+        if busy:
+            return self._overloaded(request, context)
         if self.identify_reply is not None:
             return self.identify_reply
         return kiosk_pb2.IdentifyExpertResponse(

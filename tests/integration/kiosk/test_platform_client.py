@@ -31,7 +31,7 @@ from checkin.flow.models import (
     RefusalCode,
     Refused,
 )
-from checkin.flow.ports import PlatformUnavailableError
+from checkin.flow.ports import PlatformBusyError, PlatformUnavailableError
 from checkin.platform_client import PlatformCallError, PlatformClient
 from tests.integration.kiosk.fake_platform import FakePlatformServer, settings_for, start_fake_platform
 
@@ -176,6 +176,30 @@ def test_an_error_status_that_retrying_cannot_fix_is_not_retried(
     with pytest.raises(PlatformCallError, match="PERMISSION_DENIED"):
         client.annul_check_in(AnnulRequest("an-1", "ci-1", AnnulReason.BAND_NOT_TAKEN))
     assert len(fake_platform.servicer.calls_to("AnnulCheckIn")) == 1
+
+
+def test_the_platforms_busy_answer_is_platform_busy_with_its_advised_wait_and_is_not_retried_here(
+    client: PlatformClient, fake_platform: FakePlatformServer
+) -> None:
+    # The flow resends after the wait on its own timer (tests/unit/kiosk/test_flow_platform_busy.py),
+    # so the client makes one call and hands the advice over.
+    fake_platform.servicer.busy_next = 1
+    fake_platform.servicer.busy_retry_after_s = 1.7
+    with pytest.raises(PlatformBusyError, match="face verification is busy") as raised:
+        client.identify(identify_request("busy-id"))
+    assert raised.value.retry_after_s == pytest.approx(1.7)
+    assert [r.request_id for r in fake_platform.servicer.calls_to("IdentifyExpert")] == ["busy-id"]
+    assert isinstance(client.identify(identify_request("busy-id")), Identified)
+
+
+def test_resource_exhausted_without_an_advised_wait_is_a_call_error(
+    client: PlatformClient, fake_platform: FakePlatformServer
+) -> None:
+    # A kiosk slowed down after many refused ID cards: staff lift it, resending would not.
+    fake_platform.servicer.status_next["IdentifyExpert"] = grpc.StatusCode.RESOURCE_EXHAUSTED
+    with pytest.raises(PlatformCallError, match="RESOURCE_EXHAUSTED"):
+        client.identify(identify_request())
+    assert len(fake_platform.servicer.calls_to("IdentifyExpert")) == 1
 
 
 def test_annul_context_heartbeat_and_event(client: PlatformClient, fake_platform: FakePlatformServer) -> None:
