@@ -71,4 +71,3 @@ def test_an_expert_who_cancels_while_the_platform_is_busy_stops_the_resending() 
     k.clock.advance(5)
     k.settle()
     assert len(k.platform.identify_requests) == 1
-
