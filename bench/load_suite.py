@@ -140,15 +140,17 @@ def encoding_floor(captures: list[bytes]) -> float:
 def identify_floor(people: list[LiveCapture]) -> float:
     """Seconds of one Identify's face work in this process: the liveness check and the verification.
 
-    Best of three per person, mean over people: the face work each Identify with a face costs the
-    platform (the single-face floor above is the verification alone).
+    Best of three per person, mean over people: the same calls the platform's face workers make for an
+    Identify (face.pool.check_liveness_and_verify: the motion part, the comparison with the compared
+    capture's descriptor, the last frame with that descriptor), one after the other in one process, so
+    the capture is described once, as on the platform (the single-face floor above is the comparison alone).
     """
     from platform_server.face import api  # noqa: PLC0415
     from platform_server.face.dlib_verifier import DlibFaceVerifier  # noqa: PLC0415
     from platform_server.face.liveness_check import DlibLivenessChecker  # noqa: PLC0415
 
     verifier = DlibFaceVerifier()
-    checker = DlibLivenessChecker(verifier=verifier)  # the captures described as the comparison does
+    checker = DlibLivenessChecker(verifier=verifier)
     bests = []
     for live in people:
         reference = verifier.encode_reference(live.reference)
@@ -160,8 +162,9 @@ def identify_floor(people: list[LiveCapture]) -> float:
         best = float("inf")
         for _ in range(3):
             t = time.perf_counter()
-            checker.check(evidence, [live.capture])
-            verifier.verify(reference, [live.capture])
+            checker.motion_part(evidence)
+            _, compared = verifier.verify_and_describe(reference, [live.capture])
+            checker.ends_part(evidence.frames[-1], [live.capture], compared)
             best = min(best, time.perf_counter() - t)
         bests.append(best)
     return sum(bests) / len(bests)
@@ -552,7 +555,9 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
                     if counts[f"retries_{code}"] <= 3:  # what the kiosk was told, to find the source
                         out["error_samples"].append(f"{name}: {code} {err.details()}"[:200])
                 advice = dict(err.trailing_metadata() or ()).get("retry-after-ms")
-                time.sleep(float(advice) / 1000 if advice else delay * (0.5 + random.random()))
+                # A busy answer: the advised wait stretched by up to a quarter, as the kiosk's flow does.
+                wait = float(advice) / 1000 * random.uniform(1.0, 1.25) if advice else delay * (0.5 + random.random())
+                time.sleep(wait)
                 delay = min(delay * 2, 1.0)
                 continue
             with lock:
