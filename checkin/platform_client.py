@@ -46,7 +46,7 @@ from checkin.flow.models import (
 from checkin.flow.ports import PlatformBusyError, PlatformUnavailableError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from checkin.config import PlatformSettings
     from checkin.flow.models import (
@@ -64,7 +64,8 @@ log = logging.getLogger(__name__)
 
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # Trailing metadata of the platform's "busy" answer: the wait it advises, in milliseconds (the
-# platform's grpc_api.status_mapping.RETRY_AFTER_KEY; a contract test keeps the two the same).
+# platform's grpc_api.status_mapping.RETRY_AFTER_KEY; tests/integration/kiosk/test_platform_client.py
+# answers through the platform's own mapping, so the two cannot drift apart unnoticed).
 RETRY_AFTER_KEY = "retry-after-ms"
 R = TypeVar("R")
 
@@ -189,12 +190,12 @@ def build_channel(settings: PlatformSettings) -> grpc.Channel:
     return grpc.secure_channel(settings.address, credentials, options=options)
 
 
-def _advised_wait_s(err: grpc.RpcError) -> float | None:
-    """The wait a "busy" answer advises, in seconds; None when it advises none (or nothing readable)."""
-    trailing: tuple[tuple[str, str | bytes], ...] = (
-        err.trailing_metadata() if isinstance(err, grpc.Call) else None
-    ) or ()
-    for key, value in trailing:
+def advised_wait_s(trailing: Sequence[tuple[str, str | bytes]] | None) -> float | None:
+    """The wait a "busy" answer's trailing metadata advises, in seconds; None when it advises none.
+
+    A value that is not a whole number of milliseconds (or is negative) advises nothing.
+    """
+    for key, value in trailing or ():
         if key == RETRY_AFTER_KEY:
             try:
                 millis = int(value)
@@ -235,7 +236,8 @@ class PlatformClient:
                 return call(request, timeout=timeout)
             except grpc.RpcError as err:
                 code = err.code()
-                advised = _advised_wait_s(err) if code is grpc.StatusCode.RESOURCE_EXHAUSTED else None
+                trailing = err.trailing_metadata() if isinstance(err, grpc.Call) else None
+                advised = advised_wait_s(trailing) if code is grpc.StatusCode.RESOURCE_EXHAUSTED else None
                 if advised is not None:
                     raise PlatformBusyError(f"{method}: {err.details() or 'busy'}", advised) from err
                 if code not in _RETRYABLE:

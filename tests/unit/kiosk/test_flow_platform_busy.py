@@ -1,9 +1,14 @@
-"""The flow when the platform answers "busy" (every face worker taken): wait as advised, resend the same request."""
+"""The flow when the platform answers "busy" (every face worker taken): wait as advised, resend the same request;
+and the client's reading of the advice."""
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from checkin.flow.ports import PlatformBusyError
 from checkin.flow.views import RefusalView, VerifyingView
+from checkin.platform_client import RETRY_AFTER_KEY, advised_wait_s
 from tests.unit.kiosk.fakes import FakeIdentity, Kiosk, identified, make_kiosk
 
 
@@ -71,3 +76,29 @@ def test_an_expert_who_cancels_while_the_platform_is_busy_stops_the_resending() 
     k.clock.advance(5)
     k.settle()
     assert len(k.platform.identify_requests) == 1
+
+
+# ---- the advice in the busy answer's trailing metadata ---------------------------------------------------
+
+_KEYS = st.sampled_from([RETRY_AFTER_KEY, "grpc-status", "x-other", "retry-after"])
+_VALUES = st.one_of(st.integers(-(10**6), 10**9).map(str), st.text(max_size=12), st.binary(max_size=8))
+
+
+@given(st.lists(st.tuples(_KEYS, _VALUES), max_size=5))
+def test_any_trailing_metadata_gives_a_wait_of_zero_or_more_seconds_or_none(
+    trailing: list[tuple[str, str | bytes]],
+) -> None:
+    wait = advised_wait_s(trailing)
+    advice = [value for key, value in trailing if key == RETRY_AFTER_KEY]
+    if wait is None:
+        return
+    assert wait >= 0
+    assert wait == int(advice[0]) / 1000  # the first advice, read as whole milliseconds
+
+
+def test_the_advice_is_read_in_milliseconds_and_a_bad_one_advises_nothing() -> None:
+    assert advised_wait_s(((RETRY_AFTER_KEY, "1500"),)) == 1.5
+    assert advised_wait_s(((RETRY_AFTER_KEY, "-5"),)) is None
+    assert advised_wait_s(((RETRY_AFTER_KEY, "soon"),)) is None
+    assert advised_wait_s((("retry-after", "1500"),)) is None
+    assert advised_wait_s(None) is None
