@@ -528,6 +528,8 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
     import grpc  # noqa: PLC0415
     from expertcheckin.v1 import diagnostics_pb2, diagnostics_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc  # noqa: PLC0415
 
+    from checkin.flow.machine import busy_wait_s  # noqa: PLC0415
+    from checkin.platform_client import advised_wait_s  # noqa: PLC0415
     from tests.integration.platform_server.rpc_helpers import complete_request, identify_request  # noqa: PLC0415
 
     channels = [grpc.insecure_channel(plan.address) for _ in range(4)]
@@ -554,10 +556,9 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
                     counts[f"retries_{code}"] += 1
                     if counts[f"retries_{code}"] <= 3:  # what the kiosk was told, to find the source
                         out["error_samples"].append(f"{name}: {code} {err.details()}"[:200])
-                advice = dict(err.trailing_metadata() or ()).get("retry-after-ms")
-                # A busy answer: the advised wait stretched by up to a quarter, as the kiosk's flow does.
-                wait = float(advice) / 1000 * random.uniform(1.0, 1.25) if advice else delay * (0.5 + random.random())
-                time.sleep(wait)
+                advised = advised_wait_s(err.trailing_metadata())
+                # A busy answer is waited out as the kiosk's flow does; other failures back off.
+                time.sleep(busy_wait_s(advised) if advised is not None else delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)
                 continue
             with lock:

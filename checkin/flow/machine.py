@@ -83,6 +83,14 @@ _LOG = logging.getLogger(__name__)
 MIN_BUSY_WAIT_S = 0.2
 
 
+def busy_wait_s(advised_s: float) -> float:
+    """The wait before resending after a "busy" answer: the advice, stretched by up to a quarter at random.
+
+    So kiosks turned away together do not all come back together (the load suite's kiosks wait alike).
+    """
+    return max(advised_s, MIN_BUSY_WAIT_S) * random.uniform(1.0, 1.25)
+
+
 class _SkipBindingNoise(logging.Filter):
     """transitions warns for every convenience method model_override=True declines to bind; we want that."""
 
@@ -244,9 +252,8 @@ class _Session:
     band_not_taken: bool = False
     #: The check-in slip: "" (not started), printing, printed, failed.
     slip: str = ""
-    #: The platform answered "busy" in this visit: the waits for it so far, and the screen says so.
+    #: The waits for a "busy" platform in this visit to VERIFYING (above 0: the screen says so).
     busy_waited_s: float = 0.0
-    platform_busy: bool = False
 
 
 class _StaffHost:
@@ -709,7 +716,7 @@ class CheckInFlow:
     def on_enter_VERIFYING(self) -> None:  # noqa: N802
         """Send IdentifyExpert (the same request, with its request id, when retrying after no answer)."""
         s = self._require_session()
-        s.busy_waited_s, s.platform_busy = 0.0, False
+        s.busy_waited_s = 0.0
         self._send_identify()
 
     def _send_identify(self) -> None:
@@ -724,17 +731,16 @@ class CheckInFlow:
     def _platform_busy(self, gen: int, busy: PlatformBusyError) -> None:
         """Every face worker of the platform was taken: send the same request again after the advised wait.
 
-        The wait is stretched by up to a quarter at random, so kiosks turned away together do not all
-        come back together. After `platform_busy_wait_s` of waits the expert sees "busy" with 重试.
+        After `platform_busy_wait_s` of waits (busy_wait_s) the expert sees "busy" with 重试.
         """
         s = self._require_session()
-        wait = max(busy.retry_after_s, MIN_BUSY_WAIT_S) * random.uniform(1.0, 1.25)
+        wait = busy_wait_s(busy.retry_after_s)
         if s.busy_waited_s + wait > self._settings.platform_busy_wait_s:
             self._refuse(Refusal(RefusalCode.PLATFORM_BUSY), step=1, retry_to=Step.VERIFYING)
             return
+        first = s.busy_waited_s == 0
         s.busy_waited_s += wait
-        if not s.platform_busy:
-            s.platform_busy = True
+        if first:
             self._record("identify", "platform_busy", detail=f"waiting {wait:.1f} s")
             self._publish()
 

@@ -53,7 +53,7 @@ def session_view(  # noqa: C901, PLR0911, PLR0912 - one branch per screen
     if state is Screen.CAPTURING_FACE:
         return FaceView(hint=s.hint, attempt=s.face_attempt, max_attempts=max_face_attempts, **c)
     if state is Screen.VERIFYING:
-        return VerifyingView(busy=s.platform_busy, **c)
+        return VerifyingView(busy=s.busy_waited_s > 0, **c)
     if state is Screen.REFUSED:
         refusal = s.refusal or Refusal(RefusalCode.UNSPECIFIED)
         key = f"refusal.{refusal.code.value}"
