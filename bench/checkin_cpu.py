@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "proto" / "gen"), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT), str(ROOT / "proto" / "gen")]
 
 import grpc  # noqa: E402
-from cpu_by_process import process_cpu_s  # noqa: E402
 from expertcheckin.v1 import diagnostics_pb2, diagnostics_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc  # noqa: E402
-from load_suite import SqliteTarget, seed  # noqa: E402
 
+from bench.cpu_by_process import process_cpu_s  # noqa: E402
+from bench.load_suite import SqliteTarget, seed  # noqa: E402
 from personal_data.crypto import DataKey  # noqa: E402
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request  # noqa: E402
 from uwb.simulator import GatewaySimulator  # noqa: E402

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import sys
 import tempfile
@@ -29,8 +30,8 @@ from platform_server.console.app import ConsoleSettings  # noqa: E402
 from platform_server.services import accounts  # noqa: E402
 from tests.integration.console.browser import chromium, wait_for  # noqa: E402
 from tests.integration.console.support import PASSWORD, add_person, start_console  # noqa: E402
-from tests.integration.platform_server.conftest import start, stop  # noqa: E402
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request  # noqa: E402
+from tests.support.platform import start, stop  # noqa: E402
 
 OBSERVE = """
 window.seen = {};
@@ -80,7 +81,7 @@ def main() -> None:
                 rpc.append((time.perf_counter() - sent) * 1000)
                 check_in_id = done.check_in.check_in_id
                 assert check_in_id, done
-                seen = wait_for(lambda cid=check_in_id: driver.execute_script(f"return window.seen['{cid}'];"))
+                seen = wait_for(functools.partial(driver.execute_script, f"return window.seen['{check_in_id}'];"))
                 delays.append(float(seen) - returned_ms)
             assert driver.find_element(By.ID, "c-arrived").text == str(n)
         finally:

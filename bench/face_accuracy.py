@@ -33,11 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import face_references
-import liveness_attacks
 import numpy as np
 import typer
 
+from bench import face_references, liveness_attacks
 from platform_server.face.api import FaceImageError
 from platform_server.face.dlib_verifier import (
     DEFAULT_AMBIGUITY_BAND,

@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT)]
 
-from liveness_attacks import _evidence, kiosk_capture  # noqa: E402
-
+from bench.liveness_attacks import _evidence, kiosk_capture  # noqa: E402
 from camera.simulator import make_clip  # noqa: E402
 from checkin.face.face_analysis import FaceAnalyser  # noqa: E402
 from checkin.face.models import LivenessChallenge  # noqa: E402

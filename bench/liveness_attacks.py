@@ -75,6 +75,13 @@ def kiosk_capture(clip: Path, analyser: FaceAnalyser, challenge: LivenessChallen
         camera.close()
 
 
+def _read(path: Path) -> BgrImage:
+    image = cv2.imread(str(path))
+    if image is None:
+        raise SystemExit(f"cannot read {path} as an image")
+    return np.asarray(image, dtype=np.uint8)
+
+
 def _jpeg(image: BgrImage) -> bytes:
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
@@ -83,7 +90,8 @@ def _jpeg(image: BgrImage) -> bytes:
 
 def _jitter(image: BgrImage, rng: np.random.Generator) -> BgrImage:
     height, width = image.shape[:2]
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), rng.uniform(-4, 4), rng.uniform(0.96, 1.04))
+    centre = (width / 2, height / 2)
+    matrix = np.asarray(cv2.getRotationMatrix2D(centre, rng.uniform(-4, 4), rng.uniform(0.96, 1.04)), dtype=np.float64)
     matrix[:, 2] += rng.uniform(-12, 12, size=2)
     return np.asarray(cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT), dtype=np.uint8)
 
@@ -142,7 +150,7 @@ def report(root: Path, limit: int) -> None:  # noqa: C901, PLR0912, PLR0915
                 recordings[challenge] = result
                 frames = [(f.jpeg, f.at_ms) for f in result.challenge_frames]
                 judge("bona fide", _evidence(challenge, frames), list(result.jpeg_frames))
-            still_images = [cv2.imread(str(p)) for p in sorted(still.iterdir())]
+            still_images = [_read(p) for p in sorted(still.iterdir())]
             capture = [_jpeg(still_images[20])]
             for challenge in LivenessChallenge:
                 held = [(_jpeg(still_images[i]), round(i * FRAME_MS)) for i in STILL_FRAMES]

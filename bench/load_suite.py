@@ -446,9 +446,9 @@ class ClusterTarget(Target):
             self.script("restart-postgres")
             log.append(f"{time.monotonic():.1f} PostgreSQL restarted")
         elif kind == "rolling-restart":
-            for n in range(1, self.replicas + 1):
-                self.script("restart-replica", str(n))
-                log.append(f"{time.monotonic():.1f} replica {n} drained, stopped, started")
+            for replica in range(1, self.replicas + 1):
+                self.script("restart-replica", str(replica))
+                log.append(f"{time.monotonic():.1f} replica {replica} drained, stopped, started")
         else:
             super().fault(kind, log)
 
@@ -556,7 +556,7 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
                     counts[f"retries_{code}"] += 1
                     if counts[f"retries_{code}"] <= 3:  # what the kiosk was told, to find the source
                         out["error_samples"].append(f"{name}: {code} {err.details()}"[:200])
-                advised = advised_wait_s(err.trailing_metadata())
+                advised = advised_wait_s(err.trailing_metadata() if isinstance(err, grpc.Call) else None)
                 # A busy answer is waited out as the kiosk's flow does; other failures back off.
                 time.sleep(busy_wait_s(advised) if advised is not None else delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)

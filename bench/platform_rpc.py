@@ -26,8 +26,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "proto" / "gen")]
 
 from expertcheckin.v1 import diagnostics_pb2  # noqa: E402
 
-from tests.integration.platform_server.conftest import start, stop  # noqa: E402
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request  # noqa: E402
+from tests.support.platform import start, stop  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 KIOSK = Path(sys.executable).with_name("checkin-kiosk")
@@ -30,7 +31,7 @@ def one_run(*, printer: bool, keep_slip: Path | None) -> dict[str, object]:
         flag = "--printer" if printer else "--no-printer"
         args = [str(KIOSK), "run-scenario", "scenarios/e2e.toml", "--only", CASE, "--work", str(work), flag]
         done = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
-        line = next(json.loads(x) for x in done.stdout.splitlines() if x.startswith("{"))
+        line: dict[str, Any] = next(json.loads(x) for x in done.stdout.splitlines() if x.startswith("{"))
         if not line["ok"]:
             raise SystemExit(f"run failed: {line}")
         if keep_slip is not None and line.get("slip", {}).get("png"):
