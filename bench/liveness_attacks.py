@@ -116,7 +116,7 @@ def report(root: Path, limit: int) -> None:  # noqa: C901, PLR0912, PLR0915
     skipped: list[str] = []
     started = time.perf_counter()
 
-    passed_attacks: list[str] = []
+    wrong: list[str] = []
     margins: dict[tuple[str, str], list[float]] = {}
 
     def judge(kind: str, evidence: api.LivenessEvidence, captures: list[bytes], what: str = "") -> None:
@@ -126,8 +126,9 @@ def report(root: Path, limit: int) -> None:  # noqa: C901, PLR0912, PLR0915
                 margins.setdefault((kind, measure), []).append(verdict.measures[measure])
         presented[kind] += 1
         accepted[kind] += verdict.passed
-        if verdict.passed and kind != "bona fide":
-            passed_attacks.append(f"{kind}: {what} {verdict.measures}")
+        if verdict.passed != (kind == "bona fide"):  # the presentations the check got wrong, by name
+            verdict_words = "attack accepted" if verdict.passed else "bona fide refused"
+            wrong.append(f"{verdict_words}: {kind}: {what} {verdict.measures}")
         reasons.setdefault(kind, Counter())[verdict.reason] += 1
 
     chosen = photos(root, limit)
@@ -149,7 +150,7 @@ def report(root: Path, limit: int) -> None:  # noqa: C901, PLR0912, PLR0915
                     continue
                 recordings[challenge] = result
                 frames = [(f.jpeg, f.at_ms) for f in result.challenge_frames]
-                judge("bona fide", _evidence(challenge, frames), list(result.jpeg_frames))
+                judge("bona fide", _evidence(challenge, frames), list(result.jpeg_frames), f"{label} {challenge.value}")
             still_images = [_read(p) for p in sorted(still.iterdir())]
             capture = [_jpeg(still_images[20])]
             for challenge in LivenessChallenge:
@@ -177,8 +178,8 @@ def report(root: Path, limit: int) -> None:  # noqa: C901, PLR0912, PLR0915
     for (kind, measure), values in sorted(margins.items()):
         ordered = sorted(values)
         print(f"  {kind:<19} {measure:<6} n={len(ordered)} lowest {ordered[:3]} highest {ordered[-3:]}")
-    for line in passed_attacks:
-        print(f"  attack accepted: {line}")
+    for line in wrong:
+        print(f"  {line}")
     for kind in ("bona fide", "print held still", "still with motion", "replayed recording"):
         n, ok = presented[kind], accepted[kind]
         if kind == "bona fide":
