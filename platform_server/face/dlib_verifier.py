@@ -168,8 +168,8 @@ class DlibFaceVerifier:
     """FaceVerifier backed by dlib: HOG detector, 5- or 68-point landmarks, ResNet 128-d descriptor.
 
     Thread-safe: dlib's network keeps per-call buffers, so calls into dlib are serialised by a lock.
-    dlib holds the GIL while it computes, so one process uses one core for faces; a platform that
-    needs more runs more replicas (see docs/face.md).
+    dlib holds the GIL while it computes, so one process uses one core for faces: the platform runs
+    verifiers in worker processes, one per core (face/pool.py).
     """
 
     def __init__(
