@@ -529,7 +529,7 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
     from expertcheckin.v1 import diagnostics_pb2, diagnostics_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc  # noqa: PLC0415
 
     from checkin.flow.machine import busy_wait_s  # noqa: PLC0415
-    from checkin.platform_client import advised_wait_s  # noqa: PLC0415
+    from checkin.platform_client import busy_advice  # noqa: PLC0415
     from tests.integration.platform_server.rpc_helpers import complete_request, identify_request  # noqa: PLC0415
 
     channels = [grpc.insecure_channel(plan.address) for _ in range(4)]
@@ -556,7 +556,7 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
                     counts[f"retries_{code}"] += 1
                     if counts[f"retries_{code}"] <= 3:  # what the kiosk was told, to find the source
                         out["error_samples"].append(f"{name}: {code} {err.details()}"[:200])
-                advised = advised_wait_s(err.trailing_metadata() if isinstance(err, grpc.Call) else None)
+                advised = busy_advice(err)
                 # A busy answer is waited out as the kiosk's flow does; other failures back off.
                 time.sleep(busy_wait_s(advised) if advised is not None else delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)

@@ -205,6 +205,13 @@ def advised_wait_s(trailing: Sequence[tuple[str, str | bytes]] | None) -> float 
     return None
 
 
+def busy_advice(err: grpc.RpcError) -> float | None:
+    """The advised wait of the platform's "busy" answer (RESOURCE_EXHAUSTED with `retry-after-ms`), or None."""
+    if err.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED or not isinstance(err, grpc.Call):
+        return None
+    return advised_wait_s(err.trailing_metadata())
+
+
 class PlatformClient:
     """KioskService calls as plain functions returning domain values (thread-safe; one channel)."""
 
@@ -236,8 +243,7 @@ class PlatformClient:
                 return call(request, timeout=timeout)
             except grpc.RpcError as err:
                 code = err.code()
-                trailing = err.trailing_metadata() if isinstance(err, grpc.Call) else None
-                advised = advised_wait_s(trailing) if code is grpc.StatusCode.RESOURCE_EXHAUSTED else None
+                advised = busy_advice(err)
                 if advised is not None:
                     raise PlatformBusyError(f"{method}: {err.details() or 'busy'}", advised) from err
                 if code not in _RETRYABLE:
