@@ -12,7 +12,11 @@ Rules it keeps (docs/uwb-protocol.md, docs/technician-uwb.md):
   with a newer row for its tag is superseded instead of sent, and every write uses the gateway's
   overwrite flag so an older downlink still queued in the gateway is dropped there too;
 - restarts are safe: at start the worker releases leases a killed predecessor left, and re-sending
-  a row is harmless because a write replaces the tag's whole payload (idempotent).
+  a row is harmless because a write replaces the tag's whole payload (idempotent);
+- a round's acknowledgements are recorded in a thread of their own while the next round goes out
+  (at most one record pending): under load the record is a long transaction, and the worker's pace
+  is then the longer of the two, not their sum. Rows acknowledged but not yet recorded stay claimed,
+  so no other round takes them; a record that fails leaves them to be sent again when the claim lapses.
 
 Exactly one worker may drive one gateway (a real serial port is opened exclusively): with several
 replicas each starts a worker, but only the one holding the gateway's lease (worker_lease.py) runs;
@@ -25,6 +29,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,6 +42,7 @@ from uwb.models import BandCleared, BandContent, RoomAssignment
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from concurrent.futures import Future
 
     from platform_server.bootstrap import Platform
     from platform_server.config import UwbSection
@@ -84,6 +90,47 @@ def content_of(delivery: outbox.Delivery, tag_id: int) -> BandContent:
     return RoomAssignment(tag_id, delivery.batch_code, delivery.hotel_code, delivery.room_number)
 
 
+class _AckRecorder:
+    """Records acknowledgements in a thread of its own, one round at a time, while the worker goes on.
+
+    `submit` first waits for the round before (so the worker is never more than one round ahead of
+    the database), then hands this one over; `flush` waits for what is pending. A record that fails is
+    logged here and its rows keep their claim until it lapses (services.uwb.CLAIM_LEASE), then are sent
+    again: a write replaces the band's whole payload.
+    """
+
+    def __init__(self, record: Callable[[list[_InFlight]], None]) -> None:
+        self._record = record
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uwb-record")
+        self._pending: Future[None] | None = None
+
+    def submit(self, acked: list[_InFlight]) -> None:
+        """Record `acked` in the background, after the round before has been recorded."""
+        self.flush()
+        if acked:
+            self._pending = self._executor.submit(self._logged, list(acked))
+
+    def flush(self) -> None:
+        """Wait until every acknowledgement handed over has been recorded (or its record has failed)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Flush and end the thread."""
+        self.flush()
+        self._executor.shutdown(wait=True)
+
+    def _logged(self, acked: list[_InFlight]) -> None:
+        try:
+            self._record(acked)
+        except Exception:
+            log.exception(
+                "UWB: could not record %d acknowledgements; their rows are sent again when the claim lapses",
+                len(acked),
+            )
+
+
 class UwbDeliveryWorker:
     """Background thread that sends due outbox rows to the gateway and records the outcome."""
 
@@ -113,6 +160,7 @@ class UwbDeliveryWorker:
         self._thread: threading.Thread | None = None
         self._lease = lease
         self.counters = WorkerCounters()
+        self._recorder = _AckRecorder(self._record_acks)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -131,6 +179,7 @@ class UwbDeliveryWorker:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("UWB delivery worker did not stop within %.0f s", timeout)
+        self._recorder.close()
         self._close_gateway()
 
     # ------------------------------------------------------------ loop
@@ -140,6 +189,7 @@ class UwbDeliveryWorker:
             while self._take_lease():
                 self._drive()
         finally:
+            self._recorder.flush()  # the last acknowledgements recorded while this worker holds the gateway
             if self._lease is not None:
                 self._lease.release()
 
@@ -166,11 +216,12 @@ class UwbDeliveryWorker:
         while not self._stopping.is_set():
             if self._lease is not None and not self._lease.still_held():
                 log.warning("UWB worker lease lost (database connection ended): standing by")
+                self._recorder.flush()
                 self._close_gateway()
                 return
             generation = self._ctx.bell.generation
             try:
-                handled = self.run_once()
+                handled = self._round()
             except _GatewayDownError as err:
                 self.counters.gateway_failures += 1
                 log.warning("UWB gateway unavailable, next try in %.1f s: %s", backoff, err)
@@ -189,11 +240,21 @@ class UwbDeliveryWorker:
                 self._ctx.bell.wait(generation, self._settings.poll_s)
 
     def run_once(self) -> int:
-        """Claim due rows, send them, wait for their acknowledgements; return how many rows were handled.
+        """One round, its acknowledgements recorded before it returns; how many rows were handled.
 
         Raises:
             _GatewayDownError: the gateway failed; claims of unfinished rows were released.
 
+        """
+        try:
+            return self._round()
+        finally:
+            self._recorder.flush()
+
+    def _round(self) -> int:
+        """Claim due rows, send them, wait for their acknowledgements, hand those to the recorder.
+
+        The record goes on in the background while the next round is claimed and sent.
         """
         gateway = self._connected_gateway()
         # Under load every write transaction queues for the database's write lock beside the kiosks'
@@ -212,10 +273,10 @@ class UwbDeliveryWorker:
                 in_flight = self._send_all(gateway, ordered[start : start + self._batch_size], unfinished)
                 self._await_acks(gateway, in_flight, unfinished, acked)
         except UwbError as err:
-            self._record_acks(acked, unfinished)
+            self._recorder.submit(acked)
             self._release(unfinished)
             raise _GatewayDownError(str(err)) from err
-        self._record_acks(acked, unfinished)
+        self._recorder.submit(acked)
         if unfinished:  # only when stopping: leave them due for the next process
             self._release(unfinished)
         return len(claimed)
@@ -266,6 +327,7 @@ class UwbDeliveryWorker:
                 if receipt is not None:
                     acked.append(item)
                     in_flight.remove(item)
+                    unfinished.discard(item.delivery_id)  # claimed until recorded: not released
             if not in_flight:
                 return
             if time.monotonic() >= deadline:
@@ -282,15 +344,12 @@ class UwbDeliveryWorker:
 
     # ------------------------------------------------------------ helpers
 
-    def _record_acks(self, acked: list[_InFlight], unfinished: set[int]) -> None:
-        """Mark every acknowledgement of one claim delivered, in one transaction."""
-        if not acked:
-            return
+    def _record_acks(self, acked: list[_InFlight]) -> None:
+        """Mark every acknowledgement of one claim delivered, in one transaction (the recorder's thread)."""
         outbox.mark_delivered_many(self._new_uow(), self._ctx, [item.delivery_id for item in acked])
         self.counters.delivered += len(acked)
         for item in acked:
             log.info("UWB delivery %d acknowledged by tag %04X", item.delivery_id, item.tag_id)
-            unfinished.discard(item.delivery_id)
 
     def _failed(self, delivery_id: int, error: str, *, permanent: bool = False) -> None:
         given_up = outbox.mark_failed_attempt(

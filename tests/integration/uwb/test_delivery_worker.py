@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from platform_server.uwb_delivery import _InFlight
+
 BANDS = 8
 TAGS = tuple(range(1, BANDS + 1))  # support.band(n) has tag n + 1
 
@@ -52,7 +55,9 @@ def sim() -> Iterator[GatewaySimulator]:
     simulator.stop()
 
 
-def make_worker(seeded: Seeded, sim: GatewaySimulator, **settings: float) -> UwbDeliveryWorker:
+def make_worker(
+    seeded: Seeded, sim: GatewaySimulator, *, kind: type[UwbDeliveryWorker] = UwbDeliveryWorker, **settings: float
+) -> UwbDeliveryWorker:
     """A worker whose gateway link waits generously (2 s) for answers the simulator always gives.
 
     On a loaded CI machine a thread can be descheduled for hundreds of ms; only the outage test,
@@ -60,7 +65,7 @@ def make_worker(seeded: Seeded, sim: GatewaySimulator, **settings: float) -> Uwb
     """
     section = UwbSection(port=sim.url, max_attempts=int(settings.pop("max_attempts", 3)), retry_s=1.0, poll_s=0.05)
     link_timeout_s = settings.pop("link_timeout_s", 2.0)
-    return UwbDeliveryWorker(
+    return kind(
         seeded.new_uow,
         seeded.ctx,
         section,
@@ -97,6 +102,40 @@ def test_every_check_in_reaches_its_band_and_is_visible(
     delivered = [e for e in stream if e.kind == events.EventKind.UWB_DELIVERED]
     assert len(delivered) == 3
     assert {e.check_in.uwb_state for e in delivered if e.check_in} == {UwbState.DELIVERED}
+
+
+class HeldRecordWorker(UwbDeliveryWorker):
+    """A worker whose records of acknowledgements wait until the test lets them go (a slow database)."""
+
+    recording = threading.Event()
+    go_on = threading.Event()
+
+    def _record_acks(self, acked: list[_InFlight]) -> None:
+        self.recording.set()
+        assert self.go_on.wait(60), "the test never let the record go on"
+        super()._record_acks(acked)
+
+
+def test_the_next_round_goes_out_while_a_round_is_recorded(seeded: Seeded, sim: GatewaySimulator) -> None:
+    # Under load recording a round is a long transaction: the worker must not stop sending meanwhile.
+    worker = make_worker(seeded, sim, kind=HeldRecordWorker)
+    assert isinstance(worker, HeldRecordWorker)
+    worker.recording, worker.go_on = threading.Event(), threading.Event()
+    try:
+        first = check_in(seeded, 0, 0)
+        worker.start()
+        wait_until(worker.recording.is_set, 30, "the first round acknowledged and its record begun")
+        second = check_in(seeded, 1, 1)
+        wait_until(lambda: held(sim, second.tag_id) is not None, 30, "the second band written meanwhile")
+        assert states(seeded) == ["pending", "pending"]  # acknowledged, neither recorded yet
+        worker.go_on.set()
+        wait_until(lambda: states(seeded) == ["delivered"] * 2, 30, "both rounds recorded")
+        for made in (first, second):
+            assert held(sim, made.tag_id) == RoomAssignment(made.tag_id, seeded.batch_code, "HTL1", made.room)
+        assert worker.counters.delivered == 2
+    finally:
+        worker.go_on.set()
+        worker.stop()
 
 
 def test_gateway_offline_for_a_while_then_every_pending_assignment_is_delivered(
