@@ -704,7 +704,7 @@ def audit_records(url: str, key_text: str, timeout: float) -> dict[str, int]:
         engine.dispose()
 
 
-def count_records(url: str, seen: list[tuple[int, str, float]], gateway_back: float | None) -> dict[str, int]:
+def count_records(url: str, seen: list[tuple[int, str, float]], gateway_back: float | None) -> dict[str, float]:
     import sqlalchemy as sa  # noqa: PLC0415
 
     engine = sa.create_engine(url)
@@ -725,9 +725,12 @@ def count_records(url: str, seen: list[tuple[int, str, float]], gateway_back: fl
         return sum(1 for v in seen_values.values() if v > 1)
 
     late = 0
+    delays: list[float] = []  # seconds from the check-in (or the gateway's return) to the band's write
     for state, created, delivered in uwb:
         created_ts = _ts(created)
         start = max(created_ts, gateway_back) if gateway_back is not None else created_ts
+        if state == "delivered":
+            delays.append(max(0.0, _ts(delivered) - start))
         if state != "delivered" or _ts(delivered) - start > UWB_LATE_S:
             late += 1
     return {
@@ -738,6 +741,8 @@ def count_records(url: str, seen: list[tuple[int, str, float]], gateway_back: fl
         "bands_twice": twice(3),
         "uwb_late": late,
         "uwb_rows": len(uwb),
+        "uwb_delay_p50_s": round(pct(delays, 0.5) / 1000, 1),  # pct gives ms
+        "uwb_delay_max_s": round(max(delays, default=float("nan")), 1),
     }
 
 
