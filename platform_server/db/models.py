@@ -308,6 +308,8 @@ class UwbDelivery(Base):
         sa.CheckConstraint("kind IN ('assign', 'clear')", name="kind"),
         sa.CheckConstraint("state IN ('pending', 'delivered', 'failed', 'superseded')", name="state"),
         sa.Index("ix_uwb_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+        # "A newer row for this tag?" before each send (services.uwb): one index range, not a scan.
+        sa.Index("ix_uwb_deliveries_tag_id_id", "tag_id", "id"),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
