@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -107,8 +107,10 @@ def test_every_check_in_reaches_its_band_and_is_visible(
 class HeldRecordWorker(UwbDeliveryWorker):
     """A worker whose records of acknowledgements wait until the test lets them go (a slow database)."""
 
-    recording = threading.Event()
-    go_on = threading.Event()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.recording = threading.Event()
+        self.go_on = threading.Event()
 
     def _record_acks(self, acked: list[_InFlight]) -> None:
         self.recording.set()
@@ -120,7 +122,6 @@ def test_the_next_round_goes_out_while_a_round_is_recorded(seeded: Seeded, sim: 
     # Under load recording a round is a long transaction: the worker must not stop sending meanwhile.
     worker = make_worker(seeded, sim, kind=HeldRecordWorker)
     assert isinstance(worker, HeldRecordWorker)
-    worker.recording, worker.go_on = threading.Event(), threading.Event()
     try:
         first = check_in(seeded, 0, 0)
         worker.start()
