@@ -1,7 +1,7 @@
 """The UWB worker's "a newer row for this tag?" check reads the tag index on SQLite and PostgreSQL.
 
 Without it the check read every outbox row newer than the one checked: after a gateway outage, with
-a backlog waiting, once per row of every round (docs/performance.md, "Bands after an outage").
+a backlog waiting, once per row of every round (docs/performance.md, "Bands on time").
 """
 
 from __future__ import annotations
