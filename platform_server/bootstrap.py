@@ -156,7 +156,12 @@ def build(
     else:
         liveness = liveness_checker
     ctx = ServiceContext(
-        data_key=data_key, rules=config.rules, face_verifier=verifier, clock=clock, liveness_checker=liveness
+        data_key=data_key,
+        rules=config.rules,
+        face_verifier=verifier,
+        clock=clock,
+        liveness_checker=liveness,
+        identify_synchronous_commit=config.database.identify_synchronous_commit,
     )
     platform = Platform(config, engine, make_session_factory(engine), ctx)
     if start_uwb_worker and config.uwb.port:

@@ -61,3 +61,5 @@ class ServiceContext:
     # Checks the kiosk's liveness challenge frames; None trusts the kiosk's flag (tests with fakes only:
     # bootstrap builds one whenever it builds the dlib verifier).
     liveness_checker: LivenessChecker | None = None
+    # False: an identify commits without waiting for PostgreSQL's disk ([database] identify_synchronous_commit).
+    identify_synchronous_commit: bool = False

@@ -22,6 +22,7 @@ from platform_server.db.models import Invitation, ReferencePhoto
 from platform_server.db.unit_of_work import (
     DriverTransaction,
     SqlTransaction,
+    commit_without_flush,
     run_driver_transaction,
     run_transaction,
     utc_read,
@@ -223,6 +224,19 @@ class _SessionSql:
         self._u.after_commit(callback)
 
 
+def _unflushed(ctx: ServiceContext, d: SqlTransaction) -> None:
+    """An identify's transaction commits without waiting for PostgreSQL's disk, unless configured to wait.
+
+    On this machine one commit in a hundred waited 10-60 ms for its WAL flush behind the other writers'
+    (docs/performance.md). What an identify writes is its stored answer, its audit entry and, when
+    refused, an event; its token is signed, not stored, so a completion does not depend on it. A crash
+    of the database's machine can lose only the last moment's identifies, and the next synchronous commit
+    (a completion, the audit chainer's) makes them durable first: the kiosk asks again for a lost one.
+    """
+    if not ctx.identify_synchronous_commit:
+        commit_without_flush(d)
+
+
 def _lookup(
     d: SqlTransaction, kiosk_id: str, request_id: str, batch_code: str, id_hash: str
 ) -> tuple[_Found, tuple[str, str, bytes] | None]:
@@ -290,6 +304,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
     def quick(d: DriverTransaction) -> IdentifyResult | None:
         """Everything but a face comparison or an earlier check-in to show (None: take the full path)."""
         now = ctx.clock()
+        _unflushed(ctx, d)
         found, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
         if stored is not None:
             return _replay(ctx, cmd, content, stored)
@@ -308,6 +323,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
     def first_pass(u: UnitOfWork) -> IdentifyResult | None:
         now = ctx.clock()
         d = _SessionSql(u)
+        _unflushed(ctx, d)
         found, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
         if stored is not None:
             return _replay(ctx, cmd, content, stored)
@@ -334,6 +350,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
     def second_pass(u: UnitOfWork) -> IdentifyResult:
         now = ctx.clock()
         d = _SessionSql(u)
+        _unflushed(ctx, d)
         _again, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
         if stored is not None:
             return _replay(ctx, cmd, content, stored)

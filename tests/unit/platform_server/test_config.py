@@ -90,3 +90,23 @@ def test_the_engine_is_built_with_the_pool_the_configuration_gives(tmp_path: Pat
         assert platform.engine.pool.size() == config.pool_size  # type: ignore[attr-defined]
     finally:
         platform.close()
+
+
+ENV = "PLATFORM_DATABASE_"
+
+
+def test_identifies_wait_for_the_disk_only_when_configured(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    path = tmp_path / "platform.toml"
+    path.write_text("[database]\nidentify_synchronous_commit = true\n", encoding="utf-8")
+    for config, waits in (
+        (load_config(None, environ={"PLATFORM_DB_URL": url}), False),
+        (load_config(path, environ={"PLATFORM_DB_URL": url}), True),
+        (load_config(None, environ={"PLATFORM_DB_URL": url, f"{ENV}IDENTIFY_SYNCHRONOUS_COMMIT": "1"}), True),
+    ):
+        assert config.database.identify_synchronous_commit is waits
+        platform = build(config)
+        try:
+            assert platform.ctx.identify_synchronous_commit is waits  # what services.identify reads
+        finally:
+            platform.close()

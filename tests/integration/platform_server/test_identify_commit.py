@@ -1,0 +1,148 @@
+"""On PostgreSQL an identify commits without waiting for the disk; a completion, and what follows, waits.
+
+Every statement the platform sends goes through a psycopg cursor class of the test's (the connection's
+`cursor_factory`): when it writes an audit entry, the cursor first asks the server, in that same
+transaction, which synchronous_commit the transaction runs with. So the tests see what PostgreSQL will
+do at that transaction's COMMIT, not what the code meant to ask for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from platform_server.db.unit_of_work import run_driver_transaction
+from platform_server.services import check_in, identify, imports
+from tests.unit.platform_server.support import FakeFaceVerifier, Seeded, face_image, luhn_pan, seed, signature_png
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.postgres
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditWrite:
+    """One audit entry written: the server process behind it and the transaction's synchronous_commit."""
+
+    backend_pid: int
+    synchronous_commit: str
+
+
+def _watch_audit_writes(engine: sa.Engine) -> list[AuditWrite]:
+    """A list that gets an AuditWrite for every INSERT INTO audit_log on the engine's connections from now on."""
+    seen: list[AuditWrite] = []
+
+    class Watching(psycopg.Cursor[Any]):
+        def _note(self, query: Any) -> None:
+            if "INSERT INTO audit_log" in str(query):
+                with psycopg.Cursor(self.connection) as ask:  # the plain class: this question is not watched
+                    row = ask.execute("SELECT pg_backend_pid(), current_setting('synchronous_commit')").fetchone()
+                assert row is not None
+                seen.append(AuditWrite(int(row[0]), str(row[1])))
+
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            self._note(query)
+            return super().execute(query, params, **kwargs)
+
+        def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+            self._note(query)
+            super().executemany(query, params_seq, **kwargs)
+
+    @sa.event.listens_for(engine, "connect")
+    def watch(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.cursor_factory = Watching
+
+    engine.dispose()  # connections open from now on are watched
+    return seen
+
+
+@pytest.fixture
+def seeded(pg_schema_url: str) -> Iterator[Seeded]:
+    s = seed(pg_schema_url, experts=3, rooms=3, bands=3)
+    yield s
+    s.uow.engine.dispose()
+
+
+def _identify(s: Seeded, n: int, faces: tuple[bytes, ...] = ()) -> identify.IdentifyResult:
+    result = identify.identify(
+        s.new_uow(),
+        s.ctx,
+        identify.IdentifyCommand(
+            request_id=uuid.uuid4().hex,
+            kiosk_id="K1",
+            batch_code=s.batch_code,
+            id_number=s.ids[n],
+            faces=faces,
+            liveness_passed=bool(faces),
+        ),
+    )
+    assert result.verified, result.refusal
+    return result
+
+
+def _complete(s: Seeded, n: int, token: str) -> None:
+    done = check_in.complete_check_in(
+        s.new_uow(),
+        s.ctx,
+        check_in.CompleteCommand(
+            request_id=uuid.uuid4().hex,
+            kiosk_id="K1",
+            identification_token=token,
+            use_card_on_file=False,
+            new_card_pan=luhn_pan(n=n),
+            card_source="CHIP",
+            signature_png=signature_png(),
+            band_uid=s.bands[n][0],
+        ),
+    )
+    assert done.check_in is not None, done.refusal
+
+
+def _setting_now(s: Seeded) -> AuditWrite:
+    """The server process and synchronous_commit of the transaction the pool hands out next."""
+    row = run_driver_transaction(
+        s.new_uow(), lambda d: d.execute("SELECT pg_backend_pid(), current_setting('synchronous_commit')").fetchone()
+    )
+    return AuditWrite(int(row[0]), str(row[1]))
+
+
+def test_an_id_only_identify_commits_without_waiting_and_the_completion_waits(seeded: Seeded) -> None:
+    s = seeded
+    writes = _watch_audit_writes(s.uow.engine)
+    token = _identify(s, 0).identification_token
+    assert [w.synchronous_commit for w in writes] == ["off"]
+    # SET LOCAL ends with its transaction: the same connection's next transaction waits again.
+    assert _setting_now(s) == AuditWrite(writes[0].backend_pid, "on")
+    writes.clear()
+    _complete(s, 0, token)
+    assert writes, "the completion wrote no audit entry"
+    assert {w.synchronous_commit for w in writes} == {"on"}
+
+
+def test_an_identify_with_a_face_commits_without_waiting(pg_schema_url: str, tmp_path: Path) -> None:
+    s = seed(pg_schema_url, experts=2, rooms=2, bands=2, allow_id_only=False, verifier=FakeFaceVerifier())
+    try:
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        (photos / f"{s.ids[0]}.jpg").write_bytes(face_image("a"))
+        imports.import_photos(s.new_uow(), s.ctx, s.batch_code, photos)
+        writes = _watch_audit_writes(s.uow.engine)
+        _identify(s, 0, faces=(face_image("a"),))
+        assert writes, "the identify wrote no audit entry"
+        assert {w.synchronous_commit for w in writes} == {"off"}
+    finally:
+        s.uow.engine.dispose()
+
+
+def test_an_operator_can_have_identifies_wait_for_the_disk(seeded: Seeded) -> None:
+    s = dataclasses.replace(seeded, ctx=dataclasses.replace(seeded.ctx, identify_synchronous_commit=True))
+    writes = _watch_audit_writes(s.uow.engine)
+    _identify(s, 1)
+    assert [w.synchronous_commit for w in writes] == ["on"]
