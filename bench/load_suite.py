@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,33 @@ class Target:
         """The platform's SQLite write-lock counters from its /metrics (None: not SQLite, or unreachable)."""
         return None
 
+    def health_ports(self) -> list[int]:
+        """The serving processes' health ports (their /metrics)."""
+        return []
+
+    def identify_server_seconds(self) -> dict[float, float] | None:
+        """IdentifyExpert as the serving processes timed it: calls at most `bound` seconds long, summed.
+
+        From each process's platform_rpc_duration_seconds histogram (platform_server/rpc_metrics.py):
+        the server's share of a kiosk's wait, apart from the network and the kiosk process. Counts start
+        again when a process restarts. None: a process could not be read.
+        """
+        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+        method = "/expertcheckin.v1.KioskService/IdentifyExpert"
+        counts: dict[float, float] = defaultdict(float)
+        for port in self.health_ports():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+                    text = answer.read().decode()
+            except OSError:
+                return None
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name.endswith("_bucket") and sample.labels.get("method") == method:
+                        counts[float(sample.labels["le"])] += sample.value
+        return dict(counts)
+
 
 def _env(key: str, uwb_url: str, faces_processes: int | None) -> dict[str, str]:
     """The platform's settings; an ID-only run (faces_processes None) loads no face models."""
@@ -375,6 +403,9 @@ class SqliteTarget(Target):
                 return
             time.sleep(0.05)
 
+    def health_ports(self) -> list[int]:
+        return [self.health_port]
+
     def write_lock(self) -> dict[str, float] | None:
         from sim_world.metrics_client import MetricsError, PlatformMetrics  # noqa: PLC0415
 
@@ -426,6 +457,9 @@ class ClusterTarget(Target):
 
     def start_database(self) -> None:
         self.script("start-postgres")
+
+    def health_ports(self) -> list[int]:
+        return [port + 100 for port in self.ports]  # scripts/cluster.sh: health_port()
 
     def start(self) -> None:
         self.script("start")
@@ -839,6 +873,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         lock_before = target.write_lock()
         out, counts, secs = run_kiosks(plan, args.client_processes, inject)
         lock_after = target.write_lock()
+        identify_server = target.identify_server_seconds()
         wait_uwb(target.url, 60)
         records = count_records(target.url, out["seen"], gateway_back[0] if gateway_back else None)
         records |= audit_records(target.url, key, 30)
@@ -879,6 +914,10 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         "error_samples": out["error_samples"][:12],
         "fault_log": fault_log,
     }
+    if identify_server:
+        # How many identifies the serving processes themselves took longer than 10 and 25 ms over.
+        row["identify_server_over_10ms"] = int(identify_server[float("inf")] - identify_server[0.01])
+        row["identify_server_over_25ms"] = int(identify_server[float("inf")] - identify_server[0.025])
     if lock_before and lock_after and args.fault != "kill-platform":
         # The serving process's SQLite write lock over the check-ins (not across a restart: counts start again).
         txs = lock_after["transactions"] - lock_before["transactions"]
