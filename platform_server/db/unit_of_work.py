@@ -185,11 +185,10 @@ _COMMIT_WITHOUT_FLUSH = "SET LOCAL synchronous_commit TO OFF"
 def commit_without_flush(d: SqlTransaction) -> None:
     """PostgreSQL: this transaction's COMMIT returns before its WAL is on disk (SQLite: nothing changes).
 
-    The transaction is still whole or absent, and in order: PostgreSQL crashing loses nothing, since
-    the WAL is in the operating system's hands; only a crash of the database's machine within about
-    0.6 s (3 × wal_writer_delay) can lose it, and any later synchronous commit flushes it first. For
-    writes a kiosk does not need to outlive a power cut (services.identify; docs/deploy.md). Call it
-    before the transaction's first write.
+    A crash of PostgreSQL (or of its machine) within about 0.6 s (3 × wal_writer_delay) can lose the
+    transaction, whole and never out of order: its WAL may still be in the server's buffers. Any later
+    synchronous commit flushes it first. For writes nothing a kiosk does next relies on being durable
+    (services.identify; docs/platform-configuration.md). Call it before the transaction's first write.
     """
     if d.postgres:
         d.execute(_COMMIT_WITHOUT_FLUSH)

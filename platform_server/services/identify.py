@@ -224,16 +224,17 @@ class _SessionSql:
         self._u.after_commit(callback)
 
 
-def _unflushed(ctx: ServiceContext, d: SqlTransaction) -> None:
+def _unflushed(ctx: ServiceContext, d: SqlTransaction, *, counts_a_try: bool = False) -> None:
     """An identify's transaction commits without waiting for PostgreSQL's disk, unless configured to wait.
 
     On this machine one commit in a hundred waited 10-60 ms for its WAL flush behind the other writers'
     (docs/performance.md). What an identify writes is its stored answer, its audit entry and, when
     refused, an event; its token is signed, not stored, so a completion does not depend on it. A crash
-    of the database's machine can lose only the last moment's identifies, and the next synchronous commit
-    (a completion, the audit chainer's) makes them durable first: the kiosk asks again for a lost one.
+    of PostgreSQL can lose only the last moment's identifies, and the next synchronous commit (a
+    completion, the audit chainer's) makes them durable first. A face that did not match is counted
+    against the expert's tries: that transaction (`counts_a_try`), like any face refusal, waits.
     """
-    if not ctx.identify_synchronous_commit:
+    if not ctx.identify_synchronous_commit and not counts_a_try:
         commit_without_flush(d)
 
 
@@ -350,7 +351,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
     def second_pass(u: UnitOfWork) -> IdentifyResult:
         now = ctx.clock()
         d = _SessionSql(u)
-        _unflushed(ctx, d)
+        _unflushed(ctx, d, counts_a_try=face_refusal is not None or face is None or not face.matched)
         _again, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
         if stored is not None:
             return _replay(ctx, cmd, content, stored)

@@ -1,4 +1,4 @@
-"""On PostgreSQL an identify commits without waiting for the disk; a completion, and what follows, waits.
+"""On PostgreSQL an identify commits without waiting for the disk; a face mismatch and a completion wait.
 
 Every statement the platform sends goes through a psycopg cursor class of the test's (the connection's
 `cursor_factory`): when it writes an audit entry, the cursor first asks the server, in that same
@@ -70,7 +70,7 @@ def seeded(pg_schema_url: str) -> Iterator[Seeded]:
     s.uow.engine.dispose()
 
 
-def _identify(s: Seeded, n: int, faces: tuple[bytes, ...] = ()) -> identify.IdentifyResult:
+def _identify(s: Seeded, n: int, faces: tuple[bytes, ...] = (), *, verified: bool = True) -> identify.IdentifyResult:
     result = identify.identify(
         s.new_uow(),
         s.ctx,
@@ -83,7 +83,7 @@ def _identify(s: Seeded, n: int, faces: tuple[bytes, ...] = ()) -> identify.Iden
             liveness_passed=bool(faces),
         ),
     )
-    assert result.verified, result.refusal
+    assert result.verified is verified, result.refusal
     return result
 
 
@@ -126,7 +126,7 @@ def test_an_id_only_identify_commits_without_waiting_and_the_completion_waits(se
     assert {w.synchronous_commit for w in writes} == {"on"}
 
 
-def test_an_identify_with_a_face_commits_without_waiting(pg_schema_url: str, tmp_path: Path) -> None:
+def test_a_matching_face_commits_without_waiting_and_a_mismatch_waits(pg_schema_url: str, tmp_path: Path) -> None:
     s = seed(pg_schema_url, experts=2, rooms=2, bands=2, allow_id_only=False, verifier=FakeFaceVerifier())
     try:
         photos = tmp_path / "photos"
@@ -134,6 +134,11 @@ def test_an_identify_with_a_face_commits_without_waiting(pg_schema_url: str, tmp
         (photos / f"{s.ids[0]}.jpg").write_bytes(face_image("a"))
         imports.import_photos(s.new_uow(), s.ctx, s.batch_code, photos)
         writes = _watch_audit_writes(s.uow.engine)
+        # A mismatch counts against the expert's tries: that must survive a crash.
+        _identify(s, 0, faces=(face_image("someone else"),), verified=False)
+        assert writes, "the refused identify wrote no audit entry"
+        assert {w.synchronous_commit for w in writes} == {"on"}
+        writes.clear()
         _identify(s, 0, faces=(face_image("a"),))
         assert writes, "the identify wrote no audit entry"
         assert {w.synchronous_commit for w in writes} == {"off"}
