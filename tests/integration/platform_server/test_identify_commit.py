@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from platform_server.db.unit_of_work import run_driver_transaction
-from platform_server.services import check_in, identify, imports
-from tests.unit.platform_server.support import FakeFaceVerifier, Seeded, face_image, luhn_pan, seed, signature_png
+from platform_server.services import identify, imports
+from tests.unit.platform_server.support import FakeFaceVerifier, Seeded, check_in_expert, face_image, seed
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -87,24 +87,6 @@ def _identify(s: Seeded, n: int, faces: tuple[bytes, ...] = (), *, verified: boo
     return result
 
 
-def _complete(s: Seeded, n: int, token: str) -> None:
-    done = check_in.complete_check_in(
-        s.new_uow(),
-        s.ctx,
-        check_in.CompleteCommand(
-            request_id=uuid.uuid4().hex,
-            kiosk_id="K1",
-            identification_token=token,
-            use_card_on_file=False,
-            new_card_pan=luhn_pan(n=n),
-            card_source="CHIP",
-            signature_png=signature_png(),
-            band_uid=s.bands[n][0],
-        ),
-    )
-    assert done.check_in is not None, done.refusal
-
-
 def _setting_now(s: Seeded) -> AuditWrite:
     """The server process and synchronous_commit of the transaction the pool hands out next."""
     row = run_driver_transaction(
@@ -116,14 +98,16 @@ def _setting_now(s: Seeded) -> AuditWrite:
 def test_an_id_only_identify_commits_without_waiting_and_the_completion_waits(seeded: Seeded) -> None:
     s = seeded
     writes = _watch_audit_writes(s.uow.engine)
-    token = _identify(s, 0).identification_token
+    _identify(s, 0)
     assert [w.synchronous_commit for w in writes] == ["off"]
     # SET LOCAL ends with its transaction: the same connection's next transaction waits again.
     assert _setting_now(s) == AuditWrite(writes[0].backend_pid, "on")
     writes.clear()
-    _complete(s, 0, token)
-    assert writes, "the completion wrote no audit entry"
-    assert {w.synchronous_commit for w in writes} == {"on"}
+    check_in_expert(s, 1)  # an identify, then the completion with its token
+    identify_write, *completion_writes = writes
+    assert identify_write.synchronous_commit == "off"
+    assert completion_writes, "the completion wrote no audit entry"
+    assert {w.synchronous_commit for w in completion_writes} == {"on"}
 
 
 def test_a_matching_face_commits_without_waiting_and_a_mismatch_waits(pg_schema_url: str, tmp_path: Path) -> None:
