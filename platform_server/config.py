@@ -59,7 +59,7 @@ class DatabaseSection:
     # more, so calls never open and close connections under load (PlatformConfig.pool_size).
     pool_size: int = _opt(0, 0, 1000)
     # PostgreSQL: false lets an identify's transaction (its answer and audit entry) commit without
-    # waiting for the disk (db.unit_of_work.commit_without_flush; docs/deploy.md says what that risks).
+    # waiting for the disk (db.unit_of_work.commit_without_flush; what that risks: docs/platform-configuration.md).
     identify_synchronous_commit: bool = _opt(False)  # noqa: FBT003
 
 
