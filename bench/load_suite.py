@@ -38,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ RETRYABLE = {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNKNOWN"
 CALL_TIMEOUT_S = 30.0
 GIVE_UP_S = 90.0  # a kiosk's patience for one call, retries included
 UWB_LATE_S = 10.0
+IDENTIFY = "/expertcheckin.v1.KioskService/IdentifyExpert"  # the method name in the servers' /metrics
 FAULTS = ("none", "kill-replica", "kill-platform", "restart-postgres", "rolling-restart", "gateway-offline", "net-cut")
 
 
@@ -306,24 +306,20 @@ class Target:
     def identify_server_seconds(self) -> dict[float, float] | None:
         """IdentifyExpert as the serving processes timed it: calls at most `bound` seconds long, summed.
 
-        From each process's platform_rpc_duration_seconds histogram (platform_server/rpc_metrics.py):
-        the server's share of a kiosk's wait, apart from the network and the kiosk process. Counts start
-        again when a process restarts. None: a process could not be read.
+        From each process's RPC duration histogram (platform_server/rpc_metrics.py): the server's share
+        of a kiosk's wait, apart from the network and the kiosk process. Counts start again when a
+        process restarts. None: a process could not be read.
         """
-        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+        from sim_world.metrics_client import MetricsError, PlatformMetrics  # noqa: PLC0415
 
-        method = "/expertcheckin.v1.KioskService/IdentifyExpert"
         counts: dict[float, float] = defaultdict(float)
         for port in self.health_ports():
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-                    text = answer.read().decode()
-            except OSError:
+                buckets = PlatformMetrics(f"http://127.0.0.1:{port}/metrics", timeout_s=10).rpc_buckets(IDENTIFY)
+            except MetricsError:
                 return None
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name.endswith("_bucket") and sample.labels.get("method") == method:
-                        counts[float(sample.labels["le"])] += sample.value
+            for bound, calls in buckets.items():
+                counts[bound] += calls
         return dict(counts)
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 FACE_CHECKS: Final = "platform_face_checks_seconds"
 FACE_DESCRIPTORS: Final = "platform_face_descriptors_seconds"
+RPC_DURATION: Final = "platform_rpc_duration_seconds"
 
 
 class MetricsError(RuntimeError):
@@ -68,12 +69,32 @@ class PlatformMetrics:
 
     def scrape(self) -> Snapshot:
         """One scrape; MetricsError when the endpoint does not answer 200 with Prometheus text."""
+        return parse(self._text())
+
+    def rpc_buckets(self, method: str) -> dict[float, float]:
+        """One method's calls as the server timed them: upper bound in seconds -> calls at most that long.
+
+        From the RPC duration histogram, every status code added up (+Inf: every call). MetricsError as
+        for scrape().
+        """
+        counts: dict[float, float] = {}
+        try:
+            for family in text_string_to_metric_families(self._text()):
+                for sample in family.samples:
+                    if sample.name == f"{RPC_DURATION}_bucket" and sample.labels.get("method") == method:
+                        bound = float(sample.labels["le"])
+                        counts[bound] = counts.get(bound, 0.0) + float(sample.value)
+        except ValueError as err:
+            raise MetricsError(f"not Prometheus text: {err}") from err
+        return counts
+
+    def _text(self) -> str:
         try:
             with urllib.request.urlopen(self.url, timeout=self.timeout_s) as answer:  # noqa: S310 - http URL we built
                 body: bytes = answer.read()
         except OSError as err:
             raise MetricsError(f"{self.url}: {err}") from err
-        return parse(body.decode("utf-8", "replace"))
+        return body.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True, slots=True)

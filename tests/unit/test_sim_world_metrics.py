@@ -70,3 +70,17 @@ def test_an_unreachable_endpoint_or_other_text_is_a_metrics_error() -> None:
             PlatformMetrics(f"http://127.0.0.1:{port}/metrics", timeout_s=5).scrape()
     with pytest.raises(MetricsError, match="not Prometheus text"):
         parse("<html>a proxy's error page</html>\n")
+
+
+def test_one_methods_call_times_are_read_by_bucket_with_every_status_code_added(
+    served: tuple[RpcMetrics, PlatformMetrics],
+) -> None:
+    metrics, client = served
+    metrics.rpc_seconds.labels("/x", "OK").observe(0.003)
+    metrics.rpc_seconds.labels("/x", "OK").observe(0.02)
+    metrics.rpc_seconds.labels("/x", "UNAVAILABLE").observe(0.03)
+    metrics.rpc_seconds.labels("/other", "OK").observe(0.001)
+    buckets = client.rpc_buckets("/x")
+    assert (buckets[0.0025], buckets[0.005], buckets[0.025], buckets[0.05]) == (0, 1, 2, 3)
+    assert buckets[float("inf")] == 3
+    assert client.rpc_buckets("/absent") == {}
