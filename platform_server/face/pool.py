@@ -12,11 +12,13 @@ The platform's liveness check (face/liveness_check.py: detection, landmarks and 
 per Identify, plus the compared capture's, which the comparison computes anyway) runs in the same
 workers (`PooledLivenessChecker`), under the same slots, so the serving process does no dlib work
 at all and never holds the GIL for it; an Identify splits the check and the comparison over two
-workers (`check_liveness_and_verify`).
+workers (`check_liveness_and_verify`), whose two places the identify takes (`admission`) before it
+reads the expert's reference from the database, so an identify refused under load reads no more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -32,7 +34,7 @@ from platform_server.face.api import FaceImageError, FaceImageProblem
 from platform_server.face.liveness_decision import decide
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from platform_server.face.api import (
         ChallengeFrame,
@@ -195,6 +197,7 @@ class ProcessFaceVerifier:
         self._mean_call_s: float | None = None  # moving average of admitted calls' time
         self._lock = threading.Lock()
         self._admitted = threading.local()  # .next: this thread's next call waits for a slot, not refused
+        self._reserved = threading.local()  # .places: taken by `admission` for this thread's next pair
         self._executor = self._new_executor()
         # Start every worker now (and wait for its models), not on the first expert's face.
         for future in [self._executor.submit(_ready) for _ in range(processes)]:
@@ -248,8 +251,9 @@ class ProcessFaceVerifier:
         reasons as `DlibLivenessChecker.check`, which takes the same compared capture.
 
         Two places are taken together or not at all (OverloadedError), so under load neither half runs
-        without the other. The comparison's image problem comes back as a value: it matters only if the
-        check passed (a face not shown live is not compared, whatever its pictures).
+        without the other (after `admission` on this thread: the two it took). The comparison's image
+        problem comes back as a value: it matters only if the check passed (a face not shown live is
+        not compared, whatever its pictures).
 
         Raises:
             OverloadedError: fewer than two places free (nothing was started).
@@ -259,7 +263,9 @@ class ProcessFaceVerifier:
         if self._liveness_factory is None:
             raise RuntimeError("face workers were started without a liveness checker")
         self._admitted.next = False
-        if not self._slots.take(admitted=False, places=2):
+        if getattr(self._reserved, "places", 0) == 2:
+            self._reserved.places = 0  # the places `admission` took for this call
+        elif not self._slots.take(admitted=False, places=2):
             raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
         try:
             executor = self._executor
@@ -282,6 +288,29 @@ class ProcessFaceVerifier:
             problem, message = value
             return verdict, FaceImageError(FaceImageProblem(problem), message)
         return verdict, value
+
+    @contextlib.contextmanager
+    def admission(self) -> Iterator[None]:
+        """The two places of this thread's next `check_liveness_and_verify`, taken now or refused now.
+
+        An identify takes them before it reads the expert's reference from the database, so one refused
+        under load costs the database nothing (on a cluster, the database every replica shares). Places
+        the block does not use (the identify ended before its face work) are given back when it ends.
+
+        Raises:
+            OverloadedError: fewer than two places free (nothing was taken).
+
+        """
+        if not self._slots.take(admitted=False, places=2):
+            raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
+        self._reserved.places = 2
+        try:
+            yield
+        finally:
+            unused = self._reserved.places
+            self._reserved.places = 0
+            if unused:
+                self._slots.give_back(unused)
 
     def call(self, method: str, *args: Any) -> Any:
         """Run `method(*args)` on a worker's verifier; see `call_on`."""
@@ -360,3 +389,7 @@ class PooledLivenessChecker:
     ) -> tuple[LivenessVerdict, FaceVerdict | FaceImageError]:
         """The check and the comparison at once, in two workers (see ProcessFaceVerifier)."""
         return self._pool.check_liveness_and_verify(evidence, captures, reference_encoding)
+
+    def admission(self) -> contextlib.AbstractContextManager[None]:
+        """The places of this thread's next `check_and_verify`, taken now or refused now (see ProcessFaceVerifier)."""
+        return self._pool.admission()

@@ -8,6 +8,7 @@ transactions, never inside one.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -281,7 +282,7 @@ def _replay(ctx: ServiceContext, cmd: IdentifyCommand, content: str, stored: tup
     return IdentifyResult.from_dict(answer, replayed=True)
 
 
-def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> IdentifyResult:  # noqa: C901
+def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> IdentifyResult:
     """Decide whether this ID card (and face) may check in to the batch; record the step either way."""
     idempotency.check_request_id(cmd.request_id)
     if len(cmd.faces) > MAX_FACES:
@@ -302,8 +303,12 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
         *_evidence_digest(cmd.liveness),
     )
 
+    face_next = False
+
     def quick(d: DriverTransaction) -> IdentifyResult | None:
         """Everything but a face comparison or an earlier check-in to show (None: take the full path)."""
+        nonlocal face_next
+        face_next = False
         now = ctx.clock()
         _unflushed(ctx, d)
         found, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
@@ -313,12 +318,32 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
             return None  # the answer describes the earlier check-in: built through the Session
         refusal = _refusal_before_face(ctx, cmd, found, id_value, now)
         if refusal is None and _face_needed(cmd, found):
+            face_next = True
             return None
         return _finish(d, None, ctx, cmd, found, refusal, None, id_hash, id_masked, content, now)
 
     result = run_driver_transaction(uow, quick)
     if result is not None:
         return result
+    # The face workers' places before the reference is read: refused under load, an identify has cost
+    # the database one read (on a cluster, the database all replicas share).
+    with _face_admission(ctx) if face_next else contextlib.nullcontext():
+        return _identify_full(
+            uow, ctx, cmd, id_value=id_value, id_hash=id_hash, id_masked=id_masked, content=content
+        )
+
+
+def _identify_full(
+    uow: UnitOfWork,
+    ctx: ServiceContext,
+    cmd: IdentifyCommand,
+    *,
+    id_value: str,
+    id_hash: str | None,
+    id_masked: str,
+    content: str,
+) -> IdentifyResult:
+    """The full path: the reference read, the face checked outside any transaction, the answer written."""
     pending: dict[str, Any] = {}
 
     def first_pass(u: UnitOfWork) -> IdentifyResult | None:
@@ -465,6 +490,18 @@ def _refusal_before_face(  # noqa: C901, PLR0911  (the rules, in the order the e
         # No verifier configured: a face cannot be checked, so staff must confirm the person.
         return Refusal(Reason.NO_REFERENCE_PHOTO)
     return None
+
+
+def _face_admission(ctx: ServiceContext) -> contextlib.AbstractContextManager[object]:
+    """The face workers' places for this identify's face work, or OverloadedError now (face/pool.py).
+
+    Only a checker that runs in the face workers has places to take; any other takes nothing here.
+    """
+    admission = getattr(ctx.liveness_checker, "admission", None)
+    if admission is None or ctx.face_verifier is None:
+        return contextlib.nullcontext()
+    taken: contextlib.AbstractContextManager[object] = admission()
+    return taken
 
 
 def _face_needed(cmd: IdentifyCommand, found: _Found) -> bool:

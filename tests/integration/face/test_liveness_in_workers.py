@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from camera.simulator import make_clip
 from platform_server.bootstrap import face_verifier_from, liveness_checker_from
 from platform_server.config import FaceSection, PlatformConfig
+from platform_server.errors import OverloadedError
 from platform_server.face import api
 from platform_server.face.pool import PooledLivenessChecker, ProcessFaceVerifier
 from tests.integration.face.test_camera_capture import run_check
@@ -82,3 +84,39 @@ def test_the_check_and_the_comparison_side_by_side_give_what_each_gives_alone(
     verdict, compared = checker.check_and_verify(live, [b"not an image"], reference)
     assert isinstance(compared, api.FaceImageError)
     assert not verdict.passed  # the check could not find the live face in that capture either
+
+
+def test_an_admission_holds_the_pairs_places_until_its_call_or_its_end(
+    faces_dir: Path, pool: ProcessFaceVerifier
+) -> None:
+    checker = liveness_checker_from(PlatformConfig(), pool)
+    assert isinstance(checker, PooledLivenessChecker)
+    reference = pool.encode_reference((faces_dir / "obama_2.jpg").read_bytes())
+    nothing_live = api.LivenessEvidence(api.LivenessChallenge.BLINK, "x", ())
+    free = pool.free_places
+    assert free == 3  # one worker, a queue of two
+    refused: list[OverloadedError] = []
+
+    def another_identify() -> None:
+        try:
+            with checker.admission():
+                pass
+        except OverloadedError as err:
+            refused.append(err)
+
+    with checker.admission():
+        assert pool.free_places == free - 2
+        other = threading.Thread(target=another_identify)
+        other.start()
+        other.join(30)
+        assert len(refused) == 1  # one place left: the other identify is refused at once, nothing taken
+        assert refused[0].retry_after_s > 0
+        assert pool.free_places == free - 2
+        verdict, compared = checker.check_and_verify(nothing_live, [b"not an image"], reference)
+        assert not verdict.passed
+        assert isinstance(compared, api.FaceImageError)
+        assert pool.free_places == free  # the call ran in the admission's places and gave them back
+    assert pool.free_places == free
+    with checker.admission():  # an identify that ended before its face work
+        assert pool.free_places == free - 2
+    assert pool.free_places == free

@@ -1,0 +1,131 @@
+"""An identify with a face takes the face workers' places before it reads the expert's reference.
+
+Under load most identifies with a face are answered busy and sent again; one refused must not have
+read the reference photo's encoding or written anything (on a cluster the database is what every
+replica shares). The places are the pool's (face/pool.py); here a checker stands in for the pool so
+the database side is seen alone, on a real SQLite database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+
+from platform_server.db.models import AuditEntry
+from platform_server.errors import OverloadedError
+from platform_server.face.api import ChallengeFrame, FaceVerdict, LivenessChallenge, LivenessEvidence, LivenessVerdict
+from platform_server.services import identify, roster
+from tests.unit.platform_server.support import FakeFaceVerifier, Seeded, face_image, seed
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+    from platform_server.face.api import FaceImageError
+
+
+class PlacesChecker:
+    """A liveness checker with the pool's shape: places taken by `admission`, then `check_and_verify`.
+
+    `free` is how many identifies may be admitted; each call records whether it ran admitted.
+    """
+
+    def __init__(self, verifier: FakeFaceVerifier, free: int) -> None:
+        self.verifier = verifier
+        self.free = free
+        self.admissions = 0
+        self.inside = False
+        self.calls_inside: list[bool] = []
+
+    @contextlib.contextmanager
+    def admission(self) -> Iterator[None]:
+        self.admissions += 1
+        if self.free < 1:
+            raise OverloadedError("人脸比对繁忙 / face verification is busy", 0.5)
+        self.free -= 1
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+            self.free += 1
+
+    def check(self, evidence: LivenessEvidence, captures: Sequence[bytes]) -> LivenessVerdict:
+        return LivenessVerdict(passed=bool(evidence.frames), reason="passed", measures={})
+
+    def check_and_verify(
+        self, evidence: LivenessEvidence, captures: Sequence[bytes], reference_encoding: bytes
+    ) -> tuple[LivenessVerdict, FaceVerdict | FaceImageError]:
+        self.calls_inside.append(self.inside)
+        return self.check(evidence, captures), self.verifier.verify(reference_encoding, captures)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Seeded:
+    verifier = FakeFaceVerifier()
+    s = seed(f"sqlite:///{tmp_path / 'platform.db'}", experts=3, allow_id_only=False, verifier=verifier)
+    with s.uow as uow:
+        ids = roster.expert_ids_by_hash(uow, roster.hashes_of(s.ctx.data_key, [s.ids[0]]))
+        photo = face_image("alice")
+        roster.write_reference_photo(uow, s.ctx, next(iter(ids.values())), photo, verifier.encode_reference(photo))
+        uow.commit()
+    return s
+
+
+def command(s: Seeded, n: int, faces: tuple[bytes, ...]) -> identify.IdentifyCommand:
+    evidence = LivenessEvidence(LivenessChallenge.BLINK, "c1", (ChallengeFrame(b"frame", 0),)) if faces else None
+    return identify.IdentifyCommand(
+        request_id=uuid.uuid4().hex,
+        kiosk_id="K1",
+        batch_code=s.batch_code,
+        id_number=s.ids[n],
+        faces=faces,
+        liveness_passed=bool(faces),
+        liveness=evidence,
+    )
+
+
+def audit_rows(s: Seeded) -> int:
+    with s.new_uow() as uow:
+        return int(uow.execute(sa.select(sa.func.count()).select_from(AuditEntry)).scalar_one())
+
+
+def test_a_refused_identify_has_not_read_the_reference_or_written_anything(seeded: Seeded) -> None:
+    s = seeded
+    checker = PlacesChecker(FakeFaceVerifier(), free=0)
+    ctx = dataclasses.replace(s.ctx, liveness_checker=checker)
+    statements: list[str] = []
+    engine = s.uow.engine
+    sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(str(args[2])))
+    before = audit_rows(s)
+    alice = command(s, 0, (face_image("alice"),))
+    with pytest.raises(OverloadedError):
+        identify.identify(s.new_uow(), ctx, alice)
+    assert checker.admissions == 1
+    assert checker.calls_inside == []  # no face work started
+    assert not [sql for sql in statements if "encoding_encrypted" in sql]
+    assert audit_rows(s) == before  # nothing recorded: the kiosk sends the same request again
+
+    checker.free = 1  # a place frees: the same request goes through, its face work inside the admission
+    result = identify.identify(s.new_uow(), ctx, alice)
+    assert result.identification_token, result.refusal
+    assert checker.calls_inside == [True]
+    assert [sql for sql in statements if "encoding_encrypted" in sql]
+    assert checker.free == 1  # given back
+
+
+def test_an_identify_without_face_work_takes_no_place(seeded: Seeded) -> None:
+    s = seeded
+    checker = PlacesChecker(FakeFaceVerifier(), free=0)
+    ctx = dataclasses.replace(s.ctx, liveness_checker=checker)
+    # Not invited (another batch's ID), and an expert without a reference photo: answered, not busy.
+    stranger = dataclasses.replace(command(s, 0, (face_image("bob"),)), id_number="11010519491231002X")
+    assert identify.identify(s.new_uow(), ctx, stranger).refusal is not None
+    no_photo = identify.identify(s.new_uow(), ctx, command(s, 1, (face_image("carol"),)))
+    assert no_photo.refusal is not None
+    assert checker.admissions == 0
