@@ -3,7 +3,8 @@
 The cheap path (ID-only batch, no face, no earlier check-in) is one Session-free transaction: one
 joined read and two inserts (audit row, stored answer); the token is signed, not stored
 (services.identification_token). A face comparison (tens of milliseconds of CPU) runs between two
-transactions, never inside one.
+transactions, never inside one, and its places in the face workers are taken after the first read,
+before the reference is read: an identify answered busy has read once and written nothing.
 """
 
 from __future__ import annotations
