@@ -329,9 +329,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
     # The face workers' places before the reference is read: refused under load, an identify has cost
     # the database one read (on a cluster, the database all replicas share).
     with _face_admission(ctx) if face_next else contextlib.nullcontext():
-        return _identify_full(
-            uow, ctx, cmd, id_value=id_value, id_hash=id_hash, id_masked=id_masked, content=content
-        )
+        return _identify_full(uow, ctx, cmd, id_value=id_value, id_hash=id_hash, id_masked=id_masked, content=content)
 
 
 def _identify_full(
