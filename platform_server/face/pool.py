@@ -196,8 +196,9 @@ class ProcessFaceVerifier:
         self._slots = _Slots(processes + queue)
         self._mean_call_s: float | None = None  # moving average of admitted calls' time
         self._lock = threading.Lock()
-        self._admitted = threading.local()  # .next: this thread's next call waits for a slot, not refused
-        self._reserved = threading.local()  # .places: taken by `admission` for this thread's next pair
+        # Per request thread: .next_admitted, its next call waits for a slot instead of being refused;
+        # .pair_taken, `admission` holds the two places of its next side-by-side call.
+        self._this_thread = threading.local()
         self._executor = self._new_executor()
         # Start every worker now (and wait for its models), not on the first expert's face.
         for future in [self._executor.submit(_ready) for _ in range(processes)]:
@@ -234,7 +235,7 @@ class ProcessFaceVerifier:
         result: LivenessVerdict = self.call_on("liveness", "check", evidence, tuple(captures))
         # The identify's verification comes next on this thread: it waits for a slot instead of being
         # refused, so a check already done is not thrown away under load.
-        self._admitted.next = result.passed
+        self._this_thread.next_admitted = result.passed
         return result
 
     def check_liveness_and_verify(
@@ -262,9 +263,9 @@ class ProcessFaceVerifier:
         """
         if self._liveness_factory is None:
             raise RuntimeError("face workers were started without a liveness checker")
-        self._admitted.next = False
-        if getattr(self._reserved, "places", 0) == 2:
-            self._reserved.places = 0  # the places `admission` took for this call
+        self._this_thread.next_admitted = False
+        if getattr(self._this_thread, "pair_taken", False):
+            self._this_thread.pair_taken = False  # this call runs in the places `admission` took
         elif not self._slots.take(admitted=False, places=2):
             raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
         try:
@@ -303,14 +304,13 @@ class ProcessFaceVerifier:
         """
         if not self._slots.take(admitted=False, places=2):
             raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
-        self._reserved.places = 2
+        self._this_thread.pair_taken = True
         try:
             yield
         finally:
-            unused = self._reserved.places
-            self._reserved.places = 0
-            if unused:
-                self._slots.give_back(unused)
+            if self._this_thread.pair_taken:  # not used by a call: give them back
+                self._this_thread.pair_taken = False
+                self._slots.give_back(2)
 
     def call(self, method: str, *args: Any) -> Any:
         """Run `method(*args)` on a worker's verifier; see `call_on`."""
@@ -325,8 +325,8 @@ class ProcessFaceVerifier:
             FaceImageError: the verifier refused an image.
 
         """
-        admitted = getattr(self._admitted, "next", False) and target == "verifier"
-        self._admitted.next = False
+        admitted = getattr(self._this_thread, "next_admitted", False) and target == "verifier"
+        self._this_thread.next_admitted = False
         if not self._slots.take(admitted=admitted):
             raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
         try:
