@@ -13,17 +13,50 @@ naming the byte), and it resynchronises after the bad byte so one error does not
 
 from __future__ import annotations
 
+import logging
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Final, TypeAlias
-
-from escpos.printer import Dummy
 
 from receipt_printer.errors import EscPosSyntaxError, ProtocolError
 from receipt_printer.models import Align, Feed, PrinterStatus, QrCode, Raster, Receipt, TextLine
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from PIL import Image
+
+
+@contextmanager
+def _escpos_import_without_side_effects() -> Iterator[None]:
+    """Import python-escpos without what its import does to the whole process.
+
+    On import it makes a ``mkdtemp()`` directory it never removes (one more directory in /tmp for
+    every process that prints slips; made even when ``ESCPOS_CAPABILITIES_PICKLE_DIR`` names
+    another), pickles its printer database there, and calls ``logging.basicConfig()``, after which
+    our own ``basicConfig`` is silently ignored (``-v`` showed nothing). Here ``mkdtemp()`` makes
+    its directory inside one removed right after the import (the database is in memory by then),
+    and the root logger has a placeholder handler during the import so ``basicConfig`` does nothing.
+    """
+    root = logging.getLogger()
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)
+    try:
+        with tempfile.TemporaryDirectory(prefix="escpos-import-") as scratch:
+            default_tempdir = tempfile.tempdir
+            tempfile.tempdir = scratch
+            try:
+                yield
+            finally:
+                tempfile.tempdir = default_tempdir
+    finally:
+        root.removeHandler(placeholder)
+
+
+with _escpos_import_without_side_effects():
+    from escpos.printer import Dummy
 
 ESC: Final = 0x1B
 GS: Final = 0x1D

@@ -67,6 +67,14 @@ def test_status_exits_4_when_the_printer_cannot_print(sim: PrinterSimulator) -> 
     assert (code, out) == (kit.EXIT_NEEDS_PERSON, "状态 / status: 缺纸 / paper out\n")
 
 
+def test_verbose_logs_the_slip_on_stderr(sim: PrinterSimulator) -> None:
+    done = subprocess.run(
+        [str(PRINTER), "--port", sim.url, "-v", "test-page"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0
+    assert "receipt_printer.driver INFO slip printed: " in done.stderr
+
+
 def test_bad_input_exits_2() -> None:
     assert run("status")[0] == kit.EXIT_INPUT
     assert run("--port", "socket://127.0.0.1:1", "print-raw", "/nonexistent")[0] == kit.EXIT_INPUT
