@@ -718,7 +718,7 @@ def db_upgrade() -> None:
 
 @app.command("keygen")
 def keygen() -> None:
-    """Print a fresh random data key for [security] data_key / PLATFORM_DATA_KEY."""
+    r"""Print a fresh random data key for \[security] data_key / PLATFORM_DATA_KEY."""
     _print(crypto.DataKey.generate_text())
 
 

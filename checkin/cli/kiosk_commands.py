@@ -70,7 +70,7 @@ def run(
     ],
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log to stderr.")] = False,
 ) -> None:
-    """运行终端 / Run the kiosk: devices from [devices], the platform from [platform], the touch UI."""
+    r"""运行终端 / Run the kiosk: devices from \[devices], the platform from \[platform], the touch UI."""
     _logging(verbose)
     try:
         cfg = kiosk_config.load_config(config)

@@ -56,7 +56,7 @@ def id_card(  # noqa: PLR0917 - Typer maps options to parameters
         Path | None, typer.Option("--identities", help="JSON identities file (default: the bundled samples).")
     ] = None,
     fault: Annotated[
-        list[str] | None, typer.Option("--fault", help="Arm a fault: NAME[:VALUE][@COUNT|@always]; repeatable.")
+        list[str] | None, typer.Option("--fault", help=r"Arm a fault: NAME[:VALUE]\[@COUNT|@always]; repeatable.")
     ] = None,
     control: Annotated[
         str | None, typer.Option("--control", help="HOST:PORT for the JSON-lines control channel.")
