@@ -255,7 +255,7 @@ def batch_create(  # noqa: PLR0917  (Typer maps each parameter to an option)
     opens: Annotated[str | None, typer.Option("--opens", help="签到开放 / check-in opens (default now)")] = None,
     allow_id_only: Annotated[bool, typer.Option("--allow-id-only", help="无照片可仅凭身份证 / ID card alone")] = False,
 ) -> None:
-    """Create a batch (and its hotel)."""
+    """创建批次 / Create a batch (and its hotel)."""
     spec = batches.BatchSpec(
         code=code,
         name=name,
@@ -281,7 +281,7 @@ def batch_create(  # noqa: PLR0917  (Typer maps each parameter to an option)
 def batch_list(
     include_closed: Annotated[bool, typer.Option("--all", help="含已关闭 / include closed")] = False,
 ) -> None:
-    """List batches."""
+    """批次列表 / List batches."""
 
     def action() -> None:
         for b in batches.list_batches(_platform().new_uow(), include_closed=include_closed):
@@ -301,7 +301,7 @@ def batch_list(
 
 @batch_app.command("close")
 def batch_close(code: Annotated[str, typer.Argument(help="批次编号 / batch code")]) -> None:
-    """Close a batch: kiosks refuse further check-ins."""
+    """关闭批次 / Close a batch: kiosks refuse further check-ins."""
 
     def action() -> None:
         p = _platform()
@@ -329,7 +329,7 @@ def invitations_import(
         bool, typer.Option("--verbose", "-v", help="打印各阶段耗时 / print the time of each phase (stderr)")
     ] = False,
 ) -> None:
-    """Import invited experts: every row validated first, then all rows or none."""
+    """导入邀请专家名单 / Import invited experts: every row validated first, then all rows or none."""
     started = time.perf_counter()
     _state.exit_fast = True
     early, _state.early_reader = _state.early_reader, None
@@ -378,7 +378,7 @@ def invitations_import(
 def invitations_template(
     out: Annotated[Path, typer.Argument(help="输出文件 / output .xlsx")] = Path("invitations-template.xlsx"),
 ) -> None:
-    """Write an empty invitations spreadsheet (ID column formatted as text)."""
+    """生成名单模板 / Write an empty invitations spreadsheet (ID column formatted as text)."""
     _run(lambda: imports.write_invitation_template(out))
     _print(f"已生成模板 / wrote {out}")
 
@@ -388,7 +388,7 @@ def photos_import(
     source: Annotated[Path, typer.Argument(help="文件夹或 zip，文件名为身份证号 / folder or zip named by ID number")],
     batch: BatchOption,
 ) -> None:
-    """Import reference photos (each encoded once; all or none)."""
+    """导入参考照片 / Import reference photos (each encoded once; all or none)."""
 
     def action() -> None:
         p = _platform(face=True)
@@ -403,7 +403,7 @@ def photos_import(
 def rooms_import(
     file: Annotated[Path, typer.Argument(help=".xlsx/.csv，列：房间号 / column room")], batch: BatchOption
 ) -> None:
-    """Add rooms to the batch's pool."""
+    """导入房源 / Add rooms to the batch's pool."""
 
     def action() -> None:
         p = _platform()
@@ -415,7 +415,7 @@ def rooms_import(
 
 @bands_app.command("import")
 def bands_import(file: Annotated[Path, typer.Argument(help=".xlsx/.csv，列 rfid_uid, uwb_tag_id")]) -> None:
-    """Add wristbands to the inventory."""
+    """导入手环 / Add wristbands to the inventory."""
 
     def action() -> None:
         p = _platform()
@@ -435,7 +435,7 @@ def kiosks_add(
         Path | None, typer.Option("--cert", help="终端证书(PEM) / the kiosk's client certificate, PEM")
     ] = None,
 ) -> None:
-    """Register a kiosk (with --cert: the one client certificate accepted for it)."""
+    """注册终端 / Register a kiosk (with --cert: the one client certificate accepted for it)."""
 
     def action() -> None:
         p = _platform()
@@ -462,7 +462,7 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="原因 / reason (au
 
 @kiosks_app.command("disable")
 def kiosks_disable(kiosk_id: KioskArgument, reason: ReasonOption) -> None:
-    """Refuse every call of the kiosk from now on (e.g. stolen, broken, moved)."""
+    """停用终端 / Refuse every call of the kiosk from now on (e.g. stolen, broken, moved)."""
 
     def action() -> None:
         p = _platform()
@@ -474,7 +474,7 @@ def kiosks_disable(kiosk_id: KioskArgument, reason: ReasonOption) -> None:
 
 @kiosks_app.command("enable")
 def kiosks_enable(kiosk_id: KioskArgument) -> None:
-    """Serve a disabled kiosk again."""
+    """启用终端 / Serve a disabled kiosk again."""
 
     def action() -> None:
         p = _platform()
@@ -486,7 +486,7 @@ def kiosks_enable(kiosk_id: KioskArgument) -> None:
 
 @kiosks_app.command("remove")
 def kiosks_remove(kiosk_id: KioskArgument) -> None:
-    """Retire a kiosk for good (its id is not reused; its check-ins keep naming it)."""
+    """注销终端 / Retire a kiosk for good (its id is not reused; its check-ins keep naming it)."""
 
     def action() -> None:
         p = _platform()
@@ -500,7 +500,7 @@ def kiosks_remove(kiosk_id: KioskArgument) -> None:
 def kiosks_cert(
     kiosk_id: KioskArgument, cert: Annotated[Path, typer.Argument(help="终端证书(PEM) / client certificate, PEM")]
 ) -> None:
-    """Register the one client certificate accepted for the kiosk (replaces the earlier one)."""
+    """登记终端证书 / Register the one client certificate accepted for the kiosk (replaces the earlier one)."""
 
     def action() -> None:
         p = _platform()
@@ -514,7 +514,7 @@ def kiosks_cert(
 
 @kiosks_app.command("revoke-cert")
 def kiosks_revoke_cert(kiosk_id: KioskArgument) -> None:
-    """Refuse the kiosk's certificate from the next call on, until a new one is registered."""
+    """吊销终端证书 / Refuse the kiosk's certificate from the next call on, until a new one is registered."""
 
     def action() -> None:
         p = _platform()
@@ -548,7 +548,7 @@ def cases_list(
     kind: Annotated[str, typer.Option("--kind", help="类别 / kind")] = "",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Open needs-staff cases, oldest first (--all: resolved too)."""
+    """待处理事项列表 / Open needs-staff cases, oldest first (--all: resolved too)."""
 
     def action() -> None:
         state = None if include_resolved else cases.CaseState.OPEN
@@ -567,7 +567,7 @@ def cases_list(
 
 @cases_app.command("show")
 def cases_show(case_id: Annotated[str, typer.Argument(help="工单编号 / case id")]) -> None:
-    """One case with everything staff need."""
+    """查看事项 / One case with everything staff need."""
 
     def action() -> None:
         for line in _case_lines(cases.get_case(_platform().new_uow(), case_id)):
@@ -578,7 +578,7 @@ def cases_show(case_id: Annotated[str, typer.Argument(help="工单编号 / case 
 
 @cases_app.command("resolve")
 def cases_resolve(case_id: Annotated[str, typer.Argument(help="工单编号 / case id")], reason: ReasonOption) -> None:
-    """Close a case, saying what was done (audited)."""
+    """办结事项 / Close a case, saying what was done (audited)."""
 
     def action() -> None:
         p = _platform()
@@ -590,7 +590,7 @@ def cases_resolve(case_id: Annotated[str, typer.Argument(help="工单编号 / ca
 
 @app.command("status")
 def status(batch: BatchOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Invited, arrived, missing, rooms and bands left, UWB delivery, open cases, kiosks."""
+    """签到概况 / Invited, arrived, missing, rooms and bands left, UWB delivery, open cases, kiosks."""
 
     def action() -> None:
         stats = statistics.batch_statistics(_platform().new_uow(), batch)
@@ -644,7 +644,7 @@ _PAPER_WORDS = {"near_end": "  打印纸将尽 PAPER NEAR END", "out": "  打印
 
 @slips_app.command("show")
 def slips_show(code: Annotated[str, typer.Argument(help="凭证验证码 / the code under the slip's QR code")]) -> None:
-    """Look up a printed slip by its verification code (masked data; audited)."""
+    """查验签到凭证 / Look up a printed slip by its verification code (masked data; audited)."""
 
     def action() -> None:
         p = _platform()
@@ -667,7 +667,7 @@ FormatOption = Annotated[str, typer.Option("--format", "-f", help="xlsx | csv | 
 def export_check_ins(
     batch: BatchOption, out: Annotated[Path, typer.Option("--out", "-o")], fmt: FormatOption = "xlsx"
 ) -> None:
-    """All check-ins of a batch (masked), with UWB delivery state."""
+    """导出签到记录 / All check-ins of a batch (masked), with UWB delivery state."""
 
     def action() -> None:
         p = _platform()
@@ -688,7 +688,7 @@ def export_fees(
         bool, typer.Option("--full-numbers", help="完整卡号身份证号（财务付款用）/ unmasked, for payment")
     ] = False,
 ) -> None:
-    """Fee-payment list for finance (masked unless --full-numbers; that export is audit-logged)."""
+    """导出劳务费发放清单 / Fee-payment list for finance (masked unless --full-numbers; that export is audit-logged)."""
 
     def action() -> None:
         p = _platform()
@@ -711,20 +711,20 @@ def export_fees(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or migrate the database schema to the newest version."""
+    """升级数据库结构 / Create or migrate the database schema to the newest version."""
     _run(_platform)
     _print("数据库已是最新 / database is up to date")
 
 
 @app.command("keygen")
 def keygen() -> None:
-    r"""Print a fresh random data key for \[security] data_key / PLATFORM_DATA_KEY."""
+    r"""生成数据密钥 / Print a fresh random data key for \[security] data_key / PLATFORM_DATA_KEY."""
     _print(crypto.DataKey.generate_text())
 
 
 @app.command("serve")
 def serve_command(listen: Annotated[str | None, typer.Option("--listen", help="host:port")] = None) -> None:
-    """Run the gRPC server until SIGTERM/SIGINT, then stop gracefully."""
+    """运行平台服务 / Run the gRPC server until SIGTERM/SIGINT, then stop gracefully."""
 
     def action() -> None:
         config = _config()
@@ -755,7 +755,7 @@ def demo_seed(
     faces_dir: Annotated[Path | None, typer.Option("--faces-dir", help="参考照片目录 / reference faces")] = None,
     batch: Annotated[str, typer.Option("--batch", "-b")] = "DEMO",
 ) -> None:
-    """Create the demo batch (open now), rooms, bands, kiosks K1-K2 and invited experts."""
+    """写入演示数据 / Create the demo batch (open now), rooms, bands, kiosks K1-K2 and invited experts."""
 
     def action() -> None:
         p = _platform(face=faces_dir is not None)
@@ -771,7 +771,7 @@ def certs_make_dev(
     kiosk: Annotated[list[str], typer.Option("--kiosk", help="终端编号(可多次) / kiosk id (repeat)")],
     host: Annotated[list[str] | None, typer.Option("--host", help="server DNS name or IP")] = None,
 ) -> None:
-    """Development CA, server certificate and one client certificate per kiosk (CN = kiosk id)."""
+    """生成开发用证书 / Development CA, server certificate and one client certificate per kiosk (CN = kiosk id)."""
 
     def action() -> None:
         written = dev_certs.make_dev_certificates(out, kiosk, host or ["localhost", "127.0.0.1"])

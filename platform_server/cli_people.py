@@ -98,7 +98,7 @@ def accounts_add(
     ] = False,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
 ) -> None:
-    """Add an organiser person (then `accounts token NAME` for an API token)."""
+    """添加组织方人员 / Add an organiser person (then `accounts token NAME` for an API token)."""
     chosen = _role(role)
     secret = _read_password(from_stdin=password_stdin) if password or password_stdin else None
 
@@ -120,7 +120,7 @@ def accounts_add(
 
 @accounts_app.command("list")
 def accounts_list() -> None:
-    """Every account: role, disabled, password set, live tokens."""
+    """人员账号列表 / Every account: role, disabled, password set, live tokens."""
 
     def action() -> None:
         for a in accounts.list_accounts(platform().new_uow(), at=_now()):
@@ -133,7 +133,7 @@ def accounts_list() -> None:
 
 @accounts_app.command("disable")
 def accounts_disable(username: Annotated[str, typer.Argument()]) -> None:
-    """Disable a person at once: every token revoked, password refused."""
+    """停用人员 / Disable a person at once: every token revoked, password refused."""
 
     def action() -> None:
         accounts.set_disabled(platform().new_uow(), username, disabled=True, actor=host_actor(), at=_now())
@@ -144,7 +144,7 @@ def accounts_disable(username: Annotated[str, typer.Argument()]) -> None:
 
 @accounts_app.command("enable")
 def accounts_enable(username: Annotated[str, typer.Argument()]) -> None:
-    """Enable a disabled person again (old tokens stay revoked: issue a new one)."""
+    """重新启用人员 / Enable a disabled person again (old tokens stay revoked: issue a new one)."""
 
     def action() -> None:
         accounts.set_disabled(platform().new_uow(), username, disabled=False, actor=host_actor(), at=_now())
@@ -158,7 +158,7 @@ def accounts_set_password(
     username: Annotated[str, typer.Argument()],
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
 ) -> None:
-    """Set or replace a person's password (at least 12 characters)."""
+    """设置密码 / Set or replace a person's password (at least 12 characters)."""
     secret = _read_password(from_stdin=password_stdin)
 
     def action() -> None:
@@ -175,7 +175,7 @@ def accounts_token(
     days: Annotated[int, typer.Option("--days", help="有效天数，0为不过期 / valid days, 0 = until revoked")] = 90,
     revoke: Annotated[bool, typer.Option("--revoke", help="撤销此人全部令牌 / revoke all of them")] = False,
 ) -> None:
-    """Print a new API token for the person (shown once), or revoke all their tokens."""
+    """签发或吊销 API 令牌 / Print a new API token for the person (shown once), or revoke all their tokens."""
 
     def action() -> None:
         uow = platform().new_uow()
@@ -194,7 +194,7 @@ def accounts_token(
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Check the audit hash chain end to end; name every edited, deleted, inserted or cut-off stretch."""
+    """校验审计哈希链 / Check the audit hash chain end to end; name every edited, deleted, inserted or cut stretch."""
 
     def action() -> None:
         p = platform()
@@ -224,7 +224,7 @@ def audit_export(
     until: Annotated[str | None, typer.Option("--to", help="止(不含) / to, exclusive")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv | jsonl")] = "csv",
 ) -> None:
-    """Audit entries of a period for inspectors: seq and mac kept, personal data masked."""
+    """导出审计记录 / Audit entries of a period for inspectors: seq and mac kept, personal data masked."""
     start, end = cli._parse_time(since, "--from"), cli._parse_time(until, "--to")
 
     def action() -> None:
@@ -248,7 +248,7 @@ def audit_export(
 
 @keys_app.command("fingerprint")
 def keys_fingerprint() -> None:
-    """The configured data key's fingerprint (the database refuses any other key)."""
+    """数据密钥指纹 / The configured data key's fingerprint (the database refuses any other key)."""
     run(lambda: say(keyring.fingerprint(bootstrap.data_key_from(cli._config()))))
 
 
@@ -262,9 +262,10 @@ def keys_rotate(
         bool, typer.Option("--force", help="kiosks heartbeated in the last 2 minutes but serve is stopped")
     ] = False,
 ) -> None:
-    """Re-encrypt everything under a new data key (the configured key is the old one). Stop `serve` first.
+    """更换数据密钥 / Re-encrypt everything under a new data key (the configured key is the old one).
 
-    Interrupted? Run it again with the same new key: it carries on. Then put the new key in the configuration.
+    Stop `serve` first. Interrupted? Run it again with the same new key: it carries on. Then put the
+    new key in the configuration.
     """
     text = (
         new_key_file.read_text(encoding="utf-8").strip()
@@ -304,7 +305,7 @@ def faces_reset(
     batch: cli.BatchOption,
     reason: Annotated[str, typer.Option("--reason", help="原因(必填) / why (required)")],
 ) -> None:
-    """Give an expert whose face attempts are used up new attempts (organiser, admin); audited."""
+    """重置人脸核验次数 / Give an expert whose face attempts are used up new attempts (organiser, admin); audited."""
 
     def direct() -> None:
         p = platform()
@@ -326,7 +327,7 @@ def faces_reset(
 
 
 def whoami() -> None:
-    """Remote mode: who the token names, the role and what it allows."""
+    """当前身份 / Remote mode: who the token names, the role and what it allows."""
 
     def direct() -> None:
         say(f"{host_actor()} (direct database mode on the platform's host)")

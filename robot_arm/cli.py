@@ -154,7 +154,7 @@ def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Report position, gripper, band held, stock, pickup sensor, door, e-stop and alarms."""
+    """机械臂状态 / Report position, gripper, band held, stock, pickup sensor, door, e-stop and alarms."""
     with _arm(ctx) as arm, _device_errors():
         current = arm.status()
         info = arm.info()
@@ -168,7 +168,7 @@ def status(
 
 @app.command()
 def home(ctx: typer.Context) -> None:
-    """Home the axes (after power-up, e-stop, door or jam)."""
+    """回原点 / Home the axes (after power-up, e-stop, door or jam)."""
     with _arm(ctx) as arm, _device_errors():
         arm.home()
         typer.echo("homed")
@@ -176,7 +176,7 @@ def home(ctx: typer.Context) -> None:
 
 @app.command()
 def clear(ctx: typer.Context) -> None:
-    """Clear a latched alarm (the e-stop must be released and the door closed)."""
+    """清除报警 / Clear a latched alarm (the e-stop must be released and the door closed)."""
     with _arm(ctx) as arm, _device_errors():
         arm.clear()
         typer.echo("alarm cleared")
@@ -190,7 +190,7 @@ def self_test(
     ] = None,
     read_timeout: Annotated[float, typer.Option(help="Seconds to wait for the band's UID.")] = 5.0,
 ) -> None:
-    """Home, pick a band, show it to the reader and return it to stock; exit 0 only if all of it worked."""
+    """自检 / Home, pick a band, show it to the reader and return it to stock; exit 0 only if all of it worked."""
     band_reader = BandUidReader(reader) if reader else None
 
     def read_band(_arm: ArmDriver) -> None:
@@ -249,7 +249,7 @@ def dispense_one(
     ] = False,
     pickup_timeout: Annotated[float, typer.Option(help="Seconds to wait for the band to be taken.")] = 30.0,
 ) -> None:
-    """Run one dispense end to end; without --hand-out the band goes to the reject bin after the reader."""
+    """发放一个手环 / Run one dispense end to end; without --hand-out the band goes to the reject bin after reading."""
 
     def technician_bind(uid: str) -> BindDecision:
         typer.echo(f"band UID {uid}")
@@ -339,7 +339,7 @@ def sim(
         str | None, typer.Option(help="HOST:PORT of a vpcd slot: the band at the reader station appears there.")
     ] = None,
 ) -> None:
-    """Run the simulated arm on a TCP port; pyserial reaches it as socket://HOST:PORT."""
+    """运行机械臂模拟器 / Run the simulated arm on a TCP port; pyserial reaches it as socket://HOST:PORT."""
     with _device_errors():
         host, port = parse_host_port(listen, "--listen")
         control_port = parse_control_port(control, host)

@@ -1,9 +1,10 @@
-"""Every command's --help shows its text whole: Typer's rich markup must not eat a ``[section]``.
+"""Every command's --help is Chinese first, English second, and shows its text whole.
 
 Typer renders help through rich, which reads ``[word]`` as a style tag and drops it: ``checkin-kiosk
 run`` said "devices from , the platform from ," for "from [devices], ... from [platform]". Each
 console script's command tree is walked, and every bracketed token of a command's or an option's
-help must appear in what ``--help`` prints (escape one as ``\\[word]``).
+help must appear in what ``--help`` prints (escape one as ``\\[word]``). Organisers and technicians
+read these lines: each command's first line is ``中文 / English``, as every user-facing text is.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 BRACKETED = re.compile(r"\[[^\]\s]{1,40}\]")
+CHINESE_THEN_ENGLISH = re.compile(r"^[^/]*[\u4e00-\u9fff][^/]* / [A-Za-z`]")
 
 
 def _console_script_apps() -> dict[str, typer.Typer]:
@@ -67,3 +69,14 @@ def test_no_bracketed_word_is_lost_from_help(script: str, monkeypatch: pytest.Mo
         shown = " ".join(result.output.replace("│", " ").split())
         lost += [f"{script} {' '.join(path)}: {token}" for token in sorted(wanted) if token not in shown]
     assert lost == []
+
+
+@pytest.mark.parametrize("script", ["checkin-kiosk", "platform-server", "robot-arm", "uwb", "receipt-printer"])
+def test_every_command_says_what_it_does_in_chinese_then_english(script: str) -> None:
+    app = _console_script_apps()[script]
+    english_only = [
+        f"{script} {' '.join(path)}: {first}"
+        for path, command in _commands(typer.main.get_command(app), [])
+        if not CHINESE_THEN_ENGLISH.match(first := (command.help or "").strip().split("\n", 1)[0])
+    ]
+    assert english_only == []
