@@ -52,7 +52,16 @@ CALL_TIMEOUT_S = 30.0
 GIVE_UP_S = 90.0  # a kiosk's patience for one call, retries included
 UWB_LATE_S = 10.0
 IDENTIFY = "/expertcheckin.v1.KioskService/IdentifyExpert"  # the method name in the servers' /metrics
-FAULTS = ("none", "kill-replica", "kill-platform", "restart-postgres", "rolling-restart", "gateway-offline", "net-cut")
+FAULTS = (
+    "none",
+    "kill-replica",
+    "kill-platform",
+    "restart-postgres",
+    "failover-postgres",
+    "rolling-restart",
+    "gateway-offline",
+    "net-cut",
+)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -431,10 +440,15 @@ class SqliteTarget(Target):
 class ClusterTarget(Target):
     """scripts/cluster.sh: a private PostgreSQL and 1 or 3 replicas (behind HAProxy when 3)."""
 
-    def __init__(self, tmp: Path, key: str, uwb_url: str, faces_processes: int | None, replicas: int) -> None:
+    def __init__(
+        self, tmp: Path, key: str, uwb_url: str, faces_processes: int | None, replicas: int, *, standby: bool = False
+    ) -> None:
         self.name = "PostgreSQL, 1 platform" if replicas == 1 else f"cluster, {replicas} replicas + HAProxy"
+        if standby:
+            self.name += ", synchronous standby"
         self.key = key
         pg_port, lb_port = ports.free_port(), ports.free_port()
+        standby_port = ports.free_port() if standby else None
         self.ports = [ports.free_port() for _ in range(replicas)]
         self.replicas = replicas
         self.env = _env(key, uwb_url, faces_processes) | {
@@ -445,7 +459,14 @@ class ClusterTarget(Target):
             "FACE_PROCESSES": str(faces_processes or 0),
             "UWB_PORT": uwb_url,
         }
-        self.url = f"postgresql+psycopg://checkin:checkin@127.0.0.1:{pg_port}/checkin"
+        if standby_port is None:
+            self.url = f"postgresql+psycopg://checkin:checkin@127.0.0.1:{pg_port}/checkin"
+        else:  # as scripts/cluster.sh gives it to the replicas: whichever of the two takes writes
+            self.env["PG_STANDBY_PORT"] = str(standby_port)
+            self.url = (
+                f"postgresql+psycopg://checkin:checkin@/checkin?host=127.0.0.1:{pg_port}&host=127.0.0.1:{standby_port}"
+                "&target_session_attrs=read-write"
+            )
         self.address = f"127.0.0.1:{lb_port}" if replicas > 1 else f"127.0.0.1:{self.ports[0]}"
 
     def script(self, *args: str) -> None:
@@ -475,6 +496,9 @@ class ClusterTarget(Target):
         elif kind == "restart-postgres":
             self.script("restart-postgres")
             log.append(f"{time.monotonic():.1f} PostgreSQL restarted")
+        elif kind == "failover-postgres":
+            self.script("failover-postgres")
+            log.append(f"{time.monotonic():.1f} PostgreSQL primary stopped at once, the standby promoted")
         elif kind == "rolling-restart":
             for replica in range(1, self.replicas + 1):
                 self.script("restart-replica", str(replica))
@@ -814,7 +838,9 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
     if args.target == "sqlite":
         target: Target = SqliteTarget(tmp, key, sim.url, faces_processes)
     else:
-        target = ClusterTarget(tmp, key, sim.url, faces_processes, 1 if args.target == "postgres" else args.replicas)
+        replicas = 1 if args.target == "postgres" else args.replicas
+        standby = args.standby or args.fault == "failover-postgres"
+        target = ClusterTarget(tmp, key, sim.url, faces_processes, replicas, standby=standby)
         target.start_database()
     s = seed(target.url, key, experts=checkins, kiosks=args.kiosks, faces=args.faces, batches_n=args.batches)
     for tag in s.band_tags:
@@ -965,18 +991,11 @@ def main() -> None:
     parser.add_argument("--pace", type=float, default=40.0, help="human pace: seconds between a kiosk's check-ins")
     parser.add_argument("--duration", type=float, default=80.0, help="human pace: seconds of the run")
     parser.add_argument("--faces", action="store_true", help="every check-in sends a face capture")
+    parser.add_argument("--fault", choices=FAULTS, default="none")
     parser.add_argument(
-        "--fault",
-        choices=(
-            "none",
-            "kill-replica",
-            "kill-platform",
-            "restart-postgres",
-            "rolling-restart",
-            "gateway-offline",
-            "net-cut",
-        ),
-        default="none",
+        "--standby",
+        action="store_true",
+        help="postgres, cluster: a synchronous streaming standby beside PostgreSQL (failover-postgres implies it)",
     )
     parser.add_argument("--fault-at", type=float, default=1 / 3, help="fraction of the check-ins done when it strikes")
     parser.add_argument("--gateway-offline-s", type=float, default=60.0, help="how long the UWB gateway is off")
@@ -985,6 +1004,8 @@ def main() -> None:
     parser.add_argument("--face-processes", type=int, default=-1, help="[face] processes per platform process")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, database)")
     args = parser.parse_args()
+    if args.target == "sqlite" and (args.standby or args.fault == "failover-postgres"):
+        parser.error("a standby and its failover are PostgreSQL's: use --target postgres or cluster")
     print(
         "| platform | run | kiosks | fault | check-ins done/planned | check-ins/s | identify p50/p99 ms |"
         " complete p50/p99 ms | faces/s | lost / dup / rooms twice / bands twice | bands late |"

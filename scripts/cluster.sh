@@ -3,7 +3,7 @@
 # replicas and HAProxy in front, balancing each gRPC call (HTTP/2) and draining a replica whose
 # /health answers 503. docs/deploy.md describes the same on several machines.
 #
-# Usage: scripts/cluster.sh start|stop|status|restart-replica N|kill-replica N|url
+# Usage: scripts/cluster.sh start|stop|status|restart-replica N|kill-replica N|failover-postgres|url
 # Everything is configurable by environment (defaults in brackets):
 #   CLUSTER_DIR [/tmp/platform-cluster-$PG_PORT]  data, logs and pid files
 #   PG_PORT [55432]        the private PostgreSQL (never the machine's shared 5432)
@@ -14,6 +14,9 @@
 #   MAX_WORKERS [64 for one replica, 32 each for more]  request threads per replica: replicas that
 #                          share this machine's cores do better with fewer (docs/deploy.md)
 #   POOL_SIZE [0]          database connections per replica (0: one per request thread + 4)
+#   PG_STANDBY_PORT []     also a streaming standby on this port, synchronous (a completion waits for
+#                          it), and the replicas' URL naming both servers with target_session_attrs=
+#                          read-write; `failover-postgres` then stops the primary at once and promotes it
 #   PLATFORM_DATA_KEY      the data key (a development key is made and kept in CLUSTER_DIR if unset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +28,14 @@ CLUSTER_DIR=${CLUSTER_DIR:-/tmp/platform-cluster-$PG_PORT}
 FACE_PROCESSES=${FACE_PROCESSES:--1}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PGDATA_DIR="$CLUSTER_DIR/pg"
-DB_URL="postgresql+psycopg://checkin:checkin@127.0.0.1:${PG_PORT}/checkin"
+PG_STANDBY_PORT=${PG_STANDBY_PORT:-}
+STANDBY_DIR="$CLUSTER_DIR/pg-standby"
+if [ -n "$PG_STANDBY_PORT" ]; then
+  # libpq tries the hosts in turn and keeps the one that takes writes: after a failover, the promoted one.
+  DB_URL="postgresql+psycopg://checkin:checkin@/checkin?host=127.0.0.1:${PG_PORT}&host=127.0.0.1:${PG_STANDBY_PORT}&target_session_attrs=read-write"
+else
+  DB_URL="postgresql+psycopg://checkin:checkin@127.0.0.1:${PG_PORT}/checkin"
+fi
 
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 health_port() { echo $(($1 + 100)); }
@@ -43,13 +53,52 @@ start_postgres() {
   fi
   if ! as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
     as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PGDATA_DIR -c max_connections=500" start >/dev/null
+      -o "$(pg_options "$PG_PORT" "$PGDATA_DIR")" start >/dev/null
   fi
   local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qtA)
   as_postgres "${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname='checkin'" | grep -q 1 \
     || as_postgres "${psql[@]}" -c "CREATE ROLE checkin LOGIN PASSWORD 'checkin'"
   as_postgres "${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname='checkin'" | grep -q 1 \
     || as_postgres "${psql[@]}" -c "CREATE DATABASE checkin OWNER checkin"
+  if [ -n "$PG_STANDBY_PORT" ]; then start_standby; fi
+}
+
+pg_options() {  # $1: port, $2: socket directory
+  echo "-p $1 -c listen_addresses=127.0.0.1 -k $2 -c max_connections=500"
+}
+
+start_standby() {
+  local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qtA)
+  if [ ! -f "$STANDBY_DIR/PG_VERSION" ]; then
+    mkdir -p "$STANDBY_DIR"; chmod 700 "$STANDBY_DIR"; [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$STANDBY_DIR"
+    # A copy of the primary that streams its WAL (-R: standby.signal and primary_conninfo, naming it "standby").
+    # --checkpoint=fast: the default spread checkpoint makes the copy wait minutes for nothing.
+    as_postgres "$PG_BIN/pg_basebackup" -D "$STANDBY_DIR" -R -X stream --checkpoint=fast \
+      -d "host=127.0.0.1 port=$PG_PORT user=postgres application_name=standby" \
+      >"$CLUSTER_DIR/pg_basebackup.log" 2>&1 || { cat "$CLUSTER_DIR/pg_basebackup.log" >&2; exit 1; }
+  fi
+  if ! as_postgres "$PG_BIN/pg_ctl" -D "$STANDBY_DIR" status >/dev/null 2>&1; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$STANDBY_DIR" -l "$STANDBY_DIR/server.log" -w -t 60 \
+      -o "$(pg_options "$PG_STANDBY_PORT" "$STANDBY_DIR")" start >/dev/null
+  fi
+  # Set after the copy was taken, so a promoted standby does not wait for a standby of its own.
+  as_postgres "${psql[@]}" -c "ALTER SYSTEM SET synchronous_standby_names = 'standby'" >/dev/null
+  as_postgres "${psql[@]}" -c "SELECT pg_reload_conf()" >/dev/null
+  for _ in $(seq 1 600); do  # up to 60 s until the standby streams and confirms synchronously
+    if [ "$(as_postgres "${psql[@]}" -c "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby'")" = sync ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "cluster.sh: the standby on port $PG_STANDBY_PORT did not become a synchronous standby" >&2
+  exit 1
+}
+
+failover_postgres() {
+  [ -n "$PG_STANDBY_PORT" ] || { echo "cluster.sh: failover-postgres needs PG_STANDBY_PORT" >&2; exit 2; }
+  # The primary's machine lost: no shutdown checkpoint, no goodbye to its clients.
+  as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate stop >/dev/null
+  as_postgres "$PG_BIN/pg_ctl" -D "$STANDBY_DIR" -w -t 60 promote >/dev/null
 }
 
 data_key() {
@@ -154,6 +203,9 @@ case "${1:-start}" in
     stop_pidfile "$CLUSTER_DIR/haproxy.pid" TERM
     for n in $(seq 1 "$(n_replicas)"); do stop_pidfile "$CLUSTER_DIR/replica-$n.pid" TERM; done
     as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast stop >/dev/null 2>&1 || true
+    if [ -f "$STANDBY_DIR/PG_VERSION" ]; then
+      as_postgres "$PG_BIN/pg_ctl" -D "$STANDBY_DIR" -m fast stop >/dev/null 2>&1 || true
+    fi
     ;;
   status)
     for n in $(seq 1 "$(n_replicas)"); do
@@ -167,7 +219,8 @@ case "${1:-start}" in
   kill-replica) stop_pidfile "$CLUSTER_DIR/replica-$2.pid" KILL ;;
   start-replica) start_replica "$2"; wait_healthy "$2" ;;
   restart-postgres) as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w restart \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PGDATA_DIR -c max_connections=500" >/dev/null ;;
+      -o "$(pg_options "$PG_PORT" "$PGDATA_DIR")" >/dev/null ;;
+  failover-postgres) failover_postgres ;;
   url) echo "$DB_URL" ;;
-  *) echo "usage: $0 start|stop|status|start-postgres|restart-replica N|kill-replica N|start-replica N|restart-postgres|url" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|start-postgres|restart-replica N|kill-replica N|start-replica N|restart-postgres|failover-postgres|url" >&2; exit 2 ;;
 esac

@@ -74,3 +74,15 @@ def test_rolling_restart_of_the_replicas_fails_no_check_in(pg_url: str) -> None:
         "--duration", "40", "--fault", "rolling-restart", "--fault-at", "0.05",
     )  # fmt: skip
     assert_nothing_lost(row)
+
+
+@pytest.mark.postgres
+@pytest.mark.xdist_group("whole-system")
+def test_the_database_machine_lost_and_its_standby_promoted_loses_no_check_in(pg_url: str) -> None:
+    # A private primary with a synchronous standby (scripts/cluster.sh, PG_STANDBY_PORT); a third of
+    # the way in, the primary stops at once (no checkpoint, connections cut) and the standby is
+    # promoted. The platform's URL names both; every count is read from the promoted server.
+    row = run_suite("--target", "postgres", "--kiosks", "20", "--checkins", "400", "--fault", "failover-postgres")
+    assert row["target"].endswith("synchronous standby"), row
+    assert any("standby promoted" in line for line in row["fault_log"]), row
+    assert_nothing_lost(row)
