@@ -11,7 +11,7 @@ Faults are injected during the run; afterwards the platform's own records are co
 kiosk was told about but missing (lost), several active check-ins of one invitation (duplicated),
 rooms or bands in two active check-ins, bands not written within 10 s (of the check-in, or of the
 gateway's return), audit entries the platform left out of its chain and what `audit verify` finds
-(JSON only: audit_unplaced, audit_entries, audit_findings). Baselines are measured in the same run:
+(JSON only: audit_unplaced, audit_entries, audit_findings, audit_by_action). Baselines are measured in the same run:
 the Echo bound (the same N clients calling Diagnostics.Echo flat out; a check-in is two calls) and
 the single-face encoding floor.
 
@@ -729,7 +729,7 @@ def run_kiosks(plan: Plan, processes: int, on_progress: Any = None) -> tuple[dic
 # ---------------------------------------------------------------- counting from the platform's records
 
 
-def audit_records(url: str, key_text: str, timeout: float) -> dict[str, int]:
+def audit_records(url: str, key_text: str, timeout: float) -> dict[str, Any]:
     """The audit log once the platform placed what it sealed: entries left unplaced, and a full verify.
 
     On PostgreSQL writers seal their entries and every serving process's chainer places them within a
@@ -753,7 +753,14 @@ def audit_records(url: str, key_text: str, timeout: float) -> dict[str, int]:
             time.sleep(0.1)
         key = keyring.open_keys(engine, DataKey.from_text(key_text))
         report = audit_chain.verify(engine, key)  # on PostgreSQL this places anything still sealed first
-        return {"audit_unplaced": unplaced, "audit_entries": report.entries, "audit_findings": len(report.findings)}
+        with engine.connect() as c:
+            rows = c.execute(sa.text("SELECT action, count(*) FROM audit_log GROUP BY action")).tuples().all()
+        return {
+            "audit_unplaced": unplaced,
+            "audit_entries": report.entries,
+            "audit_findings": len(report.findings),
+            "audit_by_action": {str(action): int(n) for action, n in sorted(rows)},
+        }
     finally:
         engine.dispose()
 
