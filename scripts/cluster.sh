@@ -44,7 +44,18 @@ health_port() { echo $(($1 + 100)); }
 # against 260-271 with 64 and 162-175 with 12 (docs/performance.md).
 default_max_workers() { if [ "$(n_replicas)" -gt 1 ]; then echo 32; else echo 64; fi; }
 
+refuse_old_primary() {
+  # After a failover the old primary must stay down: started again it would be a second primary,
+  # first in the replicas' URL, and check-ins would go to two databases.
+  if [ -f "$CLUSTER_DIR/failed-over" ]; then
+    echo "cluster.sh: $(cat "$CLUSTER_DIR/failed-over"); the old primary in $PGDATA_DIR stays down" >&2
+    echo "cluster.sh: stop everything and remove $CLUSTER_DIR to start afresh" >&2
+    exit 1
+  fi
+}
+
 start_postgres() {
+  refuse_old_primary
   mkdir -p "$CLUSTER_DIR"; chmod 755 "$CLUSTER_DIR"
   if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
     mkdir -p "$PGDATA_DIR"; [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PGDATA_DIR"
@@ -98,6 +109,7 @@ failover_postgres() {
   [ -n "$PG_STANDBY_PORT" ] || { echo "cluster.sh: failover-postgres needs PG_STANDBY_PORT" >&2; exit 2; }
   # The primary's machine lost: no shutdown checkpoint, no goodbye to its clients.
   as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate stop >/dev/null
+  echo "failed over to the standby on port $PG_STANDBY_PORT at $(date -u +%FT%TZ)" > "$CLUSTER_DIR/failed-over"
   as_postgres "$PG_BIN/pg_ctl" -D "$STANDBY_DIR" -w -t 60 promote >/dev/null
 }
 
@@ -218,7 +230,7 @@ case "${1:-start}" in
     stop_pidfile "$CLUSTER_DIR/replica-$2.pid" TERM; start_replica "$2"; wait_healthy "$2" ;;
   kill-replica) stop_pidfile "$CLUSTER_DIR/replica-$2.pid" KILL ;;
   start-replica) start_replica "$2"; wait_healthy "$2" ;;
-  restart-postgres) as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w restart \
+  restart-postgres) refuse_old_primary; as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w restart \
       -o "$(pg_options "$PG_PORT" "$PGDATA_DIR")" >/dev/null ;;
   failover-postgres) failover_postgres ;;
   url) echo "$DB_URL" ;;
