@@ -16,7 +16,8 @@
 #   POOL_SIZE [0]          database connections per replica (0: one per request thread + 4)
 #   PG_STANDBY_PORT []     also a streaming standby on this port, synchronous (a completion waits for
 #                          it), and the replicas' URL naming both servers with target_session_attrs=
-#                          read-write; `failover-postgres` then stops the primary at once and promotes it
+#                          read-write; `failover-postgres` then stops the primary at once and promotes
+#                          the standby
 #   PLATFORM_DATA_KEY      the data key (a development key is made and kept in CLUSTER_DIR if unset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
