@@ -11,9 +11,10 @@ Faults are injected during the run; afterwards the platform's own records are co
 kiosk was told about but missing (lost), several active check-ins of one invitation (duplicated),
 rooms or bands in two active check-ins, bands not written within 10 s (of the check-in, or of the
 gateway's return), audit entries the platform left out of its chain and what `audit verify` finds
-(JSON only: audit_unplaced, audit_entries, audit_findings, audit_by_action). Baselines are measured in the same run:
-the Echo bound (the same N clients calling Diagnostics.Echo flat out; a check-in is two calls) and
-the single-face encoding floor.
+(JSON only: audit_unplaced, audit_entries, audit_findings, audit_by_action). Baselines are
+measured in the same run: the Echo bound (the same N clients calling Diagnostics.Echo flat out; a
+check-in is two calls) and the single-face encoding floor. The database's machine is lost with
+`--fault failover-postgres`: a synchronous standby (also `--standby` alone) is promoted.
 
     .venv/bin/python bench/load_suite.py --target sqlite --kiosks 200 --checkins 2000
     .venv/bin/python bench/load_suite.py --target cluster --fault rolling-restart
@@ -438,7 +439,7 @@ class SqliteTarget(Target):
 
 
 class ClusterTarget(Target):
-    """scripts/cluster.sh: a private PostgreSQL and 1 or 3 replicas (behind HAProxy when 3)."""
+    """scripts/cluster.sh: a private PostgreSQL (with `standby`, and its synchronous standby) and 1 or 3 replicas."""
 
     def __init__(
         self, tmp: Path, key: str, uwb_url: str, faces_processes: int | None, replicas: int, *, standby: bool = False
