@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import uuid
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,7 +19,7 @@ from platform_server.db.models import AuditEntry
 from platform_server.errors import OverloadedError
 from platform_server.face.api import ChallengeFrame, FaceVerdict, LivenessChallenge, LivenessEvidence, LivenessVerdict
 from platform_server.services import identify, roster
-from tests.unit.platform_server.support import FakeFaceVerifier, Seeded, face_image, seed
+from tests.unit.platform_server.support import FakeFaceVerifier, Seeded, face_image, identify_command, seed
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -79,15 +78,7 @@ def seeded(tmp_path: Path) -> Seeded:
 
 def command(s: Seeded, n: int, faces: tuple[bytes, ...]) -> identify.IdentifyCommand:
     evidence = LivenessEvidence(LivenessChallenge.BLINK, "c1", (ChallengeFrame(b"frame", 0),)) if faces else None
-    return identify.IdentifyCommand(
-        request_id=uuid.uuid4().hex,
-        kiosk_id="K1",
-        batch_code=s.batch_code,
-        id_number=s.ids[n],
-        faces=faces,
-        liveness_passed=bool(faces),
-        liveness=evidence,
-    )
+    return identify_command(s, n, faces, liveness=evidence)
 
 
 def audit_rows(s: Seeded) -> int:

@@ -9,7 +9,6 @@ do at that transaction's COMMIT, not what the code meant to ask for.
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -18,7 +17,14 @@ import sqlalchemy as sa
 
 from platform_server.db.unit_of_work import run_driver_transaction
 from platform_server.services import identify, imports
-from tests.unit.platform_server.support import FakeFaceVerifier, Seeded, check_in_expert, face_image, seed
+from tests.unit.platform_server.support import (
+    FakeFaceVerifier,
+    Seeded,
+    check_in_expert,
+    face_image,
+    identify_command,
+    seed,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -71,18 +77,7 @@ def seeded(pg_schema_url: str) -> Iterator[Seeded]:
 
 
 def _identify(s: Seeded, n: int, faces: tuple[bytes, ...] = (), *, verified: bool = True) -> identify.IdentifyResult:
-    result = identify.identify(
-        s.new_uow(),
-        s.ctx,
-        identify.IdentifyCommand(
-            request_id=uuid.uuid4().hex,
-            kiosk_id="K1",
-            batch_code=s.batch_code,
-            id_number=s.ids[n],
-            faces=faces,
-            liveness_passed=bool(faces),
-        ),
-    )
+    result = identify.identify(s.new_uow(), s.ctx, identify_command(s, n, faces))
     assert result.verified is verified, result.refusal
     return result
 

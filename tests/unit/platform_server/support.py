@@ -17,7 +17,7 @@ from personal_data.crypto import DataKey
 from platform_server.config import RulesSection
 from platform_server.db.engine import make_engine, make_session_factory, upgrade
 from platform_server.db.unit_of_work import UnitOfWork
-from platform_server.face.api import FaceImageError, FaceImageProblem, FaceVerdict
+from platform_server.face.api import FaceImageError, FaceImageProblem, FaceVerdict, LivenessEvidence
 from platform_server.services import batches, check_in, identify, keyring, kiosks, roster
 from platform_server.services.context import ServiceContext
 
@@ -213,15 +213,24 @@ def seed(
     return Seeded(url, uow, ctx, batch_code, ids, band_list, room_numbers, list(kiosk_ids))
 
 
+def identify_command(
+    s: Seeded, n: int, faces: tuple[bytes, ...] = (), *, kiosk: str = "K1", liveness: LivenessEvidence | None = None
+) -> identify.IdentifyCommand:
+    """Expert n's identify at `kiosk`, a fresh request id; with faces, as after the kiosk's liveness check."""
+    return identify.IdentifyCommand(
+        request_id=uuid.uuid4().hex,
+        kiosk_id=kiosk,
+        batch_code=s.batch_code,
+        id_number=s.ids[n],
+        faces=faces,
+        liveness_passed=bool(faces),
+        liveness=liveness,
+    )
+
+
 def check_in_expert(s: Seeded, n: int, *, band: int | None = None, kiosk: str = "K1") -> check_in.CompleteResult:
     """Expert n identified (ID only) and checked in at `kiosk` with band `band` (default n) and a new card."""
-    found = identify.identify(
-        s.new_uow(),
-        s.ctx,
-        identify.IdentifyCommand(
-            request_id=uuid.uuid4().hex, kiosk_id=kiosk, batch_code=s.batch_code, id_number=s.ids[n]
-        ),
-    )
+    found = identify.identify(s.new_uow(), s.ctx, identify_command(s, n, kiosk=kiosk))
     assert found.identification_token, found.refusal
     return check_in.complete_check_in(
         s.new_uow(),
