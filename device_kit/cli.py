@@ -80,7 +80,10 @@ def wait_for_signal() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    # In slices: the handler runs only in the main thread once it wakes, and the kernel may hand the
+    # signal to one of the simulator's threads instead; an endless wait would never return.
+    while not stop.wait(0.25):
+        pass
 
 
 def add_sim_ctl(app: typer.Typer) -> None:

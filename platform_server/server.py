@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from platform_server.uwb_process import UwbWorkerProcess
 
 log = logging.getLogger(__name__)
+#: How often the main thread wakes to run a signal's handler that another thread received.
+SIGNAL_CHECK_S = 0.25
 SERVICE_NAMES = (
     kiosk_pb2.DESCRIPTOR.services_by_name["KioskService"].full_name,
     organiser_pb2.DESCRIPTOR.services_by_name["OrganiserService"].full_name,
@@ -267,7 +269,11 @@ def serve(config: PlatformConfig) -> None:
         health_http.serving()
     host = config.server.listen.rpartition(":")[0]
     log.info("platform serving on %s:%d (%s), database %s", host, port, _transport_words(config), platform.engine.url)
-    stop_requested.wait()
+    # In slices: Python runs a signal's handler only in the main thread, and only once that thread
+    # wakes. The kernel may hand SIGTERM to any thread (gRPC's among them); a main thread blocked in
+    # one endless wait would then never see it, and the supervisor's SIGKILL would cut calls off.
+    while not stop_requested.wait(SIGNAL_CHECK_S):
+        pass
     server.health_servicer.enter_graceful_shutdown()  # type: ignore[attr-defined]
     if health_http is not None:
         health_http.draining()

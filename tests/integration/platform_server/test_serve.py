@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import re
@@ -263,6 +264,26 @@ def test_serve_answers_health_then_stops_gracefully_on_sigterm_with_a_live_strea
     assert "stopping gracefully" in log
     assert "platform stopped" in log
     assert "Traceback" not in log
+
+
+def test_a_sigterm_the_kernel_hands_to_another_thread_still_stops_serve_gracefully(
+    served: tuple[ServerProcess, int, grpc.Channel],
+) -> None:
+    """Linux may deliver a process's SIGTERM to any of its threads; Python handles it in the main one.
+
+    Sent here with tgkill to one of serve's other threads (gRPC's, the face workers' pools ...): the
+    main thread must still notice it and stop gracefully, not wait for a supervisor's SIGKILL.
+    """
+    server, _port, _channel = served
+    pid = server.process.pid
+    other = min(tid for tid in (int(entry.name) for entry in Path(f"/proc/{pid}/task").iterdir()) if tid != pid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.tgkill(pid, other, signal.SIGTERM) == 0, os.strerror(ctypes.get_errno())
+    code = server.stopped(GRACE_S + 10)
+    log = server.rest_of_log()
+    assert code == 0, log
+    assert "stopping gracefully" in log
+    assert "platform stopped" in log
 
 
 def test_sigusr1_writes_every_threads_stack_and_serving_goes_on(
