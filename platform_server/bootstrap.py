@@ -92,7 +92,9 @@ def face_verifier_from(config: PlatformConfig, *, worker_processes: bool = False
             log_level=config.logging.level,
             log_file=config.logging.file or None,
             # The liveness check's dlib work (about four descriptors per Identify) in the same workers.
-            liveness_factory=functools.partial(liveness_checker_from, config),
+            liveness_factory=functools.partial(liveness_checker_from, config)
+            if config.face.liveness == "platform"
+            else None,
         )
     return dlib_verifier.DlibFaceVerifier(
         threshold=config.face.threshold,
@@ -105,8 +107,9 @@ def liveness_checker_from(config: PlatformConfig, verifier: object = None) -> Li
     """The platform's own liveness check of the kiosk's challenge frames, with the dlib verifier.
 
     With the verifier's worker processes (face/pool.py) the check runs in them too, not in the server.
+    None with [face] liveness = "kiosk": the kiosk's flag is trusted (said once at start, in the log).
     """
-    if config.face.verifier == "none":
+    if config.face.verifier == "none" or config.face.liveness == "kiosk":
         return None
     if isinstance(verifier, pool.ProcessFaceVerifier):
         return pool.PooledLivenessChecker(verifier)
@@ -153,6 +156,10 @@ def build(
     )
     if isinstance(liveness_checker, str):
         liveness = liveness_checker_from(config, verifier) if isinstance(face_verifier, str) else None
+        if verifier is not None and config.face.liveness == "kiosk":
+            log.warning(
+                "[face] liveness = kiosk: the kiosks' liveness flag is trusted, their challenge frames are not checked"
+            )
     else:
         liveness = liveness_checker
     ctx = ServiceContext(

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 DEFAULT_DB_URL = "sqlite:///var/platform.db"
 MODES = ("development", "production")
 FACE_VERIFIERS = ("dlib", "none")
+# Who checks the kiosk's liveness challenge: the platform itself (the frames are checked again), or
+# the kiosk alone (its flag is trusted; about a fifth of the face work per identify, see docs/face.md).
+FACE_LIVENESS = ("platform", "kiosk")
 MESSAGE_OVERHEAD_BYTES = 64 * 1024  # an IdentifyExpert request beside its face capture
 # Connections for threads beside the request threads (the audit chainer, a worker lease's own connection).
 BACKGROUND_CONNECTIONS = 4
@@ -111,6 +114,9 @@ class FaceSection:
     processes: int = _opt(-1, -1, 256)
     # Calls that may wait for a free worker; one more is refused at once (RESOURCE_EXHAUSTED, retry later).
     queue: int = _opt(16, 0, 10_000)
+    # "kiosk" trusts the kiosk's liveness flag without checking its challenge frames: only for kiosks
+    # whose client certificates the site controls, when its cores cannot afford the check (deploy.md).
+    liveness: str = _opt("platform", choices=FACE_LIVENESS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,7 +197,7 @@ class ProcessFaceVerifier:
         self._mean_call_s: float | None = None  # moving average of admitted calls' time
         self._lock = threading.Lock()
         # Per request thread: .next_admitted, its next call waits for a slot instead of being refused;
-        # .pair_taken, `admission` holds the two places of its next side-by-side call.
+        # .places_taken, `admission` holds the places of its next call (2: side by side; 1: a verify).
         self._this_thread = threading.local()
         self._executor = self._new_executor()
         # Start every worker now (and wait for its models), not on the first expert's face.
@@ -264,8 +264,8 @@ class ProcessFaceVerifier:
         if self._liveness_factory is None:
             raise RuntimeError("face workers were started without a liveness checker")
         self._this_thread.next_admitted = False
-        if getattr(self._this_thread, "pair_taken", False):
-            self._this_thread.pair_taken = False  # this call runs in the places `admission` took
+        if getattr(self._this_thread, "places_taken", 0) == 2:
+            self._this_thread.places_taken = 0  # this call runs in the places `admission` took
         elif not self._slots.take(admitted=False, places=2):
             raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
         try:
@@ -291,26 +291,29 @@ class ProcessFaceVerifier:
         return verdict, value
 
     @contextlib.contextmanager
-    def admission(self) -> Iterator[None]:
-        """The two places of this thread's next `check_liveness_and_verify`, taken now or refused now.
+    def admission(self, places: int = 2) -> Iterator[None]:
+        """The places of this thread's next face call, taken now or refused now.
 
+        Two for a `check_liveness_and_verify` (the check and the comparison side by side), one for a
+        `verify` (a platform that leaves the liveness check to the kiosk, `[face] liveness = kiosk`).
         An identify takes them before it reads the expert's reference from the database, so one refused
         under load costs the database nothing (on a cluster, the database every replica shares). Places
         the block does not use (the identify ended before its face work) are given back when it ends.
 
         Raises:
-            OverloadedError: fewer than two places free (nothing was taken).
+            OverloadedError: fewer than `places` places free (nothing was taken).
 
         """
-        if not self._slots.take(admitted=False, places=2):
+        if not self._slots.take(admitted=False, places=places):
             raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
-        self._this_thread.pair_taken = True
+        self._this_thread.places_taken = places
         try:
             yield
         finally:
-            if self._this_thread.pair_taken:  # not used by a call: give them back
-                self._this_thread.pair_taken = False
-                self._slots.give_back(2)
+            left = getattr(self._this_thread, "places_taken", 0)
+            if left:  # not used by a call: give them back
+                self._this_thread.places_taken = 0
+                self._slots.give_back(left)
 
     def call(self, method: str, *args: Any) -> Any:
         """Run `method(*args)` on a worker's verifier; see `call_on`."""
@@ -327,7 +330,9 @@ class ProcessFaceVerifier:
         """
         admitted = getattr(self._this_thread, "next_admitted", False) and target == "verifier"
         self._this_thread.next_admitted = False
-        if not self._slots.take(admitted=admitted):
+        if target == "verifier" and getattr(self._this_thread, "places_taken", 0) == 1:
+            self._this_thread.places_taken = 0  # this call runs in the place `admission` took
+        elif not self._slots.take(admitted=admitted):
             raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
         try:
             executor = self._executor
@@ -392,4 +397,4 @@ class PooledLivenessChecker:
 
     def admission(self) -> contextlib.AbstractContextManager[None]:
         """The places of this thread's next `check_and_verify`, taken now or refused now (see ProcessFaceVerifier)."""
-        return self._pool.admission()
+        return self._pool.admission(places=2)

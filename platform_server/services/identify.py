@@ -494,13 +494,23 @@ def _refusal_before_face(  # noqa: C901, PLR0911  (the rules, in the order the e
 def _face_admission(ctx: ServiceContext) -> contextlib.AbstractContextManager[object]:
     """The face workers' places for this identify's face work, or OverloadedError now (face/pool.py).
 
-    Only a checker that runs in the face workers has places to take; any other takes nothing here.
+    With the platform's liveness check: the two places of the check and the comparison side by side;
+    without it ([face] liveness = kiosk): the comparison's one. A verifier or checker that does not run
+    in the face workers has no places to take.
     """
-    admission = getattr(ctx.liveness_checker, "admission", None)
-    if admission is None or ctx.face_verifier is None:
+    if ctx.face_verifier is None:
         return contextlib.nullcontext()
-    taken: contextlib.AbstractContextManager[object] = admission()
-    return taken
+    if ctx.liveness_checker is not None:
+        admission = getattr(ctx.liveness_checker, "admission", None)
+        pair: contextlib.AbstractContextManager[object] = (
+            admission() if admission is not None else contextlib.nullcontext()
+        )
+        return pair
+    verify_admission = getattr(ctx.face_verifier, "admission", None)
+    one: contextlib.AbstractContextManager[object] = (
+        verify_admission(places=1) if verify_admission is not None else contextlib.nullcontext()
+    )
+    return one
 
 
 def _face_needed(cmd: IdentifyCommand, found: _Found) -> bool:
@@ -600,6 +610,8 @@ def _finish(  # noqa: PLR0917
         "distance": round(face.distance, 4) if face else None,
         "attempt": cmd.face_attempt,
     }
+    if live is None and face is not None:
+        detail["liveness_check"] = "kiosk"  # compared on the kiosk's word alone ([face] liveness = kiosk)
     if live is not None:
         # The platform's own liveness result and why, with the challenge the kiosk says it ran.
         evidence = cmd.liveness

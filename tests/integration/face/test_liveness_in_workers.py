@@ -120,3 +120,20 @@ def test_an_admission_holds_the_pairs_places_until_its_call_or_its_end(
     with checker.admission():  # an identify that ended before its face work
         assert pool.free_places == free - 2
     assert pool.free_places == free
+
+
+def test_a_verify_admission_holds_one_place_until_its_verify_or_its_end(
+    faces_dir: Path, pool: ProcessFaceVerifier
+) -> None:
+    reference = pool.encode_reference((faces_dir / "obama_1.jpg").read_bytes())
+    capture = (faces_dir / "obama_2.jpg").read_bytes()
+    free = pool.free_places
+    with pool.admission(places=1):  # [face] liveness = kiosk: an identify's comparison alone
+        assert pool.free_places == free - 1
+        verdict = pool.verify(reference, [capture])
+        assert verdict.matched
+        assert pool.free_places == free  # the verify ran in the admission's place and gave it back
+    assert pool.free_places == free
+    with pool.admission(places=1):  # an identify that ended before its comparison
+        assert pool.free_places == free - 1
+    assert pool.free_places == free

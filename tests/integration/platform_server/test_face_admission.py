@@ -120,3 +120,61 @@ def test_an_identify_without_face_work_takes_no_place(seeded: Seeded) -> None:
     no_photo = identify.identify(s.new_uow(), ctx, command(s, 1, (face_image("carol"),)))
     assert no_photo.refusal is not None
     assert checker.admissions == 0
+
+
+class PlacesVerifier(FakeFaceVerifier):
+    """A verifier with the pool's shape for `[face] liveness = kiosk`: one place by `admission`, then `verify`."""
+
+    def __init__(self, free: int) -> None:
+        super().__init__()
+        self.free = free
+        self.places_asked: list[int] = []
+        self.inside = False
+        self.calls_inside: list[bool] = []
+
+    @contextlib.contextmanager
+    def admission(self, places: int = 2) -> Iterator[None]:
+        self.places_asked.append(places)
+        if self.free < places:
+            raise OverloadedError("人脸比对繁忙 / face verification is busy", 0.5)
+        self.free -= places
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+            self.free += places
+
+    def verify(self, reference_encoding: bytes, captures: Sequence[bytes]) -> FaceVerdict:
+        self.calls_inside.append(self.inside)
+        return super().verify(reference_encoding, captures)
+
+
+def test_without_the_platforms_liveness_check_an_identify_takes_the_comparisons_one_place_first(
+    seeded: Seeded,
+) -> None:
+    s = seeded
+    verifier = PlacesVerifier(free=0)
+    ctx = dataclasses.replace(s.ctx, face_verifier=verifier, liveness_checker=None)  # [face] liveness = kiosk
+    statements: list[str] = []
+    sa.event.listen(s.uow.engine, "before_cursor_execute", lambda *args: statements.append(str(args[2])))
+    before = audit_rows(s)
+    alice = identify_command(s, 0, (face_image("alice"),))  # flagged live by the kiosk, no frames
+    with pytest.raises(OverloadedError):
+        identify.identify(s.new_uow(), ctx, alice)
+    assert verifier.places_asked == [1]
+    assert verifier.calls_inside == []
+    assert not [sql for sql in statements if "encoding_encrypted" in sql]
+    assert audit_rows(s) == before
+
+    verifier.free = 1
+    result = identify.identify(s.new_uow(), ctx, alice)
+    assert result.identification_token, result.refusal
+    assert verifier.calls_inside == [True]
+    assert verifier.free == 1
+    with s.new_uow() as uow:
+        detail = uow.execute(
+            sa.select(AuditEntry.detail).where(AuditEntry.action == "identify").order_by(AuditEntry.id.desc()).limit(1)
+        ).scalar_one_or_none()
+    assert detail is not None
+    assert '"liveness_check": "kiosk"' in detail  # the audit says whose word the face was compared on

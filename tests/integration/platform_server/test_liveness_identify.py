@@ -19,7 +19,7 @@ from camera.simulator import make_clip
 from checkin.face.face_analysis import FaceAnalyser
 from checkin.face.models import LivenessChallenge
 from platform_server.bootstrap import build
-from platform_server.config import DatabaseSection, PlatformConfig, SecuritySection
+from platform_server.config import DatabaseSection, FaceSection, PlatformConfig, SecuritySection
 from platform_server.face.dlib_verifier import DlibFaceVerifier
 from platform_server.server import create_server
 from platform_server.services import roster
@@ -42,11 +42,11 @@ def analyser() -> FaceAnalyser:
     return FaceAnalyser()
 
 
-@pytest.fixture(scope="module")
-def served(
-    tmp_path_factory: pytest.TempPathFactory, faces_dir: Path
-) -> Iterator[tuple[kiosk_pb2_grpc.KioskServiceStub, str, str, sa.Engine]]:
-    tmp = tmp_path_factory.mktemp("liveness-identify")
+Served = tuple[kiosk_pb2_grpc.KioskServiceStub, str, str, sa.Engine]
+
+
+def serve(tmp: Path, faces_dir: Path, face: FaceSection) -> Iterator[Served]:
+    """A platform over real gRPC built from configuration, with expert 0's reference photo stored."""
     url = f"sqlite:///{tmp / 'platform.db'}"
     seeded = seed(url, experts=2, allow_id_only=False, clock=Clock(dt.datetime.now(dt.UTC)), kiosk_ids=["K1"])
     photo = (faces_dir / "obama_1.jpg").read_bytes()
@@ -62,6 +62,7 @@ def served(
     config = PlatformConfig(
         database=DatabaseSection(url=url),
         security=SecuritySection(data_key=DATA_KEY_TEXT, insecure_kiosks=True),
+        face=face,
     )
     platform = build(config, start_uwb_worker=False)  # verifier and liveness checker from [face]
     server, port = create_server(config, platform, listen="127.0.0.1:0")
@@ -71,6 +72,16 @@ def served(
     platform.stopping.set()
     server.stop(None).wait()
     platform.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[Served]:
+    yield from serve(tmp_path_factory.mktemp("liveness-identify"), faces_dir, FaceSection())
+
+
+@pytest.fixture(scope="module")
+def served_trusting_the_kiosk(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[Served]:
+    yield from serve(tmp_path_factory.mktemp("liveness-kiosk"), faces_dir, FaceSection(liveness="kiosk"))
 
 
 def last_audit(engine: sa.Engine) -> tuple[str, dict[str, object]]:
@@ -95,7 +106,7 @@ def with_evidence(
 
 
 def test_a_still_photo_flagged_live_is_refused_not_live(
-    served: tuple[kiosk_pb2_grpc.KioskServiceStub, str, str, sa.Engine],
+    served: Served,
     tmp_path: Path,
     faces_dir: Path,
     analyser: FaceAnalyser,
@@ -127,7 +138,7 @@ def test_a_still_photo_flagged_live_is_refused_not_live(
 
 
 def test_the_kiosks_live_challenge_passes_and_the_expert_is_verified(
-    served: tuple[kiosk_pb2_grpc.KioskServiceStub, str, str, sa.Engine],
+    served: Served,
     tmp_path: Path,
     faces_dir: Path,
     analyser: FaceAnalyser,
@@ -148,3 +159,23 @@ def test_the_kiosks_live_challenge_passes_and_the_expert_is_verified(
     assert outcome == "verified"
     assert detail["liveness_check"] == "passed"
     assert detail["challenge"] == "blink"
+
+
+def test_with_liveness_left_to_the_kiosk_its_flag_is_trusted_and_the_audit_says_so(
+    served_trusting_the_kiosk: Served, tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser
+) -> None:
+    stub, batch, expert, engine = served_trusting_the_kiosk
+    still = make_clip(faces_dir / "obama_2.jpg", tmp_path / "still", blink=False, frames=2, finder=analyser)
+    frames = [p.read_bytes() for p in sorted(still.iterdir())]
+    # The same bare capture the platform's own check refuses NOT_LIVE: compared on the kiosk's word.
+    answer = stub.IdentifyExpert(identify_request("K1", batch, expert, frames[:1]), timeout=60)
+    assert answer.outcome == Identify.OUTCOME_VERIFIED, answer.refusal
+    outcome, detail = last_audit(engine)
+    assert outcome == "verified"
+    assert detail["liveness"] is True
+    assert detail["liveness_check"] == "kiosk"
+    # Not flagged live by the kiosk: still no comparison, whatever the face.
+    unflagged = identify_request("K1", batch, expert, frames[:1])
+    unflagged.liveness_passed = False
+    refused = stub.IdentifyExpert(unflagged, timeout=60)
+    assert refused.refusal.reason == common_pb2.REFUSAL_REASON_FACE_NOT_USABLE

@@ -36,6 +36,7 @@ def test_toml_then_environment(tmp_path: Path) -> None:
         ("[server]\nmax_workers=1\n", {}, "must be at least 2"),
         ("[server]\nmax_workers='many'\n", {}, "must be int"),
         ("[face]\nverifier='magic'\n", {}, "must be one of dlib, none"),
+        ("[face]\nliveness='nobody'\n", {}, "must be one of platform, kiosk"),
         ("", {"PLATFORM_RULES_FACE_MAX_ATTEMPTS": "0"}, "environment PLATFORM_RULES_FACE_MAX_ATTEMPTS"),
         ("", {"PLATFORM_SERVER_NOPE": "1"}, "Unknown option 'nope'"),
         ("[server\n", {}, "not valid TOML"),
@@ -108,5 +109,17 @@ def test_identifies_wait_for_the_disk_only_when_configured(tmp_path: Path) -> No
         platform = build(config)
         try:
             assert platform.ctx.identify_synchronous_commit is waits  # what services.identify reads
+        finally:
+            platform.close()
+
+
+def test_the_platform_checks_liveness_itself_unless_told_to_trust_the_kiosk(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    for environ, checks in (({}, True), ({"PLATFORM_FACE_LIVENESS": "kiosk"}, False)):
+        config = load_config(None, environ={"PLATFORM_DB_URL": url, **environ})
+        platform = build(config, start_uwb_worker=False)
+        try:
+            assert platform.ctx.face_verifier is not None  # faces are compared either way
+            assert (platform.ctx.liveness_checker is not None) is checks
         finally:
             platform.close()
