@@ -153,6 +153,11 @@ class _Slots:
         """Places free now."""
         return self._free
 
+    def room(self) -> int:
+        """Places a new call could take now (calls already admitted and waiting come first)."""
+        with self._changed:
+            return self._free - self._waiting
+
     def give_back(self, places: int = 1) -> None:
         """Free places; an admitted call waiting for one gets it first."""
         with self._changed:
@@ -315,6 +320,20 @@ class ProcessFaceVerifier:
                 self._this_thread.places_taken = 0
                 self._slots.give_back(left)
 
+    def check_room(self, places: int = 2) -> None:
+        """Refuse now, before anything else is done for the call, when `places` could not be taken.
+
+        A hint, not a reservation (another call may take the places first; `admission` decides):
+        an identify asks before it touches the database, so under load most refused identifies cost
+        the database nothing at all.
+
+        Raises:
+            OverloadedError: fewer than `places` places free for a new call.
+
+        """
+        if self._slots.room() < places:
+            raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
+
     def call(self, method: str, *args: Any) -> Any:
         """Run `method(*args)` on a worker's verifier; see `call_on`."""
         return self.call_on("verifier", method, *args)
@@ -398,3 +417,7 @@ class PooledLivenessChecker:
     def admission(self) -> contextlib.AbstractContextManager[None]:
         """The places of this thread's next `check_and_verify`, taken now or refused now (see ProcessFaceVerifier)."""
         return self._pool.admission(places=2)
+
+    def check_room(self) -> None:
+        """OverloadedError now when the two places of a `check_and_verify` could not be taken (a hint)."""
+        self._pool.check_room(places=2)

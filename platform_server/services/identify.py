@@ -288,6 +288,8 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
     idempotency.check_request_id(cmd.request_id)
     if len(cmd.faces) > MAX_FACES:
         raise InvalidRequestError(f"at most {MAX_FACES} face captures per identify call")
+    if cmd.faces and cmd.liveness_passed:
+        _refuse_if_face_workers_full(ctx)
     try:
         id_value = id_number.validate(cmd.id_number)
     except id_number.InvalidIdNumberError:
@@ -511,6 +513,26 @@ def _face_admission(ctx: ServiceContext) -> contextlib.AbstractContextManager[ob
         verify_admission(places=1) if verify_admission is not None else contextlib.nullcontext()
     )
     return one
+
+
+def _refuse_if_face_workers_full(ctx: ServiceContext) -> None:
+    """OverloadedError before the database is asked anything, when the face workers have no room now.
+
+    Under load most identifies with a face are answered busy and sent again; this keeps those answers
+    off the database (on a cluster, the one every replica shares). An identify that would have needed
+    no face work (a replay, a refusal) is answered busy too while the workers are full: the kiosk
+    sends it again after the advised wait. `_face_admission` still decides for the others.
+    """
+    if ctx.face_verifier is None:
+        return
+    if ctx.liveness_checker is not None:
+        check_pair = getattr(ctx.liveness_checker, "check_room", None)
+        if check_pair is not None:
+            check_pair()
+        return
+    check_one = getattr(ctx.face_verifier, "check_room", None)
+    if check_one is not None:
+        check_one(places=1)
 
 
 def _face_needed(cmd: IdentifyCommand, found: _Found) -> bool:

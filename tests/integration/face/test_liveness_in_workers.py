@@ -137,3 +137,16 @@ def test_a_verify_admission_holds_one_place_until_its_verify_or_its_end(
     with pool.admission(places=1):  # an identify that ended before its comparison
         assert pool.free_places == free - 1
     assert pool.free_places == free
+
+
+def test_check_room_refuses_while_the_places_are_taken_and_takes_none_itself(pool: ProcessFaceVerifier) -> None:
+    free = pool.free_places
+    pool.check_room(places=2)  # room for a pair: nothing raised, nothing taken
+    assert pool.free_places == free
+    with pool.admission(places=2):
+        pool.check_room(places=1)  # one place left
+        with pytest.raises(OverloadedError) as refused:
+            pool.check_room(places=2)
+        assert refused.value.retry_after_s > 0
+        assert pool.free_places == free - 2
+    pool.check_room(places=2)

@@ -178,3 +178,43 @@ def test_without_the_platforms_liveness_check_an_identify_takes_the_comparisons_
         ).scalar_one_or_none()
     assert detail is not None
     assert '"liveness_check": "kiosk"' in detail  # the audit says whose word the face was compared on
+
+
+class RoomChecker(PlacesChecker):
+    """PlacesChecker that also answers the pool's `check_room` (a hint asked before the database)."""
+
+    def __init__(self, verifier: FakeFaceVerifier, free: int) -> None:
+        super().__init__(verifier, free)
+        self.room_asked = 0
+
+    def check_room(self) -> None:
+        self.room_asked += 1
+        if self.free < 1:
+            raise OverloadedError("人脸比对繁忙 / face verification is busy", 0.5)
+
+
+def test_with_the_face_workers_full_an_identify_with_a_face_is_answered_busy_before_any_statement(
+    seeded: Seeded,
+) -> None:
+    s = seeded
+    checker = RoomChecker(FakeFaceVerifier(), free=0)
+    ctx = dataclasses.replace(s.ctx, liveness_checker=checker)
+    statements: list[str] = []
+    sa.event.listen(s.uow.engine, "before_cursor_execute", lambda *args: statements.append(str(args[2])))
+    alice = command(s, 0, (face_image("alice"),))
+    # Not invited: it would need no face work, but while the workers are full it is not looked up either.
+    stranger = dataclasses.replace(command(s, 0, (face_image("bob"),)), id_number="11010519491231002X")
+    for cmd in (alice, stranger):
+        with pytest.raises(OverloadedError):
+            identify.identify(s.new_uow(), ctx, cmd)
+    assert statements == []
+    assert checker.admissions == 0
+    # ID only (no face): never asks the face workers.
+    assert identify.identify(s.new_uow(), ctx, command(s, 1, ())).refusal is not None
+    assert checker.room_asked == 2
+
+    checker.free = 1
+    assert identify.identify(s.new_uow(), ctx, stranger).refusal is not None
+    result = identify.identify(s.new_uow(), ctx, alice)
+    assert result.identification_token, result.refusal
+    assert checker.calls_inside == [True]
