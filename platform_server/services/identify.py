@@ -493,26 +493,28 @@ def _refusal_before_face(  # noqa: C901, PLR0911  (the rules, in the order the e
     return None
 
 
-def _face_admission(ctx: ServiceContext) -> contextlib.AbstractContextManager[object]:
-    """The face workers' places for this identify's face work, or OverloadedError now (face/pool.py).
+def _face_workers(ctx: ServiceContext) -> tuple[object, dict[str, int]] | None:
+    """What holds an identify's places in the face workers (face/pool.py), and how many it asks for.
 
-    With the platform's liveness check: the two places of the check and the comparison side by side;
-    without it ([face] liveness = kiosk): the comparison's one. A verifier or checker that does not run
-    in the face workers has no places to take.
+    With the platform's liveness check, the checker: the pair of the check and the comparison side
+    by side; without it ([face] liveness = kiosk), the verifier: the comparison's one place. None
+    without a verifier. A holder that does not run in the face workers has no places (no `admission`).
     """
     if ctx.face_verifier is None:
-        return contextlib.nullcontext()
+        return None
     if ctx.liveness_checker is not None:
-        admission = getattr(ctx.liveness_checker, "admission", None)
-        pair: contextlib.AbstractContextManager[object] = (
-            admission() if admission is not None else contextlib.nullcontext()
-        )
-        return pair
-    verify_admission = getattr(ctx.face_verifier, "admission", None)
-    one: contextlib.AbstractContextManager[object] = (
-        verify_admission(places=1) if verify_admission is not None else contextlib.nullcontext()
-    )
-    return one
+        return ctx.liveness_checker, {}
+    return ctx.face_verifier, {"places": 1}
+
+
+def _face_admission(ctx: ServiceContext) -> contextlib.AbstractContextManager[object]:
+    """The face workers' places for this identify's face work, or OverloadedError now."""
+    workers = _face_workers(ctx)
+    admission = getattr(workers[0], "admission", None) if workers is not None else None
+    if workers is None or admission is None:
+        return contextlib.nullcontext()
+    taken: contextlib.AbstractContextManager[object] = admission(**workers[1])
+    return taken
 
 
 def _refuse_if_face_workers_full(ctx: ServiceContext) -> None:
@@ -523,16 +525,10 @@ def _refuse_if_face_workers_full(ctx: ServiceContext) -> None:
     no face work (a replay, a refusal) is answered busy too while the workers are full: the kiosk
     sends it again after the advised wait. `_face_admission` still decides for the others.
     """
-    if ctx.face_verifier is None:
-        return
-    if ctx.liveness_checker is not None:
-        check_pair = getattr(ctx.liveness_checker, "check_room", None)
-        if check_pair is not None:
-            check_pair()
-        return
-    check_one = getattr(ctx.face_verifier, "check_room", None)
-    if check_one is not None:
-        check_one(places=1)
+    workers = _face_workers(ctx)
+    check_room = getattr(workers[0], "check_room", None) if workers is not None else None
+    if workers is not None and check_room is not None:
+        check_room(**workers[1])
 
 
 def _face_needed(cmd: IdentifyCommand, found: _Found) -> bool:
