@@ -299,7 +299,11 @@ class Target:
     url = ""
     address = ""
     key = ""
+    # Put before every command that starts platform processes (PostgreSQL and HAProxy included): `taskset`
+    # when --platform-cpus keeps them on their own cores.
+    command_prefix: tuple[str, ...] = ()
 
+    def start_database(self) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def fault(self, kind: str, log: list[str]) -> None:  # noqa: ARG002  (the targets' faults log)
@@ -312,6 +316,10 @@ class Target:
     def health_ports(self) -> list[int]:
         """The serving processes' health ports (their /metrics)."""
         return []
+
+    def serving_cpus(self) -> list[int] | None:
+        """The CPUs the serving process may run on (None: not known for this target)."""
+        return None
 
     def identify_server_seconds(self) -> dict[float, float] | None:
         """IdentifyExpert as the serving processes timed it: calls at most `bound` seconds long, summed.
@@ -355,6 +363,33 @@ def _env(key: str, uwb_url: str, faces_processes: int | None, face_liveness: str
     return env
 
 
+def parse_cpus(text: str) -> set[int]:
+    """A taskset CPU list ("0", "0,2", "1-3") as a set of this process's CPUs; ValueError names what is wrong."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            raise ValueError(f"{part!r} is not a CPU number or range (as taskset takes them: 0, 0,2 or 1-3)")
+        cpus.update(range(int(first), int(last or first) + 1))
+    if unknown := cpus - os.sched_getaffinity(0):
+        raise ValueError(f"CPU {min(unknown)} is not among this process's {sorted(os.sched_getaffinity(0))}")
+    return cpus
+
+
+def keep_platform_apart(platform_cpus: str | None) -> tuple[int, tuple[str, ...]]:
+    """The platform's cores and the prefix of its commands; with CPUs given, this process moves off them.
+
+    The kiosks as if on machines of their own: this process (the gateway simulator, the kiosk processes
+    it starts, the floors) runs on the other CPUs, threads started later inheriting that; the platform's
+    processes are started under `taskset` on the given ones.
+    """
+    if platform_cpus is None:
+        return len(os.sched_getaffinity(0)), ()
+    pinned = parse_cpus(platform_cpus)
+    os.sched_setaffinity(0, os.sched_getaffinity(0) - pinned)
+    return len(pinned), ("taskset", "--cpu-list", platform_cpus)
+
+
 def wait_port(port: int, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -385,7 +420,7 @@ class SqliteTarget(Target):
     def start(self) -> None:
         with self._log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [str(ROOT / ".venv/bin/platform-server"), "serve", "--listen", self.address],
+                [*self.command_prefix, str(ROOT / ".venv/bin/platform-server"), "serve", "--listen", self.address],
                 env=self._env,
                 stdout=log,
                 stderr=log,
@@ -417,6 +452,9 @@ class SqliteTarget(Target):
 
     def health_ports(self) -> list[int]:
         return [self.health_port]
+
+    def serving_cpus(self) -> list[int] | None:
+        return None if self.proc is None else sorted(os.sched_getaffinity(self.proc.pid))
 
     def write_lock(self) -> dict[str, float] | None:
         from sim_world.metrics_client import MetricsError, PlatformMetrics  # noqa: PLC0415
@@ -485,7 +523,7 @@ class ClusterTarget(Target):
         self.address = f"127.0.0.1:{lb_port}" if replicas > 1 else f"127.0.0.1:{self.ports[0]}"
 
     def script(self, *args: str) -> None:
-        subprocess.run([str(ROOT / "scripts/cluster.sh"), *args], env=self.env, check=True)
+        subprocess.run([*self.command_prefix, str(ROOT / "scripts/cluster.sh"), *args], env=self.env, check=True)
 
     def start_database(self) -> None:
         self.script("start-postgres")
@@ -769,7 +807,7 @@ def audit_records(url: str, key_text: str, timeout: float) -> dict[str, Any]:
         key = keyring.open_keys(engine, DataKey.from_text(key_text))
         report = audit_chain.verify(engine, key)  # on PostgreSQL this places anything still sealed first
         with engine.connect() as c:
-            rows = c.execute(sa.text("SELECT action, count(*) FROM audit_log GROUP BY action")).tuples().all()
+            rows = c.execute(sa.text("SELECT action, count(*) FROM audit_log GROUP BY action")).all()
         return {
             "audit_unplaced": unplaced,
             "audit_entries": report.entries,
@@ -855,9 +893,10 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
     os.chmod(tmp, 0o755)  # noqa: PTH101  (the private PostgreSQL runs as postgres)
     key = DataKey.generate_text()
     checkins = args.checkins if args.mode == "flat" else int(args.kiosks * (args.duration / args.pace + 1))
-    sim = GatewaySimulator(tags=(), delivery_window_s=2.0, retry_interval_s=0.01).start()
     faces_processes = args.face_processes if args.faces else None
     face_liveness = "kiosk" if args.kiosk_liveness else "platform"
+    cores, command_prefix = keep_platform_apart(args.platform_cpus)
+    sim = GatewaySimulator(tags=(), delivery_window_s=2.0, retry_interval_s=0.01).start()
     if args.target == "sqlite":
         target: Target = SqliteTarget(tmp, key, sim.url, faces_processes, face_liveness=face_liveness)
     else:
@@ -866,7 +905,8 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         target = ClusterTarget(
             tmp, key, sim.url, faces_processes, replicas, standby=standby, face_liveness=face_liveness
         )
-        target.start_database()
+    target.command_prefix = command_prefix
+    target.start_database()
     s = seed(target.url, key, experts=checkins, kiosks=args.kiosks, faces=args.faces, batches_n=args.batches)
     for tag in s.band_tags:
         sim.add_tag(tag)
@@ -920,6 +960,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         lock_before = target.write_lock()
         out, counts, secs = run_kiosks(plan, args.client_processes, inject)
         lock_after = target.write_lock()
+        serving_cpus = target.serving_cpus()
         identify_server = target.identify_server_seconds()
         wait_uwb(target.url, 60)
         records = count_records(target.url, out["seen"], gateway_back[0] if gateway_back else None)
@@ -933,7 +974,6 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
     floor = encoding_floor(list(dict.fromkeys(s.captures))) if args.faces else float("nan")
     # With the liveness left to the kiosk an Identify's face work is one verification.
     per_identify = (floor if args.kiosk_liveness else identify_floor(s.people)) if args.faces else float("nan")
-    cores = len(os.sched_getaffinity(0))
     ok = counts.get("ok", 0)
     row = {
         "target": target.name,
@@ -957,6 +997,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         "face_floor_ms": round(floor * 1000, 1),
         "identify_face_floor_ms": round(per_identify * 1000, 1),
         "cores": cores,
+        "serving_cpus": serving_cpus,
         "failed_seen_by_kiosk": checkins - ok,
         **records,
         "counts": {k: v for k, v in counts.items() if k not in {"ok", "faces"}},
@@ -1035,7 +1076,19 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--face-processes", type=int, default=-1, help="[face] processes per platform process")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, database)")
+    parser.add_argument(
+        "--platform-cpus",
+        help="run the platform (and PostgreSQL, HAProxy) on these CPUs only (a taskset list: 0 or 0-3) and the"
+        " kiosks and the gateway simulator on the others, as if on machines of their own; cores = these",
+    )
     args = parser.parse_args()
+    if args.platform_cpus is not None:
+        try:
+            pinned = parse_cpus(args.platform_cpus)
+        except ValueError as err:
+            parser.error(f"--platform-cpus: {err}")
+        if not os.sched_getaffinity(0) - pinned:
+            parser.error(f"--platform-cpus {args.platform_cpus} leaves no CPU for the kiosks")
     if args.target == "sqlite" and (args.standby or args.fault == "failover-postgres"):
         parser.error("a standby and its failover are PostgreSQL's: use --target postgres or cluster")
     print(

@@ -9,6 +9,7 @@ time (a scenario's camera and timings suffer under that load).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,41 @@ def test_a_kiosk_network_cut_mid_check_in_loses_nothing() -> None:
     # write transactions per check-in (identify's record, the completion) and a busy share.
     assert row["write_transactions_per_check_in"] >= 2.0, row
     assert 0 < row["write_lock_busy"] <= 1.0, row
+
+
+@pytest.mark.xdist_group("whole-system")
+def test_with_the_platform_kept_on_its_own_cpu_the_figures_count_its_cores_only() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("one CPU: nothing to keep the kiosks apart on")
+    row = run_suite("--target", "sqlite", "--kiosks", "10", "--checkins", "100", "--platform-cpus", str(cpus[-1]))
+    assert row["serving_cpus"] == [cpus[-1]], row
+    assert row["cores"] == 1, row
+    assert (row["lost"], row["duplicated"], row["failed_seen_by_kiosk"]) == (0, 0, 0), row
+
+
+@pytest.mark.parametrize(
+    ("cpus", "says"),
+    [("0-4095", "is not among this process's"), ("x", "is not a CPU number or range"), ("", "is not a CPU")],
+)
+def test_platform_cpus_that_cannot_be_used_are_refused_before_anything_starts(cpus: str, says: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "load_suite.py"), "--platform-cpus", cpus],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done
+    assert "--platform-cpus: " in done.stderr, done.stderr
+    assert says in done.stderr, done.stderr
+
+
+def test_platform_cpus_that_leave_the_kiosks_none_are_refused() -> None:
+    every = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "load_suite.py"), "--platform-cpus", every],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done
+    assert "leaves no CPU for the kiosks" in done.stderr, done.stderr
 
 
 @pytest.mark.postgres
