@@ -341,7 +341,9 @@ class Target:
         return dict(counts)
 
 
-def _env(key: str, uwb_url: str, faces_processes: int | None, face_liveness: str = "platform") -> dict[str, str]:
+def _env(
+    key: str, uwb_url: str, faces_processes: int | None, face_liveness: str = "platform", face_queue: int | None = None
+) -> dict[str, str]:
     """The platform's settings; an ID-only run (faces_processes None) loads no face models.
 
     `face_liveness` is [face] liveness: "platform" checks the kiosks' challenge frames, "kiosk" trusts their flag.
@@ -360,6 +362,8 @@ def _env(key: str, uwb_url: str, faces_processes: int | None, face_liveness: str
         # Kiosks as plaintext clients on loopback: the load is the platform's, not TLS handshakes'.
         PLATFORM_SECURITY_INSECURE_KIOSKS="1",
     )
+    if face_queue is not None:
+        env["PLATFORM_FACE_QUEUE"] = str(face_queue)
     return env
 
 
@@ -403,14 +407,21 @@ class SqliteTarget(Target):
     name = "SQLite"
 
     def __init__(
-        self, tmp: Path, key: str, uwb_url: str, faces_processes: int | None, *, face_liveness: str = "platform"
+        self,
+        tmp: Path,
+        key: str,
+        uwb_url: str,
+        faces_processes: int | None,
+        *,
+        face_liveness: str = "platform",
+        face_queue: int | None = None,
     ) -> None:
         self.url = f"sqlite:///{tmp / 'platform.db'}"
         self.key = key
         self.port = ports.free_port()  # below the ephemeral range: (re)started on it later
         self.address = f"127.0.0.1:{self.port}"
         self.health_port = ports.free_port()
-        self._env = _env(key, uwb_url, faces_processes, face_liveness) | {
+        self._env = _env(key, uwb_url, faces_processes, face_liveness, face_queue) | {
             "PLATFORM_DB_URL": self.url,
             "PLATFORM_SERVER_HEALTH_LISTEN": f"127.0.0.1:{self.health_port}",
         }
@@ -495,6 +506,7 @@ class ClusterTarget(Target):
         *,
         standby: bool = False,
         face_liveness: str = "platform",
+        face_queue: int | None = None,
     ) -> None:
         self.name = "PostgreSQL, 1 platform" if replicas == 1 else f"cluster, {replicas} replicas + HAProxy"
         if standby:
@@ -504,7 +516,7 @@ class ClusterTarget(Target):
         standby_port = ports.free_port() if standby else None
         self.ports = [ports.free_port() for _ in range(replicas)]
         self.replicas = replicas
-        self.env = _env(key, uwb_url, faces_processes, face_liveness) | {
+        self.env = _env(key, uwb_url, faces_processes, face_liveness, face_queue) | {
             "CLUSTER_DIR": str(tmp / "cluster"),
             "PG_PORT": str(pg_port),
             "LB_PORT": str(lb_port),
@@ -898,12 +910,21 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
     cores, command_prefix = keep_platform_apart(args.platform_cpus)
     sim = GatewaySimulator(tags=(), delivery_window_s=2.0, retry_interval_s=0.01).start()
     if args.target == "sqlite":
-        target: Target = SqliteTarget(tmp, key, sim.url, faces_processes, face_liveness=face_liveness)
+        target: Target = SqliteTarget(
+            tmp, key, sim.url, faces_processes, face_liveness=face_liveness, face_queue=args.face_queue
+        )
     else:
         replicas = 1 if args.target == "postgres" else args.replicas
         standby = args.standby or args.fault == "failover-postgres"
         target = ClusterTarget(
-            tmp, key, sim.url, faces_processes, replicas, standby=standby, face_liveness=face_liveness
+            tmp,
+            key,
+            sim.url,
+            faces_processes,
+            replicas,
+            standby=standby,
+            face_liveness=face_liveness,
+            face_queue=args.face_queue,
         )
     target.command_prefix = command_prefix
     target.start_database()
@@ -997,6 +1018,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         "face_floor_ms": round(floor * 1000, 1),
         "identify_face_floor_ms": round(per_identify * 1000, 1),
         "cores": cores,
+        "face_queue": args.face_queue,
         "serving_cpus": serving_cpus,
         "failed_seen_by_kiosk": checkins - ok,
         **records,
@@ -1075,6 +1097,9 @@ def main() -> None:
     parser.add_argument("--echo-s", type=float, default=5.0, help="seconds of the Echo-bound phase")
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--face-processes", type=int, default=-1, help="[face] processes per platform process")
+    parser.add_argument(
+        "--face-queue", type=int, help="[face] queue of each platform process (default: the platform's own)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, database)")
     parser.add_argument(
         "--platform-cpus",
