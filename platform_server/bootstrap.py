@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from personal_data.crypto import DataKey
+from platform_server.config import face_queue_for
 from platform_server.db.engine import is_up_to_date, make_engine, make_session_factory, upgrade
 from platform_server.db.unit_of_work import UnitOfWork
 from platform_server.errors import ConfigError
@@ -83,11 +84,15 @@ def face_verifier_from(config: PlatformConfig, *, worker_processes: bool = False
     if config.face.verifier == "none":
         return None
     if config.face.processes != 0 and worker_processes:
+        workers = pool.worker_count(config.face.processes)
+        queue, shortened = face_queue_for(config, workers)
+        if shortened:
+            log.warning(shortened)
         return pool.ProcessFaceVerifier(
             functools.partial(face_verifier_from, config),
             threshold=config.face.threshold,
-            processes=pool.worker_count(config.face.processes),
-            queue=config.face.queue,
+            processes=workers,
+            queue=queue,
             max_image_bytes=config.face.max_image_bytes,
             log_level=config.logging.level,
             log_file=config.logging.file or None,

@@ -113,6 +113,7 @@ class FaceSection:
     # -1: one per core), so faces verified per second grow with the cores (face/pool.py).
     processes: int = _opt(-1, -1, 256)
     # Calls that may wait for a free worker; one more is refused at once (RESOURCE_EXHAUSTED, retry later).
+    # With the workers, at most three quarters of [server] max_workers: a longer one is shortened at start.
     queue: int = _opt(16, 0, 10_000)
     # "kiosk" trusts the kiosk's liveness flag without checking its challenge frames: only for kiosks
     # whose client certificates the site controls, when its cores cannot afford the check (deploy.md).
@@ -282,6 +283,26 @@ def _check_across_sections(config: PlatformConfig) -> None:
             f"Option 'max_message_bytes' in section 'server' must be at least [face] max_image_bytes + "
             f"{MESSAGE_OVERHEAD_BYTES} = {needed}, got {config.server.max_message_bytes}"
         )
+
+
+def face_queue_for(config: PlatformConfig, workers: int) -> tuple[int, str | None]:
+    """[face] queue as the face workers may use it: their places leave a quarter of the request threads free.
+
+    An identify holds a request thread while it holds or waits for its place (or its two). With places for (nearly)
+    every thread the overload answer never comes: identifies queue in gRPC itself, unbounded, and the
+    completions, heartbeats and console calls wait behind them (docs/performance.md). A longer queue
+    is shortened; the second value then says so, for the log at start.
+    """
+    threads = config.server.max_workers
+    most = threads - -(-threads // 4)  # a quarter of the threads, rounded up, stays for other calls
+    queue = min(config.face.queue, max(0, most - workers))
+    if queue == config.face.queue:
+        return queue, None
+    return queue, (
+        f"[face] queue {config.face.queue} shortened to {queue}: {workers} face workers and the identifies"
+        f" waiting for them may hold at most {most} of the {threads} request threads ([server] max_workers),"
+        " so the other calls always find one; raise max_workers for a longer queue"
+    )
 
 
 def check_for_serving(config: PlatformConfig) -> None:

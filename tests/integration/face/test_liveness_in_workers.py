@@ -9,7 +9,7 @@ import pytest
 
 from camera.simulator import make_clip
 from platform_server.bootstrap import face_verifier_from, liveness_checker_from
-from platform_server.config import FaceSection, PlatformConfig
+from platform_server.config import FaceSection, PlatformConfig, ServerSection
 from platform_server.errors import OverloadedError
 from platform_server.face import api
 from platform_server.face.pool import PooledLivenessChecker, ProcessFaceVerifier
@@ -24,6 +24,21 @@ if TYPE_CHECKING:
     from platform_server.face.liveness_check import DlibLivenessChecker
 
 pytestmark = pytest.mark.xdist_group("dlib")
+
+
+def test_a_face_queue_too_long_for_the_request_threads_is_shortened_and_said_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = PlatformConfig(server=ServerSection(max_workers=8), face=FaceSection(processes=1, queue=40))
+    with caplog.at_level("WARNING"):
+        verifier = face_verifier_from(config, worker_processes=True)
+    assert isinstance(verifier, ProcessFaceVerifier)
+    try:
+        # 6 of the 8 threads: the worker and 5 waiting; the sixth identify after them is answered busy.
+        assert verifier.free_places == 6
+        assert "[face] queue 40 shortened to 5" in caplog.text
+    finally:
+        verifier.close()
 
 
 @pytest.fixture(scope="module")

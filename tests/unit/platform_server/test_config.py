@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from platform_server.bootstrap import build
-from platform_server.config import BACKGROUND_CONNECTIONS, check_for_serving, load_config
+from platform_server.config import BACKGROUND_CONNECTIONS, check_for_serving, face_queue_for, load_config
 from platform_server.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -123,3 +123,27 @@ def test_the_platform_checks_liveness_itself_unless_told_to_trust_the_kiosk(tmp_
             assert (platform.ctx.liveness_checker is not None) is checks
         finally:
             platform.close()
+
+
+@pytest.mark.parametrize(
+    ("max_workers", "queue", "workers", "expected"),
+    [
+        (32, 16, 2, 16),  # the defaults on two cores: 18 of 32 threads
+        (64, 40, 2, 40),  # 42 of 64: within the three quarters
+        (32, 40, 2, 22),  # 24 of 32 at most
+        (32, 16, 16, 8),  # a 16-core machine with the default threads
+        (32, 16, 30, 0),  # more workers than three quarters of the threads: no queue at all
+    ],
+)
+def test_the_face_queue_leaves_a_quarter_of_the_request_threads_to_other_calls(
+    max_workers: int, queue: int, workers: int, expected: int
+) -> None:
+    config = load_config(environ={"PLATFORM_SERVER_MAX_WORKERS": str(max_workers), "PLATFORM_FACE_QUEUE": str(queue)})
+    usable, note = face_queue_for(config, workers)
+    assert usable == expected
+    if expected == queue:
+        assert note is None
+    else:
+        assert note is not None
+        assert f"[face] queue {queue} shortened to {expected}" in note
+        assert f"of the {max_workers} request threads" in note
