@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from personal_data.crypto import DataKey
-from platform_server.config import face_queue_for
+from platform_server.config import face_places_for
 from platform_server.db.engine import is_up_to_date, make_engine, make_session_factory, upgrade
 from platform_server.db.unit_of_work import UnitOfWork
 from platform_server.errors import ConfigError
@@ -84,8 +84,7 @@ def face_verifier_from(config: PlatformConfig, *, worker_processes: bool = False
     if config.face.verifier == "none":
         return None
     if config.face.processes != 0 and worker_processes:
-        workers = pool.worker_count(config.face.processes)
-        queue, shortened = face_queue_for(config, workers)
+        workers, queue, shortened = face_places_for(config, pool.worker_count(config.face.processes))
         if shortened:
             log.warning(shortened)
         return pool.ProcessFaceVerifier(

@@ -285,23 +285,30 @@ def _check_across_sections(config: PlatformConfig) -> None:
         )
 
 
-def face_queue_for(config: PlatformConfig, workers: int) -> tuple[int, str | None]:
-    """[face] queue as the face workers may use it: their places leave a quarter of the request threads free.
+def face_places_for(config: PlatformConfig, workers: int) -> tuple[int, int, str | None]:
+    """The face workers and [face] queue as the server may use them: a quarter of the request threads stays free.
 
-    An identify holds a request thread while it holds or waits for its place (or its two). With places for (nearly)
-    every thread the overload answer never comes: identifies queue in gRPC itself, unbounded, and the
-    completions, heartbeats and console calls wait behind them (docs/performance.md). A longer queue
-    is shortened; the second value then says so, for the log at start.
+    An identify holds a request thread while it holds or waits for its place (or its two). With
+    places for (nearly) every thread the overload answer never comes: identifies queue in gRPC itself,
+    unbounded, and the completions, heartbeats and console calls wait behind them
+    (docs/performance.md). A longer queue is shortened, and workers beyond the bound (more cores than
+    threads) are not started; the third value then says so, for the log at start.
     """
     threads = config.server.max_workers
     most = threads - -(-threads // 4)  # a quarter of the threads, rounded up, stays for other calls
-    queue = min(config.face.queue, max(0, most - workers))
-    if queue == config.face.queue:
-        return queue, None
-    return queue, (
-        f"[face] queue {config.face.queue} shortened to {queue}: {workers} face workers and the identifies"
-        f" waiting for them may hold at most {most} of the {threads} request threads ([server] max_workers),"
-        " so the other calls always find one; raise max_workers for a longer queue"
+    usable_workers = min(workers, most)
+    queue = min(config.face.queue, most - usable_workers)
+    if (usable_workers, queue) == (workers, config.face.queue):
+        return workers, queue, None
+    return (
+        usable_workers,
+        queue,
+        (
+            f"[face] shortened: processes {workers} → {usable_workers}, queue {config.face.queue} → {queue};"
+            f" the face workers and the identifies waiting for them may hold at most {most} of the {threads}"
+            " request threads ([server] max_workers), so the other calls always find one; raise max_workers"
+            " for more"
+        ),
     )
 
 

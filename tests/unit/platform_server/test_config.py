@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from platform_server.bootstrap import build
-from platform_server.config import BACKGROUND_CONNECTIONS, check_for_serving, face_queue_for, load_config
+from platform_server.config import BACKGROUND_CONNECTIONS, check_for_serving, face_places_for, load_config
 from platform_server.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -128,22 +128,22 @@ def test_the_platform_checks_liveness_itself_unless_told_to_trust_the_kiosk(tmp_
 @pytest.mark.parametrize(
     ("max_workers", "queue", "workers", "expected"),
     [
-        (32, 16, 2, 16),  # the defaults on two cores: 18 of 32 threads
-        (64, 40, 2, 40),  # 42 of 64: within the three quarters
-        (32, 40, 2, 22),  # 24 of 32 at most
-        (32, 16, 16, 8),  # a 16-core machine with the default threads
-        (32, 16, 30, 0),  # more workers than three quarters of the threads: no queue at all
+        (32, 16, 2, (2, 16)),  # the defaults on two cores: 18 of 32 threads
+        (64, 40, 2, (2, 40)),  # 42 of 64: within the three quarters
+        (32, 40, 2, (2, 22)),  # 24 of 32 at most
+        (32, 16, 16, (16, 8)),  # a 16-core machine with the default threads
+        (32, 16, 30, (24, 0)),  # more cores than three quarters of the threads: no queue, 24 workers
     ],
 )
-def test_the_face_queue_leaves_a_quarter_of_the_request_threads_to_other_calls(
-    max_workers: int, queue: int, workers: int, expected: int
+def test_the_face_places_leave_a_quarter_of_the_request_threads_to_other_calls(
+    max_workers: int, queue: int, workers: int, expected: tuple[int, int]
 ) -> None:
     config = load_config(environ={"PLATFORM_SERVER_MAX_WORKERS": str(max_workers), "PLATFORM_FACE_QUEUE": str(queue)})
-    usable, note = face_queue_for(config, workers)
-    assert usable == expected
-    if expected == queue:
+    usable_workers, usable_queue, note = face_places_for(config, workers)
+    assert (usable_workers, usable_queue) == expected
+    if expected == (workers, queue):
         assert note is None
     else:
         assert note is not None
-        assert f"[face] queue {queue} shortened to {expected}" in note
+        assert f"processes {workers} → {expected[0]}, queue {queue} → {expected[1]}" in note
         assert f"of the {max_workers} request threads" in note
