@@ -152,12 +152,14 @@ def build(
     try:
         # A different data key than the database's is refused here, before anything reads or writes.
         keyring.open_keys(engine, data_key, rotating=rotating)
-    except BaseException:
+        verifier = (
+            face_verifier_from(config, worker_processes=face_workers)
+            if isinstance(face_verifier, str)
+            else face_verifier
+        )
+    except BaseException:  # a key refused, face places that cannot hold an identify: nothing left open
         engine.dispose()
         raise
-    verifier = (
-        face_verifier_from(config, worker_processes=face_workers) if isinstance(face_verifier, str) else face_verifier
-    )
     if isinstance(liveness_checker, str):
         liveness = liveness_checker_from(config, verifier) if isinstance(face_verifier, str) else None
         if verifier is not None and config.face.liveness == "kiosk":

@@ -292,12 +292,22 @@ def face_places_for(config: PlatformConfig, workers: int) -> tuple[int, int, str
     places for (nearly) every thread the overload answer never comes: identifies queue in gRPC itself,
     unbounded, and the completions, heartbeats and console calls wait behind them
     (docs/performance.md). A longer queue is shortened, and workers beyond the bound (more cores than
-    threads) are not started; the third value then says so, for the log at start.
+    threads) are not started; the third value then says so, for the log at start. ConfigError if
+    what is left cannot hold one identify.
     """
     threads = config.server.max_workers
     most = threads - -(-threads // 4)  # a quarter of the threads, rounded up, stays for other calls
     usable_workers = min(workers, most)
     queue = min(config.face.queue, most - usable_workers)
+    # With the platform's liveness check an identify takes two places at once (face/pool.py): with
+    # fewer in all, every identify with a face would be answered busy for ever.
+    needed = 2 if config.face.liveness == "platform" else 1
+    if usable_workers + queue < needed:
+        raise ConfigError(
+            f"[face] processes {usable_workers} + queue {queue} (of [server] max_workers {threads}) leave fewer"
+            f" than the {needed} places one identify takes with [face] liveness = {config.face.liveness!r}:"
+            " raise queue (and max_workers) so that at least two places fit"
+        )
     if (usable_workers, queue) == (workers, config.face.queue):
         return workers, queue, None
     return (

@@ -147,3 +147,22 @@ def test_the_face_places_leave_a_quarter_of_the_request_threads_to_other_calls(
         assert note is not None
         assert f"processes {workers} → {expected[0]}, queue {queue} → {expected[1]}" in note
         assert f"of the {max_workers} request threads" in note
+
+
+@pytest.mark.parametrize(
+    ("environ", "workers"),
+    [
+        ({"PLATFORM_FACE_QUEUE": "0"}, 1),  # one worker, no queue: the pair never fits
+        ({"PLATFORM_SERVER_MAX_WORKERS": "2"}, 2),  # two threads leave one place
+    ],
+)
+def test_face_places_that_cannot_hold_one_identify_with_the_platforms_liveness_check_are_refused(
+    environ: dict[str, str], workers: int
+) -> None:
+    with pytest.raises(ConfigError, match="leave fewer than the 2 places one identify takes"):
+        face_places_for(load_config(environ=environ), workers)
+    # With the liveness left to the kiosk an identify takes one place: the same settings serve.
+    usable_workers, queue, _note = face_places_for(
+        load_config(environ=environ | {"PLATFORM_FACE_LIVENESS": "kiosk"}), workers
+    )
+    assert usable_workers + queue >= 1
