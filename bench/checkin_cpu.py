@@ -33,7 +33,7 @@ import grpc  # noqa: E402
 from expertcheckin.v1 import diagnostics_pb2, diagnostics_pb2_grpc, kiosk_pb2, kiosk_pb2_grpc  # noqa: E402
 
 from bench.cpu_by_process import process_cpu_s  # noqa: E402
-from bench.load_suite import SqliteTarget, seed  # noqa: E402
+from bench.load_suite import FaceSettings, SqliteTarget, seed  # noqa: E402
 from personal_data.crypto import DataKey  # noqa: E402
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request  # noqa: E402
 from uwb.simulator import GatewaySimulator  # noqa: E402
@@ -57,7 +57,7 @@ def measure(root: Path | None, checkins: int, echoes: int, threads: int, kiosks:
     if root is not None:
         os.environ["PYTHONPATH"] = f"{root}:{root / 'proto' / 'gen'}"  # the server runs the baseline's code
     try:
-        target = SqliteTarget(tmp, key, sim.url, None)
+        target = SqliteTarget(tmp, key, sim.url, FaceSettings())
         s = seed(target.url, key, experts=checkins + 50, kiosks=kiosks, faces=False)
         for tag in s.band_tags:
             sim.add_tag(tag)

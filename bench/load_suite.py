@@ -341,29 +341,33 @@ class Target:
         return dict(counts)
 
 
-def _env(
-    key: str, uwb_url: str, faces_processes: int | None, face_liveness: str = "platform", face_queue: int | None = None
-) -> dict[str, str]:
-    """The platform's settings; an ID-only run (faces_processes None) loads no face models.
+@dataclasses.dataclass(frozen=True)
+class FaceSettings:
+    """A run's [face] settings for every platform process; `processes` None: ID-only, no face models loaded."""
 
-    `face_liveness` is [face] liveness: "platform" checks the kiosks' challenge frames, "kiosk" trusts their flag.
-    """
+    processes: int | None = None
+    liveness: str = "platform"  # "platform" checks the kiosks' challenge frames, "kiosk" trusts their flag
+    queue: int | None = None  # None: the platform's default
+
+
+def _env(key: str, uwb_url: str, face: FaceSettings) -> dict[str, str]:
+    """The platform's settings, the same for every target."""
     env = dict(os.environ)
     env.update(
-        PLATFORM_FACE_LIVENESS=face_liveness,
-        PLATFORM_FACE_VERIFIER="dlib" if faces_processes is not None else "none",
+        PLATFORM_FACE_LIVENESS=face.liveness,
+        PLATFORM_FACE_VERIFIER="dlib" if face.processes is not None else "none",
         PLATFORM_DATA_KEY=key,
         PLATFORM_UWB_PORT=uwb_url,
         PLATFORM_UWB_POLL_S="0.2",
         PLATFORM_UWB_RETRY_S="0.5",
-        PLATFORM_FACE_PROCESSES=str(faces_processes or 0),
+        PLATFORM_FACE_PROCESSES=str(face.processes or 0),
         PLATFORM_SERVER_MAX_WORKERS="64",
         PLATFORM_LOGGING_LEVEL=os.environ.get("LOAD_LOG_LEVEL", "WARNING"),
         # Kiosks as plaintext clients on loopback: the load is the platform's, not TLS handshakes'.
         PLATFORM_SECURITY_INSECURE_KIOSKS="1",
     )
-    if face_queue is not None:
-        env["PLATFORM_FACE_QUEUE"] = str(face_queue)
+    if face.queue is not None:
+        env["PLATFORM_FACE_QUEUE"] = str(face.queue)
     return env
 
 
@@ -406,22 +410,13 @@ def wait_port(port: int, timeout: float = 120.0) -> None:
 class SqliteTarget(Target):
     name = "SQLite"
 
-    def __init__(
-        self,
-        tmp: Path,
-        key: str,
-        uwb_url: str,
-        faces_processes: int | None,
-        *,
-        face_liveness: str = "platform",
-        face_queue: int | None = None,
-    ) -> None:
+    def __init__(self, tmp: Path, key: str, uwb_url: str, face: FaceSettings) -> None:
         self.url = f"sqlite:///{tmp / 'platform.db'}"
         self.key = key
         self.port = ports.free_port()  # below the ephemeral range: (re)started on it later
         self.address = f"127.0.0.1:{self.port}"
         self.health_port = ports.free_port()
-        self._env = _env(key, uwb_url, faces_processes, face_liveness, face_queue) | {
+        self._env = _env(key, uwb_url, face) | {
             "PLATFORM_DB_URL": self.url,
             "PLATFORM_SERVER_HEALTH_LISTEN": f"127.0.0.1:{self.health_port}",
         }
@@ -501,12 +496,10 @@ class ClusterTarget(Target):
         tmp: Path,
         key: str,
         uwb_url: str,
-        faces_processes: int | None,
+        face: FaceSettings,
         replicas: int,
         *,
         standby: bool = False,
-        face_liveness: str = "platform",
-        face_queue: int | None = None,
     ) -> None:
         self.name = "PostgreSQL, 1 platform" if replicas == 1 else f"cluster, {replicas} replicas + HAProxy"
         if standby:
@@ -516,12 +509,12 @@ class ClusterTarget(Target):
         standby_port = ports.free_port() if standby else None
         self.ports = [ports.free_port() for _ in range(replicas)]
         self.replicas = replicas
-        self.env = _env(key, uwb_url, faces_processes, face_liveness, face_queue) | {
+        self.env = _env(key, uwb_url, face) | {
             "CLUSTER_DIR": str(tmp / "cluster"),
             "PG_PORT": str(pg_port),
             "LB_PORT": str(lb_port),
             "REPLICA_PORTS": " ".join(map(str, self.ports)),
-            "FACE_PROCESSES": str(faces_processes or 0),
+            "FACE_PROCESSES": str(face.processes or 0),
             "UWB_PORT": uwb_url,
         }
         if standby_port is None:
@@ -905,27 +898,17 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
     os.chmod(tmp, 0o755)  # noqa: PTH101  (the private PostgreSQL runs as postgres)
     key = DataKey.generate_text()
     checkins = args.checkins if args.mode == "flat" else int(args.kiosks * (args.duration / args.pace + 1))
-    faces_processes = args.face_processes if args.faces else None
-    face_liveness = "kiosk" if args.kiosk_liveness else "platform"
+    face = FaceSettings(
+        args.face_processes if args.faces else None, "kiosk" if args.kiosk_liveness else "platform", args.face_queue
+    )
     cores, command_prefix = keep_platform_apart(args.platform_cpus)
     sim = GatewaySimulator(tags=(), delivery_window_s=2.0, retry_interval_s=0.01).start()
     if args.target == "sqlite":
-        target: Target = SqliteTarget(
-            tmp, key, sim.url, faces_processes, face_liveness=face_liveness, face_queue=args.face_queue
-        )
+        target: Target = SqliteTarget(tmp, key, sim.url, face)
     else:
         replicas = 1 if args.target == "postgres" else args.replicas
         standby = args.standby or args.fault == "failover-postgres"
-        target = ClusterTarget(
-            tmp,
-            key,
-            sim.url,
-            faces_processes,
-            replicas,
-            standby=standby,
-            face_liveness=face_liveness,
-            face_queue=args.face_queue,
-        )
+        target = ClusterTarget(tmp, key, sim.url, face, replicas, standby=standby)
     target.command_prefix = command_prefix
     target.start_database()
     s = seed(target.url, key, experts=checkins, kiosks=args.kiosks, faces=args.faces, batches_n=args.batches)
