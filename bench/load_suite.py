@@ -372,19 +372,26 @@ def _env(key: str, uwb_url: str, face: FaceSettings) -> dict[str, str]:
 
 
 def parse_cpus(text: str) -> set[int]:
-    """A taskset CPU list ("0", "0,2", "1-3") as a set of this process's CPUs; ValueError names what is wrong."""
+    """A taskset CPU list ("0", "0,2", "1-3") as a set of this process's CPUs (argparse's `type`).
+
+    Raises argparse.ArgumentTypeError naming what is wrong, which argparse prints as it is.
+    """
     cpus: set[int] = set()
     for part in text.split(","):
         first, _, last = part.strip().partition("-")
         if not first.isdigit() or (last and not last.isdigit()):
-            raise ValueError(f"{part!r} is not a CPU number or range (as taskset takes them: 0, 0,2 or 1-3)")
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not a CPU number or range (as taskset takes them: 0, 0,2 or 1-3)"
+            )
         cpus.update(range(int(first), int(last or first) + 1))
     if unknown := cpus - os.sched_getaffinity(0):
-        raise ValueError(f"CPU {min(unknown)} is not among this process's {sorted(os.sched_getaffinity(0))}")
+        raise argparse.ArgumentTypeError(
+            f"CPU {min(unknown)} is not among this process's {sorted(os.sched_getaffinity(0))}"
+        )
     return cpus
 
 
-def keep_platform_apart(platform_cpus: str | None) -> tuple[int, tuple[str, ...]]:
+def keep_platform_apart(platform_cpus: set[int] | None) -> tuple[int, tuple[str, ...]]:
     """The platform's cores and the prefix of its commands; with CPUs given, this process moves off them.
 
     The kiosks as if on machines of their own: this process (the gateway simulator, the kiosk processes
@@ -393,9 +400,8 @@ def keep_platform_apart(platform_cpus: str | None) -> tuple[int, tuple[str, ...]
     """
     if platform_cpus is None:
         return len(os.sched_getaffinity(0)), ()
-    pinned = parse_cpus(platform_cpus)
-    os.sched_setaffinity(0, os.sched_getaffinity(0) - pinned)
-    return len(pinned), ("taskset", "--cpu-list", platform_cpus)
+    os.sched_setaffinity(0, os.sched_getaffinity(0) - platform_cpus)
+    return len(platform_cpus), ("taskset", "--cpu-list", ",".join(map(str, sorted(platform_cpus))))
 
 
 def wait_port(port: int, timeout: float = 120.0) -> None:
@@ -1086,17 +1092,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, database)")
     parser.add_argument(
         "--platform-cpus",
+        type=parse_cpus,
         help="run the platform (and PostgreSQL, HAProxy) on these CPUs only (a taskset list: 0 or 0-3) and the"
         " kiosks and the gateway simulator on the others, as if on machines of their own; cores = these",
     )
     args = parser.parse_args()
-    if args.platform_cpus is not None:
-        try:
-            pinned = parse_cpus(args.platform_cpus)
-        except ValueError as err:
-            parser.error(f"--platform-cpus: {err}")
-        if not os.sched_getaffinity(0) - pinned:
-            parser.error(f"--platform-cpus {args.platform_cpus} leaves no CPU for the kiosks")
+    if args.platform_cpus is not None and not os.sched_getaffinity(0) - args.platform_cpus:
+        parser.error(f"--platform-cpus {sorted(args.platform_cpus)} leaves no CPU for the kiosks")
     if args.target == "sqlite" and (args.standby or args.fault == "failover-postgres"):
         parser.error("a standby and its failover are PostgreSQL's: use --target postgres or cluster")
     print(

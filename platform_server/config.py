@@ -306,7 +306,7 @@ def face_places_for(config: PlatformConfig, workers: int) -> tuple[int, int, str
         raise ConfigError(
             f"[face] processes {usable_workers} + queue {queue} (of [server] max_workers {threads}) leave fewer"
             f" than the {needed} places one identify takes with [face] liveness = {config.face.liveness!r}:"
-            " raise queue (and max_workers) so that at least two places fit"
+            f" raise queue (and max_workers) so that at least {needed} fit"
         )
     if (usable_workers, queue) == (workers, config.face.queue):
         return workers, queue, None

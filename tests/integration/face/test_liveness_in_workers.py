@@ -34,7 +34,7 @@ def test_a_face_queue_too_long_for_the_request_threads_is_shortened_and_said_at_
         verifier = face_verifier_from(config, worker_processes=True)
     assert isinstance(verifier, ProcessFaceVerifier)
     try:
-        # 6 of the 8 threads: the worker and 5 waiting; the sixth identify after them is answered busy.
+        # 6 of the 8 threads: the worker's place and 5 in the queue; a call beyond them is answered busy.
         assert verifier.free_places == 6
         assert "[face] shortened: processes 1 → 1, queue 40 → 5" in caplog.text
     finally:
