@@ -4,7 +4,8 @@ dlib holds the GIL for 70-130 ms per face, so threads in one process verify one 
 `ProcessFaceVerifier` is a `FaceVerifier` that runs each call in one of N processes, each holding its
 own verifier built once by a picklable factory (bootstrap passes the dlib one). Calls beyond the busy
 workers wait in a bounded queue; one more is refused at once with `OverloadedError` (RESOURCE_EXHAUSTED
-with a retry-after), so a burst never builds a backlog whose answers arrive after the kiosk gave up.
+with a retry-after: a turn in a line of refused callers, so they come back one after another), so a
+burst never builds a backlog whose answers arrive after the kiosk gave up.
 
 It wraps the verifier interface (face/api.py) generically: each call names the method and its
 arguments, so the verifier behind it may grow methods without this module knowing their meaning.
@@ -48,11 +49,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Advice in the overload answer before any call has been timed; afterwards the mean time of recent
-# calls, queue wait included (about the time the calls admitted now need to drain), so refused kiosks
-# do not come back (with their images) long before a slot can be free.
+# Advice in the overload answer before any call has been timed; afterwards a turn in the line of
+# refused callers (`retry_after_s`), so refused kiosks do not come back (with their images) long
+# before a place can be free, nor all at once. The line is never longer than MAX_RETRY_AFTER_S, well
+# inside the kiosk's patience for busy answers ([platform] busy_wait_s, 60 s).
 RETRY_AFTER_S = 0.5
 MIN_RETRY_AFTER_S = 0.2
+MAX_RETRY_AFTER_S = 15.0
 # How long the verification that follows a passed liveness check may wait for a slot: it was admitted
 # with the check, and refusing it would make the kiosk send everything again and the check run twice.
 ADMITTED_WAIT_S = 20.0
@@ -198,8 +201,10 @@ class ProcessFaceVerifier:
         self._threshold = threshold
         self.processes = processes
         self.max_image_bytes = max_image_bytes
-        self._slots = _Slots(processes + queue)
+        self._places = processes + queue
+        self._slots = _Slots(self._places)
         self._mean_call_s: float | None = None  # moving average of admitted calls' time
+        self._line_end = 0.0  # monotonic time the last refused caller was told to come back at
         self._lock = threading.Lock()
         # Per request thread: .next_admitted, its next call waits for a slot instead of being refused;
         # .places_taken, `admission` holds the places of its next call (2: side by side; 1: a verify).
@@ -272,7 +277,7 @@ class ProcessFaceVerifier:
         if getattr(self._this_thread, "places_taken", 0) == 2:
             self._this_thread.places_taken = 0  # this call runs in the places `admission` took
         elif not self._slots.take(admitted=False, places=2):
-            raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
+            raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s(2))
         try:
             executor = self._executor
             started = time.monotonic()
@@ -310,7 +315,7 @@ class ProcessFaceVerifier:
 
         """
         if not self._slots.take(admitted=False, places=places):
-            raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
+            raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s(places))
         self._this_thread.places_taken = places
         try:
             yield
@@ -332,7 +337,7 @@ class ProcessFaceVerifier:
 
         """
         if self._slots.room() < places:
-            raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
+            raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s(places))
 
     def call(self, method: str, *args: Any) -> Any:
         """Run `method(*args)` on a worker's verifier; see `call_on`."""
@@ -376,14 +381,29 @@ class ProcessFaceVerifier:
         """Calls that could start or queue now without a refusal (for tests and figures)."""
         return self._slots.free
 
-    def retry_after_s(self) -> float:
-        """Seconds a refused caller should wait: about the time for the calls admitted now to drain."""
+    def retry_after_s(self, places: int = 1) -> float:
+        """Seconds a refused caller should wait: its turn in a line of refused callers, about `places` apart.
+
+        A call's mean time includes its wait in the queue; with the queue full (the only time a call is
+        refused) that is the time the calls admitted now need to drain, and a place frees up about every
+        mean ÷ places. Callers refused one after another are told to come back about that far apart,
+        each after the one before, so their resends arrive about as fast as places free up instead of
+        together after the same wait, when all but a few would be refused again (each resend is a
+        capture received again; measured in docs/performance.md). The line restarts once its end has
+        passed, and is never longer than MAX_RETRY_AFTER_S.
+        """
         mean = self._mean_call_s
         if mean is None:
             return RETRY_AFTER_S
-        # A call's time includes its wait in the queue: with the queue full, that is the time the calls
-        # admitted now need to drain (slots × one verification ÷ workers).
-        return round(max(MIN_RETRY_AFTER_S, mean), 2)
+        now = time.monotonic()
+        with self._lock:
+            # Half drained, and turns a little closer than places free up: the queue keeps a few calls
+            # for the workers when a caller comes back late (kiosks stretch the wait at random, by up
+            # to a quarter), at the cost of a few callers refused again.
+            drained = now + max(MIN_RETRY_AFTER_S, mean / 2)
+            turn = max(self._line_end + 0.75 * places * mean / self._places, drained)
+            self._line_end = min(turn, now + MAX_RETRY_AFTER_S)
+            return round(self._line_end - now, 2)
 
     def _replace_broken(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:

@@ -23,7 +23,7 @@ from platform_server.face.api import (
     LivenessChallenge,
     LivenessEvidence,
 )
-from platform_server.face.pool import ProcessFaceVerifier
+from platform_server.face.pool import MAX_RETRY_AFTER_S, ProcessFaceVerifier
 from platform_server.grpc_api.status_mapping import status_for
 from platform_server.health_http import HealthEndpoint
 from platform_server.services import events, kiosks
@@ -176,6 +176,30 @@ def test_face_workers_refuse_at_once_when_every_slot_is_taken() -> None:
         with pytest.raises(FaceImageError) as bad:
             pool.verify(b"personAA", [b"bad image"])
         assert bad.value.problem is FaceImageProblem.NO_FACE
+    finally:
+        pool.close()
+
+
+def test_callers_refused_one_after_another_are_told_to_come_back_one_place_apart() -> None:
+    # One worker and a queue of one: two places, each freed about every half of a call's time.
+    pool = ProcessFaceVerifier(make_slow, threshold=0.5, processes=1, queue=1)
+    try:
+        assert pool.verify(b"personAA", [b"personAA-capture"]).matched  # times one call (0.6 s)
+        advice: list[float] = []
+        with pool.admission(places=2):  # both places taken, as by two kiosks' identifies
+            for _ in range(80):
+                with pytest.raises(OverloadedError) as refused:
+                    pool.check_room(places=1)
+                advice.append(refused.value.retry_after_s)
+        first, second, third = advice[:3]
+        # The first waits for the admitted calls to half drain (half a call's time), each next one about a
+        # place later (three quarters of a place's time: half a call's), so they come back one by one.
+        assert first >= 0.3
+        assert second - first == pytest.approx(0.75 * first, abs=0.05)
+        assert third - second == pytest.approx(0.75 * first, abs=0.05)
+        # Not all at once after the same wait: the line is capped, within the kiosk's patience.
+        assert advice == sorted(advice)
+        assert max(advice) == pytest.approx(MAX_RETRY_AFTER_S, abs=0.05)
     finally:
         pool.close()
 
