@@ -192,11 +192,12 @@ def test_callers_refused_one_after_another_are_told_to_come_back_one_place_apart
                     pool.check_room(places=1)
                 advice.append(refused.value.retry_after_s)
         first, second, third = advice[:3]
-        # The first waits for the admitted calls to half drain (half a call's time), each next one about a
-        # place later (three quarters of a place's time: half a call's), so they come back one by one.
+        # The first waits for the admitted calls to half drain (half a call's time); with two places one
+        # frees every half call, and each next caller is told three quarters of that later. The margin
+        # allows for a stalled thread between two refusals on a loaded machine (the old advice: 0 apart).
         assert first >= 0.3
-        assert second - first == pytest.approx(0.75 * first, abs=0.05)
-        assert third - second == pytest.approx(0.75 * first, abs=0.05)
+        assert second - first == pytest.approx(0.75 * first, abs=0.1)
+        assert third - second == pytest.approx(0.75 * first, abs=0.1)
         # Not all at once after the same wait: the line is capped, within the kiosk's patience.
         assert advice == sorted(advice)
         assert max(advice) == pytest.approx(MAX_RETRY_AFTER_S, abs=0.05)
