@@ -307,7 +307,8 @@ class ProcessFaceVerifier:
         Two for a `check_liveness_and_verify` (the check and the comparison side by side), one for a
         `verify` (a platform that leaves the liveness check to the kiosk, `[face] liveness = kiosk`).
         An identify takes them before it reads the expert's reference from the database, so one refused
-        under load costs the database nothing (on a cluster, the database every replica shares). Places
+        here has cost the database one read and no write (on a cluster, the database every replica
+        shares; under load most are refused by `check_room` before any read). Places
         the block does not use (the identify ended before its face work) are given back when it ends.
 
         Raises:

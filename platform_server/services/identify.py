@@ -2,9 +2,11 @@
 
 The cheap path (ID-only batch, no face, no earlier check-in) is one Session-free transaction: one
 joined read and two inserts (audit row, stored answer); the token is signed, not stored
-(services.identification_token). A face comparison (tens of milliseconds of CPU) runs between two
-transactions, never inside one, and its places in the face workers are taken after the first read,
-before the reference is read: an identify answered busy has read once and written nothing.
+(services.identification_token). With a face, that transaction takes the identify's places in the
+face workers and reads the expert's reference encodings instead of writing; the comparison (tens of
+milliseconds of CPU) runs after it, outside any transaction, and a second one writes the answer. An
+identify answered busy has not read the reference and has written nothing; under load most are
+answered before the database is asked anything.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sqlalchemy as sa
 
 from personal_data import id_number
 from personal_data.crypto import decrypt, decrypt_text, encrypt_text, lookup_hash
-from platform_server.db.models import Invitation, ReferencePhoto
+from platform_server.db.models import Invitation
 from platform_server.db.unit_of_work import (
     DriverTransaction,
     SqlTransaction,
@@ -32,7 +34,7 @@ from platform_server.db.unit_of_work import (
 from platform_server.errors import InvalidRequestError
 from platform_server.face.api import FaceImageError, FaceImageProblem, LivenessEvidence, LivenessVerdict
 from platform_server.log_masking import mask_sensitive
-from platform_server.services import audit, audit_chain, events, idempotency, identification_token, reference_set
+from platform_server.services import audit, audit_chain, events, idempotency, identification_token
 from platform_server.services.refusals import Reason, Refusal
 from platform_server.services.views import CheckInView, check_in_view
 
@@ -193,6 +195,13 @@ _LOOKUP = """
     LEFT JOIN reference_photos p ON p.expert_id = e.id
     LEFT JOIN requests q ON q.kiosk_id = :kiosk_id AND q.request_id = :request_id
 """
+# The expert's reference encodings in the verifier's order: the first photo's, then ID_2.jpg, ID_3.jpg ...
+_REFERENCES = """
+    SELECT encoding_encrypted, 1 AS position FROM reference_photos WHERE id = :photo_id
+    UNION ALL
+    SELECT encoding_encrypted, position FROM extra_reference_photos WHERE expert_id = :expert_id
+    ORDER BY 2
+"""
 _INSERT_ANSWER = (
     "INSERT INTO requests (kiosk_id, request_id, method, payload_hash, response_encrypted, created_at) "
     "VALUES (:kiosk_id, :request_id, :method, :payload_hash, :response_encrypted, :created_at)"
@@ -306,45 +315,83 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
         *_evidence_digest(cmd.liveness),
     )
 
-    face_next = False
+    face_next: dict[str, Any] = {}  # set by `quick` when a face is to be compared: found, encoding
+    with contextlib.ExitStack() as held:
+        places = _Places(ctx, held)
 
-    def quick(d: DriverTransaction) -> IdentifyResult | None:
-        """Everything but a face comparison or an earlier check-in to show (None: take the full path)."""
-        nonlocal face_next
-        face_next = False
-        now = ctx.clock()
-        _unflushed(ctx, d)
-        found, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
-        if stored is not None:
-            return _replay(ctx, cmd, content, stored)
-        if found.latest_check_in is not None:
-            return None  # the answer describes the earlier check-in: built through the Session
-        refusal = _refusal_before_face(ctx, cmd, found, id_value, now)
-        if refusal is None and _face_needed(cmd, found):
-            face_next = True
-            return None
-        return _finish(d, None, ctx, cmd, found, refusal, None, id_hash, id_masked, content, now)
+        def quick(d: DriverTransaction) -> IdentifyResult | None:
+            """Everything but a face comparison or an earlier check-in to show (None: compare, or the Session path).
 
-    result = run_driver_transaction(uow, quick)
-    if result is not None:
-        return result
-    # The face workers' places before the reference is read: refused under load, an identify has cost
-    # the database one read (on a cluster, the database all replicas share).
-    with _face_admission(ctx) if face_next else contextlib.nullcontext():
-        return _identify_full(uow, ctx, cmd, id_value=id_value, id_hash=id_hash, id_masked=id_masked, content=content)
+            For a face to compare it takes the face workers' places (or is refused, having read only the
+            expert's row) and reads the reference encodings in the same transaction, so the comparison
+            needs no further read (`face_next`).
+            """
+            face_next.clear()
+            now = ctx.clock()
+            _unflushed(ctx, d)
+            found, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
+            if stored is not None:
+                return _replay(ctx, cmd, content, stored)
+            if found.latest_check_in is not None:
+                return None  # the answer describes the earlier check-in: built through the Session
+            refusal = _refusal_before_face(ctx, cmd, found, id_value, now)
+            if refusal is None and _face_needed(cmd, found):
+                places.take()
+                face_next.update(found=found, encoding=_reference_encodings(d, ctx, found))
+                return None
+            return _finish(d, None, ctx, cmd, found, refusal, None, id_hash, id_masked, content, now)
+
+        result = run_driver_transaction(uow, quick)
+        if result is not None:
+            return result
+        if not face_next:
+            return _identify_full(
+                uow, ctx, cmd, places, id_value=id_value, id_hash=id_hash, id_masked=id_masked, content=content
+            )
+        found: _Found = face_next["found"]
+        encoding: bytes = face_next["encoding"]
+        return _compare_and_answer(
+            uow, ctx, cmd, found, encoding, id_hash=id_hash, id_masked=id_masked, content=content
+        )
+
+
+class _Places:
+    """An identify's places in the face workers (`_face_admission`), taken once, held until the identify ends.
+
+    Taken inside the transaction that reads the reference, before it is read: a rerun of that
+    transaction does not take them again.
+    """
+
+    def __init__(self, ctx: ServiceContext, held: contextlib.ExitStack) -> None:
+        self._ctx = ctx
+        self._held = held
+        self._taken = False
+
+    def take(self) -> None:
+        """Take the places now, or raise OverloadedError (nothing taken)."""
+        if not self._taken:
+            self._held.enter_context(_face_admission(self._ctx))
+            self._taken = True
+
+
+def _reference_encodings(d: SqlTransaction, ctx: ServiceContext, found: _Found) -> bytes:
+    """The expert's reference encodings, decrypted and joined in order (the first photo's, then the extra ones)."""
+    rows = d.execute(_REFERENCES, {"photo_id": found.photo_id, "expert_id": found.expert_id}).fetchall()
+    return b"".join(decrypt(ctx.data_key, bytes(row[0]), associated=b"face-encoding") for row in rows)
 
 
 def _identify_full(
     uow: UnitOfWork,
     ctx: ServiceContext,
     cmd: IdentifyCommand,
+    places: _Places,
     *,
     id_value: str,
     id_hash: str | None,
     id_masked: str,
     content: str,
 ) -> IdentifyResult:
-    """The full path: the reference read, the face checked outside any transaction, the answer written."""
+    """The Session path (an earlier check-in to show): the read, then any face comparison and the answer."""
     pending: dict[str, Any] = {}
 
     def first_pass(u: UnitOfWork) -> IdentifyResult | None:
@@ -357,22 +404,50 @@ def _identify_full(
         refusal = _refusal_before_face(ctx, cmd, found, id_value, now)
         if refusal is not None or not _face_needed(cmd, found):
             return _finish(d, u, ctx, cmd, found, refusal, None, id_hash, id_masked, content, now)
-        encoding_blob = u.execute(
-            sa.select(ReferencePhoto.encoding_encrypted).where(ReferencePhoto.id == found.photo_id)
-        ).scalar_one()
+        places.take()
         pending["found"] = found
-        # The first reference, then the expert's further ones (ID_2.jpg, ...): the verifier takes them all.
-        extra = reference_set.extra_encodings(u, ctx, found.expert_id) if found.expert_id is not None else b""
-        pending["encoding"] = decrypt(ctx.data_key, encoding_blob, associated=b"face-encoding") + extra
+        pending["encoding"] = _reference_encodings(d, ctx, found)
         return None
 
     result = run_transaction(uow, first_pass)
     if result is not None:
         return result
-    found: _Found = pending["found"]
+    return _compare_and_answer(
+        uow, ctx, cmd, pending["found"], pending["encoding"], id_hash=id_hash, id_masked=id_masked, content=content
+    )
+
+
+def _compare_and_answer(
+    uow: UnitOfWork,
+    ctx: ServiceContext,
+    cmd: IdentifyCommand,
+    found: _Found,
+    encoding: bytes,
+    *,
+    id_hash: str | None,
+    id_masked: str,
+    content: str,
+) -> IdentifyResult:
+    """The face checked outside any transaction, then the answer written in a second one.
+
+    A match with no earlier check-in to show is answered by a Session-free transaction like the cheap
+    path; a refusal (a mismatch counts against the expert's tries) or an earlier check-in through the Session.
+    """
     # The platform's own liveness check first (outside any transaction, like the comparison): a face
     # that is not shown live is not compared, and does not use up one of the expert's tries.
-    live, face, face_refusal = _check_face(ctx, cmd, pending["encoding"])
+    live, face, face_refusal = _check_face(ctx, cmd, encoding)
+
+    if face is not None and face.matched and face_refusal is None and found.latest_check_in is None:
+
+        def answer(d: DriverTransaction) -> IdentifyResult:
+            now = ctx.clock()
+            _unflushed(ctx, d)
+            _again, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
+            if stored is not None:
+                return _replay(ctx, cmd, content, stored)
+            return _finish(d, None, ctx, cmd, found, None, face, id_hash, id_masked, content, now, live)
+
+        return run_driver_transaction(uow, answer)
 
     def second_pass(u: UnitOfWork) -> IdentifyResult:
         now = ctx.clock()

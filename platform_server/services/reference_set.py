@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 import sqlalchemy as sa
 
-from personal_data.crypto import decrypt, encrypt
+from personal_data.crypto import encrypt
 from platform_server.db.models import ExtraReferencePhoto, ReferencePhoto
 from platform_server.services import audit, roster
 
@@ -75,16 +75,6 @@ def write_reference_set(
             outcome="set",
             detail={"expert": expert_id, "photos": len(photos)},
         )
-
-
-def extra_encodings(uow: UnitOfWork, ctx: ServiceContext, expert_id: int) -> bytes:
-    """The expert's further reference encodings, decrypted and concatenated in order (b"" if none)."""
-    blobs = uow.execute(
-        sa.select(ExtraReferencePhoto.encoding_encrypted)
-        .where(ExtraReferencePhoto.expert_id == expert_id)
-        .order_by(ExtraReferencePhoto.position)
-    ).scalars()
-    return b"".join(decrypt(ctx.data_key, blob, associated=b"face-encoding") for blob in blobs)
 
 
 def photo_count(uow: UnitOfWork, expert_id: int) -> int:

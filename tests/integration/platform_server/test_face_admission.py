@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
+from platform_server.db.engine import write_gate
 from platform_server.db.models import AuditEntry
 from platform_server.errors import OverloadedError
 from platform_server.face.api import ChallengeFrame, FaceVerdict, LivenessChallenge, LivenessEvidence, LivenessVerdict
@@ -81,6 +82,14 @@ def command(s: Seeded, n: int, faces: tuple[bytes, ...]) -> identify.IdentifyCom
     return identify_command(s, n, faces, liveness=evidence)
 
 
+def traced(engine: sa.Engine) -> list[str]:
+    """Every statement the engine's connections run from now on, as SQLite runs it (the driver-level paths too)."""
+    statements: list[str] = []
+    sa.event.listen(engine, "connect", lambda connection, _record: connection.set_trace_callback(statements.append))
+    engine.dispose()  # the connections opened before are closed; the next ones are traced
+    return statements
+
+
 def audit_rows(s: Seeded) -> int:
     with s.new_uow() as uow:
         return int(uow.execute(sa.select(sa.func.count()).select_from(AuditEntry)).scalar_one())
@@ -90,9 +99,7 @@ def test_a_refused_identify_has_not_read_the_reference_or_written_anything(seede
     s = seeded
     checker = PlacesChecker(FakeFaceVerifier(), free=0)
     ctx = dataclasses.replace(s.ctx, liveness_checker=checker)
-    statements: list[str] = []
-    engine = s.uow.engine
-    sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(str(args[2])))
+    statements = traced(s.uow.engine)
     before = audit_rows(s)
     alice = command(s, 0, (face_image("alice"),))
     with pytest.raises(OverloadedError):
@@ -108,6 +115,24 @@ def test_a_refused_identify_has_not_read_the_reference_or_written_anything(seede
     assert checker.calls_inside == [True]
     assert [sql for sql in statements if "encoding_encrypted" in sql]
     assert checker.free == 1  # given back
+
+
+def test_an_identify_with_a_face_reads_the_reference_with_its_first_read_and_writes_once(seeded: Seeded) -> None:
+    s = seeded
+    checker = PlacesChecker(FakeFaceVerifier(), free=1)
+    ctx = dataclasses.replace(s.ctx, liveness_checker=checker)
+    gate = write_gate(s.uow.engine)
+    assert gate is not None
+    statements = traced(s.uow.engine)
+    before = gate.figures().transactions
+    result = identify.identify(s.new_uow(), ctx, command(s, 0, (face_image("alice"),)))
+    assert result.identification_token, result.refusal
+    assert checker.calls_inside == [True]
+    # Two transactions: the expert's row with the reference, and the answer (a request answered in
+    # between is seen by the answer's own read and replayed). Not a third one to read the reference.
+    assert gate.figures().transactions - before == 2
+    assert len([sql for sql in statements if "encoding_encrypted" in sql]) == 1
+    assert len([sql for sql in statements if sql.startswith("BEGIN")]) == 2
 
 
 def test_an_identify_without_face_work_takes_no_place(seeded: Seeded) -> None:
@@ -156,8 +181,7 @@ def test_without_the_platforms_liveness_check_an_identify_takes_the_comparisons_
     s = seeded
     verifier = PlacesVerifier(free=0)
     ctx = dataclasses.replace(s.ctx, face_verifier=verifier, liveness_checker=None)  # [face] liveness = kiosk
-    statements: list[str] = []
-    sa.event.listen(s.uow.engine, "before_cursor_execute", lambda *args: statements.append(str(args[2])))
+    statements = traced(s.uow.engine)
     before = audit_rows(s)
     alice = identify_command(s, 0, (face_image("alice"),))  # flagged live by the kiosk, no frames
     with pytest.raises(OverloadedError):
@@ -199,8 +223,7 @@ def test_with_the_face_workers_full_an_identify_with_a_face_is_answered_busy_bef
     s = seeded
     checker = RoomChecker(FakeFaceVerifier(), free=0)
     ctx = dataclasses.replace(s.ctx, liveness_checker=checker)
-    statements: list[str] = []
-    sa.event.listen(s.uow.engine, "before_cursor_execute", lambda *args: statements.append(str(args[2])))
+    statements = traced(s.uow.engine)
     alice = command(s, 0, (face_image("alice"),))
     # Not invited: it would need no face work, but while the workers are full it is not looked up either.
     stranger = dataclasses.replace(command(s, 0, (face_image("bob"),)), id_number="11010519491231002X")
