@@ -321,6 +321,24 @@ class Target:
         """The CPUs the serving process may run on (None: not known for this target)."""
         return None
 
+    def cpu_seconds(self) -> dict[str, float] | None:
+        """CPU seconds so far of the serving processes and of their children (face workers, UWB delivery).
+
+        From each process's /metrics (`process_cpu_seconds_total`, `platform_child_processes_cpu_seconds_total`).
+        None: a process could not be read.
+        """
+        from sim_world.metrics_client import MetricsError, PlatformMetrics  # noqa: PLC0415
+
+        totals = {"serving": 0.0, "children": 0.0}
+        for port in self.health_ports():
+            try:
+                samples = PlatformMetrics(f"http://127.0.0.1:{port}/metrics", timeout_s=10).scrape().samples
+            except MetricsError:
+                return None
+            totals["serving"] += samples.get("process_cpu_seconds_total", float("nan"))
+            totals["children"] += samples.get("platform_child_processes_cpu_seconds_total", float("nan"))
+        return totals
+
     def identify_server_seconds(self) -> dict[float, float] | None:
         """IdentifyExpert as the serving processes timed it: calls at most `bound` seconds long, summed.
 
@@ -967,9 +985,9 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
             else:
                 target.fault(args.fault, fault_log)
 
-        lock_before = target.write_lock()
+        lock_before, cpu_before = target.write_lock(), target.cpu_seconds()
         out, counts, secs = run_kiosks(plan, args.client_processes, inject)
-        lock_after = target.write_lock()
+        lock_after, cpu_after = target.write_lock(), target.cpu_seconds()
         serving_cpus = target.serving_cpus()
         identify_server = target.identify_server_seconds()
         wait_uwb(target.url, 60)
@@ -1026,6 +1044,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         row["write_lock_busy"] = round(held / secs, 3)
         row["write_lock_ms_per_transaction"] = round(held / txs * 1000, 3) if txs else float("nan")
         row["write_transactions_per_check_in"] = round(txs / ok, 2) if ok else float("nan")
+    row |= cpu_per_check_in(cpu_before, cpu_after, ok, args.fault)
     if args.mode == "flat":
         row["ratio_vs_echo_bound"] = round(ok / secs / (echo_calls_per_s / 2), 3)
     else:
@@ -1035,6 +1054,21 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         # Against what the cores can do when every Identify also has its liveness checked.
         row["ratio_faces_vs_cores_over_identify_floor"] = round(row["faces_per_s"] / (cores / per_identify), 3)
     return row
+
+
+def cpu_per_check_in(
+    before: dict[str, float] | None, after: dict[str, float] | None, check_ins: int, fault: str
+) -> dict[str, float]:
+    """What a check-in cost the platform's serving processes and their children, in ms of CPU.
+
+    Nothing when a process could not be read or was restarted during the run (its counts start again).
+    """
+    if not before or not after or not check_ins or fault not in {"none", "gateway-offline", "net-cut"}:
+        return {}
+    return {
+        f"{kind}_cpu_ms_per_check_in": round((after[kind] - before[kind]) / check_ins * 1000, 2)
+        for kind in ("serving", "children")
+    }
 
 
 def print_row(row: dict[str, Any]) -> None:

@@ -1,6 +1,8 @@
 """The gRPC server's own Prometheus figures: RPC latency per method and code, face and liveness latency.
 
 On SQLite also the one write lock's use (db.engine.WriteGate): transactions, time held and queued.
+The process's own figures (`process_cpu_seconds_total`, memory, open files) and the CPU time of its
+child processes (the face workers, the UWB delivery process): what a call costs the machine.
 
 Face verification is also split into its two parts, as the verifier measured them (in a worker
 process or not): `platform_face_checks_seconds` (decoding the captures, finding one face in each)
@@ -15,13 +17,16 @@ health port, `GET /metrics`); the console's /metrics holds the database-wide one
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
 from platform_server.face.api import FaceImageError
@@ -80,6 +85,8 @@ class RpcMetrics:
         )
         self.write_gate: WriteGate | None = None  # the SQLite platform's, read at each scrape
         self.registry.register(_WriteGateCollector(self))
+        ProcessCollector(registry=self.registry)
+        self.registry.register(_ChildProcessesCollector())
 
     def watch_write_gate(self, gate: WriteGate | None) -> None:
         """Report this SQLite write gate's figures (None, as on PostgreSQL: none reported)."""
@@ -123,6 +130,41 @@ class _WriteGateCollector:
             ),
         ):
             yield CounterMetricFamily(name, text, value=value)
+
+
+class _ChildProcessesCollector:
+    """The CPU time of this process's live children: the face workers and the UWB delivery process."""
+
+    def collect(self) -> Iterator[Metric]:
+        """One counter, read from /proc now (nothing where there is no /proc)."""
+        seconds = children_cpu_seconds(os.getpid())
+        if seconds is None:
+            return
+        yield CounterMetricFamily(
+            "platform_child_processes_cpu_seconds",
+            "User and system CPU time of this process's live child processes (face workers, UWB delivery);"
+            " a child that is replaced takes its count with it",
+            value=seconds,
+        )
+
+
+def children_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of the live children of `pid`, from /proc (None without /proc)."""
+    try:
+        threads = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    children: set[str] = set()
+    for thread in threads:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            children.update((thread / "children").read_text(encoding="ascii").split())
+    ticks = 0
+    for child in children:
+        with contextlib.suppress(OSError):  # a child that ended meanwhile
+            # Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+            fields = Path(f"/proc/{child}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 _SideBySide = tuple["LivenessVerdict", "FaceVerdict | FaceImageError"]

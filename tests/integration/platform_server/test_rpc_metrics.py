@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
@@ -60,13 +62,7 @@ def scrape(health: HealthEndpoint) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{health.port}/metrics", timeout=30) as answer:
         assert answer.status == 200
         assert answer.headers["Content-Type"].startswith("text/plain")
-        text = answer.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        match = re.match(r"^(\S+?(?:\{.*\})?) (\S+)$", line)
-        if match and not line.startswith("#"):
-            samples[match[1]] = float(match[2])
-    return samples
+        return parse(answer.read())
 
 
 def test_calls_face_and_liveness_checks_move_the_histograms(
@@ -145,3 +141,35 @@ def test_no_write_lock_counters_without_a_sqlite_gate() -> None:
     metrics = RpcMetrics()
     metrics.watch_write_gate(None)
     assert b"platform_sqlite_write" not in metrics.render()[0]
+
+
+def test_the_process_and_its_childrens_cpu_time_are_counted() -> None:
+    """`process_cpu_seconds_total` is this process's; the children's counter holds a live child's CPU time."""
+    metrics = RpcMetrics()
+    burn = (
+        "import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+        "print(1, flush=True)\nsys.stdin.read()"
+    )
+    with subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child:
+        assert child.stdout is not None
+        assert child.stdin is not None
+        child.stdout.readline()  # it has spent its 0.3 s of CPU and waits, alive
+        during = parse(metrics.render()[0])
+        child.stdin.close()
+    after = parse(metrics.render()[0])
+    children = "platform_child_processes_cpu_seconds_total"
+    assert during["process_cpu_seconds_total"] > 0
+    assert during[children] >= 0.25
+    # Once it has ended its time leaves the sum (the other children of this process are not this test's).
+    assert after[children] <= during[children] - 0.25
+    assert rpc_metrics.children_cpu_seconds(2**22 + 1) is None  # above the kernel's largest pid: no such process
+
+
+def parse(text: bytes) -> dict[str, float]:
+    """The samples of a rendered scrape by name (with labels)."""
+    samples = {}
+    for line in text.decode().splitlines():
+        match = re.match(r"^(\S+?(?:\{.*\})?) (\S+)$", line)
+        if match and not line.startswith("#"):
+            samples[match[1]] = float(match[2])
+    return samples
