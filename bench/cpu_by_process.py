@@ -20,6 +20,8 @@ import os
 import time
 from pathlib import Path
 
+from platform_server.rpc_metrics import cpu_seconds_of, proc_stat_fields
+
 KINDS = ("serve", "children", "kiosks", "postgres", "haproxy", "other")
 PROC = Path("/proc")
 
@@ -37,20 +39,9 @@ def kind_of(cmdline: str, parent_kind: str) -> str:
     return "other"
 
 
-def stat_fields(pid: int) -> list[str]:
-    """The fields of /proc/PID/stat after the command name (state, ppid, ..., utime at 11, stime at 12)."""
-    # The command name may hold any bytes (a thread or process may name itself); the numbers are ASCII.
-    return Path(f"/proc/{pid}/stat").read_bytes().decode("ascii", errors="replace").rsplit(")", 1)[1].split()
-
-
-def cpu_s_of(fields: list[str]) -> float:
-    """User + system CPU seconds from a process's stat fields (all its threads)."""
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process, all its threads (Linux /proc)."""
-    return cpu_s_of(stat_fields(pid))
+    return cpu_seconds_of(proc_stat_fields(pid))
 
 
 def cpu_seconds() -> dict[int, tuple[str, float]]:
@@ -61,11 +52,11 @@ def cpu_seconds() -> dict[int, tuple[str, float]]:
             continue
         pid = int(entry.name)
         try:
-            fields = stat_fields(pid)
+            fields = proc_stat_fields(pid)
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:  # the process ended between the listing and the read
             continue
-        seen[pid] = (cmdline, int(fields[1]), cpu_s_of(fields))
+        seen[pid] = (cmdline, int(fields[1]), cpu_seconds_of(fields))
     parents = {pid: kind_of(cmdline, "") for pid, (cmdline, _, _) in seen.items()}
     return {pid: (kind_of(cmdline, parents.get(ppid, "")), seconds) for pid, (cmdline, ppid, seconds) in seen.items()}
 

@@ -158,13 +158,22 @@ def children_cpu_seconds(pid: int) -> float | None:
     for thread in threads:
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             children.update((thread / "children").read_text(encoding="ascii").split())
-    ticks = 0
+    seconds = 0.0
     for child in children:
         with contextlib.suppress(OSError):  # a child that ended meanwhile
-            # Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
-            fields = Path(f"/proc/{child}/stat").read_bytes().rsplit(b")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+            seconds += cpu_seconds_of(proc_stat_fields(int(child)))
+    return seconds
+
+
+def proc_stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ..., utime at 11, stime at 12)."""
+    # The command name may hold any bytes (a thread or process may name itself); the numbers are ASCII.
+    return Path(f"/proc/{pid}/stat").read_bytes().decode("ascii", errors="replace").rsplit(")", 1)[1].split()
+
+
+def cpu_seconds_of(fields: list[str]) -> float:
+    """User + system CPU seconds from a process's stat fields (all its threads)."""
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _SideBySide = tuple["LivenessVerdict", "FaceVerdict | FaceImageError"]
