@@ -730,6 +730,14 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
                 out[name].append(time.perf_counter() - t)
             return answer
 
+    def unchecked_frames(stub: Any, kiosk_id: str) -> bool:
+        """As the kiosk asks: True when the platform does not check the challenge's frames (then left out)."""
+        try:
+            context = call(stub.GetKioskContext, kiosk_pb2.GetKioskContextRequest(kiosk_id=kiosk_id), "context")
+        except grpc.RpcError:
+            return False  # counted by call(); the frames are sent
+        return bool(context.liveness_frames_unchecked)
+
     def kiosk(k: int, experts: list[int]) -> None:  # noqa: C901
         channel = cut_channel if k <= plan.cut_kiosks else channels[k % len(channels)]
         stub = kiosk_pb2_grpc.KioskServiceStub(channel)
@@ -750,6 +758,7 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
             return
         if plan.mode == "pace":
             time.sleep(rng.random() * plan.pace_s)
+        frames_unchecked = bool(plan.captures) and unchecked_frames(stub, kiosk_id)
         for n in experts:
             started = time.monotonic()
             if plan.mode == "pace":
@@ -762,7 +771,10 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
                     kiosk_pb2.LivenessEvidence(
                         challenge=challenge,
                         challenge_id=f"load-{n}",
-                        frames=[kiosk_pb2.ChallengeFrame(image=image, captured_at_ms=ms) for image, ms in frames],
+                        frames=[
+                            kiosk_pb2.ChallengeFrame(image=image, captured_at_ms=ms)
+                            for image, ms in (() if frames_unchecked else frames)
+                        ],
                     )
                 )
             try:

@@ -67,6 +67,8 @@ _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EX
 # platform's grpc_api.status_mapping.RETRY_AFTER_KEY; tests/integration/kiosk/test_platform_client.py
 # answers through the platform's own mapping, so the two cannot drift apart unnoticed).
 RETRY_AFTER_KEY = "retry-after-ms"
+# Appended to an identify's request id when it is sent again with the challenge's frames (see identify()).
+WITH_FRAMES_SUFFIX = ".frames"
 R = TypeVar("R")
 
 
@@ -222,6 +224,9 @@ class PlatformClient:
         self._stub = kiosk_pb2_grpc.KioskServiceStub(self._channel)
         # Backoff waits on this event, so close() ends a retry loop at once instead of after a sleep.
         self._closing = threading.Event()
+        # From the last GetKioskContext: the platform does not check the challenge's frames, so an
+        # identify leaves them out (about 50 KB each, faces: nothing to upload that nobody reads).
+        self._frames_unchecked = False
 
     def close(self) -> None:
         """Stop retrying and close the channel."""
@@ -263,10 +268,34 @@ class PlatformClient:
         request = kiosk_pb2.GetKioskContextRequest(kiosk_id=self._kiosk_id)
         reply = self._call("GetKioskContext", self._stub.GetKioskContext, request, self._settings.call_timeout_s)
         batch = _batch(reply.batch) if reply.HasField("batch") and reply.batch.code else None
-        return KioskContext(batch=batch, server_time=_time(reply, "server_time"))
+        self._frames_unchecked = reply.liveness_frames_unchecked
+        return KioskContext(
+            batch=batch,
+            server_time=_time(reply, "server_time"),
+            liveness_frames_unchecked=reply.liveness_frames_unchecked,
+        )
 
     def identify(self, request: IdentifyRequest) -> IdentifyResult:
-        """IdentifyExpert: Identified, or Refused (FACE_MISMATCH carries params['attempts_left'])."""
+        """IdentifyExpert: Identified, or Refused (FACE_MISMATCH carries params['attempts_left']).
+
+        The challenge's frames are left out while the platform's last context said it does not check
+        them. Should it refuse NOT_LIVE all the same (its [face] liveness changed since), the identify
+        is sent once more at once, with the frames, under its request id + WITH_FRAMES_SUFFIX (the
+        first answer is stored under the first id).
+        """
+        leave_out = self._frames_unchecked and bool(request.challenge_frames)
+        message = self._identify_message(request, with_frames=not leave_out)
+        reply = self._call("IdentifyExpert", self._stub.IdentifyExpert, message, self._settings.identify_timeout_s)
+        if leave_out and reply.refusal.reason == common_pb2.REFUSAL_REASON_NOT_LIVE:
+            log.warning("identify refused NOT_LIVE without the challenge's frames: sending them")
+            self._frames_unchecked = False
+            message = self._identify_message(request, with_frames=True)
+            message.request_id = request.request_id + WITH_FRAMES_SUFFIX
+            reply = self._call("IdentifyExpert", self._stub.IdentifyExpert, message, self._settings.identify_timeout_s)
+        return _identify_result(reply)
+
+    def _identify_message(self, request: IdentifyRequest, *, with_frames: bool) -> kiosk_pb2.IdentifyExpertRequest:
+        """The IdentifyExpertRequest for `request`, the challenge's frames in it or not."""
         card = request.id_card
         message = kiosk_pb2.IdentifyExpertRequest(
             request_id=request.request_id,
@@ -293,28 +322,12 @@ class PlatformClient:
                     challenge=f"LIVENESS_CHALLENGE_{request.challenge.upper()}",
                     challenge_id=request.challenge_id,
                     frames=[
-                        kiosk_pb2.ChallengeFrame(image=img, captured_at_ms=ms) for img, ms in request.challenge_frames
+                        kiosk_pb2.ChallengeFrame(image=img, captured_at_ms=ms)
+                        for img, ms in (request.challenge_frames if with_frames else ())
                     ],
                 )
             )
-        reply = self._call("IdentifyExpert", self._stub.IdentifyExpert, message, self._settings.identify_timeout_s)
-        if reply.outcome == kiosk_pb2.IdentifyExpertResponse.OUTCOME_VERIFIED:
-            on_file = None
-            if reply.HasField("bank_card_on_file") and reply.bank_card_on_file.pan_masked:
-                on_file = CardOnFile(reply.bank_card_on_file.pan_masked, reply.bank_card_on_file.bank_name)
-            return Identified(
-                identification_token=reply.identification_token,
-                expert_name=reply.expert_name,
-                id_number_masked=reply.id_number_masked,
-                organisation=reply.organisation,
-                card_on_file=on_file,
-                face_attempts_left=reply.face_attempts_left,
-            )
-        refusal = refusal_from_proto(reply.refusal)
-        if refusal.code is RefusalCode.FACE_MISMATCH:
-            params = {**refusal.params, "attempts_left": str(reply.face_attempts_left)}
-            refusal = Refusal(refusal.code, params, refusal.message_zh, refusal.message_en)
-        return Refused(refusal)
+        return message
 
     def complete_check_in(self, request: CompleteRequest) -> CompleteResult:
         """CompleteCheckIn, idempotent by request id: Completed (maybe replayed) or Refused."""
@@ -389,3 +402,24 @@ class PlatformClient:
             occurred_at=_timestamp(event.occurred_at),
         )
         self._call("ReportKioskEvent", self._stub.ReportKioskEvent, message, self._settings.call_timeout_s)
+
+
+def _identify_result(reply: kiosk_pb2.IdentifyExpertResponse) -> IdentifyResult:
+    """The platform's answer to an identify as the flow takes it."""
+    if reply.outcome == kiosk_pb2.IdentifyExpertResponse.OUTCOME_VERIFIED:
+        on_file = None
+        if reply.HasField("bank_card_on_file") and reply.bank_card_on_file.pan_masked:
+            on_file = CardOnFile(reply.bank_card_on_file.pan_masked, reply.bank_card_on_file.bank_name)
+        return Identified(
+            identification_token=reply.identification_token,
+            expert_name=reply.expert_name,
+            id_number_masked=reply.id_number_masked,
+            organisation=reply.organisation,
+            card_on_file=on_file,
+            face_attempts_left=reply.face_attempts_left,
+        )
+    refusal = refusal_from_proto(reply.refusal)
+    if refusal.code is RefusalCode.FACE_MISMATCH:
+        params = {**refusal.params, "attempts_left": str(reply.face_attempts_left)}
+        refusal = Refusal(refusal.code, params, refusal.message_zh, refusal.message_en)
+    return Refused(refusal)

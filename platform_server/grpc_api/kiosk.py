@@ -69,10 +69,14 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
     def GetKioskContext(  # noqa: N802
         self, request: kiosk_pb2.GetKioskContextRequest, context: grpc.ServicerContext
     ) -> kiosk_pb2.GetKioskContextResponse:
-        """The open batch for the kiosk's home screen."""
+        """The open batch for the kiosk's home screen, and whether to send the liveness challenge's frames."""
         self._caller(context, request.kiosk_id)
         batch, now = kiosks.kiosk_context(self._new_uow(), self._ctx, request.kiosk_id)
-        response = kiosk_pb2.GetKioskContextResponse(server_time=convert.timestamp(now))
+        response = kiosk_pb2.GetKioskContextResponse(
+            server_time=convert.timestamp(now),
+            # [face] liveness = "kiosk": no checker reads the frames, so the kiosk need not upload them.
+            liveness_frames_unchecked=self._ctx.liveness_checker is None,
+        )
         if batch is not None:
             response.batch.CopyFrom(convert.batch(batch))
         return response

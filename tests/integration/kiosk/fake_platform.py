@@ -30,6 +30,8 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[mi
     busy_next: int = 0  # IdentifyExpert: the platform's own "busy" answer this many times
     busy_retry_after_s: float = 0.3
     identify_reply: kiosk_pb2.IdentifyExpertResponse | None = None
+    frames_unchecked: bool = False  # GetKioskContext: "this platform does not check the challenge's frames"
+    checks_frames: bool = False  # IdentifyExpert: faces without challenge frames refused NOT_LIVE, as the platform does
     complete_refusal: common_pb2.RefusalReason | None = None
     answered: dict[str, kiosk_pb2.CompleteCheckInResponse] = field(default_factory=dict)
     annulled: list[kiosk_pb2.AnnulCheckInRequest] = field(default_factory=list)
@@ -75,7 +77,10 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[mi
     def GetKioskContext(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         self._gate("GetKioskContext", request, context)
         reply = kiosk_pb2.GetKioskContextResponse(
-            batch=common_pb2.Batch(code="B2026-001", name="2026年第1批次", venue="第3评标室", hotel_name="交易中心宾馆")
+            batch=common_pb2.Batch(
+                code="B2026-001", name="2026年第1批次", venue="第3评标室", hotel_name="交易中心宾馆"
+            ),
+            liveness_frames_unchecked=self.frames_unchecked,
         )
         reply.batch.evaluation_start.FromDatetime(dt.datetime(2026, 3, 9, 1, 30, tzinfo=dt.UTC))
         reply.server_time.GetCurrentTime()
@@ -93,6 +98,12 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[mi
             self.busy_next -= int(busy)
         if busy:
             return self._overloaded(request, context)
+        if self.checks_frames and request.faces and not request.liveness.frames:
+            return kiosk_pb2.IdentifyExpertResponse(
+                outcome=kiosk_pb2.IdentifyExpertResponse.OUTCOME_REFUSED,
+                refusal=common_pb2.Refusal(reason=common_pb2.REFUSAL_REASON_NOT_LIVE),
+                face_attempts_left=3,
+            )
         if self.identify_reply is not None:
             return self.identify_reply
         return kiosk_pb2.IdentifyExpertResponse(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,59 @@ def test_identify_sends_the_card_and_faces_and_returns_identified(
         2,
     )
     assert [f.image_jpeg for f in sent.faces] == [b"\xff\xd8one", b"\xff\xd8two"]
+
+
+def with_challenge(request: IdentifyRequest) -> IdentifyRequest:
+    frames = ((b"\xff\xd8neutral", 0), (b"\xff\xd8blink", 140), (b"\xff\xd8neutral again", 300))
+    return dataclasses.replace(request, challenge="blink", challenge_id="ch-1", challenge_frames=frames)
+
+
+def test_the_challenges_frames_are_sent_until_the_platform_says_it_does_not_check_them(
+    client: PlatformClient, fake_platform: FakePlatformServer
+) -> None:
+    assert isinstance(client.identify(with_challenge(identify_request("rid-1"))), Identified)
+    fake_platform.servicer.frames_unchecked = True
+    assert client.get_context().liveness_frames_unchecked is True
+    assert isinstance(client.identify(with_challenge(identify_request("rid-2"))), Identified)
+    first, second = fake_platform.servicer.calls_to("IdentifyExpert")
+    assert [f.image for f in first.liveness.frames] == [b"\xff\xd8neutral", b"\xff\xd8blink", b"\xff\xd8neutral again"]
+    # Left out, the rest of the evidence and the captures sent as before.
+    assert (second.liveness.challenge, second.liveness.challenge_id, len(second.liveness.frames)) == (
+        kiosk_pb2.LIVENESS_CHALLENGE_BLINK,
+        "ch-1",
+        0,
+    )
+    assert [f.image_jpeg for f in second.faces] == [b"\xff\xd8one", b"\xff\xd8two"]
+    fake_platform.servicer.frames_unchecked = False
+    assert client.get_context().liveness_frames_unchecked is False
+    assert isinstance(client.identify(with_challenge(identify_request("rid-3"))), Identified)
+    assert len(fake_platform.servicer.calls_to("IdentifyExpert")[2].liveness.frames) == 3
+
+
+def test_a_not_live_answer_to_an_identify_without_its_frames_sends_it_again_with_them(
+    client: PlatformClient, fake_platform: FakePlatformServer
+) -> None:
+    # The context said the frames go unchecked; the platform has since been set to check them.
+    fake_platform.servicer.frames_unchecked = True
+    client.get_context()
+    fake_platform.servicer.checks_frames = True
+    result = client.identify(with_challenge(identify_request("rid-1")))
+    assert isinstance(result, Identified), result
+    without, again = fake_platform.servicer.calls_to("IdentifyExpert")
+    assert (without.request_id, len(without.liveness.frames)) == ("rid-1", 0)
+    assert (again.request_id, len(again.liveness.frames)) == ("rid-1.frames", 3)
+    # Until the next context, the frames are sent from the start.
+    assert isinstance(client.identify(with_challenge(identify_request("rid-2"))), Identified)
+    assert len(fake_platform.servicer.calls_to("IdentifyExpert")) == 3
+    # A NOT_LIVE answer to an identify that carried its frames is the expert's answer, sent once.
+    fake_platform.servicer.identify_reply = kiosk_pb2.IdentifyExpertResponse(
+        outcome=kiosk_pb2.IdentifyExpertResponse.OUTCOME_REFUSED,
+        refusal=common_pb2.Refusal(reason=common_pb2.REFUSAL_REASON_NOT_LIVE),
+    )
+    refused = client.identify(with_challenge(identify_request("rid-3")))
+    assert isinstance(refused, Refused)
+    assert refused.refusal.code is RefusalCode.NOT_LIVE
+    assert len(fake_platform.servicer.calls_to("IdentifyExpert")) == 4
 
 
 def test_face_mismatch_carries_attempts_left(client: PlatformClient, fake_platform: FakePlatformServer) -> None:

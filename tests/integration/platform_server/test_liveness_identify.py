@@ -18,12 +18,15 @@ from expertcheckin.v1 import common_pb2, kiosk_pb2, kiosk_pb2_grpc
 from camera.simulator import make_clip
 from checkin.face.face_analysis import FaceAnalyser
 from checkin.face.models import LivenessChallenge
+from checkin.flow.models import IdCardFields, Identified, IdentifyRequest
+from checkin.platform_client import PlatformClient
 from platform_server.bootstrap import build
 from platform_server.config import DatabaseSection, FaceSection, PlatformConfig, SecuritySection
 from platform_server.face.dlib_verifier import DlibFaceVerifier
 from platform_server.server import create_server
 from platform_server.services import roster
 from tests.integration.face.test_camera_capture import run_check
+from tests.integration.kiosk.fake_platform import settings_for
 from tests.integration.platform_server.rpc_helpers import identify_request
 from tests.unit.platform_server.support import Clock, seed
 
@@ -42,7 +45,7 @@ def analyser() -> FaceAnalyser:
     return FaceAnalyser()
 
 
-Served = tuple[kiosk_pb2_grpc.KioskServiceStub, str, str, sa.Engine]
+Served = tuple[kiosk_pb2_grpc.KioskServiceStub, str, str, sa.Engine, int]
 
 
 def serve(tmp: Path, faces_dir: Path, face: FaceSection) -> Iterator[Served]:
@@ -67,7 +70,7 @@ def serve(tmp: Path, faces_dir: Path, face: FaceSection) -> Iterator[Served]:
     platform = build(config, start_uwb_worker=False)  # verifier and liveness checker from [face]
     server, port = create_server(config, platform, listen="127.0.0.1:0")
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield kiosk_pb2_grpc.KioskServiceStub(channel), seeded.batch_code, seeded.ids[0], platform.engine
+    yield kiosk_pb2_grpc.KioskServiceStub(channel), seeded.batch_code, seeded.ids[0], platform.engine, port
     channel.close()
     platform.stopping.set()
     server.stop(None).wait()
@@ -111,7 +114,7 @@ def test_a_still_photo_flagged_live_is_refused_not_live(
     faces_dir: Path,
     analyser: FaceAnalyser,
 ) -> None:
-    stub, batch, expert, engine = served
+    stub, batch, expert, engine, _port = served
     still = make_clip(faces_dir / "obama_2.jpg", tmp_path / "still", blink=False, frames=12, finder=analyser)
     frames = [p.read_bytes() for p in sorted(still.iterdir())]
     # The expert's own face, flagged live, but no challenge frames at all.
@@ -143,7 +146,7 @@ def test_the_kiosks_live_challenge_passes_and_the_expert_is_verified(
     faces_dir: Path,
     analyser: FaceAnalyser,
 ) -> None:
-    stub, batch, expert, engine = served
+    stub, batch, expert, engine, _port = served
     clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "live", blink=True, frames=45, finder=analyser)
     _statuses, result = run_check(clip, analyser, challenge=LivenessChallenge.BLINK)
     assert result is not None
@@ -164,7 +167,7 @@ def test_the_kiosks_live_challenge_passes_and_the_expert_is_verified(
 def test_with_liveness_left_to_the_kiosk_its_flag_is_trusted_and_the_audit_says_so(
     served_trusting_the_kiosk: Served, tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser
 ) -> None:
-    stub, batch, expert, engine = served_trusting_the_kiosk
+    stub, batch, expert, engine, _port = served_trusting_the_kiosk
     still = make_clip(faces_dir / "obama_2.jpg", tmp_path / "still", blink=False, frames=2, finder=analyser)
     frames = [p.read_bytes() for p in sorted(still.iterdir())]
     # The same bare capture the platform's own check refuses NOT_LIVE: compared on the kiosk's word.
@@ -179,3 +182,50 @@ def test_with_liveness_left_to_the_kiosk_its_flag_is_trusted_and_the_audit_says_
     unflagged.liveness_passed = False
     refused = stub.IdentifyExpert(unflagged, timeout=60)
     assert refused.refusal.reason == common_pb2.REFUSAL_REASON_FACE_NOT_USABLE
+
+
+def test_the_context_tells_the_kiosk_whether_the_challenges_frames_are_checked(
+    served: Served, served_trusting_the_kiosk: Served
+) -> None:
+    context = kiosk_pb2.GetKioskContextRequest(kiosk_id="K1")
+    assert served[0].GetKioskContext(context, timeout=60).liveness_frames_unchecked is False
+    assert served_trusting_the_kiosk[0].GetKioskContext(context, timeout=60).liveness_frames_unchecked is True
+
+
+def test_a_kiosk_that_left_the_frames_out_sends_them_again_when_the_platform_checks_them(
+    served: Served, tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser
+) -> None:
+    _stub, batch, expert, engine, port = served
+    clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "live", blink=True, frames=45, finder=analyser)
+    _statuses, result = run_check(clip, analyser, challenge=LivenessChallenge.BLINK)
+    assert result is not None
+    assert result.passed
+    client = PlatformClient(settings_for(port), "K1")
+    try:
+        # As a kiosk that heard "frames unchecked" before this platform was set to check them.
+        client._frames_unchecked = True
+        answer = client.identify(
+            IdentifyRequest(
+                request_id="rid-live",
+                batch_code=batch,
+                id_card=IdCardFields(id_number=expert, name="专家", valid_to="长期"),
+                faces=tuple(result.jpeg_frames),
+                face_quality=0.9,
+                liveness_passed=True,
+                face_attempt=1,
+                challenge="blink",
+                challenge_id="c-2",
+                challenge_frames=tuple((f.jpeg, f.at_ms) for f in result.challenge_frames),
+            )
+        )
+    finally:
+        client.close()
+    assert isinstance(answer, Identified), answer
+    assert answer.face_attempts_left == 3  # the answer without the frames used up no try
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT outcome, detail FROM audit_log WHERE action = 'identify' ORDER BY id DESC LIMIT 2")
+        ).all()
+    (last_outcome, last_detail), (first_outcome, first_detail) = rows
+    assert (first_outcome, json.loads(first_detail)["liveness_check"]) == ("not_live", "no_evidence")
+    assert (last_outcome, json.loads(last_detail)["liveness_check"]) == ("verified", "passed")

@@ -76,12 +76,14 @@ class GetKioskContextRequest(_message.Message):
     def __init__(self, kiosk_id: _Optional[str] = ...) -> None: ...
 
 class GetKioskContextResponse(_message.Message):
-    __slots__ = ("batch", "server_time")
+    __slots__ = ("batch", "server_time", "liveness_frames_unchecked")
     BATCH_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_FRAMES_UNCHECKED_FIELD_NUMBER: _ClassVar[int]
     batch: _common_pb2.Batch
     server_time: _timestamp_pb2.Timestamp
-    def __init__(self, batch: _Optional[_Union[_common_pb2.Batch, _Mapping]] = ..., server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    liveness_frames_unchecked: bool
+    def __init__(self, batch: _Optional[_Union[_common_pb2.Batch, _Mapping]] = ..., server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., liveness_frames_unchecked: _Optional[bool] = ...) -> None: ...
 
 class IdCardData(_message.Message):
     __slots__ = ("id_number", "name", "sex_code", "nation_code", "birth_date", "address", "issuing_authority", "valid_from", "valid_to")
