@@ -16,6 +16,7 @@ many refusals) stays a PlatformCallError.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import threading
@@ -227,6 +228,9 @@ class PlatformClient:
         # From the last GetKioskContext: the platform does not check the challenge's frames, so an
         # identify leaves them out (about 50 KB each, faces: nothing to upload that nobody reads).
         self._frames_unchecked = False
+        # Request ids answered NOT_LIVE without their frames: a later send of the same identify (after
+        # a busy answer to the send with frames) goes under the suffixed id as well (a few kept).
+        self._refused_without_frames: collections.deque[str] = collections.deque(maxlen=16)
 
     def close(self) -> None:
         """Stop retrying and close the channel."""
@@ -281,14 +285,17 @@ class PlatformClient:
         The challenge's frames are left out while the platform's last context said it does not check
         them. Should it refuse NOT_LIVE all the same (its [face] liveness changed since), the identify
         is sent once more at once, with the frames, under its request id + WITH_FRAMES_SUFFIX (the
-        first answer is stored under the first id).
+        first answer is stored under the first id), as is every later send of that identify.
         """
         leave_out = self._frames_unchecked and bool(request.challenge_frames)
         message = self._identify_message(request, with_frames=not leave_out)
+        if request.request_id in self._refused_without_frames:
+            message.request_id = request.request_id + WITH_FRAMES_SUFFIX
         reply = self._call("IdentifyExpert", self._stub.IdentifyExpert, message, self._settings.identify_timeout_s)
         if leave_out and reply.refusal.reason == common_pb2.REFUSAL_REASON_NOT_LIVE:
             log.warning("identify refused NOT_LIVE without the challenge's frames: sending them")
             self._frames_unchecked = False
+            self._refused_without_frames.append(request.request_id)
             message = self._identify_message(request, with_frames=True)
             message.request_id = request.request_id + WITH_FRAMES_SUFFIX
             reply = self._call("IdentifyExpert", self._stub.IdentifyExpert, message, self._settings.identify_timeout_s)

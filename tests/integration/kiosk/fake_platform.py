@@ -28,6 +28,7 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[mi
     hang_next: dict[str, int] = field(default_factory=dict)  # method -> hold past the client's deadline
     status_next: dict[str, grpc.StatusCode] = field(default_factory=dict)
     busy_next: int = 0  # IdentifyExpert: the platform's own "busy" answer this many times
+    busy_next_with_frames: int = 0  # the same, for identifies that carry challenge frames
     busy_retry_after_s: float = 0.3
     identify_reply: kiosk_pb2.IdentifyExpertResponse | None = None
     frames_unchecked: bool = False  # GetKioskContext: "this platform does not check the challenge's frames"
@@ -96,6 +97,9 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[mi
         with self.lock:
             busy = self.busy_next > 0
             self.busy_next -= int(busy)
+            if not busy and request.liveness.frames and self.busy_next_with_frames > 0:
+                busy = True
+                self.busy_next_with_frames -= 1
         if busy:
             return self._overloaded(request, context)
         if self.checks_frames and request.faces and not request.liveness.frames:

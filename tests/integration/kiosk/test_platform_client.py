@@ -124,6 +124,16 @@ def test_a_not_live_answer_to_an_identify_without_its_frames_sends_it_again_with
     # Until the next context, the frames are sent from the start.
     assert isinstance(client.identify(with_challenge(identify_request("rid-2"))), Identified)
     assert len(fake_platform.servicer.calls_to("IdentifyExpert")) == 3
+    # The send with the frames answered busy: the flow sends the identify again later, under the new id
+    # (the first id's answer, without the frames, is stored by the platform).
+    fake_platform.servicer.frames_unchecked = True
+    client.get_context()
+    fake_platform.servicer.busy_next_with_frames = 1
+    with pytest.raises(PlatformBusyError):
+        client.identify(with_challenge(identify_request("rid-busy")))
+    assert isinstance(client.identify(with_challenge(identify_request("rid-busy"))), Identified)
+    sent = [(r.request_id, len(r.liveness.frames)) for r in fake_platform.servicer.calls_to("IdentifyExpert")[3:]]
+    assert sent == [("rid-busy", 0), ("rid-busy.frames", 3), ("rid-busy.frames", 3)]
     # A NOT_LIVE answer to an identify that carried its frames is the expert's answer, sent once.
     fake_platform.servicer.identify_reply = kiosk_pb2.IdentifyExpertResponse(
         outcome=kiosk_pb2.IdentifyExpertResponse.OUTCOME_REFUSED,
@@ -132,7 +142,7 @@ def test_a_not_live_answer_to_an_identify_without_its_frames_sends_it_again_with
     refused = client.identify(with_challenge(identify_request("rid-3")))
     assert isinstance(refused, Refused)
     assert refused.refusal.code is RefusalCode.NOT_LIVE
-    assert len(fake_platform.servicer.calls_to("IdentifyExpert")) == 4
+    assert len(fake_platform.servicer.calls_to("IdentifyExpert")) == 7
 
 
 def test_face_mismatch_carries_attempts_left(client: PlatformClient, fake_platform: FakePlatformServer) -> None:
