@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from checkin.face.models import CaptureResult
+
 
 pytestmark = pytest.mark.xdist_group("dlib")
 DATA_KEY_TEXT = "test-only data key, never used in production"  # support.TEST_KEY's text
@@ -108,6 +110,15 @@ def with_evidence(
     return request
 
 
+def live_blink(tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser) -> CaptureResult:
+    """The kiosk's own check of a live clip (a blink) of the expert: its captures and challenge frames."""
+    clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "live", blink=True, frames=45, finder=analyser)
+    _statuses, result = run_check(clip, analyser, challenge=LivenessChallenge.BLINK)
+    assert result is not None
+    assert result.passed
+    return result
+
+
 def test_a_still_photo_flagged_live_is_refused_not_live(
     served: Served,
     tmp_path: Path,
@@ -147,10 +158,7 @@ def test_the_kiosks_live_challenge_passes_and_the_expert_is_verified(
     analyser: FaceAnalyser,
 ) -> None:
     stub, batch, expert, engine, _port = served
-    clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "live", blink=True, frames=45, finder=analyser)
-    _statuses, result = run_check(clip, analyser, challenge=LivenessChallenge.BLINK)
-    assert result is not None
-    assert result.passed
+    result = live_blink(tmp_path, faces_dir, analyser)
     request = with_evidence(
         identify_request("K1", batch, expert, list(result.jpeg_frames)),
         "LIVENESS_CHALLENGE_BLINK",
@@ -196,10 +204,7 @@ def test_a_kiosk_that_left_the_frames_out_sends_them_again_when_the_platform_che
     served: Served, tmp_path: Path, faces_dir: Path, analyser: FaceAnalyser
 ) -> None:
     _stub, batch, expert, engine, port = served
-    clip = make_clip(faces_dir / "obama_2.jpg", tmp_path / "live", blink=True, frames=45, finder=analyser)
-    _statuses, result = run_check(clip, analyser, challenge=LivenessChallenge.BLINK)
-    assert result is not None
-    assert result.passed
+    result = live_blink(tmp_path, faces_dir, analyser)
     client = PlatformClient(settings_for(port), "K1")
     try:
         # As a kiosk that heard "frames unchecked" before this platform was set to check them.
