@@ -272,12 +272,8 @@ class PlatformClient:
         request = kiosk_pb2.GetKioskContextRequest(kiosk_id=self._kiosk_id)
         reply = self._call("GetKioskContext", self._stub.GetKioskContext, request, self._settings.call_timeout_s)
         batch = _batch(reply.batch) if reply.HasField("batch") and reply.batch.code else None
-        self._frames_unchecked = reply.liveness_frames_unchecked
-        return KioskContext(
-            batch=batch,
-            server_time=_time(reply, "server_time"),
-            liveness_frames_unchecked=reply.liveness_frames_unchecked,
-        )
+        self._frames_unchecked = reply.liveness_frames_unchecked  # for the identifies that follow
+        return KioskContext(batch=batch, server_time=_time(reply, "server_time"))
 
     def identify(self, request: IdentifyRequest) -> IdentifyResult:
         """IdentifyExpert: Identified, or Refused (FACE_MISMATCH carries params['attempts_left']).

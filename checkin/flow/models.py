@@ -79,8 +79,6 @@ class KioskContext:
 
     batch: BatchInfo | None
     server_time: dt.datetime | None = None
-    # The platform does not check the liveness challenge's frames ([face] liveness = "kiosk").
-    liveness_frames_unchecked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
