@@ -89,12 +89,19 @@ def served_trusting_the_kiosk(tmp_path_factory: pytest.TempPathFactory, faces_di
     yield from serve(tmp_path_factory.mktemp("liveness-kiosk"), faces_dir, FaceSection(liveness="kiosk"))
 
 
-def last_audit(engine: sa.Engine) -> tuple[str, dict[str, object]]:
+def last_audits(engine: sa.Engine, count: int) -> list[tuple[str, dict[str, object]]]:
+    """The last `count` identify audit rows, newest first: (outcome, detail)."""
     with engine.connect() as connection:
-        outcome, detail = connection.execute(
-            sa.text("SELECT outcome, detail FROM audit_log WHERE action = 'identify' ORDER BY id DESC LIMIT 1")
-        ).one()
-    return str(outcome), json.loads(detail)
+        rows = connection.execute(
+            sa.text("SELECT outcome, detail FROM audit_log WHERE action = 'identify' ORDER BY id DESC LIMIT :n"),
+            {"n": count},
+        ).all()
+    return [(str(outcome), json.loads(detail)) for outcome, detail in rows]
+
+
+def last_audit(engine: sa.Engine) -> tuple[str, dict[str, object]]:
+    (newest,) = last_audits(engine, 1)
+    return newest
 
 
 def with_evidence(
@@ -227,10 +234,6 @@ def test_a_kiosk_that_left_the_frames_out_sends_them_again_when_the_platform_che
         client.close()
     assert isinstance(answer, Identified), answer
     assert answer.face_attempts_left == 3  # the answer without the frames used up no try
-    with engine.connect() as connection:
-        rows = connection.execute(
-            sa.text("SELECT outcome, detail FROM audit_log WHERE action = 'identify' ORDER BY id DESC LIMIT 2")
-        ).all()
-    (last_outcome, last_detail), (first_outcome, first_detail) = rows
-    assert (first_outcome, json.loads(first_detail)["liveness_check"]) == ("not_live", "no_evidence")
-    assert (last_outcome, json.loads(last_detail)["liveness_check"]) == ("verified", "passed")
+    (last_outcome, last_detail), (first_outcome, first_detail) = last_audits(engine, 2)
+    assert (first_outcome, first_detail["liveness_check"]) == ("not_live", "no_evidence")
+    assert (last_outcome, last_detail["liveness_check"]) == ("verified", "passed")
