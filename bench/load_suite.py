@@ -708,7 +708,10 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
         deadline = time.monotonic() + GIVE_UP_S
         t = time.perf_counter()
         delay = 0.05
+        first_busy: float | None = None
         while True:
+            if first_busy is not None:  # as the kiosk says it: how long since the first busy answer
+                request.busy_waited_ms = max(1, round((time.monotonic() - first_busy) * 1000))
             try:
                 answer = fn(request, timeout=CALL_TIMEOUT_S)
             except grpc.RpcError as err:
@@ -722,6 +725,8 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
                     if counts[f"retries_{code}"] <= 3:  # what the kiosk was told, to find the source
                         out["error_samples"].append(f"{name}: {code} {err.details()}"[:200])
                 advised = busy_advice(err)
+                if advised is not None and first_busy is None and name == "identify":
+                    first_busy = time.monotonic()
                 # A busy answer is waited out as the kiosk's flow does; other failures back off.
                 time.sleep(busy_wait_s(advised) if advised is not None else delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)

@@ -20,6 +20,7 @@ import collections
 import datetime as dt
 import logging
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -70,6 +71,9 @@ _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EX
 RETRY_AFTER_KEY = "retry-after-ms"
 # Appended to an identify's request id when it is sent again with the challenge's frames (see identify()).
 WITH_FRAMES_SUFFIX = ".frames"
+# Identifies whose first busy answer the client remembers (one kiosk sends one at a time).
+KEPT_BUSY_IDENTIFIES = 16
+MAX_UINT32 = 2**32 - 1
 R = TypeVar("R")
 
 
@@ -231,6 +235,10 @@ class PlatformClient:
         # Request ids answered NOT_LIVE without their frames: a later send of the same identify (after
         # a busy answer to the send with frames) goes under the suffixed id as well (a few kept).
         self._refused_without_frames: collections.deque[str] = collections.deque(maxlen=16)
+        # When each identify still being sent was first answered busy (monotonic s, by request id; a few
+        # kept): every later send says how long the kiosk has waited since, and the platform serves
+        # identifies sent again before new ones (IdentifyExpertRequest.busy_waited_ms).
+        self._first_busy: dict[str, float] = {}
 
     def close(self) -> None:
         """Stop retrying and close the channel."""
@@ -287,15 +295,30 @@ class PlatformClient:
         message = self._identify_message(request, with_frames=not leave_out)
         if request.request_id in self._refused_without_frames:
             message.request_id = request.request_id + WITH_FRAMES_SUFFIX
-        reply = self._call("IdentifyExpert", self._stub.IdentifyExpert, message, self._settings.identify_timeout_s)
+        reply = self._send_identify(request.request_id, message)
         if leave_out and reply.refusal.reason == common_pb2.REFUSAL_REASON_NOT_LIVE:
             log.warning("identify refused NOT_LIVE without the challenge's frames: sending them")
             self._frames_unchecked = False
             self._refused_without_frames.append(request.request_id)
             message = self._identify_message(request, with_frames=True)
             message.request_id = request.request_id + WITH_FRAMES_SUFFIX
-            reply = self._call("IdentifyExpert", self._stub.IdentifyExpert, message, self._settings.identify_timeout_s)
+            reply = self._send_identify(request.request_id, message)
         return _identify_result(reply)
+
+    def _send_identify(self, request_id: str, message: kiosk_pb2.IdentifyExpertRequest) -> Any:
+        """IdentifyExpert, saying how long this identify has waited since its first busy answer (if any)."""
+        first_busy = self._first_busy.get(request_id)
+        if first_busy is not None:
+            # At least 1: a send after a busy answer is "sent again" however soon it follows.
+            message.busy_waited_ms = min(max(1, round((time.monotonic() - first_busy) * 1000)), MAX_UINT32)
+        try:
+            return self._call("IdentifyExpert", self._stub.IdentifyExpert, message, self._settings.identify_timeout_s)
+        except PlatformBusyError:
+            if first_busy is None:
+                self._first_busy[request_id] = time.monotonic()
+                while len(self._first_busy) > KEPT_BUSY_IDENTIFIES:
+                    del self._first_busy[next(iter(self._first_busy))]
+            raise
 
     def _identify_message(self, request: IdentifyRequest, *, with_frames: bool) -> kiosk_pb2.IdentifyExpertRequest:
         """The IdentifyExpertRequest for `request`, the challenge's frames in it or not."""

@@ -114,6 +114,7 @@ class FaceSection:
     processes: int = _opt(-1, -1, 256)
     # Calls that may wait for a free worker; one more is refused at once (RESOURCE_EXHAUSTED, retry later).
     # With the workers, at most three quarters of [server] max_workers: a longer one is shortened at start.
+    # Half of it is kept for identifies sent again after a busy answer (face/pool.py).
     queue: int = _opt(16, 0, 10_000)
     # "kiosk" trusts the kiosk's liveness flag without checking its challenge frames: only for kiosks
     # whose client certificates the site controls, when its cores cannot afford the check (deploy.md).

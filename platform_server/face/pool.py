@@ -124,21 +124,27 @@ def _combine(motion: MotionPart, ends: EndsPart) -> LivenessVerdict:
 
 
 class _Slots:
-    """The pool's places (busy workers plus queue); calls already admitted wait for one before new calls get one."""
+    """The pool's places (busy workers plus queue); calls already admitted wait for one before new calls get one.
 
-    def __init__(self, places: int) -> None:
+    `kept` of the places are for calls sent again after a busy answer: a call sent the first time
+    gets a place only while more than those are free.
+    """
+
+    def __init__(self, places: int, kept: int = 0) -> None:
         self._free = places
+        self._kept = kept
         self._waiting = 0  # admitted calls waiting for a place
         self._changed = threading.Condition()
 
-    def take(self, *, admitted: bool, places: int = 1) -> bool:
+    def take(self, *, admitted: bool, places: int = 1, sent_again: bool = False) -> bool:
         """Take a place: at once or not at all for a new call; waiting (bounded) for an admitted one.
 
         `places` > 1 (new calls only): all of them at once or none, for calls that run side by side.
+        `sent_again`: the caller was answered busy before, and may take the places kept for that.
         """
         with self._changed:
             if not admitted:
-                if self._free - self._waiting < places:
+                if self._room(sent_again=sent_again) < places:
                     return False
                 self._free -= places
                 return True
@@ -156,10 +162,13 @@ class _Slots:
         """Places free now."""
         return self._free
 
-    def room(self) -> int:
+    def room(self, *, sent_again: bool = False) -> int:
         """Places a new call could take now (calls already admitted and waiting come first)."""
         with self._changed:
-            return self._free - self._waiting
+            return self._room(sent_again=sent_again)
+
+    def _room(self, *, sent_again: bool) -> int:
+        return self._free - self._waiting - (0 if sent_again else self._kept)
 
     def give_back(self, places: int = 1) -> None:
         """Free places; an admitted call waiting for one gets it first."""
@@ -202,7 +211,14 @@ class ProcessFaceVerifier:
         self.processes = processes
         self.max_image_bytes = max_image_bytes
         self._places = processes + queue
-        self._slots = _Slots(self._places)
+        # Half the queue is kept for identifies sent again after a busy answer. Under overload new
+        # identifies then find the queue full and join the line of refused callers (`retry_after_s`),
+        # and those come back to places kept for them: the experts are served about in the order they
+        # were first turned away, instead of one turned away again and again by identifies that came
+        # later (measured in docs/performance.md). The workers never wait for them: a new call still
+        # gets a place while more than the kept half is free.
+        self.kept_for_sent_again = queue // 2
+        self._slots = _Slots(self._places, self.kept_for_sent_again)
         self._mean_call_s: float | None = None  # moving average of admitted calls' time
         self._line_end = 0.0  # monotonic time the last refused caller was told to come back at
         self._lock = threading.Lock()
@@ -301,11 +317,13 @@ class ProcessFaceVerifier:
         return verdict, value
 
     @contextlib.contextmanager
-    def admission(self, places: int = 2) -> Iterator[None]:
+    def admission(self, places: int = 2, *, sent_again: bool = False) -> Iterator[None]:
         """The places of this thread's next face call, taken now or refused now.
 
         Two for a `check_liveness_and_verify` (the check and the comparison side by side), one for a
         `verify` (a platform that leaves the liveness check to the kiosk, `[face] liveness = kiosk`).
+        `sent_again`: the kiosk sends the call again after a busy answer; it may take the places kept
+        for that (`kept_for_sent_again`).
         An identify takes them before it reads the expert's reference from the database, so one refused
         here has cost the database one read and no write (on a cluster, the database every replica
         shares; under load most are refused by `check_room` before any read). Places
@@ -315,7 +333,7 @@ class ProcessFaceVerifier:
             OverloadedError: fewer than `places` places free (nothing was taken).
 
         """
-        if not self._slots.take(admitted=False, places=places):
+        if not self._slots.take(admitted=False, places=places, sent_again=sent_again):
             raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s(places))
         self._this_thread.places_taken = places
         try:
@@ -326,7 +344,7 @@ class ProcessFaceVerifier:
                 self._this_thread.places_taken = 0
                 self._slots.give_back(left)
 
-    def check_room(self, places: int = 2) -> None:
+    def check_room(self, places: int = 2, *, sent_again: bool = False) -> None:
         """Refuse now, before anything else is done for the call, when `places` could not be taken.
 
         A hint, not a reservation (another call may take the places first; `admission` decides):
@@ -337,7 +355,7 @@ class ProcessFaceVerifier:
             OverloadedError: fewer than `places` places free for a new call.
 
         """
-        if self._slots.room() < places:
+        if self._slots.room(sent_again=sent_again) < places:
             raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s(places))
 
     def call(self, method: str, *args: Any) -> Any:
@@ -398,11 +416,14 @@ class ProcessFaceVerifier:
             return RETRY_AFTER_S
         now = time.monotonic()
         with self._lock:
-            # Half drained, and turns a little closer than places free up: the queue keeps a few calls
-            # for the workers when a caller comes back late (kiosks stretch the wait at random, by up
-            # to a quarter), at the cost of a few callers refused again.
+            # The first when the queue is half drained, so it keeps a few calls for the workers when a
+            # caller comes back late (kiosks stretch the wait at random, by up to a quarter); then one
+            # place apart. New calls keep the workers fed too (they may take the places not kept for
+            # the callers sent back), so the turns need not come closer than places free up, which
+            # only had callers refused again (three quarters of a place apart, measured against this
+            # in docs/performance.md: a fifth more resends, no more faces a second).
             drained = now + max(MIN_RETRY_AFTER_S, mean / 2)
-            turn = max(self._line_end + 0.75 * places * mean / self._places, drained)
+            turn = max(self._line_end + places * mean / self._places, drained)
             self._line_end = min(turn, now + MAX_RETRY_AFTER_S)
             return round(self._line_end - now, 2)
 
@@ -435,10 +456,10 @@ class PooledLivenessChecker:
         """The check and the comparison at once, in two workers (see ProcessFaceVerifier)."""
         return self._pool.check_liveness_and_verify(evidence, captures, reference_encoding)
 
-    def admission(self) -> contextlib.AbstractContextManager[None]:
+    def admission(self, *, sent_again: bool = False) -> contextlib.AbstractContextManager[None]:
         """The places of this thread's next `check_and_verify`, taken now or refused now (see ProcessFaceVerifier)."""
-        return self._pool.admission(places=2)
+        return self._pool.admission(places=2, sent_again=sent_again)
 
-    def check_room(self) -> None:
+    def check_room(self, *, sent_again: bool = False) -> None:
         """OverloadedError now when the two places of a `check_and_verify` could not be taken (a hint)."""
-        self._pool.check_room(places=2)
+        self._pool.check_room(places=2, sent_again=sent_again)

@@ -100,6 +100,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
                 liveness_passed=request.liveness_passed,
                 face_attempt=request.face_attempt,
                 liveness=convert.liveness_evidence(request.liveness) if request.HasField("liveness") else None,
+                busy_waited_s=request.busy_waited_ms / 1000,
             ),
         )
         if not result.replayed:

@@ -94,6 +94,13 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "liveness_passed": _FLAG,
         "liveness": Limit(note="LivenessEvidence; checked by the platform: NOT_LIVE refusal when it fails"),
         "face_attempt": Limit(minimum=0, maximum=10),
+        # A kiosk gives up after [platform] busy_wait_s (60 s) of busy waits; an hour is far beyond any.
+        "busy_waited_ms": Limit(
+            minimum=0,
+            maximum=3_600_000,
+            note="ms since the first busy answer to this identify (0: its first send); above 0 it may take"
+            " the face queue's places kept for identifies sent again",
+        ),
     },
     "expertcheckin.v1.IdCardData": {
         "id_number": _shape(

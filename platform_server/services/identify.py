@@ -63,6 +63,10 @@ class IdentifyCommand:
     liveness_passed: bool = False
     face_attempt: int = 0
     liveness: LivenessEvidence | None = None  # the challenge's frames; the platform checks them itself
+    # The kiosk's waits after busy answers to this identify (0: its first send): above 0 it may take
+    # the face workers' places kept for identifies sent again (face/pool.py). Not part of the request's
+    # content: every send of one identify is the same request.
+    busy_waited_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +302,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
     if len(cmd.faces) > MAX_FACES:
         raise InvalidRequestError(f"at most {MAX_FACES} face captures per identify call")
     if cmd.faces and cmd.liveness_passed:
-        _refuse_if_face_workers_full(ctx)
+        _refuse_if_face_workers_full(ctx, sent_again=cmd.busy_waited_s > 0)
     try:
         id_value = id_number.validate(cmd.id_number)
     except id_number.InvalidIdNumberError:
@@ -317,7 +321,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
 
     face_next: dict[str, Any] = {}  # set by `quick` when a face is to be compared: found, encoding
     with contextlib.ExitStack() as held:
-        places = _Places(ctx, held)
+        places = _Places(ctx, held, sent_again=cmd.busy_waited_s > 0)
 
         def quick(d: DriverTransaction) -> IdentifyResult | None:
             """Everything but a face comparison or an earlier check-in to show (None: compare, or the Session path).
@@ -362,15 +366,16 @@ class _Places:
     transaction does not take them again.
     """
 
-    def __init__(self, ctx: ServiceContext, held: contextlib.ExitStack) -> None:
+    def __init__(self, ctx: ServiceContext, held: contextlib.ExitStack, *, sent_again: bool) -> None:
         self._ctx = ctx
         self._held = held
+        self._sent_again = sent_again
         self._taken = False
 
     def take(self) -> None:
         """Take the places now, or raise OverloadedError (nothing taken)."""
         if not self._taken:
-            self._held.enter_context(_face_admission(self._ctx))
+            self._held.enter_context(_face_admission(self._ctx, sent_again=self._sent_again))
             self._taken = True
 
 
@@ -582,17 +587,20 @@ def _face_workers(ctx: ServiceContext) -> tuple[object, dict[str, int]] | None:
     return ctx.face_verifier, {"places": 1}
 
 
-def _face_admission(ctx: ServiceContext) -> contextlib.AbstractContextManager[object]:
-    """The face workers' places for this identify's face work, or OverloadedError now."""
+def _face_admission(ctx: ServiceContext, *, sent_again: bool) -> contextlib.AbstractContextManager[object]:
+    """The face workers' places for this identify's face work, or OverloadedError now.
+
+    `sent_again`: the kiosk sends it again after a busy answer (it may take the places kept for that).
+    """
     workers = _face_workers(ctx)
     admission = getattr(workers[0], "admission", None) if workers is not None else None
     if workers is None or admission is None:
         return contextlib.nullcontext()
-    taken: contextlib.AbstractContextManager[object] = admission(**workers[1])
+    taken: contextlib.AbstractContextManager[object] = admission(**workers[1], sent_again=sent_again)
     return taken
 
 
-def _refuse_if_face_workers_full(ctx: ServiceContext) -> None:
+def _refuse_if_face_workers_full(ctx: ServiceContext, *, sent_again: bool) -> None:
     """OverloadedError before the database is asked anything, when the face workers have no room now.
 
     Under load most identifies with a face are answered busy and sent again; this keeps those answers
@@ -603,7 +611,7 @@ def _refuse_if_face_workers_full(ctx: ServiceContext) -> None:
     workers = _face_workers(ctx)
     check_room = getattr(workers[0], "check_room", None) if workers is not None else None
     if workers is not None and check_room is not None:
-        check_room(**workers[1])
+        check_room(**workers[1], sent_again=sent_again)
 
 
 def _face_needed(cmd: IdentifyCommand, found: _Found) -> bool:

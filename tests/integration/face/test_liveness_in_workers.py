@@ -159,9 +159,11 @@ def test_check_room_refuses_while_the_places_are_taken_and_takes_none_itself(poo
     pool.check_room(places=2)  # room for a pair: nothing raised, nothing taken
     assert pool.free_places == free
     with pool.admission(places=2):
-        pool.check_room(places=1)  # one place left
+        pool.check_room(places=1, sent_again=True)  # one place left, kept for an identify sent again
+        with pytest.raises(OverloadedError):
+            pool.check_room(places=1)  # not for one sent the first time
         with pytest.raises(OverloadedError) as refused:
-            pool.check_room(places=2)
+            pool.check_room(places=2, sent_again=True)
         assert refused.value.retry_after_s > 0
         assert pool.free_places == free - 2
     pool.check_room(places=2)

@@ -256,6 +256,25 @@ def test_the_platforms_busy_answer_is_platform_busy_with_its_advised_wait_and_is
     assert isinstance(client.identify(identify_request("busy-id")), Identified)
 
 
+def test_an_identify_sent_again_after_busy_answers_says_how_long_the_kiosk_has_waited(
+    client: PlatformClient, fake_platform: FakePlatformServer
+) -> None:
+    # The platform keeps part of its face queue for identifies sent again (face/pool.py): each send
+    # after the first busy answer says so, with the time since that answer.
+    fake_platform.servicer.busy_next = 2
+    for _ in range(2):
+        with pytest.raises(PlatformBusyError):
+            client.identify(identify_request("waits"))
+    assert isinstance(client.identify(identify_request("waits")), Identified)
+    assert isinstance(client.identify(identify_request("next")), Identified)
+    waited = [(r.request_id, r.busy_waited_ms) for r in fake_platform.servicer.calls_to("IdentifyExpert")]
+    assert [rid for rid, _ in waited] == ["waits", "waits", "waits", "next"]
+    first, second, third, other = (ms for _, ms in waited)
+    assert first == 0  # its first send
+    assert 1 <= second <= third  # sent again: at least 1 ms, growing
+    assert other == 0  # another identify starts afresh
+
+
 def test_resource_exhausted_without_an_advised_wait_is_a_call_error(
     client: PlatformClient, fake_platform: FakePlatformServer
 ) -> None:

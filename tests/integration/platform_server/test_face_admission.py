@@ -38,12 +38,14 @@ class PlacesChecker:
     def __init__(self, verifier: FakeFaceVerifier, free: int) -> None:
         self.verifier = verifier
         self.free = free
+        self.sent_again_asked: list[bool] = []
         self.admissions = 0
         self.inside = False
         self.calls_inside: list[bool] = []
 
     @contextlib.contextmanager
-    def admission(self) -> Iterator[None]:
+    def admission(self, *, sent_again: bool = False) -> Iterator[None]:
+        self.sent_again_asked.append(sent_again)
         self.admissions += 1
         if self.free < 1:
             raise OverloadedError("人脸比对繁忙 / face verification is busy", 0.5)
@@ -154,12 +156,14 @@ class PlacesVerifier(FakeFaceVerifier):
         super().__init__()
         self.free = free
         self.places_asked: list[int] = []
+        self.sent_again_asked: list[bool] = []
         self.inside = False
         self.calls_inside: list[bool] = []
 
     @contextlib.contextmanager
-    def admission(self, places: int = 2) -> Iterator[None]:
+    def admission(self, places: int = 2, *, sent_again: bool = False) -> Iterator[None]:
         self.places_asked.append(places)
+        self.sent_again_asked.append(sent_again)
         if self.free < places:
             raise OverloadedError("人脸比对繁忙 / face verification is busy", 0.5)
         self.free -= places
@@ -211,7 +215,8 @@ class RoomChecker(PlacesChecker):
         super().__init__(verifier, free)
         self.room_asked = 0
 
-    def check_room(self) -> None:
+    def check_room(self, *, sent_again: bool = False) -> None:
+        self.sent_again_asked.append(sent_again)
         self.room_asked += 1
         if self.free < 1:
             raise OverloadedError("人脸比对繁忙 / face verification is busy", 0.5)
@@ -241,3 +246,16 @@ def test_with_the_face_workers_full_an_identify_with_a_face_is_answered_busy_bef
     result = identify.identify(s.new_uow(), ctx, alice)
     assert result.identification_token, result.refusal
     assert checker.calls_inside == [True]
+
+
+def test_an_identify_sent_again_after_a_busy_answer_asks_for_the_places_kept_for_that(seeded: Seeded) -> None:
+    s = seeded
+    checker = RoomChecker(FakeFaceVerifier(), free=1)
+    ctx = dataclasses.replace(s.ctx, liveness_checker=checker)
+    first = command(s, 0, (face_image("alice"),))
+    assert identify.identify(s.new_uow(), ctx, first).identification_token
+    # The same identify sent again after 2.5 s of busy waits (another request id: a fresh answer).
+    again = dataclasses.replace(command(s, 0, (face_image("alice"),)), request_id="again", busy_waited_s=2.5)
+    assert identify.identify(s.new_uow(), ctx, again).identification_token
+    # Both the hint before the database and the admission were asked, each time saying which send it was.
+    assert checker.sent_again_asked == [False, False, True, True]

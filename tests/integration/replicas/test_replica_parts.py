@@ -193,15 +193,67 @@ def test_callers_refused_one_after_another_are_told_to_come_back_one_place_apart
                 advice.append(refused.value.retry_after_s)
         first, second, third = advice[:3]
         # The first waits for the admitted calls to half drain (half a call's time); with two places one
-        # frees every half call, and each next caller is told three quarters of that later. The margin
-        # allows for a stalled thread between two refusals on a loaded machine (the old advice: 0 apart).
+        # frees every half call, and each next caller is told that much later. The margin allows for a
+        # stalled thread between two refusals on a loaded machine (the old advice: 0 apart).
         assert first >= 0.3
-        assert second - first == pytest.approx(0.75 * first, abs=0.1)
-        assert third - second == pytest.approx(0.75 * first, abs=0.1)
+        assert second - first == pytest.approx(first, abs=0.1)
+        assert third - second == pytest.approx(first, abs=0.1)
         # Not all at once after the same wait: the line is capped, within the kiosk's patience.
         assert advice == sorted(advice)
         assert max(advice) == pytest.approx(MAX_RETRY_AFTER_S, abs=0.05)
     finally:
+        pool.close()
+
+
+def test_half_the_queue_is_kept_for_identifies_sent_again_after_a_busy_answer() -> None:
+    # One worker and a queue of four: five places, two of them kept for calls sent again.
+    pool = ProcessFaceVerifier(make_slow, threshold=0.5, processes=1, queue=4)
+    release = threading.Event()
+    holders: list[threading.Thread] = []
+
+    def hold(places: int, *, sent_again: bool = False) -> None:
+        """Places taken by an identify on a request thread of its own, held until `release`."""
+        taken: list[BaseException | None] = []
+        entered = threading.Event()
+
+        def identify() -> None:
+            try:
+                with pool.admission(places=places, sent_again=sent_again):
+                    taken.append(None)
+                    entered.set()
+                    release.wait(60)
+            except OverloadedError as err:
+                taken.append(err)
+                entered.set()
+
+        holders.append(threading.Thread(target=identify))
+        holders[-1].start()
+        assert entered.wait(60)
+        if taken[0] is not None:
+            raise taken[0]
+
+    try:
+        assert pool.kept_for_sent_again == 2
+        hold(2)
+        hold(1)  # a third: more than the kept two still free
+        # Two free, both kept: a new identify is refused, before and at its admission ...
+        with pytest.raises(OverloadedError):
+            pool.check_room(places=1)
+        with pytest.raises(OverloadedError):
+            hold(1)
+        # ... one sent again after a busy answer gets one, and the next the last.
+        pool.check_room(places=1, sent_again=True)
+        hold(1, sent_again=True)
+        hold(1, sent_again=True)
+        with pytest.raises(OverloadedError):
+            pool.check_room(places=1, sent_again=True)
+        release.set()
+        for holder in holders:
+            holder.join(60)
+        assert pool.free_places == 5  # every place given back
+        assert pool.verify(b"personAA", [b"personAA-capture"]).matched  # and a new identify runs as before
+    finally:
+        release.set()
         pool.close()
 
 

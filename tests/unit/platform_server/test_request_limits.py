@@ -53,7 +53,13 @@ def test_every_string_and_bytes_field_has_a_length_bound() -> None:
             limit = limits.LIMITS[name][field.name]
             if field.type in {FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES} or field.is_repeated:
                 assert limit.max_len is not None, f"{name}.{field.name}"
-            if field.type in {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_FLOAT}:
+            if field.type in {
+                FieldDescriptor.TYPE_INT32,
+                FieldDescriptor.TYPE_INT64,
+                FieldDescriptor.TYPE_UINT32,
+                FieldDescriptor.TYPE_UINT64,
+                FieldDescriptor.TYPE_FLOAT,
+            }:
                 assert limit.minimum is not None, f"{name}.{field.name}"
                 assert limit.maximum is not None, f"{name}.{field.name}"
 

@@ -116,7 +116,7 @@ class FaceCapture(_message.Message):
     def __init__(self, image_jpeg: _Optional[bytes] = ..., quality: _Optional[float] = ...) -> None: ...
 
 class IdentifyExpertRequest(_message.Message):
-    __slots__ = ("request_id", "kiosk_id", "batch_code", "id_card", "faces", "liveness_passed", "face_attempt", "liveness")
+    __slots__ = ("request_id", "kiosk_id", "batch_code", "id_card", "faces", "liveness_passed", "face_attempt", "liveness", "busy_waited_ms")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     KIOSK_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +125,7 @@ class IdentifyExpertRequest(_message.Message):
     LIVENESS_PASSED_FIELD_NUMBER: _ClassVar[int]
     FACE_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     LIVENESS_FIELD_NUMBER: _ClassVar[int]
+    BUSY_WAITED_MS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     kiosk_id: str
     batch_code: str
@@ -133,7 +134,8 @@ class IdentifyExpertRequest(_message.Message):
     liveness_passed: bool
     face_attempt: int
     liveness: LivenessEvidence
-    def __init__(self, request_id: _Optional[str] = ..., kiosk_id: _Optional[str] = ..., batch_code: _Optional[str] = ..., id_card: _Optional[_Union[IdCardData, _Mapping]] = ..., faces: _Optional[_Iterable[_Union[FaceCapture, _Mapping]]] = ..., liveness_passed: _Optional[bool] = ..., face_attempt: _Optional[int] = ..., liveness: _Optional[_Union[LivenessEvidence, _Mapping]] = ...) -> None: ...
+    busy_waited_ms: int
+    def __init__(self, request_id: _Optional[str] = ..., kiosk_id: _Optional[str] = ..., batch_code: _Optional[str] = ..., id_card: _Optional[_Union[IdCardData, _Mapping]] = ..., faces: _Optional[_Iterable[_Union[FaceCapture, _Mapping]]] = ..., liveness_passed: _Optional[bool] = ..., face_attempt: _Optional[int] = ..., liveness: _Optional[_Union[LivenessEvidence, _Mapping]] = ..., busy_waited_ms: _Optional[int] = ...) -> None: ...
 
 class ChallengeFrame(_message.Message):
     __slots__ = ("image", "captured_at_ms")
