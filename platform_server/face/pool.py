@@ -5,7 +5,8 @@ dlib holds the GIL for 70-130 ms per face, so threads in one process verify one 
 own verifier built once by a picklable factory (bootstrap passes the dlib one). Calls beyond the busy
 workers wait in a bounded queue; one more is refused at once with `OverloadedError` (RESOURCE_EXHAUSTED
 with a retry-after: a turn in a line of refused callers, so they come back one after another), so a
-burst never builds a backlog whose answers arrive after the kiosk gave up.
+burst never builds a backlog whose answers arrive after the kiosk gave up. Half the queue is kept for
+calls sent again after a busy answer, so those that came back are served before newer ones.
 
 It wraps the verifier interface (face/api.py) generically: each call names the method and its
 arguments, so the verifier behind it may grow methods without this module knowing their meaning.
@@ -421,7 +422,7 @@ class ProcessFaceVerifier:
             # place apart. New calls keep the workers fed too (they may take the places not kept for
             # the callers sent back), so the turns need not come closer than places free up, which
             # only had callers refused again (three quarters of a place apart, measured against this
-            # in docs/performance.md: a fifth more resends, no more faces a second).
+            # in docs/performance.md: a fifth to a quarter more resends, no more faces a second).
             drained = now + max(MIN_RETRY_AFTER_S, mean / 2)
             turn = max(self._line_end + places * mean / self._places, drained)
             self._line_end = min(turn, now + MAX_RETRY_AFTER_S)
