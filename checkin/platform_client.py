@@ -238,7 +238,7 @@ class PlatformClient:
         # When each identify still being sent was first answered busy (monotonic s, by request id; a few
         # kept): every later send says how long the kiosk has waited since, and the platform serves
         # identifies sent again before new ones (IdentifyExpertRequest.busy_waited_ms).
-        self._first_busy: dict[str, float] = {}
+        self._first_busy: collections.OrderedDict[str, float] = collections.OrderedDict()
 
     def close(self) -> None:
         """Stop retrying and close the channel."""
@@ -317,7 +317,7 @@ class PlatformClient:
             if first_busy is None:
                 self._first_busy[request_id] = time.monotonic()
                 while len(self._first_busy) > KEPT_BUSY_IDENTIFIES:
-                    del self._first_busy[next(iter(self._first_busy))]
+                    self._first_busy.popitem(last=False)  # the oldest (one call, safe across threads)
             raise
 
     def _identify_message(self, request: IdentifyRequest, *, with_frames: bool) -> kiosk_pb2.IdentifyExpertRequest:
