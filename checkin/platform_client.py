@@ -73,7 +73,9 @@ RETRY_AFTER_KEY = "retry-after-ms"
 WITH_FRAMES_SUFFIX = ".frames"
 # Identifies whose first busy answer the client remembers (one kiosk sends one at a time).
 KEPT_BUSY_IDENTIFIES = 16
-MAX_UINT32 = 2**32 - 1
+# The most `busy_waited_ms` the platform takes (its request limits refuse more): an identify sent
+# again hours later (重试 on a kiosk left waiting) says this much, not a value the platform refuses.
+MAX_BUSY_WAITED_MS = 3_600_000
 R = TypeVar("R")
 
 
@@ -310,7 +312,7 @@ class PlatformClient:
         first_busy = self._first_busy.get(request_id)
         if first_busy is not None:
             # At least 1: a send after a busy answer is "sent again" however soon it follows.
-            message.busy_waited_ms = min(max(1, round((time.monotonic() - first_busy) * 1000)), MAX_UINT32)
+            message.busy_waited_ms = min(max(1, round((time.monotonic() - first_busy) * 1000)), MAX_BUSY_WAITED_MS)
         try:
             return self._call("IdentifyExpert", self._stub.IdentifyExpert, message, self._settings.identify_timeout_s)
         except PlatformBusyError:

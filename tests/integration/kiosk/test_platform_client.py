@@ -33,7 +33,8 @@ from checkin.flow.models import (
     Refused,
 )
 from checkin.flow.ports import PlatformBusyError, PlatformUnavailableError
-from checkin.platform_client import PlatformCallError, PlatformClient
+from checkin.platform_client import MAX_BUSY_WAITED_MS, PlatformCallError, PlatformClient
+from platform_server.grpc_api.limits import LIMITS
 from tests.integration.kiosk.fake_platform import FakePlatformServer, settings_for, start_fake_platform
 
 if TYPE_CHECKING:
@@ -273,6 +274,8 @@ def test_an_identify_sent_again_after_busy_answers_says_how_long_the_kiosk_has_w
     assert first == 0  # its first send
     assert 1 <= second <= third  # sent again: at least 1 ms, growing
     assert other == 0  # another identify starts afresh
+    # However long ago the first busy answer was, never more than the platform's request limit allows.
+    assert LIMITS["expertcheckin.v1.IdentifyExpertRequest"]["busy_waited_ms"].maximum == MAX_BUSY_WAITED_MS
 
 
 def test_resource_exhausted_without_an_advised_wait_is_a_call_error(
