@@ -68,6 +68,11 @@ class IdentifyCommand:
     # content: every send of one identify is the same request.
     busy_waited_s: float = 0.0
 
+    @property
+    def sent_again(self) -> bool:
+        """Sent again after a busy answer: it may take the face workers' places kept for that."""
+        return self.busy_waited_s > 0
+
 
 @dataclass(frozen=True, slots=True)
 class FaceResult:
@@ -302,7 +307,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
     if len(cmd.faces) > MAX_FACES:
         raise InvalidRequestError(f"at most {MAX_FACES} face captures per identify call")
     if cmd.faces and cmd.liveness_passed:
-        _refuse_if_face_workers_full(ctx, sent_again=cmd.busy_waited_s > 0)
+        _refuse_if_face_workers_full(ctx, sent_again=cmd.sent_again)
     try:
         id_value = id_number.validate(cmd.id_number)
     except id_number.InvalidIdNumberError:
@@ -321,7 +326,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
 
     face_next: dict[str, Any] = {}  # set by `quick` when a face is to be compared: found, encoding
     with contextlib.ExitStack() as held:
-        places = _Places(ctx, held, sent_again=cmd.busy_waited_s > 0)
+        places = _Places(ctx, held, sent_again=cmd.sent_again)
 
         def quick(d: DriverTransaction) -> IdentifyResult | None:
             """Everything but a face comparison or an earlier check-in to show (None: compare, or the Session path).
