@@ -208,15 +208,20 @@ def release_claims(uow: UnitOfWork, now: dt.datetime, delivery_ids: list[int] | 
     """Make pending rows due now without counting an attempt: the given ids, or every pending row.
 
     The worker calls it at start-up (a killed predecessor's leases would otherwise hide rows for
-    CLAIM_LEASE; one worker per gateway, so no live worker holds them) and for rows it claimed but
-    could not try because the gateway itself was unreachable (an outage delays, never fails, a row).
+    CLAIM_LEASE; one worker per gateway, so no live worker holds them), when it stops with rows
+    claimed but not sent (a drain, a replica whose serving process died), and for rows it could not
+    try because the gateway itself was unreachable (an outage delays, never fails, a row). Each row
+    is due again from its creation, so it keeps its place in line: due from `now`, it went behind
+    every row made while it was claimed, and with a backlog its band was written that much later.
     """
+    utc = UwbDelivery.__table__.c.next_attempt_at.type
+    due_again = sa.case((UwbDelivery.created_at < now, UwbDelivery.created_at), else_=sa.literal(now, utc))
 
     def work(u: UnitOfWork) -> int:
         query = sa.update(UwbDelivery).where(UwbDelivery.state == "pending", UwbDelivery.next_attempt_at > now)
         if delivery_ids is not None:
             query = query.where(UwbDelivery.id.in_(delivery_ids))
-        result = u.execute(query.values(next_attempt_at=now).execution_options(synchronize_session=False))
+        result = u.execute(query.values(next_attempt_at=due_again).execution_options(synchronize_session=False))
         u.commit()
         return int(result.rowcount)  # type: ignore[attr-defined]
 
