@@ -595,11 +595,51 @@ class ClusterTarget(Target):
     def stop(self) -> None:
         self.script("stop")
 
+    def uwb_driver(self) -> int | None:
+        """Which replica (1..N) drives the UWB gateway now: the one whose delivery process holds the lease.
+
+        The lease is an advisory lock on a connection of its own (platform_server/worker_lease.py), idle
+        between its checks; its client port names the delivery process (`ss`), whose parent is the
+        replica serving on one of `self.ports`. None when that cannot be told (no holder yet, no `ss`).
+        """
+        import sqlalchemy as sa  # noqa: PLC0415
+
+        engine = sa.create_engine(self.url)
+        try:
+            with engine.connect() as c:
+                for _ in range(20):  # the holder's connection is active for a moment at each of its checks
+                    client_port = c.exec_driver_sql(
+                        "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                        " WHERE l.locktype = 'advisory' AND l.granted AND a.state = 'idle' LIMIT 1"
+                    ).scalar()
+                    c.rollback()  # a fresh snapshot of pg_stat_activity for the next look
+                    if client_port is not None:
+                        break
+                    time.sleep(0.05)
+            sockets = subprocess.run(
+                ["ss", "-tnpH", "state", "established", f"( sport = :{client_port} )"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
+            ).stdout
+            pid = int(re.findall(r"pid=(\d+)", sockets)[0])
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            args = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+            listen = args[args.index(b"--listen") + 1].decode()
+            return self.ports.index(int(listen.rpartition(":")[2])) + 1
+        except (sa.exc.DBAPIError, OSError, subprocess.SubprocessError, IndexError, ValueError):
+            return None
+        finally:
+            engine.dispose()
+
     def fault(self, kind: str, log: list[str]) -> None:
         if kind == "kill-platform" or (kind == "kill-replica" and self.replicas > 1):
             n = "1" if self.replicas == 1 else "2"
+            driver = self.uwb_driver() if self.replicas > 1 else None
             self.script("kill-replica", n)
-            log.append(f"{time.monotonic():.1f} replica {n} SIGKILLed")
+            drove = "" if driver is None else f" (replica {driver} drove the UWB gateway)"
+            log.append(f"{time.monotonic():.1f} replica {n} SIGKILLed{drove}")
             if self.replicas > 1:
                 time.sleep(5)  # the others carry the load meanwhile
             self.script("start-replica", n)
