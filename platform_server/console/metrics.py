@@ -1,4 +1,4 @@
-"""The Prometheus endpoint: kiosks online, check-ins, refusals by reason, open alerts.
+"""The Prometheus endpoint: kiosks online, check-ins, refusals by reason, open alerts, band writes waiting.
 
 Figures are read from the database at each scrape (a custom collector), so every replica answers the
 same and nothing is counted in process memory that a restart or a second replica would lose.
@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from platform_server.db.models import Alert, Batch, CheckIn, CheckInEvent, Kiosk
+from platform_server.db.models import Alert, Batch, CheckIn, CheckInEvent, Kiosk, UwbDelivery
 from platform_server.services import step_timings
 
 if TYPE_CHECKING:
@@ -48,6 +48,10 @@ class _DatabaseCollector(Collector):
             open_alerts = uow.execute(
                 sa.select(Alert.rule, sa.func.count()).where(Alert.open_key.is_not(None)).group_by(Alert.rule)
             ).all()
+            # Band writes not yet acknowledged (the outbox's pending rows, retries in backoff included).
+            pending, oldest = uow.execute(
+                sa.select(sa.func.count(), sa.func.min(UwbDelivery.created_at)).where(UwbDelivery.state == "pending")
+            ).one()
         limit = self.settings.alert_settings.offline_after_s
         online = sum(1 for b in beats if b is not None and (now - b).total_seconds() <= limit)
         kiosks = GaugeMetricFamily("checkin_kiosks", "Registered kiosks by state", labels=["state"])
@@ -66,6 +70,14 @@ class _DatabaseCollector(Collector):
         for rule, count in open_alerts:
             alert_family.add_metric([rule], count)
         yield alert_family
+        yield GaugeMetricFamily(
+            "checkin_uwb_pending", "Room writes to bands not yet acknowledged by the band (the UWB outbox)", pending
+        )
+        yield GaugeMetricFamily(
+            "checkin_uwb_oldest_pending_seconds",
+            "Age of the oldest room write not yet acknowledged (0 when none): above 10 s a band is late",
+            max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0,
+        )
         yield _step_histogram(step_timings.recent_durations(self.platform.new_uow()))
 
 

@@ -279,6 +279,30 @@ def test_metrics_carry_the_kiosk_screen_times_as_a_histogram(served: tuple[Runni
     assert 'checkin_kiosk_step_seconds_gsum{step="verifying"} 6.3' in text
 
 
+def test_metrics_say_how_many_band_writes_wait_and_how_long_the_oldest_has(
+    served: tuple[Running, ConsoleServer],
+) -> None:
+    running, console = served
+    scrape = Browserless(console.url)
+
+    def figures() -> tuple[str, str]:
+        lines = scrape.request("GET", "/metrics").text.splitlines()
+        pending = next(line for line in lines if line.startswith("checkin_uwb_pending "))
+        oldest = next(line for line in lines if line.startswith("checkin_uwb_oldest_pending_seconds "))
+        return pending.split()[1], oldest.split()[1]
+
+    assert figures() == ("0.0", "0.0")
+    first, _, _ = check_in(running, 0)  # no delivery worker here: the rows stay pending
+    running.clock.advance(30)
+    check_in(running, 1)
+    running.clock.advance(12)
+    assert figures() == ("2.0", "42.0")
+    with running.platform.engine.connect() as c:
+        delivery = c.execute(sa.select(UwbDelivery.id).where(UwbDelivery.check_in_id == first)).scalar_one()
+    uwb.mark_delivered(running.platform.new_uow(), running.platform.ctx, delivery)
+    assert figures() == ("1.0", "12.0")
+
+
 def test_resend_to_the_band_queues_a_new_write_and_resolves(served: tuple[Running, ConsoleServer]) -> None:
     running, console = served
     pk, _, public_id = check_in(running, 3)
