@@ -214,8 +214,7 @@ def release_claims(uow: UnitOfWork, now: dt.datetime, delivery_ids: list[int] | 
     is due again from its creation, so it keeps its place in line: due from `now`, it went behind
     every row made while it was claimed, and with a backlog its band was written that much later.
     """
-    utc = UwbDelivery.__table__.c.next_attempt_at.type
-    due_again = sa.case((UwbDelivery.created_at < now, UwbDelivery.created_at), else_=sa.literal(now, utc))
+    due_again = sa.case((UwbDelivery.created_at < now, UwbDelivery.created_at), else_=sa.literal(now, _UTC))
 
     def work(u: UnitOfWork) -> int:
         query = sa.update(UwbDelivery).where(UwbDelivery.state == "pending", UwbDelivery.next_attempt_at > now)
