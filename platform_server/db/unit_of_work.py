@@ -343,10 +343,15 @@ _BINDERS: dict[str, Callable[[dt.datetime], Any]] = {}
 
 
 def _timestamp_binder(dialect: sa.Dialect) -> Callable[[dt.datetime], Any]:
-    """The UTC column type's own bind processing (SQLite keeps a fixed text form; compare as stored)."""
+    """The UTC column type's own bind processing (SQLite keeps a fixed text form; compare as stored).
+
+    The dialect's form of the type: on SQLite that ends in its text form, microseconds always written
+    ('2025-06-01 00:30:00.000000'), as the ORM stores it; the type's own processor alone gives a
+    datetime, which the driver writes without them at a whole second, and text compares that as earlier.
+    """
     binder = _BINDERS.get(dialect.name)
     if binder is None:
-        processor = models.UtcDateTime().bind_processor(dialect)
+        processor = models.UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
         binder = _BINDERS.setdefault(dialect.name, processor if processor is not None else _unchanged)
     return binder
 
