@@ -13,8 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from platform_server.db.models import Alert, Batch, CheckIn, CheckInEvent, Kiosk, UwbDelivery
-from platform_server.services import step_timings
+from platform_server.db.models import Alert, Batch, CheckIn, CheckInEvent, Kiosk
+from platform_server.services import step_timings, uwb
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -48,10 +48,7 @@ class _DatabaseCollector(Collector):
             open_alerts = uow.execute(
                 sa.select(Alert.rule, sa.func.count()).where(Alert.open_key.is_not(None)).group_by(Alert.rule)
             ).all()
-            # Band writes not yet acknowledged (the outbox's pending rows, retries in backoff included).
-            pending, oldest = uow.execute(
-                sa.select(sa.func.count(), sa.func.min(UwbDelivery.created_at)).where(UwbDelivery.state == "pending")
-            ).one()
+            band_writes = uwb.waiting(uow)
         limit = self.settings.alert_settings.offline_after_s
         online = sum(1 for b in beats if b is not None and (now - b).total_seconds() <= limit)
         kiosks = GaugeMetricFamily("checkin_kiosks", "Registered kiosks by state", labels=["state"])
@@ -71,12 +68,14 @@ class _DatabaseCollector(Collector):
             alert_family.add_metric([rule], count)
         yield alert_family
         yield GaugeMetricFamily(
-            "checkin_uwb_pending", "Room writes to bands not yet acknowledged by the band (the UWB outbox)", pending
+            "checkin_uwb_pending",
+            "Room writes to bands not yet acknowledged by the band (the UWB outbox)",
+            band_writes.count,
         )
         yield GaugeMetricFamily(
             "checkin_uwb_oldest_pending_seconds",
             "Age of the oldest room write not yet acknowledged (0 when none): above 10 s a band is late",
-            max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0,
+            band_writes.oldest_age_s(now),
         )
         yield _step_histogram(step_timings.recent_durations(self.platform.new_uow()))
 

@@ -7,6 +7,7 @@ opened or resolved to the configured webhook with `notify()`.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import urllib.request
@@ -19,12 +20,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from platform_server.db.models import Alert, AlertCause, Kiosk, NeedsStaffCase
 from platform_server.errors import InvalidRequestError, NotFoundError
-from platform_server.services import audit, stock_forecast
+from platform_server.services import audit, stock_forecast, uwb
 from platform_server.services.cases import CaseKind
 
 if TYPE_CHECKING:
-    import datetime as dt
-
     from platform_server.db.unit_of_work import UnitOfWork
     from platform_server.services.context import ServiceContext
 
@@ -40,6 +39,7 @@ class Rule(StrEnum):
     DEVICE_FAULT = "device_fault"
     REFUSAL_STREAK = "refusal_streak"
     UWB_FAILING = "uwb_failing"
+    UWB_LATE = "uwb_late"
     QUEUE_NOT_DRAINING = "queue_not_draining"
     STOCK_EMPTY_SOON = "stock_empty_soon"
 
@@ -51,6 +51,7 @@ RULE_TEXT: dict[Rule, str] = {
     Rule.DEVICE_FAULT: "设备故障 / device fault",
     Rule.REFUSAL_STREAK: "连续拒绝 / refusals in a row",
     Rule.UWB_FAILING: "手环写入失败 / UWB delivery failing",
+    Rule.UWB_LATE: "手环写入延迟 / band writes late",
     Rule.QUEUE_NOT_DRAINING: "待上传队列未减少 / queue not draining",
     Rule.STOCK_EMPTY_SOON: "手环即将用完 / bands predicted empty soon",
 }
@@ -70,6 +71,8 @@ class AlertSettings:
     refusal_streak_for_s: float = 0.0  # refusal_streak: an open refusal-streak case (the case has its threshold)
     uwb_failed_min: int = 1  # uwb_failing: at least this many given-up UWB writes with open cases
     uwb_failing_for_s: float = 0.0
+    uwb_late_after_s: float = 10.0  # uwb_late: a room write waiting longer than this for its band (0: rule off) ...
+    uwb_late_for_s: float = 60.0  # ... for this long
     queue_pending_min: int = 1  # queue_not_draining: a kiosk's pending queue at or above this ...
     queue_stuck_for_s: float = 300.0  # ... for this long
     empty_within_min: float = 30.0  # stock_empty_soon: predicted empty within this many minutes ...
@@ -82,6 +85,7 @@ class AlertSettings:
             Rule.DEVICE_FAULT: self.device_fault_for_s,
             Rule.REFUSAL_STREAK: self.refusal_streak_for_s,
             Rule.UWB_FAILING: self.uwb_failing_for_s,
+            Rule.UWB_LATE: self.uwb_late_for_s,
             Rule.QUEUE_NOT_DRAINING: self.queue_stuck_for_s,
             Rule.STOCK_EMPTY_SOON: self.empty_soon_for_s,
         }.get(rule, 0.0)
@@ -202,6 +206,7 @@ def _more_causes(uow: UnitOfWork, settings: AlertSettings, now: dt.datetime) -> 
             "uwb",
             f"{uwb_failed} 个手环未写入 / {uwb_failed} band writes given up",
         )
+    found.update(_late_band_writes(uow, settings, now))
     for kiosk_id, f in stock_forecast.forecast(uow, now, window_s=settings.rate_window_s).items():
         if f.minutes_to_empty is not None and f.minutes_to_empty <= settings.empty_within_min:
             found[f"{Rule.STOCK_EMPTY_SOON}:{kiosk_id}"] = (
@@ -210,6 +215,25 @@ def _more_causes(uow: UnitOfWork, settings: AlertSettings, now: dt.datetime) -> 
                 f"约 {f.minutes_to_empty:.0f} 分钟后用完 / empty in about {f.minutes_to_empty:.0f} min",
             )
     return found
+
+
+def _late_band_writes(uow: UnitOfWork, settings: AlertSettings, now: dt.datetime) -> dict[str, tuple[Rule, str, str]]:
+    """Room writes waiting for their band past `uwb_late_after_s`: the gateway offline, the worker behind or stopped.
+
+    Given-up writes are uwb_failing's; these are the ones still pending, retries in backoff included.
+    """
+    if settings.uwb_late_after_s <= 0:
+        return {}
+    after = settings.uwb_late_after_s
+    late = uwb.waiting(uow, made_before=now - dt.timedelta(seconds=after))
+    if not late.count:
+        return {}
+    n, oldest = late.count, int(late.oldest_age_s(now))
+    detail = (
+        f"{n} 个手环写入等待超过 {after:g} 秒，最久 {oldest} 秒"
+        f" / {n} band writes waiting over {after:g} s, the oldest {oldest} s"
+    )
+    return {f"{Rule.UWB_LATE}:uwb": (Rule.UWB_LATE, "uwb", detail)}
 
 
 def _held(

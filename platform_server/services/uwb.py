@@ -227,6 +227,31 @@ def release_claims(uow: UnitOfWork, now: dt.datetime, delivery_ids: list[int] | 
     return run_transaction(uow, work)
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Room writes not yet acknowledged by their band (retries in backoff included): how many, and the oldest."""
+
+    count: int
+    oldest_created_at: dt.datetime | None
+
+    def oldest_age_s(self, now: dt.datetime) -> float:
+        """Seconds the oldest has waited at `now` (0 when none)."""
+        return max(0.0, (now - self.oldest_created_at).total_seconds()) if self.oldest_created_at else 0.0
+
+
+def waiting(u: UnitOfWork, *, made_before: dt.datetime | None = None) -> Waiting:
+    """The outbox's pending rows, or only those made before `made_before`, in the caller's transaction.
+
+    For the people watching delivery (the console's metrics and its `uwb_late` alert): a band whose
+    room is not written within seconds of its check-in leaves its expert without a room on the band.
+    """
+    query = sa.select(sa.func.count(), sa.func.min(UwbDelivery.created_at)).where(UwbDelivery.state == "pending")
+    if made_before is not None:
+        query = query.where(UwbDelivery.created_at < made_before)
+    count, oldest = u.execute(query).one()
+    return Waiting(int(count), oldest)
+
+
 def current_tags_for(uow: UnitOfWork, delivery_ids: list[int]) -> dict[int, str]:
     """The tags of the rows that may be sent as they are: pending, same tag, no newer row for it.
 

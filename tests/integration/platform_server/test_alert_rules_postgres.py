@@ -1,4 +1,5 @@
-"""Alert durations on PostgreSQL: the first sighting of a cause is stored once (ON CONFLICT), however many replicas."""
+"""Alerts on PostgreSQL: the first sighting of a cause is stored once (ON CONFLICT), however many replicas; band writes
+late read from the outbox."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sqlalchemy as sa
 
 from platform_server.db.models import AlertCause
 from platform_server.services import alerts, kiosks
-from tests.unit.platform_server.support import Clock, seed
+from tests.unit.platform_server.support import Clock, check_in_expert, seed
 
 pytestmark = pytest.mark.postgres
 
@@ -30,3 +31,17 @@ def test_device_fault_held_for_its_duration_with_two_replicas(pg_schema_url: str
     clock.advance(30)
     opened, _ = alerts.evaluate(s.new_uow(), s.ctx, settings)
     assert [(a.rule, a.subject) for a in opened] == [("device_fault", "K1")]
+
+
+def test_band_writes_late_from_the_outbox_on_postgres(pg_schema_url: str) -> None:
+    clock = Clock()
+    s = seed(pg_schema_url, clock=clock, kiosk_ids=["K1"])
+    assert check_in_expert(s, 0).refusal is None  # its room write waits in the outbox: no gateway here
+    clock.advance(10)
+    assert alerts.evaluate(s.new_uow(), s.ctx, alerts.AlertSettings()) == ([], [])  # 10 s is not late yet
+    clock.advance(1)
+    assert alerts.evaluate(s.new_uow(), s.ctx, alerts.AlertSettings()) == ([], [])  # late, not yet for 60 s
+    clock.advance(60)
+    (alert,), _ = alerts.evaluate(s.new_uow(), s.ctx, alerts.AlertSettings())
+    assert alert.rule == "uwb_late"
+    assert alert.detail.endswith("/ 1 band writes waiting over 10 s, the oldest 71 s")

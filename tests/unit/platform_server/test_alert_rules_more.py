@@ -1,8 +1,10 @@
 """The rules beyond offline/stock/paper: device fault and stuck queue held for a duration, refusal streak and UWB
-failures from the needs-staff cases, stock predicted empty from the check-in pace; and acknowledging an alert."""
+failures from the needs-staff cases, band writes late from the UWB outbox, stock predicted empty from the check-in
+pace; and acknowledging an alert."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import pytest
@@ -10,7 +12,7 @@ import sqlalchemy as sa
 
 from platform_server.db.models import AuditEntry, Kiosk
 from platform_server.errors import InvalidRequestError, NotFoundError
-from platform_server.services import alerts, cases, kiosks, stock_forecast
+from platform_server.services import alerts, cases, kiosks, stock_forecast, uwb
 from tests.unit.platform_server.support import Clock, Seeded, check_in_expert, seed
 
 if TYPE_CHECKING:
@@ -112,3 +114,41 @@ def test_acknowledge_open_then_resolved(tmp_path: Path) -> None:
     with s.uow.engine.connect() as c:
         actors = c.execute(sa.select(AuditEntry.actor).where(AuditEntry.action == "alert_acknowledged")).scalars()
         assert list(actors) == ["person:li"]
+
+
+def test_band_writes_late_open_after_their_duration_and_resolve_when_written(tmp_path: Path) -> None:
+    clock = Clock()
+    s = seed(f"sqlite:///{tmp_path / 'p.db'}", clock=clock, kiosk_ids=["K1"])
+    assert check_in_expert(s, 0).refusal is None  # its room write waits in the outbox: no gateway here
+    clock.advance(10)
+    assert alerts.evaluate(s.new_uow(), s.ctx, SETTINGS) == ([], [])  # 10 s is not late yet
+    clock.advance(1)
+    assert alerts.evaluate(s.new_uow(), s.ctx, SETTINGS) == ([], [])  # late, not yet for 60 s
+    assert check_in_expert(s, 1).refusal is None
+    clock.advance(59)
+    assert alerts.evaluate(s.new_uow(), s.ctx, SETTINGS) == ([], [])
+    clock.advance(1)
+    (alert,), _ = alerts.evaluate(s.new_uow(), s.ctx, SETTINGS)
+    assert (alert.rule, alert.subject) == ("uwb_late", "uwb")
+    assert alert.detail.endswith("/ 2 band writes waiting over 10 s, the oldest 71 s")
+    assert alert.title == "手环写入延迟 / band writes late"
+    # The gateway is back: the worker writes both bands, and the alert resolves.
+    written = uwb.claim_due(s.new_uow(), clock())
+    uwb.mark_delivered_many(s.new_uow(), s.ctx, [d.delivery_id for d in written])
+    _, (resolved,) = alerts.evaluate(s.new_uow(), s.ctx, SETTINGS)
+    assert resolved.rule == "uwb_late"
+    # A write waiting again starts the clock over: nothing opens before another 60 s.
+    assert check_in_expert(s, 2).refusal is None
+    clock.advance(69)
+    assert alerts.evaluate(s.new_uow(), s.ctx, SETTINGS) == ([], [])
+
+
+def test_band_writes_late_rule_is_off_at_zero(tmp_path: Path) -> None:
+    clock = Clock()
+    s = seed(f"sqlite:///{tmp_path / 'p.db'}", clock=clock, kiosk_ids=["K1"])
+    assert check_in_expert(s, 0).refusal is None
+    off = dataclasses.replace(SETTINGS, uwb_late_after_s=0, uwb_late_for_s=0)
+    clock.advance(3600)
+    assert alerts.evaluate(s.new_uow(), s.ctx, off) == ([], [])
+    (alert,), _ = alerts.evaluate(s.new_uow(), s.ctx, dataclasses.replace(off, uwb_late_after_s=10))
+    assert alert.rule == "uwb_late"
