@@ -5,7 +5,9 @@ photos from ../shared/data/faces for face runs), starts the platform as real pro
 `platform-server serve`; PostgreSQL: a private instance by scripts/cluster.sh with one replica, or
 three behind HAProxy), a UWB gateway simulator the platform delivers bands to, and N kiosks spread
 over client processes. A kiosk identifies (ID only, or with a face capture of the same person) and
-completes, retrying a call that failed in transit with the same request id, as the real kiosk does.
+completes, retrying a call that failed in transit with the same request id, as the real kiosk does;
+beside its check-ins each kiosk beats as the kiosk does (a Heartbeat with its devices and its band
+stock, which falls with each check-in, then a GetKioskContext, every `--heartbeat-s`, 5 s; 0: none).
 
 Faults are injected during the run; afterwards the platform's own records are counted: check-ins a
 kiosk was told about but missing (lost), several active check-ins of one invitation (duplicated),
@@ -726,6 +728,13 @@ class Plan:
     band_uids: list[str]
     captures: list[bytes]
     liveness: list[tuple[str, tuple[tuple[bytes, int], ...]]]
+    heartbeat_s: float = 0.0  # each kiosk beats this often beside its check-ins, as the kiosk does (0: never)
+
+
+# The devices a kiosk reports in its heartbeat (all well: a beat changes only when its band stock does).
+KIOSK_DEVICES = ("id_card_reader", "camera", "bank_card_reader", "arm", "rfid_reader", "printer")
+# Bands a kiosk holds beyond the check-ins it is given (so none reports its stock low).
+SPARE_BANDS = 50
 
 
 def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C901, PLR0915  (one kiosk's whole day)
@@ -783,7 +792,54 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
             return False  # counted by call(); the frames are sent
         return bool(context.liveness_frames_unchecked)
 
-    def kiosk(k: int, experts: list[int]) -> None:  # noqa: C901
+    def heartbeats(stub: Any, kiosk_id: str, bands_left: list[int], stop: threading.Event, first_s: float) -> None:
+        """As the kiosk's heartbeat thread: every `heartbeat_s` a Heartbeat then a GetKioskContext, no retries.
+
+        The band stock falls with each check-in, so under load most beats change it and are written.
+        """
+        devices = [kiosk_pb2.DeviceHealth(device=d, state=kiosk_pb2.DEVICE_STATE_OK) for d in KIOSK_DEVICES]
+        context = kiosk_pb2.GetKioskContextRequest(kiosk_id=kiosk_id)
+        while not stop.wait(first_s):
+            first_s = plan.heartbeat_s
+            beat = kiosk_pb2.HeartbeatRequest(
+                kiosk_id=kiosk_id,
+                devices=devices,
+                band_stock=bands_left[0],
+                software_version="load-suite",
+                printer_paper=kiosk_pb2.PRINTER_PAPER_OK,
+            )
+            beat.kiosk_time.GetCurrentTime()
+            t = time.perf_counter()
+            try:
+                stub.Heartbeat(beat, timeout=CALL_TIMEOUT_S)
+                stub.GetKioskContext(context, timeout=CALL_TIMEOUT_S)
+            except grpc.RpcError as err:  # the kiosk logs it and beats again next time
+                with lock:
+                    counts[f"heartbeat_failed_{err.code().name}"] += 1
+                continue
+            with lock:
+                out["heartbeat"].append(time.perf_counter() - t)
+
+    def kiosk(k: int, experts: list[int]) -> None:
+        """One kiosk: its check-ins, and its heartbeats on a thread of their own until they are done."""
+        beating = threading.Event()
+        bands_left = [len(experts) + SPARE_BANDS]
+        beater = None
+        if plan.mode != "echo" and plan.heartbeat_s > 0:
+            stub = kiosk_pb2_grpc.KioskServiceStub(cut_channel if k <= plan.cut_kiosks else channels[k % len(channels)])
+            first_s = max(0.0, plan.start_at - time.time()) + random.Random(-k).random() * plan.heartbeat_s
+            args = (stub, f"K{k}", bands_left, beating, first_s)
+            beater = threading.Thread(target=heartbeats, args=args, name=f"heartbeat-{k}")
+            beater.start()
+        try:
+            check_ins(k, experts, bands_left)
+        finally:
+            beating.set()
+            if beater is not None:
+                beater.join()
+
+    def check_ins(k: int, experts: list[int], bands_left: list[int]) -> None:  # noqa: C901, PLR0915  (a kiosk's day)
+        """The kiosk's check-ins, one after another (at human pace, one each `pace_s`), with its retries."""
         channel = cut_channel if k <= plan.cut_kiosks else channels[k % len(channels)]
         stub = kiosk_pb2_grpc.KioskServiceStub(channel)
         echo = diagnostics_pb2_grpc.DiagnosticsServiceStub(channel)
@@ -842,6 +898,7 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
                     continue
             except grpc.RpcError:
                 continue
+            bands_left[0] -= 1
             with lock:
                 out["seen"].append((n, done.check_in.check_in_id, time.time()))
                 counts["ok"] += 1
@@ -1053,7 +1110,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         if args.mode == "flat":
             _, counts, secs = run_kiosks(plan, args.client_processes)
             echo_calls_per_s = counts["echo_calls"] / secs
-        plan = dataclasses.replace(plan, mode=args.mode, duration_s=args.duration)
+        plan = dataclasses.replace(plan, mode=args.mode, duration_s=args.duration, heartbeat_s=args.heartbeat_s)
         fault_log: list[str] = []
         gateway_back: list[float] = []
 
@@ -1107,6 +1164,10 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         "echo_p50_ms": round(pct(out["echo"], 0.5), 2),
         "echo_p99_ms": round(pct(out["echo"], 0.99), 2),
         "echo_calls_per_s": round(echo_calls_per_s, 0),
+        "heartbeat_s": args.heartbeat_s,
+        "heartbeats": len(out["heartbeat"]),
+        "heartbeat_p50_ms": round(pct(out["heartbeat"], 0.5), 1),
+        "heartbeat_p99_ms": round(pct(out["heartbeat"], 0.99), 1),
         "faces_per_s": round(counts.get("faces", 0) / secs, 2),
         "face_floor_ms": round(floor * 1000, 1),
         "identify_face_floor_ms": round(per_identify * 1000, 1),
@@ -1209,6 +1270,13 @@ def main() -> None:
     parser.add_argument("--face-processes", type=int, default=-1, help="[face] processes per platform process")
     parser.add_argument(
         "--face-queue", type=int, help="[face] queue of each platform process (default: the platform's own)"
+    )
+    parser.add_argument(
+        "--heartbeat-s",
+        type=float,
+        default=5.0,
+        help="each kiosk's heartbeat (with its context read) this often beside its check-ins, as the kiosk's"
+        " [heartbeat] interval_s (default 5 s); 0: none, as the suite's runs before 7 December 2026, late morning",
     )
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, database)")
     parser.add_argument(
