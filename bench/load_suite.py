@@ -822,25 +822,25 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
 
     def kiosk(k: int, experts: list[int]) -> None:
         """One kiosk: its check-ins, and its heartbeats on a thread of their own until they are done."""
+        channel = cut_channel if k <= plan.cut_kiosks else channels[k % len(channels)]
         beating = threading.Event()
         bands_left = [len(experts) + SPARE_BANDS]
         beater = None
         if plan.mode != "echo" and plan.heartbeat_s > 0:
-            stub = kiosk_pb2_grpc.KioskServiceStub(cut_channel if k <= plan.cut_kiosks else channels[k % len(channels)])
+            stub = kiosk_pb2_grpc.KioskServiceStub(channel)
             first_s = max(0.0, plan.start_at - time.time()) + random.Random(-k).random() * plan.heartbeat_s
             args = (stub, f"K{k}", bands_left, beating, first_s)
             beater = threading.Thread(target=heartbeats, args=args, name=f"heartbeat-{k}")
             beater.start()
         try:
-            check_ins(k, experts, bands_left)
+            check_ins(k, channel, experts, bands_left)
         finally:
             beating.set()
             if beater is not None:
                 beater.join()
 
-    def check_ins(k: int, experts: list[int], bands_left: list[int]) -> None:  # noqa: C901, PLR0915  (a kiosk's day)
+    def check_ins(k: int, channel: Any, experts: list[int], bands_left: list[int]) -> None:  # noqa: C901, PLR0915
         """The kiosk's check-ins, one after another (at human pace, one each `pace_s`), with its retries."""
-        channel = cut_channel if k <= plan.cut_kiosks else channels[k % len(channels)]
         stub = kiosk_pb2_grpc.KioskServiceStub(channel)
         echo = diagnostics_pb2_grpc.DiagnosticsServiceStub(channel)
         echo_request = diagnostics_pb2.EchoRequest(message="x" * 32)
