@@ -7,7 +7,8 @@ three behind HAProxy), a UWB gateway simulator the platform delivers bands to, a
 over client processes. A kiosk identifies (ID only, or with a face capture of the same person) and
 completes, retrying a call that failed in transit with the same request id, as the real kiosk does;
 beside its check-ins each kiosk beats as the kiosk does (a Heartbeat with its devices and its band
-stock, which falls with each check-in, then a GetKioskContext, every `--heartbeat-s`, 5 s; 0: none).
+stock, which falls with each check-in, answered with the kiosk's context, every `--heartbeat-s`, 5 s;
+0: none).
 
 Faults are injected during the run; afterwards the platform's own records are counted: check-ins a
 kiosk was told about but missing (lost), several active check-ins of one invitation (duplicated),
@@ -793,7 +794,7 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
         return bool(context.liveness_frames_unchecked)
 
     def heartbeats(stub: Any, kiosk_id: str, bands_left: list[int], stop: threading.Event, first_s: float) -> None:
-        """As the kiosk's heartbeat thread: every `heartbeat_s` a Heartbeat then a GetKioskContext, no retries.
+        """As the kiosk's heartbeat thread: every `heartbeat_s` a Heartbeat, answered with the context; no retries.
 
         The band stock falls with each check-in, so under load most beats change it and are written.
         """
@@ -811,8 +812,9 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
             beat.kiosk_time.GetCurrentTime()
             t = time.perf_counter()
             try:
-                stub.Heartbeat(beat, timeout=CALL_TIMEOUT_S)
-                stub.GetKioskContext(context, timeout=CALL_TIMEOUT_S)
+                ack = stub.Heartbeat(beat, timeout=CALL_TIMEOUT_S)
+                if not ack.HasField("context"):  # a platform before the context in the answer
+                    stub.GetKioskContext(context, timeout=CALL_TIMEOUT_S)
             except grpc.RpcError as err:  # the kiosk logs it and beats again next time
                 with lock:
                     counts[f"heartbeat_failed_{err.code().name}"] += 1

@@ -281,6 +281,10 @@ class PlatformClient:
         """The open batch for this kiosk's home screen (None when none is open)."""
         request = kiosk_pb2.GetKioskContextRequest(kiosk_id=self._kiosk_id)
         reply = self._call("GetKioskContext", self._stub.GetKioskContext, request, self._settings.call_timeout_s)
+        return self._context(reply)
+
+    def _context(self, reply: kiosk_pb2.GetKioskContextResponse) -> KioskContext:
+        """A context answer (GetKioskContext's, or the one a Heartbeat carries), noting the frames rule."""
         batch = _batch(reply.batch) if reply.HasField("batch") and reply.batch.code else None
         self._frames_unchecked = reply.liveness_frames_unchecked  # for the identifies that follow
         return KioskContext(batch=batch, server_time=_time(reply, "server_time"))
@@ -416,7 +420,12 @@ class PlatformClient:
             printer_paper=_PRINTER_PAPER.get(report.printer_paper, kiosk_pb2.PRINTER_PAPER_UNSPECIFIED),
         )
         reply = self._call("Heartbeat", self._stub.Heartbeat, message, self._settings.call_timeout_s)
-        return HeartbeatAck(server_time=_time(reply, "server_time"), stock_low=reply.stock_low)
+        return HeartbeatAck(
+            server_time=_time(reply, "server_time"),
+            stock_low=reply.stock_low,
+            # A platform before the field leaves it out: the caller then asks GetKioskContext.
+            context=self._context(reply.context) if reply.HasField("context") else None,
+        )
 
     def report_event(self, event: KioskEvent) -> None:
         """ReportKioskEvent for the audit log."""

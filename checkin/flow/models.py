@@ -313,10 +313,11 @@ class HeartbeatReport:
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatAck:
-    """The platform's answer to a heartbeat."""
+    """The platform's answer to a heartbeat: with the kiosk's context, unless the platform predates it."""
 
     server_time: dt.datetime | None
     stock_low: bool
+    context: KioskContext | None = None
 
 
 @dataclass(frozen=True, slots=True)

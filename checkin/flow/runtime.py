@@ -145,7 +145,7 @@ class HeartbeatSender:
         self.stock_low = False
 
     def beat_once(self) -> ServiceHealth:
-        """Collect, send, and report one verdict (platform unreachable if either call fails)."""
+        """Collect, send, and report one verdict (platform unreachable if a call fails)."""
         devices = device_healths(self._devices)
         try:
             stock = self._stock.level()
@@ -163,7 +163,8 @@ class HeartbeatSender:
         )
         try:
             ack = self._platform.heartbeat(report)
-            context = self._platform.get_context()
+            # One call a beat: the answer carries the context; a platform before that is asked for it.
+            context = ack.context if ack.context is not None else self._platform.get_context()
         except Exception as err:
             log.warning("heartbeat failed: %s: %s", type(err).__name__, err)  # e.g. FAILED_PRECONDITION: disabled
             health = ServiceHealth(platform_reachable=False, devices=devices, band_stock=stock)

@@ -71,7 +71,11 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
     ) -> kiosk_pb2.GetKioskContextResponse:
         """The open batch for the kiosk's home screen, and whether to send the liveness challenge's frames."""
         self._caller(context, request.kiosk_id)
-        batch, now = kiosks.kiosk_context(self._new_uow(), self._ctx, request.kiosk_id)
+        return self._kiosk_context(request.kiosk_id)
+
+    def _kiosk_context(self, kiosk_id: str) -> kiosk_pb2.GetKioskContextResponse:
+        """GetKioskContext's answer, also carried by every Heartbeat's."""
+        batch, now = kiosks.kiosk_context(self._new_uow(), self._ctx, kiosk_id)
         response = kiosk_pb2.GetKioskContextResponse(
             server_time=convert.timestamp(now),
             # [face] liveness = "kiosk": no checker reads the frames, so the kiosk need not upload them.
@@ -205,7 +209,7 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
     def Heartbeat(  # noqa: N802
         self, request: kiosk_pb2.HeartbeatRequest, context: grpc.ServicerContext
     ) -> kiosk_pb2.HeartbeatResponse:
-        """Store device health and stock."""
+        """Store device health and stock; answer with the kiosk's context, so a beat is one call."""
         self._caller(context, request.kiosk_id)
         answer = kiosks.heartbeat(
             self._new_uow(),
@@ -227,7 +231,9 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
             ),
         )
         return kiosk_pb2.HeartbeatResponse(
-            server_time=convert.timestamp(answer.server_time), stock_low=answer.stock_low
+            server_time=convert.timestamp(answer.server_time),
+            stock_low=answer.stock_low,
+            context=self._kiosk_context(request.kiosk_id),
         )
 
     @maps_errors

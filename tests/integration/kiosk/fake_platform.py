@@ -32,6 +32,7 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[mi
     busy_retry_after_s: float = 0.3
     identify_reply: kiosk_pb2.IdentifyExpertResponse | None = None
     frames_unchecked: bool = False  # GetKioskContext: "this platform does not check the challenge's frames"
+    context_in_heartbeat: bool = False  # Heartbeat answers with the context, as the platform does (False: before it)
     checks_frames: bool = False  # IdentifyExpert: faces without challenge frames refused NOT_LIVE, as the platform does
     complete_refusal: common_pb2.RefusalReason | None = None
     answered: dict[str, kiosk_pb2.CompleteCheckInResponse] = field(default_factory=dict)
@@ -77,6 +78,9 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[mi
 
     def GetKioskContext(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         self._gate("GetKioskContext", request, context)
+        return self._context()
+
+    def _context(self) -> kiosk_pb2.GetKioskContextResponse:
         reply = kiosk_pb2.GetKioskContextResponse(
             batch=common_pb2.Batch(
                 code="B2026-001", name="2026年第1批次", venue="第3评标室", hotel_name="交易中心宾馆"
@@ -156,7 +160,10 @@ class FakeKioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[mi
         self._gate("Heartbeat", request, context)
         with self.lock:
             self.heartbeats.append(request)
-        return kiosk_pb2.HeartbeatResponse(stock_low=request.band_stock < 10)
+        reply = kiosk_pb2.HeartbeatResponse(stock_low=request.band_stock < 10)
+        if self.context_in_heartbeat:
+            reply.context.CopyFrom(self._context())
+        return reply
 
     def ReportKioskEvent(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         self._gate("ReportKioskEvent", request, context)

@@ -112,6 +112,11 @@ def test_heartbeat_and_event_are_accepted(client: PlatformClient, platform: Runn
     client.report_event(KioskEvent(request_id="ev-1", event="cancelled", outcome="home", occurred_at=now))
     # The platform stored what the kiosk reported: its organiser statistics show this kiosk's stock.
     assert not ack.stock_low  # 40 bands is above the low-stock mark
+    # The answer carries the kiosk's context: the same batch GetKioskContext gives, so one call a beat.
+    assert ack.context is not None
+    assert ack.context.batch is not None
+    assert ack.context.batch == client.get_context().batch
+    assert ack.context.batch.code == platform.seeded.batch_code
     stats = platform.organiser.GetBatchStatistics(
         organiser_pb2.GetBatchStatisticsRequest(code=platform.seeded.batch_code), metadata=platform.auth
     )

@@ -146,6 +146,28 @@ def test_heartbeats_take_the_kiosk_out_of_service_and_back(rig: Rig, fake_platfo
     assert beat.band_stock == 50
 
 
+def test_a_beat_is_one_call_when_the_heartbeat_carries_the_context(rig: Rig, fake_platform: FakePlatformServer) -> None:
+    fake_platform.servicer.context_in_heartbeat = True
+    rig.heartbeat.beat_once()
+    rig.heartbeat.beat_once()
+    wait_for(lambda: rig.screen() == "home")
+    home = rig.flow.view
+    assert isinstance(home, HomeView)
+    assert home.batch_name == "2026年第1批次"
+    assert len(fake_platform.servicer.calls_to("Heartbeat")) == 2
+    assert fake_platform.servicer.calls_to("GetKioskContext") == []
+
+
+def test_a_platform_whose_heartbeat_has_no_context_is_asked_for_it_each_beat(
+    rig: Rig, fake_platform: FakePlatformServer
+) -> None:
+    rig.heartbeat.beat_once()
+    rig.heartbeat.beat_once()
+    wait_for(lambda: rig.screen() == "home")
+    assert len(fake_platform.servicer.calls_to("Heartbeat")) == 2
+    assert len(fake_platform.servicer.calls_to("GetKioskContext")) == 2
+
+
 def test_platform_lost_while_binding_hands_the_band_out_and_the_queue_delivers_it(
     rig: Rig, fake_platform: FakePlatformServer
 ) -> None:

@@ -66,6 +66,18 @@ def complete_request(request_id: str = "rid-c1", card: NewCard | None = None) ->
     )
 
 
+def beat_report() -> HeartbeatReport:
+    """A beat from a kiosk whose arm is faulty, low on bands, two check-ins queued."""
+    return HeartbeatReport(
+        devices=(DeviceHealth("arm", DeviceState.FAULT, "E40"),),
+        band_stock=5,
+        pending_check_ins=2,
+        out_of_service=True,
+        software_version="0.1.0",
+        kiosk_time=dt.datetime.now(dt.UTC),
+    )
+
+
 def test_identify_sends_the_card_and_faces_and_returns_identified(
     client: PlatformClient, fake_platform: FakePlatformServer
 ) -> None:
@@ -108,6 +120,28 @@ def test_the_challenges_frames_are_sent_until_the_platform_says_it_does_not_chec
     client.get_context()
     assert isinstance(client.identify(with_challenge(identify_request("rid-3"))), Identified)
     assert len(fake_platform.servicer.calls_to("IdentifyExpert")[2].liveness.frames) == 3
+
+
+def test_the_context_a_heartbeat_carries_is_taken_as_get_context_s(
+    client: PlatformClient, fake_platform: FakePlatformServer
+) -> None:
+    fake_platform.servicer.context_in_heartbeat = True
+    fake_platform.servicer.frames_unchecked = True
+    ack = client.heartbeat(beat_report())
+    assert ack.context is not None
+    assert ack.context.batch is not None
+    assert ack.context.batch.code == "B2026-001"
+    assert ack.context.server_time is not None
+    # The frames rule it carries holds for the identifies that follow, as GetKioskContext's does.
+    assert isinstance(client.identify(with_challenge(identify_request("rid-1"))), Identified)
+    assert len(fake_platform.servicer.calls_to("IdentifyExpert")[0].liveness.frames) == 0
+    assert fake_platform.servicer.calls_to("GetKioskContext") == []
+    # A platform before the field answers without it: no context, and the rule left as it was.
+    fake_platform.servicer.context_in_heartbeat = False
+    fake_platform.servicer.frames_unchecked = False
+    assert client.heartbeat(beat_report()).context is None
+    assert isinstance(client.identify(with_challenge(identify_request("rid-2"))), Identified)
+    assert len(fake_platform.servicer.calls_to("IdentifyExpert")[1].liveness.frames) == 0
 
 
 def test_a_not_live_answer_to_an_identify_without_its_frames_sends_it_again_with_them(
@@ -296,17 +330,9 @@ def test_annul_context_heartbeat_and_event(client: PlatformClient, fake_platform
     assert context.batch is not None
     assert context.batch.code == "B2026-001"
     assert context.batch.evaluation_start == dt.datetime(2026, 3, 9, 1, 30, tzinfo=dt.UTC)
-    ack = client.heartbeat(
-        HeartbeatReport(
-            devices=(DeviceHealth("arm", DeviceState.FAULT, "E40"),),
-            band_stock=5,
-            pending_check_ins=2,
-            out_of_service=True,
-            software_version="0.1.0",
-            kiosk_time=dt.datetime.now(dt.UTC),
-        )
-    )
+    ack = client.heartbeat(beat_report())
     assert ack.stock_low is True
+    assert ack.context is None  # this fake answers as a platform before the context in heartbeats
     beat = fake_platform.servicer.heartbeats[0]
     assert (beat.band_stock, beat.pending_check_ins, beat.devices[0].state) == (5, 2, kiosk_pb2.DEVICE_STATE_FAULT)
 

@@ -320,12 +320,14 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, kiosk_id: _Optional[str] = ..., kiosk_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceHealth, _Mapping]]] = ..., band_stock: _Optional[int] = ..., pending_check_ins: _Optional[int] = ..., out_of_service: _Optional[bool] = ..., software_version: _Optional[str] = ..., printer_paper: _Optional[_Union[PrinterPaper, str]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("server_time", "stock_low")
+    __slots__ = ("server_time", "stock_low", "context")
     SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
     STOCK_LOW_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     server_time: _timestamp_pb2.Timestamp
     stock_low: bool
-    def __init__(self, server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stock_low: _Optional[bool] = ...) -> None: ...
+    context: GetKioskContextResponse
+    def __init__(self, server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stock_low: _Optional[bool] = ..., context: _Optional[_Union[GetKioskContextResponse, _Mapping]] = ...) -> None: ...
 
 class ReportKioskEventRequest(_message.Message):
     __slots__ = ("request_id", "kiosk_id", "event", "outcome", "detail", "id_number_hash_hint", "occurred_at")

@@ -99,7 +99,7 @@ class KioskServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeat(self, request, context):
-        """Device health, stock and queue depth, every few seconds.
+        """Device health, stock and queue depth, every few seconds; answered with the kiosk's context.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
