@@ -33,19 +33,9 @@ def _context(s: Seeded, kiosk_id: str) -> batches.BatchView | None:
 
 
 def _second_batch(s: Seeded, code: str) -> batches.BatchView:
-    now = s.ctx.clock()
-    spec = batches.BatchSpec(
-        code=code,
-        name="2025年第二批评标",
-        venue="四楼",
-        hotel_code="HTL2",
-        hotel_name="友谊宾馆",
-        hotel_address="中关村南大街1号",
-        evaluation_start=now + dt.timedelta(days=1, microseconds=250),
-        evaluation_end=now + dt.timedelta(days=1, hours=8),
-        check_in_opens=now,
-        allow_id_only=False,
-    )
+    """Another open batch at another hotel, its evaluation starting on a fraction of a second."""
+    start = s.ctx.clock() + dt.timedelta(days=1, microseconds=250)
+    spec = batches.BatchSpec(code, "2025年第二批评标", hotel_code="HTL2", hotel_name="友谊宾馆", evaluation_start=start)
     return batches.create_batch(s.new_uow(), s.ctx, spec)
 
 
