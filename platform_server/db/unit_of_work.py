@@ -370,6 +370,13 @@ def utc_read(value: object) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def utc_read_set(value: object) -> dt.datetime:
+    """utc_read() of a NOT NULL column: never None."""
+    read = utc_read(value)
+    assert read is not None, "a NOT NULL timestamp column read NULL"
+    return read
+
+
 def run_driver_transaction(
     uow: UnitOfWork, work: Callable[[DriverTransaction], T], *, attempts: int = MAX_ATTEMPTS, read_only: bool = False
 ) -> T:

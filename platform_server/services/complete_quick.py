@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from personal_data import bank_card
 from personal_data.crypto import encrypt, encrypt_text
-from platform_server.db.unit_of_work import RetryTransactionError, run_driver_transaction
+from platform_server.db.unit_of_work import RetryTransactionError, run_driver_transaction, utc_read_set
 from platform_server.services import audit, events, idempotency, public_ids, room_choice, slips
 from platform_server.services.bank_names import bank_name_for
 from platform_server.services.identify import batch_refusal
@@ -74,14 +74,6 @@ _INSERT_DELIVERY = (
     " attempts, next_attempt_at, created_at)"
     " VALUES (:check_in_id, :tag_id, 'assign', :batch_code, :hotel_code, :room_number, 'pending', 0, :now, :now)"
 )
-
-
-def _utc(value: Any) -> dt.datetime:
-    """A timestamp read back from either driver as an aware UTC datetime (as models.UtcDateTime gives)."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    assert isinstance(value, dt.datetime)
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def try_complete(  # noqa: PLR0917
@@ -197,7 +189,7 @@ def _work(  # noqa: PLR0917
         band_uid=band_uid,
         uwb_tag_id=tag_id,
         evaluation_venue=row[8],
-        evaluation_start=_utc(row[9]),
+        evaluation_start=utc_read_set(row[9]),
         uwb_state=UwbState.PENDING,
         annulled=False,
         needs_staff=False,
@@ -256,7 +248,7 @@ def _passes(row: Any, cmd: CompleteCommand, claims: Identification, now: dt.date
         return False
     if (now - _EPOCH) // _MICROSECOND > claims.expires_at_us:
         return False
-    if batch_refusal(bool(row[5]), _utc(row[6]), _utc(row[7]), now) is not None:
+    if batch_refusal(bool(row[5]), utc_read_set(row[6]), utc_read_set(row[7]), now) is not None:
         return False
     if row[17] is not None or (row[18] or 0) != claims.last_check_in_id:
         return False  # checked in already, or the token is used up

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from platform_server.db.models import Batch, Kiosk
-from platform_server.db.unit_of_work import commit_without_flush, run_driver_transaction, utc_read
+from platform_server.db.unit_of_work import commit_without_flush, run_driver_transaction, utc_read, utc_read_set
 from platform_server.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
 from platform_server.services import audit, cases, idempotency
 from platform_server.services.batches import BatchView
@@ -106,13 +106,6 @@ _OPEN_BATCHES = (
 )
 
 
-def _time(value: object) -> dt.datetime:
-    """A NOT NULL timestamp column as a driver returns it, as aware UTC."""
-    read = utc_read(value)
-    assert read is not None, "a NOT NULL column"
-    return read
-
-
 def _batch_view(row: Sequence[Any]) -> BatchView:
     """A BatchView from a driver row of _OPEN_BATCHES' columns."""
     return BatchView(
@@ -122,9 +115,9 @@ def _batch_view(row: Sequence[Any]) -> BatchView:
         hotel_code=row[3],
         hotel_name=row[4],
         hotel_address=row[5],
-        evaluation_start=_time(row[6]),
-        evaluation_end=_time(row[7]),
-        check_in_opens=_time(row[8]),
+        evaluation_start=utc_read_set(row[6]),
+        evaluation_end=utc_read_set(row[7]),
+        check_in_opens=utc_read_set(row[8]),
         closed=bool(row[9]),
         allow_id_only=bool(row[10]),
     )
