@@ -227,7 +227,7 @@ class DriverTransaction:
         # SQLite: queue behind this process's other writers first (db.engine.WriteGate), then BEGIN.
         self._gate = gate if gate is not None and gate.enter() else None
         try:
-            self._fairy = _IdleConnections.of(self._engine).take()
+            self._fairy = _IdleConnections.of(self._engine).take(writer=self._gate is not None)
             self.raw = self._fairy.driver_connection
             self._after_commit = []
             if not self.postgres and not self._read_only:
@@ -257,7 +257,7 @@ class DriverTransaction:
                 if exc is not None:
                     return  # the original error (e.g. the server went away) is the one to report
                 raise
-            _IdleConnections.of(self._engine).give(fairy)
+            _IdleConnections.of(self._engine).give(fairy, writer=gate is not None)
         finally:
             if gate is not None:
                 gate.leave()
@@ -296,20 +296,32 @@ class DriverTransaction:
 
 
 class _IdleConnections:
-    """SQLite connections kept checked out of the pool between DriverTransactions, a few per engine.
+    """SQLite connections kept checked out of the pool between DriverTransactions, per engine.
 
     The pool's own check-out and check-in cost ~20 µs, a tenth of an identify. A SQLite connection is a
     local file handle that cannot go stale, and each one is rolled back before it is kept. PostgreSQL
     connections always go back to the pool, which pings one that sat idle (db.engine._ping_when_idle).
+
+    The holder of the process's WriteGate always writes on one connection of its own (`writer`). In WAL
+    mode a connection throws its whole page cache away when it begins a transaction after another
+    connection has committed; writers taking turns on whichever connection came to hand each began
+    cold and read their B-tree pages again from the file while holding the one write lock. The gate's
+    own connection is the last writer whenever this process wrote last, so its cache stays valid, and
+    it is given a larger one (WRITER_CACHE_KIB).
     """
 
     KEEP = 4  # of the pool's connections (one per request thread by default): Sessions still find plenty
+    # The write-gate holder's page cache (SQLite's default is 2 MiB): the indexes a check-in's writes
+    # descend. One per process, so its memory is bounded.
+    WRITER_CACHE_KIB = 65_536
     _by_engine: ClassVar[weakref.WeakKeyDictionary[sa.Engine, _IdleConnections]] = weakref.WeakKeyDictionary()
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
         self._keep = 0 if engine.dialect.name == "postgresql" else self.KEEP
         self._idle: collections.deque[Any] = collections.deque()  # append/pop are atomic
+        # The write-gate holder's connection while no one holds the gate; only the holder swaps it.
+        self._writer: Any = None
         sa.event.listen(engine, "engine_disposed", self._drain)
 
     @classmethod
@@ -320,21 +332,34 @@ class _IdleConnections:
             idle = cls._by_engine.setdefault(engine, cls(engine))
         return idle
 
-    def take(self) -> Any:
-        """A kept connection, or one from the pool."""
+    def take(self, *, writer: bool = False) -> Any:
+        """A kept connection, or one from the pool; `writer`: the caller holds the WriteGate."""
+        if writer and self._writer is not None:
+            fairy, self._writer = self._writer, None
+            return fairy
         try:
-            return self._idle.pop()
+            fairy = self._idle.pop()
         except IndexError:
-            return self._engine.raw_connection()
+            fairy = self._engine.raw_connection()
+        if writer and self._keep:
+            # Becomes the gate's connection when given back (see give): it goes back to the pool only
+            # to be closed (invalidated, or the engine disposed), so its larger cache is not handed on.
+            fairy.driver_connection.execute(f"PRAGMA main.cache_size = -{self.WRITER_CACHE_KIB}")
+        return fairy
 
-    def give(self, fairy: Any) -> None:
+    def give(self, fairy: Any, *, writer: bool = False) -> None:
         """Keep a connection with no transaction open, or hand it back to the pool."""
-        if len(self._idle) < self._keep:
+        if writer and self._keep and self._writer is None:
+            self._writer = fairy
+        elif len(self._idle) < self._keep:
             self._idle.append(fairy)
         else:
             fairy.close()
 
     def _drain(self, _engine: sa.Engine) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
         while self._idle:
             self._idle.pop().close()
 

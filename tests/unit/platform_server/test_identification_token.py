@@ -147,8 +147,8 @@ def test_kept_driver_connections_hold_no_lock_and_close_with_the_engine(seeded: 
         assert _identify(seeded, expert).verified
     engine = seeded.uow._session_factory.kw["bind"]
     idle = _IdleConnections.of(engine)
-    kept = list(idle._idle)
-    assert kept
+    kept = [*idle._idle, idle._writer]
+    assert idle._writer is not None  # the identifies wrote
     assert all(fairy.driver_connection.in_transaction is False for fairy in kept)
     # Another connection can take the write lock at once: nothing kept holds it.
     other = sqlite3.connect(engine.url.database, timeout=0, isolation_level=None)
@@ -158,3 +158,25 @@ def test_kept_driver_connections_hold_no_lock_and_close_with_the_engine(seeded: 
     engine.dispose()
     assert not idle._idle
     assert all(fairy.driver_connection is None for fairy in kept)
+
+
+def test_writers_take_turns_on_one_connection_with_a_larger_cache(seeded: Seeded) -> None:
+    """The write gate's holder always gets the same connection, even when a reader took the one last used.
+
+    In WAL mode a connection that did not make the last commit begins with its page cache thrown away.
+    """
+    from platform_server.db.unit_of_work import _IdleConnections  # noqa: PLC0415
+
+    writers = []
+    for _ in range(3):
+        # Interleaved as two request threads would: a reader begins, a writer begins, the reader ends first.
+        reader = seeded.uow.driver_transaction(read_only=True).__enter__()
+        writer = seeded.uow.driver_transaction().__enter__()
+        writers.append(writer.raw)
+        reader.__exit__(None, None, None)
+        assert writer.execute("PRAGMA cache_size").fetchone()[0] == -_IdleConnections.WRITER_CACHE_KIB
+        writer.__exit__(None, None, None)
+    assert all(raw is writers[0] for raw in writers)
+    with seeded.uow.driver_transaction(read_only=True) as reader:
+        assert reader.raw is not writers[0]
+        assert reader.execute("PRAGMA cache_size").fetchone()[0] == -2000  # readers keep SQLite's default
