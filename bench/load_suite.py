@@ -1059,6 +1059,29 @@ def wait_uwb(url: str, timeout: float) -> None:
 # ---------------------------------------------------------------- one run
 
 
+def start_seeded(
+    target: Target, sim: Any, args: argparse.Namespace, key: str, checkins: int
+) -> tuple[Seed, tuple[float, float] | None]:
+    """The database, its seed, the face floors before the run, the platform: the run's seed and floors.
+
+    Nothing a failed start began is left running into the next run (a port another process took between
+    its choice and its bind: HAProxy then exits, and the replicas and PostgreSQL would stay).
+    """
+    target.start_database()
+    try:
+        s = seed(target.url, key, experts=checkins, kiosks=args.kiosks, faces=args.faces, batches_n=args.batches)
+        # The floors before the platform starts, and again after it: this machine's speed drifts within minutes.
+        floors_before = face_floors(s, kiosk_liveness=args.kiosk_liveness) if args.faces else None
+        for tag in s.band_tags:
+            sim.add_tag(tag)
+        target.start()
+    except BaseException:
+        target.stop()
+        sim.stop()
+        raise
+    return s, floors_before
+
+
 def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915  (a run, start to figures)
     from personal_data.crypto import DataKey  # noqa: PLC0415
     from uwb.simulator import GatewaySimulator  # noqa: PLC0415
@@ -1079,13 +1102,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         standby = args.standby or args.fault == "failover-postgres"
         target = ClusterTarget(tmp, key, sim.url, face, replicas, standby=standby)
     target.command_prefix = command_prefix
-    target.start_database()
-    s = seed(target.url, key, experts=checkins, kiosks=args.kiosks, faces=args.faces, batches_n=args.batches)
-    # The floors before the platform starts, and again after the run: this machine's speed drifts within minutes.
-    floors_before = face_floors(s, kiosk_liveness=args.kiosk_liveness) if args.faces else None
-    for tag in s.band_tags:
-        sim.add_tag(tag)
-    target.start()
+    s, floors_before = start_seeded(target, sim, args, key, checkins)
     proxy = CuttableProxy(target.address)
     try:
         kiosks: dict[int, list[int]] = {k: [] for k in range(1, args.kiosks + 1)}
