@@ -17,7 +17,9 @@ gateway's return), audit entries the platform left out of its chain and what `au
 (JSON only: audit_unplaced, audit_entries, audit_findings, audit_by_action). Baselines are
 measured in the same run: the Echo bound (the same N clients calling Diagnostics.Echo flat out; a
 check-in is two calls) and the single-face encoding floor (before the platform starts and after the
-run; the ratios use their mean, the JSON gives both). The database's machine is lost with
+run; the ratios use their mean, the JSON gives both). Flat out, the share of the Echo bound is also
+given taken apart (`EchoCpu`): a check-in's CPU in the serving processes counted in Echo calls, and
+their cores during the check-ins against those during Echo. The database's machine is lost with
 `--fault failover-postgres`: a synchronous standby (also `--standby` alone) is promoted.
 
     .venv/bin/python bench/load_suite.py --target sqlite --kiosks 200 --checkins 2000
@@ -1126,9 +1128,12 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
             s.liveness,  # sent as a kiosk sends them, whether the platform checks them or not
         )
         echo_calls_per_s = float("nan")
+        echo_cpu: EchoCpu | None = None
         if args.mode == "flat":
+            cpu_echo_before = target.cpu_seconds()
             _, counts, secs = run_kiosks(plan, args.client_processes)
             echo_calls_per_s = counts["echo_calls"] / secs
+            echo_cpu = EchoCpu(cpu_echo_before, target.cpu_seconds(), counts["echo_calls"], secs)
         plan = dataclasses.replace(plan, mode=args.mode, duration_s=args.duration, heartbeat_s=args.heartbeat_s)
         fault_log: list[str] = []
         gateway_back: list[float] = []
@@ -1214,6 +1219,8 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
     row |= cpu_per_check_in(cpu_before, cpu_after, ok, args.fault)
     if args.mode == "flat":
         row["ratio_vs_echo_bound"] = round(ok / secs / (echo_calls_per_s / 2), 3)
+        if echo_cpu is not None and cpu_before and cpu_after and "serving_cpu_ms_per_check_in" in row:
+            row |= echo_cpu.against_check_ins((cpu_after["serving"] - cpu_before["serving"]) / secs, ok, secs)
     else:
         row["ratio_identify_p99_vs_echo_p99"] = round(row["identify_p99_ms"] / row["echo_p99_ms"], 2)
     if args.faces:
@@ -1221,6 +1228,38 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         # Against what the cores can do when every Identify also has its liveness checked.
         row["ratio_faces_vs_cores_over_identify_floor"] = round(row["faces_per_s"] / (cores / per_identify), 3)
     return row
+
+
+@dataclasses.dataclass(frozen=True)
+class EchoCpu:
+    """The serving processes' CPU over the Echo bound's phase: what the check-ins' share of the bound is made of."""
+
+    before: dict[str, float] | None
+    after: dict[str, float] | None
+    calls: int
+    seconds: float
+
+    def against_check_ins(self, serving_cores: float, check_ins: int, seconds: float) -> dict[str, float]:
+        """The share of the Echo bound taken apart: ratio = 2 ÷ (a check-in in Echo calls) × (cores ÷ Echo's cores).
+
+        A check-in's serving CPU counted in Echo calls' worth (k) and the serving processes' cores during
+        the check-ins against those during Echo: check-ins/s ÷ (Echo calls/s ÷ 2) is exactly 2 ÷ k × that
+        quotient. A serving process bound by its own CPU in both phases (quotient near 1) reaches 2 ÷ k;
+        0.3 of the bound needs k at most 6.7 there. Nothing when the Echo phase's CPU could not be read.
+        """
+        if not self.before or not self.after or not self.calls or not check_ins:
+            return {}
+        echo_s = self.after["serving"] - self.before["serving"]
+        per_echo = echo_s / self.calls
+        per_check_in = serving_cores * seconds / check_ins
+        if per_echo <= 0:
+            return {}
+        return {
+            "serving_cpu_ms_per_echo_call": round(per_echo * 1000, 3),
+            "serving_echo_calls_per_check_in": round(per_check_in / per_echo, 2),
+            "serving_cores_echo": round(echo_s / self.seconds, 2),
+            "serving_cores_check_ins": round(serving_cores, 2),
+        }
 
 
 def cpu_per_check_in(
@@ -1246,6 +1285,12 @@ def print_row(row: dict[str, Any]) -> None:
             f" ({row['cores']} ÷ {row['face_floor_ms']} ms),"
             f" {row['ratio_faces_vs_cores_over_identify_floor']} of cores÷identify floor"
             f" ({row['cores']} ÷ {row['identify_face_floor_ms']} ms)"
+        )
+    elif "serving_echo_calls_per_check_in" in row:
+        # The ratio taken apart (EchoCpu): 2 ÷ k × the serving processes' cores against Echo's.
+        ratio = (
+            f"{ratio} = 2 ÷ {row['serving_echo_calls_per_check_in']} Echo calls of serving CPU a check-in"
+            f" × {row['serving_cores_check_ins']} ÷ {row['serving_cores_echo']} serving cores"
         )
     print(json.dumps(row, ensure_ascii=False), flush=True)
     print(

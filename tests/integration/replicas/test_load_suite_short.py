@@ -63,6 +63,12 @@ def test_a_kiosk_network_cut_mid_check_in_loses_nothing() -> None:
     # write transactions per check-in (identify's record, the completion) and a busy share.
     assert row["write_transactions_per_check_in"] >= 2.0, row
     assert 0 < row["write_lock_busy"] <= 1.0, row
+    # The share of the Echo bound taken apart from the serving process's CPU in both phases: a check-in
+    # (two calls, each with its database work) costs that process more than two Echo calls.
+    assert row["serving_echo_calls_per_check_in"] > 2.0, row
+    assert row["serving_cpu_ms_per_echo_call"] > 0, row
+    assert 0 < row["serving_cores_echo"] <= len(os.sched_getaffinity(0)) + 0.5, row
+    assert 0 < row["serving_cores_check_ins"] <= len(os.sched_getaffinity(0)) + 0.5, row
 
 
 @pytest.mark.xdist_group("whole-system")
