@@ -1219,8 +1219,9 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
     row |= cpu_per_check_in(cpu_before, cpu_after, ok, args.fault)
     if args.mode == "flat":
         row["ratio_vs_echo_bound"] = round(ok / secs / (echo_calls_per_s / 2), 3)
+        # Only where the check-ins' CPU was counted (cpu_per_check_in: no process restarted meanwhile).
         if echo_cpu is not None and cpu_before and cpu_after and "serving_cpu_ms_per_check_in" in row:
-            row |= echo_cpu.against_check_ins((cpu_after["serving"] - cpu_before["serving"]) / secs, ok, secs)
+            row |= echo_cpu.against_check_ins(cpu_after["serving"] - cpu_before["serving"], ok, secs)
     else:
         row["ratio_identify_p99_vs_echo_p99"] = round(row["identify_p99_ms"] / row["echo_p99_ms"], 2)
     if args.faces:
@@ -1239,10 +1240,11 @@ class EchoCpu:
     calls: int
     seconds: float
 
-    def against_check_ins(self, serving_cores: float, check_ins: int, seconds: float) -> dict[str, float]:
+    def against_check_ins(self, serving_s: float, check_ins: int, seconds: float) -> dict[str, float]:
         """The share of the Echo bound taken apart: ratio = 2 ÷ (a check-in in Echo calls) × (cores ÷ Echo's cores).
 
-        A check-in's serving CPU counted in Echo calls' worth (k) and the serving processes' cores during
+        `serving_s`: the serving processes' CPU seconds over the `check_ins` done in `seconds`. A
+        check-in's serving CPU counted in Echo calls' worth (k) and the serving processes' cores during
         the check-ins against those during Echo: check-ins/s ÷ (Echo calls/s ÷ 2) is exactly 2 ÷ k × that
         quotient. A serving process bound by its own CPU in both phases (quotient near 1) reaches 2 ÷ k;
         0.3 of the bound needs k at most 6.7 there. Nothing when the Echo phase's CPU could not be read.
@@ -1251,14 +1253,13 @@ class EchoCpu:
             return {}
         echo_s = self.after["serving"] - self.before["serving"]
         per_echo = echo_s / self.calls
-        per_check_in = serving_cores * seconds / check_ins
         if per_echo <= 0:
             return {}
         return {
             "serving_cpu_ms_per_echo_call": round(per_echo * 1000, 3),
-            "serving_echo_calls_per_check_in": round(per_check_in / per_echo, 2),
+            "serving_echo_calls_per_check_in": round(serving_s / check_ins / per_echo, 2),
             "serving_cores_echo": round(echo_s / self.seconds, 2),
-            "serving_cores_check_ins": round(serving_cores, 2),
+            "serving_cores_check_ins": round(serving_s / seconds, 2),
         }
 
 
