@@ -914,8 +914,13 @@ def kiosk_process(plan: Plan, results: Any, progress: Any) -> None:  # noqa: C90
     threads = [threading.Thread(target=kiosk, args=(k, e)) for k, e in plan.kiosks.items()]
     for t in threads:
         t.start()
+    # This process's CPU from the start (its threads wait for it) to the end: the load's own cost,
+    # without the imports and channels before it.
+    time.sleep(max(0.0, plan.start_at - time.time()))
+    cpu_at_start = time.process_time()
     for t in threads:
         t.join()
+    out["kiosk_cpu_s"].append(time.process_time() - cpu_at_start)
     results.put({"out": dict(out), "counts": dict(counts)})
 
 
@@ -1193,6 +1198,8 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 
         "heartbeat_p50_ms": round(pct(out["heartbeat"], 0.5), 1),
         "heartbeat_p99_ms": round(pct(out["heartbeat"], 0.99), 1),
         "faces_per_s": round(counts.get("faces", 0) / secs, 2),
+        # The kiosks' client processes share the machine: what the load itself cost, beside the platform.
+        "kiosk_cpu_ms_per_check_in": round(sum(out["kiosk_cpu_s"]) / ok * 1000, 2) if ok else float("nan"),
         "face_floor_ms": round(floor * 1000, 1),
         "identify_face_floor_ms": round(per_identify * 1000, 1),
         **floor_figures,
@@ -1287,6 +1294,12 @@ def print_row(row: dict[str, Any]) -> None:
             f" {row['ratio_faces_vs_cores_over_identify_floor']} of cores÷identify floor"
             f" ({row['cores']} ÷ {row['identify_face_floor_ms']} ms)"
         )
+        if "children_cpu_ms_per_check_in" in row:
+            # Where the cores went, a check-in at a time: the faces' share is the floor against the sum.
+            ratio += (
+                f"; CPU ms a check-in: face workers and UWB {row['children_cpu_ms_per_check_in']},"
+                f" serving {row['serving_cpu_ms_per_check_in']}, kiosks {row['kiosk_cpu_ms_per_check_in']}"
+            )
     elif "serving_echo_calls_per_check_in" in row:
         # The ratio taken apart (EchoCpu): 2 ÷ k × the serving processes' cores against Echo's.
         ratio = (
