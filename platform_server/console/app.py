@@ -30,7 +30,14 @@ from starlette.staticfiles import StaticFiles
 
 from platform_server.console import metrics
 from platform_server.console.security import CSRF_FIELD, ROUTES, SESSION_COOKIE, RouteRule, csrf_ok, csrf_token
-from platform_server.errors import ImportRefusedError, NotFoundError, PermissionDeniedError, PlatformError
+from platform_server.db.unit_of_work import as_transient
+from platform_server.errors import (
+    ImportRefusedError,
+    NotFoundError,
+    PermissionDeniedError,
+    PlatformError,
+    TransientError,
+)
 from platform_server.services import (
     accounts,
     alerts,
@@ -201,31 +208,45 @@ class Console:
 
     def _guard(self, rule: RouteRule, handler: Callable[[Call], Response] | None, *, stream: bool = False) -> Any:
         async def endpoint(request: Request) -> Response:
-            token = request.cookies.get(SESSION_COOKIE, "")
-            person: accounts.Person | None = None
-            if rule.signed_in:
-                person = await run_in_threadpool(self._person, token)
-                if person is None:
-                    if request.method == "GET" and not stream:
-                        return RedirectResponse("/login", status_code=303)
-                    return self.page("error.html", None, "", status=401, message="请先登录 / please sign in")
-            form: dict[str, Any] = {}
-            if request.method == "POST":
-                raw = await request.form(max_part_size=MAX_UPLOAD_BYTES)
-                form = dict(raw.items())
-                if rule.signed_in and not csrf_ok(token, str(form.get(CSRF_FIELD, ""))):
-                    return self.page("error.html", person, token, status=403, message="表单已过期 / stale form (CSRF)")
-            call = Call(request, person, token, form, dict(request.path_params))
-            if person is not None:
-                refused = await run_in_threadpool(self._refuse, person, rule, request)
-                if refused is not None:
-                    return refused
-            if stream:
-                return await self.board_stream(call)
-            assert handler is not None
-            return await run_in_threadpool(self._run, handler, call)
+            try:
+                return await self._guarded(rule, handler, request, stream=stream)
+            except Exception as err:
+                # The database busy or away past a path's own bound (the sign-in check included): 503, not 500.
+                transient = err if isinstance(err, TransientError) else as_transient(err)
+                if transient is None:
+                    raise
+                log.warning("console %s: %s (%s)", request.url.path, transient, type(err).__name__)
+                return self._try_again(None, "", transient)
 
         return endpoint
+
+    async def _guarded(
+        self, rule: RouteRule, handler: Callable[[Call], Response] | None, request: Request, *, stream: bool
+    ) -> Response:
+        """The sign-in, the form's CSRF token and the role's permission checked, then the handler run."""
+        token = request.cookies.get(SESSION_COOKIE, "")
+        person: accounts.Person | None = None
+        if rule.signed_in:
+            person = await run_in_threadpool(self._person, token)
+            if person is None:
+                if request.method == "GET" and not stream:
+                    return RedirectResponse("/login", status_code=303)
+                return self.page("error.html", None, "", status=401, message="请先登录 / please sign in")
+        form: dict[str, Any] = {}
+        if request.method == "POST":
+            raw = await request.form(max_part_size=MAX_UPLOAD_BYTES)
+            form = dict(raw.items())
+            if rule.signed_in and not csrf_ok(token, str(form.get(CSRF_FIELD, ""))):
+                return self.page("error.html", person, token, status=403, message="表单已过期 / stale form (CSRF)")
+        call = Call(request, person, token, form, dict(request.path_params))
+        if person is not None:
+            refused = await run_in_threadpool(self._refuse, person, rule, request)
+            if refused is not None:
+                return refused
+        if stream:
+            return await self.board_stream(call)
+        assert handler is not None
+        return await run_in_threadpool(self._run, handler, call)
 
     def _person(self, token: str) -> accounts.Person | None:
         if not token:
@@ -266,8 +287,16 @@ class Console:
             return self.page("error.html", call.person, call.session_token, status=403, message=str(err))
         except ImportRefusedError:
             raise
+        except TransientError as err:
+            return self._try_again(call.person, call.session_token, err)
         except PlatformError as err:
             return self.page("error.html", call.person, call.session_token, status=400, message=str(err))
+
+    def _try_again(self, person: accounts.Person | None, token: str, err: TransientError) -> Response:
+        """503 with Retry-After: the database was busy or away; the same request shortly will do."""
+        response = self.page("error.html", person, token, status=503, message=str(err))
+        response.headers["Retry-After"] = "2"
+        return response
 
     def page(
         self, template: str, person: accounts.Person | None, token: str, *, status: int = 200, **values: Any

@@ -160,6 +160,20 @@ def is_retryable(err: BaseException) -> bool:
     return "database is locked" in text or "database is busy" in text
 
 
+def as_transient(err: BaseException) -> TransientError | None:
+    """A database error a later call gets past (a lock wait, a lost connection) as the caller's "try again".
+
+    For the boundaries (servicers, console routes): a path that ran outside run_transaction still
+    answers UNAVAILABLE, never an unexpected error, when the database was only busy or away.
+    """
+    orig = err.orig if isinstance(err, sa_exc.DBAPIError) else err
+    if isinstance(orig, sqlite3.IntegrityError) or getattr(orig, "sqlstate", None) == "23505":
+        return None  # a race on a unique key: retried inside a transaction loop, a conflict outside one
+    if not is_retryable(err):
+        return None
+    return TransientError("数据库繁忙，请稍后重试 / the database is busy, try again")
+
+
 class SqlTransaction(Protocol):
     """A transaction that runs SQL text with `:name` parameters: a DriverTransaction or a Session's."""
 

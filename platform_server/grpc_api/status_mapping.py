@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from platform_server import errors
+from platform_server.db.unit_of_work import as_transient
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,7 +43,11 @@ def status_for(err: errors.PlatformError) -> grpc.StatusCode:
 
 
 def maps_errors(method: F) -> F:
-    """Abort with the mapped status on a PlatformError; INTERNAL (logged, no details) on anything else."""
+    """Abort with the mapped status on a PlatformError; INTERNAL (logged, no details) on anything else.
+
+    A database error that a later call gets past (a lock held past every bound, a lost connection)
+    is UNAVAILABLE with "try again", as the transaction loops answer it (db.unit_of_work.as_transient).
+    """
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
@@ -52,9 +57,13 @@ def maps_errors(method: F) -> F:
             if isinstance(err, errors.OverloadedError):
                 context.set_trailing_metadata(((RETRY_AFTER_KEY, str(int(err.retry_after_s * 1000))),))
             context.abort(status_for(err), str(err))
-        except Exception:
+        except Exception as err:
             if not context.is_active():
                 raise  # the client went away or abort() was already called
+            transient = as_transient(err)
+            if transient is not None:  # busy or away past the path's own bound: "try again", not INTERNAL
+                log.warning("%s: %s (%s)", method.__name__, transient, type(err).__name__)
+                context.abort(status_for(transient), str(transient))
             log.exception("unexpected error in %s", method.__name__)
             context.abort(grpc.StatusCode.INTERNAL, "internal error; see the platform log")
 

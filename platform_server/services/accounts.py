@@ -358,8 +358,8 @@ def authenticate_token(uow: UnitOfWork, token: str, *, at: dt.datetime) -> Perso
     """The person a token belongs to; UnauthenticatedError if none (unknown, revoked, expired, disabled)."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise UnauthenticatedError("not an organiser token")
-    with uow:
-        row = uow.execute(
+    with uow.read_only() as reader:  # every console page and organiser call: never behind SQLite's writers
+        row = reader.execute(
             sa.select(
                 Account.id,
                 Account.username,

@@ -151,11 +151,14 @@ def note_identify(
         return
     if reason is None or reason not in STREAK_REASONS:
         if reason is None and admission.refusal_streak:
-            with uow:
-                uow.execute(
+
+            def reset(u: UnitOfWork) -> None:
+                u.execute(
                     sa.update(Kiosk).where(Kiosk.kiosk_id == kiosk_id).values(refusal_streak=0, throttled_until=None)
                 )
-                uow.commit()
+                u.commit()
+
+            run_transaction(uow, reset)
         return
     rules = ctx.rules
 

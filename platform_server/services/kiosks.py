@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from platform_server.db.models import Batch, Kiosk
-from platform_server.db.unit_of_work import commit_without_flush, run_driver_transaction, utc_read, utc_read_set
+from platform_server.db.unit_of_work import (
+    commit_without_flush,
+    run_driver_transaction,
+    run_transaction,
+    utc_read,
+    utc_read_set,
+)
 from platform_server.errors import AlreadyExistsError, InvalidRequestError, NotFoundError
 from platform_server.services import audit, cases, idempotency
 from platform_server.services.batches import BatchView
@@ -223,14 +229,15 @@ def heartbeat(uow: UnitOfWork, ctx: ServiceContext, cmd: HeartbeatCommand) -> He
     if beat is _Beat.FIGURES:
         written = run_driver_transaction(uow, lambda d: _write_figures(d, cmd, now))
         return HeartbeatAnswer(now, stock_low=stock_low and written, registered=written)
-    with uow:
-        kiosk = uow.session.execute(sa.select(Kiosk).where(Kiosk.kiosk_id == cmd.kiosk_id)).scalar_one_or_none()
+
+    def store_health(u: UnitOfWork) -> HeartbeatAnswer:
+        kiosk = u.session.execute(sa.select(Kiosk).where(Kiosk.kiosk_id == cmd.kiosk_id)).scalar_one_or_none()
         if kiosk is None:
             return HeartbeatAnswer(now, stock_low=False, registered=False)
         paper_changed = cmd.printer_paper != kiosk.printer_paper
         if devices != kiosk.devices_json or cmd.out_of_service != kiosk.out_of_service or paper_changed:
             audit.record(
-                uow,
+                u,
                 at=now,
                 kiosk_time=cmd.kiosk_time,
                 actor=cmd.kiosk_id,
@@ -245,8 +252,11 @@ def heartbeat(uow: UnitOfWork, ctx: ServiceContext, cmd: HeartbeatCommand) -> He
         kiosk.out_of_service = cmd.out_of_service
         kiosk.software_version = cmd.software_version[:64]
         kiosk.printer_paper = cmd.printer_paper[:10]
-        uow.commit()
+        u.commit()
         return HeartbeatAnswer(now, stock_low=stock_low, registered=True)
+
+    # In the retry loop like every kiosk write: a lock held past its bound ends as "try again".
+    return run_transaction(uow, store_health)
 
 
 # Kiosk events that need a person, and the case kind each becomes (any event whose outcome is
@@ -333,10 +343,13 @@ def report_event(
         return True
 
     if request_id is None:
-        with uow:
-            recorded = append(uow)
-            uow.commit()
+
+        def append_once(u: UnitOfWork) -> bool:
+            recorded = append(u)
+            u.commit()
             return recorded
+
+        return run_transaction(uow, append_once)
     # Keyed: the free-text detail may hold personal data, and the digest is stored.
     content = idempotency.keyed_payload_hash(
         ctx.data_key, REPORT_EVENT, event, outcome, detail, id_hint, kiosk_time.isoformat() if kiosk_time else ""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
 
+from platform_server.db import unit_of_work
 from platform_server.db.models import AuditEntry
 from platform_server.services import accounts
 from tests.integration.console.support import Browserless, ConsoleServer, add_person, start_console
@@ -181,3 +183,27 @@ def test_sessions_expire_and_pages_carry_security_headers(served: tuple[Running,
         assert (expired.status, expired.headers["location"]) == (303, "/login")
     finally:
         running.clock.now -= lifetime
+
+
+def test_a_write_lock_held_elsewhere_answers_503_try_again_and_creates_nothing(
+    served: tuple[Running, ConsoleServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database busy past its bound (another process holding SQLite's write lock) is not a server error."""
+    running, console = served
+    monkeypatch.setattr(unit_of_work, "LOCK_WAIT_BUDGET_S", 0.5)  # one wait of SQLite's busy timeout (2 s)
+    client = Browserless(console.url)
+    assert client.login("organiser.person").status == 303
+    database = running.platform.engine.url.database
+    assert database is not None
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        busy = client.post("/batches", {"code": "BUSY-1", "name": "繁忙时新建"})
+        assert busy.status == 503, busy.text[:300]
+        assert busy.headers["retry-after"] == "2"
+        assert "try again" in busy.text
+    finally:
+        holder.close()
+    with running.platform.engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM batches WHERE code = 'BUSY-1'")).scalar_one() == 0
+    assert client.post("/batches", {"code": "BUSY-1", "name": "繁忙时新建"}).status == 303
