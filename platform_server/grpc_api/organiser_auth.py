@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from platform_server.errors import PermissionDeniedError
+from platform_server.db.unit_of_work import as_transient, run_transaction
+from platform_server.errors import PermissionDeniedError, TransientError
 from platform_server.services import accounts, audit
 from platform_server.services.accounts import Person, UnauthenticatedError
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from platform_server.db.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 ORGANISER_SERVICE = "/expertcheckin.v1.OrganiserService/"
 BEARER = "Bearer "
 _PERSON: contextvars.ContextVar[Person | None] = contextvars.ContextVar("organiser_person", default=None)
@@ -87,19 +89,42 @@ class OrganiserAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg
         if not supplied.startswith(BEARER):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "organiser calls need `authorization: Bearer <your token>`")
         try:
-            person = accounts.authenticate_token(self._new_uow(), supplied.removeprefix(BEARER), at=now)
+            person = _database_step(
+                context, lambda: accounts.authenticate_token(self._new_uow(), supplied.removeprefix(BEARER), at=now)
+            )
         except UnauthenticatedError as err:
             context.abort(
                 grpc.StatusCode.UNAUTHENTICATED, f"{err}; organiser calls need `authorization: Bearer <your token>`"
             )
         permission = accounts.RPC_PERMISSIONS.get(rpc)
         try:
-            accounts.require(self._new_uow(), person, permission, what=rpc, at=now)
+            _database_step(context, lambda: accounts.require(self._new_uow(), person, permission, what=rpc, at=now))
         except PermissionDeniedError as err:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(err))
         if rpc in accounts.RPCS_READING_PERSONAL_DATA:
-            uow = self._new_uow()
-            with uow:
-                audit.record(uow, at=now, actor=person.actor, action="organiser_read", outcome=rpc[:40])
-                uow.commit()
+
+            def record_read(u: UnitOfWork) -> None:
+                audit.record(u, at=now, actor=person.actor, action="organiser_read", outcome=rpc[:40])
+                u.commit()
+
+            # The read is audited before it happens: no audit entry, no read.
+            _database_step(context, lambda: run_transaction(self._new_uow(), record_read))
         return person
+
+
+def _database_step(context: grpc.ServicerContext, step: Callable[[], T]) -> T:
+    """One database step of the check; the database busy or away past its bound is UNAVAILABLE "try again".
+
+    The interceptor runs outside the servicers' maps_errors: without this, a lock error would reach
+    the caller as UNKNOWN with the SQL in its details.
+    """
+    try:
+        return step()
+    except TransientError as err:
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+    except Exception as err:
+        transient = as_transient(err)
+        if transient is None:
+            raise
+        log.warning("organiser call check: %s (%s)", transient, type(err).__name__)
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(transient))

@@ -5,6 +5,7 @@ and admin see full card numbers, and face attempts are reset by an organiser wit
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -12,14 +13,17 @@ import pytest
 import sqlalchemy as sa
 from expertcheckin.v1 import common_pb2, kiosk_pb2, organiser_pb2
 
+from platform_server.db import unit_of_work
 from platform_server.db.models import AuditEntry, Batch, Invitation
 from platform_server.services import accounts, roster
 from platform_server.services.accounts import Role
 from tests.integration.platform_server.rpc_helpers import complete_request, identify_request, rid
+from tests.support.platform import start, stop
 from tests.unit.platform_server.support import face_image, luhn_pan
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from tests.support.platform import Running
 
@@ -169,3 +173,30 @@ def test_exhausted_face_attempts_are_reset_by_an_organiser_with_a_reason(running
         ).one() == (0, None)
     again = running.kiosk.IdentifyExpert(identify_request("K1", s.batch_code, s.ids[3], [face_image("alice")]))
     assert again.outcome == kiosk_pb2.IdentifyExpertResponse.OUTCOME_VERIFIED
+
+
+def test_an_organiser_call_whose_read_cannot_be_audited_answers_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of personal data is audited first; with the write lock held elsewhere past its bound the
+    call is UNAVAILABLE "try again" (not UNKNOWN from the interceptor), and nothing is read or written."""
+    monkeypatch.setattr(unit_of_work, "LOCK_WAIT_BUDGET_S", 0.5)  # one wait of SQLite's busy timeout (2 s)
+    database = tmp_path / "platform.db"
+    running = start(f"sqlite:///{database}")
+    try:
+        request = organiser_pb2.ExportFeesRequest(batch_code=running.seeded.batch_code)
+        before = len(audit_rows(running, action="organiser_read"))
+        holder = sqlite3.connect(database, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(grpc.RpcError) as refused:
+                running.organiser.ExportFees(request, metadata=running.auth)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
+            assert "try again" in (refused.value.details() or "")
+        finally:
+            holder.close()
+        assert len(audit_rows(running, action="organiser_read")) == before
+        running.organiser.ExportFees(request, metadata=running.auth)
+        assert len(audit_rows(running, action="organiser_read")) == before + 1
+    finally:
+        stop(running)
