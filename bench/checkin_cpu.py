@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -154,6 +155,7 @@ def measure(  # noqa: PLR0917
         channel.close()
         target.stop()
         sim.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the run's database and log
     figures["identify_wall_ms"] = figures["identify_wall_s"] / checkins * threads * 1000
     figures["check_in_ms"] = figures["identify_ms"] + figures["complete_ms"]
     figures["echo_calls_per_check_in"] = figures["check_in_ms"] / figures["echo_ms"]
