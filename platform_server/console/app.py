@@ -212,7 +212,7 @@ class Console:
                 return await self._guarded(rule, handler, request, stream=stream)
             except Exception as err:
                 # The database busy or away past a path's own bound (the sign-in check included): 503, not 500.
-                transient = err if isinstance(err, TransientError) else as_transient(err)
+                transient = as_transient(err)
                 if transient is None:
                     raise
                 log.warning("console %s: %s (%s)", request.url.path, transient, type(err).__name__)

@@ -164,8 +164,11 @@ def as_transient(err: BaseException) -> TransientError | None:
     """A database error a later call gets past (a lock wait, a lost connection) as the caller's "try again".
 
     For the boundaries (servicers, console routes): a path that ran outside run_transaction still
-    answers UNAVAILABLE, never an unexpected error, when the database was only busy or away.
+    answers UNAVAILABLE, never an unexpected error, when the database was only busy or away. A
+    TransientError (a retry loop's own "try again") is returned as it is.
     """
+    if isinstance(err, TransientError):
+        return err
     orig = err.orig if isinstance(err, sa_exc.DBAPIError) else err
     if isinstance(orig, sqlite3.IntegrityError) or getattr(orig, "sqlstate", None) == "23505":
         return None  # a race on a unique key: retried inside a transaction loop, a conflict outside one

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from platform_server.db.unit_of_work import as_transient, run_transaction
-from platform_server.errors import PermissionDeniedError, TransientError
+from platform_server.errors import PermissionDeniedError
 from platform_server.services import accounts, audit
 from platform_server.services.accounts import Person, UnauthenticatedError
 
@@ -120,8 +120,6 @@ def _database_step(context: grpc.ServicerContext, step: Callable[[], T]) -> T:
     """
     try:
         return step()
-    except TransientError as err:
-        context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
     except Exception as err:
         transient = as_transient(err)
         if transient is None:
