@@ -134,8 +134,10 @@ class ReferencePhoto(Base):
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     expert_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("experts.id"), unique=True)
-    image_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    # The encoding before the photo: on SQLite a row's columns are stored in this order, and reading
+    # a column behind a photo of a few hundred KB walks its overflow pages (migration 0110).
     encoding_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    image_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
     image_sha256: so.Mapped[str] = so.mapped_column(sa.String(64))
     updated_at: so.Mapped[dt.datetime]
 
@@ -154,8 +156,10 @@ class ExtraReferencePhoto(Base):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     expert_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("experts.id"), index=True)
     position: so.Mapped[int]  # 2, 3, ...: the n of ID_n.jpg
-    image_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    # The encoding before the photo: on SQLite a row's columns are stored in this order, and reading
+    # a column behind a photo of a few hundred KB walks its overflow pages (migration 0110).
     encoding_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    image_encrypted: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
     image_sha256: so.Mapped[str] = so.mapped_column(sa.String(64))
     updated_at: so.Mapped[dt.datetime]
 

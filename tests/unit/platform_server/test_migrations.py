@@ -72,3 +72,50 @@ def test_the_fast_head_check_agrees_with_alembic(tmp_path: Path) -> None:
     assert database_revision(engine) == script_head()
     assert is_up_to_date(engine)
     engine.dispose()
+
+
+def _columns(engine: sa.Engine, table: str) -> list[str]:
+    with engine.connect() as c:
+        return [row[1] for row in c.exec_driver_sql(f"PRAGMA table_info({table})")]
+
+
+def test_reference_encodings_are_stored_before_the_photos_and_kept_through_the_rebuild(tmp_path: Path) -> None:
+    """0110 rebuilds both reference tables on SQLite, the encoding first; rows, keys and indexes stay."""
+    from alembic import command  # noqa: PLC0415
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    upgrade(engine, "0100")
+    before = _columns(engine, "reference_photos")
+    assert before.index("image_encrypted") < before.index("encoding_encrypted")
+    photo, encoding = b"\xff\xd8" + bytes(range(256)) * 800, b"\x01" * 1040  # a 200 KB photo spills over pages
+    with engine.begin() as c:
+        c.exec_driver_sql(
+            "INSERT INTO experts (id, id_hash, id_masked, name, organisation, specialty, created_at)"
+            " VALUES (7, 'h', '1101**********1234', '张三', 'org', '', '2026-12-07')"
+        )
+        for table, extra in (("reference_photos", ""), ("extra_reference_photos", ", 2")):
+            position = ", position" if extra else ""
+            c.exec_driver_sql(
+                f"INSERT INTO {table} (id, expert_id{position}, image_encrypted, encoding_encrypted, image_sha256,"
+                f" updated_at) VALUES (3, 7{extra}, ?, ?, 's', '2026-12-07')",
+                (photo, encoding),
+            )
+    upgrade(engine)
+    for table in ("reference_photos", "extra_reference_photos"):
+        columns = _columns(engine, table)
+        assert columns.index("encoding_encrypted") < columns.index("image_encrypted"), columns
+        with engine.connect() as c:
+            row = c.exec_driver_sql(f"SELECT id, expert_id, image_encrypted, encoding_encrypted FROM {table}").one()
+        assert tuple(row) == (3, 7, photo, encoding)
+    with engine.connect() as c:  # the unique keys survive the rebuild
+        indexes = {row[1] for row in c.exec_driver_sql("PRAGMA index_list(extra_reference_photos)")}
+    assert "ix_extra_reference_photos_expert_id" in indexes
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as c:
+        c.exec_driver_sql(
+            "INSERT INTO reference_photos (expert_id, image_encrypted, encoding_encrypted, image_sha256, updated_at)"
+            " VALUES (7, x'00', x'00', 's', '2026-12-07')"
+        )
+    command.downgrade(alembic_config(engine), "0100")
+    columns = _columns(engine, "reference_photos")
+    assert columns.index("image_encrypted") < columns.index("encoding_encrypted")
+    engine.dispose()
