@@ -124,9 +124,9 @@ class UnitOfWork:
         """True on PostgreSQL (row locks with SKIP LOCKED, advisory locks)."""
         return self.dialect == "postgresql"
 
-    def driver_transaction(self, *, read_only: bool = False) -> DriverTransaction:
+    def driver_transaction(self, *, read_only: bool = False, flushed: bool = True) -> DriverTransaction:
         """A Session-free transaction on the same engine (see DriverTransaction)."""
-        return DriverTransaction(self._session_factory.kw["bind"], read_only=read_only)
+        return DriverTransaction(self._session_factory.kw["bind"], read_only=read_only, flushed=flushed)
 
     def execute(
         self, statement: sa.Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
@@ -197,6 +197,9 @@ class SqlTransaction(Protocol):
 
 
 _COMMIT_WITHOUT_FLUSH = "SET LOCAL synchronous_commit TO OFF"
+# SQLite in WAL mode: a commit appends to the WAL without fsyncing it. The safety level cannot change
+# inside a transaction, so it is set before BEGIN and put back after the transaction (DriverTransaction).
+_SQLITE_UNFLUSHED = "PRAGMA synchronous=NORMAL"
 
 
 def commit_without_flush(d: SqlTransaction) -> None:
@@ -206,6 +209,8 @@ def commit_without_flush(d: SqlTransaction) -> None:
     transaction, whole and never out of order: its WAL may still be in the server's buffers. Any later
     synchronous commit flushes it first. For writes nothing a kiosk does next relies on being durable
     (services.identify; docs/platform-configuration.md). Call it before the transaction's first write.
+    On SQLite this is decided before the transaction begins: a DriverTransaction opened with
+    `flushed=False` (both databases), which is what the kiosk's hot paths use.
     """
     if d.postgres:
         d.execute(_COMMIT_WITHOUT_FLUSH)
@@ -222,16 +227,23 @@ class DriverTransaction:
     _PYFORMAT = re.compile(r"(?<!:):([a-z_]+)")
     _pyformat_cache: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, engine: sa.Engine, *, read_only: bool = False) -> None:
+    def __init__(self, engine: sa.Engine, *, read_only: bool = False, flushed: bool = True) -> None:
         """Bind to the engine's pool; the connection is taken on entering.
 
         `read_only`: one-statement reads (the kiosk gate) that need no write lock: on SQLite no
         BEGIN IMMEDIATE, so they never queue behind writers; on PostgreSQL in autocommit, each
         statement its own transaction.
+        `flushed=False`: the COMMIT returns before the transaction is on disk, for writes nothing a
+        kiosk does next relies on being durable (an identify, a beat's figures). PostgreSQL: as
+        `commit_without_flush`. SQLite: the WAL is not fsynced at this COMMIT (synchronous NORMAL for
+        this transaction only); a power cut can lose it, whole, with the other unflushed commits
+        after the last flushed one, never out of order: the next flushed COMMIT of any connection
+        fsyncs the WAL, and so everything appended to it before. A process crash loses nothing.
         """
         self._engine = engine
         self.engine = engine
         self._read_only = read_only
+        self._flushed = flushed or read_only
         self.postgres = engine.dialect.name == "postgresql"
         self.timestamp: Callable[[dt.datetime], Any] = _timestamp_binder(engine.dialect)
         self._fairy: Any = None
@@ -248,10 +260,14 @@ class DriverTransaction:
             self.raw = self._fairy.driver_connection
             self._after_commit = []
             if not self.postgres and not self._read_only:
+                if not self._flushed:
+                    self.raw.execute(_SQLITE_UNFLUSHED)  # until __exit__, before the connection goes back
                 self.raw.execute("BEGIN IMMEDIATE")  # see db.engine: writers queue at BEGIN, not mid-way
             elif self.postgres and self._read_only:
                 # A one-statement read is its own transaction: no BEGIN and ROLLBACK round trips.
                 self.raw.autocommit = True
+            elif self.postgres and not self._flushed:
+                self.raw.execute(_COMMIT_WITHOUT_FLUSH)  # the transaction's first statement
         except BaseException as err:
             self.__exit__(type(err), err, err.__traceback__)
             raise
@@ -269,6 +285,9 @@ class DriverTransaction:
                 if self.postgres and self._read_only:
                     self.raw.autocommit = False  # as the pool hands connections out
                 self.raw.rollback()  # nothing to undo after a commit
+                if not self._flushed and not self.postgres:
+                    # Every other transaction on this connection waits for the disk again.
+                    self.raw.execute(f"PRAGMA synchronous={db_engine.SQLITE_SYNCHRONOUS}")
             except Exception:
                 fairy.invalidate()  # a connection that cannot even roll back is not reused
                 if exc is not None:
@@ -420,15 +439,20 @@ def utc_read_set(value: object) -> dt.datetime:
 
 
 def run_driver_transaction(
-    uow: UnitOfWork, work: Callable[[DriverTransaction], T], *, attempts: int = MAX_ATTEMPTS, read_only: bool = False
+    uow: UnitOfWork,
+    work: Callable[[DriverTransaction], T],
+    *,
+    attempts: int = MAX_ATTEMPTS,
+    read_only: bool = False,
+    flushed: bool = True,
 ) -> T:
     """run_transaction() for a DriverTransaction on the unit of work's engine.
 
     `read_only`: a read with no write lock (see DriverTransaction); a database that cannot be reached
     (restarting, a dropped connection) is retried the same way and ends as TransientError, never as an
-    unexpected error.
+    unexpected error. `flushed=False`: its COMMIT does not wait for the disk (see DriverTransaction).
     """
-    transaction = uow.driver_transaction(read_only=read_only)
+    transaction = uow.driver_transaction(read_only=read_only, flushed=flushed)
     deadline = time.monotonic() + LOCK_WAIT_BUDGET_S
     for attempt in range(1, attempts + 1):
         try:

@@ -245,14 +245,17 @@ class _SessionSql:
 
 
 def _unflushed(ctx: ServiceContext, d: SqlTransaction, *, counts_a_try: bool = False) -> None:
-    """An identify's transaction commits without waiting for PostgreSQL's disk, unless configured to wait.
+    """An identify's transaction commits without waiting for the disk, unless configured to wait.
 
-    On this machine one commit in a hundred waited 10-60 ms for its WAL flush behind the other writers'
-    (docs/performance.md). What an identify writes is its stored answer, its audit entry and, when
-    refused, an event; its token is signed, not stored, so a completion does not depend on it. A crash
-    of PostgreSQL can lose only the last moment's identifies, and the next synchronous commit (a
-    completion, the audit chainer's) makes them durable first. A face that did not match is counted
-    against the expert's tries: that transaction (`counts_a_try`), like any face refusal, waits.
+    On this machine one commit in a hundred waited 10-60 ms for PostgreSQL's WAL flush behind the
+    other writers', and on SQLite the fsync of each commit held the one write lock (docs/performance.md).
+    What an identify writes is its stored answer, its audit entry and, when refused, an event; its
+    token is signed, not stored, so a completion does not depend on it. A crash of the database's
+    machine can lose only the last moment's identifies, and the next synchronous commit (a completion,
+    the audit chainer's) makes them durable first. A face that did not match is counted against the
+    expert's tries: that transaction (`counts_a_try`), like any face refusal, waits. This is the
+    Session paths' way (PostgreSQL only: on SQLite they wait); the driver paths open their
+    transactions with `flushed=ctx.identify_synchronous_commit`, on both databases.
     """
     if not ctx.identify_synchronous_commit and not counts_a_try:
         commit_without_flush(d)
@@ -337,7 +340,6 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
             """
             face_next.clear()
             now = ctx.clock()
-            _unflushed(ctx, d)
             found, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
             if stored is not None:
                 return _replay(ctx, cmd, content, stored)
@@ -350,7 +352,7 @@ def identify(uow: UnitOfWork, ctx: ServiceContext, cmd: IdentifyCommand) -> Iden
                 return None
             return _finish(d, None, ctx, cmd, found, refusal, None, id_hash, id_masked, content, now)
 
-        result = run_driver_transaction(uow, quick)
+        result = run_driver_transaction(uow, quick, flushed=ctx.identify_synchronous_commit)
         if result is not None:
             return result
         if not face_next:
@@ -451,13 +453,12 @@ def _compare_and_answer(
 
         def answer(d: DriverTransaction) -> IdentifyResult:
             now = ctx.clock()
-            _unflushed(ctx, d)
             _again, stored = _lookup(d, cmd.kiosk_id, cmd.request_id, cmd.batch_code, id_hash or "")
             if stored is not None:
                 return _replay(ctx, cmd, content, stored)
             return _finish(d, None, ctx, cmd, found, None, face, id_hash, id_masked, content, now, live)
 
-        return run_driver_transaction(uow, answer)
+        return run_driver_transaction(uow, answer, flushed=ctx.identify_synchronous_commit)
 
     def second_pass(u: UnitOfWork) -> IdentifyResult:
         now = ctx.clock()

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 
 from platform_server.db.models import Batch, Kiosk
 from platform_server.db.unit_of_work import (
-    commit_without_flush,
     run_driver_transaction,
     run_transaction,
     utc_read,
@@ -192,12 +191,12 @@ _BEAT_FIGURES = (
 
 
 def _write_figures(d: SqlTransaction, cmd: HeartbeatCommand, now: dt.datetime) -> bool:
-    """One UPDATE of a beat's figures, committed without waiting for PostgreSQL's disk; False: no such kiosk.
+    """One UPDATE of a beat's figures, in a transaction opened not to wait for the disk; False: no such kiosk.
 
-    A beat is the kiosk's latest word, sent again in 5 s: should a crash of PostgreSQL lose the last
-    moment's beats (unit_of_work.commit_without_flush), the next ones write the same columns again.
+    A beat is the kiosk's latest word, sent again in 5 s: should a crash of the database's machine
+    lose the last moment's beats (DriverTransaction, `flushed=False`), the next ones write the same
+    columns again.
     """
-    commit_without_flush(d)
     params = {
         "now": d.timestamp(now),
         "band_stock": cmd.band_stock,
@@ -227,7 +226,7 @@ def heartbeat(uow: UnitOfWork, ctx: ServiceContext, cmd: HeartbeatCommand) -> He
     if beat is _Beat.UNCHANGED:
         return HeartbeatAnswer(now, stock_low=stock_low, registered=True)
     if beat is _Beat.FIGURES:
-        written = run_driver_transaction(uow, lambda d: _write_figures(d, cmd, now))
+        written = run_driver_transaction(uow, lambda d: _write_figures(d, cmd, now), flushed=False)
         return HeartbeatAnswer(now, stock_low=stock_low and written, registered=written)
 
     def store_health(u: UnitOfWork) -> HeartbeatAnswer:
