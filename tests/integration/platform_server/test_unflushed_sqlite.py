@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
 
@@ -56,11 +56,11 @@ def _watched(s: Seeded) -> tuple[Seeded, list[Write]]:
         seen.extend(Write(statement, _level(connection)) for statement in WATCHED if statement in sql)
 
     class WatchingCursor(sqlite3.Cursor):
-        def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        def execute(self, sql: str, parameters: Any = (), /) -> Self:
             note(self.connection, sql)
             return super().execute(sql, parameters)
 
-        def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        def executemany(self, sql: str, parameters: Any, /) -> Self:
             note(self.connection, sql)
             return super().executemany(sql, parameters)
 
