@@ -1,9 +1,13 @@
 """What synchronous=FULL costs on SQLite: a whole check-in (identify + complete, through the services)
 and a bare one-row commit, with synchronous=NORMAL (the old setting, the baseline) and FULL, in one run.
 
-The two settings run interleaved (one operation at each in turn). FULL fsyncs the WAL at every
-commit, so an acknowledged check-in survives a power cut; NORMAL only survives a crashed process.
-Prints per-operation medians and p95 and `ratio_full_vs_normal=<x>`.
+The settings run interleaved (one operation at each in turn). FULL fsyncs the WAL at every commit,
+so an acknowledged check-in survives a power cut; NORMAL only survives a crashed process. FULL is
+the platform's setting, with an identify's transaction committed unflushed (its WAL frames made
+durable by the completion's fsync); "FULL, identify flushed" is `[database]
+identify_synchronous_commit = true` (and the platform before 7 December 2026): every commit fsynced.
+Prints per-operation medians and p95, this process's CPU per check-in (the fsyncs' kernel time
+included), `ratio_full_vs_normal=<x>` and `ratio_unflushed_identify_vs_flushed=<x>` (time a check-in).
 
     .venv/bin/python bench/sqlite_durability.py [--check-ins 150] [--commits 300] [--dir /path/on/the/real/disk]
 """
@@ -11,6 +15,7 @@ Prints per-operation medians and p95 and `ratio_full_vs_normal=<x>`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -33,11 +38,12 @@ def pin(engine: sa.Engine, mode: str) -> None:
     sa.event.listen(engine, "connect", lambda dbapi, _record: dbapi.execute(f"PRAGMA synchronous={mode}"))
 
 
-def seeded(folder: Path, mode: str, count: int) -> Seeded:
+def seeded(folder: Path, mode: str, count: int, *, identify_flushed: bool = False) -> Seeded:
     engine_module.SQLITE_SYNCHRONOUS = mode
-    s = seed(f"sqlite:///{folder / f'{mode}.db'}", experts=count, rooms=count, bands=count, kiosk_ids=["K1"])
+    name = f"{mode}-identify-flushed" if identify_flushed else mode
+    s = seed(f"sqlite:///{folder / f'{name}.db'}", experts=count, rooms=count, bands=count, kiosk_ids=["K1"])
     pin(s.uow.engine, mode)
-    return s
+    return dataclasses.replace(s, ctx=dataclasses.replace(s.ctx, identify_synchronous_commit=identify_flushed))
 
 
 def one_check_in(s: Seeded, n: int, png: bytes) -> float:
@@ -105,19 +111,27 @@ def main() -> None:
         for n in range(args.commits):
             for m in modes:
                 commits[m].append(one_commit(engines[m], n))
+        flushed = "FULL, identify flushed"
         worlds = {m: seeded(folder, m, args.check_ins) for m in modes}
+        worlds[flushed] = seeded(folder, "FULL", args.check_ins, identify_flushed=True)
         png = signature_png()
-        visits: dict[str, list[float]] = {m: [] for m in modes}
+        visits: dict[str, list[float]] = {m: [] for m in worlds}
+        cpu = dict.fromkeys(worlds, 0.0)
         for n in range(args.check_ins):
-            for m in modes:
-                visits[m].append(one_check_in(worlds[m], n, png))
+            for m, world in worlds.items():
+                started = time.process_time()
+                visits[m].append(one_check_in(world, n, png))
+                cpu[m] += time.process_time() - started
         medians = {}
         for m in modes:
             medians[("commit", m)] = show(f"bare commit, synchronous={m}", commits[m])
-        for m in modes:
+        for m in worlds:
             medians[("check-in", m)] = show(f"check-in, synchronous={m}", visits[m])
+            print(f"{'':32s} CPU {cpu[m] / args.check_ins * 1000:7.3f} ms a check-in")
         print(f"ratio_commit_full_vs_normal={medians[('commit', 'FULL')] / medians[('commit', 'NORMAL')]:.2f}")
         print(f"ratio_full_vs_normal={medians[('check-in', 'FULL')] / medians[('check-in', 'NORMAL')]:.2f}")
+        unflushed = medians[("check-in", "FULL")] / medians[("check-in", flushed)]
+        print(f"ratio_unflushed_identify_vs_flushed={unflushed:.2f} (CPU {cpu['FULL'] / cpu[flushed]:.2f})")
 
 
 if __name__ == "__main__":

@@ -244,6 +244,7 @@ class DriverTransaction:
         self.engine = engine
         self._read_only = read_only
         self._flushed = flushed or read_only
+        self._level: int | None = None  # SQLite: the connection's safety level while this one runs unflushed
         self.postgres = engine.dialect.name == "postgresql"
         self.timestamp: Callable[[dt.datetime], Any] = _timestamp_binder(engine.dialect)
         self._fairy: Any = None
@@ -260,8 +261,9 @@ class DriverTransaction:
             self.raw = self._fairy.driver_connection
             self._after_commit = []
             if not self.postgres and not self._read_only:
-                if not self._flushed:
-                    self.raw.execute(_SQLITE_UNFLUSHED)  # until __exit__, before the connection goes back
+                if not self._flushed:  # until __exit__ puts the connection's own level back
+                    self._level = self.raw.execute("PRAGMA synchronous").fetchone()[0]
+                    self.raw.execute(_SQLITE_UNFLUSHED)
                 self.raw.execute("BEGIN IMMEDIATE")  # see db.engine: writers queue at BEGIN, not mid-way
             elif self.postgres and self._read_only:
                 # A one-statement read is its own transaction: no BEGIN and ROLLBACK round trips.
@@ -285,9 +287,9 @@ class DriverTransaction:
                 if self.postgres and self._read_only:
                     self.raw.autocommit = False  # as the pool hands connections out
                 self.raw.rollback()  # nothing to undo after a commit
-                if not self._flushed and not self.postgres:
-                    # Every other transaction on this connection waits for the disk again.
-                    self.raw.execute(f"PRAGMA synchronous={db_engine.SQLITE_SYNCHRONOUS}")
+                if self._level is not None:  # every other transaction on it waits for the disk again
+                    self.raw.execute(f"PRAGMA synchronous={int(self._level)}")
+                    self._level = None
             except Exception:
                 fairy.invalidate()  # a connection that cannot even roll back is not reused
                 if exc is not None:
