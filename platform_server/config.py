@@ -61,8 +61,9 @@ class DatabaseSection:
     # Connections kept open; 0: one per request thread ([server] max_workers) and BACKGROUND_CONNECTIONS
     # more, so calls never open and close connections under load (PlatformConfig.pool_size).
     pool_size: int = _opt(0, 0, 1000)
-    # PostgreSQL: false lets an identify's transaction (its answer and audit entry) commit without
-    # waiting for the disk (db.unit_of_work.commit_without_flush; what that risks: docs/platform-configuration.md).
+    # Both databases: false lets an identify's transaction (its answer and audit entry) commit without
+    # waiting for the disk (db.unit_of_work.DriverTransaction, flushed=False; what that risks:
+    # docs/platform-configuration.md).
     identify_synchronous_commit: bool = _opt(False)  # noqa: FBT003
 
 
