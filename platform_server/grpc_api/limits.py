@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 # Times any request may carry: a kiosk clock or a batch outside these is a bug or an attack.
 TIME_RANGE = (dt.datetime(2000, 1, 1, tzinfo=dt.UTC), dt.datetime(2100, 1, 1, tzinfo=dt.UTC))
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_TIME_LOW, _TIME_HIGH = ((t - _EPOCH).total_seconds() for t in TIME_RANGE)
 _TIMESTAMP = "google.protobuf.Timestamp"
 MAX_VIOLATIONS = 20  # named in one answer; a request can break many limits at once
 
@@ -316,42 +317,138 @@ def _timestamp_problem(seconds: int, nanos: int) -> str:
     """What is wrong with a Timestamp ("" if nothing)."""
     if not 0 <= nanos < 1_000_000_000:
         return f"nanos {nanos} outside 0..999999999"
-    low, high = ((t - _EPOCH).total_seconds() for t in TIME_RANGE)
-    if not low <= seconds < high:
+    if not _TIME_LOW <= seconds < _TIME_HIGH:
         return f"seconds {seconds} outside {TIME_RANGE[0]:%Y-%m-%d} .. {TIME_RANGE[1]:%Y-%m-%d} (exclusive)"
     return ""
 
 
 def violations(message: Message, table: dict[str, dict[str, Limit]] | None = None, prefix: str = "") -> list[Violation]:
     """Every broken limit in a request (and its nested messages), in field order."""
-    table = LIMITS if table is None else table
-    fields = table.get(message.DESCRIPTOR.full_name, {})
-    found: list[Violation] = []
-    for field in message.DESCRIPTOR.fields:
-        limit = fields.get(field.name) or _unlisted(field)
-        path = prefix + field.name
-        value = getattr(message, field.name)
-        repeated = field.is_repeated
-        if repeated and limit.max_len is not None and len(value) > limit.max_len:
-            found.append(Violation(path, f"{len(value)} items, the limit is {limit.max_len}"))
-            continue
-        if field.type == FieldDescriptor.TYPE_MESSAGE:
-            items = list(enumerate(value)) if repeated else ([(None, value)] if message.HasField(field.name) else [])
-            timestamp = field.message_type is not None and field.message_type.full_name == _TIMESTAMP
-            for index, item in items:
-                where = path if index is None else f"{path}[{index}]"
-                if timestamp:
-                    problem = _timestamp_problem(item.seconds, item.nanos)
-                    if problem:
-                        found.append(Violation(where, problem))
-                else:
-                    found += violations(item, table, where + ".")
-            continue
-        for index, item in enumerate(value) if repeated else [(None, value)]:
-            problem = _scalar_problem(field, item, limit)
+    checker = _DEFAULT_CHECKER if table is None else RequestChecker(table)
+    return checker.violations(message, prefix)
+
+
+# What a field's check does, decided once per field when its message is first checked.
+_SKIP, _STRING, _BYTES, _ENUM_VALUE, _NUMBER, _FLOAT, _TIMESTAMP_VALUE, _MESSAGE = range(8)
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldCheck:
+    """One field's check, compiled: the descriptor walk, the table look-up and the kind decided once."""
+
+    name: str
+    field: Any  # its FieldDescriptor, for the words of a violation
+    limit: Limit
+    kind: int
+    repeated: bool
+    enum_numbers: frozenset[int] = frozenset()
+
+
+class RequestChecker:
+    """The table compiled per message type: the same answers as walking the descriptors, far less work a call.
+
+    Every request of every call is checked, so the walk over descriptors (their attributes, the table's
+    look-ups, each field's kind) is done once per message type and kept; a call reads its fields and
+    compares. The words of a violation still come from `_scalar_problem`, so they cannot drift.
+    """
+
+    def __init__(self, table: dict[str, dict[str, Limit]]) -> None:
+        self._table = table
+        self._plans: dict[str, tuple[_FieldCheck, ...]] = {}
+
+    def violations(self, message: Message, prefix: str = "") -> list[Violation]:
+        """Every broken limit in `message` (and its nested messages), in field order."""
+        found: list[Violation] = []
+        self._walk(message, prefix, found)
+        return found
+
+    def _plan(self, descriptor: Any) -> tuple[_FieldCheck, ...]:
+        """The message type's compiled checks, made on its first request."""
+        plan = self._plans.get(descriptor.full_name)
+        if plan is None:
+            fields = self._table.get(descriptor.full_name, {})
+            plan = tuple(_compile(field, fields.get(field.name) or _unlisted(field)) for field in descriptor.fields)
+            self._plans[descriptor.full_name] = plan
+        return plan
+
+    def _walk(self, message: Message, prefix: str, found: list[Violation]) -> None:
+        """Append the violations of `message`'s fields to `found`, in field order (paths under `prefix`)."""
+        for check in self._plan(message.DESCRIPTOR):
+            kind = check.kind
+            if kind == _SKIP:
+                continue
+            if check.repeated:
+                items = getattr(message, check.name)
+                if not items:
+                    continue
+                limit = check.limit
+                if limit.max_len is not None and len(items) > limit.max_len:
+                    found.append(Violation(prefix + check.name, f"{len(items)} items, the limit is {limit.max_len}"))
+                    continue
+                for index, item in enumerate(items):
+                    self._check_one(check, item, f"{prefix}{check.name}[{index}]", found)
+            elif kind in {_MESSAGE, _TIMESTAMP_VALUE}:
+                if message.HasField(check.name):
+                    self._check_one(check, getattr(message, check.name), prefix + check.name, found)
+            else:
+                value = getattr(message, check.name)
+                if not _scalar_ok(check, value):
+                    found.append(Violation(prefix + check.name, _scalar_problem(check.field, value, check.limit)))
+
+    def _check_one(self, check: _FieldCheck, value: Any, path: str, found: list[Violation]) -> None:
+        """One value of a field: a nested message walked, a Timestamp bounded, a scalar compared."""
+        if check.kind == _MESSAGE:
+            self._walk(value, path + ".", found)
+        elif check.kind == _TIMESTAMP_VALUE:
+            problem = _timestamp_problem(value.seconds, value.nanos)
             if problem:
-                found.append(Violation(path if index is None else f"{path}[{index}]", problem))
-    return found
+                found.append(Violation(path, problem))
+        elif not _scalar_ok(check, value):
+            found.append(Violation(path, _scalar_problem(check.field, value, check.limit)))
+
+
+def _compile(field: Any, limit: Limit) -> _FieldCheck:
+    """A field's check: what kind of value it holds and whether anything about it is bounded at all."""
+    repeated = bool(field.is_repeated)
+    kind = _NUMBER
+    enum_numbers: frozenset[int] = frozenset()
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        message_type = field.message_type
+        kind = _TIMESTAMP_VALUE if message_type is not None and message_type.full_name == _TIMESTAMP else _MESSAGE
+    elif field.type == FieldDescriptor.TYPE_ENUM:
+        kind = _ENUM_VALUE
+        enum_numbers = frozenset(field.enum_type.values_by_number)
+    elif field.type == FieldDescriptor.TYPE_STRING:
+        kind = _STRING
+    elif field.type == FieldDescriptor.TYPE_BYTES:
+        kind = _BYTES if limit.max_len is not None or repeated else _SKIP
+    elif field.type in {FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE}:
+        kind = _FLOAT
+    elif limit.minimum is None and limit.maximum is None and not repeated:
+        kind = _SKIP  # a flag, or a number without a range: nothing to compare
+    return _FieldCheck(field.name, field, limit, kind, repeated, enum_numbers)
+
+
+def _scalar_ok(check: _FieldCheck, value: Any) -> bool:  # noqa: PLR0911
+    """Whether one scalar value is within its limit (the fast path; `_scalar_problem` words a failure)."""
+    kind, limit = check.kind, check.limit
+    if kind == _STRING:
+        size = len(value)
+        if size < limit.min_len or (limit.max_len is not None and size > limit.max_len):
+            return False
+        return not value or limit.pattern is None or limit.pattern.fullmatch(value) is not None
+    if kind == _BYTES:
+        return limit.max_len is None or len(value) <= limit.max_len
+    if kind == _ENUM_VALUE:
+        return value in check.enum_numbers
+    if kind == _FLOAT and not math.isfinite(value):
+        return False
+    if limit.minimum is not None and value < limit.minimum:
+        return False
+    return limit.maximum is None or value <= limit.maximum
+
+
+_DEFAULT_CHECKER = RequestChecker(LIMITS)
 
 
 def invalid_argument_status(request_name: str, found: list[Violation]) -> grpc.Status:
@@ -387,8 +484,12 @@ class RequestLimitsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg
     """Checks every request of the platform's services against the table before the servicer sees it."""
 
     def __init__(self, table: dict[str, dict[str, Limit]] | None = None) -> None:
-        self._table = LIMITS if table is None else table
+        self._checker = RequestChecker(LIMITS if table is None else table)
         self._requests = request_types()
+        # Per method, the handler last wrapped and its wrapping: the services' handlers are the same
+        # objects call after call, so each is wrapped once (an interceptor that builds a handler per
+        # call, as the organisers' does, gets its handler wrapped per call).
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
     def intercept_service(
         self,
@@ -400,11 +501,17 @@ class RequestLimitsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg
         descriptor = self._requests.get(handler_call_details.method)
         if handler is None or descriptor is None or handler.request_streaming:
             return handler
-        return _checked(handler, descriptor.name, self._table)
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = _checked(handler, descriptor.name, self._checker)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
 
 def _checked(
-    handler: grpc.RpcMethodHandler[Any, Any], name: str, table: dict[str, dict[str, Limit]]
+    handler: grpc.RpcMethodHandler[Any, Any], name: str, checker: RequestChecker
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """The handler with its request checked first; undecodable bytes reach it as _Malformed, not as an error."""
     deserialize = handler.request_deserializer
@@ -421,7 +528,7 @@ def _checked(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"请求无法解析 / {name} is not a well-formed message (invalid UTF-8 or truncated): {request.error}",
             )
-        found = violations(request, table)
+        found = checker.violations(request)
         if found:
             context.abort_with_status(invalid_argument_status(name, found))
 
