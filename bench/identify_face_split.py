@@ -61,10 +61,14 @@ def main() -> None:
         reference = pool.encode_reference(photo.read_bytes())
 
         def old() -> tuple[Any, Any]:
-            executor = pool._executor  # noqa: SLF001 - the old layout, on the same workers
-            live = executor.submit(face_pool._call, "check", (evidence, captures), "liveness")  # noqa: SLF001
-            compared = executor.submit(face_pool._call, "verify", (reference, captures), "verifier")  # noqa: SLF001
-            return live.result()[1], compared.result()[1]
+            # The old layout, on the same workers: the whole check in one, the comparison in the other.
+            live, compared = pool._run(  # noqa: SLF001
+                [
+                    (face_pool._call, ("check", (evidence, captures), "liveness")),  # noqa: SLF001
+                    (face_pool._call, ("verify", (reference, captures), "verifier")),  # noqa: SLF001
+                ]
+            )
+            return live[1], compared[1]
 
         def new() -> tuple[Any, Any]:
             return pool.check_liveness_and_verify(evidence, captures, reference)

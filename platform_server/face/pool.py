@@ -20,14 +20,15 @@ reads the expert's reference from the database, so an identify refused under loa
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from platform_server import log_masking
@@ -37,6 +38,8 @@ from platform_server.face.liveness_decision import decide
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import SpawnProcess
 
     from platform_server.face.api import (
         ChallengeFrame,
@@ -60,6 +63,11 @@ MAX_RETRY_AFTER_S = 15.0
 # How long the verification that follows a passed liveness check may wait for a slot: it was admitted
 # with the check, and refusing it would make the kiosk send everything again and the check run twice.
 ADMITTED_WAIT_S = 20.0
+
+# How long a stopping pool waits for the calls in flight before it stops its workers anyway.
+CLOSE_WAIT_S = 30.0
+# How long after a failed start a dead worker's replacement is started again.
+RESTART_DELAY_S = 5.0
 
 # The worker process's own objects, built once by _init_worker: "verifier", and "liveness" when asked.
 _targets: dict[str, Any] = {}
@@ -112,8 +120,172 @@ def _compare_and_ends(
     return result, _targets["liveness"].ends_part(last, captures, compared)
 
 
-def _ready() -> int:
-    return os.getpid()
+def _worker_main(
+    connection: Connection,
+    factory: Callable[[], FaceVerifier | None],
+    log_level: str | None,
+    log_file: str | None,
+    liveness_factory: Callable[[], LivenessChecker | None] | None,
+) -> None:
+    """A face worker: build its objects once, say so, then run each task the pipe brings until told to stop.
+
+    A task is (function, args) and its answer ("ok", result) or ("raised", exception). The serving
+    process stops its workers itself (`None`, or its end of the pipe closing when it dies), so Ctrl-C
+    in a terminal, which reaches the whole process group, does not kill a worker under a call.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _init_worker(factory, log_level, log_file, liveness_factory)
+    except BaseException as err:
+        connection.send(("failed", f"{type(err).__name__}: {err}"))
+        raise
+    connection.send(("ready", os.getpid()))
+    while True:
+        try:
+            task = connection.recv()
+        except EOFError:
+            return  # the serving process is gone
+        if task is None:
+            return
+        function, args = task
+        try:
+            answer: tuple[str, Any] = ("ok", function(*args))
+        except Exception as err:  # any failure goes back to the caller, as a call's would
+            answer = ("raised", err)
+        try:
+            connection.send(answer)
+        except Exception as err:  # an answer that does not pickle: its words do
+            connection.send(("raised", RuntimeError(f"{type(err).__name__}: {err}")))
+
+
+class _WorkerGoneError(Exception):
+    """The worker process ended (killed, crashed): its pipe closed under a task."""
+
+
+class _Worker:
+    """One worker process and this process's end of its pipe: a task is sent and its answer read on it."""
+
+    def __init__(self, initargs: tuple[Any, ...]) -> None:
+        """Start the process (spawn: the server has gRPC threads, which a fork would copy in an unknown state)."""
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process: SpawnProcess = context.Process(
+            target=_worker_main, args=(child, *initargs), name="face-worker", daemon=True
+        )
+        self.process.start()
+        child.close()  # only the worker holds that end now: its death reads as EOF here
+
+    def wait_ready(self) -> None:
+        """Wait for its objects to be built (the face models load in seconds); RuntimeError if it could not."""
+        try:
+            kind, value = self.connection.recv()
+        except (EOFError, OSError) as err:
+            raise RuntimeError(f"a face worker ended while starting (exit code {self.process.exitcode})") from err
+        if kind != "ready":
+            raise RuntimeError(f"a face worker could not start: {value}")
+
+    def send(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Hand it a task; _WorkerGoneError if the process has ended."""
+        try:
+            self.connection.send((function, args))
+        except (EOFError, OSError) as err:
+            raise _WorkerGoneError from err
+
+    def answer(self) -> tuple[str, Any]:
+        """The answer to the task sent; _WorkerGoneError if the process ended before giving it."""
+        try:
+            answer: tuple[str, Any] = self.connection.recv()
+        except (EOFError, OSError) as err:
+            raise _WorkerGoneError from err
+        return answer
+
+    def stop(self, timeout: float) -> None:
+        """Ask it to end, then make sure it has."""
+        with contextlib.suppress(OSError, EOFError):
+            self.connection.send(None)
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout)
+        self.connection.close()
+
+
+def _run_on(
+    workers: list[_Worker], tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]]
+) -> tuple[list[tuple[str, Any] | None], list[_Worker]]:
+    """The tasks in turns over the workers, each turn sent to all of them before any answer is read.
+
+    Returns each task's answer (None where its worker ended) and the workers that ended.
+    """
+    answers: list[tuple[str, Any] | None] = [None] * len(tasks)
+    gone: list[_Worker] = []
+    for offset in range(0, len(tasks), len(workers)):
+        sent: list[tuple[_Worker, int]] = []
+        for worker, index in zip(workers, range(offset, min(offset + len(workers), len(tasks))), strict=False):
+            if worker in gone:
+                continue
+            try:
+                worker.send(*tasks[index])
+                sent.append((worker, index))
+            except _WorkerGoneError:
+                gone.append(worker)
+        for worker, index in sent:
+            try:
+                answers[index] = worker.answer()
+            except _WorkerGoneError:
+                gone.append(worker)
+    return answers, gone
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A call waiting for `count` idle workers; they are handed to it under the line's lock."""
+
+    count: int
+    handed: threading.Event = field(default_factory=threading.Event)
+    workers: list[_Worker] = field(default_factory=list)
+
+
+class _IdleWorkers:
+    """The idle workers and the line of calls waiting for them, first come first served.
+
+    A call takes all the workers it runs on at once (two for a check split over two workers), so two
+    calls never each hold one worker while waiting for another; each waiter is woken alone, when its
+    workers are handed to it.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list[_Worker] = []
+        self._line: collections.deque[_Waiter] = collections.deque()
+        self._lock = threading.Lock()
+
+    def take(self, count: int, timeout: float | None = None) -> list[_Worker] | None:
+        """`count` idle workers, waiting in line for them; None if `timeout` passed first."""
+        with self._lock:
+            if not self._line and len(self._idle) >= count:
+                return [self._idle.pop() for _ in range(count)]
+            waiter = _Waiter(count)
+            self._line.append(waiter)
+        if waiter.handed.wait(timeout):
+            return waiter.workers
+        with self._lock:
+            if waiter.handed.is_set():  # handed just as the wait ended
+                return waiter.workers
+            self._line.remove(waiter)
+            self._hand_out()  # a waiter behind it may now be served
+        return None
+
+    def give_back(self, workers: list[_Worker]) -> None:
+        """Workers idle again: to the calls in line first."""
+        with self._lock:
+            self._idle.extend(workers)
+            self._hand_out()
+
+    def _hand_out(self) -> None:
+        while self._line and len(self._idle) >= self._line[0].count:
+            waiter = self._line.popleft()
+            waiter.workers = [self._idle.pop() for _ in range(waiter.count)]
+            waiter.handed.set()
 
 
 def _combine(motion: MotionPart, ends: EndsPart) -> LivenessVerdict:
@@ -226,19 +398,83 @@ class ProcessFaceVerifier:
         # Per request thread: .next_admitted, its next call waits for a slot instead of being refused;
         # .places_taken, `admission` holds the places of its next call (2: side by side; 1: a verify).
         self._this_thread = threading.local()
-        self._executor = self._new_executor()
+        # Each worker on a pipe of its own, driven by the calling thread: a task is pickled and sent
+        # by the request thread itself and its answer read there, with no executor's threads between
+        # (they cost the serving process about 0.35 ms of CPU a call; bench/face_pool_calls.py).
+        self._initargs = (self._factory, *self._log, self._liveness_factory)
+        self._idle = _IdleWorkers()
+        self._workers: set[_Worker] = set()  # every worker process started and not yet stopped
+        self._closing = threading.Event()
         # Start every worker now (and wait for its models), not on the first expert's face.
-        for future in [self._executor.submit(_ready) for _ in range(processes)]:
-            future.result()
+        started = [_Worker(self._initargs) for _ in range(processes)]
+        self._workers.update(started)
+        try:
+            for worker in started:
+                worker.wait_ready()
+        except BaseException:
+            for worker in started:
+                worker.stop(timeout=5.0)
+            raise
+        self._idle.give_back(started)
 
-    def _new_executor(self) -> ProcessPoolExecutor:
-        # spawn: the server process has gRPC threads, which a fork would copy in an unknown state.
-        return ProcessPoolExecutor(
-            max_workers=self.processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(self._factory, *self._log, self._liveness_factory),
-        )
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (for tests and figures)."""
+        return sorted(w.process.pid for w in list(self._workers) if w.process.pid is not None)
+
+    def _run(self, tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
+        """The tasks side by side, each in a worker of its own (in turns when fewer run); results in order.
+
+        Called in places the caller holds (`_Slots`), so the wait for idle workers is the queue's.
+
+        Raises:
+            TransientError: a worker process ended under a task (it is replaced; the other workers'
+                answers are read first, so none goes back idle with an answer unread).
+
+        """
+        workers = self._idle.take(min(len(tasks), self.processes))
+        assert workers is not None  # no timeout: the places bound the line
+        answers, gone = _run_on(workers, tasks)
+        self._idle.give_back([w for w in workers if w not in gone])
+        for worker in gone:
+            self._replace(worker)
+        if gone:
+            raise TransientError("a face verification worker stopped; try again")
+        results = []
+        for answer in answers:
+            assert answer is not None  # every task answered when no worker ended
+            kind, value = answer
+            if kind == "raised":
+                raise value
+            results.append(value)
+        return results
+
+    def _replace(self, dead: _Worker) -> None:
+        """Start a worker in place of one that ended, on a thread: calls go on meanwhile on the others."""
+        log.error("a face verification worker ended (exit code %s); starting another", dead.process.exitcode)
+        self._workers.discard(dead)
+        dead.stop(timeout=1.0)
+
+        def start() -> None:
+            while not self._closing.is_set():
+                try:
+                    worker = _Worker(self._initargs)
+                except OSError:
+                    log.exception("a face worker could not be started; trying again in %.0f s", RESTART_DELAY_S)
+                    self._closing.wait(RESTART_DELAY_S)
+                    continue
+                self._workers.add(worker)
+                try:
+                    worker.wait_ready()
+                except RuntimeError:
+                    self._workers.discard(worker)
+                    worker.stop(timeout=1.0)
+                    log.exception("trying again in %.0f s", RESTART_DELAY_S)
+                    self._closing.wait(RESTART_DELAY_S)
+                    continue
+                self._idle.give_back([worker])
+                return
+
+        threading.Thread(target=start, name="face-worker-restart", daemon=True).start()
 
     @property
     def threshold(self) -> float:
@@ -296,16 +532,14 @@ class ProcessFaceVerifier:
         elif not self._slots.take(admitted=False, places=2):
             raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s(2))
         try:
-            executor = self._executor
             started = time.monotonic()
-            try:
-                last = evidence.frames[-1] if evidence.frames else None
-                motion_task = executor.submit(_call, "motion_part", (evidence,), "liveness")
-                ends_task = executor.submit(_compare_and_ends, reference_encoding, tuple(captures), last)
-                (_, motion), ((kind, value), ends) = motion_task.result(), ends_task.result()
-            except BrokenProcessPool as err:
-                self._replace_broken(executor)
-                raise TransientError("a face verification worker stopped; try again") from err
+            last = evidence.frames[-1] if evidence.frames else None
+            (_, motion), ((kind, value), ends) = self._run(
+                [
+                    (_call, ("motion_part", (evidence,), "liveness")),
+                    (_compare_and_ends, (reference_encoding, tuple(captures), last)),
+                ]
+            )
             took = time.monotonic() - started
             mean = self._mean_call_s
             self._mean_call_s = took if mean is None else 0.9 * mean + 0.1 * took
@@ -379,16 +613,11 @@ class ProcessFaceVerifier:
         elif not self._slots.take(admitted=admitted):
             raise OverloadedError("人脸比对繁忙 / face verification is busy", self.retry_after_s())
         try:
-            executor = self._executor
             started = time.monotonic()
-            try:
-                kind, value = executor.submit(_call, method, args, target).result()
-                took = time.monotonic() - started
-                mean = self._mean_call_s
-                self._mean_call_s = took if mean is None else 0.9 * mean + 0.1 * took
-            except BrokenProcessPool as err:
-                self._replace_broken(executor)
-                raise TransientError("a face verification worker stopped; try again") from err
+            [(kind, value)] = self._run([(_call, (method, args, target))])
+            took = time.monotonic() - started
+            mean = self._mean_call_s
+            self._mean_call_s = took if mean is None else 0.9 * mean + 0.1 * took
         finally:
             self._slots.give_back()
         if kind == "image":
@@ -428,16 +657,15 @@ class ProcessFaceVerifier:
             self._line_end = min(turn, now + MAX_RETRY_AFTER_S)
             return round(self._line_end - now, 2)
 
-    def _replace_broken(self, broken: ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._executor is broken:
-                log.error("a face verification worker died; starting a new pool")
-                self._executor = self._new_executor()
-                broken.shutdown(wait=False, cancel_futures=True)
-
     def close(self) -> None:
-        """Stop the workers (calls in progress finish first)."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the workers: calls in progress finish first (for up to CLOSE_WAIT_S), then each is told to end."""
+        self._closing.set()
+        idle = self._idle.take(self.processes, timeout=CLOSE_WAIT_S) or []
+        if len(idle) < self.processes:
+            log.warning("face workers: calls still running after %.0f s; stopping the workers anyway", CLOSE_WAIT_S)
+        for worker in list(self._workers):
+            worker.stop(timeout=10.0 if worker in idle else 1.0)
+        self._workers.clear()
 
 
 class PooledLivenessChecker:

@@ -3,6 +3,8 @@ event order without a global lock, heartbeats without writes, faces in worker pr
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import urllib.error
@@ -15,7 +17,7 @@ import sqlalchemy as sa
 
 from platform_server.db.engine import is_up_to_date, make_engine, upgrade
 from platform_server.db.models import Kiosk
-from platform_server.errors import OverloadedError
+from platform_server.errors import OverloadedError, TransientError
 from platform_server.face.api import (
     ChallengeFrame,
     FaceImageError,
@@ -255,6 +257,41 @@ def test_half_the_queue_is_kept_for_identifies_sent_again_after_a_busy_answer() 
     finally:
         release.set()
         pool.close()
+
+
+def test_a_face_worker_killed_under_a_call_fails_that_call_alone_and_is_replaced() -> None:
+    """The other worker's call completes; the dead one's answers "try again"; a new worker takes its place."""
+    pool = ProcessFaceVerifier(make_slow, threshold=0.5, processes=2, queue=2)
+    outcomes: dict[str, object] = {}
+
+    def identify(name: str) -> None:
+        try:
+            outcomes[name] = pool.verify(b"personAA", [b"personAA-capture"])
+        except TransientError as err:
+            outcomes[name] = err
+
+    try:
+        first, second = pool.worker_pids()
+        callers = [threading.Thread(target=identify, args=(name,)) for name in ("a", "b")]
+        for caller in callers:
+            caller.start()
+        wait_until(lambda: pool.free_places == 2, timeout=30, what="both calls in their places")
+        os.kill(first, signal.SIGKILL)  # whether its call was sent yet or not, that call fails
+        for caller in callers:
+            caller.join(60)
+        failed = [v for v in outcomes.values() if isinstance(v, TransientError)]
+        served = [v for v in outcomes.values() if not isinstance(v, TransientError)]
+        assert len(failed) == 1, outcomes
+        assert len(served) == 1, outcomes
+        assert served[0].matched  # type: ignore[attr-defined]
+        wait_until(lambda: len(pool.worker_pids()) == 2, timeout=60, what="a worker started in the dead one's place")
+        assert first not in pool.worker_pids()
+        assert second in pool.worker_pids()  # the other was never stopped
+        assert pool.verify(b"personAA", [b"personAA-capture"]).matched
+        assert pool.free_places == 4
+    finally:
+        pool.close()
+    assert not pool.worker_pids()
 
 
 def test_the_verification_after_a_passed_liveness_check_waits_for_a_worker_instead_of_being_refused() -> None:
