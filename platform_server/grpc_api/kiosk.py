@@ -13,11 +13,13 @@ from platform_server.services import check_in, identify, kiosk_access, kiosks
 from platform_server.services.refusals import Reason
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Callable
 
     import grpc
 
     from platform_server.db.unit_of_work import UnitOfWork
+    from platform_server.services.batches import BatchView
     from platform_server.services.context import ServiceContext
 
 _Identify = kiosk_pb2.IdentifyExpertResponse
@@ -74,8 +76,11 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
         return self._kiosk_context(request.kiosk_id)
 
     def _kiosk_context(self, kiosk_id: str) -> kiosk_pb2.GetKioskContextResponse:
-        """GetKioskContext's answer, also carried by every Heartbeat's."""
-        batch, now = kiosks.kiosk_context(self._new_uow(), self._ctx, kiosk_id)
+        """GetKioskContext's answer."""
+        return self._context_response(*kiosks.kiosk_context(self._new_uow(), self._ctx, kiosk_id))
+
+    def _context_response(self, batch: BatchView | None, now: dt.datetime) -> kiosk_pb2.GetKioskContextResponse:
+        """The kiosk's context as GetKioskContext answers it, also carried by every Heartbeat's answer."""
         response = kiosk_pb2.GetKioskContextResponse(
             server_time=convert.timestamp(now),
             # [face] liveness = "kiosk": no checker reads the frames, so the kiosk need not upload them.
@@ -233,7 +238,8 @@ class KioskServicer(kiosk_pb2_grpc.KioskServiceServicer):  # type: ignore[misc] 
         return kiosk_pb2.HeartbeatResponse(
             server_time=convert.timestamp(answer.server_time),
             stock_low=answer.stock_low,
-            context=self._kiosk_context(request.kiosk_id),
+            # Read with the stored beat, in the beat's one read transaction (no second one for it).
+            context=self._context_response(answer.batch, answer.server_time),
         )
 
     @maps_errors

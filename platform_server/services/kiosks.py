@@ -62,11 +62,12 @@ class HeartbeatCommand:
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatAnswer:
-    """The platform's reply: its clock and whether stock is low."""
+    """The platform's reply: its clock, whether stock is low, and the batch the kiosk serves (as `kiosk_context`)."""
 
     server_time: dt.datetime
     stock_low: bool
     registered: bool
+    batch: BatchView | None = None  # read with the stored beat, in the same statement
 
 
 def register_kiosk(  # noqa: PLR0917
@@ -137,21 +138,29 @@ def kiosk_context(uow: UnitOfWork, ctx: ServiceContext, kiosk_id: str) -> tuple[
 
     def read(d: SqlTransaction) -> BatchView | None:
         row = d.execute(_KIOSK_BATCH, {"kiosk_id": kiosk_id}).fetchone()
-        if row is None:
-            return None
-        if row[0] is not None:  # the kiosk's own batch, if still open
-            return _batch_view(row[1:]) if row[1] is not None else None
-        open_batches = d.execute(_OPEN_BATCHES).fetchall()
-        return _batch_view(open_batches[0]) if len(open_batches) == 1 else None
+        return None if row is None else _served_batch(d, row)
 
     batch = run_driver_transaction(uow, read, read_only=True)
     return batch, ctx.clock()
 
 
-_LAST_BEAT = (
-    "SELECT last_heartbeat_at, devices_json, band_stock, pending_check_ins, out_of_service, software_version,"
-    " printer_paper FROM kiosks WHERE kiosk_id = :kiosk_id"
+def _served_batch(d: SqlTransaction, columns: Sequence[Any]) -> BatchView | None:
+    """The batch a kiosk serves, from its row's _KIOSK_BATCH columns: its own if open, else the only open one."""
+    if columns[0] is not None:  # the kiosk's own batch, if still open
+        return _batch_view(columns[1:]) if columns[1] is not None else None
+    open_batches = d.execute(_OPEN_BATCHES).fetchall()
+    return _batch_view(open_batches[0]) if len(open_batches) == 1 else None
+
+
+# The stored beat and, after it, _KIOSK_BATCH's columns: a beat's comparison and its answer's context
+# in one statement of one read transaction (a beat is most of a kiosk's calls: 40 a second for 200).
+_LAST_BEAT = _KIOSK_BATCH.replace(
+    "SELECT ",
+    "SELECT k.last_heartbeat_at, k.devices_json, k.band_stock, k.pending_check_ins, k.out_of_service,"
+    " k.software_version, k.printer_paper, ",
+    1,
 )
+_BATCH_COLUMNS = 7  # where _KIOSK_BATCH's columns start in a _LAST_BEAT row
 
 
 class _Beat(enum.Enum):
@@ -163,18 +172,29 @@ class _Beat(enum.Enum):
     HEALTH = "health"  # a device, the service state or the paper changed: written with an audit entry
 
 
-def _compare_beat(uow: UnitOfWork, cmd: HeartbeatCommand, devices: str, now: dt.datetime) -> _Beat:
-    """Read the stored beat and say what this one changes.
+def _compare_beat(
+    uow: UnitOfWork, cmd: HeartbeatCommand, devices: str, now: dt.datetime
+) -> tuple[_Beat, BatchView | None]:
+    """Read the stored beat and say what this one changes; with it, the batch the kiosk serves.
 
     A read-only transaction: on SQLite it does not queue for the write lock.
     """
-    # One statement on a driver connection: no Session, no write lock (about 40 beats/s for 200 kiosks);
-    # retried like every transaction when the database is briefly unreachable.
-    row = run_driver_transaction(
-        uow, lambda d: d.execute(_LAST_BEAT, {"kiosk_id": cmd.kiosk_id}).fetchone(), read_only=True
-    )
+
+    def read(d: SqlTransaction) -> tuple[Sequence[Any] | None, BatchView | None]:
+        row = d.execute(_LAST_BEAT, {"kiosk_id": cmd.kiosk_id}).fetchone()
+        return (None, None) if row is None else (row, _served_batch(d, row[_BATCH_COLUMNS:]))
+
+    # One statement on a driver connection (two for a kiosk without a batch of its own): no Session,
+    # no write lock (about 40 beats/s for 200 kiosks); retried like every transaction when the
+    # database is briefly unreachable.
+    row, batch = run_driver_transaction(uow, read, read_only=True)
     if row is None:
-        return _Beat.UNKNOWN
+        return _Beat.UNKNOWN, None
+    return _what_changed(row, cmd, devices, now), batch
+
+
+def _what_changed(row: Sequence[Any], cmd: HeartbeatCommand, devices: str, now: dt.datetime) -> _Beat:
+    """How a beat compares with the stored one (a _LAST_BEAT row)."""
     stored_devices, stock, pending, version, paper = row[1], row[2], row[3], row[5], row[6]
     last, out_of_service = utc_read(row[0]), bool(row[4])
     if (stored_devices, out_of_service, paper) != (devices, cmd.out_of_service, cmd.printer_paper[:10]):
@@ -220,14 +240,14 @@ def heartbeat(uow: UnitOfWork, ctx: ServiceContext, cmd: HeartbeatCommand) -> He
     now = ctx.clock()
     devices = json.dumps([asdict(d) for d in cmd.devices], ensure_ascii=False, sort_keys=True)
     stock_low = cmd.band_stock <= ctx.rules.band_stock_low
-    beat = _compare_beat(uow, cmd, devices, now)
+    beat, batch = _compare_beat(uow, cmd, devices, now)
     if beat is _Beat.UNKNOWN:
         return HeartbeatAnswer(now, stock_low=False, registered=False)
     if beat is _Beat.UNCHANGED:
-        return HeartbeatAnswer(now, stock_low=stock_low, registered=True)
+        return HeartbeatAnswer(now, stock_low=stock_low, registered=True, batch=batch)
     if beat is _Beat.FIGURES:
         written = run_driver_transaction(uow, lambda d: _write_figures(d, cmd, now), flushed=False)
-        return HeartbeatAnswer(now, stock_low=stock_low and written, registered=written)
+        return HeartbeatAnswer(now, stock_low=stock_low and written, registered=written, batch=batch)
 
     def store_health(u: UnitOfWork) -> HeartbeatAnswer:
         kiosk = u.session.execute(sa.select(Kiosk).where(Kiosk.kiosk_id == cmd.kiosk_id)).scalar_one_or_none()
@@ -252,7 +272,7 @@ def heartbeat(uow: UnitOfWork, ctx: ServiceContext, cmd: HeartbeatCommand) -> He
         kiosk.software_version = cmd.software_version[:64]
         kiosk.printer_paper = cmd.printer_paper[:10]
         u.commit()
-        return HeartbeatAnswer(now, stock_low=stock_low, registered=True)
+        return HeartbeatAnswer(now, stock_low=stock_low, registered=True, batch=batch)
 
     # In the retry loop like every kiosk write: a lock held past its bound ends as "try again".
     return run_transaction(uow, store_health)

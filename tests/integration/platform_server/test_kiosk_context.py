@@ -1,4 +1,4 @@
-"""The kiosk's context (its batch for the home screen), read on a driver connection, as every heartbeat asks.
+"""The kiosk's context (its batch for the home screen), read on a driver connection, as every heartbeat carries it.
 
 On SQLite and PostgreSQL (each driver's timestamps and booleans), against the batch as the organiser's
 services read it through the ORM.
@@ -27,8 +27,13 @@ def seeded(db_url: str) -> Iterator[Seeded]:
 
 
 def _context(s: Seeded, kiosk_id: str) -> batches.BatchView | None:
+    """The kiosk's context as GetKioskContext reads it, checked against what a beat's answer carries."""
     batch, now = kiosks.kiosk_context(s.new_uow(), s.ctx, kiosk_id)
     assert now == s.ctx.clock()
+    # A beat reads the same context with its stored beat, in its one read transaction.
+    beat = kiosks.heartbeat(s.new_uow(), s.ctx, kiosks.HeartbeatCommand(kiosk_id, (), 100, 0, False, "1.0"))
+    assert beat.batch == batch
+    assert beat.registered == (kiosk_id != "K-nobody")
     return batch
 
 
