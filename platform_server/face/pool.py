@@ -24,6 +24,7 @@ import collections
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -210,33 +211,6 @@ class _Worker:
         self.connection.close()
 
 
-def _run_on(
-    workers: list[_Worker], tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]]
-) -> tuple[list[tuple[str, Any] | None], list[_Worker]]:
-    """The tasks in turns over the workers, each turn sent to all of them before any answer is read.
-
-    Returns each task's answer (None where its worker ended) and the workers that ended.
-    """
-    answers: list[tuple[str, Any] | None] = [None] * len(tasks)
-    gone: list[_Worker] = []
-    for offset in range(0, len(tasks), len(workers)):
-        sent: list[tuple[_Worker, int]] = []
-        for worker, index in zip(workers, range(offset, min(offset + len(workers), len(tasks))), strict=False):
-            if worker in gone:
-                continue
-            try:
-                worker.send(*tasks[index])
-                sent.append((worker, index))
-            except _WorkerGoneError:
-                gone.append(worker)
-        for worker, index in sent:
-            try:
-                answers[index] = worker.answer()
-            except _WorkerGoneError:
-                gone.append(worker)
-    return answers, gone
-
-
 @dataclass(eq=False)
 class _Waiter:
     """A call waiting for `count` idle workers; they are handed to it under the line's lock."""
@@ -247,11 +221,11 @@ class _Waiter:
 
 
 class _IdleWorkers:
-    """The idle workers and the line of calls waiting for them, first come first served.
+    """The idle workers and the line of places waiting for them, first come first served.
 
-    A call takes all the workers it runs on at once (two for a check split over two workers), so two
-    calls never each hold one worker while waiting for another; each waiter is woken alone, when its
-    workers are handed to it.
+    A call's tasks join the line together, one place each (`join`), so a call holding some of its
+    workers waits only for calls that came before it; each waiter is woken alone, when a worker is
+    handed to it. `take` (several workers for one place) is for stopping the pool.
     """
 
     def __init__(self) -> None:
@@ -274,6 +248,19 @@ class _IdleWorkers:
             self._line.remove(waiter)
             self._hand_out()  # a waiter behind it may now be served
         return None
+
+    def join(self, count: int) -> list[_Waiter]:
+        """`count` places in the line, one worker each, side by side: a call's tasks are served before any later call's.
+
+        A call that holds some of its workers while waiting for the rest waits only for workers held
+        by calls that came before it, whose places were all served and whose tasks end by themselves,
+        so calls never wait on each other in a circle, and no worker stands idle while tasks wait.
+        """
+        with self._lock:
+            waiters = [_Waiter(1) for _ in range(count)]
+            self._line.extend(waiters)
+            self._hand_out()
+        return waiters
 
     def give_back(self, workers: list[_Worker]) -> None:
         """Workers idle again: to the calls in line first."""
@@ -422,19 +409,23 @@ class ProcessFaceVerifier:
         return sorted(w.process.pid for w in list(self._workers) if w.process.pid is not None)
 
     def _run(self, tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
-        """The tasks side by side, each in a worker of its own (in turns when fewer run); results in order.
+        """The tasks side by side, each in a worker of its own (in turn on one when fewer run); results in order.
 
-        Called in places the caller holds (`_Slots`), so the wait for idle workers is the queue's.
+        Each worker goes back to the line as soon as its answer is read, so a worker that ends its
+        half of a call first starts the next call's task while the other half still runs. Called in
+        places the caller holds (`_Slots`), so the wait for workers is the queue's.
 
         Raises:
             TransientError: a worker process ended under a task (it is replaced; the other workers'
                 answers are read first, so none goes back idle with an answer unread).
 
         """
-        workers = self._idle.take(min(len(tasks), self.processes))
-        assert workers is not None  # no timeout: the places bound the line
-        answers, gone = _run_on(workers, tasks)
-        self._idle.give_back([w for w in workers if w not in gone])
+        answers: list[tuple[str, Any] | None] = [None] * len(tasks)
+        gone: list[_Worker] = []
+        if len(tasks) > self.processes:  # fewer workers than tasks: in turn, on one
+            self._in_turn(tasks, answers, gone)
+        else:
+            self._side_by_side(tasks, answers, gone)
         for worker in gone:
             self._replace(worker)
         if gone:
@@ -447,6 +438,45 @@ class ProcessFaceVerifier:
                 raise value
             results.append(value)
         return results
+
+    def _in_turn(
+        self, tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]], answers: list[Any], gone: list[_Worker]
+    ) -> None:
+        """Every task on one worker, one after the other (a pool of fewer workers than the call's tasks)."""
+        [waiter] = self._idle.join(1)
+        waiter.handed.wait()
+        worker = waiter.workers[0]
+        try:
+            for index, (function, args) in enumerate(tasks):
+                worker.send(function, args)
+                answers[index] = worker.answer()
+        except _WorkerGoneError:
+            gone.append(worker)
+            return
+        self._idle.give_back([worker])
+
+    def _side_by_side(
+        self, tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]], answers: list[Any], gone: list[_Worker]
+    ) -> None:
+        """Each task on a worker of its own; each worker back in the line as soon as its answer is read."""
+        pending: dict[Any, tuple[_Worker, int]] = {}  # connection -> its worker and task
+        for index, waiter in enumerate(self._idle.join(len(tasks))):
+            waiter.handed.wait()
+            worker = waiter.workers[0]
+            try:
+                worker.send(*tasks[index])
+                pending[worker.connection] = (worker, index)
+            except _WorkerGoneError:
+                gone.append(worker)
+        while pending:
+            for connection in multiprocessing.connection.wait(list(pending)):
+                worker, index = pending.pop(connection)
+                try:
+                    answers[index] = worker.answer()
+                except _WorkerGoneError:
+                    gone.append(worker)
+                    continue
+                self._idle.give_back([worker])
 
     def _replace(self, dead: _Worker) -> None:
         """Start a worker in place of one that ended, on a thread: calls go on meanwhile on the others."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -55,3 +56,17 @@ class SlowLivenessChecker:
 def make_slow_liveness() -> SlowLivenessChecker:
     """Liveness factory for the pool (module level, like make_slow)."""
     return SlowLivenessChecker(0.2)
+
+
+def wait_for_file(path: str) -> str:
+    """A task that runs until `path` exists (the test creates it), polling every 10 ms; a minute at most."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:  # noqa: PTH110 - a path as the task's text
+        time.sleep(0.01)
+    return path
+
+
+def touch(path: str) -> str:
+    """A task that creates `path` at once."""
+    with open(path, "w", encoding="utf-8"):  # noqa: PTH123
+        return path

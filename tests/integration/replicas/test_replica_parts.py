@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import grpc
 import pytest
@@ -30,12 +30,9 @@ from platform_server.grpc_api.status_mapping import status_for
 from platform_server.health_http import HealthEndpoint
 from platform_server.services import events, kiosks
 from platform_server.worker_lease import FileLease, PostgresLease
-from tests.integration.replicas.slow_verifier import make_slow, make_slow_liveness
+from tests.integration.replicas.slow_verifier import make_slow, make_slow_liveness, touch, wait_for_file
 from tests.support.waiting import wait_until
 from tests.unit.platform_server.support import Clock, seed
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 def _get(port: int) -> int:
@@ -292,6 +289,31 @@ def test_a_face_worker_killed_under_a_call_fails_that_call_alone_and_is_replaced
     finally:
         pool.close()
     assert not pool.worker_pids()
+
+
+def test_a_worker_freed_by_its_half_of_a_call_serves_the_next_call_while_the_other_half_runs(tmp_path: Path) -> None:
+    """The two halves of a check take their workers one by one, in the order calls came: none stands idle."""
+    pool = ProcessFaceVerifier(make_slow, threshold=0.5, processes=2, queue=2)
+    go, first_half, next_call = (str(tmp_path / name) for name in ("go", "first-half", "next-call"))
+    done: list[object] = []
+    try:
+        first = threading.Thread(
+            target=lambda: done.append(pool._run([(wait_for_file, (go,)), (touch, (first_half,))]))
+        )
+        first.start()
+        wait_until(lambda: os.path.exists(first_half), timeout=30, what="the first call's short half")  # noqa: PTH110
+        second = threading.Thread(target=lambda: done.append(pool._run([(touch, (next_call,)), (touch, (next_call,))])))
+        second.start()
+        # The first call's long half still runs: the worker its short half freed takes the next call's task.
+        wait_until(lambda: os.path.exists(next_call), timeout=30, what="the next call's task on the freed worker")  # noqa: PTH110
+        assert not done
+        Path(go).touch()
+        first.join(60)
+        second.join(60)
+        assert done == [[go, first_half], [next_call, next_call]]
+    finally:
+        Path(go).touch()
+        pool.close()
 
 
 def test_the_verification_after_a_passed_liveness_check_waits_for_a_worker_instead_of_being_refused() -> None:
